@@ -1,0 +1,56 @@
+"""The one console script, `kiosk`. Each area registers its own subcommands.
+
+An area module exposes ``register(subparsers)``, adding its parsers with ``set_defaults(func=...)``
+where ``func(args) -> int`` is the exit status. Modules are listed here and imported on start so
+`kiosk --help` shows every command; heavy imports belong inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, what it adds) — the order is the order in `kiosk --help`.
+AREAS: tuple[str, ...] = (
+    "onestop.host.demo",  # kiosk demo
+    "onestop.host.gateway.cli",  # kiosk gateway ..., kiosk keys ...
+    "onestop.host.settlement.cli",  # kiosk policy ...
+    "onestop.host.fwtools",  # kiosk fw ...
+    "onestop.host.bench.cli",  # kiosk bench ...
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiosk",
+        description="Onestop: one-stop medical-insurance settlement kiosks and their gateway.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the area: surface it
+                raise
+            continue  # area not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        sys.exit(2)
+    try:
+        status = func(args)
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(int(status or 0))
+
+
+if __name__ == "__main__":
+    main()
