@@ -1,0 +1,103 @@
+"""A simulated UART cable: two pseudo-terminals joined by a relay thread.
+
+One end (`device_path`) is opened by a device simulator with pyserial; the other (`host_path`) by
+the firmware (MicroPython unix port) or the gateway as its serial port. The relay paces bytes
+like a real UART at `baud` (10 bits per byte: start, 8 data, stop), counts them in each
+direction, and can be unplugged to simulate a pulled cable.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+
+
+class _End:
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo, no line discipline: bytes pass untouched
+        self.path = os.ttyname(self.slave)
+
+
+class SerialLink:
+    def __init__(self, name: str, baud: int = 115200, pace: bool = True) -> None:
+        self.name = name
+        self.baud = baud
+        self.pace = pace
+        self.connected = True
+        self.bytes_to_device = 0  # host -> device
+        self.bytes_to_host = 0  # device -> host
+        self._device = _End()
+        self._host = _End()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._relay, args=(self._host, self._device, "to_device"),
+                             name=f"{name}-to-device", daemon=True),
+            threading.Thread(target=self._relay, args=(self._device, self._host, "to_host"),
+                             name=f"{name}-to-host", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def device_path(self) -> str:
+        return self._device.path
+
+    @property
+    def host_path(self) -> str:
+        return self._host.path
+
+    def unplug(self) -> None:
+        """Bytes sent while unplugged are lost, as on a pulled cable."""
+        self.connected = False
+
+    def plug(self) -> None:
+        self.connected = True
+
+    def reset_counters(self) -> None:
+        self.bytes_to_device = self.bytes_to_host = 0
+
+    def _relay(self, src: _End, dst: _End, counter: str) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([src.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(src.master, 256)
+            except OSError:
+                return
+            if not chunk or not self.connected:
+                continue
+            if self.pace:
+                time.sleep(len(chunk) * 10 / self.baud)
+            setattr(self, "bytes_" + counter, getattr(self, "bytes_" + counter) + len(chunk))
+            view = memoryview(chunk)
+            while view and not self._stop.is_set():
+                try:
+                    written = os.write(dst.master, view)
+                except BlockingIOError:
+                    time.sleep(0.001)
+                    continue
+                except OSError:
+                    return
+                view = view[written:]
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=1)
+        for end in (self._device, self._host):
+            for fd in (end.master, end.slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> SerialLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
