@@ -1,10 +1,10 @@
 """Settlement engine: regional policy as data, one-stop calculation, annual accumulations.
 
-    policy = load_policy("reference")           # shipped name or path to a .toml; PolicyError
-    claim = Claim.from_dict(d)                  # or Claim.from_bill(person, bill, setl_date)
-    out = settle(policy, claim, accumulations)  # pure; accumulations of the person for claim.year
-    out.breakdown, out.after, out.delta
-    accumulations = cancel(accumulations, out.delta)
+policy = load_policy("reference")           # shipped name or path to a .toml; PolicyError
+claim = Claim.from_dict(d)                  # or Claim.from_bill(person, bill, setl_date)
+out = settle(policy, claim, accumulations)  # pure; accumulations of the person for claim.year
+out.breakdown, out.after, out.delta
+accumulations = cancel(accumulations, out.delta)
 """
 
 from __future__ import annotations

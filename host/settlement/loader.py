@@ -21,8 +21,8 @@ from .policy import (
     LevelRule,
     OffsiteRule,
     Policy,
-    SeriousIllnessRule,
     Segment,
+    SeriousIllnessRule,
     Tilt,
 )
 from .vocabulary import ASSISTED_CATEGORIES, HOSPITAL_LEVELS, MED_TYPES
