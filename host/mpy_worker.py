@@ -1,5 +1,6 @@
 # Runs under MicroPython: answers call requests from onestop.host.mpy.Worker, one JSON line each.
-# Requests: {"m": module, "f": function, "a": [tagged args]}; replies {"ok": tagged} or {"err": ...}.
+# Request: {"m": module, "f": function, "a": [tagged args]}.
+# Reply: {"ok": tagged value} or {"err": type, "code": ..., "msg": ...}.
 import json
 import sys
 

@@ -1,7 +1,6 @@
 """The dual-runtime harness itself: values and errors cross the MicroPython boundary intact."""
 
 import pytest
-
 from onestop.protocol.errors import ProtocolError
 
 
