@@ -28,6 +28,7 @@ from .policy import (
 from .vocabulary import ASSISTED_CATEGORIES, HOSPITAL_LEVELS, MED_TYPES
 
 _SHIPPED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_SHIPPED = resources.files("onestop.host.settlement") / "policies"
 
 
 class PolicyError(Exception):
@@ -35,10 +36,9 @@ class PolicyError(Exception):
 
 
 def shipped_policy_names() -> list[str]:
-    folder = resources.files(__package__) / "policies"
     return sorted(
         entry.name.removesuffix(".toml")
-        for entry in folder.iterdir()
+        for entry in _SHIPPED.iterdir()
         if entry.name.endswith(".toml")
     )
 
@@ -52,8 +52,9 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
         raise PolicyError(
             f"unknown policy {text!r}: shipped policies are {shipped}; or give a path to a .toml"
         )
-    resource = resources.files(__package__) / "policies" / f"{text}.toml"
-    return parse_policy(resource.read_text(encoding="utf-8"), source=f"{text}.toml")
+    return parse_policy(
+        (_SHIPPED / f"{text}.toml").read_text(encoding="utf-8"), source=f"{text}.toml"
+    )
 
 
 def _load_file(path: Path) -> Policy:
