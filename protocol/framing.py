@@ -1,0 +1,156 @@
+"""Frames on a byte stream: COBS(payload + CRC-32 little-endian) + 0x00. Runs on both runtimes.
+
+The same framing runs on UART and TCP. COBS removes every 0x00 from the frame, so 0x00 always
+marks a frame boundary and a receiver that joins mid-stream, or loses bytes, resynchronises at
+the next one. The CRC-32 (binascii.crc32 of the payload) catches corruption COBS cannot see.
+
+    deframer = Deframer()
+    deframer.receive_data(chunk)          # any split of the stream
+    while (frame := deframer.next_frame()) is not None: ...
+
+`Deframer` never buffers more than one maximum-size encoded frame: a longer run is dropped up to
+the next delimiter. Bad frames are skipped and counted in `.stats`, never raised.
+"""
+
+import binascii
+import struct
+
+from .errors import FRAME_COBS, FRAME_CRC, FRAME_EMPTY, TOO_LARGE, ProtocolError
+
+MAX_FRAME = 4096  # payload bytes (the COSE_Sign1), before CRC and COBS
+DELIMITER = 0x00
+
+
+def max_encoded(max_frame=MAX_FRAME):
+    """Longest COBS run (without the delimiter) a payload of `max_frame` bytes can produce."""
+    n = max_frame + 4  # + CRC
+    return n + n // 254 + 1
+
+
+def encode(payload):
+    """One frame ready to write: COBS(payload + CRC) followed by the 0x00 delimiter."""
+    if len(payload) > MAX_FRAME:
+        raise ProtocolError(
+            TOO_LARGE, "payload of %d bytes, maximum %d" % (len(payload), MAX_FRAME))
+    body = bytearray(payload)
+    body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+    out = bytearray(len(body) + len(body) // 254 + 2)
+    code_at = 0  # where the current block's code byte goes
+    w = 1
+    for b in body:
+        if b == 0:
+            out[code_at] = w - code_at
+            code_at = w
+            w += 1
+        else:
+            out[w] = b
+            w += 1
+            if w - code_at == 0xFF:  # a full block of 254 non-zero bytes carries no zero
+                out[code_at] = 0xFF
+                code_at = w
+                w += 1
+    out[code_at] = w - code_at
+    out[w] = DELIMITER
+    return bytes(out[:w + 1])
+
+
+def decode(frame, max_frame=MAX_FRAME):
+    """The payload of one COBS run (delimiter already removed); ProtocolError if it is bad."""
+    n = len(frame)
+    if n == 0:
+        raise ProtocolError(FRAME_EMPTY, "empty frame")
+    if n > max_encoded(max_frame):
+        raise ProtocolError(TOO_LARGE, "frame of %d encoded bytes" % n)
+    body = bytearray()
+    i = 0
+    while i < n:
+        code = frame[i]
+        if code == 0:
+            raise ProtocolError(FRAME_COBS, "zero byte inside a frame at %d" % i)
+        end = i + code
+        if end > n:
+            raise ProtocolError(FRAME_COBS, "block at %d runs past the end" % i)
+        body.extend(frame[i + 1:end])
+        if code != 0xFF and end < n:
+            body.append(0)
+        i = end
+    if len(body) < 4:
+        raise ProtocolError(FRAME_CRC, "frame too short to carry a CRC")
+    size = len(body) - 4
+    if size > max_frame:
+        raise ProtocolError(TOO_LARGE, "payload of %d bytes, maximum %d" % (size, max_frame))
+    crc = struct.unpack_from("<I", body, size)[0]
+    payload = bytes(body[:size])
+    if binascii.crc32(payload) & 0xFFFFFFFF != crc:
+        raise ProtocolError(FRAME_CRC, "CRC mismatch")
+    return payload
+
+
+# Deframer.stats keys for each decode error.
+_STAT = {FRAME_COBS: "cobs", FRAME_CRC: "crc", TOO_LARGE: "too_large", FRAME_EMPTY: "empty"}
+
+
+class Deframer:
+    """Bytes in, verified payloads out (sans-I/O)."""
+
+    def __init__(self, max_frame=MAX_FRAME):
+        self.max_frame = max_frame
+        self._limit = max_encoded(max_frame)
+        self._partial = bytearray()  # the current run up to its delimiter, at most _limit bytes
+        self._overflow = False  # the current run passed _limit: drop it up to the delimiter
+        self._ready = []  # verified payloads not yet taken by next_frame
+        self.stats = {"cobs": 0, "crc": 0, "too_large": 0, "empty": 0}
+
+    def receive_data(self, data):
+        """Feed bytes as they arrive; the caller may reuse `data` afterwards."""
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        start = 0
+        end = len(data)
+        while start < end:
+            stop = data.find(b"\x00", start)
+            if stop < 0:
+                self._take(data, start, end)
+                return
+            self._take(data, start, stop)
+            self._finish()
+            start = stop + 1
+
+    def next_frame(self):
+        """The next verified payload (bytes), or None until more data arrives."""
+        if self._ready:
+            return self._ready.pop(0)
+        return None
+
+    @property
+    def buffered(self):
+        """Bytes of an unfinished frame held (0 while dropping an over-long run)."""
+        return len(self._partial)
+
+    def reset(self):
+        """Drop an unfinished frame (link reset or read timeout); returns the bytes dropped."""
+        dropped = len(self._partial)
+        self._partial = bytearray()
+        self._overflow = False
+        return dropped
+
+    def _take(self, data, start, stop):
+        if self._overflow or start == stop:
+            return
+        if len(self._partial) + (stop - start) > self._limit:
+            self._overflow = True
+            self._partial = bytearray()  # release it now, not at the delimiter
+            return
+        self._partial.extend(data[start:stop])
+
+    def _finish(self):
+        if self._overflow:
+            self.stats["too_large"] += 1
+            self._overflow = False
+            return
+        run = self._partial
+        self._partial = bytearray()
+        try:
+            self._ready.append(decode(run, self.max_frame))
+        except ProtocolError as exc:
+            self.stats[_STAT[exc.code]] += 1
