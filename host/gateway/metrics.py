@@ -1,0 +1,68 @@
+"""Prometheus metrics for the gateway: frames, errors by code, settlements, settle latency.
+
+Each gateway owns its own registry, so several gateways (or tests) in one process never share
+or clash over counters. `serve_http` exposes it on the `--metrics HOST:PORT` address.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Settlement latency buckets (seconds): the target is p99 <= 150 ms, so resolve well below it.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.frames = Counter(
+            "onestop_frames", "Frames by direction (in/out) and message type.",
+            ["dir", "type"], registry=self.registry,
+        )
+        self.errors = Counter(
+            "onestop_errors", "Error replies and discarded input, by error code.",
+            ["code"], registry=self.registry,
+        )
+        self.settlements = Counter(
+            "onestop_settlements", "Settle requests answered with a settlement (new or retry).",
+            ["kind"], registry=self.registry,
+        )
+        self.settle_latency = Histogram(
+            "onestop_settle_latency_seconds",
+            "Time from a settle frame's arrival to its reply being written.",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.connections = Gauge(
+            "onestop_connections", "Open kiosk connections by transport.",
+            ["transport"], registry=self.registry,
+        )
+
+    def frame(self, direction: str, message_type: str) -> None:
+        self.frames.labels(dir=direction, type=message_type).inc()
+
+    def error(self, code: str) -> None:
+        self.errors.labels(code=code).inc()
+
+    def settlement(self, kind: str) -> None:  # "new" | "retry"
+        self.settlements.labels(kind=kind).inc()
+
+
+class MetricsEndpoint:
+    """The HTTP endpoint Prometheus scrapes; stopped with the gateway."""
+
+    def __init__(self, metrics: GatewayMetrics, host: str, port: int) -> None:
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(port, host, registry=metrics.registry)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)

@@ -1,0 +1,136 @@
+"""Byte streams the gateway serves frames over: asyncio TCP and serial lines (pyserial).
+
+Both look the same to the server — `read()` a chunk (b"" at the end), `write(bytes)`, `close()` —
+so one connection loop and one framing serve the LAN and a USB/RS-485 cable alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import serial
+
+READ_CHUNK = 4096
+DEFAULT_BAUD = 115200
+
+
+class ByteStream(Protocol):
+    transport: str  # "tcp" | "serial": a metrics label
+    peer: str  # for logs
+
+    async def read(self) -> bytes: ...  # b"" once the peer is gone
+    async def write(self, data: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- addresses
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class SerialSpec:
+    device: str
+    baud: int = DEFAULT_BAUD
+
+    @classmethod
+    def parse(cls, text: str) -> SerialSpec:
+        """'DEVICE' or 'DEVICE@BAUD' -> SerialSpec."""
+        device, sep, baud = text.partition("@")
+        if not device or (sep and not baud.isdigit()) or (sep and int(baud) <= 0):
+            raise ValueError(f"expected DEVICE[@BAUD], got {text!r}")
+        return cls(device, int(baud) if sep else DEFAULT_BAUD)
+
+
+# ---------------------------------------------------------------- TCP
+
+
+class TcpStream:
+    transport = "tcp"
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(READ_CHUNK)
+        except (ConnectionError, OSError):
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass  # the peer was already gone: nothing left to flush
+
+
+async def start_tcp(
+    host: str, port: int, on_stream: Callable[[ByteStream], Awaitable[None]]
+) -> asyncio.Server:
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await on_stream(TcpStream(reader, writer))
+
+    return await asyncio.start_server(accepted, host, port, reuse_address=True)
+
+
+# ---------------------------------------------------------------- serial
+
+
+class SerialStream:
+    """A serial port driven by the event loop: pyserial configures the line (baud, raw 8N1),
+    the loop watches its file descriptor, so no thread blocks on a read."""
+
+    transport = "serial"
+
+    def __init__(self, spec: SerialSpec) -> None:
+        self.peer = f"{spec.device}@{spec.baud}"
+        self._port = serial.Serial(spec.device, spec.baud, timeout=0, write_timeout=0)
+        self._fd = self._port.fileno()
+        os.set_blocking(self._fd, False)
+        self._loop = asyncio.get_running_loop()
+
+    async def _wait(self, add: Callable[..., None], remove: Callable[[int], object]) -> None:
+        ready = self._loop.create_future()
+        add(self._fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            remove(self._fd)
+
+    async def read(self) -> bytes:
+        while True:
+            try:
+                return os.read(self._fd, READ_CHUNK)  # b"" or EIO: the other end is gone
+            except BlockingIOError:
+                await self._wait(self._loop.add_reader, self._loop.remove_reader)
+            except OSError:
+                return b""
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]
+            except BlockingIOError:
+                await self._wait(self._loop.add_writer, self._loop.remove_writer)
+
+    async def close(self) -> None:
+        self._port.close()
