@@ -19,6 +19,10 @@ class TxnConflict(Exception):
     """The txn_id is already settled with a different request."""
 
 
+class UnknownTxn(LookupError):
+    """No settlement has this txn_id (cancel of something never settled)."""
+
+
 class BillUnavailable(Exception):
     """The bill is unknown, not this person's, or already settled by another txn."""
 
@@ -80,6 +84,20 @@ class Settlement:
     status: str = "settled"  # settled | cancelled
     receipt_printed: bool = False
     delta: dict[str, int] = field(default_factory=dict)  # contributions to the accumulations
+    acc_year: int | None = None  # the year whose accumulations took `delta`; set by the ledger
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """Everything the auditor compares, read in one consistent snapshot of the ledger."""
+
+    events: list[dict[str, Any]]  # as audit_events()
+    head: tuple[int, str]  # (seq, hash hex) the ledger says is its last event
+    settlements: list[Settlement]  # every settlement, cancelled ones included
+    accumulations: dict[tuple[str, int], dict[str, int]]  # (psn_no, year) -> amounts
+    bills: list[Bill]
+    persons: list[Person]
+    keys: list[KeyRecord]
 
 
 class Ledger(Protocol):
@@ -89,6 +107,8 @@ class Ledger(Protocol):
 
     # ---- keys (public keys only)
     def add_key(self, record: KeyRecord) -> None: ...  # replaces status if kid exists
+    # add_key raises ValueError if the kid exists with another public key or role: a key is
+    # never swapped silently.
     def get_key(self, kid: str) -> KeyRecord | None: ...
     def set_key_status(self, kid: str, status: str) -> bool: ...  # False: unknown kid
     def list_keys(self) -> list[KeyRecord]: ...
@@ -97,13 +117,21 @@ class Ledger(Protocol):
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool: ...
 
     # ---- residents and bills
-    def upsert_person(self, person: Person) -> None: ...
+    def upsert_person(self, person: Person) -> str: ...  # "added" | "updated" | "unchanged"
     def find_person(self, ssn: str, card_no: str) -> Person | None: ...
     def get_person(self, psn_no: str) -> Person | None: ...
-    def upsert_bill(self, bill: Bill) -> None: ...  # idempotent import; never un-settles
+    def upsert_bill(self, bill: Bill) -> str: ...  # "added" | "updated" | "unchanged"
+    # upsert_bill: idempotent import; never un-settles (bill.status is ignored). A pending bill
+    # may be corrected; changing a settled bill raises BillUnavailable("bill_settled", ...); a
+    # bill of an unknown person raises ValueError.
     def get_bill(self, bill_id: str) -> Bill | None: ...
     def pending_bills(self, psn_no: str) -> list[Bill]: ...
     def accumulations(self, psn_no: str, year: int) -> dict[str, int]: ...
+    def seed_accumulations(self, psn_no: str, year: int, amounts: dict[str, int]) -> bool: ...
+
+    # seed_accumulations: a person's starting values for a year (what was accumulated before
+    # this ledger), audited. True: stored; False: already seeded with these very values. Raises
+    # ValueError if that year already has other values (seeded or settled).
 
     # ---- exactly-once settlement
     def settle(
@@ -114,6 +142,8 @@ class Ledger(Protocol):
         psn_no: str,
         bill_id: str,
         build: Callable[[dict[str, int], Bill], Settlement],
+        *,
+        year: int | None = None,
     ) -> tuple[Settlement, bool]:
         """Settle once. In one durable transaction, serialised per person:
         - txn_id already present: same digest -> (stored, False); else raise TxnConflict.
@@ -121,15 +151,25 @@ class Ledger(Protocol):
         - else call build(accumulations of the bill's year, bill) -> Settlement (which carries
           `delta`), store it, add delta to the accumulations, mark the bill settled, append an
           audit event; commit (fsync); return (settlement, True).
-        `build` may raise to abort (nothing is written)."""
+        `build` may raise to abort (nothing is written).
+        `year` (extension): the accumulation year when it is not the bill's, e.g. the
+        settlement date's year as the settlement engine counts it (Claim.year).
+        The built settlement must match the request (txn_id, kiosk_id, psn_no, bill_id,
+        request_digest), its breakdown must add up (fund = hifp + hifmi + maf, cash = medfee -
+        fund, medfee = the bill's total, nothing negative) and the accumulations must stay
+        non-negative; otherwise ValueError and nothing is written."""
         ...
 
     def get_settlement(self, txn_id: str) -> Settlement | None: ...
     def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement: ...
     # cancel: same day and same kiosk only (else raise PermissionError with the reason); takes
-    # `delta` back out of the accumulations, re-opens the bill, audits; idempotent.
+    # `delta` back out of the accumulations, re-opens the bill, audits; idempotent. Unknown
+    # txn_id: raise UnknownTxn.
     def mark_receipt_printed(self, txn_id: str) -> bool: ...
 
     # ---- audit and reconciliation
     def audit_events(self) -> list[dict[str, Any]]: ...  # in order, each with prev hash and hash
-    def settlements_on(self, date: str) -> list[Settlement]: ...
+    # each event: {"seq": int, "kind": str, "txn_id": str | None, "body": canonical JSON text,
+    #              "prev_hash": hex, "hash": hex}; hash = sha256(prev_hash bytes + body UTF-8)
+    def settlements_on(self, date: str) -> list[Settlement]: ...  # by setl_date, all statuses
+    def audit_snapshot(self) -> AuditSnapshot: ...  # extension: for `kiosk gateway audit`

@@ -1,0 +1,98 @@
+"""Where the gateway's durable state lives: the ledger URL and the gateway's key file.
+
+Ledger URLs:
+- ``sqlite:///PATH`` — the embedded ledger in one file. PATH is taken as written after the third
+  slash, so ``sqlite:///ledger.sqlite`` is relative to the working directory and
+  ``sqlite:////var/lib/onestop/ledger.sqlite`` is absolute. A bare filesystem path (no ``://``)
+  means the same as ``sqlite:///`` + that path.
+- ``postgresql://USER@HOST:PORT/DB`` (or ``postgres://``) — a ledger shared by many gateways.
+  Add ``?schema=NAME`` to keep the ledger's tables in schema NAME (created by ``init``); the
+  plain libpq form ``?options=-csearch_path%3DNAME`` works too, but the schema must then exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+GATEWAY_KEY_FILE = "gateway.key"
+
+
+class LedgerUrlError(ValueError):
+    """The ledger URL cannot be understood."""
+
+
+@dataclass(frozen=True)
+class LedgerLocation:
+    backend: str  # "sqlite" | "postgresql"
+    path: Path | None = None  # sqlite: the database file
+    dsn: str | None = None  # postgresql: the libpq connection URL, without our `schema` option
+    schema: str | None = None  # postgresql: the schema holding the ledger's tables
+
+
+def parse_ledger_url(url: str) -> LedgerLocation:
+    """Where `url` points; raises LedgerUrlError with the reason."""
+    if not url:
+        raise LedgerUrlError("no ledger given: pass --db sqlite:///PATH or postgresql://...")
+    if "://" not in url:
+        return LedgerLocation(backend="sqlite", path=Path(url))
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        if not url.startswith(SQLITE_PREFIX) or len(url) == len(SQLITE_PREFIX):
+            raise LedgerUrlError(
+                f"bad SQLite ledger URL {url!r}: write sqlite:///PATH (a file; the ledger must be "
+                "durable, so there is no in-memory form)"
+            )
+        return LedgerLocation(backend="sqlite", path=Path(url[len(SQLITE_PREFIX) :]))
+    if scheme in POSTGRES_SCHEMES:
+        return _postgres_location(url)
+    raise LedgerUrlError(f"unknown ledger URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def _postgres_location(url: str) -> LedgerLocation:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for name, value in query if name == "schema"]
+    rest = [(name, value) for name, value in query if name != "schema"]
+    if len(schemas) > 1:
+        raise LedgerUrlError("give the ledger's schema once (?schema=NAME)")
+    schema = schemas[0] if schemas else None
+    if schema is not None:
+        if not SCHEMA_NAME.fullmatch(schema):
+            raise LedgerUrlError(
+                f"bad schema name {schema!r}: lower-case letters, digits and _, not starting with "
+                "a digit"
+            )
+        if any(name == "options" for name, _ in rest):
+            raise LedgerUrlError("give either ?schema=NAME or ?options=..., not both")
+    dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+    return LedgerLocation(backend="postgresql", dsn=dsn, schema=schema)
+
+
+def describe(url: str) -> str:
+    """The URL fit for messages and logs: any password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable ledger URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def default_key_path(url: str) -> Path | None:
+    """The gateway's key file for a ledger: ``gateway.key`` beside an SQLite database file.
+
+    None for PostgreSQL: a shared ledger has no natural place for a gateway's private key, so it
+    must be given explicitly (--key).
+    """
+    location = parse_ledger_url(url)
+    if location.backend != "sqlite" or location.path is None:
+        return None
+    return location.path.parent / GATEWAY_KEY_FILE

@@ -1,0 +1,99 @@
+"""What each audit event says. The ledger appends these; the auditor rebuilds them from the
+tables and compares, so a row changed behind the ledger's back no longer matches its event.
+
+An event's body is canonical JSON of {"kind", "seq", "at" (Unix seconds), **data}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..masking import mask_id
+from .base import Bill, KeyRecord, Person, Settlement
+from .chain import digest_hex
+from .rows import bill_content
+
+KEY_ADDED = "key_added"
+KEY_REVOKED = "key_revoked"
+KEY_RESTORED = "key_restored"
+PERSON_ADDED = "person_added"
+PERSON_UPDATED = "person_updated"
+BILL_IMPORTED = "bill_imported"
+BILL_UPDATED = "bill_updated"
+ACCUMULATIONS_SEEDED = "accumulations_seeded"
+SETTLED = "settled"
+CANCELLED = "cancelled"
+RECEIPT_PRINTED = "receipt_printed"
+
+KEY_STATUS_EVENTS = {"revoked": KEY_REVOKED, "active": KEY_RESTORED}
+ENVELOPE = ("kind", "seq", "at")  # the fields every body has besides its data
+
+
+def key_data(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "role": record.role,
+        "alg": record.alg,
+        "public_key": record.public_key.hex(),
+        "status": record.status,
+    }
+
+
+def person_data(person: Person) -> dict[str, Any]:
+    # The audit log is read by operators: the ID number appears masked, as everywhere else.
+    return {
+        "psn_no": person.psn_no,
+        "name": person.name,
+        "ssn_masked": mask_id(person.ssn),
+        "card_no": person.card_no,
+        "insu_admdvs": person.insu_admdvs,
+        "assistance": person.assistance,
+        "insutype": person.insutype,
+    }
+
+
+def bill_data(bill: Bill) -> dict[str, Any]:
+    return bill_content(bill)
+
+
+def seed_data(psn_no: str, year: int, amounts: dict[str, int]) -> dict[str, Any]:
+    return {"psn_no": psn_no, "year": year, "amounts": dict(amounts)}
+
+
+def settled_data(settlement: Settlement) -> dict[str, Any]:
+    return {
+        "txn_id": settlement.txn_id,
+        "setl_id": settlement.setl_id,
+        "kiosk_id": settlement.kiosk_id,
+        "psn_no": settlement.psn_no,
+        "bill_id": settlement.bill_id,
+        "setl_time": settlement.setl_time,
+        "setl_date": settlement.setl_date,
+        "acc_year": settlement.acc_year,
+        "result": dict(settlement.result),
+        "delta": dict(settlement.delta),
+        "signed_sha256": digest_hex(settlement.signed),
+        "request_digest": settlement.request_digest.hex(),
+    }
+
+
+def cancelled_data(settlement: Settlement, today: str) -> dict[str, Any]:
+    return {
+        "txn_id": settlement.txn_id,
+        "setl_id": settlement.setl_id,
+        "kiosk_id": settlement.kiosk_id,
+        "psn_no": settlement.psn_no,
+        "bill_id": settlement.bill_id,
+        "acc_year": settlement.acc_year,
+        "delta": dict(settlement.delta),
+        "date": today,
+    }
+
+
+def receipt_data(settlement: Settlement) -> dict[str, Any]:
+    return {"txn_id": settlement.txn_id, "setl_id": settlement.setl_id}
+
+
+def data_of(body: dict[str, Any]) -> dict[str, Any]:
+    """An event body without its envelope: what the *_data function above returned."""
+    return {key: value for key, value in body.items() if key not in ENVELOPE}

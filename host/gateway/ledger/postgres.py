@@ -1,0 +1,90 @@
+"""The shared ledger: PostgreSQL through psycopg 3, so several gateway processes use one ledger.
+
+Each thread has its own connection. Writes run in READ COMMITTED with explicit row locks
+(`SELECT ... FOR UPDATE` on the bill, then on the person's accumulation row, inserted first if
+absent, then on the audit chain's head); a unique txn_id backs up exactly-once. Commits use the
+server's default (synchronous_commit on: flushed to the WAL before COMMIT returns). Reads that
+must agree with each other (the audit snapshot) run in one REPEATABLE READ transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from ..config import LedgerLocation, describe
+from .base import LedgerError
+from .sqlcore import SqlLedger
+from .transactions import TransientConflict, Tx
+
+CONNECT_TIMEOUT_S = 10
+INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables once
+
+
+class PostgresLedger(SqlLedger):
+    blob_type: ClassVar[str] = "BYTEA"
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
+
+    def __init__(self, location: LedgerLocation) -> None:
+        if location.dsn is None:
+            raise ValueError("a PostgreSQL ledger needs a connection URL")
+        where = describe(location.dsn) + (f" (schema {location.schema})" if location.schema else "")
+        super().__init__(where)
+        self.location = location
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        if self.location.schema:
+            options["options"] = f"-c search_path={self.location.schema}"
+        return psycopg.connect(self.location.dsn or "", **options)
+
+    def _begin(self, conn: Any, write: bool) -> None:
+        conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def _end(self, conn: Any, commit: bool) -> None:
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _translate(self, sql: str) -> str:
+        return _to_psycopg(sql)
+
+    def _connection_unusable(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
+    def _prepare_schema(self, tx: Tx) -> None:
+        tx.one("SELECT pg_advisory_xact_lock(?)", (INIT_LOCK,))
+        if self.location.schema:  # validated by config: lower-case letters, digits, _
+            tx.run(f'CREATE SCHEMA IF NOT EXISTS "{self.location.schema}"')
+
+    def _storage_error(self, exc: BaseException, committing: bool) -> LedgerError:
+        if isinstance(exc, pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
+            return TransientConflict(f"ledger {self.where}: {exc}")
+        if isinstance(exc, pg_errors.UndefinedTable):
+            return LedgerError(f"ledger {self.where} is not initialised: run `kiosk gateway init`")
+        if isinstance(exc, pg_errors.DiskFull):
+            return LedgerError(
+                f"ledger {self.where}: the database's disk is full; nothing was written"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            if committing:
+                return LedgerError(
+                    f"ledger {self.where} went away while committing ({_first_line(exc)}); the "
+                    "last write may or may not have been stored — settlement_query tells"
+                )
+            return LedgerError(
+                f"ledger {self.where} is unavailable ({_first_line(exc)}); nothing was written"
+            )
+        return LedgerError(f"ledger {self.where}: {_first_line(exc)}; nothing was written")
+
+
+@functools.lru_cache(maxsize=256)
+def _to_psycopg(sql: str) -> str:
+    # Our statements hold no literal '?' or '%', so the placeholder swap is exact.
+    return sql.replace("{lock}", " FOR UPDATE").replace("?", "%s")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,93 @@
+"""The ledger's tables, one DDL for both backends (``{blob}`` is BLOB or BYTEA).
+
+Money is BIGINT fen. JSON columns hold canonical JSON text (chain.canonical_json) so the audit
+can compare them with its events character for character. Hashes are hex text.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = "1"
+
+TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS ledger_meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS keys (
+        kid TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('gateway', 'kiosk')),
+        alg TEXT NOT NULL,
+        public_key {blob} NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked'))
+    )""",
+    """CREATE TABLE IF NOT EXISTS counters (
+        kiosk_id TEXT PRIMARY KEY,
+        ctr BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS persons (
+        psn_no TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        ssn TEXT NOT NULL,
+        card_no TEXT NOT NULL,
+        insu_admdvs TEXT NOT NULL,
+        assistance TEXT NOT NULL,
+        insutype INTEGER NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS persons_by_card ON persons (ssn, card_no)",
+    """CREATE TABLE IF NOT EXISTS bills (
+        bill_id TEXT PRIMARY KEY,
+        psn_no TEXT NOT NULL REFERENCES persons (psn_no),
+        fixmedins_name TEXT NOT NULL,
+        mdtrtarea_admvs TEXT NOT NULL,
+        med_type TEXT NOT NULL,
+        hosp_lv INTEGER NOT NULL,
+        referral INTEGER NOT NULL,
+        bill_date TEXT NOT NULL,
+        items TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'settled'))
+    )""",
+    "CREATE INDEX IF NOT EXISTS bills_by_person ON bills (psn_no, status)",
+    """CREATE TABLE IF NOT EXISTS accumulations (
+        psn_no TEXT NOT NULL REFERENCES persons (psn_no),
+        year INTEGER NOT NULL,
+        amounts TEXT NOT NULL,
+        PRIMARY KEY (psn_no, year)
+    )""",
+    """CREATE TABLE IF NOT EXISTS settlements (
+        txn_id TEXT PRIMARY KEY,
+        setl_id TEXT NOT NULL UNIQUE,
+        kiosk_id TEXT NOT NULL,
+        psn_no TEXT NOT NULL REFERENCES persons (psn_no),
+        bill_id TEXT NOT NULL REFERENCES bills (bill_id),
+        setl_time BIGINT NOT NULL,
+        setl_date TEXT NOT NULL,
+        acc_year INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        delta TEXT NOT NULL,
+        signed {blob} NOT NULL,
+        request_digest {blob} NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('settled', 'cancelled')),
+        receipt_printed INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS settlements_by_date ON settlements (setl_date)",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        txn_id TEXT,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    # The chain's head in one row: appending locks it, so events are numbered and linked one
+    # at a time even when several gateways write to one PostgreSQL ledger.
+    """CREATE TABLE IF NOT EXISTS audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+)
+
+
+def statements(blob_type: str) -> list[str]:
+    """The DDL for a backend whose binary column type is `blob_type`."""
+    return [table.replace("{blob}", blob_type) for table in TABLES]

@@ -1,0 +1,503 @@
+"""The ledger's logic in SQL, shared by both backends (sqlite.py, postgres.py).
+
+Every public method is one transaction on the calling thread's own connection, so the gateway
+may call the ledger from a thread pool. Writes take their row locks in one order — bill, then
+settlement's accumulations, then the audit chain's head — so concurrent writers queue instead
+of deadlocking; on SQLite, `BEGIN IMMEDIATE` serialises all writers anyway. A write either
+commits whole (durably, before the method returns) or leaves nothing behind.
+
+Statements are written with ``?`` placeholders and a ``{lock}`` marker where PostgreSQL needs
+``FOR UPDATE``; each backend translates them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from . import events
+from .base import (
+    AuditSnapshot,
+    Bill,
+    BillUnavailable,
+    KeyRecord,
+    LedgerError,
+    Person,
+    Settlement,
+    TxnConflict,
+    UnknownTxn,
+)
+from .chain import GENESIS_HASH, canonical_json, event_hash
+from .checks import amounts_problems, minus, plus, same_amounts
+from .rows import (
+    BILL_COLUMNS,
+    KEY_COLUMNS,
+    PERSON_COLUMNS,
+    SETTLEMENT_COLUMNS,
+    bill_content,
+    bill_from_row,
+    bill_values,
+    key_from_row,
+    person_from_row,
+    person_values,
+    settlement_from_row,
+    settlement_values,
+)
+from .schema import SCHEMA_VERSION, statements
+from .transactions import SqlStore, Tx, TxnRace
+from .validation import built_settlement_problems, key_problems
+
+KEY_ROLES = ("gateway", "kiosk")
+KEY_STATUSES = ("active", "revoked")
+
+
+class SqlLedger(SqlStore):
+    """The Ledger contract (base.py) in SQL; sqlite.py and postgres.py supply the driver."""
+
+    blob_type: ClassVar[str]
+
+    def _prepare_schema(self, tx: Tx) -> None:
+        """Anything init needs before the tables (PostgreSQL: the schema, an init lock)."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def init(self) -> None:
+        def create(tx: Tx) -> None:
+            self._prepare_schema(tx)
+            for ddl in statements(self.blob_type):
+                tx.run(ddl)
+            tx.run(
+                "INSERT INTO ledger_meta (name, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
+            tx.run(
+                "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (GENESIS_HASH,),
+            )
+            (version,) = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
+            if version != SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger at {self.where} has schema version {version}; this gateway "
+                    f"knows version {SCHEMA_VERSION}"
+                )
+
+        self._write(create)
+
+    # ------------------------------------------------------------------ audit chain
+    def _append_event(self, tx: Tx, kind: str, data: dict[str, Any]) -> None:
+        """Add one event to the chain, linked to the current head (locked until commit)."""
+        seq, prev_hash = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
+        seq = int(seq) + 1
+        body = canonical_json({"kind": kind, "seq": seq, "at": int(time.time()), **data})
+        digest = event_hash(prev_hash, body)
+        tx.run(
+            "INSERT INTO audit_log (seq, kind, txn_id, body, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, kind, data.get("txn_id"), body, prev_hash, digest),
+        )
+        tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+
+    # ------------------------------------------------------------------ keys
+    def add_key(self, record: KeyRecord) -> None:
+        problems = key_problems(record, KEY_ROLES, KEY_STATUSES)
+        if problems:
+            raise ValueError(f"key {record.kid!r}: " + "; ".join(problems))
+
+        def work(tx: Tx) -> None:
+            added = tx.run(
+                "INSERT INTO keys (kid, role, alg, public_key, status) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kid) DO NOTHING",
+                (record.kid, record.role, record.alg, record.public_key, record.status),
+            )
+            if added:
+                self._append_event(tx, events.KEY_ADDED, events.key_data(record))
+                return
+            existing = key_from_row(
+                tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?{{lock}}", (record.kid,))
+            )
+            if (existing.role, existing.alg, existing.public_key) != (
+                record.role,
+                record.alg,
+                record.public_key,
+            ):
+                raise ValueError(
+                    f"{record.kid!r} is already enrolled ({existing.role}) with another key; a "
+                    "key is never replaced: enrol the new key under a new id"
+                )
+            self._change_key_status(tx, existing, record.status)
+
+        self._write(work)
+
+    def _change_key_status(self, tx: Tx, existing: KeyRecord, status: str) -> None:
+        if existing.status == status:
+            return
+        tx.run("UPDATE keys SET status = ? WHERE kid = ?", (status, existing.kid))
+        self._append_event(
+            tx, events.KEY_STATUS_EVENTS[status], {"kid": existing.kid, "status": status}
+        )
+
+    def get_key(self, kid: str) -> KeyRecord | None:
+        row = self._read(lambda tx: tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,)))
+        return None if row is None else key_from_row(row)
+
+    def set_key_status(self, kid: str, status: str) -> bool:
+        if status not in KEY_STATUSES:
+            raise ValueError(f"key status must be one of {', '.join(KEY_STATUSES)}, not {status!r}")
+
+        def work(tx: Tx) -> bool:
+            row = tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?{{lock}}", (kid,))
+            if row is None:
+                return False
+            self._change_key_status(tx, key_from_row(row), status)
+            return True
+
+        return self._write(work)
+
+    def list_keys(self) -> list[KeyRecord]:
+        rows = self._read(lambda tx: tx.all(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY role, kid"))
+        return [key_from_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ replay guard
+    def advance_counter(self, kiosk_id: str, ctr: int) -> bool:
+        if type(ctr) is not int or ctr < 0:
+            raise ValueError(f"a counter is a non-negative integer, not {ctr!r}")
+        return bool(
+            self._write(
+                lambda tx: tx.run(
+                    "INSERT INTO counters (kiosk_id, ctr) VALUES (?, ?) "
+                    "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr "
+                    "WHERE counters.ctr < excluded.ctr",
+                    (kiosk_id, ctr),
+                )
+            )
+        )
+
+    # ------------------------------------------------------------------ persons
+    def upsert_person(self, person: Person) -> str:
+        def work(tx: Tx) -> str:
+            added = tx.run(
+                f"INSERT INTO persons ({PERSON_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (psn_no) DO NOTHING",
+                person_values(person),
+            )
+            if added:
+                self._append_event(tx, events.PERSON_ADDED, events.person_data(person))
+                return "added"
+            row = tx.one(
+                f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ?{{lock}}", (person.psn_no,)
+            )
+            if person_from_row(row) == person:
+                return "unchanged"
+            tx.run(
+                "UPDATE persons SET name = ?, ssn = ?, card_no = ?, insu_admdvs = ?, "
+                "assistance = ?, insutype = ? WHERE psn_no = ?",
+                (*person_values(person)[1:], person.psn_no),
+            )
+            self._append_event(tx, events.PERSON_UPDATED, events.person_data(person))
+            return "updated"
+
+        return self._write(work)
+
+    def find_person(self, ssn: str, card_no: str) -> Person | None:
+        row = self._read(
+            lambda tx: tx.one(
+                f"SELECT {PERSON_COLUMNS} FROM persons WHERE ssn = ? AND card_no = ?",
+                (ssn, card_no),
+            )
+        )
+        return None if row is None else person_from_row(row)
+
+    def get_person(self, psn_no: str) -> Person | None:
+        row = self._read(
+            lambda tx: tx.one(f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ?", (psn_no,))
+        )
+        return None if row is None else person_from_row(row)
+
+    # ------------------------------------------------------------------ bills
+    def upsert_bill(self, bill: Bill) -> str:
+        def work(tx: Tx) -> str:
+            if tx.one("SELECT 1 FROM persons WHERE psn_no = ?", (bill.psn_no,)) is None:
+                raise ValueError(f"bill {bill.bill_id}: unknown person {bill.psn_no!r}")
+            added = tx.run(
+                f"INSERT INTO bills ({BILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (bill_id) DO NOTHING",
+                bill_values(bill, "pending"),
+            )
+            if added:
+                self._append_event(tx, events.BILL_IMPORTED, events.bill_data(bill))
+                return "added"
+            existing = bill_from_row(
+                tx.one(
+                    f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{{lock}}", (bill.bill_id,)
+                )
+            )
+            if canonical_json(bill_content(existing)) == canonical_json(bill_content(bill)):
+                return "unchanged"
+            if existing.status != "pending":
+                raise BillUnavailable(
+                    "bill_settled",
+                    f"bill {bill.bill_id} is already settled; its content cannot change",
+                )
+            tx.run(
+                "UPDATE bills SET psn_no = ?, fixmedins_name = ?, mdtrtarea_admvs = ?, "
+                "med_type = ?, hosp_lv = ?, referral = ?, bill_date = ?, items = ? "
+                "WHERE bill_id = ?",
+                (*bill_values(bill, "pending")[1:9], bill.bill_id),
+            )
+            self._append_event(tx, events.BILL_UPDATED, events.bill_data(bill))
+            return "updated"
+
+        return self._write(work)
+
+    def get_bill(self, bill_id: str) -> Bill | None:
+        row = self._read(
+            lambda tx: tx.one(f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?", (bill_id,))
+        )
+        return None if row is None else bill_from_row(row)
+
+    def pending_bills(self, psn_no: str) -> list[Bill]:
+        rows = self._read(
+            lambda tx: tx.all(
+                f"SELECT {BILL_COLUMNS} FROM bills WHERE psn_no = ? AND status = 'pending' "
+                "ORDER BY bill_date, bill_id",
+                (psn_no,),
+            )
+        )
+        return [bill_from_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ accumulations
+    def accumulations(self, psn_no: str, year: int) -> dict[str, int]:
+        row = self._read(
+            lambda tx: tx.one(
+                "SELECT amounts FROM accumulations WHERE psn_no = ? AND year = ?", (psn_no, year)
+            )
+        )
+        return {} if row is None else json.loads(row[0])
+
+    def _lock_accumulations(self, tx: Tx, psn_no: str, year: int) -> dict[str, int]:
+        """The person's accumulations for `year`, row-locked until commit (created if absent,
+        so that even a person's first settlement of the year has a row to queue on)."""
+        tx.run(
+            "INSERT INTO accumulations (psn_no, year, amounts) VALUES (?, ?, '{}') "
+            "ON CONFLICT (psn_no, year) DO NOTHING",
+            (psn_no, year),
+        )
+        (amounts,) = tx.one(
+            "SELECT amounts FROM accumulations WHERE psn_no = ? AND year = ?{lock}",
+            (psn_no, year),
+        )
+        return json.loads(amounts)
+
+    def _store_accumulations(self, tx: Tx, psn_no: str, year: int, amounts: dict[str, int]) -> None:
+        tx.run(
+            "UPDATE accumulations SET amounts = ? WHERE psn_no = ? AND year = ?",
+            (canonical_json(amounts), psn_no, year),
+        )
+
+    def seed_accumulations(self, psn_no: str, year: int, amounts: dict[str, int]) -> bool:
+        problems = amounts_problems(amounts, "accumulation")
+        if problems:
+            raise ValueError(f"starting accumulations of {psn_no}: " + "; ".join(problems))
+
+        def work(tx: Tx) -> bool:
+            if tx.one("SELECT 1 FROM persons WHERE psn_no = ?", (psn_no,)) is None:
+                raise ValueError(f"cannot seed accumulations of unknown person {psn_no!r}")
+            current = self._lock_accumulations(tx, psn_no, year)
+            if same_amounts(current, amounts):
+                return False
+            if any(current.values()):
+                raise ValueError(
+                    f"{psn_no} already has accumulations for {year}; starting values can only "
+                    "be seeded before any settlement of that year"
+                )
+            self._store_accumulations(tx, psn_no, year, dict(amounts))
+            self._append_event(
+                tx, events.ACCUMULATIONS_SEEDED, events.seed_data(psn_no, year, amounts)
+            )
+            return True
+
+        return self._write(work)
+
+    # ------------------------------------------------------------------ settlement
+    def settle(
+        self,
+        txn_id: str,
+        request_digest: bytes,
+        kiosk_id: str,
+        psn_no: str,
+        bill_id: str,
+        build: Callable[[dict[str, int], Bill], Settlement],
+        *,
+        year: int | None = None,
+    ) -> tuple[Settlement, bool]:
+        def work(tx: Tx) -> tuple[Settlement, bool]:
+            # The bill's row lock comes first: a retry of this very txn_id waits here for the
+            # first attempt to commit, then finds it below and answers with it.
+            bill_row = tx.one(
+                f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{{lock}}", (bill_id,)
+            )
+            stored_row = tx.one(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?", (txn_id,)
+            )
+            if stored_row is not None:
+                stored = settlement_from_row(stored_row)
+                if stored.request_digest != request_digest:
+                    raise TxnConflict(
+                        f"txn_id {txn_id} is already settled for another request "
+                        f"(bill {stored.bill_id}, kiosk {stored.kiosk_id})"
+                    )
+                return stored, False
+            bill = None if bill_row is None else bill_from_row(bill_row)
+            if bill is None or bill.psn_no != psn_no:
+                raise BillUnavailable("unknown_bill", f"no bill {bill_id} for person {psn_no}")
+            if bill.status != "pending":
+                raise BillUnavailable("bill_settled", f"bill {bill_id} is already settled")
+            acc_year = int(bill.date[:4]) if year is None else year
+            before = self._lock_accumulations(tx, psn_no, acc_year)
+            built = build(dict(before), bill)
+            problems = built_settlement_problems(
+                built, txn_id, request_digest, kiosk_id, psn_no, bill
+            )
+            if problems:
+                raise ValueError(f"refusing to store settlement {txn_id}: " + "; ".join(problems))
+            settlement = replace(built, status="settled", receipt_printed=False, acc_year=acc_year)
+            after = plus(before, settlement.delta)
+            inserted = tx.run(
+                f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING",
+                settlement_values(settlement, acc_year),
+            )
+            if not inserted:
+                raise TxnRace(txn_id)
+            self._store_accumulations(tx, psn_no, acc_year, after)
+            tx.run("UPDATE bills SET status = 'settled' WHERE bill_id = ?", (bill_id,))
+            self._append_event(tx, events.SETTLED, events.settled_data(settlement))
+            return settlement, True
+
+        return self._write(work)
+
+    def get_settlement(self, txn_id: str) -> Settlement | None:
+        row = self._read(
+            lambda tx: tx.one(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?", (txn_id,)
+            )
+        )
+        return None if row is None else settlement_from_row(row)
+
+    def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement:
+        def work(tx: Tx) -> Settlement:
+            row = tx.one(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?{{lock}}", (txn_id,)
+            )
+            if row is None:
+                raise UnknownTxn(f"no settlement with txn_id {txn_id}")
+            settlement = settlement_from_row(row)
+            if settlement.kiosk_id != kiosk_id:
+                raise PermissionError(
+                    f"settlement {txn_id} was made at kiosk {settlement.kiosk_id}; only that "
+                    "kiosk may cancel it"
+                )
+            if settlement.setl_date != today:
+                raise PermissionError(
+                    f"settlement {txn_id} was made on {settlement.setl_date}; it can only be "
+                    f"cancelled that day, not on {today}"
+                )
+            if settlement.status == "cancelled":
+                return settlement
+            assert settlement.acc_year is not None  # always set on stored rows
+            tx.one("SELECT 1 FROM bills WHERE bill_id = ?{lock}", (settlement.bill_id,))
+            before = self._lock_accumulations(tx, settlement.psn_no, settlement.acc_year)
+            try:
+                after = minus(before, settlement.delta)
+            except ValueError as exc:
+                raise LedgerError(
+                    f"cannot cancel {txn_id}: {exc}; the ledger is inconsistent, run "
+                    "`kiosk gateway audit`"
+                ) from exc
+            self._store_accumulations(tx, settlement.psn_no, settlement.acc_year, after)
+            tx.run("UPDATE settlements SET status = 'cancelled' WHERE txn_id = ?", (txn_id,))
+            tx.run("UPDATE bills SET status = 'pending' WHERE bill_id = ?", (settlement.bill_id,))
+            self._append_event(tx, events.CANCELLED, events.cancelled_data(settlement, today))
+            return replace(settlement, status="cancelled")
+
+        return self._write(work)
+
+    def mark_receipt_printed(self, txn_id: str) -> bool:
+        def work(tx: Tx) -> bool:
+            row = tx.one(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?{{lock}}", (txn_id,)
+            )
+            if row is None:
+                return False
+            settlement = settlement_from_row(row)
+            if not settlement.receipt_printed:
+                tx.run("UPDATE settlements SET receipt_printed = 1 WHERE txn_id = ?", (txn_id,))
+                self._append_event(tx, events.RECEIPT_PRINTED, events.receipt_data(settlement))
+            return True
+
+        return self._write(work)
+
+    # ------------------------------------------------------------------ audit, reconciliation
+    def audit_events(self) -> list[dict[str, Any]]:
+        return self._read(self._events)
+
+    @staticmethod
+    def _events(tx: Tx) -> list[dict[str, Any]]:
+        rows = tx.all("SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log ORDER BY seq")
+        return [
+            {
+                "seq": int(seq),
+                "kind": kind,
+                "txn_id": txn_id,
+                "body": body,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+            for seq, kind, txn_id, body, prev_hash, digest in rows
+        ]
+
+    def settlements_on(self, date: str) -> list[Settlement]:
+        rows = self._read(
+            lambda tx: tx.all(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE setl_date = ? "
+                "ORDER BY setl_time, txn_id",
+                (date,),
+            )
+        )
+        return [settlement_from_row(row) for row in rows]
+
+    def audit_snapshot(self) -> AuditSnapshot:
+        def work(tx: Tx) -> AuditSnapshot:
+            seq, head_hash = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+            accumulations = {
+                (psn_no, int(year)): json.loads(amounts)
+                for psn_no, year, amounts in tx.all(
+                    "SELECT psn_no, year, amounts FROM accumulations ORDER BY psn_no, year"
+                )
+            }
+            return AuditSnapshot(
+                events=self._events(tx),
+                head=(int(seq), head_hash),
+                settlements=[
+                    settlement_from_row(row)
+                    for row in tx.all(
+                        f"SELECT {SETTLEMENT_COLUMNS} FROM settlements ORDER BY setl_time, txn_id"
+                    )
+                ],
+                accumulations=accumulations,
+                bills=[
+                    bill_from_row(row)
+                    for row in tx.all(f"SELECT {BILL_COLUMNS} FROM bills ORDER BY bill_id")
+                ],
+                persons=[
+                    person_from_row(row)
+                    for row in tx.all(f"SELECT {PERSON_COLUMNS} FROM persons ORDER BY psn_no")
+                ],
+                keys=[key_from_row(row) for row in tx.all(f"SELECT {KEY_COLUMNS} FROM keys")],
+            )
+
+        return self._read(work)

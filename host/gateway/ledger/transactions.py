@@ -1,0 +1,166 @@
+"""Connections and transactions for the SQL ledger backends.
+
+Each thread gets its own connection (the gateway calls the ledger from a thread pool). A
+transaction either commits whole or is rolled back whole; driver errors come out as LedgerError
+with the backend's explanation, and a connection that broke is dropped so the next call opens a
+fresh one. Writes that the database undid to break a deadlock are run again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from .base import LedgerError
+
+T = TypeVar("T")
+WRITE_ATTEMPTS = 5  # a write that lost a race (deadlock, same txn_id at once) is run again
+
+
+class TransientConflict(LedgerError):
+    """The database undid this transaction to resolve a conflict; running it again is safe."""
+
+
+class TxnRace(Exception):
+    """Another transaction stored the same txn_id first: run settle again to answer as a retry."""
+
+
+class Tx:
+    """One open transaction on one connection."""
+
+    def __init__(self, conn: Any, translate: Callable[[str], str]) -> None:
+        self._conn = conn
+        self._translate = translate
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._translate(sql), tuple(params)).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._conn.execute(self._translate(sql), tuple(params)).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows it changed."""
+        return self._conn.execute(self._translate(sql), tuple(params)).rowcount
+
+
+class SqlStore:
+    """Per-thread connections and all-or-nothing transactions; subclasses supply the driver."""
+
+    blob_type: ClassVar[str]
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # for messages: the file or the URL without its password
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_guard = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ backend hooks
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _begin(self, conn: Any, write: bool) -> None:
+        raise NotImplementedError
+
+    def _end(self, conn: Any, commit: bool) -> None:
+        raise NotImplementedError
+
+    def _translate(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _storage_error(self, exc: BaseException, committing: bool) -> LedgerError:
+        """A LedgerError that says what went wrong in words an operator can act on."""
+        raise NotImplementedError
+
+    def _connection_unusable(self, conn: Any) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ connections
+    def _connection(self) -> Any:
+        if self._closed:
+            raise LedgerError(f"the ledger at {self.where} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._connect()
+            except self.driver_errors as exc:
+                raise self._storage_error(exc, committing=False) from exc
+            with self._connections_guard:
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _discard(self, conn: Any) -> None:
+        with self._connections_guard:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        try:
+            conn.close()
+        except self.driver_errors:
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_guard:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except self.driver_errors:
+                pass
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    def _transaction(self, work: Callable[[Tx], T], write: bool) -> T:
+        conn = self._connection()
+        try:
+            self._begin(conn, write)
+        except self.driver_errors as exc:
+            raise self._failure(conn, exc, committing=False) from exc
+        try:
+            result = work(Tx(conn, self._translate))
+        except BaseException as exc:
+            self._rollback_quietly(conn)
+            if isinstance(exc, self.driver_errors):
+                raise self._failure(conn, exc, committing=False) from exc
+            raise
+        try:
+            self._end(conn, commit=True)
+        except self.driver_errors as exc:
+            self._rollback_quietly(conn)
+            raise self._failure(conn, exc, committing=write) from exc
+        return result
+
+    def _rollback_quietly(self, conn: Any) -> None:
+        try:
+            self._end(conn, commit=False)
+        except self.driver_errors:
+            pass  # the transaction is gone either way; the connection is checked below
+
+    def _failure(self, conn: Any, exc: BaseException, committing: bool) -> LedgerError:
+        if self._connection_unusable(conn):
+            self._discard(conn)  # the next call opens a fresh one
+        return self._storage_error(exc, committing)
+
+    def _read(self, work: Callable[[Tx], T]) -> T:
+        return self._transaction(work, write=False)
+
+    def _write(self, work: Callable[[Tx], T]) -> T:
+        for _ in range(WRITE_ATTEMPTS - 1):
+            try:
+                return self._transaction(work, write=True)
+            except (TransientConflict, TxnRace):
+                continue  # rolled back whole; the next attempt sees the winner's commit
+        try:
+            return self._transaction(work, write=True)
+        except TxnRace as exc:
+            raise LedgerError("the same txn_id is being settled elsewhere; try again") from exc
