@@ -1,0 +1,128 @@
+"""Reconciliation (the national platform's 3201): a day's settlement counts and totals, per kiosk
+and per fund. Cancelled settlements are left out: the money never moved.
+
+`totals_for` answers a kiosk's `reconcile` frame (frames.cddl `totals_record`); `day_report`
+and `format_report` are `kiosk gateway reconcile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from onestop.host.settlement.money import format_yuan
+
+from .ledger.base import Ledger, Settlement
+
+MONEY_FIELDS: tuple[str, ...] = (
+    "medfee_sumamt",
+    "hifp_pay",
+    "hifmi_pay",
+    "maf_pay",
+    "fund_pay_sumamt",
+    "psn_cash_pay",
+)
+TOTALS_FIELDS: tuple[str, ...] = ("count", *MONEY_FIELDS)  # frames.cddl totals_record
+
+# The funds as an operator's statement lists them: (field, Chinese name, English name).
+FUNDS: tuple[tuple[str, str, str], ...] = (
+    ("hifp_pay", "基本医保统筹基金", "basic insurance pooling fund"),
+    ("hifmi_pay", "大病保险", "serious-illness insurance"),
+    ("maf_pay", "医疗救助", "medical assistance"),
+    ("fund_pay_sumamt", "基金支付合计", "all funds"),
+    ("psn_cash_pay", "个人现金支付", "paid by residents"),
+    ("medfee_sumamt", "医疗费总额", "total medical fees"),
+)
+
+
+def totals_of(settlements: Iterable[Settlement]) -> dict[str, int]:
+    """Count and money totals of the settled (not cancelled) settlements given."""
+    totals = dict.fromkeys(TOTALS_FIELDS, 0)
+    for settlement in settlements:
+        if settlement.status != "settled":
+            continue
+        totals["count"] += 1
+        for field in MONEY_FIELDS:
+            totals[field] += int(settlement.result[field])
+    return totals
+
+
+def totals_for(ledger: Ledger, date: str, kiosk_id: str | None = None) -> dict[str, int]:
+    """The day's totals_record, for one kiosk or (None) the whole ledger."""
+    return totals_of(
+        s for s in ledger.settlements_on(date) if kiosk_id is None or s.kiosk_id == kiosk_id
+    )
+
+
+@dataclass(frozen=True)
+class DayReport:
+    date: str
+    per_kiosk: dict[str, dict[str, int]]  # kiosk_id -> totals, kiosks in id order
+    grand: dict[str, int]
+    cancelled: int  # settlements of the day that were cancelled (not in the totals)
+
+
+def day_report(ledger: Ledger, date: str) -> DayReport:
+    settlements = ledger.settlements_on(date)
+    kiosks = sorted({s.kiosk_id for s in settlements if s.status == "settled"})
+    return DayReport(
+        date=date,
+        per_kiosk={k: totals_of(s for s in settlements if s.kiosk_id == k) for k in kiosks},
+        grand=totals_of(settlements),
+        cancelled=sum(1 for s in settlements if s.status == "cancelled"),
+    )
+
+
+def report_json(report: DayReport) -> dict[str, Any]:
+    """The report as plain data; money in integer fen."""
+    return {
+        "date": report.date,
+        "kiosks": [{"kiosk_id": k, **totals} for k, totals in report.per_kiosk.items()],
+        "funds": [
+            {"fund": field, "name": zh, "name_en": en, "amount": report.grand[field]}
+            for field, zh, en in FUNDS
+        ],
+        "totals": report.grand,
+        "cancelled": report.cancelled,
+    }
+
+
+def format_report(report: DayReport) -> str:
+    """Per-kiosk and per-fund tables and the grand totals, money in yuan."""
+    header = ["kiosk", "count", *MONEY_FIELDS]
+    rows = [
+        [kiosk, str(totals["count"]), *(format_yuan(totals[f]) for f in MONEY_FIELDS)]
+        for kiosk, totals in report.per_kiosk.items()
+    ]
+    rows.append(
+        ["TOTAL", str(report.grand["count"]), *(format_yuan(report.grand[f]) for f in MONEY_FIELDS)]
+    )
+    lines = [f"Reconciliation 3201 for {report.date} (amounts in yuan)", ""]
+    lines += _table(header, rows, "l" + "r" * (len(header) - 1))
+    lines += ["", "per fund:"]
+    # The name goes last: Chinese characters are double width and would skew later columns.
+    lines += _table(
+        ["fund", "amount", "name"],
+        [[field, format_yuan(report.grand[field]), f"{zh} / {en}"] for field, zh, en in FUNDS],
+        "lrl",
+    )
+    lines += [
+        "",
+        f"settlements: {report.grand['count']}; cancelled the same day (not counted): "
+        f"{report.cancelled}",
+    ]
+    return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """Text table; `align` has one letter per column: l (names) or r (numbers)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if how == "l" else cell.rjust(width)
+            for cell, width, how in zip(cells, widths, align, strict=True)
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
