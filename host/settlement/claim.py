@@ -93,7 +93,9 @@ class Claim:
         if not isinstance(self.referral, bool):
             raise ClaimError("referral", "must be true or false")
         _check_date(self.setl_date, "setl_date")
-        if not isinstance(self.items, tuple) or not self.items:
+        if not isinstance(self.items, tuple):
+            raise ClaimError("items", "must be a tuple of Item")
+        if not self.items:
             raise ClaimError("items", "must list at least one item")
         for index, item in enumerate(self.items):
             _check_item(item, index)
