@@ -1,0 +1,242 @@
+"""Exactly-once settlement, cancel and receipts through the ledger API, on both backends."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from onestop.host.gateway.ledger import (
+    BillUnavailable,
+    LedgerError,
+    TxnConflict,
+    UnknownTxn,
+    open_ledger,
+)
+
+
+def test_settle_stores_the_settlement_marks_the_bill_and_adds_to_the_accumulations(
+    demo_people, kit
+):
+    seen: list[dict[str, int]] = []
+    digest = kit.digest("T-000001")
+    build = kit.build("T-000001", digest, seen=seen)
+
+    stored, created = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", build)
+
+    assert created
+    assert seen == [{}]  # the person's first settlement of the year starts from nothing
+    assert stored.status == "settled" and stored.acc_year == kit.YEAR
+    assert demo_people.get_settlement("T-000001") == stored
+    assert [b.bill_id for b in demo_people.pending_bills("P1")] == ["B2", "B3"]
+    assert demo_people.get_bill("B1").status == "settled"
+    assert demo_people.accumulations("P1", kit.YEAR) == stored.delta
+
+
+def test_the_next_settlement_is_built_on_the_accumulations_so_far(demo_people, kit):
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    seen: list[dict[str, int]] = []
+    digest = kit.digest("T-000002")
+    demo_people.settle(
+        "T-000002", digest, kit.KIOSK, "P1", "B2", kit.build("T-000002", digest, seen=seen)
+    )
+    assert seen == [first.delta]
+    assert demo_people.accumulations("P1", kit.YEAR) == {
+        key: 2 * value for key, value in first.delta.items()
+    }
+
+
+def test_a_retry_returns_the_stored_settlement_byte_identical_without_building_again(
+    demo_people, kit
+):
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    digest = kit.digest("T-000001")
+
+    def must_not_build(*_args):
+        raise AssertionError("a retry must not settle again")
+
+    again, created = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", must_not_build)
+
+    assert not created
+    assert again.signed == first.signed and again == first
+    assert demo_people.accumulations("P1", kit.YEAR) == first.delta  # added once
+
+
+def test_the_same_txn_id_with_another_request_is_a_conflict(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    other = b"digest of a different request"
+    with pytest.raises(TxnConflict, match="T-000001"):
+        demo_people.settle("T-000001", other, kit.KIOSK, "P1", "B2", kit.build("T-000001", other))
+    assert demo_people.get_bill("B2").status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("psn_no", "bill_id", "code"),
+    [
+        ("P1", "NO-SUCH-BILL", "unknown_bill"),
+        ("P2", "B1", "unknown_bill"),  # someone else's bill
+    ],
+)
+def test_a_bill_that_is_not_the_persons_is_refused(demo_people, kit, psn_no, bill_id, code):
+    digest = kit.digest("T-000009")
+    with pytest.raises(BillUnavailable) as caught:
+        demo_people.settle(
+            "T-000009", digest, kit.KIOSK, psn_no, bill_id, kit.build("T-000009", digest)
+        )
+    assert caught.value.code == code
+    assert demo_people.get_settlement("T-000009") is None
+
+
+def test_a_bill_already_settled_by_another_txn_is_refused(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    digest = kit.digest("T-000002")
+    with pytest.raises(BillUnavailable) as caught:
+        demo_people.settle("T-000002", digest, kit.KIOSK, "P1", "B1", kit.build("T-000002", digest))
+    assert caught.value.code == "bill_settled"
+    assert demo_people.get_settlement("T-000002") is None
+
+
+def test_a_build_that_raises_leaves_nothing_behind(demo_people, kit):
+    events_before = demo_people.audit_events()
+
+    class AmountChanged(Exception):
+        pass
+
+    def refuse(_acc, _bill):
+        raise AmountChanged("the resident confirmed another amount")
+
+    with pytest.raises(AmountChanged):
+        demo_people.settle("T-000001", b"d", kit.KIOSK, "P1", "B1", refuse)
+
+    assert demo_people.get_settlement("T-000001") is None
+    assert demo_people.get_bill("B1").status == "pending"
+    assert demo_people.accumulations("P1", kit.YEAR) == {}
+    assert demo_people.audit_events() == events_before
+    kit.settle(demo_people, "T-000001", "P1", "B1")  # and the txn can still be settled
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda s: replace(s, txn_id="T-OTHER01"), "txn_id"),
+        (lambda s: replace(s, kiosk_id="kiosk-99"), "kiosk_id"),
+        (lambda s: replace(s, request_digest=b"x"), "request_digest"),
+        (lambda s: replace(s, result={**s.result, "hifp_pay": s.result["hifp_pay"] + 1}),
+         "fund_pay_sumamt"),
+        (lambda s: replace(s, result={**s.result, "psn_cash_pay": s.result["psn_cash_pay"] - 1}),
+         "psn_cash_pay"),
+        (lambda s: replace(s, result={**s.result, "maf_pay": -1}), "non-negative"),
+        (lambda s: replace(s, result={**s.result, "medfee_sumamt": 1,
+                                      "psn_cash_pay": 1 - s.result["fund_pay_sumamt"]}),
+         "psn_cash_pay"),
+        (lambda s: replace(s, delta={"serious_burden": -5}), "delta"),
+        (lambda s: replace(s, signed=b""), "signed"),
+    ],
+)  # fmt: skip
+def test_a_settlement_that_does_not_add_up_or_answer_the_request_is_refused(
+    demo_people, kit, change, complaint
+):
+    digest = kit.digest("T-000001")
+    good = kit.build("T-000001", digest)
+
+    with pytest.raises(ValueError, match=complaint):
+        demo_people.settle(
+            "T-000001", digest, kit.KIOSK, "P1", "B1", lambda acc, bill: change(good(acc, bill))
+        )
+    assert demo_people.get_settlement("T-000001") is None
+    assert demo_people.accumulations("P1", kit.YEAR) == {}
+
+
+def test_a_breakdown_for_another_total_than_the_bill_is_refused(demo_people, kit):
+    digest = kit.digest("T-000001")
+    good = kit.build("T-000001", digest)
+
+    def wrong_total(acc, bill):
+        settlement = good(acc, bill)
+        return replace(settlement, result=kit.breakdown(bill.medfee_sumamt + 100))
+
+    with pytest.raises(ValueError, match="bill's total"):
+        demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", wrong_total)
+
+
+def test_the_accumulation_year_can_be_the_settlement_dates(demo_people, kit):
+    digest = kit.digest("T-000001")
+    build = kit.build("T-000001", digest, setl_date="2027-01-02")
+    stored, _ = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", build, year=2027)
+    assert stored.acc_year == 2027
+    assert demo_people.accumulations("P1", 2027) == stored.delta
+    assert demo_people.accumulations("P1", kit.YEAR) == {}
+    demo_people.cancel("T-000001", kit.KIOSK, "2027-01-02")
+    assert not any(demo_people.accumulations("P1", 2027).values())
+
+
+def test_cancel_reverses_the_accumulations_and_reopens_the_bill(demo_people, kit):
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    kit.settle(demo_people, "T-000002", "P1", "B2")
+
+    cancelled = demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+
+    assert cancelled.status == "cancelled"
+    assert demo_people.get_settlement("T-000001").status == "cancelled"
+    assert demo_people.get_bill("B1").status == "pending"
+    assert demo_people.accumulations("P1", kit.YEAR) == first.delta  # only B2's remain
+    # idempotent: a second cancel changes nothing
+    assert demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY).status == "cancelled"
+    assert demo_people.accumulations("P1", kit.YEAR) == first.delta
+
+
+def test_a_cancelled_bill_can_be_settled_again_under_a_new_txn(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+    again = kit.settle(demo_people, "T-000002", "P1", "B1")
+    assert again.status == "settled"
+    assert demo_people.accumulations("P1", kit.YEAR) == again.delta
+
+
+def test_cancel_only_at_the_same_kiosk_on_the_same_day(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    with pytest.raises(PermissionError, match="only that kiosk"):
+        demo_people.cancel("T-000001", "kiosk-02", kit.SETTLE_DAY)
+    with pytest.raises(PermissionError, match="that day"):
+        demo_people.cancel("T-000001", kit.KIOSK, "2026-11-24")
+    assert demo_people.get_settlement("T-000001").status == "settled"
+    with pytest.raises(UnknownTxn):
+        demo_people.cancel("T-NEVER-01", kit.KIOSK, kit.SETTLE_DAY)
+
+
+def test_receipt_printed_is_recorded_once(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    assert demo_people.mark_receipt_printed("T-000001")
+    assert demo_people.mark_receipt_printed("T-000001")
+    assert demo_people.get_settlement("T-000001").receipt_printed
+    kinds = [event["kind"] for event in demo_people.audit_events()]
+    assert kinds.count("receipt_printed") == 1
+    assert not demo_people.mark_receipt_printed("T-NEVER-01")
+
+
+def test_settlements_on_a_day_include_cancelled_ones_with_their_status(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    kit.settle(demo_people, "T-000002", "P2", "B4")
+    kit.settle(demo_people, "T-000003", "P1", "B2", setl_date="2026-11-24")
+    demo_people.cancel("T-000002", kit.KIOSK, kit.SETTLE_DAY)
+    day = demo_people.settlements_on(kit.SETTLE_DAY)
+    assert {(s.txn_id, s.status) for s in day} == {
+        ("T-000001", "settled"),
+        ("T-000002", "cancelled"),
+    }
+
+
+def test_a_settlement_is_durable_across_reopening(ledger_url, demo_people, kit):
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    demo_people.close()
+    reopened = open_ledger(ledger_url)
+    try:
+        assert reopened.get_settlement("T-000001") == first
+        assert reopened.accumulations("P1", kit.YEAR) == first.delta
+    finally:
+        reopened.close()
+
+
+def test_a_closed_ledger_says_so(demo_people):
+    demo_people.close()
+    with pytest.raises(LedgerError, match="closed"):
+        demo_people.get_bill("B1")
