@@ -1,0 +1,293 @@
+"""Request handlers: one authenticated, replay-checked request in, one reply message out.
+
+Sans-I/O: no sockets, no clock of their own (`now` is passed in), and the ledger is a parameter,
+so the server can run a handler in a worker thread with that thread's ledger connection.
+A refusal is raised as `ProtocolError(code, msg)` with a frames.cddl error code; the caller turns
+it into an `error` reply. `LedgerError` (storage failed) passes through untouched: nothing was
+written, and the caller answers `unavailable`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from onestop.host.gateway.ledger.base import (
+    Bill,
+    BillUnavailable,
+    Ledger,
+    Person,
+    Settlement,
+    TxnConflict,
+    UnknownTxn,
+)
+from onestop.host.gateway.masking import mask_id
+from onestop.host.gateway.reconcile import totals_for
+from onestop.host.keys import SigningKey
+from onestop.host.settlement import Claim, load_policy, settle
+from onestop.protocol import cbor, messages
+from onestop.protocol.errors import ProtocolError
+
+TOTALS_FIELDS = (
+    "count", "medfee_sumamt", "hifp_pay", "hifmi_pay", "maf_pay", "fund_pay_sumamt",
+    "psn_cash_pay",
+)
+
+
+@dataclass
+class Handled:
+    """A handler's reply, plus what the server should log and count about it."""
+
+    reply: dict[str, Any]
+    event: str | None = None  # a notable event to log at info level ("settled", ...)
+    fields: dict[str, Any] = field(default_factory=dict)
+    settlement: str | None = None  # "new" | "retry" for settle replies
+
+
+class AmountChanged(Exception):
+    """The computed cash share differs from what the resident confirmed: settle nothing."""
+
+    def __init__(self, computed: int, confirmed: int) -> None:
+        super().__init__(
+            f"the amount to pay is now {computed} fen, the resident confirmed {confirmed} fen"
+        )
+
+
+def settle_digest(request: dict[str, Any]) -> bytes:
+    """What a settle request asked for: tells a retry (same digest) from a conflict."""
+    asked = {key: request[key] for key in ("kiosk", "psn_no", "bill_id", "confirmed_cash",
+                                             "txn_id")}
+    return hashlib.sha256(cbor.dumps(asked)).digest()
+
+
+class Handlers:
+    def __init__(
+        self,
+        signer: SigningKey,
+        gateway_kid: str,
+        policy_name: str,
+        tz: tzinfo | None = None,  # None: the gateway host's local time zone
+        new_id: Callable[[], str] = lambda: secrets.token_hex(5).upper(),
+    ) -> None:
+        self.signer = signer
+        self.gateway_kid = gateway_kid
+        self.policy_name = policy_name
+        self.policy = load_policy(policy_name)
+        self.tz = tz
+        self._new_id = new_id
+        self._table: dict[str, Callable[[Ledger, dict[str, Any], int], Handled]] = {
+            "sign_in": self.sign_in,
+            "person_info": self.person_info,
+            "pending_bills": self.pending_bills,
+            "pre_settle": self.pre_settle,
+            "settle": self.settle,
+            "cancel": self.cancel,
+            "settlement_query": self.settlement_query,
+            "receipt_printed": self.receipt_printed,
+            "reconcile": self.reconcile,
+        }
+
+    def handle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        handler = self._table.get(request["t"])
+        if handler is None:
+            raise ProtocolError("invalid", f"{request['t']} is not a request")
+        return handler(ledger, request, now)
+
+    def today(self, now: int) -> date:
+        return datetime.fromtimestamp(now, self.tz).date()
+
+    # ------------------------------------------------------------ 9001 sign-in
+    def sign_in(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        stamp = datetime.fromtimestamp(now, self.tz).strftime("%Y%m%d%H%M%S")
+        reply = messages.reply(
+            request, "sign_in_reply", now, sign_no=stamp + self._new_id(), now=now,
+            gateway=self.gateway_kid, policy=self.policy_name,
+        )
+        return Handled(reply, "signed_in", {"fw": request["fw"], "board": request["board"]})
+
+    # ------------------------------------------------------------ 1101 person info
+    def person_info(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        card = request["card"]
+        person = ledger.find_person(card["ssn"], card["card_no"])
+        if person is None:
+            raise ProtocolError("unknown_person", "no insured person holds this card")
+        if card["expiry"] < self.today(now).isoformat():
+            raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
+        reply = messages.reply(
+            request, "person_info_reply", now, psn_no=person.psn_no, name=person.name,
+            ssn_masked=mask_id(person.ssn), insutype=person.insutype,
+            insu_admdvs=person.insu_admdvs, assistance=person.assistance,
+        )
+        return Handled(reply)
+
+    # ------------------------------------------------------------ bills
+    def pending_bills(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        person = self._person(ledger, request["psn_no"])
+        bills = [_bill_record(bill) for bill in ledger.pending_bills(person.psn_no)]
+        return Handled(messages.reply(request, "pending_bills_reply", now,
+                                      psn_no=person.psn_no, bills=bills))
+
+    # ------------------------------------------------------------ 2206 pre-settle
+    def pre_settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        person = self._person(ledger, request["psn_no"])
+        bill = self._pending_bill(ledger, person, request["bill_id"])
+        claim = self._claim(person, bill, now)
+        outcome = settle(self.policy, claim, ledger.accumulations(person.psn_no, claim.year))
+        return Handled(messages.reply(request, "pre_settle_reply", now,
+                                      bill_id=bill.bill_id, result=dict(outcome.breakdown)))
+
+    # ------------------------------------------------------------ 2207 settle
+    def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        person = self._person(ledger, request["psn_no"])
+        confirmed = request["confirmed_cash"]
+        digest = settle_digest(request)
+        setl_date = self.today(now)
+
+        def build(accumulations: dict[str, int], bill: Bill) -> Settlement:
+            outcome = settle(self.policy, self._claim(person, bill, now), accumulations)
+            breakdown = dict(outcome.breakdown)
+            if breakdown["psn_cash_pay"] != confirmed:
+                raise AmountChanged(breakdown["psn_cash_pay"], confirmed)
+            record = {
+                "setl_id": "S" + setl_date.strftime("%Y%m%d") + self._new_id(),
+                "txn_id": request["txn_id"],
+                "kiosk": request["kiosk"],
+                "psn_no": person.psn_no,
+                "bill_id": bill.bill_id,
+                "setl_time": now,
+                "result": breakdown,
+            }
+            return Settlement(
+                txn_id=record["txn_id"], setl_id=record["setl_id"], kiosk_id=record["kiosk"],
+                psn_no=person.psn_no, bill_id=bill.bill_id, setl_time=now,
+                setl_date=setl_date.isoformat(), result=breakdown,
+                signed=messages.seal_settlement(record, self.gateway_kid, self.signer),
+                request_digest=digest, delta=dict(outcome.delta),
+            )
+
+        try:
+            # The accumulation year is the settlement date's, as the engine counts it.
+            stored, created = ledger.settle(
+                request["txn_id"], digest, request["kiosk"], person.psn_no, request["bill_id"],
+                build, year=setl_date.year,
+            )
+        except TxnConflict:
+            raise ProtocolError(
+                "txn_conflict", f"txn_id {request['txn_id']} was already used for another request"
+            ) from None
+        except BillUnavailable as exc:
+            raise ProtocolError(exc.code, str(exc)) from None
+        except AmountChanged as exc:
+            raise ProtocolError("amount_changed", str(exc)) from None
+        reply = messages.reply(request, "settle_reply", now, txn_id=stored.txn_id,
+                               settlement=stored.signed)
+        kind = "new" if created else "retry"
+        return Handled(
+            reply, "settled" if created else "settle_retry",
+            {"txn_id": stored.txn_id, "setl_id": stored.setl_id,
+             "psn_cash_pay": stored.result["psn_cash_pay"]},
+            settlement=kind,
+        )
+
+    # ------------------------------------------------------------ 2208 cancel
+    def cancel(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        stored = ledger.get_settlement(request["txn_id"])
+        if stored is None:
+            raise ProtocolError("not_found", f"no settlement {request['txn_id']}")
+        self._check_setl_id(stored, request)
+        # Another kiosk's or another day's settlement: the ledger refuses and says why.
+        try:
+            ledger.cancel(stored.txn_id, request["kiosk"], self.today(now).isoformat())
+        except UnknownTxn:
+            raise ProtocolError("not_found", f"no settlement {stored.txn_id}") from None
+        except PermissionError as exc:
+            raise ProtocolError("cancel_refused", str(exc)) from None
+        reply = messages.reply(request, "cancel_reply", now, txn_id=stored.txn_id,
+                               setl_id=stored.setl_id)
+        return Handled(reply, "cancelled", {"txn_id": stored.txn_id, "setl_id": stored.setl_id})
+
+    # ------------------------------------------------------------ 5203 settlement query
+    def settlement_query(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        stored = ledger.get_settlement(request["txn_id"])
+        if stored is None or stored.kiosk_id != request["kiosk"]:
+            reply = messages.reply(request, "settlement_query_reply", now,
+                                   txn_id=request["txn_id"], status="not_found")
+        else:
+            status = "cancelled" if stored.status == "cancelled" else "settled"
+            reply = messages.reply(request, "settlement_query_reply", now,
+                                   txn_id=stored.txn_id, status=status, settlement=stored.signed)
+        return Handled(reply)
+
+    # ------------------------------------------------------------ receipt printed
+    def receipt_printed(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        stored = self._own_settlement(ledger, request)
+        self._check_setl_id(stored, request)
+        ledger.mark_receipt_printed(stored.txn_id)
+        return Handled(messages.reply(request, "receipt_printed_reply", now,
+                                      txn_id=stored.txn_id))
+
+    # ------------------------------------------------------------ 3201 reconcile
+    def reconcile(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        ours = {key: int(value) for key, value in
+                totals_for(ledger, request["date"], kiosk_id=request["kiosk"]).items()
+                if key in TOTALS_FIELDS}
+        theirs = request["totals"]
+        mismatched = sorted(key for key in TOTALS_FIELDS if ours.get(key) != theirs.get(key))
+        reply = messages.reply(request, "reconcile_reply", now, date=request["date"],
+                               stmt_rslt=1 if mismatched else 0, totals=ours)
+        if not mismatched:
+            return Handled(reply, "reconciled", {"date": request["date"]})
+        return Handled(reply, "reconcile_mismatch", {
+            "date": request["date"], "mismatched": mismatched,
+            "kiosk_totals": theirs, "gateway_totals": ours,
+        })
+
+    # ------------------------------------------------------------ helpers
+    def _person(self, ledger: Ledger, psn_no: str) -> Person:
+        person = ledger.get_person(psn_no)
+        if person is None:
+            raise ProtocolError("unknown_person", f"no insured person {psn_no}")
+        return person
+
+    def _pending_bill(self, ledger: Ledger, person: Person, bill_id: str) -> Bill:
+        bill = ledger.get_bill(bill_id)
+        if bill is None or bill.psn_no != person.psn_no:
+            raise ProtocolError("unknown_bill", f"no bill {bill_id} for this person")
+        if bill.status != "pending":
+            raise ProtocolError("bill_settled", f"bill {bill_id} is already settled")
+        return bill
+
+    def _claim(self, person: Person, bill: Bill, now: int) -> Claim:
+        return Claim.from_bill(person, bill, self.today(now).isoformat())
+
+    def _own_settlement(self, ledger: Ledger, request: dict[str, Any]) -> Settlement:
+        stored = ledger.get_settlement(request["txn_id"])
+        if stored is None or stored.kiosk_id != request["kiosk"]:
+            raise ProtocolError("not_found", f"no settlement {request['txn_id']} from this kiosk")
+        return stored
+
+    @staticmethod
+    def _check_setl_id(stored: Settlement, request: dict[str, Any]) -> None:
+        if stored.setl_id != request["setl_id"]:
+            raise ProtocolError(
+                "invalid",
+                f"txn_id {stored.txn_id} was settled as {stored.setl_id}, "
+                f"not {request['setl_id']}",
+            )
+
+
+def _bill_record(bill: Bill) -> dict[str, Any]:
+    return {
+        "bill_id": bill.bill_id,
+        "fixmedins_name": bill.fixmedins_name,
+        "mdtrtarea_admvs": bill.mdtrtarea_admvs,
+        "med_type": bill.med_type,
+        "hosp_lv": bill.hosp_lv,
+        "referral": bill.referral,
+        "date": bill.date,
+        "medfee_sumamt": bill.medfee_sumamt,
+    }

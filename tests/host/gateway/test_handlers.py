@@ -1,0 +1,434 @@
+"""Request handlers on a real ledger (SQLite and PostgreSQL): what a kiosk is told, and what the
+ledger holds afterwards. Every reply is sealed, so each one is also checked against frames.cddl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import onestop.host.sim
+import pytest
+from onestop.host.gateway.handlers import Handled, Handlers
+from onestop.host.gateway.ledger import Bill, Ledger, Person, open_ledger
+from onestop.host.keys import SigningKey, VerifyingKey
+from onestop.host.settlement import Claim, load_policy, settle
+from onestop.protocol import messages
+from onestop.protocol.errors import ProtocolError
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())
+NEXT_DAY = NOW + 24 * 3600
+DEMO = Path(onestop.host.sim.__file__).parent / "demo_residents.json"
+GATEWAY_KID = "gateway-test"
+
+
+def seed_demo(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """The demo residents and their bills; returns the residents by psn_no."""
+    residents = json.loads(DEMO.read_text(encoding="utf-8"))["residents"]
+    for resident in residents:
+        ledger.upsert_person(
+            Person(
+                psn_no=resident["psn_no"],
+                name=resident["name"],
+                ssn=resident["ssn"],
+                card_no=resident["card_no"],
+                insu_admdvs=resident["insu_admdvs"],
+                assistance=resident["assistance"],
+            )
+        )
+        for bill in resident["bills"]:
+            ledger.upsert_bill(
+                Bill(
+                    bill_id=bill["bill_id"],
+                    psn_no=resident["psn_no"],
+                    fixmedins_name=bill["fixmedins_name"],
+                    mdtrtarea_admvs=bill["mdtrtarea_admvs"],
+                    med_type=bill["med_type"],
+                    hosp_lv=bill["hosp_lv"],
+                    referral=bill["referral"],
+                    date=bill["date"],
+                    items=tuple(bill["items"]),
+                )
+            )
+        seeded = resident.get("accumulations")
+        if seeded:
+            amounts = {k: v for k, v in seeded.items() if k != "year"}
+            ledger.seed_accumulations(resident["psn_no"], seeded["year"], amounts)
+    return {resident["psn_no"]: resident for resident in residents}
+
+
+def card_of(resident: dict[str, Any]) -> dict[str, str]:
+    return {key: resident[key] for key in ("ssn", "card_no", "card_id", "name", "issue", "expiry")}
+
+
+class Rig:
+    """Handlers with a gateway key, and requests as kiosks would send them."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.key = SigningKey.generate()
+        self.handlers = Handlers(self.key, GATEWAY_KID, "reference", TZ)
+        self.residents = seed_demo(ledger)
+        self._ctr = 0
+
+    def ask(self, t: str, kiosk: str = "K-01", now: int = NOW, **body: Any) -> Handled:
+        self._ctr += 1
+        request = messages.validate(
+            messages.request(t, kiosk, self._ctr, os.urandom(8), now, **body)
+        )
+        handled = self.handlers.handle(self.ledger, request, now)
+        messages.seal(handled.reply, GATEWAY_KID, self.key)  # raises unless frames.cddl-valid
+        return handled
+
+    def refused(self, t: str, **body: Any) -> str:
+        with pytest.raises(ProtocolError) as caught:
+            self.ask(t, **body)
+        return caught.value.code
+
+    def record(self, signed: bytes) -> dict[str, Any]:
+        return messages.open_settlement(signed, VerifyingKey(self.key.public_key))
+
+    def settle(
+        self, psn_no: str, bill_id: str, txn_id: str, kiosk: str = "K-01", now: int = NOW
+    ) -> Handled:
+        pre = self.ask("pre_settle", kiosk=kiosk, now=now, psn_no=psn_no, bill_id=bill_id)
+        cash = pre.reply["result"]["psn_cash_pay"]
+        return self.ask(
+            "settle",
+            kiosk=kiosk,
+            now=now,
+            psn_no=psn_no,
+            bill_id=bill_id,
+            txn_id=txn_id,
+            confirmed_cash=cash,
+        )
+
+
+@pytest.fixture
+def rig(ledger: Ledger) -> Rig:
+    return Rig(ledger)
+
+
+def test_sign_in_tells_the_board_the_time_and_the_policy(rig: Rig) -> None:
+    reply = rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply
+    assert reply["now"] == NOW
+    assert reply["policy"] == "reference"
+    assert reply["gateway"] == GATEWAY_KID
+    assert reply["sign_no"].startswith("20261123100000")
+
+
+def test_person_info_finds_the_card_holder_and_masks_the_ssn(rig: Rig) -> None:
+    reply = rig.ask("person_info", card=card_of(rig.residents["P001"])).reply
+    assert reply["psn_no"] == "P001"
+    assert reply["name"] == "张秀兰"
+    assert reply["ssn_masked"] == "130630********0048"
+    assert (reply["insutype"], reply["insu_admdvs"], reply["assistance"]) == (390, "130630", "none")
+
+
+def test_person_info_refuses_an_unknown_card_and_an_expired_one(rig: Rig) -> None:
+    stranger = dict(card_of(rig.residents["P001"]), card_no="HB9999999")
+    assert rig.refused("person_info", card=stranger) == "unknown_person"
+    assert rig.refused("person_info", card=card_of(rig.residents["P007"])) == "card_expired"
+
+
+def test_pending_bills_lists_the_residents_open_bills(rig: Rig) -> None:
+    reply = rig.ask("pending_bills", psn_no="P001").reply
+    assert [(b["bill_id"], b["medfee_sumamt"]) for b in reply["bills"]] == [
+        ("B-130630-0001", 2_420_000)
+    ]
+    assert rig.refused("pending_bills", psn_no="P999") == "unknown_person"
+
+
+def test_settle_stores_the_signed_record_the_resident_was_shown(rig: Rig) -> None:
+    pre = rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001").reply
+    handled = rig.ask(
+        "settle",
+        psn_no="P001",
+        bill_id="B-130630-0001",
+        txn_id="TXN-0000001",
+        confirmed_cash=pre["result"]["psn_cash_pay"],
+    )
+    assert handled.settlement == "new"
+    record = rig.record(handled.reply["settlement"])
+    assert record["result"] == pre["result"]
+    assert (record["txn_id"], record["kiosk"], record["psn_no"], record["bill_id"]) == (
+        "TXN-0000001",
+        "K-01",
+        "P001",
+        "B-130630-0001",
+    )
+    assert record["setl_id"].startswith("S20261123")
+    assert record["setl_time"] == NOW
+    # what the engine says for this person on an empty year is what the ledger now holds
+    person = rig.ledger.get_person("P001")
+    bill = rig.ledger.get_bill("B-130630-0001")
+    assert person is not None and bill is not None
+    expected = settle(
+        load_policy("reference"),
+        Claim.from_bill(person, bill, "2026-11-23"),
+        rig.ledger.accumulations("P999", 2026),
+    )
+    assert record["result"] == dict(expected.breakdown)
+    assert _nonzero(rig.ledger.accumulations("P001", 2026)) == _nonzero(dict(expected.after))
+    assert rig.ledger.pending_bills("P001") == []
+
+
+def test_a_retry_gets_the_same_bytes_and_a_changed_request_is_a_conflict(rig: Rig) -> None:
+    first = rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    accumulations = rig.ledger.accumulations("P001", 2026)
+    cash = rig.record(first.reply["settlement"])["result"]["psn_cash_pay"]
+    retry = rig.ask(
+        "settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-0000001", confirmed_cash=cash
+    )
+    assert retry.settlement == "retry"
+    assert retry.reply["settlement"] == first.reply["settlement"]
+    assert rig.ledger.accumulations("P001", 2026) == accumulations
+    assert (
+        rig.refused(
+            "settle",
+            psn_no="P001",
+            bill_id="B-130630-0001",
+            txn_id="TXN-0000001",
+            confirmed_cash=cash + 1,
+        )
+        == "txn_conflict"
+    )
+    assert (
+        rig.refused(
+            "settle",
+            kiosk="K-02",
+            psn_no="P001",
+            bill_id="B-130630-0001",
+            txn_id="TXN-0000001",
+            confirmed_cash=cash,
+        )
+        == "txn_conflict"
+    )
+
+
+def test_a_changed_amount_is_refused_and_nothing_is_written(rig: Rig) -> None:
+    pre = rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001").reply
+    with pytest.raises(ProtocolError) as caught:
+        rig.ask(
+            "settle",
+            psn_no="P001",
+            bill_id="B-130630-0001",
+            txn_id="TXN-0000001",
+            confirmed_cash=pre["result"]["psn_cash_pay"] - 100,
+        )
+    assert caught.value.code == "amount_changed"
+    assert str(pre["result"]["psn_cash_pay"]) in caught.value.msg
+    assert rig.ledger.get_settlement("TXN-0000001") is None
+    assert [b.bill_id for b in rig.ledger.pending_bills("P001")] == ["B-130630-0001"]
+    assert _nonzero(rig.ledger.accumulations("P001", 2026)) == {}
+
+
+def test_a_settled_bill_is_refused_to_another_txn_and_unknown_bills_are_named(rig: Rig) -> None:
+    rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    assert rig.refused("pre_settle", psn_no="P001", bill_id="B-130630-0001") == "bill_settled"
+    assert (
+        rig.refused(
+            "settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-0000002", confirmed_cash=0
+        )
+        == "bill_settled"
+    )
+    assert rig.refused("pre_settle", psn_no="P002", bill_id="B-130630-0003") == "unknown_bill"
+    assert (
+        rig.refused(
+            "settle", psn_no="P001", bill_id="B-NOPE", txn_id="TXN-0000003", confirmed_cash=0
+        )
+        == "unknown_bill"
+    )
+
+
+def test_settlement_query_answers_settled_not_found_and_cancelled(rig: Rig) -> None:
+    query = rig.ask("settlement_query", txn_id="TXN-0000001").reply
+    assert query["status"] == "not_found" and "settlement" not in query
+    settled = rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    query = rig.ask("settlement_query", txn_id="TXN-0000001").reply
+    assert query["status"] == "settled"
+    assert query["settlement"] == settled.reply["settlement"]
+    # another kiosk is not told about this kiosk's settlements
+    assert (
+        rig.ask("settlement_query", kiosk="K-02", txn_id="TXN-0000001").reply["status"]
+        == "not_found"
+    )
+    setl_id = rig.record(settled.reply["settlement"])["setl_id"]
+    rig.ask("cancel", txn_id="TXN-0000001", setl_id=setl_id)
+    query = rig.ask("settlement_query", txn_id="TXN-0000001").reply
+    assert query["status"] == "cancelled"
+    assert query["settlement"] == settled.reply["settlement"]
+
+
+def test_cancel_gives_back_the_accumulations_and_reopens_the_bill(rig: Rig) -> None:
+    before = rig.ledger.accumulations("P005", 2026)
+    settled = rig.settle("P005", "B-130602-0005", "TXN-0000005")
+    assert rig.ledger.accumulations("P005", 2026) != before
+    setl_id = rig.record(settled.reply["settlement"])["setl_id"]
+    reply = rig.ask("cancel", txn_id="TXN-0000005", setl_id=setl_id).reply
+    assert (reply["txn_id"], reply["setl_id"]) == ("TXN-0000005", setl_id)
+    assert _nonzero(rig.ledger.accumulations("P005", 2026)) == _nonzero(before)
+    assert [b.bill_id for b in rig.ledger.pending_bills("P005")] == ["B-130602-0005"]
+    # and the bill can be settled again, as new
+    again = rig.settle("P005", "B-130602-0005", "TXN-0000006")
+    assert again.settlement == "new"
+
+
+def test_cancel_is_refused_to_another_kiosk_another_day_and_a_wrong_setl_id(rig: Rig) -> None:
+    settled = rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    setl_id = rig.record(settled.reply["settlement"])["setl_id"]
+    assert (
+        rig.refused("cancel", kiosk="K-02", txn_id="TXN-0000001", setl_id=setl_id)
+        == "cancel_refused"
+    )
+    assert (
+        rig.refused("cancel", now=NEXT_DAY, txn_id="TXN-0000001", setl_id=setl_id)
+        == "cancel_refused"
+    )
+    assert rig.refused("cancel", txn_id="TXN-0000001", setl_id="S-WRONG") == "invalid"
+    assert rig.refused("cancel", txn_id="TXN-0000404", setl_id=setl_id) == "not_found"
+    assert rig.ledger.get_settlement("TXN-0000001").status == "settled"
+
+
+def test_receipt_printed_is_recorded_for_the_kiosks_own_settlement(rig: Rig) -> None:
+    settled = rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    setl_id = rig.record(settled.reply["settlement"])["setl_id"]
+    assert rig.refused("receipt_printed", txn_id="TXN-0000001", setl_id="S-WRONG") == "invalid"
+    assert (
+        rig.refused("receipt_printed", kiosk="K-02", txn_id="TXN-0000001", setl_id=setl_id)
+        == "not_found"
+    )
+    assert rig.ledger.get_settlement("TXN-0000001").receipt_printed is False
+    reply = rig.ask("receipt_printed", txn_id="TXN-0000001", setl_id=setl_id).reply
+    assert reply["txn_id"] == "TXN-0000001"
+    assert rig.ledger.get_settlement("TXN-0000001").receipt_printed is True
+
+
+def test_reconcile_balances_the_kiosks_day_or_reports_the_gateways_totals(rig: Rig) -> None:
+    settled = rig.settle("P001", "B-130630-0001", "TXN-0000001")
+    rig.settle("P003", "B-130630-0003", "TXN-0000003", kiosk="K-02")  # not K-01's
+    result = rig.record(settled.reply["settlement"])["result"]
+    ours = {
+        "count": 1,
+        **{
+            k: result[k]
+            for k in (
+                "medfee_sumamt",
+                "hifp_pay",
+                "hifmi_pay",
+                "maf_pay",
+                "fund_pay_sumamt",
+                "psn_cash_pay",
+            )
+        },
+    }
+    balanced = rig.ask("reconcile", date="2026-11-23", totals=ours)
+    assert balanced.reply["stmt_rslt"] == 0
+    assert balanced.reply["totals"] == ours
+    off = dict(ours, psn_cash_pay=ours["psn_cash_pay"] + 1)
+    mismatch = rig.ask("reconcile", date="2026-11-23", totals=off)
+    assert mismatch.reply["stmt_rslt"] == 1
+    assert mismatch.reply["totals"] == ours
+    assert mismatch.event == "reconcile_mismatch"
+    assert mismatch.fields["mismatched"] == ["psn_cash_pay"]
+
+
+def test_simultaneous_settlements_for_one_person_stay_exact(rig: Rig, ledger_url: str) -> None:
+    """Kiosks settling the same resident at once: each settlement is computed on the
+    accumulations the previous one left, whatever the order."""
+    person = rig.ledger.get_person("P005")
+    assert person is not None
+    bills = [
+        Bill(
+            bill_id=f"B-RACE-{n}",
+            psn_no="P005",
+            fixmedins_name="涞源县医院",
+            mdtrtarea_admvs="130630",
+            med_type="inpatient",
+            hosp_lv=2,
+            referral=False,
+            date="2026-11-22",
+            items=({"name": "治疗", "class": "A", "amount": 900_000 + 10_000 * n},),
+        )
+        for n in range(6)
+    ]
+    for bill in bills:
+        rig.ledger.upsert_bill(bill)
+    start = rig.ledger.accumulations("P005", 2026)
+    # pre_settle each on the same starting point: the kiosk confirms what it was shown; the
+    # gateway recomputes under the person's lock, so some will be refused as amount_changed
+    shown = {
+        b.bill_id: rig.ask("pre_settle", psn_no="P005", bill_id=b.bill_id).reply["result"][
+            "psn_cash_pay"
+        ]
+        for b in bills
+    }
+    outcomes: dict[str, str] = {}
+    barrier = threading.Barrier(len(bills))
+    ledgers = [open_ledger(ledger_url) for _ in bills]
+
+    def kiosk(index: int, bill: Bill) -> None:
+        request = messages.request(
+            "settle",
+            f"K-{index:02d}",
+            1,
+            os.urandom(8),
+            NOW,
+            psn_no="P005",
+            bill_id=bill.bill_id,
+            txn_id=f"TXN-RACE-{index:04d}",
+            confirmed_cash=shown[bill.bill_id],
+        )
+        barrier.wait()
+        try:
+            rig.handlers.handle(ledgers[index], request, NOW)
+            outcomes[bill.bill_id] = "settled"
+        except ProtocolError as exc:
+            outcomes[bill.bill_id] = exc.code
+
+    threads = [threading.Thread(target=kiosk, args=(n, b)) for n, b in enumerate(bills)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in ledgers:
+        opened.close()
+    assert set(outcomes.values()) <= {"settled", "amount_changed"}
+    assert "settled" in outcomes.values()
+    # replay the stored settlements in commit order through the engine: same figures, and the
+    # accumulations are exactly the last one's `after`
+    stored = [s for b in bills if (s := _settlement_of(rig.ledger, b.bill_id))]
+    policy = load_policy("reference")
+    accumulations = start
+    for settlement in _commit_order(rig.ledger, stored):
+        bill = rig.ledger.get_bill(settlement.bill_id)
+        assert bill is not None
+        outcome = settle(policy, Claim.from_bill(person, bill, "2026-11-23"), accumulations)
+        assert dict(outcome.breakdown) == settlement.result
+        accumulations = dict(outcome.after)
+    assert _nonzero(rig.ledger.accumulations("P005", 2026)) == _nonzero(accumulations)
+
+
+def _nonzero(accumulations: dict[str, int]) -> dict[str, int]:
+    """Accumulations compared by value: an absent key and a zero mean the same."""
+    return {key: value for key, value in accumulations.items() if value}
+
+
+def _settlement_of(ledger: Ledger, bill_id: str) -> Any:
+    for settlement in ledger.settlements_on("2026-11-23"):
+        if settlement.bill_id == bill_id and settlement.status == "settled":
+            return settlement
+    return None
+
+
+def _commit_order(ledger: Ledger, stored: list[Any]) -> list[Any]:
+    """The audit log records the order settlements committed in."""
+    order = [e["txn_id"] for e in ledger.audit_events() if e["kind"] == "settled"]
+    by_txn = {s.txn_id: s for s in stored}
+    return [by_txn[txn_id] for txn_id in order if txn_id in by_txn]
