@@ -1,0 +1,169 @@
+"""Keys, replay counters, persons, bills and seeded accumulations in the ledger, both backends."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from onestop.host.gateway.ledger import BillUnavailable, KeyRecord, LedgerError, open_ledger
+
+KIOSK_KEY = bytes(range(32))
+
+
+def kiosk_key(kid: str = "kiosk-01", status: str = "active") -> KeyRecord:
+    return KeyRecord(kid=kid, role="kiosk", public_key=KIOSK_KEY, status=status)
+
+
+def test_init_twice_keeps_what_is_there(ledger_url, ledger):
+    ledger.add_key(kiosk_key())
+    again = open_ledger(ledger_url)
+    try:
+        again.init()
+        assert again.list_keys() == [kiosk_key()]
+    finally:
+        again.close()
+
+
+def test_keys_are_listed_gateway_first_and_revoked_ones_stay(ledger):
+    gateway = KeyRecord(kid="gw-1a2b3c4d", role="gateway", public_key=b"\x07" * 32, status="active")
+    ledger.add_key(kiosk_key("kiosk-02"))
+    ledger.add_key(gateway)
+    ledger.add_key(kiosk_key("kiosk-01"))
+
+    assert ledger.set_key_status("kiosk-02", "revoked")
+
+    assert [(k.kid, k.role, k.status) for k in ledger.list_keys()] == [
+        ("gw-1a2b3c4d", "gateway", "active"),
+        ("kiosk-01", "kiosk", "active"),
+        ("kiosk-02", "kiosk", "revoked"),
+    ]
+    assert ledger.get_key("kiosk-02").status == "revoked"
+    assert ledger.get_key("nobody") is None
+    assert not ledger.set_key_status("nobody", "revoked")
+
+
+def test_adding_a_known_key_again_only_sets_its_status(ledger):
+    ledger.add_key(kiosk_key())
+    ledger.add_key(kiosk_key())
+    ledger.add_key(kiosk_key(status="revoked"))
+    assert ledger.list_keys() == [kiosk_key(status="revoked")]
+    kinds = [event["kind"] for event in ledger.audit_events()]
+    assert kinds == ["key_added", "key_revoked"]
+
+
+def test_a_key_is_never_swapped_under_a_known_id(ledger):
+    ledger.add_key(kiosk_key())
+    with pytest.raises(ValueError, match="another key"):
+        ledger.add_key(replace(kiosk_key(), public_key=b"\x09" * 32))
+    assert ledger.get_key("kiosk-01").public_key == KIOSK_KEY
+
+
+@pytest.mark.parametrize(
+    ("record", "complaint"),
+    [
+        (replace(kiosk_key(), public_key=b"\x01" * 31), "32 bytes"),
+        (replace(kiosk_key(), role="admin"), "role"),
+        (replace(kiosk_key(), status="maybe"), "status"),
+        (replace(kiosk_key(), alg="ES256"), "EdDSA"),
+    ],
+)
+def test_a_malformed_key_is_refused(ledger, record, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        ledger.add_key(record)
+    assert ledger.list_keys() == []
+
+
+def test_counters_only_go_up_per_kiosk(ledger):
+    assert ledger.advance_counter("kiosk-01", 1)
+    assert ledger.advance_counter("kiosk-01", 7)
+    assert not ledger.advance_counter("kiosk-01", 7)  # replay
+    assert not ledger.advance_counter("kiosk-01", 3)  # older
+    assert ledger.advance_counter("kiosk-02", 2)  # another kiosk has its own
+    assert ledger.advance_counter("kiosk-01", 8)
+
+
+def test_a_person_is_found_by_social_security_number_and_card_number(ledger, kit):
+    resident = kit.person("P1", 1)
+    assert ledger.upsert_person(resident) == "added"
+    assert ledger.upsert_person(resident) == "unchanged"
+    assert ledger.find_person(resident.ssn, resident.card_no) == resident
+    assert ledger.find_person(resident.ssn, "HB9999999") is None  # a card not (or no longer) theirs
+    reissued = replace(resident, card_no="HB7777777")
+    assert ledger.upsert_person(reissued) == "updated"
+    assert ledger.find_person(resident.ssn, resident.card_no) is None
+    assert ledger.get_person("P1") == reissued
+
+
+def test_the_audit_log_shows_id_numbers_masked(ledger, kit):
+    resident = kit.person("P1", 1)
+    ledger.upsert_person(resident)
+    bodies = "".join(event["body"] for event in ledger.audit_events())
+    assert resident.ssn not in bodies
+    assert resident.ssn[:6] + "********" + resident.ssn[-4:] in bodies
+
+
+def test_bill_import_is_idempotent(ledger, kit):
+    ledger.upsert_person(kit.person("P1", 1))
+    bill = kit.bill("B1", "P1")
+    assert ledger.upsert_bill(bill) == "added"
+    assert ledger.upsert_bill(bill) == "unchanged"
+    assert ledger.get_bill("B1") == bill
+    assert ledger.pending_bills("P1") == [bill]
+    assert [e["kind"] for e in ledger.audit_events()] == ["person_added", "bill_imported"]
+
+
+def test_a_pending_bill_can_be_corrected_by_its_clinic(ledger, kit):
+    ledger.upsert_person(kit.person("P1", 1))
+    ledger.upsert_bill(kit.bill("B1", "P1"))
+    corrected = kit.bill("B1", "P1", amounts=(90_000, 50_000))
+    assert ledger.upsert_bill(corrected) == "updated"
+    assert ledger.get_bill("B1").medfee_sumamt == 140_000
+
+
+def test_reimport_never_unsettles_and_a_settled_bill_cannot_change(demo_people, kit):
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    assert demo_people.upsert_bill(kit.bill("B1", "P1")) == "unchanged"
+    assert demo_people.get_bill("B1").status == "settled"
+    with pytest.raises(BillUnavailable, match="already settled"):
+        demo_people.upsert_bill(kit.bill("B1", "P1", amounts=(1, 2)))
+    assert demo_people.get_bill("B1").medfee_sumamt == 150_000
+
+
+def test_a_bill_of_an_unknown_person_is_refused(ledger, kit):
+    with pytest.raises(ValueError, match="unknown person"):
+        ledger.upsert_bill(kit.bill("B1", "NOBODY"))
+    assert ledger.get_bill("B1") is None
+
+
+def test_starting_accumulations_are_seeded_once_and_audited(demo_people, kit):
+    start = {"serious_burden": 6_000_000, "assistance_burden": 2_000_000}
+    assert demo_people.seed_accumulations("P1", kit.YEAR, start)
+    assert not demo_people.seed_accumulations("P1", kit.YEAR, start)  # same values: no-op
+    assert demo_people.accumulations("P1", kit.YEAR) == start
+
+    seen: list[dict[str, int]] = []
+    digest = kit.digest("T-000001")
+    demo_people.settle(
+        "T-000001", digest, kit.KIOSK, "P1", "B1", kit.build("T-000001", digest, seen=seen)
+    )
+    assert seen == [start]  # the engine sees the seeded burden
+    with pytest.raises(ValueError, match="already has accumulations"):
+        demo_people.seed_accumulations("P1", kit.YEAR, {"serious_burden": 1})
+    kinds = [e["kind"] for e in demo_people.audit_events()]
+    assert kinds.count("accumulations_seeded") == 1
+
+
+@pytest.mark.parametrize("amounts", [{"serious_burden": -1}, {"serious_burden": 1.5}])
+def test_seeded_accumulations_must_be_fen(demo_people, kit, amounts):
+    with pytest.raises(ValueError, match="non-negative integer"):
+        demo_people.seed_accumulations("P1", kit.YEAR, amounts)
+    assert demo_people.accumulations("P1", kit.YEAR) == {}
+
+
+def test_an_uninitialised_ledger_says_to_run_init(ledger_url):
+    fresh = open_ledger(ledger_url)
+    try:
+        with pytest.raises(LedgerError, match="kiosk gateway init"):
+            fresh.list_keys()
+    finally:
+        fresh.close()
