@@ -90,6 +90,8 @@ def decode1(data):
 
 
 def _check_protected(protected):
+    if not protected:  # RFC 9052 §3: h'' is an empty protected header, so no alg
+        raise ProtocolError(COSE_BAD_ALG, "alg must be EdDSA (-8), protected header is empty")
     try:
         header = cbor.loads(protected)
     except ProtocolError as exc:

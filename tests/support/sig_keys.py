@@ -1,0 +1,81 @@
+# Importable on both runtimes: Ed25519 signing for tests, keys made from 32-byte seeds so that
+# only seeds and bytes cross the runtime boundary. CPython signs with `cryptography` (through
+# onestop.host.keys when present), MicroPython with the pure-Python protocol/ed25519.py, so a
+# test that signs on one runtime and verifies on the other crosses implementations.
+try:
+    from onestop.host.keys import SigningKey, VerifyingKey
+
+    IMPL = "host.keys"
+except ImportError:
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ced
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    except ImportError:
+        from onestop.protocol.ed25519 import SigningKey, VerifyingKey
+
+        IMPL = "protocol.ed25519"
+    else:
+        IMPL = "cryptography"
+
+        class SigningKey:  # stand-in with the host.keys interface
+            def __init__(self, seed):
+                self._key = _ced.Ed25519PrivateKey.from_private_bytes(bytes(seed))
+                self.public_key = self._key.public_key().public_bytes(Encoding.Raw,
+                                                                      PublicFormat.Raw)
+
+            def sign(self, msg):
+                return self._key.sign(bytes(msg))
+
+        class VerifyingKey:
+            def __init__(self, pub):
+                self._key = _ced.Ed25519PublicKey.from_public_bytes(bytes(pub))
+
+            def verify(self, msg, sig):
+                try:
+                    self._key.verify(bytes(sig), bytes(msg))
+                except InvalidSignature:
+                    return False
+                return True
+
+from onestop.protocol import cose, messages
+from onestop.protocol.errors import ProtocolError
+
+
+def impl():
+    return IMPL
+
+
+def public_key(seed):
+    return SigningKey(seed).public_key
+
+
+def sign1(payload, kid, seed):
+    return cose.sign1(payload, kid, SigningKey(seed))
+
+
+def verify1(data, pub):
+    """The payload of a COSE_Sign1 checked against public key `pub`."""
+    return cose.verify1(cose.decode1(data), VerifyingKey(pub))
+
+
+def seal(msg, kid, seed):
+    return messages.seal(msg, kid, SigningKey(seed))
+
+
+def open(data, pubs):
+    """messages.open with a key table {kid: public key}."""
+    def key_for(kid):
+        if kid not in pubs:
+            raise ProtocolError("unknown_kiosk", "no key for " + kid)
+        return VerifyingKey(pubs[kid])
+
+    return messages.open(data, key_for)
+
+
+def seal_settlement(record, kid, seed):
+    return messages.seal_settlement(record, kid, SigningKey(seed))
+
+
+def open_settlement(data, pub):
+    return messages.open_settlement(data, VerifyingKey(pub))
