@@ -1,0 +1,171 @@
+"""Storage that fails: a full disk, a database that goes away, a failed commit, a gateway killed
+with SIGKILL under load. Each ends in a clear LedgerError (or a clean restart) and never in a
+half-written settlement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import psycopg
+import pytest
+from onestop.host.gateway.ledger import LedgerError, open_ledger
+from onestop.host.gateway.ledger.checks import plus
+
+
+def assert_nothing_settled(ledger, kit, events_before):
+    assert ledger.get_settlement("T-000001") is None
+    assert ledger.get_bill("B1").status == "pending"
+    assert not any(ledger.accumulations("P1", kit.YEAR).values())
+    assert ledger.audit_events() == events_before
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_full_disk_is_a_clear_error_and_writes_nothing(demo_people, kit):
+    events_before = demo_people.audit_events()
+    # Cap the file at its current size (on the connection this thread uses): the next write
+    # that needs a new page fails with SQLITE_FULL, as on a full disk.
+    conn = demo_people._connection()
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    digest = kit.digest("T-000001")
+    good = kit.build("T-000001", digest)
+
+    def large(acc, bill):  # a record bigger than a page needs fresh pages
+        return replace(good(acc, bill), signed=b"s" * 20_000)
+
+    with pytest.raises(LedgerError, match="disk is full"):
+        demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", large)
+
+    assert_nothing_settled(demo_people, kit, events_before)
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space again: the same request works
+    stored, created = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", large)
+    assert created and len(stored.signed) == 20_000
+
+
+def test_a_failure_at_commit_leaves_nothing(demo_people, kit, monkeypatch):
+    events_before = demo_people.audit_events()
+    real_end = demo_people._end
+    driver_error = type(demo_people).driver_errors[0]
+
+    def failing_commit(conn, commit):
+        if commit:
+            raise driver_error("disk I/O error (simulated at commit)")
+        return real_end(conn, commit)
+
+    monkeypatch.setattr(demo_people, "_end", failing_commit)
+    with pytest.raises(LedgerError, match="simulated at commit"):
+        kit.settle(demo_people, "T-000001", "P1", "B1")
+    monkeypatch.setattr(demo_people, "_end", real_end)
+
+    assert_nothing_settled(demo_people, kit, events_before)
+
+
+def terminate_backend(dsn: str, pid: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_postgresql_going_away_mid_settlement_writes_nothing(demo_people, kit):
+    events_before = demo_people.audit_events()
+    dsn = os.environ["ONESTOP_TEST_PG"]
+    digest = kit.digest("T-000001")
+    good = kit.build("T-000001", digest)
+
+    def database_dies(acc, bill):
+        # The database drops this gateway's connection while the settlement is half done.
+        terminate_backend(dsn, demo_people._connection().info.backend_pid)
+        return good(acc, bill)
+
+    with pytest.raises(LedgerError, match="unavailable|went away"):
+        demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", database_dies)
+
+    # The next call reconnects on its own and finds nothing half-written.
+    assert_nothing_settled(demo_people, kit, events_before)
+    stored, created = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1", good)
+    assert created and stored.status == "settled"
+
+
+def test_postgresql_that_cannot_be_reached_is_a_clear_error():
+    unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(LedgerError, match="unavailable"):
+            unreachable.get_bill("B1")
+    finally:
+        unreachable.close()
+
+
+# A gateway stand-in: settles bill after bill and prints each txn_id once settle has returned
+# (acknowledged, as the reply to the kiosk would be sent).
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from onestop.host.gateway.ledger import Settlement, open_ledger
+
+    url, count = sys.argv[1], int(sys.argv[2])
+    ledger = open_ledger(url)
+
+    def build_for(txn_id, digest):
+        def build(acc, bill):
+            fee = bill.medfee_sumamt
+            result = dict(medfee_sumamt=fee, fulamt_ownpay_amt=0, preselfpay_amt=0,
+                          inscp_scp_amt=fee, act_pay_dedc=0, hifp_pay=fee // 2, hifmi_pay=0,
+                          maf_pay=0, fund_pay_sumamt=fee // 2, psn_cash_pay=fee - fee // 2)
+            return Settlement(txn_id=txn_id, setl_id="S-" + txn_id, kiosk_id="kiosk-01",
+                              psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=1,
+                              setl_date="2026-11-23", result=result, signed=txn_id.encode(),
+                              request_digest=digest, delta={"hifp_paid_inpatient": fee // 2})
+        return build
+
+    for n in range(count):
+        txn_id = "K-%06d" % n
+        digest = ("digest:" + txn_id).encode()
+        ledger.settle(txn_id, digest, "kiosk-01", "P1", "KB%04d" % n, build_for(txn_id, digest))
+        print(txn_id, flush=True)
+    """
+)
+
+
+def test_kill_9_under_load_loses_no_acknowledged_settlement_and_doubles_none(
+    ledger_url, demo_people, kit
+):
+    bills = 60
+    for n in range(bills):
+        demo_people.upsert_bill(kit.bill(f"KB{n:04d}", "P1", amounts=(1_000 + n, 500)))
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", LOAD_SCRIPT, ledger_url, str(bills)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = [gateway.stdout.readline().strip() for _ in range(10)]
+    gateway.send_signal(signal.SIGKILL)
+    acknowledged += [line.strip() for line in gateway.stdout]  # acks already on their way
+    gateway.wait()
+    gateway.stdout.close()
+    assert gateway.returncode == -signal.SIGKILL
+
+    restarted = open_ledger(ledger_url)
+    try:
+        for txn_id in acknowledged:
+            assert restarted.get_settlement(txn_id) is not None, f"acknowledged {txn_id} lost"
+        # The kiosks retry everything that was in flight; each txn settles at most once.
+        retried = len(acknowledged) + 1
+        if retried < bills:
+            kit.settle(restarted, f"K-{retried - 1:06d}", "P1", f"KB{retried - 1:04d}")
+        stored = [restarted.get_settlement(f"K-{n:06d}") for n in range(bills)]
+        stored = [s for s in stored if s is not None]
+        assert len({s.bill_id for s in stored}) == len(stored)
+        expected: dict[str, int] = {}
+        for settlement in stored:
+            expected = plus(expected, settlement.delta)
+        assert restarted.accumulations("P1", kit.YEAR) == expected
+        settled_events = [e for e in restarted.audit_events() if e["kind"] == "settled"]
+        assert sorted(e["txn_id"] for e in settled_events) == sorted(s.txn_id for s in stored)
+    finally:
+        restarted.close()
