@@ -1,0 +1,124 @@
+"""`kiosk gateway serve`: one asyncio process serving kiosks over TCP and serial lines.
+
+    kiosk gateway serve --db URL --listen HOST:PORT [--serial DEVICE[@BAUD] ...]
+                        [--metrics HOST:PORT] [--key PATH] [--policy NAME]
+
+The gateway signs its replies with the key made by `kiosk gateway init` (for SQLite, the
+`gateway.key` beside the database; for PostgreSQL give --key). Logs are JSON lines on stderr;
+the first `listening` event carries the bound port (useful with port 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from datetime import tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
+
+DEFAULT_IDLE_TIMEOUT_S = 120.0
+DEFAULT_WORKERS = 8
+DEFAULT_LISTEN = "127.0.0.1:7400"
+DEFAULT_POLICY = "reference"
+
+
+def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
+    parser = gateway_subparsers.add_parser(
+        "serve", help="serve kiosks over TCP and serial lines",
+        description="Serve kiosks: verify every signed frame, settle exactly once, reply signed.",
+    )
+    parser.add_argument("--db", required=True, metavar="URL",
+                        help="ledger: sqlite:///PATH (embedded) or postgresql://...")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"TCP address for kiosks (default {DEFAULT_LISTEN}; port 0 = any)")
+    parser.add_argument("--serial", action="append", default=[], metavar="DEVICE[@BAUD]",
+                        help="also serve a serial line, e.g. /dev/ttyUSB0@115200 (repeatable)")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus metrics on this address")
+    parser.add_argument("--key", type=Path, metavar="PATH",
+                        help="the gateway's signing key (default: gateway.key beside an SQLite "
+                             "ledger; required for PostgreSQL)")
+    parser.add_argument("--policy", default=DEFAULT_POLICY, metavar="NAME",
+                        help=f"settlement policy, shipped name or .toml path "
+                             f"(default {DEFAULT_POLICY})")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help=f"close a TCP connection silent this long "
+                             f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help=f"ledger worker threads (default {DEFAULT_WORKERS})")
+    parser.add_argument("--timezone", metavar="ZONE",
+                        help="time zone of the settlement day, e.g. Asia/Shanghai "
+                             "(default: this machine's)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from onestop.host.gateway import logs
+    from onestop.host.gateway.server import ServeError
+
+    logs.configure(args.log_level)
+    try:
+        return asyncio.run(_serve(args))
+    except ServeError as exc:
+        print(f"kiosk gateway serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _timezone(name: str | None) -> tzinfo | None:
+    from onestop.host.gateway.server import ServeError
+
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ServeError(f"unknown time zone {name!r} (try Asia/Shanghai)") from None
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from onestop.host.gateway.server import GatewayConfig, ServeError, start_gateway
+    from onestop.host.gateway.transports import SerialSpec, parse_host_port
+
+    try:
+        listen = parse_host_port(args.listen)
+        serials = [SerialSpec.parse(text) for text in args.serial]
+        metrics_at = parse_host_port(args.metrics) if args.metrics else None
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    config = GatewayConfig(
+        db=args.db, key_path=args.key, policy=args.policy, tz=_timezone(args.timezone),
+        idle_timeout_s=args.idle_timeout, workers=args.workers,
+    )
+    gateway = await start_gateway(config, listen, serials, metrics_at)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        gateway.log.info("stopping")
+        await gateway.close()
+    return 0
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m onestop.host.gateway.serve_cli ...`: the same as `kiosk gateway serve ...`,
+    for a supervisor that runs the gateway alone."""
+    parser = argparse.ArgumentParser(prog="kiosk-gateway")
+    register_serve(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The gateway over TCP, in this process: a kiosk's whole visit, retries, and every way a frame
+can be wrong — each answered with a signed `error` (or skipped), never a crash, and never a
+problem for another kiosk. Runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from onestop.host.gateway import logs
+from onestop.host.gateway.kiosk_client import (
+    GatewayRefused,
+    KioskClient,
+    KioskConnection,
+    MemoryCounter,
+    enroll_kiosk,
+    new_txn_id,
+)
+from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
+from onestop.host.keys import SigningKey, save_signing_key
+from onestop.protocol import cbor, cose, framing, messages
+from test_handlers import card_of, seed_demo
+
+ZERO_HEADER = ("", 0, bytes(8))
+IDLE_TIMEOUT_S = 0.5
+
+
+class Site:
+    """A running gateway with demo residents, its log, and enrolled kiosks."""
+
+    def __init__(self, ledger: Ledger, running: RunningGateway, log: io.StringIO) -> None:
+        self.ledger = ledger
+        self.running = running
+        self.log = log
+        self.residents: dict[str, Any] = {}
+        self.connections: list[KioskConnection] = []
+
+    @property
+    def port(self) -> int:
+        return self.running.address[1]
+
+    async def kiosk(self, kiosk_id: str = "K-01") -> KioskConnection:
+        client = enroll_kiosk(self.ledger, kiosk_id)
+        return await self.connect(client)
+
+    async def connect(self, client: KioskClient) -> KioskConnection:
+        connection = await KioskConnection.open_tcp(client, "127.0.0.1", self.port)
+        self.connections.append(connection)
+        return connection
+
+    async def raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    def metrics(self) -> str:
+        endpoint = self.running.metrics_endpoint
+        assert endpoint is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics") as page:
+            return page.read().decode()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            await connection.close()
+        await self.running.close()
+
+
+async def _start_site(ledger: Ledger, gateway_url: str, folder: Path) -> Site:
+    key = SigningKey.generate()
+    save_signing_key(folder / "gateway.key", key)
+    ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
+                             status="active"))
+    log = io.StringIO()
+    logs.configure("debug", log)
+    config = GatewayConfig(db=gateway_url, key_path=folder / "gateway.key",
+                           idle_timeout_s=IDLE_TIMEOUT_S, workers=4)
+    running = await start_gateway(config, ("127.0.0.1", 0), metrics_at=("127.0.0.1", 0))
+    site = Site(ledger, running, log)
+    site.residents = seed_demo(ledger)
+    return site
+
+
+@pytest.fixture
+async def site(ledger: Ledger, ledger_url: str, tmp_path: Path) -> AsyncIterator[Site]:
+    site = await _start_site(ledger, ledger_url, tmp_path)
+    yield site
+    await site.close()
+
+
+async def settle_bill(
+    kiosk: KioskConnection, psn_no: str, bill_id: str, txn_id: str
+) -> dict[str, Any]:
+    pre = await kiosk.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
+    return await kiosk.call(
+        "settle",
+        psn_no=psn_no,
+        bill_id=bill_id,
+        txn_id=txn_id,
+        confirmed_cash=pre["result"]["psn_cash_pay"],
+    )
+
+
+async def refusal(kiosk: KioskConnection, sent: bytes) -> dict[str, Any]:
+    """Send raw bytes; the gateway's answer, verified with its key."""
+    await kiosk.send_raw(sent)
+    return kiosk.client.open_reply(await kiosk.receive_payload())
+
+
+def header(reply: dict[str, Any]) -> tuple[str, int, bytes]:
+    return reply["kiosk"], reply["ctr"], reply["rid"]
+
+
+async def test_a_resident_settles_end_to_end(site: Site) -> None:
+    kiosk = await site.kiosk()
+    signed_in = await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
+    assert signed_in["gateway"] == "gateway-01"
+    person = await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert person["ssn_masked"] == "130630********0048"
+    bills = await kiosk.call("pending_bills", psn_no="P001")
+    assert [b["bill_id"] for b in bills["bills"]] == ["B-130630-0001"]
+    settled = await settle_bill(kiosk, "P001", "B-130630-0001", "TXN-E2E-0001")
+    record = kiosk.client.open_settlement(settled["settlement"])
+    await kiosk.call("receipt_printed", txn_id="TXN-E2E-0001", setl_id=record["setl_id"])
+    stored = site.ledger.get_settlement("TXN-E2E-0001")
+    assert stored is not None and stored.receipt_printed and stored.signed == settled["settlement"]
+    totals = await kiosk.call(
+        "reconcile",
+        date=stored.setl_date,
+        totals={
+            "count": 1,
+            **{
+                k: record["result"][k]
+                for k in (
+                    "medfee_sumamt",
+                    "hifp_pay",
+                    "hifmi_pay",
+                    "maf_pay",
+                    "fund_pay_sumamt",
+                    "psn_cash_pay",
+                )
+            },
+        },
+    )
+    assert totals["stmt_rslt"] == 0
+    scraped = site.metrics()
+    assert 'onestop_settlements_total{kind="new"} 1.0' in scraped
+    assert 'onestop_frames_total{dir="in",type="settle"} 1.0' in scraped
+    assert 'onestop_frames_total{dir="out",type="settle_reply"} 1.0' in scraped
+    assert "onestop_settle_latency_seconds_count 1.0" in scraped
+
+
+async def test_a_retry_on_a_new_connection_gets_the_same_settlement(site: Site) -> None:
+    kiosk = await site.kiosk()
+    first = await settle_bill(kiosk, "P001", "B-130630-0001", "TXN-RETRY-001")
+    await kiosk.close()
+    again = await site.connect(kiosk.client)  # the reply was "lost": ask again
+    cash = kiosk.client.open_settlement(first["settlement"])["result"]["psn_cash_pay"]
+    retry = await again.call(
+        "settle",
+        psn_no="P001",
+        bill_id="B-130630-0001",
+        txn_id="TXN-RETRY-001",
+        confirmed_cash=cash,
+    )
+    assert retry["settlement"] == first["settlement"]
+    assert retry["ctr"] > first["ctr"]
+    assert 'onestop_settlements_total{kind="retry"} 1.0' in site.metrics()
+
+
+async def test_unauthenticatable_frames_get_a_signed_error_and_the_link_stays_up(
+    site: Site,
+) -> None:
+    kiosk = await site.kiosk("K-01")
+    client = kiosk.client
+    impostor = SigningKey.generate()  # K-01's name, another key
+    request = messages.request("sign_in", "K-01", 1, os.urandom(8), client.now(), fw="x", board="y")
+    forged = framing.encode(messages.seal(request, "K-01", impostor))
+    unknown = framing.encode(messages.seal(dict(request, kiosk="K-99"), "K-99", impostor))
+    garbage = framing.encode(b"\xff\x00 not cbor")
+    future = dict(request, v=[2, 0], ctr=2)
+    wrong_version = framing.encode(cose.sign1(cbor.dumps(future), "K-01", client.key))
+    for sent, code in (
+        (forged, "bad_signature"),
+        (unknown, "unknown_kiosk"),
+        (garbage, "malformed"),
+        (wrong_version, "unsupported_version"),
+    ):
+        reply = await refusal(kiosk, sent)  # open_reply has checked the gateway's signature
+        assert (reply["t"], reply["code"]) == ("error", code)
+        assert header(reply) == ZERO_HEADER
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    scraped = site.metrics()
+    for code in ("bad_signature", "unknown_kiosk", "malformed", "unsupported_version"):
+        assert f'onestop_errors_total{{code="{code}"}} 1.0' in scraped
+
+
+async def test_a_revoked_kiosk_is_refused(site: Site) -> None:
+    kiosk = await site.kiosk("K-01")
+    await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
+    site.ledger.set_key_status("K-01", "revoked")
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert refused.value.code == "revoked"
+
+
+async def test_a_replayed_frame_is_refused_even_a_settle(site: Site) -> None:
+    kiosk = await site.kiosk()
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    request, sealed = kiosk.client.request(
+        "settle",
+        psn_no="P001",
+        bill_id="B-130630-0001",
+        txn_id="TXN-REPLAY-01",
+        confirmed_cash=pre["result"]["psn_cash_pay"],
+    )
+    first = await refusal(kiosk, framing.encode(sealed))
+    assert first["t"] == "settle_reply"
+    replayed = await refusal(kiosk, framing.encode(sealed))
+    assert (replayed["code"], header(replayed)) == ("replay", header(request))
+    assert (
+        len(site.ledger.settlements_on(site.ledger.get_settlement("TXN-REPLAY-01").setl_date)) == 1
+    )
+
+
+async def test_a_stale_request_is_told_the_time_and_sign_in_is_exempt(site: Site) -> None:
+    kiosk = await site.kiosk()
+    kiosk.client.clock_offset = -3600  # a board whose clock is an hour behind
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert refused.value.code == "stale"
+    assert refused.value.now is not None
+    assert abs(kiosk.client.clock_offset) < 5  # the client took the gateway's time
+    person = await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert person["psn_no"] == "P001"
+
+
+async def test_an_oversized_frame_is_refused_once_and_the_link_recovers(site: Site) -> None:
+    kiosk = await site.kiosk()
+    reply = await refusal(kiosk, b"\x01" * (3 * framing.MAX_FRAME) + b"\x00")
+    assert (reply["code"], header(reply)) == ("too_large", ZERO_HEADER)
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    assert 'onestop_errors_total{code="too_large"} 1.0' in site.metrics()
+
+
+async def test_a_corrupted_frame_is_skipped_and_the_next_one_answered(site: Site) -> None:
+    kiosk = await site.kiosk()
+    _request, sealed = kiosk.client.request("sign_in", fw="1.0.0", board="esp32s3")
+    damaged = bytearray(framing.encode(sealed))
+    damaged[10] ^= 0x55  # line noise: the CRC no longer matches
+    await kiosk.send_raw(bytes(damaged))
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    assert 'onestop_errors_total{code="malformed"} 1.0' in site.metrics()
+
+
+async def test_a_silent_client_is_disconnected_after_the_idle_timeout(site: Site) -> None:
+    reader, writer = await site.raw()
+    async with asyncio.timeout(IDLE_TIMEOUT_S * 10):
+        assert await reader.read() == b""  # the gateway hung up
+    writer.close()
+    assert any(
+        e["event"] == "disconnected" and e["reason"] == "idle timeout" for e in site.events()
+    )
+
+
+async def test_a_kiosk_vanishing_mid_frame_does_not_disturb_another(site: Site) -> None:
+    steady = await site.kiosk("K-STEADY")
+    flaky = await site.kiosk("K-FLAKY")
+    _request, sealed = flaky.client.request("sign_in", fw="1.0.0", board="esp32s3")
+    wire = framing.encode(sealed)
+    await flaky.send_raw(wire[: len(wire) // 2])
+    await flaky.close()
+    settled = await settle_bill(steady, "P001", "B-130630-0001", "TXN-STEADY-01")
+    assert settled["t"] == "settle_reply"
+    for _ in range(50):  # the gateway notices the hang-up on its own schedule
+        if 'onestop_errors_total{code="truncated"} 1.0' in site.metrics():
+            break
+        await asyncio.sleep(0.02)
+    assert 'onestop_errors_total{code="truncated"} 1.0' in site.metrics()
+
+
+async def test_logs_are_json_lines_with_no_id_number_in_them(site: Site) -> None:
+    kiosk = await site.kiosk()
+    resident = site.residents["P005"]
+    await kiosk.call("person_info", card=card_of(resident))
+    await settle_bill(kiosk, "P005", "B-130602-0005", "TXN-LOGGED-01")
+    text = site.log.getvalue()
+    events = site.events()  # every line parses as one JSON object
+    settled = [e for e in events if e["event"] == "settled"]
+    assert len(settled) == 1
+    assert settled[0]["kiosk"] == "K-01" and settled[0]["txn_id"] == "TXN-LOGGED-01"
+    assert {"ts", "level", "latency_ms"} <= set(settled[0])
+    assert resident["ssn"] not in text and resident["card_no"] not in text
+
+
+async def test_a_settle_with_a_new_txn_for_a_settled_bill_is_refused(site: Site) -> None:
+    kiosk = await site.kiosk()
+    await settle_bill(kiosk, "P001", "B-130630-0001", new_txn_id())
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call(
+            "settle", psn_no="P001", bill_id="B-130630-0001", txn_id=new_txn_id(), confirmed_cash=0
+        )
+    assert refused.value.code == "bill_settled"
+
+
+async def test_a_database_that_goes_away_gets_a_clear_error_and_comes_back(
+        ledger: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("a database server that goes away is a PostgreSQL event; SQLite's full "
+                    "disk is in test_crash_storage")
+    # the gateway's own connections carry a name, so only they are cut (not other tests')
+    marker = f"onestop-gw-{uuid.uuid4().hex[:12]}"
+    site = await _start_site(ledger, f"{ledger_url}&application_name={marker}", tmp_path)
+    try:
+        kiosk = await site.kiosk()
+        pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+        with psycopg.connect(os.environ["ONESTOP_TEST_PG"], autocommit=True) as admin:
+            cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = %s", (marker,)).fetchone()
+        assert cut is not None and cut[0] >= 1
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append((await kiosk.call(
+                    "settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-DBGONE-01",
+                    confirmed_cash=pre["result"]["psn_cash_pay"]))["t"])
+                break
+            except GatewayRefused as exc:
+                outcomes.append(exc.code)
+        assert outcomes[-1] == "settle_reply"  # the gateway reconnected by itself
+        assert set(outcomes[:-1]) <= {"unavailable"}
+        assert [s.txn_id for s in ledger.settlements_on(
+            ledger.get_settlement("TXN-DBGONE-01").setl_date)] == ["TXN-DBGONE-01"]
+    finally:
+        await site.close()
+
+
+async def test_requests_from_a_client_with_a_reused_counter_are_replays(site: Site) -> None:
+    kiosk = await site.kiosk()
+    await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
+    # a kiosk that lost its counter (flash wiped) starts again from 1
+    rebooted = KioskClient(
+        "K-01",
+        kiosk.client.key,
+        MemoryCounter(),
+        kiosk.client.gateway_kid,
+        kiosk.client.gateway_key,
+    )
+    again = await site.connect(rebooted)
+    with pytest.raises(GatewayRefused) as refused:
+        await again.call("sign_in", fw="1.0.0", board="esp32s3")
+    assert refused.value.code == "replay"
