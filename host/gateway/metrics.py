@@ -7,9 +7,10 @@ or clash over counters. `serve_http` exposes it on the `--metrics HOST:PORT` add
 from __future__ import annotations
 
 import threading
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 # Settlement latency buckets (seconds): the target is p99 <= 150 ms, so resolve well below it.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -50,13 +51,25 @@ class GatewayMetrics:
         self.settlements.labels(kind=kind).inc()
 
 
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds up shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # scrapes are not events; the gateway's own log stays JSON lines
+
+
 class MetricsEndpoint:
-    """The HTTP endpoint Prometheus scrapes; stopped with the gateway."""
+    """The HTTP endpoint Prometheus scrapes (/metrics); stopped with the gateway."""
 
     def __init__(self, metrics: GatewayMetrics, host: str, port: int) -> None:
-        self._server: WSGIServer
-        self._thread: threading.Thread
-        self._server, self._thread = start_http_server(port, host, registry=metrics.registry)
+        self._server = make_server(host, port, make_wsgi_app(metrics.registry),
+                                   _ThreadingWSGIServer, handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="metrics-http", daemon=True)
+        self._thread.start()
 
     @property
     def port(self) -> int:
