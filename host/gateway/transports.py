@@ -116,19 +116,27 @@ class SerialStream:
             remove(self._fd)
 
     async def read(self) -> bytes:
+        # The port is raw with VMIN=0: an idle line reads b"" at once. So wait until the loop
+        # says it is readable; readable yet empty (as pyserial decides too) or EIO means the
+        # device is gone (adapter unplugged, pty closed).
+        waited = False
         while True:
             try:
-                return os.read(self._fd, READ_CHUNK)  # b"" or EIO: the other end is gone
+                data = os.read(self._fd, READ_CHUNK)
             except BlockingIOError:
-                await self._wait(self._loop.add_reader, self._loop.remove_reader)
+                data = b""
             except OSError:
                 return b""
+            if data or waited:
+                return data
+            await self._wait(self._loop.add_reader, self._loop.remove_reader)
+            waited = True
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             except BlockingIOError:
                 await self._wait(self._loop.add_writer, self._loop.remove_writer)
 

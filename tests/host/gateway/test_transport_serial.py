@@ -1,0 +1,75 @@
+"""The gateway on a serial line: a kiosk on a real pseudo-terminal pair (host/sim/link.py) at
+115200 baud settles through the same framing as over TCP, and noise on the line is skipped."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from onestop.host.gateway import logs
+from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk
+from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
+from onestop.host.gateway.transports import SerialSpec
+from onestop.host.keys import SigningKey, save_signing_key
+from onestop.host.sim.link import SerialLink
+from test_handlers import card_of, seed_demo
+
+
+@pytest.fixture
+async def serial_gateway(
+    ledger: Ledger, tmp_path: Path
+) -> AsyncIterator[tuple[RunningGateway, SerialLink]]:
+    key = SigningKey.generate()
+    save_signing_key(tmp_path / "gateway.key", key)
+    ledger.add_key(
+        KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key, status="active")
+    )
+    logs.configure("warning", io.StringIO())
+    link = SerialLink("kiosk-01", baud=115200)
+    config = GatewayConfig(
+        db=f"sqlite:///{tmp_path / 'ledger.sqlite'}", key_path=tmp_path / "gateway.key"
+    )
+    running = await start_gateway(
+        config, ("127.0.0.1", 0), serials=[SerialSpec(link.host_path, 115200)]
+    )
+    yield running, link
+    await running.close()
+    link.close()
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path) -> str:
+    """Serial is a transport: one backend is enough (SQLite)."""
+    return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+
+
+async def test_a_kiosk_on_a_serial_line_settles_and_line_noise_is_skipped(
+    serial_gateway: tuple[RunningGateway, SerialLink], ledger: Ledger
+) -> None:
+    _running, link = serial_gateway
+    residents = seed_demo(ledger)
+    client = enroll_kiosk(ledger, "K-SERIAL")
+    kiosk = await KioskConnection.open_serial(client, link.device_path, 115200)
+    try:
+        await kiosk.send_raw(b"\x13\x37 line noise before the kiosk speaks \xff\x00")
+        signed_in = await kiosk.call("sign_in", fw="1.0.0", board="rp2040")
+        assert signed_in["gateway"] == "gateway-01"
+        person = await kiosk.call("person_info", card=card_of(residents["P003"]))
+        pre = await kiosk.call("pre_settle", psn_no=person["psn_no"], bill_id="B-130630-0003")
+        settled = await kiosk.call(
+            "settle",
+            psn_no="P003",
+            bill_id="B-130630-0003",
+            txn_id="TXN-SERIAL-01",
+            confirmed_cash=pre["result"]["psn_cash_pay"],
+        )
+        record = client.open_settlement(settled["settlement"])
+        assert record["result"] == pre["result"]
+    finally:
+        await kiosk.close()
+    stored = ledger.get_settlement("TXN-SERIAL-01")
+    assert stored is not None and stored.signed == settled["settlement"]
+    assert link.bytes_to_host > 0 and link.bytes_to_device > 0
