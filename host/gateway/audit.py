@@ -1,0 +1,280 @@
+"""`kiosk gateway audit`: is the ledger what its hash-chained audit log says it is?
+
+1. The chain: events numbered 1, 2, 3... with no gap, each body canonical JSON agreeing with its
+   columns, each hash = sha256(prev_hash || body), prev_hash = the previous event's hash, and
+   the ledger's recorded head = the last event (a truncated tail shows).
+2. The tables against the events replayed: keys, persons, bills, settlements (every field, the
+   signed record by its sha256), cancellations and printed receipts.
+3. The money: every breakdown adds up (fund_pay_sumamt = hifp + hifmi + maf, psn_cash_pay =
+   medfee - fund, nothing negative, medfee = the bill's total); a bill has at most one live
+   settlement; each person-year's accumulations = seeded start + deltas of live settlements.
+
+A chain rewritten from scratch by someone with write access verifies; to catch that too, keep
+the head hash printed here somewhere the ledger's writers cannot reach, and compare.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ledger import events as ev
+from .ledger.base import AuditSnapshot, Ledger, Settlement
+from .ledger.chain import GENESIS_HASH, canonical_json, event_hash
+from .ledger.checks import breakdown_problems, plus, same_amounts
+from .ledger.rows import bill_content
+
+
+@dataclass
+class AuditReport:
+    problems: list[str] = field(default_factory=list)
+    events: int = 0
+    head_hash: str = GENESIS_HASH
+    settlements: int = 0
+    cancelled: int = 0
+    person_years: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "events": self.events,
+            "head_hash": self.head_hash,
+            "settlements": self.settlements,
+            "cancelled": self.cancelled,
+            "person_years": self.person_years,
+        }
+
+
+def audit(ledger: Ledger) -> AuditReport:
+    """Verify the ledger from one consistent snapshot of it."""
+    return verify(ledger.audit_snapshot())
+
+
+def verify(snapshot: AuditSnapshot) -> AuditReport:
+    report = AuditReport(events=len(snapshot.events))
+    bodies = _check_chain(snapshot, report)
+    replayed = _Replay()
+    for seq, body in bodies:
+        replayed.apply(seq, body, report.problems)
+    _check_keys(snapshot, replayed, report.problems)
+    _check_persons(snapshot, replayed, report.problems)
+    _check_settlements(snapshot, replayed, report)
+    _check_bills(snapshot, replayed, report.problems)
+    _check_accumulations(snapshot, replayed, report)
+    return report
+
+
+# ---------------------------------------------------------------------------- the chain
+def _check_chain(snapshot: AuditSnapshot, report: AuditReport) -> list[tuple[int, dict]]:
+    """Chain problems into `report`; the parsed bodies of events whose own text is intact."""
+    problems = report.problems
+    bodies: list[tuple[int, dict]] = []
+    prev_hash = GENESIS_HASH
+    for expected_seq, event in enumerate(snapshot.events, start=1):
+        seq = event["seq"]
+        if seq != expected_seq:
+            problems.append(f"audit chain: event {seq} where event {expected_seq} should be")
+        if event["prev_hash"] != prev_hash:
+            problems.append(f"audit chain: event {seq} does not link to the event before it")
+        if event_hash(event["prev_hash"], event["body"]) != event["hash"]:
+            problems.append(f"audit chain: event {seq}'s hash does not match its body (edited)")
+        prev_hash = event["hash"]
+        body = _parse(event, problems)
+        if body is not None:
+            bodies.append((seq, body))
+    report.head_hash = prev_hash
+    last = (len(snapshot.events), prev_hash) if snapshot.events else (0, GENESIS_HASH)
+    if tuple(snapshot.head) != last:
+        problems.append(
+            f"audit chain: the ledger's head is event {snapshot.head[0]} but the log ends at "
+            f"event {last[0]} (events removed or added behind the ledger)"
+        )
+    return bodies
+
+
+def _parse(event: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
+    seq = event["seq"]
+    try:
+        body = json.loads(event["body"])
+    except ValueError:
+        problems.append(f"audit chain: event {seq}'s body is not JSON")
+        return None
+    if not isinstance(body, dict) or canonical_json(body) != event["body"]:
+        problems.append(f"audit chain: event {seq}'s body is not canonical JSON")
+        return None
+    columns = (event["seq"], event["kind"], event["txn_id"])
+    if (body.get("seq"), body.get("kind"), body.get("txn_id")) != columns:
+        problems.append(f"audit chain: event {seq}'s seq, kind or txn_id column was changed")
+    return body
+
+
+# ---------------------------------------------------------------------------- replay
+class _Replay:
+    """The ledger's state as its events tell it."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, Any]] = {}
+        self.persons: dict[str, dict[str, Any]] = {}
+        self.bills: dict[str, dict[str, Any]] = {}
+        self.seeds: dict[tuple[str, int], dict[str, int]] = {}
+        self.settled: dict[str, dict[str, Any]] = {}
+        self.cancelled: dict[str, dict[str, Any]] = {}
+        self.printed: set[str] = set()
+
+    def apply(self, seq: int, body: dict[str, Any], problems: list[str]) -> None:
+        try:
+            self._apply(seq, body, problems)
+        except (KeyError, TypeError, AttributeError):
+            problems.append(f"audit event {seq}: its body lacks what a {body.get('kind')} has")
+
+    def _apply(self, seq: int, body: dict[str, Any], problems: list[str]) -> None:
+        kind, data = body["kind"], ev.data_of(body)
+        where = f"audit event {seq} ({kind})"
+        if kind == ev.KEY_ADDED:
+            self.keys[data["kid"]] = data
+        elif kind in (ev.KEY_REVOKED, ev.KEY_RESTORED):
+            if data["kid"] not in self.keys:
+                problems.append(f"{where}: key {data['kid']} was never added")
+            else:
+                self.keys[data["kid"]] = {**self.keys[data["kid"]], "status": data["status"]}
+        elif kind in (ev.PERSON_ADDED, ev.PERSON_UPDATED):
+            self.persons[data["psn_no"]] = data
+        elif kind in (ev.BILL_IMPORTED, ev.BILL_UPDATED):
+            self.bills[data["bill_id"]] = data
+        elif kind == ev.ACCUMULATIONS_SEEDED:
+            self.seeds[(data["psn_no"], data["year"])] = data["amounts"]
+        elif kind == ev.SETTLED:
+            if data["txn_id"] in self.settled:
+                problems.append(f"{where}: txn {data['txn_id']} settled twice")
+            self.settled[data["txn_id"]] = data
+        elif kind == ev.CANCELLED:
+            self._cancel(data, where, problems)
+        elif kind == ev.RECEIPT_PRINTED:
+            self.printed.add(data["txn_id"])
+        else:
+            problems.append(f"{where}: unknown kind of event")
+
+    def _cancel(self, data: dict[str, Any], where: str, problems: list[str]) -> None:
+        settled = self.settled.get(data["txn_id"])
+        if settled is None:
+            problems.append(f"{where}: txn {data['txn_id']} cancelled but never settled")
+        elif settled["delta"] != data["delta"] or settled["acc_year"] != data["acc_year"]:
+            problems.append(f"{where}: txn {data['txn_id']} cancelled with another delta")
+        else:
+            self.cancelled[data["txn_id"]] = data
+
+    def live(self) -> Iterable[dict[str, Any]]:
+        """Settled events not cancelled since."""
+        return (d for txn, d in self.settled.items() if txn not in self.cancelled)
+
+
+# ---------------------------------------------------------------------------- tables vs events
+def _compare(
+    what: str, rows: dict[str, Any], replayed: dict[str, Any], problems: list[str]
+) -> None:
+    for name in sorted(set(rows) | set(replayed)):
+        if name not in replayed:
+            problems.append(f"{what} {name} is in the ledger but not in the audit log")
+        elif name not in rows:
+            problems.append(f"{what} {name} is in the audit log but missing from the ledger")
+        elif canonical_json(rows[name]) != canonical_json(replayed[name]):
+            fields = sorted(
+                k for k in set(rows[name]) | set(replayed[name])
+                if rows[name].get(k) != replayed[name].get(k)
+            )  # fmt: skip
+            problems.append(
+                f"{what} {name}: {', '.join(fields)} changed behind the ledger (the audit log "
+                "says otherwise)"
+            )
+
+
+def _check_keys(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]) -> None:
+    rows = {k.kid: ev.key_data(k) for k in snapshot.keys}
+    _compare("key", rows, replayed.keys, problems)
+
+
+def _check_persons(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]) -> None:
+    rows = {p.psn_no: ev.person_data(p) for p in snapshot.persons}
+    _compare("person", rows, replayed.persons, problems)
+
+
+def _check_bills(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]) -> None:
+    rows = {b.bill_id: bill_content(b) for b in snapshot.bills}
+    _compare("bill", rows, replayed.bills, problems)
+    live_by_bill: dict[str, list[str]] = {}
+    for data in replayed.live():
+        live_by_bill.setdefault(data["bill_id"], []).append(data["txn_id"])
+    for bill in snapshot.bills:
+        live = live_by_bill.get(bill.bill_id, [])
+        if len(live) > 1:
+            problems.append(f"bill {bill.bill_id} is settled {len(live)} times: {', '.join(live)}")
+        expected = "settled" if live else "pending"
+        if bill.status != expected:
+            problems.append(
+                f"bill {bill.bill_id} is {bill.status} but the audit log says {expected}"
+            )
+        for txn_id in live:
+            medfee = replayed.settled[txn_id]["result"].get("medfee_sumamt")
+            if medfee != bill.medfee_sumamt:
+                problems.append(
+                    f"settlement {txn_id}: medfee_sumamt {medfee} is not bill {bill.bill_id}'s "
+                    f"total {bill.medfee_sumamt}"
+                )
+
+
+def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: AuditReport) -> None:
+    problems = report.problems
+    rows = {s.txn_id: s for s in snapshot.settlements}
+    _compare("settlement", {t: ev.settled_data(s) for t, s in rows.items()}, replayed.settled,
+             problems)  # fmt: skip
+    for txn_id, settlement in rows.items():
+        for problem in breakdown_problems(settlement.result):
+            problems.append(f"settlement {txn_id}: {problem}")
+        _check_flags(settlement, replayed, problems)
+    report.settlements = len(rows)
+    report.cancelled = sum(1 for s in rows.values() if s.status == "cancelled")
+
+
+def _check_flags(settlement: Settlement, replayed: _Replay, problems: list[str]) -> None:
+    txn_id = settlement.txn_id
+    expected_status = "cancelled" if txn_id in replayed.cancelled else "settled"
+    if settlement.status != expected_status:
+        problems.append(
+            f"settlement {txn_id} is {settlement.status} but the audit log says {expected_status}"
+        )
+    if settlement.receipt_printed != (txn_id in replayed.printed):
+        problems.append(f"settlement {txn_id}: receipt_printed differs from the audit log")
+
+
+def _check_accumulations(snapshot: AuditSnapshot, replayed: _Replay, report: AuditReport) -> None:
+    expected: dict[tuple[str, int], dict[str, int]] = {
+        key: dict(amounts) for key, amounts in replayed.seeds.items()
+    }
+    for data in replayed.live():
+        key = (data["psn_no"], data["acc_year"])
+        expected[key] = plus(expected.get(key, {}), data["delta"])
+    report.person_years = len(set(expected) | set(snapshot.accumulations))
+    for key in sorted(set(expected) | set(snapshot.accumulations)):
+        stored = snapshot.accumulations.get(key, {})
+        should = expected.get(key, {})
+        psn_no, year = key
+        if any(value < 0 for value in stored.values()):
+            report.problems.append(f"accumulations of {psn_no} for {year} are negative")
+        if not same_amounts(stored, should):
+            off = _difference(stored, should)
+            report.problems.append(
+                f"accumulations of {psn_no} for {year} are not the seeded start plus the live "
+                f"settlements: {off}"
+            )
+
+
+def _difference(stored: dict[str, int], should: dict[str, int]) -> str:
+    keys = sorted(k for k in set(stored) | set(should) if stored.get(k, 0) != should.get(k, 0))
+    return "; ".join(f"{k} is {stored.get(k, 0)}, should be {should.get(k, 0)}" for k in keys)

@@ -1,0 +1,189 @@
+"""`audit`: a ledger used normally verifies; any change made behind the ledger's back — in the
+database file or tables directly — is found and named.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+import psycopg
+import pytest
+from onestop.host.gateway.audit import audit
+from onestop.host.gateway.config import parse_ledger_url
+from onestop.host.gateway.ledger import KeyRecord
+from onestop.host.gateway.ledger.chain import canonical_json, event_hash
+
+
+class RawDatabase:
+    """The ledger's database opened directly, as someone with file or table access would."""
+
+    def __init__(self, url: str) -> None:
+        self.location = parse_ledger_url(url)
+
+    def run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.location.backend == "sqlite":
+            with closing(sqlite3.connect(self.location.path)) as conn, conn:
+                return conn.execute(sql, params).fetchall()
+        options = f"-c search_path={self.location.schema}"
+        with psycopg.connect(self.location.dsn, options=options, autocommit=True) as conn:
+            cur = conn.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+
+    def rewrite_event(self, seq: int, change) -> None:
+        """Change event `seq`'s body and re-hash it and every later event, and the head: a
+        consistent forgery of the whole chain."""
+        events = self.run("SELECT seq, body FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,))
+        (prev,) = self.run("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,))[0]
+        for number, body in events:
+            if number == seq:
+                body = canonical_json(change(json.loads(body)))
+            digest = event_hash(prev, body)
+            self.run(
+                "UPDATE audit_log SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (body, prev, digest, number),
+            )
+            prev = digest
+        self.run("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+
+
+@pytest.fixture
+def busy(demo_people, kit):
+    """A ledger that has seen a bit of everything."""
+    demo_people.add_key(KeyRecord("kiosk-01", "kiosk", bytes(32), "active"))
+    demo_people.add_key(KeyRecord("kiosk-02", "kiosk", bytes(range(32)), "active"))
+    demo_people.set_key_status("kiosk-02", "revoked")
+    demo_people.seed_accumulations("P2", kit.YEAR, {"serious_burden": 6_000_000})
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    kit.settle(demo_people, "T-000002", "P1", "B2")
+    kit.settle(demo_people, "T-000003", "P2", "B4")
+    demo_people.mark_receipt_printed("T-000001")
+    demo_people.cancel("T-000002", kit.KIOSK, kit.SETTLE_DAY)
+    demo_people.upsert_bill(kit.bill("B3", "P1", amounts=(77_000,)))  # a clinic's correction
+    return demo_people
+
+
+def problems_after(ledger, ledger_url, tamper) -> list[str]:
+    assert audit(ledger).ok  # clean before
+    tamper(RawDatabase(ledger_url))
+    return audit(ledger).problems
+
+
+def test_a_ledger_used_normally_verifies(busy):
+    report = audit(busy)
+    assert report.ok, report.problems
+    assert (report.settlements, report.cancelled) == (3, 1)
+    assert report.events == len(busy.audit_events())
+    assert report.head_hash == busy.audit_events()[-1]["hash"]
+
+
+def test_an_empty_ledger_verifies(ledger):
+    assert audit(ledger).ok
+
+
+def one(problems: list[str], *words: str) -> None:
+    assert problems, "the tampering went unnoticed"
+    assert any(all(word in p for word in words) for p in problems), problems
+
+
+def test_a_changed_settlement_amount_is_found(busy, ledger_url):
+    def shift_money(db):
+        (result,) = db.run("SELECT result FROM settlements WHERE txn_id = 'T-000001'")[0]
+        result = json.loads(result)
+        result["hifp_pay"] += 100  # still adds up: only the audit log can tell
+        result["fund_pay_sumamt"] += 100
+        result["psn_cash_pay"] -= 100
+        db.run(
+            "UPDATE settlements SET result = ? WHERE txn_id = 'T-000001'",
+            (canonical_json(result),),
+        )
+
+    one(problems_after(busy, ledger_url, shift_money), "settlement T-000001: result changed")
+
+
+def test_changed_accumulations_are_found(busy, ledger_url, kit):
+    def lower_burden(db):
+        db.run("UPDATE accumulations SET amounts = '{}' WHERE psn_no = 'P2'")
+
+    one(problems_after(busy, ledger_url, lower_burden), "accumulations of P2", "serious_burden")
+
+
+def test_an_edited_audit_event_is_found(busy, ledger_url):
+    def edit(db):
+        seq, body = db.run("SELECT seq, body FROM audit_log WHERE kind = 'settled' LIMIT 1")[0]
+        body = json.loads(body)
+        body["result"]["hifp_pay"] += 1
+        db.run("UPDATE audit_log SET body = ? WHERE seq = ?", (canonical_json(body), seq))
+
+    one(problems_after(busy, ledger_url, edit), "hash does not match")
+
+
+def test_an_event_rehashed_alone_breaks_the_link_to_the_next(busy, ledger_url):
+    def rehash_one(db):
+        seq, prev, body = db.run(
+            "SELECT seq, prev_hash, body FROM audit_log WHERE kind = 'key_revoked'"
+        )[0]
+        body = body.replace('"revoked"', '"active"')
+        db.run(
+            "UPDATE audit_log SET body = ?, hash = ? WHERE seq = ?",
+            (body, event_hash(prev, body), seq),
+        )
+
+    one(problems_after(busy, ledger_url, rehash_one), "does not link")
+
+
+def test_a_removed_last_event_is_found(busy, ledger_url):
+    def drop_tail(db):
+        db.run("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
+
+    one(problems_after(busy, ledger_url, drop_tail), "head")
+
+
+def test_a_deleted_settlement_is_found(busy, ledger_url):
+    def delete(db):
+        db.run("DELETE FROM settlements WHERE txn_id = 'T-000003'")
+
+    problems = problems_after(busy, ledger_url, delete)
+    one(problems, "settlement T-000003", "missing from the ledger")
+
+
+def test_a_settlement_cancelled_behind_the_ledger_is_found(busy, ledger_url):
+    def cancel_quietly(db):
+        db.run("UPDATE settlements SET status = 'cancelled' WHERE txn_id = 'T-000001'")
+
+    one(problems_after(busy, ledger_url, cancel_quietly), "T-000001 is cancelled")
+
+
+def test_a_bill_reopened_behind_the_ledger_is_found(busy, ledger_url):
+    def reopen(db):
+        db.run("UPDATE bills SET status = 'pending' WHERE bill_id = 'B1'")
+
+    one(problems_after(busy, ledger_url, reopen), "bill B1 is pending")
+
+
+def test_a_swapped_kiosk_key_is_found(busy, ledger_url):
+    def swap(db):
+        db.run("UPDATE keys SET public_key = ? WHERE kid = 'kiosk-01'", (b"\xee" * 32,))
+
+    one(problems_after(busy, ledger_url, swap), "key kiosk-01", "public_key")
+
+
+def test_a_consistently_forged_chain_still_fails_the_money_rules(busy, ledger_url):
+    """Row and event forged together and the chain re-hashed: the breakdown no longer adds up
+    (cash lowered, funds not raised), and the audit says so."""
+
+    def forge(db):
+        (result,) = db.run("SELECT result FROM settlements WHERE txn_id = 'T-000001'")[0]
+        result = json.loads(result)
+        result["psn_cash_pay"] -= 1_000
+        db.run(
+            "UPDATE settlements SET result = ? WHERE txn_id = 'T-000001'",
+            (canonical_json(result),),
+        )
+        (seq,) = db.run("SELECT seq FROM audit_log WHERE kind = 'settled' ORDER BY seq")[0]
+        db.rewrite_event(seq, lambda body: {**body, "result": result})
+
+    problems = problems_after(busy, ledger_url, forge)
+    one(problems, "settlement T-000001", "psn_cash_pay")
+    assert not any("audit chain" in p for p in problems)  # the forgery itself is consistent
