@@ -48,33 +48,36 @@ BLOCK_SIZE = 128
 DIGEST_SIZE = 64
 
 
-def _compress(state, w, block, offset):
-    """Fold the 128-byte block at block[offset:] into state (16 halves), using w as scratch."""
+def _compress(state, block, offset):
+    """Fold the 128-byte block at block[offset:] into state (16 halves)."""
     M = _MASK
-    words = struct.unpack_from(">32I", block, offset)
-    for i in range(32):
-        w[i] = words[i]
-    # Message schedule, word j at w[2j] (hi) and w[2j + 1] (lo).
-    for t in range(32, 160, 2):
-        xh = w[t - 30]
-        xl = w[t - 29]  # sigma0 = rotr 1 ^ rotr 8 ^ shr 7
-        s0h = ((xh >> 1 | xl << 31) ^ (xh >> 8 | xl << 24) ^ (xh >> 7)) & M
-        s0l = ((xl >> 1 | xh << 31) ^ (xl >> 8 | xh << 24) ^ (xl >> 7 | xh << 25)) & M
-        xh = w[t - 4]
-        xl = w[t - 3]  # sigma1 = rotr 19 ^ rotr 61 ^ shr 6
-        s1h = ((xh >> 19 | xl << 13) ^ (xl >> 29 | xh << 3) ^ (xh >> 6)) & M
-        s1l = ((xl >> 19 | xh << 13) ^ (xh >> 29 | xl << 3) ^ (xl >> 6 | xh << 26)) & M
-        lo = s1l + w[t - 13] + s0l + w[t - 31]
-        w[t + 1] = lo & M
-        w[t] = (s1h + w[t - 14] + s0h + w[t - 32] + (lo >> 32)) & M
+    # The message schedule as a ring of its last 16 words, word j at w[2j % 32] (hi) and the
+    # next slot (lo): a small list, as the board's heap is small and fragments.
+    w = list(struct.unpack_from(">32I", block, offset))
     ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl = state
     K = _K
-    for t in range(0, 160, 2):
+    for t in range(0, 160, 2):  # t = 2 * round
+        i = t & 31
+        if t >= 32:  # W[r] = sigma1(W[r-2]) + W[r-7] + sigma0(W[r-15]) + W[r-16], in slot i
+            j = (t - 30) & 31
+            xh = w[j]
+            xl = w[j + 1]  # sigma0 = rotr 1 ^ rotr 8 ^ shr 7
+            s0h = ((xh >> 1 | xl << 31) ^ (xh >> 8 | xl << 24) ^ (xh >> 7)) & M
+            s0l = ((xl >> 1 | xh << 31) ^ (xl >> 8 | xh << 24) ^ (xl >> 7 | xh << 25)) & M
+            j = (t - 4) & 31
+            xh = w[j]
+            xl = w[j + 1]  # sigma1 = rotr 19 ^ rotr 61 ^ shr 6
+            s1h = ((xh >> 19 | xl << 13) ^ (xl >> 29 | xh << 3) ^ (xh >> 6)) & M
+            s1l = ((xl >> 19 | xh << 13) ^ (xh >> 29 | xl << 3) ^ (xl >> 6 | xh << 26)) & M
+            j = (t - 14) & 31
+            lo = s1l + w[j + 1] + s0l + w[i + 1]
+            w[i] = (s1h + w[j] + s0h + w[i] + (lo >> 32)) & M
+            w[i + 1] = lo & M
         # t1 = h + Sigma1(e) + Ch(e, f, g) + K[t] + W[t]; Sigma1 = rotr 14 ^ rotr 18 ^ rotr 41
         lo = (hl + (((el >> 14 | eh << 18) ^ (el >> 18 | eh << 14) ^ (eh >> 9 | el << 23)) & M)
-              + (gl ^ (el & (fl ^ gl))) + K[t + 1] + w[t + 1])
+              + (gl ^ (el & (fl ^ gl))) + K[t + 1] + w[i + 1])
         t1h = (hh + (((eh >> 14 | el << 18) ^ (eh >> 18 | el << 14) ^ (el >> 9 | eh << 23)) & M)
-               + (gh ^ (eh & (fh ^ gh))) + K[t] + w[t] + (lo >> 32))
+               + (gh ^ (eh & (fh ^ gh))) + K[t] + w[i] + (lo >> 32))
         t1l = lo & M
         # t2 = Sigma0(a) + Maj(a, b, c); Sigma0 = rotr 28 ^ rotr 34 ^ rotr 39. Its low carry is
         # taken when t1 and t2 are added, so t2's halves stay unmasked here.
@@ -107,7 +110,7 @@ def _compress(state, w, block, offset):
         state[i] = (state[i] + v[i] + (lo >> 32)) & M
 
 
-def _finish(state, w, tail, total_len):
+def _finish(state, tail, total_len):
     """Pad the final partial block (tail, < 128 bytes) and return the 64-byte digest."""
     block = bytearray(256 if len(tail) >= 112 else 128)
     block[: len(tail)] = tail
@@ -115,21 +118,20 @@ def _finish(state, w, tail, total_len):
     bits = total_len * 8
     end = len(block)
     block[end - 16 : end] = bits.to_bytes(16, "big")
-    _compress(state, w, block, 0)
+    _compress(state, block, 0)
     if end == 256:
-        _compress(state, w, block, 128)
+        _compress(state, block, 128)
     return struct.pack(">16I", *state)
 
 
 def sha512(data):
     """The 64-byte SHA-512 digest of data (bytes, bytearray or memoryview)."""
     state = list(_IV)
-    w = [0] * 160
     n = len(data)
     full = n - n % BLOCK_SIZE
     for offset in range(0, full, BLOCK_SIZE):
-        _compress(state, w, data, offset)
-    return _finish(state, w, data[full:], n)
+        _compress(state, data, offset)
+    return _finish(state, data[full:], n)
 
 
 class SHA512:
@@ -140,7 +142,6 @@ class SHA512:
 
     def __init__(self, data=None):
         self._state = list(_IV)
-        self._w = [0] * 160
         self._pending = bytearray()
         self._length = 0
         if data is not None:
@@ -154,16 +155,16 @@ class SHA512:
             pending.extend(data[:need])
             if len(pending) < BLOCK_SIZE:
                 return
-            _compress(self._state, self._w, pending, 0)
+            _compress(self._state, pending, 0)
             self._pending = pending = bytearray()
             data = memoryview(data)[need:]
         n = len(data)
         full = n - n % BLOCK_SIZE
         for offset in range(0, full, BLOCK_SIZE):
-            _compress(self._state, self._w, data, offset)
+            _compress(self._state, data, offset)
         if full < n:
             pending.extend(data[full:])
 
     def digest(self):
         """The digest of everything so far; more updates may follow."""
-        return _finish(list(self._state), self._w, self._pending, self._length)
+        return _finish(list(self._state), self._pending, self._length)
