@@ -1,0 +1,362 @@
+"""`kiosk gateway ...` (the operator's commands for the ledger) and `kiosk keys list`.
+
+    kiosk gateway init --db URL [--key PATH] [--gateway-id ID]
+    kiosk gateway enroll --db URL --kiosk-id ID --public-key HEX
+    kiosk gateway revoke --db URL --kiosk-id ID
+    kiosk gateway import-bills --db URL FILE.json
+    kiosk gateway seed-demo --db URL
+    kiosk gateway audit --db URL [--json]
+    kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
+    kiosk keys list --db PATH_OR_URL [--json]
+
+`kiosk gateway serve` is added by serve_cli.py. Exit status: 0 done, 1 refused or failed (the
+message says why), 2 bad usage. ID numbers are only ever printed masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ledger.base import Ledger
+
+KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # frames.cddl kiosk_id_text
+PUBLIC_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
+DB_HELP = "ledger: sqlite:///PATH, a file path, or postgresql://...[?schema=NAME]"
+
+
+class CommandError(Exception):
+    """A refusal to report as one line on stderr, with exit status 1."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gateway = sub.add_parser("gateway", help="the gateway: ledger, keys, bills, audit, serve")
+    commands = gateway.add_subparsers(dest="gateway_command", metavar="COMMAND")
+    _add_init(commands)
+    _add_enroll(commands)
+    _add_revoke(commands)
+    _add_import_bills(commands)
+    _add_seed_demo(commands)
+    _add_audit(commands)
+    _add_reconcile(commands)
+    _add_serve(commands)
+    gateway.set_defaults(func=lambda _args: (gateway.print_help(), 2)[1])
+
+    keys = sub.add_parser("keys", help="the keys the gateway trusts")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND")
+    listing = key_commands.add_parser("list", help="list gateway and kiosk public keys")
+    listing.add_argument("--db", required=True, metavar="PATH_OR_URL", help=DB_HELP)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=_guarded("keys list", keys_list))
+    keys.set_defaults(func=lambda _args: (keys.print_help(), 2)[1])
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    try:
+        serve_cli = importlib.import_module("onestop.host.gateway.serve_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "onestop.host.gateway.serve_cli":
+            raise
+        return  # not part of this build
+    serve_cli.register_serve(commands)
+
+
+def _db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+
+
+def _guarded(name: str, command: Callable[[argparse.Namespace], int]):
+    """Run a command, turning the errors an operator can act on into one line and status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        from onestop.host.keys import KeyFileError
+
+        from .bills import BillFileError
+        from .config import LedgerUrlError
+        from .ledger.base import LedgerError
+
+        try:
+            return command(args)
+        except (CommandError, LedgerError, LedgerUrlError, BillFileError, KeyFileError) as exc:
+            print(f"kiosk {name}: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:  # the ledger refusing a record, with its reason
+            print(f"kiosk {name}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _open(url: str, create: bool = False) -> closing[Ledger]:
+    """The ledger at `url`, closed when the `with` block ends."""
+    from .ledger import open_ledger
+
+    return closing(open_ledger(url, create=create))
+
+
+# ---------------------------------------------------------------------------- init
+def _add_init(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "init",
+        help="create the ledger and the gateway's signing key",
+        description="Create the ledger (idempotent) and the gateway's Ed25519 key: a new key "
+        "file (mode 0600) whose public key is recorded in the ledger. An existing key file is "
+        "never overwritten.",
+    )
+    _db(parser)
+    parser.add_argument(
+        "--key", type=Path, metavar="PATH",
+        help="the gateway's key file (default: gateway.key beside an SQLite ledger; required "
+        "for PostgreSQL)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gateway-id", metavar="ID", help="the gateway's key id (default gw- + 8 hex digits)"
+    )
+    parser.set_defaults(func=_guarded("gateway init", gateway_init))
+
+
+def gateway_init(args: argparse.Namespace) -> int:
+    from onestop.host.keys import SigningKey, load_signing_key, save_signing_key
+
+    from .config import default_key_path, parse_ledger_url
+    from .ledger.base import KeyRecord
+
+    if args.gateway_id is not None and not KIOSK_ID.fullmatch(args.gateway_id):
+        raise CommandError("--gateway-id must be 1-32 letters, digits, '_' or '-'")
+    location = parse_ledger_url(args.db)
+    key_path = args.key or default_key_path(args.db)
+    if key_path is None:
+        raise CommandError("a PostgreSQL ledger needs --key PATH for the gateway's key file")
+    if location.path is not None:
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+    with _open(args.db, create=True) as ledger:
+        ledger.init()
+        existing = key_path.exists()
+        key = load_signing_key(key_path) if existing else SigningKey.generate()
+        kid = args.gateway_id or "gw-" + key.public_key.hex()[:8]
+        known = ledger.get_key(kid)
+        if known is not None and known.public_key != key.public_key:
+            raise CommandError(f"the ledger already has a different key with id {kid}")
+        if not existing:
+            save_signing_key(key_path, key)
+        ledger.add_key(KeyRecord(kid=kid, role="gateway", public_key=key.public_key,
+                                 status="active"))  # fmt: skip
+    print(f"ledger ready: {args.db}")
+    if existing:
+        print(f"gateway key {kid}: kept the existing key file {key_path} (never overwritten)")
+    else:
+        print(f"gateway key {kid}: created {key_path} (mode 0600)")
+    print(f"gateway public key: {key.public_key.hex()}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- enroll, revoke
+def _add_enroll(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("enroll", help="trust a kiosk's public key")
+    _db(parser)
+    parser.add_argument("--kiosk-id", required=True, metavar="ID")
+    parser.add_argument("--public-key", required=True, metavar="HEX",
+                        help="the kiosk's Ed25519 public key, 64 hex digits")  # fmt: skip
+    parser.set_defaults(func=_guarded("gateway enroll", gateway_enroll))
+
+
+def _kiosk_id(value: str) -> str:
+    if not KIOSK_ID.fullmatch(value):
+        raise CommandError(f"kiosk id {value!r}: 1-32 letters, digits, '_' or '-'")
+    return value
+
+
+def gateway_enroll(args: argparse.Namespace) -> int:
+    from .ledger.base import KeyRecord
+
+    kiosk_id = _kiosk_id(args.kiosk_id)
+    if not PUBLIC_KEY_HEX.fullmatch(args.public_key):
+        raise CommandError("--public-key must be 64 hex digits (a 32-byte Ed25519 public key)")
+    public_key = bytes.fromhex(args.public_key)
+    with _open(args.db) as ledger:
+        known = ledger.get_key(kiosk_id)
+        if known is not None and known.status == "revoked":
+            raise CommandError(
+                f"{kiosk_id} was revoked; a revoked kiosk is not reinstated — enrol the board "
+                "under a new kiosk id"
+            )
+        if known is not None and known.public_key == public_key and known.role == "kiosk":
+            print(f"{kiosk_id} is already enrolled with this key")
+            return 0
+        ledger.add_key(KeyRecord(kid=kiosk_id, role="kiosk", public_key=public_key,
+                                 status="active"))  # fmt: skip
+    print(f"enrolled kiosk {kiosk_id} (public key {public_key.hex()})")
+    return 0
+
+
+def _add_revoke(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("revoke", help="stop trusting a kiosk (it stays listed)")
+    _db(parser)
+    parser.add_argument("--kiosk-id", required=True, metavar="ID")
+    parser.set_defaults(func=_guarded("gateway revoke", gateway_revoke))
+
+
+def gateway_revoke(args: argparse.Namespace) -> int:
+    kiosk_id = _kiosk_id(args.kiosk_id)
+    with _open(args.db) as ledger:
+        known = ledger.get_key(kiosk_id)
+        if known is None or known.role != "kiosk":
+            raise CommandError(f"no kiosk {kiosk_id} is enrolled")
+        if known.status == "revoked":
+            print(f"kiosk {kiosk_id} was already revoked")
+            return 0
+        ledger.set_key_status(kiosk_id, "revoked")
+    print(f"revoked kiosk {kiosk_id}: its frames are refused from now on")
+    return 0
+
+
+# ---------------------------------------------------------------------------- keys list
+def key_json(record: Any) -> dict[str, str]:
+    return {
+        "kid": record.kid,
+        "role": record.role,
+        "alg": record.alg,
+        "public_key": record.public_key.hex(),
+        "status": record.status,
+    }
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    with _open(args.db) as ledger:
+        records = ledger.list_keys()
+    if args.json:
+        print(json.dumps([key_json(r) for r in records], indent=2))
+        return 0
+    if not records:
+        print("no keys: run `kiosk gateway init` and `kiosk gateway enroll`")
+        return 0
+    width = max(len(r.kid) for r in records)
+    for record in records:
+        print(f"{record.kid:<{width}}  {record.role:<7}  {record.alg}  "
+              f"{record.public_key.hex()}  {record.status}")  # fmt: skip
+    return 0
+
+
+# ---------------------------------------------------------------------------- bills
+def _add_import_bills(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import-bills",
+        help="import bills (and residents) from the clinics' JSON",
+        description='Import a JSON array of bills, or {"persons": [...], "bills": [...]}. '
+        "Validated whole before anything is written; importing again changes nothing.",
+    )
+    _db(parser)
+    parser.add_argument("file", type=Path, metavar="FILE.json")
+    parser.set_defaults(func=_guarded("gateway import-bills", gateway_import_bills))
+
+
+def _add_seed_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("seed-demo", help="load the demo residents and their bills")
+    _db(parser)
+    parser.set_defaults(func=_guarded("gateway seed-demo", gateway_seed_demo))
+
+
+def gateway_import_bills(args: argparse.Namespace) -> int:
+    from .bills import import_bills_file
+
+    with _open(args.db) as ledger:
+        summary = import_bills_file(ledger, args.file)
+    _print_summary(summary)
+    return 0
+
+
+def gateway_seed_demo(args: argparse.Namespace) -> int:
+    from .bills import seed_demo
+
+    with _open(args.db) as ledger:
+        summary = seed_demo(ledger)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: Any) -> None:
+    from .masking import mask_id
+
+    for person in summary.changed_persons:
+        print(f"person {person.psn_no}  {person.name}  ID {mask_id(person.ssn)}  "
+              f"card {person.card_no}  {person.assistance}")  # fmt: skip
+    for seed in summary.seeded:
+        amounts = ", ".join(f"{key} {value}" for key, value in sorted(seed.amounts.items()))
+        print(f"accumulations {seed.psn_no} {seed.year}: {amounts} (fen)")
+    print("persons: " + _counts(summary.persons) + "; bills: " + _counts(summary.bills))
+
+
+def _counts(counter: Any) -> str:
+    return ", ".join(f"{counter.get(k, 0)} {k}" for k in ("added", "updated", "unchanged"))
+
+
+# ---------------------------------------------------------------------------- audit
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "audit",
+        help="verify the audit chain and the money invariants",
+        description="Exit 0 if the ledger matches its hash-chained audit log and every "
+        "settlement adds up; otherwise print each problem and exit 1.",
+    )
+    _db(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=_guarded("gateway audit", gateway_audit))
+
+
+def gateway_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    with _open(args.db) as ledger:
+        report = audit(ledger)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        return 0 if report.ok else 1
+    for problem in report.problems:
+        print(f"PROBLEM: {problem}")
+    verdict = "audit OK" if report.ok else f"audit FAILED: {len(report.problems)} problem(s)"
+    print(f"{verdict}: {report.events} events, head {report.head_hash}; "
+          f"{report.settlements} settlements ({report.cancelled} cancelled); "
+          f"accumulations of {report.person_years} person-years checked")  # fmt: skip
+    return 0 if report.ok else 1
+
+
+# ---------------------------------------------------------------------------- reconcile
+def _add_reconcile(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "reconcile", help="a day's counts and totals per kiosk and per fund (3201)"
+    )
+    _db(parser)
+    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", type=_date)
+    parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
+    parser.set_defaults(func=_guarded("gateway reconcile", gateway_reconcile))
+
+
+def _date(text: str) -> str:
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return text
+
+
+def gateway_reconcile(args: argparse.Namespace) -> int:
+    from .reconcile import day_report, format_report, report_json
+
+    with _open(args.db) as ledger:
+        report = day_report(ledger, args.date)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return 0
