@@ -213,6 +213,17 @@ class KioskConnection:
                         raise
                     # a late answer to an earlier request that timed out: not ours, skip it
 
+    async def resolve(self, txn_id: str, psn_no: str, bill_id: str,
+                      confirmed_cash: int) -> dict[str, Any]:
+        """Settle an in-doubt txn exactly once (after a lost reply or a power cut): ask the
+        gateway; if it never saw the txn, send the same settle again under the same txn_id.
+        Returns the settlement_query_reply or settle_reply that holds the answer."""
+        answer = await self.call("settlement_query", txn_id=txn_id)
+        if answer["status"] != "not_found":
+            return answer
+        return await self.call("settle", psn_no=psn_no, bill_id=bill_id, txn_id=txn_id,
+                               confirmed_cash=confirmed_cash)
+
     async def send_raw(self, data: bytes) -> None:
         """Bytes as they are, framed or not: for tests of what a broken kiosk might send."""
         await self.stream.write(data)

@@ -1,0 +1,519 @@
+"""`kiosk bench gateway`: settlements/s and settle latency with N simulated kiosks over loopback.
+
+The gateway runs as its own process (`kiosk gateway serve`, as an operator starts it), so the
+gateway and the kiosks use both cores. The kiosks are asyncio tasks here, each with its own
+enrolled key and counter, sending full signed frames: person_info -> pre_settle -> settle ->
+receipt_printed, one resident after another. Afterwards the ledger is checked: every settlement
+a kiosk got an acknowledgement for is there exactly once, and no bill was settled twice.
+
+The *floor* is measured in the same run: settle exchanges per second one core manages when it
+only seals, opens and computes (kiosk seal, gateway open + settle + sign, kiosk open), no I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+# Targets of the issue (2 cores, loopback, SQLite synchronous=FULL, 200 kiosks).
+TARGET_RATE = 500.0  # settlements/s
+TARGET_P99_MS = 150.0
+TARGET_FLOOR_SHARE = 0.40
+BENCH_REGION = "130630"
+FLOOR_SECONDS = 2.0
+BILLS_PER_SECOND_HEADROOM = 1500  # bills seeded per second of run: more than the gateway can do
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kiosks", type=int, default=200, metavar="N",
+                        help="simulated kiosks (default 200)")
+    parser.add_argument("--seconds", type=float, default=10.0, metavar="S",
+                        help="measured run time (default 10)")
+    parser.add_argument("--db", metavar="URL",
+                        help="ledger URL (default: a new SQLite file in a temporary folder; a "
+                             "postgresql:// URL gets a fresh schema, dropped afterwards)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="gateway ledger worker threads (default: the gateway's)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+
+
+# ---------------------------------------------------------------- the gateway process
+
+
+class GatewayProcess:
+    """`kiosk gateway serve` in a child process, on a free loopback port.
+
+    Its JSON-line log goes to `log_path`; the port comes from its `listening` event. Also used by
+    the crash and two-gateway tests, which `kill()` it (SIGKILL) and start it again.
+    """
+
+    def __init__(self, db: str, key_path: Path, log_path: Path, *,
+                 workers: int | None = None, idle_timeout_s: float | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.key_path = key_path
+        self.log_path = log_path
+        self.workers = workers
+        self.idle_timeout_s = idle_timeout_s
+        self.preexec_fn = preexec_fn
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "onestop.host.gateway.serve_cli",
+                   "--db", self.db, "--key", str(self.key_path), "--listen", "127.0.0.1:0",
+                   "--log-level", "info"]  # info: the `listening` event carries the port
+        if self.workers is not None:
+            command += ["--workers", str(self.workers)]
+        if self.idle_timeout_s is not None:
+            command += ["--idle-timeout", str(self.idle_timeout_s)]
+        return command
+
+    def start(self, timeout_s: float = 30.0) -> int:
+        """Start and wait until it listens; returns the port. RuntimeError if it does not."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                preexec_fn=self.preexec_fn,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            port = self._listening_port(offset)
+            if port:
+                self.port = port
+                return port
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = self.log_path.read_bytes()[offset:][-2000:].decode(errors="replace")
+        self.kill()
+        raise RuntimeError(f"the gateway did not start listening:\n{tail}")
+
+    def _listening_port(self, offset: int) -> int:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            for line in log:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "listening" and event.get("transport") == "tcp":
+                    return int(event["port"])
+        return 0
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a power cut of the gateway's machine."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return int(self.process.returncode or 0)
+
+
+# ---------------------------------------------------------------- the population
+
+
+@dataclass
+class BenchResident:
+    psn_no: str
+    card: dict[str, str]
+    bill_ids: list[str]
+
+
+def ssn_with_check_digit(first17: str) -> str:
+    """A social security number with its GB 11643 check character."""
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(digit) * weight for digit, weight in zip(first17, weights, strict=True))
+    return first17 + "10X98765432"[total % 11]
+
+
+def generate_residents(ledger: Any, kiosk_index: int, residents: int, bills_each: int,
+                       bill_date: str, rng: random.Random) -> list[BenchResident]:
+    """Residents (and their pending outpatient bills) for one kiosk, stored in the ledger."""
+    from onestop.host.gateway.ledger.base import Bill, Person
+
+    made = []
+    for number in range(residents):
+        serial = kiosk_index * 1000 + number
+        psn_no = f"BK{kiosk_index:04d}R{number:03d}"
+        ssn = ssn_with_check_digit(f"{BENCH_REGION}1960{serial % 12 + 1:02d}{serial % 28 + 1:02d}"
+                                   f"{serial % 1000:03d}")
+        card_no = f"BN{serial:07d}"
+        person = Person(psn_no=psn_no, name=f"测试居民{serial}", ssn=ssn, card_no=card_no,
+                        insu_admdvs=BENCH_REGION,
+                        assistance=rng.choice(("none", "none", "none", "low_income", "dibao")))
+        ledger.upsert_person(person)
+        bill_ids = []
+        for bill_number in range(bills_each):
+            bill_id = f"BB-{psn_no}-{bill_number:04d}"
+            ledger.upsert_bill(Bill(
+                bill_id=bill_id, psn_no=psn_no, fixmedins_name="基准乡卫生院",
+                mdtrtarea_admvs=BENCH_REGION, med_type="outpatient_chronic", hosp_lv=1,
+                referral=False, date=bill_date,
+                items=(
+                    {"name": "甲类药品", "class": "A", "amount": rng.randrange(5_000, 60_000)},
+                    {"name": "乙类药品", "class": "B", "amount": rng.randrange(1_000, 30_000)},
+                    {"name": "自费药品", "class": "C", "amount": rng.randrange(0, 5_000)},
+                ),
+            ))
+            bill_ids.append(bill_id)
+        card = {"ssn": ssn, "card_no": card_no, "card_id": f"{BENCH_REGION}D{serial:09d}",
+                "name": person.name, "issue": "2020-01-01", "expiry": "2035-01-01"}
+        made.append(BenchResident(psn_no, card, bill_ids))
+    return made
+
+
+# ---------------------------------------------------------------- the kiosks
+
+
+# Refusals after which a settle may still have committed (the database failed mid-commit):
+# the kiosk keeps such a txn in doubt and resolves it with settlement_query.
+OUTCOME_UNKNOWN = frozenset({"unavailable", "internal"})
+
+
+@dataclass(frozen=True)
+class PendingSettle:
+    """A kiosk journal's `pending(txn_id)` entry: what it asked, to resolve it later."""
+
+    kiosk_id: str
+    psn_no: str
+    bill_id: str
+    confirmed_cash: int
+
+
+@dataclass
+class Tally:
+    acknowledged: dict[str, str] = field(default_factory=dict)  # txn_id -> setl_id
+    in_doubt: dict[str, PendingSettle] = field(default_factory=dict)  # sent, no answer yet
+    latencies: list[float] = field(default_factory=list)  # settle round trips, seconds
+    errors: Counter[str] = field(default_factory=Counter)
+    ran_out_of_bills: int = 0
+
+
+async def drive_kiosk(connection: Any, residents: list[BenchResident], deadline: float,
+                      tally: Tally) -> None:
+    """One kiosk serving residents until the deadline: the full signed flow per bill."""
+    from onestop.host.gateway.kiosk_client import GatewayRefused, new_txn_id
+
+    loop = asyncio.get_running_loop()
+    client = connection.client
+    for resident in residents:
+        for bill_id in resident.bill_ids:
+            if loop.time() >= deadline:
+                return
+            txn_id = None
+            try:
+                await connection.call("person_info", card=resident.card)
+                pre = await connection.call("pre_settle", psn_no=resident.psn_no,
+                                            bill_id=bill_id)
+                txn_id = new_txn_id()
+                cash = pre["result"]["psn_cash_pay"]
+                tally.in_doubt[txn_id] = PendingSettle(client.kiosk_id, resident.psn_no,
+                                                       bill_id, cash)
+                started = time.perf_counter()
+                reply = await connection.call(
+                    "settle", psn_no=resident.psn_no, bill_id=bill_id, txn_id=txn_id,
+                    confirmed_cash=cash)
+                tally.latencies.append(time.perf_counter() - started)
+                record = client.open_settlement(reply["settlement"])
+                del tally.in_doubt[txn_id]
+                tally.acknowledged[txn_id] = record["setl_id"]
+                await connection.call("receipt_printed", txn_id=txn_id,
+                                      setl_id=record["setl_id"])
+            except GatewayRefused as exc:
+                tally.errors[exc.code] += 1
+                if (txn_id is not None and txn_id not in tally.acknowledged
+                        and exc.code not in OUTCOME_UNKNOWN):
+                    tally.in_doubt.pop(txn_id, None)  # a refused settle wrote nothing
+            except (TimeoutError, ConnectionError) as exc:
+                tally.errors[type(exc).__name__] += 1
+                return  # in-doubt txns stay in the tally; the ledger check settles them
+    tally.ran_out_of_bills += 1
+
+
+# ---------------------------------------------------------------- the floor
+
+
+def measure_floor(seconds: float = FLOOR_SECONDS) -> float:
+    """Settle exchanges per second on one core: seal, frame, open, compute, sign, open."""
+    from onestop.host.gateway.ledger.base import Bill, Person
+    from onestop.host.keys import SigningKey
+    from onestop.host.settlement import Claim, empty_accumulations, load_policy, settle
+    from onestop.protocol import framing, messages
+
+    kiosk_key, gateway_key = SigningKey.generate(), SigningKey.generate()
+    kiosk_verifier = _verifier(kiosk_key)
+    gateway_verifier = _verifier(gateway_key)
+    policy = load_policy("reference")
+    today = date.today().isoformat()
+    person = Person("BK0000R000", "测试", ssn_with_check_digit("13063019600101000"),
+                    "BN0000000", BENCH_REGION, "none")
+    bill = Bill("BB-FLOOR", person.psn_no, "基准乡卫生院", BENCH_REGION, "outpatient_chronic", 1,
+                False, today, ({"name": "甲类", "class": "A", "amount": 42_000},
+                               {"name": "乙类", "class": "B", "amount": 12_000}))
+    exchanges = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        now = int(time.time())
+        request = messages.request("settle", "K-FLOOR", exchanges + 1, os.urandom(8), now,
+                                   psn_no=person.psn_no, bill_id=bill.bill_id,
+                                   txn_id="T" + os.urandom(12).hex(), confirmed_cash=0)
+        wire = framing.encode(messages.seal(request, "K-FLOOR", kiosk_key))
+        # the gateway's side
+        deframer = framing.Deframer()
+        deframer.receive_data(wire)
+        _kid, received = messages.open(deframer.next_frame(), lambda _kid: kiosk_verifier)
+        outcome = settle(policy, Claim.from_bill(person, bill, today), empty_accumulations())
+        record = {"setl_id": "S00000000FLOOR", "txn_id": received["txn_id"],
+                  "kiosk": received["kiosk"], "psn_no": person.psn_no, "bill_id": bill.bill_id,
+                  "setl_time": now, "result": dict(outcome.breakdown)}
+        signed = messages.seal_settlement(record, "gateway", gateway_key)
+        reply = messages.reply(received, "settle_reply", now, txn_id=received["txn_id"],
+                               settlement=signed)
+        back = framing.encode(messages.seal(reply, "gateway", gateway_key))
+        # the kiosk's side
+        deframer = framing.Deframer()
+        deframer.receive_data(back)
+        _kid, answer = messages.open(deframer.next_frame(), lambda _kid: gateway_verifier)
+        messages.open_settlement(answer["settlement"], gateway_verifier)
+        exchanges += 1
+    return exchanges / (time.perf_counter() - started)
+
+
+def _verifier(key: Any) -> Any:
+    from onestop.host.keys import VerifyingKey
+
+    return VerifyingKey(key.public_key)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Figures:
+    kiosks: int
+    seconds: float
+    ledger: str
+    settlements: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    lost: int
+    duplicated: int
+    in_doubt_settled: int
+    in_doubt_not_found: int
+    floor: float
+    ran_out_of_bills: int
+
+    @property
+    def floor_share(self) -> float:
+        return self.rate / self.floor if self.floor else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kiosks < 1 or args.seconds <= 0:
+        print("kiosk bench gateway: --kiosks must be at least 1 and --seconds above 0",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="onestop-bench-") as folder:
+        try:
+            figures = asyncio.run(_bench(args, Path(folder)))
+        except BenchError as exc:
+            print(f"kiosk bench gateway: {exc}", file=sys.stderr)
+            return 1
+    print(format_table(figures))
+    if args.json:
+        print(json.dumps({**figures.__dict__, "floor_share": round(figures.floor_share, 3)}))
+    return 1 if figures.lost or figures.duplicated else 0
+
+
+class BenchError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def bench_ledger(db: str) -> Iterator[tuple[Any, str]]:
+    """The ledger to bench on, initialised. A PostgreSQL URL without ?schema= gets a fresh
+    schema of its own, dropped afterwards, so a bench never mixes with other data."""
+    from onestop.host.gateway.config import parse_ledger_url
+    from onestop.host.gateway.ledger import open_ledger
+
+    location = parse_ledger_url(db)
+    schema = None
+    url = db
+    if location.backend == "postgresql" and location.schema is None:
+        schema = f"onestop_bench_{os.getpid()}_{secrets.token_hex(4)}"
+        url = f"{db}{'&' if '?' in db else '?'}schema={schema}"
+    ledger = open_ledger(url)
+    try:
+        ledger.init()
+        yield ledger, url
+    finally:
+        ledger.close()
+        if schema is not None:
+            import psycopg
+
+            with psycopg.connect(location.dsn, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def provision_gateway(ledger: Any, key_path: Path, kid: str = "gateway-bench") -> None:
+    """A gateway key for this ledger: the private half in `key_path`, the public in the ledger."""
+    from onestop.host.gateway.ledger.base import KeyRecord
+    from onestop.host.keys import SigningKey, save_signing_key
+
+    key = SigningKey.generate()
+    save_signing_key(key_path, key)
+    ledger.add_key(KeyRecord(kid=kid, role="gateway", public_key=key.public_key,
+                             status="active"))
+
+
+async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
+    from onestop.host.gateway.config import describe
+    from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk
+
+    db = args.db or f"sqlite:///{folder / 'ledger.sqlite'}"
+    with bench_ledger(db) as (ledger, url):
+        key_path = folder / "gateway.key"
+        provision_gateway(ledger, key_path)
+        rng = random.Random(20261123)
+        bills_each = max(2, int(BILLS_PER_SECOND_HEADROOM * args.seconds / args.kiosks) + 2)
+        clients, populations = [], []
+        today = date.today().isoformat()
+        for index in range(args.kiosks):
+            clients.append(enroll_kiosk(ledger, f"BENCH-{index:04d}"))
+            populations.append(generate_residents(ledger, index, 1, bills_each, today, rng))
+        floor = measure_floor()
+        gateway = GatewayProcess(url, key_path, folder / "gateway.log", workers=args.workers)
+        try:
+            port = gateway.start()
+            connections = [await KioskConnection.open_tcp(client, "127.0.0.1", port)
+                           for client in clients]
+            for connection in connections:
+                await connection.call("sign_in", fw="bench", board="cpython")
+            tally = Tally()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.gather(*(
+                drive_kiosk(connection, residents, started + args.seconds, tally)
+                for connection, residents in zip(connections, populations, strict=True)))
+            elapsed = loop.time() - started
+            for connection in connections:
+                await connection.close()
+        finally:
+            if gateway.stop() != 0:
+                tail = (folder / "gateway.log").read_text(errors="replace")[-3000:]
+                raise BenchError(f"the gateway exited badly; the end of its log:\n{tail}")
+        check = check_ledger(ledger, tally)
+    return Figures(
+        kiosks=args.kiosks, seconds=round(elapsed, 2), ledger=describe(db),
+        settlements=len(tally.acknowledged), rate=len(tally.acknowledged) / elapsed,
+        p50_ms=percentile(tally.latencies, 0.50) * 1000,
+        p99_ms=percentile(tally.latencies, 0.99) * 1000,
+        errors=dict(tally.errors), lost=check.lost, duplicated=check.duplicated,
+        in_doubt_settled=check.in_doubt_settled, in_doubt_not_found=check.in_doubt_not_found,
+        floor=floor, ran_out_of_bills=tally.ran_out_of_bills,
+    )
+
+
+@dataclass
+class LedgerCheck:
+    lost: int  # acknowledged, but not in the ledger as acknowledged
+    duplicated: int  # bills settled more than once, or settlements nobody asked for
+    in_doubt_settled: int
+    in_doubt_not_found: int
+
+
+def check_ledger(ledger: Any, tally: Tally) -> LedgerCheck:
+    """Every acknowledged settlement present exactly once; no bill settled twice."""
+    lost = 0
+    for txn_id, setl_id in tally.acknowledged.items():
+        stored = ledger.get_settlement(txn_id)
+        if stored is None or stored.setl_id != setl_id or stored.status != "settled":
+            lost += 1
+    in_doubt_settled = sum(1 for txn_id in tally.in_doubt if ledger.get_settlement(txn_id))
+    known = set(tally.acknowledged) | set(tally.in_doubt)
+    stored_all = [settlement for day in _days_of_run() for settlement in
+                  ledger.settlements_on(day)]
+    per_bill = Counter(s.bill_id for s in stored_all if s.status == "settled")
+    duplicated = sum(count - 1 for count in per_bill.values() if count > 1)
+    duplicated += sum(1 for s in stored_all if s.txn_id not in known)
+    return LedgerCheck(lost, duplicated, in_doubt_settled,
+                       len(tally.in_doubt) - in_doubt_settled)
+
+
+def _days_of_run() -> list[str]:
+    """Settlement days the run can have touched (it may cross midnight)."""
+    today = date.today()
+    return sorted({date.fromordinal(today.toordinal() - 1).isoformat(), today.isoformat()})
+
+
+def format_table(figures: Figures) -> str:
+    def row(name: str, value: str, target: str = "", ok: bool | None = None) -> str:
+        mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+        return f"  {name:<28}{value:>12}   {target:<12}{mark}"
+
+    errors = sum(figures.errors.values())
+    lines = [
+        f"kiosk bench gateway: {figures.kiosks} kiosks, {figures.seconds:g} s, {figures.ledger}",
+        row("figure", "value", "target"),
+        row("settlements/s", f"{figures.rate:.1f}", f">= {TARGET_RATE:g}",
+            figures.rate >= TARGET_RATE),
+        row("settle p50 (ms)", f"{figures.p50_ms:.1f}"),
+        row("settle p99 (ms)", f"{figures.p99_ms:.1f}", f"<= {TARGET_P99_MS:g}",
+            figures.p99_ms <= TARGET_P99_MS),
+        row("settlements acknowledged", str(figures.settlements)),
+        row("errors", str(errors)),
+        row("lost", str(figures.lost), "0", figures.lost == 0),
+        row("duplicated", str(figures.duplicated), "0", figures.duplicated == 0),
+        row("floor (settles/s, 1 core)", f"{figures.floor:.1f}"),
+        row("throughput / floor", f"{figures.floor_share:.1%}",
+            f">= {TARGET_FLOOR_SHARE:.0%}", figures.floor_share >= TARGET_FLOOR_SHARE),
+    ]
+    if figures.errors:
+        lines.append("  errors by code: " + ", ".join(
+            f"{code} {count}" for code, count in sorted(figures.errors.items())))
+    if figures.in_doubt_settled or figures.in_doubt_not_found:
+        lines.append(f"  unanswered settles, found in the ledger afterwards: "
+                     f"{figures.in_doubt_settled} settled, {figures.in_doubt_not_found} not")
+    if figures.ran_out_of_bills:
+        lines.append(f"  note: {figures.ran_out_of_bills} kiosks ran out of bills before the "
+                     "end; the rate is a lower bound")
+    return "\n".join(lines)
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
