@@ -76,7 +76,7 @@ class GatewayProcess:
         self.port = 0
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "onestop.host.gateway.serve_cli",
+        command = [sys.executable, "-m", "onestop.host.cli", "gateway", "serve",
                    "--db", self.db, "--key", str(self.key_path), "--listen", "127.0.0.1:0",
                    "--log-level", "info"]  # info: the `listening` event carries the port
         if self.workers is not None:

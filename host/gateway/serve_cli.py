@@ -110,15 +110,3 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m onestop.host.gateway.serve_cli ...`: the same as `kiosk gateway serve ...`,
-    for a supervisor that runs the gateway alone."""
-    parser = argparse.ArgumentParser(prog="kiosk-gateway")
-    register_serve(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

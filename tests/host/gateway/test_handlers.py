@@ -4,18 +4,17 @@ ledger holds afterwards. Every reply is sealed, so each one is also checked agai
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import onestop.host.sim
 import pytest
+from onestop.host.gateway.bills import demo_document
+from onestop.host.gateway.bills import seed_demo as seed_demo_residents
 from onestop.host.gateway.handlers import Handled, Handlers
-from onestop.host.gateway.ledger import Bill, Ledger, Person, open_ledger
+from onestop.host.gateway.ledger import Bill, Ledger, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
 from onestop.protocol import messages
@@ -24,43 +23,13 @@ from onestop.protocol.errors import ProtocolError
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())
 NEXT_DAY = NOW + 24 * 3600
-DEMO = Path(onestop.host.sim.__file__).parent / "demo_residents.json"
 GATEWAY_KID = "gateway-test"
 
 
 def seed_demo(ledger: Ledger) -> dict[str, dict[str, Any]]:
-    """The demo residents and their bills; returns the residents by psn_no."""
-    residents = json.loads(DEMO.read_text(encoding="utf-8"))["residents"]
-    for resident in residents:
-        ledger.upsert_person(
-            Person(
-                psn_no=resident["psn_no"],
-                name=resident["name"],
-                ssn=resident["ssn"],
-                card_no=resident["card_no"],
-                insu_admdvs=resident["insu_admdvs"],
-                assistance=resident["assistance"],
-            )
-        )
-        for bill in resident["bills"]:
-            ledger.upsert_bill(
-                Bill(
-                    bill_id=bill["bill_id"],
-                    psn_no=resident["psn_no"],
-                    fixmedins_name=bill["fixmedins_name"],
-                    mdtrtarea_admvs=bill["mdtrtarea_admvs"],
-                    med_type=bill["med_type"],
-                    hosp_lv=bill["hosp_lv"],
-                    referral=bill["referral"],
-                    date=bill["date"],
-                    items=tuple(bill["items"]),
-                )
-            )
-        seeded = resident.get("accumulations")
-        if seeded:
-            amounts = {k: v for k, v in seeded.items() if k != "year"}
-            ledger.seed_accumulations(resident["psn_no"], seeded["year"], amounts)
-    return {resident["psn_no"]: resident for resident in residents}
+    """The demo residents and their bills (`kiosk gateway seed-demo`), by psn_no."""
+    seed_demo_residents(ledger)
+    return {resident["psn_no"]: resident for resident in demo_document()["residents"]}
 
 
 def card_of(resident: dict[str, Any]) -> dict[str, str]:
