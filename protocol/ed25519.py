@@ -8,8 +8,8 @@ a scalar m is written as sum(s_i * 2**i) with every s_i = +1 or -1, and the bits
 COLUMNS columns of TEETH bits each. One column is one point of a table of 2**(TEETH - 1) sums of
 +-2**(i * COLUMNS) * point (the sign of the whole sum covers the other half), so a scalar
 multiplication is COLUMNS doublings and COLUMNS additions. The base point's table (1.5 KB) is a
-precomputed constant. A VerifyingKey builds the same table for its negated public point on first
-use and keeps it, so verifying [S]B - [k]A walks both tables with one shared chain of COLUMNS
+precomputed constant. A VerifyingKey builds the same table for its negated public point when it
+is made and keeps it, so verifying [S]B - [k]A walks both tables with one shared chain of COLUMNS
 doublings.
 
 Points use extended twisted-Edwards coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z; table
@@ -112,46 +112,64 @@ def _comb_table(x, y):
 
     entry v = 2**((TEETH-1)*COLUMNS) * Q + sum over i < TEETH-1 of (+1 if bit i of v else -1)
     * 2**(i*COLUMNS) * Q.
+
+    Built with little heap held at once (a verifier builds one on the board): entries are
+    visited in Gray-code order, each one tooth flip (+-2 * tooth) from the last, and parked as
+    projective X, Y, Z bytes in the table itself until one shared inversion makes them affine.
     """
     p = P
     teeth = []
-    pt = (x, y, 1, x * y % p)
+    X, Y, Z, T = x, y, 1, x * y % p
     for i in range(TEETH):
-        teeth.append(pt)
+        teeth.append((X, Y, Z, T))
         if i < TEETH - 1:
             for _ in range(COLUMNS):
-                pt = _double(pt[0], pt[1], pt[2])
-    entries = [None] * _ENTRIES
-    acc = teeth[TEETH - 1]
+                X, Y, Z, T = _double(X, Y, Z)
+    twice = [_add(t[0], t[1], t[2], t[3], t[0], t[1], t[2], t[3]) for t in teeth]
+    X, Y, Z, T = teeth[TEETH - 1]  # entry 0: every lower tooth at -1
     for i in range(TEETH - 1):
-        X, Y, Z, T = teeth[i]
-        acc = _add(acc[0], acc[1], acc[2], acc[3], -X, Y, Z, -T)
-    entries[0] = acc
-    for v in range(1, _ENTRIES):
-        top = 0
-        while v >> (top + 1):
-            top += 1
-        X, Y, Z, T = teeth[top]
-        X, Y, Z, T = _add(X, Y, Z, T, X, Y, Z, T)  # flipping tooth `top` from -1 to +1 adds 2x
-        prev = entries[v ^ (1 << top)]
-        entries[v] = _add(prev[0], prev[1], prev[2], prev[3], X, Y, Z, T)
-    # One inversion for all Z (Montgomery's trick), then affine Niels form.
-    prefix = [1] * (_ENTRIES + 1)
-    for i in range(_ENTRIES):
-        prefix[i + 1] = prefix[i] * entries[i][2] % p
-    inv = pow(prefix[_ENTRIES], p - 2, p)
+        tx, ty, tz, tt = teeth[i]
+        X, Y, Z, T = _add(X, Y, Z, T, -tx, ty, tz, -tt)
+    teeth = None
     table = bytearray(_ENTRY_SIZE * _ENTRIES)
+    view = memoryview(table)
+    for k in range(_ENTRIES):
+        v = k ^ (k >> 1)
+        if k:
+            bit = 0
+            while not (k >> bit) & 1:  # Gray codes k-1 and k differ in k's lowest set bit
+                bit += 1
+            tx, ty, tz, tt = twice[bit]
+            if not (v >> bit) & 1:  # that tooth goes back from +1 to -1
+                tx = -tx
+                tt = -tt
+            X, Y, Z, T = _add(X, Y, Z, T, tx, ty, tz, tt)
+        o = _ENTRY_SIZE * v
+        view[o : o + 32] = X.to_bytes(32, "little")
+        view[o + 32 : o + 64] = Y.to_bytes(32, "little")
+        view[o + 64 : o + 96] = Z.to_bytes(32, "little")
+    twice = None
+    # One inversion for all Z (Montgomery's trick): prefix products Z_0 ... Z_{i-1} as bytes.
+    prefix = bytearray(32 * _ENTRIES)
+    acc = 1
+    for i in range(_ENTRIES):
+        prefix[32 * i : 32 * i + 32] = acc.to_bytes(32, "little")
+        o = _ENTRY_SIZE * i + 64
+        acc = acc * int.from_bytes(view[o : o + 32], "little") % p
+    inv = pow(acc, p - 2, p)
     for i in range(_ENTRIES - 1, -1, -1):
-        X, Y, Z, T = entries[i]
-        zinv = inv * prefix[i] % p
+        o = _ENTRY_SIZE * i
+        X = int.from_bytes(view[o : o + 32], "little")
+        Y = int.from_bytes(view[o + 32 : o + 64], "little")
+        Z = int.from_bytes(view[o + 64 : o + 96], "little")
+        zinv = inv * int.from_bytes(prefix[32 * i : 32 * i + 32], "little") % p
         inv = inv * Z % p
         ex = X * zinv % p
         ey = Y * zinv % p
-        o = _ENTRY_SIZE * i
-        table[o : o + 32] = ((ey + ex) % p).to_bytes(32, "little")
-        table[o + 32 : o + 64] = ((ey - ex) % p).to_bytes(32, "little")
-        table[o + 64 : o + 96] = (D2 * ex % p * ey % p).to_bytes(32, "little")
-    return bytes(table)
+        view[o : o + 32] = ((ey + ex) % p).to_bytes(32, "little")
+        view[o + 32 : o + 64] = ((ey - ex) % p).to_bytes(32, "little")
+        view[o + 64 : o + 96] = (D2 * ex % p * ey % p).to_bytes(32, "little")
+    return table
 
 
 def _comb_digits(m):
@@ -265,35 +283,29 @@ class SigningKey:
 
 
 class VerifyingKey:
-    """An Ed25519 public key. The point is decoded and its comb table built on first verify,
-    then kept, so every later verify with the same key skips that work."""
+    """An Ed25519 public key. Its point is decoded and its comb table built here, once (about
+    three verifies' worth of work, 1.5 KB kept), so each verify costs the same afterwards; a
+    board makes its gateway key at boot, while the heap is still unfragmented."""
 
     def __init__(self, public_key):
         if len(public_key) != PUBLIC_KEY_SIZE:
             raise ValueError("an Ed25519 public key is 32 bytes")
         self.public_key = bytes(public_key)
-        self._table = None  # None: not built yet; False: the bytes are not a curve point
-
-    def _negated_table(self):
-        if self._table is None:
-            point = _decode(self.public_key)
-            self._table = False if point is None else _comb_table(-point[0] % P, point[1])
-        return self._table
+        point = _decode(self.public_key)
+        # None: the bytes are not a curve point, so nothing verifies against them.
+        self._table = None if point is None else _comb_table(-point[0] % P, point[1])
 
     def verify(self, msg, sig):
         """True only if sig is a valid signature of msg by this key (cofactorless check
         [S]B == R + [k]A, with S < L and R compared byte for byte as canonically encoded)."""
-        if len(sig) != SIGNATURE_SIZE:
-            return False
-        table = self._negated_table()
-        if not table:
+        if self._table is None or len(sig) != SIGNATURE_SIZE:
             return False
         R = bytes(sig[:32])
         S = int.from_bytes(sig[32:], "little")
         if S >= L:
             return False  # non-canonical S would make signatures malleable
         k = _hash_int(R, self.public_key, msg) % L
-        return _encode(*_comb_mul2(_BASE_TABLE, S, table, k)) == R
+        return _encode(*_comb_mul2(_BASE_TABLE, S, self._table, k)) == R
 
 
 def generate(random_bytes):

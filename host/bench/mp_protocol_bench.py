@@ -1,0 +1,146 @@
+"""The measurements behind `kiosk bench protocol`, run inside MicroPython (through
+onestop.host.mpy.Worker, with this directory on its path) and in CPython, so both runtimes time
+the very same code. Only builtins and onestop.protocol are used; results are plain dicts.
+"""
+
+import gc
+import sys
+import time
+
+# `kiosk bench protocol` puts a precompiled (.mpy) copy of onestop.protocol beside this module's
+# own .mpy: the form the firmware loads, without the heap that compiling source would take. The
+# worker lists the source tree first, so look here before it.
+if __file__.endswith(".mpy"):
+    _here = __file__[: __file__.rfind("/")]
+    if _here in sys.path:
+        sys.path.remove(_here)
+    sys.path.insert(0, _here)
+
+from onestop.protocol import cbor, cose, ed25519, framing, messages  # noqa: E402
+
+KIOSK = "KIOSK-0001"
+
+try:  # MicroPython
+    _ticks_us = time.ticks_us  # type: ignore[attr-defined]
+    _ticks_diff = time.ticks_diff  # type: ignore[attr-defined]
+except AttributeError:  # CPython
+
+    def _ticks_us():
+        return time.perf_counter_ns() // 1000
+
+    def _ticks_diff(end, start):
+        return end - start
+
+
+def settle_message():
+    """A settle request as the kiosk sends it when the resident confirms a bill."""
+    return messages.request(
+        "settle", KIOSK, 48213, b"\x8a\x1f\x03\x5c\xe2\x90\x44\x17", 1767258000,
+        psn_no="P13063000012345", bill_id="ZY20260101-000017",
+        txn_id="KIOSK-0001-20260101-0042", confirmed_cash=12850,
+    )
+
+
+def _keys(seed, backend):
+    if backend == "openssl":  # CPython only: the gateway's keys
+        from onestop.host.keys import SigningKey, VerifyingKey
+    else:
+        SigningKey = ed25519.SigningKey
+        VerifyingKey = ed25519.VerifyingKey
+    signer = SigningKey(seed)
+    return signer, VerifyingKey, VerifyingKey(signer.public_key)
+
+
+def _best_us(fn, rounds):
+    best = None
+    for _ in range(rounds):
+        start = _ticks_us()
+        fn()
+        took = _ticks_diff(_ticks_us(), start)
+        if best is None or took < best:
+            best = took
+    return best
+
+
+def _open_wire(wire, verifier):
+    deframer = framing.Deframer()
+    deframer.receive_data(wire)
+    return messages.open(deframer.next_frame(), lambda kid: verifier)
+
+
+def timings(seed, backend, rounds):
+    """Best-of-rounds microseconds for each step on a settle frame, and its sizes."""
+    msg = settle_message()
+    signer, verifying_key, verifier = _keys(seed, backend)
+    sealed = messages.seal(msg, KIOSK, signer)
+    wire = framing.encode(sealed)
+    signed = cose.decode1(sealed).to_be_signed()  # the bytes Ed25519 actually signs
+    sig = signer.sign(signed)
+
+    def encode_decode():
+        frame = framing.encode(cbor.dumps(msg))
+        cbor.loads(framing.decode(frame[:-1]))
+
+    return {
+        "encode_decode_us": _best_us(encode_decode, rounds),
+        "sign_us": _best_us(lambda: signer.sign(signed), rounds),
+        "verify_us": _best_us(lambda: verifier.verify(signed, sig), rounds),
+        "new_verifying_key_us": _best_us(
+            lambda: verifying_key(signer.public_key), max(1, rounds // 4)),
+        "seal_us": _best_us(lambda: framing.encode(messages.seal(msg, KIOSK, signer)), rounds),
+        "open_us": _best_us(lambda: _open_wire(wire, verifier), rounds),
+        "payload_bytes": len(cbor.dumps(msg)),
+        "signed_bytes": len(signed),
+        "wire_bytes": len(wire),
+    }
+
+
+def heap_per_operation(seed):
+    """Bytes of heap one seal and one open allocate (MicroPython, collector paused)."""
+    msg = settle_message()
+    signer, _, verifier = _keys(seed, "protocol")
+    wire = framing.encode(messages.seal(msg, KIOSK, signer))
+    _open_wire(wire, verifier)  # first use: anything made once is made before measuring
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()  # type: ignore[attr-defined]
+        wire = framing.encode(messages.seal(msg, KIOSK, signer))
+        sealed = gc.mem_alloc()  # type: ignore[attr-defined]
+        _open_wire(wire, verifier)
+        opened = gc.mem_alloc()  # type: ignore[attr-defined]
+    finally:
+        gc.enable()
+    return {"seal_bytes": sealed - before, "open_bytes": opened - sealed}
+
+
+def footprint(seed):
+    """Live heap (MicroPython) with the protocol imported, then with a kiosk signing key and a
+    verifying key ready and one frame sealed and opened (the verifier's table built)."""
+    gc.collect()
+    imported = gc.mem_alloc()  # type: ignore[attr-defined]
+    signer, _, verifier = _keys(seed, "protocol")
+    _open_wire(framing.encode(messages.seal(settle_message(), KIOSK, signer)), verifier)
+    gc.collect()
+    ready = gc.mem_alloc()  # type: ignore[attr-defined]  # signer, verifier still held here
+    return {"imported_bytes": imported, "ready_bytes": ready}
+
+
+def imported():
+    """Nothing to do: calling it proves the protocol modules were imported."""
+    return True
+
+
+def small_heap_run(seed, rounds):
+    """Seal and open settle frames in whatever heap this interpreter was given, checking the
+    frame survives; best-of-rounds microseconds per step, collections included."""
+    msg = settle_message()
+    signer, _, verifier = _keys(seed, "protocol")
+    wire = framing.encode(messages.seal(msg, KIOSK, signer))
+    kid, opened = _open_wire(wire, verifier)
+    if kid != KIOSK or opened != msg:
+        raise AssertionError("the frame did not survive seal and open")
+    return {
+        "seal_us": _best_us(lambda: framing.encode(messages.seal(msg, KIOSK, signer)), rounds),
+        "open_us": _best_us(lambda: _open_wire(wire, verifier), rounds),
+    }
