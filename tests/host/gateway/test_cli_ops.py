@@ -1,0 +1,230 @@
+"""The operator's commands, run as `kiosk ...` would run them (in-process, through the real
+argument parser), on both ledger backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from contextlib import closing
+
+import pytest
+from onestop.host.cli import main
+from onestop.host.gateway.bills import demo_document
+from onestop.host.gateway.config import parse_ledger_url
+from onestop.host.gateway.ledger import open_ledger
+from onestop.host.keys import SigningKey, load_signing_key
+
+KIOSK_PUBLIC = SigningKey(bytes(range(32))).public_key.hex()
+
+
+def kiosk(*argv: str) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    return done.value.code
+
+
+@pytest.fixture
+def db(ledger_url, tmp_path, capsys):
+    """An initialised ledger via `kiosk gateway init`; PostgreSQL gets an explicit --key."""
+    key = ["--key", str(tmp_path / "gw.key")] if ledger_url.startswith("postgresql") else []
+    assert kiosk("gateway", "init", "--db", ledger_url, *key) == 0
+    capsys.readouterr()
+    return ledger_url
+
+
+def keys_json(db, capsys) -> list[dict]:
+    capsys.readouterr()
+    assert kiosk("keys", "list", "--db", db, "--json") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_init_makes_a_private_gateway_key_and_records_its_public_half(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'site' / 'ledger.sqlite'}"
+    assert kiosk("gateway", "init", "--db", url) == 0
+
+    key_file = tmp_path / "site" / "gateway.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    public = load_signing_key(key_file).public_key.hex()
+    [record] = keys_json(url, capsys)
+    assert record == {
+        "kid": "gw-" + public[:8],
+        "role": "gateway",
+        "alg": "EdDSA",
+        "public_key": public,
+        "status": "active",
+    }
+
+
+def test_init_again_never_overwrites_the_key(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    kiosk("gateway", "init", "--db", url)
+    before = (tmp_path / "gateway.key").read_bytes()
+    capsys.readouterr()
+
+    assert kiosk("gateway", "init", "--db", url) == 0
+
+    assert "never overwritten" in capsys.readouterr().out
+    assert (tmp_path / "gateway.key").read_bytes() == before
+    assert len(keys_json(url, capsys)) == 1
+
+
+def test_init_with_a_chosen_gateway_id(ledger_url, tmp_path, capsys):
+    key = tmp_path / "gw.key"
+    assert (
+        kiosk("gateway", "init", "--db", ledger_url, "--key", str(key), "--gateway-id", "gw-a") == 0
+    )
+    assert [k["kid"] for k in keys_json(ledger_url, capsys)] == ["gw-a"]
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_init_on_postgresql_needs_a_key_path(ledger_url, capsys):
+    assert kiosk("gateway", "init", "--db", ledger_url) == 1
+    assert "--key" in capsys.readouterr().err
+
+
+def test_enroll_revoke_and_list(db, capsys):
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-01",
+                 "--public-key", KIOSK_PUBLIC) == 0  # fmt: skip
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-01",
+                 "--public-key", KIOSK_PUBLIC) == 0  # again: nothing changes  # fmt: skip
+    assert kiosk("gateway", "revoke", "--db", db, "--kiosk-id", "kiosk-01") == 0
+
+    keys = keys_json(db, capsys)
+    assert [(k["kid"], k["role"], k["status"]) for k in keys][1:] == [
+        ("kiosk-01", "kiosk", "revoked")
+    ]
+    assert keys[1]["public_key"] == KIOSK_PUBLIC
+    assert all(len(k["public_key"]) == 64 and k["alg"] == "EdDSA" for k in keys)
+
+
+def test_a_revoked_kiosk_is_not_quietly_reinstated(db, capsys):
+    kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-01", "--public-key", KIOSK_PUBLIC)
+    kiosk("gateway", "revoke", "--db", db, "--kiosk-id", "kiosk-01")
+    capsys.readouterr()
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-01",
+                 "--public-key", KIOSK_PUBLIC) == 1  # fmt: skip
+    assert "revoked" in capsys.readouterr().err
+    assert keys_json(db, capsys)[1]["status"] == "revoked"
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--kiosk-id", "kiosk 01", "--public-key", KIOSK_PUBLIC], "kiosk id"),
+        (["--kiosk-id", "kiosk-01", "--public-key", "abcd"], "64 hex digits"),
+    ],
+)
+def test_enroll_refuses_bad_input_clearly(db, capsys, argv, complaint):
+    assert kiosk("gateway", "enroll", "--db", db, *argv) == 1
+    assert complaint in capsys.readouterr().err
+    assert len(keys_json(db, capsys)) == 1  # only the gateway's
+
+
+def test_enrolling_a_kiosk_under_the_gateways_id_is_refused(db, capsys):
+    gateway_kid = keys_json(db, capsys)[0]["kid"]
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", gateway_kid,
+                 "--public-key", KIOSK_PUBLIC) == 1  # fmt: skip
+    assert "already enrolled" in capsys.readouterr().err
+
+
+def test_revoking_an_unknown_kiosk_fails(db, capsys):
+    assert kiosk("gateway", "revoke", "--db", db, "--kiosk-id", "kiosk-77") == 1
+    assert "no kiosk kiosk-77" in capsys.readouterr().err
+
+
+def test_keys_list_takes_a_bare_path(tmp_path, capsys):
+    path = tmp_path / "ledger.sqlite"
+    kiosk("gateway", "init", "--db", str(path))
+    assert keys_json(str(path), capsys)[0]["role"] == "gateway"
+
+
+def test_commands_on_a_missing_ledger_say_how_to_create_it(tmp_path, capsys):
+    assert kiosk("keys", "list", "--db", str(tmp_path / "none.sqlite")) == 1
+    assert "kiosk gateway init" in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_seed_demo_and_import_print_id_numbers_masked_only(db, tmp_path, capsys):
+    assert kiosk("gateway", "seed-demo", "--db", db) == 0
+    out = capsys.readouterr().out
+    residents = demo_document()["residents"]
+    for resident in residents:
+        assert resident["ssn"] not in out
+        assert resident["ssn"][:6] + "*" * 8 + resident["ssn"][-4:] in out
+    assert f"persons: {len(residents)} added" in out
+
+    bills = tmp_path / "bills.json"
+    person = {k: residents[0][k] for k in
+              ("psn_no", "name", "ssn", "card_no", "insu_admdvs", "assistance")}  # fmt: skip
+    person["card_no"] = "HB0000099"  # a reissued card
+    bills.write_text(json.dumps({"persons": [person], "bills": residents[0]["bills"]}))
+    assert kiosk("gateway", "import-bills", "--db", db, str(bills)) == 0
+    out = capsys.readouterr().out
+    assert "persons: 0 added, 1 updated" in out and "bills: 0 added, 0 updated, 1 unchanged" in out
+    assert residents[0]["ssn"] not in out
+
+
+def test_import_bills_reports_the_bad_field(db, tmp_path, capsys):
+    bills = tmp_path / "bills.json"
+    bills.write_text(json.dumps([{"bill_id": "B1"}]))
+    assert kiosk("gateway", "import-bills", "--db", db, str(bills)) == 1
+    assert "bills[0].psn_no: missing" in capsys.readouterr().err
+
+
+def settle_one(db, kit):
+    with closing(open_ledger(db)) as ledger:
+        ledger.upsert_person(kit.person("P1", 1))
+        ledger.upsert_bill(kit.bill("B1", "P1"))
+        kit.settle(ledger, "T-000001", "P1", "B1")
+
+
+def test_audit_passes_then_fails_after_the_sqlite_file_is_edited(tmp_path, capsys, kit):
+    path = tmp_path / "ledger.sqlite"
+    db = f"sqlite:///{path}"
+    kiosk("gateway", "init", "--db", db)
+    settle_one(db, kit)
+    capsys.readouterr()
+    assert kiosk("gateway", "audit", "--db", db) == 0
+    assert "audit OK" in capsys.readouterr().out
+
+    with closing(sqlite3.connect(path)) as conn, conn:  # someone with the file, not the ledger
+        conn.execute("UPDATE accumulations SET amounts = '{\"hifp_paid_inpatient\": 1}'")
+
+    assert kiosk("gateway", "audit", "--db", db) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: accumulations of P1 for 2026" in out and "audit FAILED" in out
+
+
+def test_audit_json(db, capsys, kit):
+    settle_one(db, kit)
+    capsys.readouterr()
+    assert kiosk("gateway", "audit", "--db", db, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["settlements"] == 1 and report["problems"] == []
+
+
+def test_reconcile_prints_the_days_totals(db, capsys, kit):
+    settle_one(db, kit)
+    capsys.readouterr()
+    assert kiosk("gateway", "reconcile", "--db", db, "--date", kit.SETTLE_DAY) == 0
+    assert "kiosk-01" in capsys.readouterr().out
+    assert kiosk("gateway", "reconcile", "--db", db, "--date", kit.SETTLE_DAY, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["count"] == 1
+    assert report["totals"]["medfee_sumamt"] == 150_000
+
+
+def test_reconcile_refuses_a_date_that_is_not_one(db, capsys):
+    assert kiosk("gateway", "reconcile", "--db", db, "--date", "2026-13-01") == 2
+    assert "not a date" in capsys.readouterr().err
+
+
+def test_init_with_an_explicit_key_path_writes_it_private(ledger_url, tmp_path, capsys):
+    key = tmp_path / "keys" / "gw.key"
+    key.parent.mkdir()
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(key)) == 0
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    if parse_ledger_url(ledger_url).backend == "sqlite":
+        assert not (tmp_path / "gateway.key").exists()  # --key wins over the default
