@@ -219,15 +219,16 @@ class Tally:
 
 
 async def drive_kiosk(connection: Any, residents: list[BenchResident], deadline: float,
-                      tally: Tally) -> None:
-    """One kiosk serving residents until the deadline: the full signed flow per bill."""
+                      tally: Tally, stop: asyncio.Event | None = None) -> None:
+    """One kiosk serving residents until the deadline (or `stop`): the full signed flow per
+    bill."""
     from onestop.host.gateway.kiosk_client import GatewayRefused, new_txn_id
 
     loop = asyncio.get_running_loop()
     client = connection.client
     for resident in residents:
         for bill_id in resident.bill_ids:
-            if loop.time() >= deadline:
+            if loop.time() >= deadline or (stop is not None and stop.is_set()):
                 return
             txn_id = None
             try:

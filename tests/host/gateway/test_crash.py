@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -49,18 +50,20 @@ class Hall:
         return next(c for c in self.clients if c.kiosk_id == kiosk_id)
 
 
-async def load_until(hall: Hall, ports: list[int], kill: object) -> None:
+async def load_until(hall: Hall, ports: list[int], kill: Callable[[], None]) -> None:
     """Every kiosk settles continuously (kiosk i on gateway ports[i % n]); once enough are
     acknowledged, `kill()` is called mid-load and the kiosks run until their link drops."""
     connections = [await KioskConnection.open_tcp(c, "127.0.0.1", ports[i % len(ports)])
                    for i, c in enumerate(hall.clients)]
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     kiosks = [asyncio.ensure_future(drive_kiosk(connection, residents, loop.time() + 30,
-                                                hall.tally))
+                                                hall.tally, stop))
               for connection, residents in zip(connections, hall.residents, strict=True)]
     while len(hall.tally.acknowledged) < KILL_AFTER_ACKNOWLEDGED:
         await asyncio.sleep(0.005)
-    kill()  # type: ignore[operator]
+    kill()
+    stop.set()  # kiosks still connected (to another gateway) finish the visit they are in
     await asyncio.gather(*kiosks)
     for connection in connections:
         await connection.close()
