@@ -64,4 +64,10 @@ class SqliteLedger(SqlLedger):
             reason = "the file cannot be opened (does its folder exist?)"
         else:
             reason = text
+            if committing:
+                # An I/O error inside COMMIT may come after the commit record reached the disk.
+                return LedgerError(
+                    f"ledger {self.path}: {reason} while committing; the last write may or may "
+                    "not have been stored — settlement_query tells"
+                )
         return LedgerError(f"ledger {self.path}: {reason}; nothing was written")

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import psycopg
 import pytest
+from onestop.host.gateway.audit import audit
 from onestop.host.gateway.ledger import LedgerError, open_ledger
 from onestop.host.gateway.ledger.checks import plus
 
@@ -167,5 +168,6 @@ def test_kill_9_under_load_loses_no_acknowledged_settlement_and_doubles_none(
         assert restarted.accumulations("P1", kit.YEAR) == expected
         settled_events = [e for e in restarted.audit_events() if e["kind"] == "settled"]
         assert sorted(e["txn_id"] for e in settled_events) == sorted(s.txn_id for s in stored)
+        assert audit(restarted).ok, audit(restarted).problems
     finally:
         restarted.close()
