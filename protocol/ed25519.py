@@ -317,7 +317,7 @@ class SigningKey:
 
 class VerifyingKey:
     """An Ed25519 public key. Its point is decoded and its comb table built here, once (about
-    three verifies' worth of work, 1.5 KB kept), so each verify costs the same afterwards; a
+    one and a half verifies' worth of work; 1.5 KB kept), so every verify costs the same; a
     board makes its gateway key at boot, while the heap is still unfragmented."""
 
     def __init__(self, public_key):
