@@ -156,8 +156,8 @@ class Ledger(Protocol):
         settlement date's year as the settlement engine counts it (Claim.year).
         The built settlement must match the request (txn_id, kiosk_id, psn_no, bill_id,
         request_digest), its breakdown must add up (fund = hifp + hifmi + maf, cash = medfee -
-        fund, medfee = the bill's total, nothing negative) and the accumulations must stay
-        non-negative; otherwise ValueError and nothing is written."""
+        fund, medfee = the bill's total, nothing negative) and its delta must be non-negative
+        integer fen per accumulation key; otherwise ValueError and nothing is written."""
         ...
 
     def get_settlement(self, txn_id: str) -> Settlement | None: ...
