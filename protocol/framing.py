@@ -61,18 +61,21 @@ def decode(frame, max_frame=MAX_FRAME):
         raise ProtocolError(FRAME_EMPTY, "empty frame")
     if n > max_encoded(max_frame):
         raise ProtocolError(TOO_LARGE, "frame of %d encoded bytes" % n)
+    if b"\x00" in frame:
+        raise ProtocolError(FRAME_COBS, "zero byte inside a frame")
     body = bytearray()
     i = 0
     while i < n:
         code = frame[i]
-        if code == 0:
-            raise ProtocolError(FRAME_COBS, "zero byte inside a frame at %d" % i)
         end = i + code
         if end > n:
             raise ProtocolError(FRAME_COBS, "block at %d runs past the end" % i)
         body.extend(frame[i + 1:end])
-        if code != 0xFF and end < n:
-            body.append(0)
+        if code != 0xFF:
+            if end < n:
+                body.append(0)
+        elif end == n:  # encode always closes a full block with one more code byte
+            raise ProtocolError(FRAME_COBS, "frame ends with a full block")
         i = end
     if len(body) < 4:
         raise ProtocolError(FRAME_CRC, "frame too short to carry a CRC")

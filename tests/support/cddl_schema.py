@@ -6,6 +6,7 @@ import functools
 import re
 from pathlib import Path
 
+import cbor2
 import pycddl
 
 FRAMES_CDDL = Path(__file__).resolve().parents[2] / "protocol" / "spec" / "frames.cddl"
@@ -28,6 +29,19 @@ def message_map_rules() -> list[str]:
     return sorted(rules)
 
 
+def leaf_rules(rule: str) -> list[str]:
+    """The map rules a one-line type choice like `a = b / c` stands for, else [rule].
+
+    pycddl 0.6 validates a choice of maps loosely (keys matched by a failed alternative count
+    as present or allowed in the next), so each map is checked on its own.
+    """
+    text = FRAMES_CDDL.read_text(encoding="utf-8")
+    found = re.search(r"^" + re.escape(rule) + r" = (\w+(?: / \w+)+) *$", text, re.M)
+    if not found:
+        return [rule]
+    return [leaf for alt in found.group(1).split(" / ") for leaf in leaf_rules(alt)]
+
+
 @functools.cache
 def schema(rule: str = "frame") -> pycddl.Schema:
     """A validator whose root is `rule` (frames.cddl's first rule, frame, by default).
@@ -40,3 +54,31 @@ def schema(rule: str = "frame") -> pycddl.Schema:
     if rule != "frame":
         text = "onestop_root = " + rule + "\n" + text
     return pycddl.Schema(text)
+
+
+def _array_item_rules() -> list[tuple[str, str]]:
+    text = FRAMES_CDDL.read_text(encoding="utf-8")
+    return re.findall(r"(\w+): \[\* (\w+)\]", text)
+
+
+def check(rule: str, data: bytes) -> None:
+    """schema(rule).validate_cbor(data), plus what pycddl 0.6 misses; raises ValidationError.
+
+    pycddl leaves a map inside an array with an occurrence (`bills: [* bill_record]`) open
+    to unknown keys, so each such element is validated against its own rule as well. A pycddl
+    panic (it has some, e.g. on a byte string where text is expected) counts as rejection.
+    """
+    try:
+        schema(rule).validate_cbor(data)
+        value = cbor2.loads(data)
+        if isinstance(value, dict):
+            for field, item_rule in _array_item_rules():
+                items = value.get(field)
+                for item in items if isinstance(items, list) else ():
+                    schema(item_rule).validate_cbor(cbor2.dumps(item, canonical=True))
+    except pycddl.ValidationError:
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise pycddl.ValidationError("pycddl panicked: " + str(exc)) from None

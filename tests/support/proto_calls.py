@@ -43,3 +43,11 @@ def deframe_view(data, start, stop):
         payloads.append(frame)
         frame = deframer.next_frame()
     return payloads
+
+
+def build_request(t, kiosk, ctr, rid, ts, body):
+    return messages.request(t, kiosk, ctr, rid, ts, **body)
+
+
+def build_reply(req, t, ts, body):
+    return messages.reply(req, t, ts, **body)
