@@ -38,6 +38,7 @@ TARGET_FLOOR_SHARE = 0.40
 BENCH_REGION = "130630"
 FLOOR_SECONDS = 2.0
 BILLS_PER_SECOND_HEADROOM = 1500  # bills seeded per second of run: more than the gateway can do
+KIOSK_MAX_RATE = 100  # visits per second one kiosk could make alone (loopback round trips)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "postgresql:// URL gets a fresh schema, dropped afterwards)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="gateway ledger worker threads (default: the gateway's)")
+    parser.add_argument("--floor-seconds", type=float, default=FLOOR_SECONDS, metavar="S",
+                        help=f"how long to measure the floor (default {FLOOR_SECONDS:g})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
 
 
@@ -407,13 +410,14 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         key_path = folder / "gateway.key"
         provision_gateway(ledger, key_path)
         rng = random.Random(20261123)
-        bills_each = max(2, int(BILLS_PER_SECOND_HEADROOM * args.seconds / args.kiosks) + 2)
+        bills_each = int(min(BILLS_PER_SECOND_HEADROOM / args.kiosks, KIOSK_MAX_RATE)
+                         * args.seconds) + 2
         clients, populations = [], []
         today = date.today().isoformat()
         for index in range(args.kiosks):
             clients.append(enroll_kiosk(ledger, f"BENCH-{index:04d}"))
             populations.append(generate_residents(ledger, index, 1, bills_each, today, rng))
-        floor = measure_floor()
+        floor = measure_floor(args.floor_seconds)
         gateway = GatewayProcess(url, key_path, folder / "gateway.log", workers=args.workers)
         try:
             port = gateway.start()

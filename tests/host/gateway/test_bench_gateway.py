@@ -1,0 +1,33 @@
+"""`kiosk bench gateway` runs end to end (a gateway process, signed kiosks, the ledger check) and
+reports its figures beside the targets. Speed is not asserted here: the figures are the output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_bench_settles_checks_the_ledger_and_prints_its_figures(backend: str) -> None:
+    command = [sys.executable, "-m", "onestop.host.cli", "bench", "gateway",
+               "--kiosks", "4", "--seconds", "1", "--floor-seconds", "0.3", "--json"]
+    if backend == "postgresql":
+        dsn = os.environ.get("ONESTOP_TEST_PG")
+        if not dsn:
+            pytest.skip("set ONESTOP_TEST_PG to bench on PostgreSQL too")
+        command += ["--db", dsn]  # the bench makes its own schema and drops it
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table, figures_line = result.stdout.rsplit("\n", 2)[0], result.stdout.splitlines()[-1]
+    figures = json.loads(figures_line)
+    assert figures["settlements"] > 0
+    assert (figures["lost"], figures["duplicated"]) == (0, 0)
+    assert figures["floor"] > 0 and figures["rate"] > 0
+    for label in ("settlements/s", "settle p99 (ms)", "lost", "duplicated", "floor",
+                  "throughput / floor"):
+        assert label in table
+    assert ">= 500" in table and "<= 150" in table  # the targets stand beside the figures
