@@ -7,7 +7,6 @@ Record layout and status words: hardware/card-reader.md.
 # SELECT by DF name: "sx1.sh." + GBK "社会保障" (15 bytes).
 SSSE_AID = b"sx1.sh.\xc9\xe7\xbb\xe1\xb1\xa3\xd5\xcf"
 SELECT_SSSE = b"\x00\xa4\x04\x00\x0f" + SSSE_AID
-SW_OK = 0x9000
 
 # What the kiosk reads, in order: (file id, ((record id, value size, result key), ...)).
 READ_PLAN = (
@@ -42,8 +41,8 @@ def read_record(record_id, size):
     return bytes((0x00, 0xB2, record_id, 0x00, size + 2))
 
 
-def status_word(rapdu):
-    return (rapdu[-2] << 8) | rapdu[-1]
+def sw_ok(rapdu):
+    return rapdu[-2] == 0x90 and rapdu[-1] == 0x00
 
 
 def sw_text(rapdu):
@@ -52,7 +51,7 @@ def sw_text(rapdu):
 
 def record_value(rapdu, record_id, size):
     """The value of a READ RECORD answer `tag len value SW1 SW2`, checked against the plan."""
-    if status_word(rapdu) != SW_OK:
+    if not sw_ok(rapdu):
         raise CardError("bad_status", "READ RECORD %02X: %s" % (record_id, sw_text(rapdu)))
     if len(rapdu) != size + 4 or rapdu[0] != record_id or rapdu[1] != size:
         raise CardError("bad_record", "record %02X: malformed TLV" % record_id)

