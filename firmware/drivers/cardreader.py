@@ -21,6 +21,12 @@ CardError(code, msg) with code one of:
     reader_timeout     the reader did not answer
     reader_error       the reader refused a command or its replies were garbled
 A result is never partial: either every field was read from one card session, or CardError.
+status() raises only reader_timeout / reader_error. Dates are returned as read: refusing an
+expired card is the application's decision. `from drivers.cardreader import CardError` works.
+
+The stream's readinto() must return the bytes that have arrived instead of waiting to fill the
+buffer: machine.UART(timeout=0) does; a unix-port pty needs termios VMIN = 0 (as in
+tests/firmware/support/mp_cardreader.py open_port).
 """
 
 import asyncio
@@ -183,12 +189,14 @@ class FrameParser:
 
 
 class CardReader:
-    """The reader on a pair of asyncio streams; one command outstanding at a time."""
+    """The reader on a pair of asyncio streams. Commands go one at a time (the module is half
+    duplex); calls from several tasks are serialised per command."""
 
     def __init__(self, reader, writer):
         self._reader = reader
         self._writer = writer
         self._parser = FrameParser()
+        self._lock = asyncio.Lock()
 
     async def status(self):
         st, body = await self._exchange(_CMD_STATUS, b"")
@@ -244,16 +252,17 @@ class CardReader:
         except CardError:
             pass
 
-    async def _exchange(self, cmd, apdu):
+    async def _exchange(self, cmd, params):
         """Send one command to the user slot; returns (reader status, reply data)."""
-        frame = encode_frame(cmd, bytes((_USER_SLOT,)) + apdu)
-        for _ in range(_BCC_RETRIES + 1):
-            self._parser.reset()
-            self._writer.write(frame)
-            await self._writer.drain()
-            reply = await self._reply(cmd, _TIMEOUT_MS[cmd])
-            if reply[0] != _ST_BCC_ERROR:
-                return reply[0], reply[1:]
+        frame = encode_frame(cmd, bytes((_USER_SLOT,)) + params)
+        async with self._lock:  # e.g. a status() poll from another task waits its turn
+            for _ in range(_BCC_RETRIES + 1):
+                self._parser.reset()
+                self._writer.write(frame)
+                await self._writer.drain()
+                reply = await self._reply(cmd, _TIMEOUT_MS[cmd])
+                if reply[0] != _ST_BCC_ERROR:
+                    return reply[0], reply[1:]
         raise CardError("reader_error", "reader kept reporting BCC errors")
 
     async def _reply(self, cmd, timeout_ms):

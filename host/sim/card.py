@@ -193,6 +193,7 @@ class CardReaderSim:
         self._removed_while_powered = False  # latched until the next power-on / power-off
         self._answered = 0  # APDUs answered since the last power-on
         self._fault: _Fault | None = None
+        self._corrupt_frames = 0
         self._serial = serial.Serial(device_path, baud, timeout=0.02)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="card-reader-sim", daemon=True)
@@ -219,6 +220,12 @@ class CardReaderSim:
         half-pulled, its contacts lifted)."""
         with self._lock:
             self._fault = _Fault(n_apdus, "mute")
+
+    def corrupt_incoming(self, n_frames: int) -> None:
+        """The next `n_frames` command frames arrive damaged (noise on the kiosk's transmit
+        line): the module answers each with BCC_ERROR and does nothing."""
+        with self._lock:
+            self._corrupt_frames = n_frames
 
     def send_noise(self, data: bytes) -> None:
         """Put raw bytes on the line, as a glitch on the cable would."""
@@ -261,11 +268,18 @@ class CardReaderSim:
             elif parser.pending() and now - last_byte > INTER_BYTE_TIMEOUT:
                 parser.expire()
             while (event := parser.next()) is not None:
-                if isinstance(event, BadBcc):
+                if isinstance(event, BadBcc) or self._take_corrupt_frame():
                     self._reply(event.cmd, Status.BCC_ERROR)
                 else:
                     self._reply(event.cmd, *self._execute(event.cmd, event.data))
                     self._after_reply(event.cmd)
+
+    def _take_corrupt_frame(self) -> bool:
+        with self._lock:
+            if not self._corrupt_frames:
+                return False
+            self._corrupt_frames -= 1
+            return True
 
     def _reply(self, cmd: int, status: int, data: bytes = b"") -> None:
         try:

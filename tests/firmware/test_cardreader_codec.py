@@ -49,6 +49,11 @@ def test_status_command_frame_is_the_documented_one(mp: Worker) -> None:
     assert mp.call("mp_cardreader", "frame", 0x31, b"\x00") == bytes.fromhex("02000231003303")
 
 
+def test_the_documented_read_record_reply_parses(mp: Worker) -> None:
+    reply = bytes.fromhex("02000A330005042019040190009403")
+    assert parse(mp, reply)["frames"] == [(0x33, bytes.fromhex("00050420190401") + b"\x90\x00")]
+
+
 @settings(max_examples=60, deadline=None)
 @given(cmd=commands, data=frame_data)
 def test_frames_match_the_simulators_encoder_and_parse_back(mp: Worker, cmd: int,

@@ -219,6 +219,29 @@ def test_a_noise_frame_start_does_not_swallow_the_reply(mp: Worker, link: Serial
         assert read_card(mp, link)["ok"]["card_no"] == "HB0000001"
 
 
+def test_a_command_damaged_on_the_way_is_sent_again(mp: Worker, link: SerialLink,
+                                                   sim: CardReaderSim) -> None:
+    sim.insert(deck_card("P001"))
+    sim.corrupt_incoming(2)  # POWER ON arrives damaged twice; the third copy gets through
+    assert read_card(mp, link)["ok"]["card_no"] == "HB0000001"
+
+
+def test_a_line_that_keeps_damaging_commands_is_a_reader_error(
+        mp: Worker, link: SerialLink, sim: CardReaderSim) -> None:
+    sim.insert(deck_card("P001"))
+    sim.corrupt_incoming(3)
+    assert read_card(mp, link)["error"] == "reader_error"
+    assert not sim.powered  # nothing was done
+
+
+def test_status_polled_from_another_task_during_a_read(mp: Worker, link: SerialLink,
+                                                       sim: CardReaderSim) -> None:
+    sim.insert(deck_card("P004"))
+    card, statuses = mp.call("mp_cardreader", "read_while_polling", link.host_path, 5)["ok"]
+    assert card["ssn"] == RESIDENTS["P004"]["ssn"]
+    assert statuses == ["present"] * 5
+
+
 def test_two_reads_on_one_driver(mp: Worker, link: SerialLink, sim: CardReaderSim) -> None:
     sim.insert(deck_card("P002"))
     first, second = mp.call("mp_cardreader", "read_twice", link.host_path)["ok"]

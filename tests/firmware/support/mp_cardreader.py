@@ -64,6 +64,19 @@ def read_twice(path):
     return _run(path, twice)
 
 
+def read_while_polling(path, polls):
+    """read_card in one task while another polls status(), as a UI task might."""
+    async def both(reader):
+        async def poll():
+            seen = []
+            for _ in range(polls):
+                seen.append(await reader.status())
+                await asyncio.sleep_ms(0)
+            return seen
+        return await asyncio.gather(reader.read_card(), poll())
+    return _run(path, both)
+
+
 def measure_read(path):
     """Heap figures for one read_card: bytes allocated during it (gc disabled, so nothing is
     reclaimed mid-read: an upper bound on its peak) and bytes still held after a collection."""
