@@ -140,8 +140,8 @@ def test_pull_after_n_apdus_counts_from_power_on(host: Host, sim: CardReaderSim)
     host.command(Cmd.POWER_ON)
     assert host.apdu(SELECT_SSSE)[0] == Status.OK
     assert host.apdu(SELECT_EF05) == (Status.OK, b"\x90\x00")
-    assert not sim.present
     assert host.apdu(bytes.fromhex("00B2010012")) == (Status.CARD_REMOVED, b"")
+    assert not sim.present
 
 
 def test_pull_after_zero_is_right_after_the_atr(host: Host, sim: CardReaderSim) -> None:
