@@ -121,6 +121,16 @@ class GatewayProcess:
                     return int(event["port"])
         return 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time the gateway has used so far (user + system), from /proc."""
+        if self.process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut of the gateway's machine."""
         if self.process is not None and self.process.poll() is None:
@@ -337,6 +347,8 @@ class Figures:
     in_doubt_not_found: int
     floor: float
     ran_out_of_bills: int
+    gateway_cpu: float  # cores busy on average during the run
+    kiosks_cpu: float
 
     @property
     def floor_share(self) -> float:
@@ -428,10 +440,13 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
             tally = Tally()
             loop = asyncio.get_running_loop()
             started = loop.time()
+            cpu_gateway, cpu_kiosks = gateway.cpu_seconds(), time.process_time()
             await asyncio.gather(*(
                 drive_kiosk(connection, residents, started + args.seconds, tally)
                 for connection, residents in zip(connections, populations, strict=True)))
             elapsed = loop.time() - started
+            cpu_gateway = (gateway.cpu_seconds() - cpu_gateway) / elapsed
+            cpu_kiosks = (time.process_time() - cpu_kiosks) / elapsed
             for connection in connections:
                 await connection.close()
         finally:
@@ -447,6 +462,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         errors=dict(tally.errors), lost=check.lost, duplicated=check.duplicated,
         in_doubt_settled=check.in_doubt_settled, in_doubt_not_found=check.in_doubt_not_found,
         floor=floor, ran_out_of_bills=tally.ran_out_of_bills,
+        gateway_cpu=round(cpu_gateway, 2), kiosks_cpu=round(cpu_kiosks, 2),
     )
 
 
@@ -503,6 +519,8 @@ def format_table(figures: Figures) -> str:
         row("floor (settles/s, 1 core)", f"{figures.floor:.1f}"),
         row("throughput / floor", f"{figures.floor_share:.1%}",
             f">= {TARGET_FLOOR_SHARE:.0%}", figures.floor_share >= TARGET_FLOOR_SHARE),
+        row("gateway CPU (cores)", f"{figures.gateway_cpu:.2f}"),
+        row("kiosks CPU (cores)", f"{figures.kiosks_cpu:.2f}"),
     ]
     if figures.errors:
         lines.append("  errors by code: " + ", ".join(

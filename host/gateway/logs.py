@@ -48,7 +48,8 @@ class EventLog:
     def __init__(self, name: str = LOGGER_NAME) -> None:
         self._logger = logging.getLogger(name)
 
-    def _emit(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+    def _emit(self, level: int, event: str, exc_info: bool | BaseException,
+              fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, exc_info=exc_info, extra={"fields": fields})
 
@@ -61,7 +62,7 @@ class EventLog:
     def warning(self, event: str, **fields: Any) -> None:
         self._emit(logging.WARNING, event, False, fields)
 
-    def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+    def error(self, event: str, exc_info: bool | BaseException = False, **fields: Any) -> None:
         self._emit(logging.ERROR, event, exc_info, fields)
 
 

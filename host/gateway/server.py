@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from onestop.protocol.errors import ProtocolError, wire_code
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_WORKERS = 8
 DEFAULT_POLICY = "reference"
+MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
 
 
@@ -51,7 +52,6 @@ class Processed:
     code: str | None = None  # error code, when the reply is an `error`
     msg: str | None = None
     handled: Handled | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class FrameService:
@@ -89,15 +89,17 @@ class FrameService:
             return self._refuse(request, "unavailable", f"the ledger is unavailable: {exc}",
                                 now)
         except Exception as exc:  # a bug must cost one reply, never the connection
-            self.log.error("internal_error", exc_info=True, kiosk=_kiosk(request),
-                           t=_type(request))
-            return self._refuse(request, "internal", f"internal error: {type(exc).__name__}",
-                                now)
-        return Processed(
-            reply=messages.seal(handled.reply, self.gateway_kid, self.signer),
-            request_type=request["t"], reply_type=handled.reply["t"], kiosk=request["kiosk"],
-            handled=handled,
-        )
+            return self._internal(request, exc, now)
+        try:
+            sealed = messages.seal(handled.reply, self.gateway_kid, self.signer)
+        except Exception as exc:  # a reply that breaks frames.cddl is our bug, not the kiosk's
+            return self._internal(request, exc, now)
+        return Processed(sealed, request_type=request["t"], reply_type=handled.reply["t"],
+                         kiosk=request["kiosk"], handled=handled)
+
+    def _internal(self, request: dict[str, Any] | None, exc: Exception, now: int) -> Processed:
+        self.log.error("internal_error", exc_info=exc, kiosk=_kiosk(request), t=_type(request))
+        return self._refuse(request, "internal", f"internal error: {type(exc).__name__}", now)
 
     def _verifier(self, ledger: Ledger, kid: str) -> VerifyingKey:
         record = ledger.get_key(kid)
@@ -111,6 +113,7 @@ class FrameService:
         return verifier
 
     def _refuse(self, request: dict[str, Any] | None, code: str, msg: str, now: int) -> Processed:
+        msg = msg if len(msg) <= MAX_ERROR_TEXT else msg[: MAX_ERROR_TEXT - 1] + "…"
         reply = messages.error_reply(request, code, msg, now,
                                      now=now if code == "stale" else None)
         return Processed(

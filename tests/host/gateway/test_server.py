@@ -362,3 +362,24 @@ async def test_requests_from_a_client_with_a_reused_counter_are_replays(site: Si
     with pytest.raises(GatewayRefused) as refused:
         await again.call("sign_in", fw="1.0.0", board="esp32s3")
     assert refused.value.code == "replay"
+
+
+async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    kiosk = await site.kiosk()
+    handlers = site.running.server.service.handlers
+    real = handlers.handle
+
+    def broken(ledger: Ledger, request: dict[str, Any], now: int) -> Any:
+        if request["t"] == "pending_bills":
+            raise KeyError("a bug")
+        return real(ledger, request, now)
+
+    monkeypatch.setattr(handlers, "handle", broken)
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("pending_bills", psn_no="P001")
+    assert refused.value.code == "internal"
+    assert "KeyError" in refused.value.reply["msg"]
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    errors = [e for e in site.events() if e["event"] == "internal_error"]
+    assert len(errors) == 1 and "KeyError" in errors[0]["exc"]

@@ -1,0 +1,62 @@
+"""`kiosk gateway serve` refuses to start, with one clear line and exit status 2, when it cannot
+serve as asked: no gateway key, a key the ledger does not know, a bad address or time zone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from onestop.host.cli import main
+from onestop.host.gateway.ledger import KeyRecord, open_ledger
+from onestop.host.keys import SigningKey, save_signing_key
+
+
+def serve(*args: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(["gateway", "serve", "--listen", "127.0.0.1:0", *args])
+    return int(exited.value.code or 0)
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(f"sqlite:///{path}") as ledger:
+        ledger.init()
+    return path
+
+
+def test_serve_without_a_gateway_key_says_to_run_init(
+        ledger_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    err = capsys.readouterr().err
+    assert "gateway.key" in err and "kiosk gateway init" in err
+
+
+def test_serve_with_a_key_the_ledger_does_not_know_is_refused(
+        ledger_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_signing_key(tmp_path / "gateway.key", SigningKey.generate())
+    with open_ledger(f"sqlite:///{ledger_file}") as ledger:  # enrolled: another gateway key
+        ledger.add_key(KeyRecord(kid="gateway-01", role="gateway",
+                                 public_key=SigningKey.generate().public_key, status="active"))
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    assert "not an active gateway key of this ledger" in capsys.readouterr().err
+
+
+def test_serve_on_a_ledger_that_does_not_exist_does_not_create_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_signing_key(tmp_path / "gateway.key", SigningKey.generate())
+    assert serve("--db", f"sqlite:///{tmp_path / 'missing.sqlite'}") == 2
+    assert "kiosk gateway init" in capsys.readouterr().err
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--listen", "localhost", "HOST:PORT"),
+    ("--serial", "/dev/ttyUSB0@fast", "DEVICE[@BAUD]"),
+    ("--metrics", "127.0.0.1:http", "HOST:PORT"),
+    ("--timezone", "Mars/Olympus", "unknown time zone"),
+])
+def test_serve_with_a_bad_option_names_it(ledger_file: Path, option: str, value: str, says: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve("--db", f"sqlite:///{ledger_file}", option, value) == 2
+    assert says in capsys.readouterr().err
