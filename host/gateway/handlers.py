@@ -46,6 +46,7 @@ class Handled:
     event: str | None = None  # a notable event to log at info level ("settled", ...)
     fields: dict[str, Any] = field(default_factory=dict)
     settlement: str | None = None  # "new" | "retry" for settle replies
+    warn: bool = False  # the operator must look at it (a reconciliation mismatch)
 
 
 class AmountChanged(Exception):
@@ -244,7 +245,7 @@ class Handlers:
         return Handled(reply, "reconcile_mismatch", {
             "date": request["date"], "mismatched": mismatched,
             "kiosk_totals": theirs, "gateway_totals": ours,
-        })
+        }, warn=True)
 
     # ------------------------------------------------------------ helpers
     def _person(self, ledger: Ledger, psn_no: str) -> Person:

@@ -265,8 +265,8 @@ class GatewayServer:
             self.metrics.settlement(handled.settlement)
             self.metrics.settle_latency.observe(elapsed)
         if handled.event is not None:
-            self.log.info(handled.event, kiosk=result.kiosk, latency_ms=latency_ms,
-                          **handled.fields)
+            emit = self.log.warning if handled.warn else self.log.info
+            emit(handled.event, kiosk=result.kiosk, latency_ms=latency_ms, **handled.fields)
         else:
             self.log.debug("served", kiosk=result.kiosk, t=result.request_type,
                            latency_ms=latency_ms)

@@ -154,6 +154,11 @@ async def test_a_resident_settles_end_to_end(site: Site) -> None:
         },
     )
     assert totals["stmt_rslt"] == 0
+    off = await kiosk.call("reconcile", date=stored.setl_date, totals=dict(
+        totals["totals"], count=2))
+    assert (off["stmt_rslt"], off["totals"]) == (1, totals["totals"])
+    reported = [e for e in site.events() if e["event"] == "reconcile_mismatch"]
+    assert [(e["level"], e["mismatched"]) for e in reported] == [("warning", ["count"])]
     scraped = site.metrics()
     assert 'onestop_settlements_total{kind="new"} 1.0' in scraped
     assert 'onestop_frames_total{dir="in",type="settle"} 1.0' in scraped
