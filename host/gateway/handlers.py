@@ -184,6 +184,12 @@ class Handlers:
             raise ProtocolError(exc.code, str(exc)) from None
         except AmountChanged as exc:
             raise ProtocolError("amount_changed", str(exc)) from None
+        if stored.status == "cancelled":  # a retry must not look like a live settlement
+            raise ProtocolError(
+                "txn_conflict",
+                f"txn_id {stored.txn_id} was settled and then cancelled; settling the bill "
+                "again needs a new txn_id",
+            )
         reply = messages.reply(request, "settle_reply", now, txn_id=stored.txn_id,
                                settlement=stored.signed)
         kind = "new" if created else "retry"

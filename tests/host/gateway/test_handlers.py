@@ -244,6 +244,10 @@ def test_cancel_gives_back_the_accumulations_and_reopens_the_bill(rig: Rig) -> N
     assert (reply["txn_id"], reply["setl_id"]) == ("TXN-0000005", setl_id)
     assert _nonzero(rig.ledger.accumulations("P005", 2026)) == _nonzero(before)
     assert [b.bill_id for b in rig.ledger.pending_bills("P005")] == ["B-130602-0005"]
+    # a late retry of the cancelled txn is not answered as if it still stood
+    cash = rig.record(settled.reply["settlement"])["result"]["psn_cash_pay"]
+    assert rig.refused("settle", psn_no="P005", bill_id="B-130602-0005", txn_id="TXN-0000005",
+                       confirmed_cash=cash) == "txn_conflict"
     # and the bill can be settled again, as new
     again = rig.settle("P005", "B-130602-0005", "TXN-0000006")
     assert again.settlement == "new"
