@@ -196,7 +196,7 @@ class CardReader:
         self._reader = reader
         self._writer = writer
         self._parser = FrameParser()
-        self._lock = asyncio.Lock()
+        self._busy = False  # a command is on the line
 
     async def status(self):
         st, body = await self._exchange(_CMD_STATUS, b"")
@@ -255,7 +255,12 @@ class CardReader:
     async def _exchange(self, cmd, params):
         """Send one command to the user slot; returns (reader status, reply data)."""
         frame = encode_frame(cmd, bytes((_USER_SLOT,)) + params)
-        async with self._lock:  # e.g. a status() poll from another task waits its turn
+        # e.g. a status() poll from another task waits its turn; a plain flag because sleep_ms
+        # allocates nothing, where asyncio.Lock costs ~400 bytes a command.
+        while self._busy:
+            await asyncio.sleep_ms(2)
+        self._busy = True
+        try:
             for _ in range(_BCC_RETRIES + 1):
                 self._parser.reset()
                 self._writer.write(frame)
@@ -263,6 +268,8 @@ class CardReader:
                 reply = await self._reply(cmd, _TIMEOUT_MS[cmd])
                 if reply[0] != _ST_BCC_ERROR:
                     return reply[0], reply[1:]
+        finally:
+            self._busy = False
         raise CardError("reader_error", "reader kept reporting BCC errors")
 
     async def _reply(self, cmd, timeout_ms):
