@@ -92,6 +92,10 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics_at = parse_host_port(args.metrics) if args.metrics else None
     except ValueError as exc:
         raise ServeError(str(exc)) from None
+    if args.workers < 1:
+        raise ServeError(f"--workers must be at least 1, not {args.workers}")
+    if not args.idle_timeout > 0:
+        raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
     config = GatewayConfig(
         db=args.db, key_path=args.key, policy=args.policy, tz=_timezone(args.timezone),
         idle_timeout_s=args.idle_timeout, workers=args.workers,

@@ -55,6 +55,8 @@ def test_serve_on_a_ledger_that_does_not_exist_does_not_create_one(
     ("--serial", "/dev/ttyUSB0@fast", "DEVICE[@BAUD]"),
     ("--metrics", "127.0.0.1:http", "HOST:PORT"),
     ("--timezone", "Mars/Olympus", "unknown time zone"),
+    ("--workers", "0", "--workers must be at least 1"),
+    ("--idle-timeout", "0", "--idle-timeout must be above 0"),
 ])
 def test_serve_with_a_bad_option_names_it(ledger_file: Path, option: str, value: str, says: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
