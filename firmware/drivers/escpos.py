@@ -170,8 +170,11 @@ class Receipt:
                 if not chinese and not _is_ascii(text):
                     chinese = True
                     yield _FS_CHINESE_ON
-                for start in range(0, len(text), _TEXT_PIECE):
-                    yield gbk.encode(text[start:start + _TEXT_PIECE])
+                if len(text) <= _TEXT_PIECE:
+                    yield gbk.encode(text)
+                else:
+                    for start in range(0, len(text), _TEXT_PIECE):
+                        yield gbk.encode(text[start:start + _TEXT_PIECE])
             else:
                 data = part[1]
                 yield b"\x1d(k\x04\x001A2\x00"  # fn 65: model 2
@@ -240,12 +243,14 @@ class Printer:
         self.print_timeout_ms = print_timeout_ms
         self.poll_ms = poll_ms
         self.bytes_sent = 0
+        self._unanswered = False  # a query may still be answered late: drain before the next
 
     async def _send(self, data):
         self._writer.write(data)
         await self._writer.drain()
 
     async def _read_byte(self, timeout_ms):
+        # one timer per call: wait_for allocates ~2 KB, so exchanges share one where they can
         try:
             got = await asyncio.wait_for_ms(self._reader.read(1), timeout_ms)
         except asyncio.TimeoutError:
@@ -253,24 +258,33 @@ class Printer:
         return got[0] if got else None
 
     async def _discard_input(self):
-        # A late answer to an earlier query must not be taken for the answer to the next one.
         for _ in range(64):
-            if await self._read_byte(5) is None:
+            if await self._read_byte(20) is None:
+                self._unanswered = False
                 return
 
     async def _realtime_reply(self):
-        byte = await self._read_byte(self.timeout_ms)
-        return byte if byte is not None and is_realtime_reply(byte) else None
+        # Skip bytes that cannot be a DLE EOT reply (an XON, line noise) rather than misread them.
+        for _ in range(16):
+            got = await self._reader.read(1)
+            if got and is_realtime_reply(got[0]):
+                return got[0]
+        return None
 
-    async def status(self):
-        await self._discard_input()
+    async def _query_status(self):
         await self._send(_DLE_EOT_OFFLINE)
         offline_reply = await self._realtime_reply()
-        paper_reply = None
-        if offline_reply is not None:
-            await self._send(_DLE_EOT_PAPER)
-            paper_reply = await self._realtime_reply()
-        return _status(offline_reply, paper_reply)
+        await self._send(_DLE_EOT_PAPER)
+        return _status(offline_reply, await self._realtime_reply())
+
+    async def status(self):
+        if self._unanswered:
+            await self._discard_input()
+        try:
+            return await asyncio.wait_for_ms(self._query_status(), self.timeout_ms)
+        except asyncio.TimeoutError:
+            self._unanswered = True
+            return _status(None, None)
 
     async def _wait_printed(self):
         """True once the printer confirms everything sent is printed; False if it stopped."""
@@ -281,6 +295,7 @@ class Printer:
             if byte is None:
                 # Still busy, or stopped: a stopped printer never answers GS r but does answer
                 # DLE EOT, so ask why rather than wait out the whole timeout.
+                self._unanswered = True
                 await self._send(_DLE_EOT_OFFLINE)
             elif is_realtime_reply(byte):
                 cover_open, paper_stop, error = parse_offline(byte)
@@ -288,6 +303,7 @@ class Printer:
                     return False
             elif is_paper_sensor_reply(byte):
                 return True
+        self._unanswered = True
         return False
 
     async def print_receipt(self, chunks):

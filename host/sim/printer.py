@@ -6,7 +6,8 @@ alignment, sizes, bold, feeds, QR codes, cuts) into `Receipt` objects, wraps lin
 the 384-dot head, skips commands it does not know the way real printers do (counted in
 `unknown_commands`), and answers `DLE EOT n` and `GS r 1` from its switches:
 
-- `paper_out`, `cover_open`: the sensors. Either one stops the printer: from then on it hears only
+- `paper_out`, `cover_open`: the sensors. Either one stops the printer: a receipt being printed
+  ends there, incomplete (`stopped_by`); until the switch is turned off the printer hears only
   `DLE EOT` (answered at once, as real-time commands are) and everything else it receives is lost.
 - `paper_left_lines`: paper on the roll, in text lines (None: endless). When the roll runs out
   mid-receipt the receipt is closed as truncated, `paper_out` turns on and the rest is lost.
@@ -147,8 +148,8 @@ def _aligned(content: str, dots: int, align: str, columns: int) -> str:
 
 class EscPosInterpreter:
     def __init__(self, paper_left_lines: int | None = None) -> None:
-        self.paper_out = False
-        self.cover_open = False
+        self._paper_out = False
+        self._cover_open = False
         self.paper_near_end = False
         self.paper_left_lines = paper_left_lines
         self.receipts: list[Receipt] = []
@@ -172,15 +173,39 @@ class EscPosInterpreter:
         self._qr_data = b""
 
     @property
+    def paper_out(self) -> bool:
+        return self._paper_out
+
+    @paper_out.setter
+    def paper_out(self, out: bool) -> None:
+        self._paper_out = out
+        if out:
+            self.interrupt("paper_out")
+
+    @property
+    def cover_open(self) -> bool:
+        return self._cover_open
+
+    @cover_open.setter
+    def cover_open(self, is_open: bool) -> None:
+        self._cover_open = is_open
+        if is_open:
+            self.interrupt("cover_open")
+
+    @property
     def stopped(self) -> bool:
         return self.paper_out or self.cover_open
 
     # ------------------------------------------------------------------ status replies
+    def _near_end(self) -> bool:
+        # an empty roll trips the near-end sensor too
+        left = self.paper_left_lines
+        low = left is not None and left <= NEAR_END_LINES
+        return self.paper_near_end or self.paper_out or low
+
     def realtime_status(self, n: int) -> int:
         byte = 0x12
-        near_end = self.paper_near_end or (
-            self.paper_left_lines is not None and self.paper_left_lines <= NEAR_END_LINES
-        )
+        near_end = self._near_end()
         if n == 1 and self.stopped:
             byte |= 0x08  # offline
         elif n == 2:
@@ -190,9 +215,7 @@ class EscPosInterpreter:
         return byte
 
     def _paper_sensor_status(self) -> int:
-        near_end = self.paper_near_end or (
-            self.paper_left_lines is not None and self.paper_left_lines <= NEAR_END_LINES
-        )
+        near_end = self._near_end()
         return (0x03 if near_end else 0) | (0x0C if self.paper_out else 0)
 
     # ------------------------------------------------------------------ byte stream
@@ -412,7 +435,6 @@ class EscPosInterpreter:
         if lines > self.paper_left_lines:
             self.paper_left_lines = 0
             self.paper_out = True
-            self.interrupt("paper_out")
             return False
         self.paper_left_lines -= lines
         return True
@@ -488,8 +510,6 @@ class PrinterSim:
     def _set(self, name: str, value: object) -> None:
         with self._changed:
             setattr(self._printer, name, value)
-            if name in ("paper_out", "cover_open") and value:
-                self._printer.interrupt(name)
             self._changed.notify_all()
 
     paper_out = property(lambda self: self._printer.paper_out,

@@ -63,9 +63,14 @@ def receipt_font() -> Font:
 def missing_glyphs(text: str, font: Font | None = None) -> set[str]:
     """Characters of `text` the font would draw as its 'missing' box."""
     font = font or receipt_font()
-    missing_box = font.getmask("\U0010fffd").tobytes()
-    return {ch for ch in set(text)
-            if not ch.isspace() and font.getmask(ch).tobytes() == missing_box}
+
+    def ink(char: str) -> bytes:
+        image = Image.new("L", (2 * GLYPH_PX, 2 * GLYPH_PX), 0)
+        ImageDraw.Draw(image).text((0, 0), char, font=font, fill=255)
+        return image.tobytes()
+
+    missing_box = ink("\U0010fffd")  # a private-use code point no font draws
+    return {ch for ch in set(text) if not ch.isspace() and ink(ch) == missing_box}
 
 
 @lru_cache(maxsize=4096)
