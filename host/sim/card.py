@@ -28,18 +28,22 @@ from onestop.host.sim.cards import (
 )
 
 __all__ = [
+    "BadBcc",
     "BankCard",
     "Card",
     "CardReaderSim",
     "Cmd",
+    "Command",
     "CommandParser",
     "Latency",
     "MuteCard",
+    "SlotState",
     "SocialSecurityCard",
     "Status",
     "deck_card",
     "demo_deck",
     "encode_frame",
+    "t0_exchange",
 ]
 
 STX = 0x02
