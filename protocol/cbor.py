@@ -10,8 +10,6 @@ ProtocolError whose code names the fault (see errors.py). It never allocates mor
 could hold: every declared length or count is checked against the remaining bytes first.
 """
 
-import struct
-
 from .errors import (
     CBOR_BAD_UTF8,
     CBOR_DUPLICATE_KEY,
@@ -64,18 +62,22 @@ def _head(out, major, n):
     mt = major << 5
     if n < 24:
         out.append(mt | n)
-    elif n < 0x100:
+        return
+    # Argument bytes big-endian, written one by one: struct.pack would allocate every time.
+    if n < 0x100:
         out.append(mt | 24)
-        out.append(n)
+        size = 1
     elif n < 0x10000:
         out.append(mt | 25)
-        out.extend(struct.pack(">H", n))
+        size = 2
     elif n < 0x100000000:
         out.append(mt | 26)
-        out.extend(struct.pack(">I", n))
+        size = 4
     else:
         out.append(mt | 27)
-        out.extend(struct.pack(">Q", n))
+        size = 8
+    for shift in range(8 * (size - 1), -1, -8):
+        out.append((n >> shift) & 0xFF)
 
 
 def _utf8(text):
@@ -115,12 +117,18 @@ def _encode(out, obj, depth):
             _encode(out, item, depth + 1)
     elif isinstance(obj, dict):
         _enter(depth)
-        # Sort by encoded key; encoded keys are unique, so the key itself is never compared.
-        keyed = sorted([(_encode_key(k), k) for k in obj])
-        _head(out, 5, len(keyed))
-        for raw, key in keyed:
-            out.extend(raw)
-            _encode(out, obj[key], depth + 1)
+        keys = list(obj)
+        sort_keys = [_sort_key(k) for k in keys]
+        _sort_together(sort_keys, keys)
+        _head(out, 5, len(keys))
+        for i in range(len(keys)):
+            encoded = sort_keys[i]
+            if isinstance(encoded, int):
+                out.append(encoded)
+            else:
+                _head(out, 3, len(encoded))
+                out.extend(encoded)
+            _encode(out, obj[keys[i]], depth + 1)
     elif isinstance(obj, Tag):
         _enter(depth)
         if not isinstance(obj.tag, int) or obj.tag is True or obj.tag is False \
@@ -139,15 +147,37 @@ def _enter(depth):
         raise ProtocolError(CBOR_TOO_DEEP, "nesting deeper than %d" % MAX_DEPTH)
 
 
-def _encode_key(key):
+def _sort_key(key):
+    """What orders a map key: its one-byte encoding for an int, its UTF-8 for a text."""
     if isinstance(key, int) and key is not True and key is not False and -24 <= key <= 23:
-        return bytes((key,)) if key >= 0 else bytes((0x20 | (-1 - key),))
+        return key if key >= 0 else 0x20 | (-1 - key)
     if isinstance(key, str):
         raw = _utf8(key)
         if len(raw) < 24:
-            return bytes((0x60 | len(raw),)) + raw
+            return raw
     raise ProtocolError(
         CBOR_UNSUPPORTED, "map key %r: must be an int -24..23 or text under 24 bytes" % (key,))
+
+
+def _before(a, b):
+    """Bytewise order of encoded keys: ints (one byte, below 0x38) before texts (0x60 + length),
+    shorter texts first, then by their bytes."""
+    if isinstance(a, int):
+        return not isinstance(b, int) or a < b
+    if isinstance(b, int):
+        return False
+    return len(a) < len(b) or (len(a) == len(b) and a < b)
+
+
+def _sort_together(sort_keys, keys):
+    """Insertion sort of both lists by sort_keys, in place: maps are small, and sorted() with
+    a key would allocate a tuple per entry."""
+    for i in range(1, len(sort_keys)):
+        j = i
+        while j > 0 and _before(sort_keys[j], sort_keys[j - 1]):
+            sort_keys[j], sort_keys[j - 1] = sort_keys[j - 1], sort_keys[j]
+            keys[j], keys[j - 1] = keys[j - 1], keys[j]
+            j -= 1
 
 
 # ---------------------------------------------------------------- decoding
@@ -264,6 +294,8 @@ class _Reader:
         prev_key = None
         for _ in range(count):
             key_start = self.pos
+            if key_start >= self.end:  # the count fitted the input, the entries did not
+                self._fail(CBOR_TRUNCATED, "input ends where a map key was expected")
             head = self.buf[key_start]
             key = self.item(depth + 1)
             # Deterministic keys are unique and in bytewise order of their encoding. Within one

@@ -13,7 +13,6 @@ the next delimiter. Bad frames are skipped and counted in `.stats`, never raised
 """
 
 import binascii
-import struct
 
 from .errors import FRAME_COBS, FRAME_CRC, FRAME_EMPTY, TOO_LARGE, ProtocolError
 
@@ -29,15 +28,16 @@ def max_encoded(max_frame=MAX_FRAME):
 
 def encode(payload):
     """One frame ready to write: COBS(payload + CRC) followed by the 0x00 delimiter."""
-    if len(payload) > MAX_FRAME:
-        raise ProtocolError(
-            TOO_LARGE, "payload of %d bytes, maximum %d" % (len(payload), MAX_FRAME))
-    body = bytearray(payload)
-    body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
-    out = bytearray(len(body) + len(body) // 254 + 2)
+    size = len(payload)
+    if size > MAX_FRAME:
+        raise ProtocolError(TOO_LARGE, "payload of %d bytes, maximum %d" % (size, MAX_FRAME))
+    crc = binascii.crc32(payload) & 0xFFFFFFFF
+    n = size + 4
+    out = bytearray(n + n // 254 + 2)  # the worst case; trimmed at the end
     code_at = 0  # where the current block's code byte goes
     w = 1
-    for b in body:
+    for i in range(n):
+        b = payload[i] if i < size else (crc >> (8 * (i - size))) & 0xFF  # CRC little-endian
         if b == 0:
             out[code_at] = w - code_at
             code_at = w
@@ -51,11 +51,14 @@ def encode(payload):
                 w += 1
     out[code_at] = w - code_at
     out[w] = DELIMITER
-    return bytes(out[:w + 1])
+    return bytes(memoryview(out)[:w + 1])
 
 
 def decode(frame, max_frame=MAX_FRAME):
-    """The payload of one COBS run (delimiter already removed); ProtocolError if it is bad."""
+    """The payload of one COBS run (bytes or bytearray, delimiter removed), or ProtocolError.
+
+    Strict: a run decodes only if it is exactly what `encode` produces for its payload.
+    """
     n = len(frame)
     if n == 0:
         raise ProtocolError(FRAME_EMPTY, "empty frame")
@@ -63,27 +66,32 @@ def decode(frame, max_frame=MAX_FRAME):
         raise ProtocolError(TOO_LARGE, "frame of %d encoded bytes" % n)
     if b"\x00" in frame:
         raise ProtocolError(FRAME_COBS, "zero byte inside a frame")
-    body = bytearray()
+    body = bytearray(n)  # decoding only shrinks
+    view = memoryview(body)
+    source = memoryview(frame)
+    w = 0
     i = 0
     while i < n:
         code = frame[i]
         end = i + code
         if end > n:
             raise ProtocolError(FRAME_COBS, "block at %d runs past the end" % i)
-        body.extend(frame[i + 1:end])
+        view[w:w + code - 1] = source[i + 1:end]
+        w += code - 1
         if code != 0xFF:
             if end < n:
-                body.append(0)
+                body[w] = 0
+                w += 1
         elif end == n:  # encode always closes a full block with one more code byte
             raise ProtocolError(FRAME_COBS, "frame ends with a full block")
         i = end
-    if len(body) < 4:
+    if w < 4:
         raise ProtocolError(FRAME_CRC, "frame too short to carry a CRC")
-    size = len(body) - 4
+    size = w - 4
     if size > max_frame:
         raise ProtocolError(TOO_LARGE, "payload of %d bytes, maximum %d" % (size, max_frame))
-    crc = struct.unpack_from("<I", body, size)[0]
-    payload = bytes(body[:size])
+    crc = body[size] | body[size + 1] << 8 | body[size + 2] << 16 | body[size + 3] << 24
+    payload = bytes(view[:size])
     if binascii.crc32(payload) & 0xFFFFFFFF != crc:
         raise ProtocolError(FRAME_CRC, "CRC mismatch")
     return payload
@@ -144,7 +152,7 @@ class Deframer:
             self._overflow = True
             self._partial = bytearray()  # release it now, not at the delimiter
             return
-        self._partial.extend(data[start:stop])
+        self._partial.extend(memoryview(data)[start:stop])
 
     def _finish(self):
         if self._overflow:

@@ -27,92 +27,68 @@ PROTOCOL_VERSION = (1, 0)
 RID_SIZE = 8
 _UINT64_MAX = 0xFFFFFFFFFFFFFFFF
 
-# ---------------------------------------------------------------- field kinds
-# A kind is a scalar name ("uint", "fen", "tstr", "bytes", "bool", "rid"), a pattern name (below),
-# a tuple of allowed literal values, "@map" (a map from _MAPS) or "*map" (an array of them).
-# A field name starting with "?" is optional.
+# ---------------------------------------------------------------- field specs
+# Each map is one string of "name:kind" fields separated by spaces, in frames.cddl's order. A
+# name starting with "?" is optional. Kinds: uint, fen (uint of money), tstr, bytes, bool,
+# rid (8 bytes), version; "[...]..." a frames.cddl .regexp (whole text must match); "=a|b" one
+# of these texts; "#1|2" one of these integers; "@name" a map of _MAPS; "*name" an array of them.
+# Strings, not tuples, because on the board every tuple and table entry costs heap, and a
+# string costs one object: the checker reads the spec in place, without slicing it.
 
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_DIGITS = "0123456789"
-_ALNUM = _UPPER + "abcdefghijklmnopqrstuvwxyz" + _DIGITS
-_ID = _ALNUM + "_-"
+_KIOSK_ID = "[A-Za-z0-9_-]{1,32}"
+_TXN_ID = "[A-Za-z0-9_-]{8,40}"
+_PSN_NO = "[A-Za-z0-9]{1,30}"
+_ADMDVS = "[0-9]{6}"
+_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
-# The .regexp patterns of frames.cddl as segments (allowed characters, min, max), matched
-# left to right over the whole text. Each segment is either the only one or of fixed length,
-# so greedy matching is exact for these patterns.
-_PATTERNS = {
-    "kiosk_id": ("[A-Za-z0-9_-]{1,32}", ((_ID, 1, 32),)),
-    "txn_id": ("[A-Za-z0-9_-]{8,40}", ((_ID, 8, 40),)),
-    "psn_no": ("[A-Za-z0-9]{1,30}", ((_ALNUM, 1, 30),)),
-    "admdvs": ("[0-9]{6}", ((_DIGITS, 6, 6),)),
-    "date": ("[0-9]{4}-[0-9]{2}-[0-9]{2}",
-             ((_DIGITS, 4, 4), ("-", 1, 1), (_DIGITS, 2, 2), ("-", 1, 1), (_DIGITS, 2, 2))),
-    "ssn": ("[0-9]{17}[0-9X]", ((_DIGITS, 17, 17), (_DIGITS + "X", 1, 1))),
-    "card_no": ("[A-Z0-9]{9}", ((_UPPER + _DIGITS, 9, 9),)),
-    "card_id": ("[0-9A-Za-z]{16}", ((_ALNUM, 16, 16),)),
-}
-
-_HEADER = (("v", "version"), ("kiosk", "kiosk_id"), ("ctr", "uint"), ("rid", "rid"),
-           ("ts", "uint"))
-# An error for a frame that could not be authenticated carries kiosk "".
-_ERROR_HEADER = (("v", "version"), ("kiosk", "kiosk_id_or_empty"), ("ctr", "uint"),
-                 ("rid", "rid"), ("ts", "uint"))
+_HEADER = "v:version kiosk:" + _KIOSK_ID + " ctr:uint rid:rid ts:uint"
+# An error about a frame that could not be authenticated carries kiosk "" (cddl:
+# kiosk_id_text / ""), which is what {0,32} allows over {1,32}.
+_ERROR_HEADER = "v:version kiosk:[A-Za-z0-9_-]{0,32} ctr:uint rid:rid ts:uint"
 
 _MAPS = {
-    "card_data": (("ssn", "ssn"), ("card_no", "card_no"), ("card_id", "card_id"),
-                  ("name", "tstr"), ("issue", "date"), ("expiry", "date")),
-    "bill_record": (("bill_id", "tstr"), ("fixmedins_name", "tstr"),
-                    ("mdtrtarea_admvs", "admdvs"),
-                    ("med_type", ("inpatient", "outpatient_chronic")),
-                    ("hosp_lv", (1, 2, 3)), ("referral", "bool"), ("date", "date"),
-                    ("medfee_sumamt", "fen")),
-    "breakdown": (("medfee_sumamt", "fen"), ("fulamt_ownpay_amt", "fen"),
-                  ("preselfpay_amt", "fen"), ("inscp_scp_amt", "fen"), ("act_pay_dedc", "fen"),
-                  ("hifp_pay", "fen"), ("hifmi_pay", "fen"), ("maf_pay", "fen"),
-                  ("fund_pay_sumamt", "fen"), ("psn_cash_pay", "fen")),
-    "totals_record": (("count", "uint"), ("medfee_sumamt", "fen"), ("hifp_pay", "fen"),
-                      ("hifmi_pay", "fen"), ("maf_pay", "fen"), ("fund_pay_sumamt", "fen"),
-                      ("psn_cash_pay", "fen")),
-    "settlement_record": (("setl_id", "tstr"), ("txn_id", "txn_id"), ("kiosk", "kiosk_id"),
-                          ("psn_no", "psn_no"), ("bill_id", "tstr"), ("setl_time", "uint"),
-                          ("result", "@breakdown")),
+    "card_data": "ssn:[0-9]{17}[0-9X] card_no:[A-Z0-9]{9} card_id:[0-9A-Za-z]{16} name:tstr"
+                 " issue:" + _DATE + " expiry:" + _DATE,
+    "bill_record": "bill_id:tstr fixmedins_name:tstr mdtrtarea_admvs:" + _ADMDVS
+                   + " med_type:=inpatient|outpatient_chronic hosp_lv:#1|2|3 referral:bool date:"
+                   + _DATE + " medfee_sumamt:fen",
+    "breakdown": "medfee_sumamt:fen fulamt_ownpay_amt:fen preselfpay_amt:fen inscp_scp_amt:fen"
+                 " act_pay_dedc:fen hifp_pay:fen hifmi_pay:fen maf_pay:fen fund_pay_sumamt:fen"
+                 " psn_cash_pay:fen",
+    "totals_record": "count:uint medfee_sumamt:fen hifp_pay:fen hifmi_pay:fen maf_pay:fen"
+                     " fund_pay_sumamt:fen psn_cash_pay:fen",
+    "settlement_record": "setl_id:tstr txn_id:" + _TXN_ID + " kiosk:" + _KIOSK_ID + " psn_no:"
+                         + _PSN_NO + " bill_id:tstr setl_time:uint result:@breakdown",
 }
 
-_TXN_SETL = (("txn_id", "txn_id"), ("setl_id", "tstr"))
+_TXN_SETL = "txn_id:" + _TXN_ID + " setl_id:tstr"
 
 # Message bodies after the header and t, by t.
 _BODIES = {
-    "sign_in": (("fw", "tstr"), ("board", "tstr")),
-    "sign_in_reply": (("sign_no", "tstr"), ("now", "uint"), ("gateway", "tstr"),
-                      ("policy", "tstr")),
-    "person_info": (("card", "@card_data"),),
-    "person_info_reply": (("psn_no", "psn_no"), ("name", "tstr"), ("ssn_masked", "tstr"),
-                          ("insutype", "uint"), ("insu_admdvs", "admdvs"),
-                          ("assistance", ("none", "tekun", "dibao", "low_income",
-                                          "illness_poor"))),
-    "pending_bills": (("psn_no", "psn_no"),),
-    "pending_bills_reply": (("psn_no", "psn_no"), ("bills", "*bill_record")),
-    "pre_settle": (("psn_no", "psn_no"), ("bill_id", "tstr")),
-    "pre_settle_reply": (("bill_id", "tstr"), ("result", "@breakdown")),
-    "settle": (("psn_no", "psn_no"), ("bill_id", "tstr"), ("txn_id", "txn_id"),
-               ("confirmed_cash", "fen")),
-    "settle_reply": (("txn_id", "txn_id"), ("settlement", "bytes")),
+    "sign_in": "fw:tstr board:tstr",
+    "sign_in_reply": "sign_no:tstr now:uint gateway:tstr policy:tstr",
+    "person_info": "card:@card_data",
+    "person_info_reply": "psn_no:" + _PSN_NO + " name:tstr ssn_masked:tstr insutype:uint"
+                         " insu_admdvs:" + _ADMDVS
+                         + " assistance:=none|tekun|dibao|low_income|illness_poor",
+    "pending_bills": "psn_no:" + _PSN_NO,
+    "pending_bills_reply": "psn_no:" + _PSN_NO + " bills:*bill_record",
+    "pre_settle": "psn_no:" + _PSN_NO + " bill_id:tstr",
+    "pre_settle_reply": "bill_id:tstr result:@breakdown",
+    "settle": "psn_no:" + _PSN_NO + " bill_id:tstr txn_id:" + _TXN_ID + " confirmed_cash:fen",
+    "settle_reply": "txn_id:" + _TXN_ID + " settlement:bytes",
     "cancel": _TXN_SETL,
     "cancel_reply": _TXN_SETL,
-    "settlement_query": (("txn_id", "txn_id"),),
-    "settlement_query_reply": (("txn_id", "txn_id"),
-                               ("status", ("settled", "not_found", "cancelled")),
-                               ("?settlement", "bytes")),
+    "settlement_query": "txn_id:" + _TXN_ID,
+    # settlement is present unless status is not_found (checked in validate)
+    "settlement_query_reply": "txn_id:" + _TXN_ID
+                              + " status:=settled|not_found|cancelled ?settlement:bytes",
     "receipt_printed": _TXN_SETL,
-    "receipt_printed_reply": (("txn_id", "txn_id"),),
-    "reconcile": (("date", "date"), ("totals", "@totals_record")),
-    "reconcile_reply": (("date", "date"), ("stmt_rslt", (0, 1)), ("totals", "@totals_record")),
-    "error": (("code", WIRE_CODES), ("msg", "tstr"), ("?now", "uint")),
+    "receipt_printed_reply": "txn_id:" + _TXN_ID,
+    "reconcile": "date:" + _DATE + " totals:@totals_record",
+    "reconcile_reply": "date:" + _DATE + " stmt_rslt:#0|1 totals:@totals_record",
+    "error": "code:=" + "|".join(WIRE_CODES) + " msg:tstr ?now:uint",
 }
-
-# Optional fields that frames.cddl ties to another field: t -> (field, other, value): the field
-# is absent exactly when `other` equals `value`.
-_ABSENT_WHEN = {"settlement_query_reply": ("settlement", "status", "not_found")}
 
 REQUESTS = ("sign_in", "person_info", "pending_bills", "pre_settle", "settle", "cancel",
             "settlement_query", "receipt_printed", "reconcile")
@@ -129,109 +105,210 @@ def _is_uint(value):
         and 0 <= value <= _UINT64_MAX
 
 
-def _matches(text, segments):
-    pos = 0
-    end = len(text)
-    for chars, least, most in segments:
-        start = pos
-        while pos < end and pos - start < most and text[pos] in chars:
-            pos += 1
-        if pos - start < least:
+def _is(spec, k, end, word):
+    return end - k == len(word) and spec.startswith(word, k)
+
+
+def _number(text, start, end):
+    n = 0
+    for i in range(start, end):
+        n = n * 10 + ord(text[i]) - 48
+    return n
+
+
+def _in_class(ch, rx, start, end):
+    """Whether ch is in the character class rx[start:end] (ranges like A-Z, single chars)."""
+    i = start
+    while i < end:
+        if i + 2 < end and rx[i + 1] == "-":
+            if rx[i] <= ch <= rx[i + 2]:
+                return True
+            i += 3
+        else:
+            if rx[i] == ch:
+                return True
+            i += 1
+    return False
+
+
+def _matches(text, rx, r, rend):
+    """Whole-text match of the regexp rx[r:rend]: a sequence of [class] or literal characters,
+    each with an optional {n} or {m,n}. Each piece takes all it may (greedy): exact for
+    frames.cddl's patterns, where every piece is either the only one or of fixed length."""
+    t = 0
+    n = len(text)
+    while r < rend:
+        if rx[r] == "[":
+            cls = r + 1
+            r = rx.find("]", cls)
+            cls_end = r
+        else:
+            cls = r
+            cls_end = r + 1
+        r += 1
+        least = most = 1
+        if r < rend and rx[r] == "{":
+            close = rx.find("}", r)
+            comma = rx.find(",", r, close)
+            least = _number(rx, r + 1, close if comma < 0 else comma)
+            most = least if comma < 0 else _number(rx, comma + 1, close)
+            r = close + 1
+        count = 0
+        while count < most and t < n and _in_class(text[t], rx, cls, cls_end):
+            t += 1
+            count += 1
+        if count < least:
             return False
-    return pos == end
+    return t == n
 
 
-def _check_version(value, path):
+def _one_of(value, spec, k, end, as_int):
+    """Whether value is one of the "|"-separated options spec[k:end]."""
+    while k <= end:
+        stop = spec.find("|", k, end)
+        if stop < 0:
+            stop = end
+        if as_int:
+            if value == _number(spec, k, stop):
+                return True
+        elif stop - k == len(value) and spec.startswith(value, k):
+            return True
+        k = stop + 1
+    return False
+
+
+def _find_key(mapping, spec, start, end):
+    """The text key of `mapping` spelled spec[start:end], or None (no slicing, no allocation)."""
+    for key in mapping:
+        if isinstance(key, str) and len(key) == end - start and spec.startswith(key, start):
+            return key
+    return None
+
+
+def _version_fault(value):
+    """None for our major version, a reason for a malformed one; another major raises."""
     if not isinstance(value, (list, tuple)) or len(value) != 2 \
             or not _is_uint(value[0]) or not _is_uint(value[1]):
-        _fail(path, "expected [major, minor]")
+        return "expected [major, minor]"
     if value[0] != PROTOCOL_VERSION[0]:
         raise ProtocolError(
             UNSUPPORTED_VERSION,
             "version %d.%d not supported; this side speaks %d.x"
             % (value[0], value[1], PROTOCOL_VERSION[0]))
+    return None
 
 
-def _check(value, kind, path):
-    if isinstance(kind, tuple):
-        for option in kind:
-            if value == option and type(value) is type(option):  # 1 is not True
-                return
-        _fail(path, "must be one of " + ", ".join([_show(o) for o in kind]))
-    elif kind == "uint" or kind == "fen":
+def _check(value, spec, k, end):
+    """None if value is of kind spec[k:end], else the reason; nested faults raise."""
+    first = spec[k]
+    if first == "[":
+        if not isinstance(value, str):
+            return "expected text"
+        if not _matches(value, spec, k, end):
+            return "must match " + spec[k:end]
+    elif first == "=" or first == "#":
+        as_int = first == "#"
+        if not (_is_uint(value) if as_int else isinstance(value, str)) \
+                or not _one_of(value, spec, k + 1, end, as_int):
+            return "must be one of " + spec[k + 1:end]
+    elif first == "@" or first == "*":
+        fields = _MAPS[_find_key(_MAPS, spec, k + 1, end)]
+        if first == "@":
+            _check_map(value, fields, "")
+        elif not isinstance(value, (list, tuple)):
+            return "expected an array"
+        else:
+            for i in range(len(value)):
+                _check_map(value[i], fields, "[%d]" % i)
+    elif _is(spec, k, end, "uint") or _is(spec, k, end, "fen"):
         if not _is_uint(value):
-            if kind == "fen" and isinstance(value, int) and value is not True \
+            if _is(spec, k, end, "fen") and isinstance(value, int) and value is not True \
                     and value is not False and value < 0:
-                _fail(path, "negative fen")
-            _fail(path, "expected an unsigned integer" + (" of fen" if kind == "fen" else ""))
-    elif kind == "tstr":
+                return "negative fen"
+            return "expected an unsigned integer"
+    elif _is(spec, k, end, "tstr"):
         if not isinstance(value, str):
-            _fail(path, "expected text")
-    elif kind == "bytes":
+            return "expected text"
+    elif _is(spec, k, end, "bytes"):
         if not isinstance(value, (bytes, bytearray)):
-            _fail(path, "expected bytes")
-    elif kind == "rid":
+            return "expected bytes"
+    elif _is(spec, k, end, "rid"):
         if not isinstance(value, (bytes, bytearray)) or len(value) != RID_SIZE:
-            _fail(path, "expected %d bytes" % RID_SIZE)
-    elif kind == "bool":
+            return "expected 8 bytes"
+    elif _is(spec, k, end, "bool"):
         if value is not True and value is not False:
-            _fail(path, "expected true or false")
-    elif kind == "version":
-        _check_version(value, path)
-    elif kind == "kiosk_id_or_empty":
-        if value != "":
-            _check(value, "kiosk_id", path)
-    elif kind in _PATTERNS:
-        regexp, segments = _PATTERNS[kind]
-        if not isinstance(value, str):
-            _fail(path, "expected text")
-        if not _matches(value, segments):
-            _fail(path, "must match " + regexp)
-    elif kind[0] == "@":
-        _check_map(value, _MAPS[kind[1:]], path)
-    elif kind[0] == "*":
-        if not isinstance(value, (list, tuple)):
-            _fail(path, "expected an array")
-        fields = _MAPS[kind[1:]]
-        for i in range(len(value)):
-            _check_map(value[i], fields, "%s[%d]" % (path, i))
-    else:  # a typo in the tables above, not a peer's fault
-        raise ValueError("unknown field kind " + kind)
+            return "expected true or false"
+    elif _is(spec, k, end, "version"):
+        return _version_fault(value)
+    else:  # a typo in the specs above, not a peer's fault
+        raise ValueError("unknown field kind " + spec[k:end])
+    return None
 
 
-def _show(option):
-    return '"' + option + '"' if isinstance(option, str) else str(option)
-
-
-def _check_fields(value, fields, path):
-    """Check the listed fields of map `value`; returns how many of them are present."""
+def _check_fields(value, spec):
+    """Check map `value` against the fields of `spec`; returns how many of them are present."""
     present = 0
-    for name, kind in fields:
-        if name[0] == "?":
-            name = name[1:]
-            if name not in value:
-                continue
-        elif name not in value:
-            _fail(path + "." + name, "missing")
-        _check(value[name], kind, path + "." + name)
-        present += 1
+    i = 0
+    size = len(spec)
+    while i < size:
+        colon = spec.find(":", i)
+        end = spec.find(" ", colon)
+        if end < 0:
+            end = size
+        optional = spec[i] == "?"
+        if optional:
+            i += 1
+        key = _find_key(value, spec, i, colon)
+        if key is None:
+            if not optional:
+                _fail(spec[i:colon], "missing")
+        else:
+            try:
+                reason = _check(value[key], spec, colon + 1, end)
+            except ProtocolError as exc:
+                if exc.code != INVALID:
+                    raise
+                raise ProtocolError(INVALID, key + _nested(exc.msg)) from None
+            if reason is not None:
+                _fail(key, reason)
+            present += 1
+        i = end + 1
     return present
 
 
-def _reject_extra(value, field_lists, path):
-    allowed = []
-    for fields in field_lists:
-        for name, _ in fields:
-            allowed.append(name[1:] if name[0] == "?" else name)
-    extra = sorted([str(k) for k in value if k not in allowed])
-    _fail(path + "." + extra[0], "unexpected field")
+def _nested(msg):
+    """How a nested fault's text follows its parent's name: "[0]...", ": reason" or ".name"."""
+    return msg if msg[0] == "[" or msg[0] == ":" else "." + msg
 
 
-def _check_map(value, fields, path):
-    if not isinstance(value, dict):
-        _fail(path, "expected a map")
-    if _check_fields(value, fields, path) != len(value):
-        _reject_extra(value, (fields,), path)
+def _reject_extra(value, specs):
+    """Raise for the first (sorted) key of `value` that no spec names."""
+    names = []
+    for key in value:
+        known = False
+        if isinstance(key, str) and key and " " not in key and ":" not in key:
+            for spec in specs:
+                at = spec.find(key)
+                while at >= 0 and not known:
+                    known = (at == 0 or spec[at - 1] in " ?") \
+                        and spec.startswith(":", at + len(key))
+                    at = spec.find(key, at + 1)
+        if not known:
+            names.append(str(key))
+    names.sort()
+    _fail(names[0], "unexpected field")
+
+
+def _check_map(value, spec, path):
+    try:
+        if not isinstance(value, dict):
+            _fail("", "expected a map")
+        if _check_fields(value, spec) != len(value):
+            _reject_extra(value, (spec,))
+    except ProtocolError as exc:
+        if exc.code != INVALID or not path:
+            raise
+        raise ProtocolError(INVALID, path + _nested(exc.msg)) from None
 
 
 def validate(msg):
@@ -240,10 +317,10 @@ def validate(msg):
         _fail("message", "expected a map")
     t = msg.get("t")
     known = isinstance(t, str) and t in _BODIES
-    path = t if known else "message"
-    if "v" not in msg:
-        _fail(path + ".v", "missing")
-    _check_version(msg["v"], path + ".v")  # first: another major version may differ in anything
+    # The version first: another major version may differ in anything else.
+    reason = _version_fault(msg["v"]) if "v" in msg else "missing"
+    if reason is not None:
+        _fail((t if known else "message") + ".v", reason)
     if t is None:
         _fail("message.t", "missing")
     if not isinstance(t, str):
@@ -252,22 +329,28 @@ def validate(msg):
         _fail("message.t", "unknown message type '%s'" % t[:40])
     header = _ERROR_HEADER if t == "error" else _HEADER
     body = _BODIES[t]
-    present = 1 + _check_fields(msg, header, t) + _check_fields(msg, body, t)
-    if present != len(msg):
-        _reject_extra(msg, (header, (("t", ""),), body), t)
-    rule = _ABSENT_WHEN.get(t)
-    if rule is not None:
-        field, other, value = rule
-        if (msg[other] == value) == (field in msg):
-            if field in msg:
-                _fail(t + "." + field, "not allowed when %s is %s" % (other, value))
-            _fail(t + "." + field, "missing (required unless %s is %s)" % (other, value))
+    try:
+        present = 1 + _check_fields(msg, header) + _check_fields(msg, body)
+        if present != len(msg):
+            _reject_extra(msg, (header, body, "t:"))
+        if t == "settlement_query_reply" and (msg["status"] == "not_found") == (
+                "settlement" in msg):
+            if "settlement" in msg:
+                _fail("settlement", "not allowed when status is not_found")
+            _fail("settlement", "missing (required unless status is not_found)")
+    except ProtocolError as exc:
+        if exc.code != INVALID:
+            raise
+        raise ProtocolError(INVALID, t + "." + exc.msg) from None
     return msg
 
 
 def validate_settlement(record):
     """Check a settlement_record (the payload the gateway signs); returns it unchanged."""
-    _check_map(record, _MAPS["settlement_record"], "settlement_record")
+    try:
+        _check_map(record, _MAPS["settlement_record"], "")
+    except ProtocolError as exc:
+        raise ProtocolError(INVALID, "settlement_record" + _nested(exc.msg)) from None
     return record
 
 
@@ -306,7 +389,7 @@ def error_reply(req, code, msg, ts, now=None):
     """
     kiosk, ctr, rid = "", 0, bytes(RID_SIZE)
     if isinstance(req, dict):
-        if _valid(req.get("kiosk"), "kiosk_id"):
+        if _valid(req.get("kiosk"), _KIOSK_ID):
             kiosk = req["kiosk"]
         if _valid(req.get("ctr"), "uint"):
             ctr = req["ctr"]
@@ -319,12 +402,11 @@ def error_reply(req, code, msg, ts, now=None):
     return out
 
 
-def _valid(value, kind):
+def _valid(value, spec):
     try:
-        _check(value, kind, "")
+        return _check(value, spec, 0, len(spec)) is None
     except ProtocolError:
         return False
-    return True
 
 
 def is_reply_to(rep, req):

@@ -333,6 +333,8 @@ INVALID_CBOR: list[tuple[str, str, str, str]] = [
     ("huge map count", "bb7fffffffffffffff", "cbor_truncated", "2**63-1 entries declared"),
     ("array missing an element", "8201", "cbor_truncated", "[1, ...]"),
     ("map missing a value", "a101", "cbor_truncated", "{1: ...}"),
+    ("map entries outrun the input", "a201626161", "cbor_truncated",
+     "{1: \"aa\", ...}: the count fits the input, the entries do not"),
     ("tag without content", "d2", "cbor_truncated", "18(...)"),
     ("23 in one byte", "1817", "cbor_non_canonical", "must be 17"),
     ("255 in two bytes", "1900ff", "cbor_non_canonical", "must be 18ff"),
