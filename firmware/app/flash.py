@@ -1,0 +1,68 @@
+# Files on the board's flash: paths under one root, whole-file reads and all-or-nothing writes.
+#
+# What the filesystems guarantee (MicroPython has no fsync; file.flush() is the sync point):
+# - LittleFS (the default on ESP32-S3 and RP2040 builds): flush()/close() commit a file and
+#   rename() atomically replaces its target, so a power cut leaves the old or the new file.
+# - FAT: rename() cannot replace an existing file; write_atomic removes the target first, and
+#   read_bytes finishes such an interrupted replace from the complete temporary file.
+# - unix port (simulation): POSIX rename is atomic; a killed process loses nothing that was
+#   flushed. Only a crash of the host machine itself could lose the last write.
+import os
+
+TMP_SUFFIX = ".tmp"
+
+
+def join(root, name):
+    if not root:
+        return name
+    if root[-1] == "/":
+        return root + name
+    return root + "/" + name
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return 0
+
+
+def write_atomic(path, data):
+    """Replace the contents of `path` with `data`, all or nothing."""
+    tmp = path + TMP_SUFFIX
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # FAT refuses to rename onto an existing file: the temporary file is complete, so
+        # removing the target first is safe (read_bytes finishes the job after a power cut).
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def read_bytes(path):
+    """The contents of `path`, or None if it does not exist."""
+    if not exists(path) and exists(path + TMP_SUFFIX):
+        os.rename(path + TMP_SUFFIX, path)  # a replace interrupted between remove and rename
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
