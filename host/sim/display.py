@@ -1,0 +1,315 @@
+"""A simulated Nextion / TJC serial touch screen on one end of a SerialLink.
+
+`HmiScreen` is the screen itself, sans I/O: `receive(bytes) -> reply bytes`. It runs the HMI of
+hardware/display-pages.json: instructions end in FF FF FF; `page <name|id>`,
+`<component>.txt="..."` (GB18030 text, `\\"` `\\\\` `\\r` escapes, cut at the component's
+txt_maxl like the real screen), `vis <component>,<0|1>`, `sendme`, `bkcmd=<n>`, `rest`, and
+system variables (`dim=`, `sleep=`, ...) are understood. Page and component names are checked
+against the HMI and failures answered with Nextion return codes (as with the default bkcmd=2,
+successes are not answered): 0x00 invalid instruction, 0x02 invalid component, 0x03 invalid
+page, 0x1A invalid variable name or attribute, 0x1B invalid variable operation, 0x20 invalid
+escape. A touch on a visible button sends press and release events `65 page component event`.
+
+`DisplaySim(device_path)` runs a screen behind a pyserial port on a background thread: the
+current `page` and each component's `text(...)`, `render_text()` (a readable box: Chinese title,
+English title, lines, large digits, buttons), `touch(name)`, `wait_for_page(name, timeout)`, and
+`on_change(sim)`, called from the simulator's thread once the screen has settled (no byte for
+`settle_s`) after a change: the demo prints each screen as it appears, the TUI mirrors it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import serial
+
+log = logging.getLogger("onestop.sim.display")
+
+END = b"\xff\xff\xff"
+LAYOUT = Path(__file__).resolve().parents[2] / "hardware" / "display-pages.json"
+INVALID_INSTRUCTION = 0x00
+SUCCESS = 0x01
+INVALID_COMPONENT = 0x02
+INVALID_PAGE = 0x03
+INVALID_VARIABLE = 0x1A
+INVALID_OPERATION = 0x1B
+INVALID_ESCAPE = 0x20
+SYSTEM_VARIABLES = ("dim", "dims", "sleep", "thsp", "thup", "usup", "ussp", "baud", "bauds")
+BOX_WIDTH = 52
+
+
+def load_layout(path: Path = LAYOUT) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` cut or padded to `width` terminal columns."""
+    out, used = "", 0
+    for ch in text:
+        w = display_width(ch)
+        if used + w > width:
+            break
+        out, used = out + ch, used + w
+    return out + " " * (width - used)
+
+
+class HmiScreen:
+    def __init__(self, layout: dict[str, Any] | None = None) -> None:
+        layout = layout or load_layout()
+        self.pages: dict[str, int] = {p["name"]: p["id"] for p in layout["pages"]}
+        self.components: dict[str, dict[str, Any]] = {c["name"]: c for c in layout["components"]}
+        self.page_names = {v: k for k, v in self.pages.items()}
+        self.bkcmd = 2
+        self.errors_sent: list[int] = []
+        self.unknown: list[bytes] = []
+        self._buf = bytearray()
+        self._show_page(0)
+
+    def _show_page(self, page_id: int) -> None:
+        # loading a page resets its components to the editor's values: empty and visible
+        self.page_id = page_id
+        self.texts = {name: "" for name in self.components}
+        self.visible = {name: True for name in self.components}
+
+    @property
+    def page(self) -> str:
+        return self.page_names[self.page_id]
+
+    # ------------------------------------------------------------------ instructions
+    def receive(self, data: bytes) -> bytes:
+        self._buf += data
+        replies = bytearray()
+        while (end := self._buf.find(END)) >= 0:
+            instruction = bytes(self._buf[:end])
+            del self._buf[:end + 3]
+            code = self._execute(instruction)
+            if code is not None and (code == SUCCESS and self.bkcmd in (1, 3)
+                                     or code != SUCCESS and self.bkcmd in (2, 3)):
+                replies += bytes((code,)) + END
+            if code is not None and code != SUCCESS:
+                self.errors_sent.append(code)
+                log.info("display answers 0x%02x to %r", code, instruction)
+            if instruction == b"sendme":
+                replies += bytes((0x66, self.page_id)) + END
+            elif instruction == b"rest":
+                replies += b"\x00\x00\x00" + END + b"\x88" + END
+        return bytes(replies)
+
+    def _execute(self, instruction: bytes) -> int | None:
+        if instruction == b"sendme":
+            return None
+        if instruction == b"rest":
+            self.bkcmd = 2
+            self._show_page(0)
+            return None
+        if instruction.startswith(b"page "):
+            return self._page(instruction[5:].strip().decode("ascii", "replace"))
+        if instruction.startswith(b"vis "):
+            return self._vis(instruction[4:].decode("ascii", "replace"))
+        name, eq, value = instruction.partition(b"=")
+        if not eq:
+            self.unknown.append(instruction)
+            return INVALID_INSTRUCTION
+        target = name.decode("ascii", "replace").strip()
+        if "." in target:
+            return self._assign(target, value)
+        if target == "bkcmd" and value.isdigit():
+            self.bkcmd = int(value)
+            return SUCCESS
+        if target in SYSTEM_VARIABLES:
+            return SUCCESS if value.strip().isdigit() else INVALID_OPERATION
+        return INVALID_VARIABLE
+
+    def _page(self, which: str) -> int:
+        page_id = self.pages.get(which)
+        if page_id is None and which.isdigit() and int(which) in self.page_names:
+            page_id = int(which)
+        if page_id is None:
+            return INVALID_PAGE
+        self._show_page(page_id)
+        return SUCCESS
+
+    def _vis(self, args: str) -> int:
+        name, _, state = args.partition(",")
+        if name.strip() not in self.components:
+            return INVALID_COMPONENT
+        if state.strip() not in ("0", "1"):
+            return INVALID_OPERATION
+        self.visible[name.strip()] = state.strip() == "1"
+        return SUCCESS
+
+    def _assign(self, target: str, value: bytes) -> int:
+        name, _, attribute = target.partition(".")
+        if name not in self.components or attribute != "txt":
+            return INVALID_VARIABLE
+        if len(value) < 2 or value[:1] != b'"' or value[-1:] != b'"':
+            return INVALID_OPERATION  # a number or an unterminated string for .txt
+        raw = bytearray()
+        body = value[1:-1]
+        i = 0
+        while i < len(body):
+            byte = body[i]
+            if byte == 0x22:
+                return INVALID_OPERATION  # a quote that was not escaped ends the string early
+            if byte == 0x5C:
+                if i + 1 >= len(body):
+                    return INVALID_ESCAPE
+                escaped = body[i + 1]
+                if escaped == ord("r"):
+                    raw += b"\n"
+                elif escaped in (0x22, 0x5C):
+                    raw.append(escaped)
+                else:
+                    return INVALID_ESCAPE
+                i += 2
+                continue
+            raw.append(byte)
+            i += 1
+        maxl = self.components[name].get("txt_maxl", 255)
+        self.texts[name] = bytes(raw[:maxl]).decode("gb18030", "replace")
+        return SUCCESS
+
+    # ------------------------------------------------------------------ touch
+    def touch_events(self, name: str) -> bytes:
+        component = self.components.get(name)
+        if component is None or not component.get("touch") or not self.visible[name]:
+            return b""
+        press = bytes((0x65, self.page_id, component["id"], 0x01)) + END
+        release = bytes((0x65, self.page_id, component["id"], 0x00)) + END
+        return press + release
+
+    # ------------------------------------------------------------------ view
+    def render_text(self) -> str:
+        inner = BOX_WIDTH - 4
+        title = f" page {self.page_id} {self.page} "
+        rows = ["+" + title.center(BOX_WIDTH - 2, "=") + "+"]
+
+        def row(text: str) -> None:
+            for part in text.split("\n"):
+                rows.append("| " + _fit(part, inner) + " |")
+
+        row(self.texts["t_zh"])
+        row(self.texts["t_en"])
+        rows.append("+" + "-" * (BOX_WIDTH - 2) + "+")
+        for i in range(6):
+            row(self.texts[f"l{i}"])
+        big = self.texts["big"]
+        if big:
+            row(" " * max((inner - display_width(big)) // 2, 0) + big)
+        buttons = [f"[ {self.texts[b]} ]" for b in ("b0", "b1", "b2", "b3")
+                   if self.visible[b] and self.texts[b]]
+        if buttons:
+            rows.append("+" + "-" * (BOX_WIDTH - 2) + "+")
+            for button in buttons:
+                row(button)
+        rows.append("+" + "=" * (BOX_WIDTH - 2) + "+")
+        return "\n".join(rows)
+
+
+class DisplaySim:
+    def __init__(
+        self,
+        device_path: str,
+        *,
+        layout: dict[str, Any] | None = None,
+        on_change: Callable[[DisplaySim], None] | None = None,
+        settle_s: float = 0.1,
+    ) -> None:
+        self._serial = serial.Serial(device_path, baudrate=115200, timeout=0.02)
+        self._screen = HmiScreen(layout)
+        self._changed = threading.Condition()
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._settled = True
+        self.updates = 0  # screen updates that have settled
+        self.on_change = on_change
+        self.settle_s = settle_s
+        self._thread = threading.Thread(target=self._run, name="display-sim", daemon=True)
+        self._thread.start()
+
+    @property
+    def page(self) -> str:
+        with self._changed:
+            return self._screen.page
+
+    def text(self, component: str) -> str:
+        with self._changed:
+            return self._screen.texts[component]
+
+    def visible(self, component: str) -> bool:
+        with self._changed:
+            return self._screen.visible[component]
+
+    @property
+    def errors_sent(self) -> list[int]:
+        with self._changed:
+            return list(self._screen.errors_sent)
+
+    def render_text(self) -> str:
+        with self._changed:
+            return self._screen.render_text()
+
+    def touch(self, component: str) -> bool:
+        """Press and release `component` on the current page; False if it is not a visible
+        button there (nothing is sent, as nothing would be on the real screen)."""
+        with self._changed:
+            events = self._screen.touch_events(component)
+        if events:
+            with self._write_lock:
+                self._serial.write(events)
+        return bool(events)
+
+    def wait_for(self, predicate: Callable[[DisplaySim], bool], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._settled and predicate(self), timeout)
+
+    def wait_for_page(self, name: str, timeout: float) -> bool:
+        return self.wait_for(lambda sim: sim._screen.page == name, timeout)
+
+    def _run(self) -> None:
+        import time
+
+        last_byte = 0.0
+        while not self._stop.is_set():
+            try:
+                data = self._serial.read(max(1, self._serial.in_waiting))
+            except (serial.SerialException, OSError, TypeError):
+                return  # port closed under us
+            now = time.monotonic()
+            if data:
+                with self._changed:
+                    reply = self._screen.receive(data)
+                    self._settled = False
+                last_byte = now
+                if reply:
+                    with self._write_lock:
+                        self._serial.write(reply)
+                continue
+            if not self._settled and now - last_byte >= self.settle_s:
+                with self._changed:
+                    self._settled = True
+                    self.updates += 1
+                    self._changed.notify_all()
+                if self.on_change:
+                    self.on_change(self)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self._serial.close()
+
+    def __enter__(self) -> DisplaySim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

