@@ -1,8 +1,9 @@
 """Kiosk <-> gateway messages: build, validate, seal and open. Runs on MicroPython and CPython.
 
-protocol/spec/frames.cddl is normative; this module enforces the same constraints from small
-tables (one row per field), so the board can check every frame without a CDDL engine. A message
-is a dict with text keys; arrays may be lists or tuples when built, and are lists when decoded.
+protocol/spec/frames.cddl is normative; this module enforces the same constraints from one
+spec string per map (the fields and their kinds, regexps copied from frames.cddl), so the board
+checks every frame without a CDDL engine. A message is a dict with text keys; arrays may be
+lists or tuples when built, and are lists when decoded.
 
     msg = request("settle", "KIOSK-01", ctr, rid, now, psn_no=..., bill_id=..., txn_id=...,
                   confirmed_cash=1250)

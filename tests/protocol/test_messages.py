@@ -1,11 +1,13 @@
 """Messages: frames.cddl enforced on both runtimes, sealed on one and opened on the other."""
 
+import re
+
 import cbor2
 import make_vectors
 import pycddl
 import pytest
-from cddl_schema import check, leaf_rules, message_map_rules
-from hypothesis import given, settings
+from cddl_schema import FRAMES_CDDL, check, leaf_rules, message_map_rules
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
@@ -270,3 +272,81 @@ def test_validate_accepts_exactly_what_frames_cddl_accepts(msg):
     accepted = validate_accepts(msg)
     if accepted or not in_pycddl_blind_spot(msg):
         assert accepted == cddl_accepts(msg)
+
+
+# ---------------------------------------------------------------- text patterns
+CDDL_TEXT = FRAMES_CDDL.read_text(encoding="utf-8")
+# (message, path to a text field, the frames.cddl name whose .regexp governs it)
+PATTERN_FIELDS = [
+    ("sign_in", ("kiosk",), "kiosk_id_text"), ("settle", ("txn_id",), "txn_id_text"),
+    ("reconcile", ("date",), "date_text"), ("pending_bills", ("psn_no",), "psn_no_text"),
+    ("person_info_reply", ("insu_admdvs",), "admdvs_code"),
+    ("person_info", ("card", "ssn"), "ssn"), ("person_info", ("card", "card_no"), "card_no"),
+    ("person_info", ("card", "card_id"), "card_id"),
+]
+
+
+def cddl_regexp(name):
+    found = re.search(r"(?:^" + name + r" =|\b" + name + r":) tstr \.regexp \"([^\"]*)\"",
+                      CDDL_TEXT, re.M)
+    assert found, name
+    return found.group(1)
+
+
+def with_field(t, path, value):
+    msg = cbor2.loads(cbor2.dumps(dict(EXAMPLES)[t], canonical=True))
+    target = msg
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return msg
+
+
+def near_misses(pattern):
+    """Text that matches `pattern`, changed a little: often no longer matching."""
+    def change(text, position, char, action):
+        position %= len(text) + 1
+        if action == "insert":
+            return text[:position] + char + text[position:]
+        if action == "replace":
+            return text[:position] + char + text[position + 1:]
+        return text[:position] + text[position + 1:]
+
+    return st.builds(change, st.from_regex(pattern, fullmatch=True), st.integers(0, 50),
+                     st.sampled_from("aZ9X_-: \n中"), st.sampled_from(["insert", "replace",
+                                                                      "delete"]))
+
+
+ANY_TEXT = st.characters(codec="utf-8")
+BMP_TEXT = st.characters(codec="utf-8", max_codepoint=0xFFFF)  # what crosses to MicroPython
+
+
+@st.composite
+def patterned_fields(draw, alphabet):
+    t, path, rule = draw(st.sampled_from(PATTERN_FIELDS))
+    pattern = cddl_regexp(rule)
+    value = draw(st.one_of(st.from_regex(pattern, fullmatch=True, alphabet=alphabet),
+                           near_misses(pattern), st.text(alphabet, max_size=45)))
+    return t, path, pattern, value
+
+
+@settings(max_examples=500)
+@given(patterned_fields(ANY_TEXT))
+def test_text_fields_match_exactly_what_their_frames_cddl_regexp_matches(field):
+    t, path, pattern, value = field
+    expected = re.fullmatch(pattern, value) is not None
+    assert validate_accepts(with_field(t, path, value)) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterned_fields(BMP_TEXT))
+def test_micropython_matches_text_fields_the_same_way(micropython_worker, field):
+    t, path, pattern, value = field
+    msg = with_field(t, path, value)
+    try:
+        micropython_worker.call("onestop.protocol.messages", "validate", msg)
+        accepted = True
+    except ProtocolError as exc:
+        assert exc.code == "invalid"
+        accepted = False
+    assert accepted == (re.fullmatch(pattern, value) is not None)
