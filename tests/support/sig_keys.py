@@ -1,42 +1,15 @@
 # Importable on both runtimes: Ed25519 signing for tests, keys made from 32-byte seeds so that
 # only seeds and bytes cross the runtime boundary. CPython signs with `cryptography` (through
-# onestop.host.keys when present), MicroPython with the pure-Python protocol/ed25519.py, so a
-# test that signs on one runtime and verifies on the other crosses implementations.
+# onestop.host.keys), MicroPython with the pure-Python protocol/ed25519.py, so a test that
+# signs on one runtime and verifies on the other crosses implementations.
 try:
     from onestop.host.keys import SigningKey, VerifyingKey
 
     IMPL = "host.keys"
-except ImportError:
-    try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ced
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-    except ImportError:
-        from onestop.protocol.ed25519 import SigningKey, VerifyingKey
+except ImportError:  # MicroPython: onestop.host is not on its path
+    from onestop.protocol.ed25519 import SigningKey, VerifyingKey
 
-        IMPL = "protocol.ed25519"
-    else:
-        IMPL = "cryptography"
-
-        class SigningKey:  # stand-in with the host.keys interface
-            def __init__(self, seed):
-                self._key = _ced.Ed25519PrivateKey.from_private_bytes(bytes(seed))
-                self.public_key = self._key.public_key().public_bytes(Encoding.Raw,
-                                                                      PublicFormat.Raw)
-
-            def sign(self, msg):
-                return self._key.sign(bytes(msg))
-
-        class VerifyingKey:
-            def __init__(self, pub):
-                self._key = _ced.Ed25519PublicKey.from_public_bytes(bytes(pub))
-
-            def verify(self, msg, sig):
-                try:
-                    self._key.verify(bytes(sig), bytes(msg))
-                except InvalidSignature:
-                    return False
-                return True
+    IMPL = "protocol.ed25519"
 
 from onestop.protocol import cose, messages
 from onestop.protocol.errors import ProtocolError
