@@ -36,6 +36,7 @@ the unix port) never stalls the event loop.
 import asyncio
 
 from drivers import gbk
+from micropython import const
 
 END = b"\xff\xff\xff"
 PAGES = ("welcome", "reading", "bills", "confirm", "processing", "printing", "done", "error")
@@ -46,7 +47,7 @@ BUTTONS = ("b0", "b1", "b2", "b3")
 ERROR_CODES = (0x00, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x11, 0x12, 0x1A, 0x1B, 0x1C, 0x1D,
                0x1E, 0x1F, 0x20, 0x23, 0x24)
 _FIXED_SIZE = {0x65: 7, 0x66: 5, 0x67: 9, 0x68: 9, 0x71: 8}  # whole frame, FF FF FF included
-_QUEUE_MAX = 4
+_QUEUE_MAX = const(4)
 
 
 def component_name(component_id):

@@ -41,6 +41,7 @@ import asyncio
 import time
 
 from drivers import gbk
+from micropython import const
 
 LEFT = 0
 CENTER = 1
@@ -55,12 +56,12 @@ _DLE_EOT_PAPER = b"\x10\x04\x04"
 _GS_R_PAPER = b"\x1dr\x01"  # processed in order: its answer means everything before is printed
 _QR_PRINT = b"\x1d(k\x03\x001Q0"
 _QR_ECC = {"L": 48, "M": 49, "Q": 50, "H": 51}
-_QR_MAX_DATA = 7089
-_TEXT_PIECE = 32  # characters encoded per chunk: bounds each chunk to 64 bytes
+_QR_MAX_DATA = const(7089)
+_TEXT_PIECE = const(32)  # characters encoded per chunk: bounds each chunk to 64 bytes
 
-_TEXT = 0  # part kinds of a Receipt
-_RAW = 1
-_QR = 2
+_TEXT = const(0)  # part kinds of a Receipt
+_RAW = const(1)
+_QR = const(2)
 
 
 class PrinterError(Exception):

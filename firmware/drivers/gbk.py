@@ -16,12 +16,18 @@ preallocated buffer (~15 seeks for 21,791 records); a small cache per direction 
 characters a receipt or screen repeats. Two file handles stay open between calls.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython runs this module too, in the host-side property tests
+    def const(value):
+        return value
+
 _U2G = "gbk_u2g.bin"
 _G2U = "gbk_g2u.bin"
 _MAGICS = (b"GBU1", b"GBD1")
-_HEADER = 8
-_CACHE_MAX = 48
-_REPLACEMENT = 0xFFFD
+_HEADER = const(8)
+_CACHE_MAX = const(48)
+_REPLACEMENT = const(0xFFFD)
 
 _dir = "."
 _files = [None, None]  # 0: unicode -> GBK, 1: GBK -> unicode
