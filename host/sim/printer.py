@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import segno
 import serial
 
 log = logging.getLogger("onestop.sim.printer")
@@ -130,10 +131,8 @@ def char_dots(char: str) -> int:
 
 
 def qr_dots(qr: QrCode) -> int:
-    import segno
-
     symbol = segno.make_qr(qr.data, error=qr.ecc.lower(), boost_error=False)
-    return symbol.symbol_size(scale=qr.module, border=0)[0]
+    return qr.module * len(symbol.matrix)  # modules per side x dots per module
 
 
 def _aligned(content: str, dots: int, align: str, columns: int) -> str:
@@ -512,14 +511,37 @@ class PrinterSim:
             setattr(self._printer, name, value)
             self._changed.notify_all()
 
-    paper_out = property(lambda self: self._printer.paper_out,
-                         lambda self, v: self._set("paper_out", v))
-    cover_open = property(lambda self: self._printer.cover_open,
-                          lambda self, v: self._set("cover_open", v))
-    paper_near_end = property(lambda self: self._printer.paper_near_end,
-                              lambda self, v: self._set("paper_near_end", v))
-    paper_left_lines = property(lambda self: self._printer.paper_left_lines,
-                                lambda self, v: self._set("paper_left_lines", v))
+    @property
+    def paper_out(self) -> bool:
+        return self._printer.paper_out
+
+    @paper_out.setter
+    def paper_out(self, out: bool) -> None:
+        self._set("paper_out", out)
+
+    @property
+    def cover_open(self) -> bool:
+        return self._printer.cover_open
+
+    @cover_open.setter
+    def cover_open(self, is_open: bool) -> None:
+        self._set("cover_open", is_open)
+
+    @property
+    def paper_near_end(self) -> bool:
+        return self._printer.paper_near_end
+
+    @paper_near_end.setter
+    def paper_near_end(self, near_end: bool) -> None:
+        self._set("paper_near_end", near_end)
+
+    @property
+    def paper_left_lines(self) -> int | None:
+        return self._printer.paper_left_lines
+
+    @paper_left_lines.setter
+    def paper_left_lines(self, lines: int | None) -> None:
+        self._set("paper_left_lines", lines)
 
     def load_paper(self, lines: int | None = None) -> None:
         with self._changed:

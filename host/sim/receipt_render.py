@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeAlias
 
 import segno
 from onestop.host.sim.printer import FONT_A_DOTS, HEAD_DOTS, LINE_DOTS, Line, QrCode, Receipt
@@ -31,7 +32,7 @@ _SYSTEM_FONTS = (
 )
 _MONO_FACE = 1  # wqy-microhei.ttc: face 0 is proportional, face 1 "Micro Hei Mono"
 
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+Font: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
 def find_cjk_font() -> Path | None:
@@ -80,14 +81,15 @@ def _glyph(char: str, width: int, height: int, bold: bool) -> Image.Image:
     draw = ImageDraw.Draw(cell)
     font = receipt_font()
     # centre the advance box in the cell, keeping the baseline: '.' and ',' stay on it
-    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (GLYPH_PX, 0)
+    ascent, descent = (font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont)
+                       else (GLYPH_PX, 0))
     x = (cell_w - round(font.getlength(char))) // 2
     y = (GLYPH_PX - (ascent + descent)) // 2
     for dx in (0, 1) if bold else (0,):
         draw.text((x + dx, y), char, font=font, fill=0)
     if (width, height) != (1, 1):
         cell = cell.resize((cell_w * width, GLYPH_PX * height), Image.Resampling.NEAREST)
-    return cell.point(lambda v: 0 if v < 128 else 255)  # thermal dots are on or off
+    return cell.point([0] * 128 + [255] * 128)  # thermal dots are on or off
 
 
 def _x_for(align: str, dots: int) -> int:
@@ -112,7 +114,7 @@ def _line_image(line: Line) -> Image.Image:
 
 def _qr_image(qr: QrCode) -> Image.Image:
     symbol = segno.make_qr(qr.data, error=qr.ecc.lower(), boost_error=False)
-    size = symbol.symbol_size(scale=qr.module, border=0)[0]
+    size = qr.module * len(symbol.matrix)
     image = Image.new("L", (HEAD_DOTS, size + LINE_DOTS - GLYPH_PX), 255)
     x0 = _x_for(qr.align, size)
     for row, bits in enumerate(symbol.matrix):
