@@ -129,13 +129,15 @@ class Worker:
             stderr=subprocess.PIPE,
             env=env,
             text=True,
+            encoding="utf-8",
             bufsize=1,
         )
 
     def call(self, module: str, function: str, *args: Any) -> Any:
         request = {"m": module, "f": function, "a": [encode(a) for a in args]}
         assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(request) + "\n")
+        # Raw UTF-8: MicroPython's json does not join escaped surrogate pairs (U+10000 and up).
+        self.proc.stdin.write(json.dumps(request, ensure_ascii=False) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:

@@ -52,7 +52,9 @@ def main():
             result = getattr(mod, req["f"])(*[dec(a) for a in req["a"]])
             out = {"ok": enc(result)}
         except Exception as e:  # report, keep serving
-            out = {"err": type(e).__name__, "code": getattr(e, "code", None), "msg": str(e)}
+            msg = getattr(e, "msg", None)
+            out = {"err": type(e).__name__, "code": getattr(e, "code", None),
+                   "msg": msg if isinstance(msg, str) else str(e)}
         sys.stdout.write(json.dumps(out) + "\n")
 
 

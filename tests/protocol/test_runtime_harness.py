@@ -13,3 +13,13 @@ def test_protocol_errors_keep_their_code(runtime):
     with pytest.raises(ProtocolError) as info:
         runtime.call("mp_echo", "fail", "cbor_truncated")
     assert info.value.code == "cbor_truncated"
+
+
+def test_text_beyond_the_basic_plane_crosses_intact(runtime):
+    assert runtime.call("mp_echo", "echo", "社保 😀 𠀋") == "社保 😀 𠀋"
+
+
+def test_protocol_error_message_is_the_message_alone(runtime):
+    with pytest.raises(ProtocolError) as info:
+        runtime.call("mp_echo", "fail", "invalid")
+    assert info.value.msg == "raised on purpose"
