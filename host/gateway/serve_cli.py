@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
-DEFAULT_WORKERS = 8
 DEFAULT_LISTEN = "127.0.0.1:7400"
 DEFAULT_POLICY = "reference"
 
@@ -49,8 +48,9 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         metavar="SECONDS",
                         help=f"close a TCP connection silent this long "
                              f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"ledger worker threads (default {DEFAULT_WORKERS})")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="ledger worker threads (default: 1 for SQLite, whose single "
+                             "writer gains nothing from more; 8 for PostgreSQL)")
     parser.add_argument("--timezone", metavar="ZONE",
                         help="time zone of the settlement day, e.g. Asia/Shanghai "
                              "(default: this machine's)")
@@ -92,7 +92,7 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics_at = parse_host_port(args.metrics) if args.metrics else None
     except ValueError as exc:
         raise ServeError(str(exc)) from None
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise ServeError(f"--workers must be at least 1, not {args.workers}")
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from onestop.host.gateway import replay
-from onestop.host.gateway.config import LedgerUrlError, default_key_path, describe
+from onestop.host.gateway.config import (
+    LedgerUrlError,
+    default_key_path,
+    describe,
+    parse_ledger_url,
+)
 from onestop.host.gateway.handlers import Handled, Handlers
 from onestop.host.gateway.ledger import open_ledger
 from onestop.host.gateway.ledger.base import Ledger, LedgerError
@@ -35,7 +40,11 @@ from onestop.protocol import framing, messages
 from onestop.protocol.errors import ProtocolError, wire_code
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
-DEFAULT_WORKERS = 8
+# Worker threads for ledger work, by backend. PostgreSQL serves many connections at once.
+# SQLite has one writer and every request writes (its counter): more threads would only queue
+# at SQLite's lock, whose busy handler sleeps (1, 2, 5... 100 ms), which stretches the slowest
+# replies several-fold; one worker keeps them in order without sleeping.
+DEFAULT_WORKERS = {"sqlite": 1, "postgresql": 8}
 DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
@@ -145,7 +154,7 @@ class GatewayServer:
         metrics: GatewayMetrics,
         log: EventLog,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-        workers: int = DEFAULT_WORKERS,
+        workers: int = 1,
     ) -> None:
         self.service = service
         self.metrics = metrics
@@ -302,7 +311,7 @@ class GatewayConfig:
     policy: str = DEFAULT_POLICY
     tz: tzinfo | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
-    workers: int = DEFAULT_WORKERS
+    workers: int | None = None  # None: by backend (DEFAULT_WORKERS)
 
 
 class RunningGateway:
@@ -334,7 +343,8 @@ async def start_gateway(
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
     service = FrameService(open_ledger(config.db), handlers, signer, kid, log)
-    server = GatewayServer(service, metrics, log, config.idle_timeout_s, config.workers)
+    workers = config.workers or DEFAULT_WORKERS[parse_ledger_url(config.db).backend]
+    server = GatewayServer(service, metrics, log, config.idle_timeout_s, workers)
     try:
         address = await server.listen_tcp(*listen)
     except OSError as exc:
