@@ -58,10 +58,10 @@ def test_qr_code_is_sent_with_gs_paren_k_functions_65_67_69_80_81(mp: Worker,
 
 
 def test_long_qr_payload_length_uses_both_length_bytes(mp: Worker, tables: str) -> None:
-    payload = b"R" * 300
-    stream = receipt_bytes(mp, tables, ["qr", payload])
-    header = stream.index(b"\x31\x50\x30")
-    assert stream[header - 2:header] == bytes(((300 + 3) & 0xFF, (300 + 3) >> 8))
+    framing = mp.call("escpos_session", "qr_framing", tables, 600)
+    store = framing.index(b"\x31\x50\x30")
+    assert framing[store - 2:store] == bytes(((600 + 3) & 0xFF, (600 + 3) >> 8))
+    assert framing.endswith(bytes.fromhex("1d286b0300315130"))
 
 
 def test_chinese_text_is_gb18030_inside_fs_and_and_the_printer_is_left_clean(
