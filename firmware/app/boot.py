@@ -1,0 +1,84 @@
+# Power-on: configuration, board, keys, journal and devices from the flash directory, then the
+# kiosk's main loop. A kiosk that cannot start safely (no configuration, a damaged key or counter)
+# says so on its screen and in its log, and takes no cards.
+import asyncio
+import binascii
+import os
+import sys
+
+from app import config as C
+from app import flash, screens
+from app.counter import Counter, CounterError
+from app.heap import HeapLog
+from app.journal import Journal
+from app.keystore import KEY_FILE, KeystoreError
+from app.log import log
+from boards.common import BoardError, load_board
+
+GBK_TABLE = "gbk_u2g.bin"
+
+
+def table_dir(flash_dir):
+    """Where the GBK tables are: the flash root on a board; on the unix port also the stage
+    directory on the import path."""
+    for root in [flash_dir] + sys.path:
+        if flash.exists(flash.join(root, GBK_TABLE)):
+            return root or "."
+    raise BoardError("no GBK tables (%s) in the flash or on the import path" % GBK_TABLE)
+
+
+def heap_log_wanted(cfg):
+    getenv = getattr(os, "getenv", None)  # the unix port only
+    return bool(cfg["heap_log"]) or (getenv is not None and getenv("ONESTOP_HEAP_LOG") == "1")
+
+
+async def start(flash_dir, rounds=None):
+    from app import keystore
+    from app.clock import Clock
+    from app.kiosk import Kiosk
+    from app.link import GatewayLink, connector
+    from app.txn import Transactions
+    from drivers import gbk
+    from drivers.cardreader import CardReader
+    from drivers.display import Display
+    from drivers.escpos import Printer
+    from onestop.protocol import ed25519, messages
+
+    cfg = C.load(flash_dir)
+    board = load_board(cfg, flash_dir)
+    timeouts = cfg["timeouts_ms"]
+    display = Display(*await board.open_uart("display"))
+    try:
+        gbk.set_table_dir(table_dir(flash_dir))
+        key = keystore.load(flash.join(flash_dir, KEY_FILE))
+        counter = Counter(flash.join(flash_dir, C.COUNTER_FILE))
+        journal = Journal(flash.join(flash_dir, C.JOURNAL_FILE))
+        gateway_key = ed25519.VerifyingKey(binascii.unhexlify(cfg["gateway_public_key"]))
+    except (BoardError, KeystoreError, CounterError, ValueError, OSError) as e:
+        log("fault", error=str(e))
+        await display.show(*screens.out_of_service("fault"))
+        raise
+    card = CardReader(*await board.open_uart("card"))
+    printer = Printer(*await board.open_uart("printer"))
+    connect, over_tcp = connector(board, cfg["gateway"])
+    link = GatewayLink(cfg["kiosk_id"], key, counter, Clock(), cfg["gateway_kid"], gateway_key,
+                       connect, over_tcp, timeouts, log)
+
+    def open_settlement(data):
+        return messages.open_settlement(data, gateway_key)
+
+    txns = Transactions(journal, link, printer, open_settlement, cfg["kiosk_id"], counter, log)
+    heap = HeapLog(heap_log_wanted(cfg))
+    kiosk = Kiosk(board.name, timeouts, display, card, printer, link, journal, txns, heap,
+                  board.watchdog(timeouts["watchdog"]))
+    heap.baseline = board.heap_baseline()
+    log("ready", kiosk=cfg["kiosk_id"], board=board.name, heap_baseline=heap.baseline)
+    await kiosk.serve(rounds)
+
+
+def main(flash_dir=""):
+    try:
+        asyncio.run(start(flash_dir))
+    except (C.ConfigError, BoardError, KeystoreError, CounterError) as e:
+        log("fault", error=str(e))
+        sys.exit(2)  # the unix launcher reports it; a board stays at the REPL for a technician

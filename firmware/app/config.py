@@ -1,0 +1,110 @@
+# The kiosk's configuration: config.json in the flash root, written by `kiosk fw provision`.
+#
+#   {"version": 1,
+#    "board": "unix" | "esp32s3" | "rp2040",
+#    "kiosk_id": "K0001",                             (1-24 of A-Z a-z 0-9 _ -)
+#    "gateway": {"kind": "tcp", "host": "10.0.0.2", "port": 7700}
+#             | {"kind": "serial", "path": "/dev/pts/7", "baud": 115200}   (unix: a pty path)
+#             | {"kind": "serial", "uart": "gateway"}   (a board: a UART of its pin map)
+#    "gateway_kid": "gw-1a2b3c4d",
+#    "gateway_public_key": "<64 hex digits>",         (pinned: replies must be signed by it)
+#    "uarts": {"card": "/dev/pts/3@115200", "printer": "...", "display": "tcp:127.0.0.1:9003"},
+#                                                     (unix only: pty path[@baud] or tcp:host:port)
+#    "network": {"ssid": "...", "password": "..."},   (boards with Wi-Fi, optional)
+#    "timeouts_ms": {"confirm": 60000, ...},          (optional overrides of TIMEOUTS below)
+#    "heap_log": false}                               (log heap figures per session step)
+import json
+
+from app import flash
+
+# Files in the flash root (the key file is named in app.keystore).
+CONFIG_FILE = "config.json"
+COUNTER_FILE = "counter"
+JOURNAL_FILE = "journal.bin"
+VERSION = 1
+KIOSK_ID_MAX = 24  # leaves room in a 40-character txn id for "-" counter "-" suffix
+ROLES = ("card", "printer", "display")
+
+# Every wait has a limit (milliseconds), so a kiosk never hangs on a resident or a device.
+TIMEOUTS = {
+    "choose": 60000,  # the bills page
+    "confirm": 60000,  # the confirm page: a resident who walks away cancels
+    "message": 8000,  # an error or notice page before going back to the welcome page
+    "take_card": 60000,  # the done page waits this long for the card to be taken
+    "poll": 250,  # how often a waiting page checks the card slot
+    "gateway_connect": 5000,
+    "gateway_reply": 10000,  # per attempt
+    "gateway_attempts": 3,
+    "backoff_first": 500,  # the first pause between attempts; doubles each time
+    "backoff_max": 8000,
+    "retry_open": 20000,  # idle: how often to retry unfinished transactions
+    "watchdog": 8000,  # hardware watchdog period (an RP2040 allows at most 8388)
+    "stall": 120000,  # no progress this long and the watchdog is left to reset the board
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _need(cfg, key, kind):
+    value = cfg.get(key)
+    if not isinstance(value, kind):
+        raise ConfigError("config.json: %s is missing or not a %s" % (key, kind.__name__))
+    return value
+
+
+def check_kiosk_id(kiosk_id):
+    ok = 0 < len(kiosk_id) <= KIOSK_ID_MAX
+    for c in kiosk_id:
+        if not (c.isalpha() and c < "\x80" or c.isdigit() or c in "_-"):
+            ok = False
+    if not ok:
+        raise ConfigError("kiosk id %r: 1-%d of A-Z a-z 0-9 _ -" % (kiosk_id, KIOSK_ID_MAX))
+    return kiosk_id
+
+
+def check(cfg):
+    """Validate a configuration dict and fill in defaults; returns it."""
+    if cfg.get("version") != VERSION:
+        raise ConfigError("config.json: version %r, expected %d" % (cfg.get("version"), VERSION))
+    _need(cfg, "board", str)
+    check_kiosk_id(_need(cfg, "kiosk_id", str))
+    gateway = _need(cfg, "gateway", dict)
+    kind = gateway.get("kind")
+    if kind == "tcp":
+        _need(gateway, "host", str)
+        _need(gateway, "port", int)
+    elif kind == "serial":
+        if not isinstance(gateway.get("path"), str) and not isinstance(gateway.get("uart"), str):
+            raise ConfigError("config.json: a serial gateway needs a path or a uart")
+    else:
+        raise ConfigError("config.json: gateway kind must be tcp or serial")
+    _need(cfg, "gateway_kid", str)
+    key = _need(cfg, "gateway_public_key", str)
+    if len(key) != 64:
+        raise ConfigError("config.json: gateway_public_key must be 64 hex digits")
+    timeouts = dict(TIMEOUTS)
+    timeouts.update(cfg.get("timeouts_ms") or {})
+    cfg["timeouts_ms"] = timeouts
+    cfg.setdefault("uarts", {})
+    cfg.setdefault("heap_log", False)
+    return cfg
+
+
+def load(flash_dir):
+    data = flash.read_bytes(flash.join(flash_dir, CONFIG_FILE))
+    if data is None:
+        raise ConfigError("no %s in %r: provision the kiosk first" % (CONFIG_FILE, flash_dir))
+    try:
+        cfg = json.loads(data)
+    except ValueError:
+        raise ConfigError("config.json is not valid JSON") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError("config.json must hold an object")
+    return check(cfg)
+
+
+def save(flash_dir, cfg):
+    check(dict(cfg))  # refuse to write a configuration the kiosk could not boot with
+    flash.write_atomic(flash.join(flash_dir, CONFIG_FILE), json.dumps(cfg).encode())

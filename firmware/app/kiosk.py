@@ -1,0 +1,128 @@
+# The kiosk: boots from the flash directory, finishes what the journal left open, then serves
+# residents one at a time, forever.
+#
+#   boot -> recover -> IDLE (welcome page) --card in--> Session (app.session) --> IDLE
+#                  \-> OUT OF SERVICE while a txn is in doubt or a receipt waits for the
+#                      printer (app.recovery); retried every `retry_open` ms
+import asyncio
+import time
+
+from app import recovery, screens
+from app import txn as T
+from app.log import log
+from app.session import Session
+from drivers.cardreader import CardError
+
+WATCHDOG_FEED_MS = 1000
+PRINTER_POLL_MS = 1000
+
+
+class Kiosk:
+    def __init__(self, board_name, timeouts, display, card, printer, link, journal, txns, heap,
+                 watchdog=None, log_fn=log):
+        self.board_name = board_name
+        self.timeouts = timeouts
+        self.display = display
+        self.card = card
+        self.printer = printer
+        self.link = link
+        self.journal = journal
+        self.txns = txns
+        self.heap = heap
+        self.watchdog = watchdog
+        self.log = log_fn
+        self._progress = time.ticks_ms()
+        self.sessions = 0
+
+    # ------------------------------------------------------------ services for the session
+    def progress(self):
+        """Called at every step and poll: proof of life for the watchdog feeder."""
+        self._progress = time.ticks_ms()
+
+    async def show(self, page):
+        name, shown = page
+        try:
+            await self.display.show(name, shown)
+        except OSError as e:
+            self.log("display_error", error=str(e))
+
+    async def card_present(self, if_unknown=True):
+        try:
+            return await self.card.status() == "present"
+        except CardError as e:
+            self.log("card_status_error", code=e.code)
+            return if_unknown
+
+    async def printer_problem(self):
+        return T.printer_problem(await self.printer.status())
+
+    # ------------------------------------------------------------ the main loop
+    async def serve(self, rounds=None):
+        """Serve residents forever, or for `rounds` turns of the loop (each one welcome page,
+        perhaps with a resident's visit, or one out-of-service wait): for tests and benchmarks."""
+        if self.watchdog is not None:
+            asyncio.create_task(self._feed_watchdog())
+        self.log("boot", open_txns=len(self.journal.open_txns()))
+        blocked = await recovery.finish_open(self)
+        done = 0
+        while True:
+            if blocked:
+                await self._out_of_service(blocked)
+            else:
+                await self._idle()
+            done += 1
+            if rounds is not None and done >= rounds:
+                return
+            blocked = await recovery.finish_open(self) if self.journal.open_txns() else None
+
+    async def _idle(self):
+        """The welcome page until a card goes in (then serve it) or it is time to look at the
+        open txns again."""
+        if await self.card_present(False):
+            # Left in after the last visit: it must come out first, or we would serve it again.
+            await self.show(screens.take_card())
+            await self._wait_card(False, self.timeouts["take_card"])
+            return
+        await self.show(screens.welcome())
+        if not await self._wait_card(True, self.timeouts["retry_open"]):
+            return
+        problem = await self.printer_problem()
+        if problem is not None:
+            self.log("printer_not_ready", problem=problem)
+            await self.show(screens.out_of_service(T.printer_reason(problem)))
+            await self._wait_card(False, self.timeouts["take_card"])
+            return
+        self.sessions += 1
+        await Session(self).run()
+
+    async def _out_of_service(self, reason):
+        self.log("out_of_service", reason=reason)
+        await self.show(screens.out_of_service(reason))
+        if reason != "paper_out" and reason != "printer_fault":
+            await self._wait_card(None, self.timeouts["retry_open"])
+            return
+        # A clerk is loading paper: print the waiting receipt as soon as the printer is ready.
+        deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            if await self.printer_problem() is None:
+                return
+            await self._wait_card(None, PRINTER_POLL_MS)
+
+    async def _wait_card(self, present, timeout_ms):
+        """Poll the card slot until it is `present` (True/False) or `timeout_ms` pass; True if
+        it got there. present=None just waits, keeping the watchdog fed."""
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            self.progress()
+            if present is not None and await self.card_present(not present) == present:
+                return True
+            await asyncio.sleep_ms(self.timeouts["poll"])
+        return False
+
+    async def _feed_watchdog(self):
+        # Fed only while the kiosk shows signs of life: a session stuck for `stall` ms lets
+        # the hardware watchdog reset the board, and the journal takes it from there.
+        while True:
+            if time.ticks_diff(time.ticks_ms(), self._progress) < self.timeouts["stall"]:
+                self.watchdog.feed()
+            await asyncio.sleep_ms(WATCHDOG_FEED_MS)

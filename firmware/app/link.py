@@ -1,0 +1,191 @@
+# The kiosk's link to the gateway: signed requests out, verified replies in, over TCP or a serial
+# line, with the same framing either way (onestop.protocol).
+#
+# - Each attempt is a new request: the next counter value and a fresh random rid. Only a reply
+#   that echoes both (and our kiosk id) answers it; anything else is counted and ignored (a late
+#   answer to an attempt that timed out, line noise, a frame signed by another key).
+# - No answer in time, or the connection broke: the request is sent again after a pause that
+#   doubles each time (with jitter), up to `gateway_attempts` tries. Every request the kiosk
+#   makes is safe to repeat: the read-only ones trivially, `settle` because it carries the same
+#   txn_id, which the gateway makes exactly-once, and `receipt_printed` by txn_id too.
+# - A `stale` error carries the gateway's `now`: the clock is set from it and the request is sent
+#   again at once (once per call). sign_in's reply sets the clock too.
+import asyncio
+import os
+import time
+
+from onestop.protocol import framing, messages
+from onestop.protocol.errors import ProtocolError
+
+READ_SIZE = 256
+RID_SIZE = 8
+
+
+class GatewayError(Exception):
+    """The gateway answered with an `error` frame: it refused the request."""
+
+    def __init__(self, code, msg="", now=None):
+        super().__init__(code, msg)
+        self.code = code
+        self.msg = msg
+        self.now = now
+
+
+class GatewayUnreachable(Exception):
+    """No answer after every attempt: the request may or may not have reached the gateway."""
+
+
+class _Closed(Exception):
+    pass
+
+
+def connector(board, gateway):
+    """(connect coroutine function, over_tcp) for the gateway address in config.json."""
+    if gateway["kind"] == "tcp":
+        async def connect():
+            await board.start_network()
+            return await asyncio.open_connection(gateway["host"], gateway["port"])
+        return connect, True
+
+    async def connect_serial():
+        return await board.open_uart("gateway")
+    return connect_serial, False
+
+
+class GatewayLink:
+    def __init__(self, kiosk_id, signer, counter, clock, gateway_kid, gateway_key, connect,
+                 over_tcp, timeouts, log=None):
+        self.kiosk_id = kiosk_id
+        self.signer = signer
+        self.counter = counter
+        self.clock = clock
+        self.gateway_kid = gateway_kid
+        self.gateway_key = gateway_key
+        self._connect = connect
+        self.over_tcp = over_tcp  # TCP: EOF means closed, reconnect; a serial line stays open
+        self.timeouts = timeouts
+        self._log = log
+        self._streams = None
+        self._deframer = framing.Deframer()
+        self._buf = bytearray(READ_SIZE)
+        self.signed_in = False
+        self.sign_no = None
+        self.stats = {"requests": 0, "retries": 0, "unmatched": 0, "rejected": 0,
+                      "reconnects": 0}
+
+    # ------------------------------------------------------------ public
+    async def call(self, t, **body):
+        """The verified reply to request `t`. Raises GatewayError if the gateway refused it,
+        GatewayUnreachable if no attempt got an answer."""
+        attempts = self.timeouts["gateway_attempts"]
+        pause = self.timeouts["backoff_first"]
+        clock_fixed = False
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._exchange(t, body)
+            except GatewayError as e:
+                if e.code == "stale" and e.now is not None and not clock_fixed:
+                    self.clock.set(e.now)
+                    clock_fixed = True
+                    continue
+                raise
+            except (OSError, asyncio.TimeoutError, _Closed) as e:
+                await self._drop(t, e)
+                if tries >= attempts:
+                    self.signed_in = False  # sign in again once the gateway is back
+                    raise GatewayUnreachable(
+                        "%s: no answer after %d attempts" % (t, tries)) from None
+                self.stats["retries"] += 1
+                await asyncio.sleep_ms(pause + pause * os.urandom(1)[0] // 512)
+                pause = min(pause * 2, self.timeouts["backoff_max"])
+
+    async def sign_in(self, fw, board):
+        reply = await self.call("sign_in", fw=fw, board=board)
+        self.clock.set(reply["now"])
+        self.sign_no = reply["sign_no"]
+        self.signed_in = True
+        return reply
+
+    async def close(self):
+        streams = self._streams
+        self._streams = None
+        self._deframer.reset()
+        if streams is not None and self.over_tcp:
+            try:
+                streams[1].close()
+                await streams[1].wait_closed()
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------ one attempt
+    async def _exchange(self, t, body):
+        if self._streams is None:
+            self._streams = await asyncio.wait_for_ms(self._connect(),
+                                                      self.timeouts["gateway_connect"])
+        reader, writer = self._streams
+        request = messages.request(t, self.kiosk_id, self.counter.next(), os.urandom(RID_SIZE),
+                                   self.clock.now(), **body)
+        frame = framing.encode(messages.seal(request, self.kiosk_id, self.signer))
+        self.stats["requests"] += 1
+        writer.write(frame)
+        await writer.drain()
+        del frame
+        deadline = time.ticks_add(time.ticks_ms(), self.timeouts["gateway_reply"])
+        while True:
+            payload = self._deframer.next_frame()
+            if payload is None:
+                await self._receive(reader, deadline)
+                continue
+            reply = self._open(payload)
+            if reply is None:
+                continue
+            if not messages.is_reply_to(reply, request) and not _unauthenticated_error(reply):
+                self.stats["unmatched"] += 1
+                continue
+            if reply["t"] == "error":
+                raise GatewayError(reply["code"], reply["msg"], reply.get("now"))
+            return reply
+
+    async def _receive(self, reader, deadline):
+        left = time.ticks_diff(deadline, time.ticks_ms())
+        if left <= 0:
+            raise asyncio.TimeoutError
+        n = await asyncio.wait_for_ms(reader.readinto(self._buf), left)
+        if n:
+            self._deframer.receive_data(memoryview(self._buf)[:n])
+        elif self.over_tcp:
+            raise _Closed()
+        else:
+            await asyncio.sleep_ms(20)  # a UART with nothing to give: don't spin
+
+    def _open(self, payload):
+        try:
+            return messages.open(payload, self._key_for)[1]
+        except ProtocolError as e:
+            self.stats["rejected"] += 1
+            self._note("gateway_reply_rejected", code=e.code)
+            return None
+
+    def _key_for(self, kid):
+        if kid != self.gateway_kid:
+            raise ProtocolError("unknown_kiosk", "reply signed by %s, not the pinned gateway" % kid)
+        return self.gateway_key
+
+    async def _drop(self, t, error):
+        self._note("gateway_retry", t=t, error=type(error).__name__)
+        if self.over_tcp:
+            self.stats["reconnects"] += 1
+            await self.close()
+        else:
+            self._deframer.reset()  # a serial line stays open: only drop a half-read frame
+
+    def _note(self, event, **fields):
+        if self._log is not None:
+            self._log(event, **fields)
+
+
+def _unauthenticated_error(reply):
+    """The gateway could not authenticate our frame, so its error echoes nothing (frames.cddl)."""
+    return reply["t"] == "error" and reply["ctr"] == 0 and reply["kiosk"] == ""

@@ -1,0 +1,87 @@
+# The paper receipt a resident takes home: who, where, when, what each fund paid, what they pay,
+# and a QR code of the gateway-signed settlement (base64url) so anyone can check it is genuine.
+# 58 mm paper: 32 columns at size 1, a Chinese character takes two.
+import binascii
+
+from app import texts
+from app.clock import show as show_time
+from app.money import yuan
+from drivers.escpos import CENTER, LEFT, Receipt
+
+PAPER_DOTS = 384
+RULE = "-" * 32
+# Receipt labels are short so that a label and an amount share one 32-column line.
+SHARES = (
+    ("费用总额 Total", "medfee_sumamt"),
+    ("医保统筹 Basic", "hifp_pay"),
+    ("大病保险 Serious", "hifmi_pay"),
+    ("医疗救助 Assist.", "maf_pay"),
+    ("基金支付 Funds", "fund_pay_sumamt"),
+)
+# QR version 1..20 byte-mode capacity at error correction L: picks the version, hence the size.
+_QR_CAPACITY_L = (17, 32, 53, 78, 106, 134, 154, 192, 230, 271, 321, 367, 425, 458, 520, 586,
+                  644, 718, 792, 858)
+_QR_MODULE_MAX = 6
+
+
+def base64url(data):
+    text = binascii.b2a_base64(data, newline=False).decode()
+    return text.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def qr_module(length):
+    """The largest module (dots) at which a QR code holding `length` bytes fits the paper."""
+    for version in range(len(_QR_CAPACITY_L)):
+        if length <= _QR_CAPACITY_L[version]:
+            modules = 17 + 4 * (version + 1) + 8  # + the quiet zone, 4 each side
+            return max(1, min(_QR_MODULE_MAX, PAPER_DOTS // modules))
+    return 1
+
+
+def build(entry, record, kiosk_id):
+    """The receipt for a settled txn: `entry` from the journal (who, which bill), `record` the
+    verified settlement_record (what was paid)."""
+    result = record["result"]
+    fields = texts.RECEIPT_FIELDS
+    r = Receipt()
+    r.init()
+    r.align(CENTER)
+    r.bold(True)
+    r.size(1, 2)
+    r.line(texts.RECEIPT_TITLE[0])
+    r.size(1, 1)
+    r.bold(False)
+    r.line(texts.RECEIPT_TITLE[1])
+    r.align(LEFT)
+    r.line(RULE)
+    r.row(fields["name"], entry["name"] or "")
+    r.row(fields["ssn"], entry["ssn_masked"] or "")
+    r.line(fields["clinic"])
+    r.line(entry["clinic"] or "")
+    r.row(fields["date"], entry["date"] or "")
+    r.row(fields["setl_time"], show_time(record["setl_time"]))
+    r.line(RULE)
+    for label, key in SHARES:
+        r.row(label, yuan(result[key]))
+    r.line(RULE)
+    r.align(CENTER)
+    r.line("%s %s" % texts.YOU_PAY)
+    r.bold(True)
+    r.size(2, 2)
+    r.line(yuan(result["psn_cash_pay"]))
+    r.size(1, 1)
+    r.bold(False)
+    r.align(LEFT)
+    r.line(RULE)
+    r.line(fields["setl_id"])
+    r.line(record["setl_id"])
+    r.row(fields["kiosk"], kiosk_id)
+    r.line(record["txn_id"])
+    r.align(CENTER)
+    data = base64url(entry["settlement"]).encode()
+    r.qr(data, module=qr_module(len(data)), ecc="L")
+    r.line(texts.RECEIPT_FOOT[0])
+    r.line(texts.RECEIPT_FOOT[1])
+    r.feed(1)
+    r.cut()
+    return r

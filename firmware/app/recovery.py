@@ -1,0 +1,59 @@
+# Finishing what the journal says is unfinished: at boot, and again whenever the kiosk is idle.
+#
+#   pending  -> settlement_query: settled   -> journal settled, then print and report as below
+#                                 not_found -> journal aborted (the settle never happened)
+#                                 cancelled -> journal aborted (an operator reversed it)
+#                                 no answer -> stays pending; asked again later
+#               A pending txn is never settled from here, only asked about. The resident who
+#               confirmed it has gone (the power was cut, or the session ended in doubt):
+#               settling now would commit their money with nobody to take the receipt, perhaps
+#               after they have paid at the counter instead. They can start again at any kiosk.
+#   settled  -> print the receipt once the printer is ready -> journal printed
+#   printed  -> receipt_printed -> journal done (if unanswered, retried later; not blocking)
+#
+# While a txn is in doubt, or a settled receipt waits for the printer, the kiosk takes no new
+# card. In doubt: every session needs the gateway anyway, and resolving first means a resident
+# can never settle a bill again while its first settlement is still unknown. Waiting receipt:
+# a new settlement could not get its receipt either.
+from app import journal as J
+from app import screens
+from app import txn as T
+
+ACTIONS = {J.PENDING: "query", J.SETTLED: "print", J.PRINTED: "report"}
+
+
+def plan(entries):
+    """[(txn_id, action)] for the open txns, oldest first: what recovery will do."""
+    return [(e["txn_id"], ACTIONS[e["state"]]) for e in entries]
+
+
+async def finish_open(kiosk):
+    """Work through the open txns; returns why no new card may be taken, or None."""
+    blocked = None
+    for entry in kiosk.journal.open_txns():
+        reason = await _finish(kiosk, entry)
+        if reason is not None and blocked is None:
+            blocked = reason
+    return blocked
+
+
+async def _finish(kiosk, entry):
+    txns = kiosk.txns
+    if entry["state"] == J.PENDING:
+        outcome, detail = await txns.query(entry)
+        kiosk.log("recovery_query", txn_id=entry["txn_id"], outcome=outcome, detail=detail
+                  if isinstance(detail, str) else None)
+        if outcome == T.ABORTED:
+            return None
+        if outcome != T.SETTLED:
+            return outcome  # in_doubt or settlement_invalid
+    if entry["state"] == J.SETTLED:
+        problem = await kiosk.printer_problem()
+        if problem is None:
+            await kiosk.show(screens.printing(saved=True))
+            problem = await txns.print_receipt(entry)
+        if problem is not None:
+            return T.printer_reason(problem)
+    if entry["state"] == J.PRINTED:
+        await txns.report(entry)
+    return None

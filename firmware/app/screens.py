@@ -1,0 +1,109 @@
+# What each page shows: (page name, {component: text}) for drivers.display.Display.show.
+# Pages and components: hardware/display-pages.json. Only components with text are given: the
+# driver clears the others and hides buttons without text, so nothing from an earlier visit
+# lingers.
+from app import texts
+from app.money import yuan
+
+LINES = 6
+BUTTONS = 4
+CLINIC_CHARS = 10  # a bill button is one line of large type
+
+
+def _page(page, title, lines=(), big="", buttons=()):
+    shown = {"t_zh": title[0], "t_en": title[1]}
+    if big:
+        shown["big"] = big
+    for i in range(min(len(lines), LINES)):
+        if lines[i]:
+            shown["l%d" % i] = lines[i]
+    for i in range(min(len(buttons), BUTTONS)):
+        shown["b%d" % i] = buttons[i]
+    return page, shown
+
+
+def _notice(page, words):
+    return _page(page, words[:2], words[2:])
+
+
+def welcome():
+    return _notice("welcome", texts.WELCOME)
+
+
+def reading():
+    return _notice("reading", texts.READING)
+
+
+def lookup():
+    return _notice("processing", texts.LOOKUP)
+
+
+def pricing():
+    return _notice("processing", texts.PRICING)
+
+
+def settling():
+    return _notice("processing", texts.SETTLING)
+
+
+def printing(saved=False):
+    return _notice("printing", texts.REPRINTING if saved else texts.PRINTING)
+
+
+def bill_button(bill):
+    return "%s %s %s%s" % (bill["fixmedins_name"][:CLINIC_CHARS], bill["date"],
+                           yuan(bill["medfee_sumamt"]), texts.YUAN)
+
+
+def bills(name, bill_list):
+    """The bills page: one button per bill (b0..b3); more than four are left to the counter."""
+    lines = [texts.HELLO[0] % name, texts.HELLO[1] % name]
+    extra = len(bill_list) - BUTTONS
+    if extra > 0:
+        lines.append(texts.MORE_BILLS[0] % extra)
+        lines.append(texts.MORE_BILLS[1] % extra)
+    while len(lines) < 4:
+        lines.append("")
+    lines.append(texts.LEAVE[0])
+    lines.append(texts.LEAVE[1])
+    buttons = [bill_button(b) for b in bill_list[:BUTTONS]]
+    return _page("bills", texts.BILLS, lines, buttons=buttons)
+
+
+def share_line(words, fen):
+    return "%s %s  %s" % (words[0], words[1], yuan(fen))
+
+
+def confirm(bill, result):
+    """Each fund's share, the bill's total, and in large digits what the resident pays."""
+    lines = [
+        "%s %s" % (bill["fixmedins_name"], bill["date"]),
+        share_line(texts.BASIC, result["hifp_pay"]),
+        share_line(texts.SERIOUS, result["hifmi_pay"]),
+        share_line(texts.ASSISTANCE, result["maf_pay"]),
+        share_line(texts.TOTAL, result["medfee_sumamt"]),
+        "%s %s" % texts.YOU_PAY,
+    ]
+    return _page("confirm", texts.CONFIRM, lines, yuan(result["psn_cash_pay"]),
+                 (texts.CONFIRM_BUTTON, texts.CANCEL_BUTTON))
+
+
+def done(result):
+    lines = [texts.DONE[2], texts.DONE[3], "", "", "%s %s" % texts.YOU_PAY]
+    return _page("done", texts.DONE[:2], lines, yuan(result["psn_cash_pay"]))
+
+
+def error(reason, card_in=False):
+    words = texts.ERRORS[reason]
+    lines = [words[2], words[3]]
+    if card_in:
+        lines.extend(("", "", texts.TAKE_CARD[0], texts.TAKE_CARD[1]))
+    return _page("error", words[:2], lines)
+
+
+def out_of_service(reason):
+    return _page("error", texts.OUT_OF_SERVICE, texts.OUT_OF_SERVICE_REASONS[reason])
+
+
+def take_card():
+    return _page("done", texts.TAKE_CARD)

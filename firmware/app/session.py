@@ -1,0 +1,193 @@
+# One resident's visit, from the card going in to the welcome page again:
+#
+#   READING   read the card                   -> card errors: card_unreadable, wrong_card, ...
+#   LOOKUP    sign_in (once), person_info,    -> card_expired, unknown_person, no_bills,
+#             pending_bills                      gateway_unreachable, service_refused
+#   CHOOSING  bills page, a button per bill   -> timeout, card_removed
+#   PRICING   pre_settle
+#   CONFIRMING confirm page: b0 confirm, b1 cancel -> cancelled, timeout, card_removed
+#   SETTLING  journal pending, settle, verify, journal settled
+#                                             -> amount_changed, bill_settled, not_settled,
+#                                                in_doubt, settlement_invalid
+#   PRINTING  print, journal printed          -> paper_out, printer_fault (settlement kept)
+#   REPORTING receipt_printed, journal done   (if unanswered: retried while idle)
+#   DONE      done page until the card is taken
+#
+# Every wait has a limit; a card taken out before confirming cancels. Once the resident has
+# confirmed, taking the card out changes nothing: the settlement does not need the card.
+import asyncio
+import time
+
+from app import screens
+from app import txn as T
+from app.link import GatewayError, GatewayUnreachable
+from drivers import gbk
+from drivers.cardreader import CardError
+
+FW_VERSION = "onestop-fw 1.0"
+TIMEOUT = "timeout"
+CARD_OUT = "card_out"
+
+# CardError code -> the page the resident sees.
+CARD_REASONS = {"wrong_application": "wrong_card", "card_removed": "card_removed",
+                "no_card": "card_removed"}
+# Gateway refusal code -> the page the resident sees (anything else: service_refused).
+REFUSAL_REASONS = {"card_expired": "card_expired", "unknown_person": "unknown_person",
+                   "amount_changed": "amount_changed", "bill_settled": "bill_settled",
+                   "unknown_bill": "bill_settled", "not_found": "not_settled",
+                   "cancelled": "not_settled"}
+SETTLE_REASONS = {T.IN_DOUBT: "in_doubt", T.INVALID: "settlement_invalid"}
+
+
+class Session:
+    def __init__(self, kiosk):
+        self.k = kiosk  # app.kiosk.Kiosk: devices, link, journal, timeouts, log
+
+    async def run(self):
+        """The outcome: "settled", or the reason shown on the error page."""
+        outcome = await self._visit()
+        self.k.heap.step(None)
+        self.k.log("session_end", outcome=outcome)
+        return outcome
+
+    async def _visit(self):
+        k = self.k
+        card = await self._read_card()
+        if isinstance(card, str):
+            return await self.fail(card)
+        person_bills = await self._lookup(card)
+        if isinstance(person_bills, str):
+            return await self.fail(person_bills)
+        person, bills = person_bills
+        choice = await self.wait_touch(screens.bills(person["name"], bills),
+                                       ["b%d" % i for i in range(min(len(bills), 4))],
+                                       k.timeouts["choose"], "choosing")
+        if choice == TIMEOUT or choice == CARD_OUT:
+            return await self.fail(_ended(choice))
+        bill = bills[int(choice[1:])]
+        result = await self._price(person, bill)
+        if isinstance(result, str):
+            return await self.fail(result)
+        choice = await self.wait_touch(screens.confirm(bill, result), ("b0", "b1"),
+                                       k.timeouts["confirm"], "confirming")
+        if choice != "b0":
+            return await self.fail("cancelled" if choice == "b1" else _ended(choice))
+        return await self._settle(person, bill, result["psn_cash_pay"])
+
+    # ------------------------------------------------------------ steps
+    async def _read_card(self):
+        await self.enter("reading", screens.reading())
+        try:
+            card = await self.k.card.read_card()
+        except CardError as e:
+            self.k.log("card_error", code=e.code)
+            return CARD_REASONS.get(e.code, "card_unreadable")
+        return {"ssn": card["ssn"], "card_no": card["card_no"], "card_id": card["card_id"],
+                "name": gbk.decode(card["name_gbk"]), "issue": card["issue"],
+                "expiry": card["expiry"]}
+
+    async def _lookup(self, card):
+        k = self.k
+        await self.enter("lookup", screens.lookup())
+        try:
+            if not k.link.signed_in:
+                await k.link.sign_in(FW_VERSION, k.board_name)
+            person = await k.link.call("person_info", card=card)
+            del card
+            bills = (await k.link.call("pending_bills", psn_no=person["psn_no"]))["bills"]
+        except GatewayError as e:
+            return _refusal(k, e)
+        except GatewayUnreachable:
+            return "gateway_unreachable"
+        if not bills:
+            return "no_bills"
+        return person, bills
+
+    async def _price(self, person, bill):
+        await self.enter("pricing", screens.pricing())
+        try:
+            reply = await self.k.link.call("pre_settle", psn_no=person["psn_no"],
+                                           bill_id=bill["bill_id"])
+        except GatewayError as e:
+            return _refusal(self.k, e)
+        except GatewayUnreachable:
+            return "gateway_unreachable"
+        return reply["result"]
+
+    async def _settle(self, person, bill, cash):
+        k = self.k
+        await self.enter("settling", screens.settling())
+        entry = k.txns.begin(person, bill, cash)
+        outcome, detail = await k.txns.settle(entry)
+        if outcome == T.IN_DOUBT:
+            # The resident is still here: one query may settle the doubt now instead of later.
+            outcome, detail = await k.txns.query(entry)
+        if outcome == T.ABORTED:
+            return await self.fail(REFUSAL_REASONS.get(detail, "service_refused"))
+        if outcome != T.SETTLED:
+            return await self.fail(SETTLE_REASONS[outcome])
+        record = detail
+        await self.enter("printing", screens.printing())
+        problem = await k.txns.print_receipt(entry)
+        if problem:
+            return await self.fail(T.printer_reason(problem))
+        await self.enter("reporting", None)
+        await k.txns.report(entry)
+        await self.enter("done", screens.done(record["result"]))
+        await self.wait_card_out(k.timeouts["take_card"])
+        return "settled"
+
+    # ------------------------------------------------------------ waiting and pages
+    async def enter(self, step, page):
+        self.k.heap.step(step)
+        self.k.progress()
+        self.k.log("step", step=step)
+        if page is not None:
+            await self.k.show(page)
+
+    async def wait_touch(self, page, buttons, timeout_ms, step):
+        """The button touched, TIMEOUT, or CARD_OUT if the card was taken out meanwhile."""
+        k = self.k
+        await self.enter(step, page)
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while True:
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0:
+                return TIMEOUT
+            touch = await k.display.next_touch(min(left, k.timeouts["poll"]))
+            if touch is not None and touch[1] in buttons:
+                return touch[1]
+            if not await k.card_present():
+                return CARD_OUT
+            k.progress()
+
+    async def wait_card_out(self, timeout_ms):
+        """Until the card is taken out, or `timeout_ms`; True if it was."""
+        k = self.k
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            if not await k.card_present():
+                return True
+            k.progress()
+            await asyncio.sleep_ms(k.timeouts["poll"])
+        return False
+
+    async def fail(self, reason):
+        """The error page for `reason`, then back to idle: shown for `message` ms, and while
+        the card is still in, until it is taken (or `take_card` ms pass)."""
+        k = self.k
+        card_in = await k.card_present()
+        await self.enter("error", screens.error(reason, card_in))
+        await asyncio.sleep_ms(k.timeouts["message"])
+        if card_in:
+            await self.wait_card_out(k.timeouts["take_card"])
+        return reason
+
+
+def _ended(choice):
+    return "card_removed" if choice == CARD_OUT else "timeout"
+
+
+def _refusal(kiosk, error):
+    kiosk.log("gateway_refused", code=error.code, msg=error.msg)
+    return REFUSAL_REASONS.get(error.code, "service_refused")

@@ -1,0 +1,92 @@
+# Every word a resident reads on the screen: Chinese first, English below.
+# Each entry: (title zh, title en, line zh, line en).
+
+WELCOME = ("医保自助结算", "Medical insurance self-service",
+           "请插入社保卡", "Please insert your social security card")
+READING = ("正在读卡", "Reading your card", "请勿拔卡", "Please do not remove your card")
+LOOKUP = ("正在查询", "Looking up your bills", "请稍候", "Please wait")
+PRICING = ("正在计算", "Working out what insurance pays", "请稍候", "Please wait")
+SETTLING = ("正在结算", "Settling", "请勿拔卡，请稍候", "Please wait, do not remove your card")
+PRINTING = ("正在打印凭条", "Printing your receipt", "请稍候", "Please wait")
+REPRINTING = ("正在打印已保存的凭条", "Printing a saved receipt", "请稍候", "Please wait")
+DONE = ("结算完成", "Settlement complete",
+        "请取走社保卡和凭条", "Please take your card and your receipt")
+BILLS = ("请选择要结算的费用", "Choose a bill to settle")
+CONFIRM = ("请确认结算", "Please check and confirm")
+HELLO = ("%s，您好", "Hello, %s")
+MORE_BILLS = ("另有%d笔费用请到窗口办理", "%d more: please ask at the counter")
+LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
+TAKE_CARD = ("请取走社保卡", "Please take your card")
+CONFIRM_BUTTON = "确认 Confirm"
+CANCEL_BUTTON = "取消 Cancel"
+
+# The confirm page and the receipt name each fund's share the same way.
+BASIC = ("医保统筹", "Basic insurance")
+SERIOUS = ("大病保险", "Serious illness insurance")
+ASSISTANCE = ("医疗救助", "Medical assistance")
+TOTAL = ("费用总额", "Total bill")
+YOU_PAY = ("个人支付(元)", "You pay (yuan)")
+YUAN = "元"
+
+# Error and notice pages, by the reason a session ended.
+ERRORS = {
+    "card_unreadable": ("无法读取社保卡", "The card could not be read",
+                        "请取出后重新插入", "Please take it out and insert it again"),
+    "card_removed": ("社保卡已取出", "Card taken out",
+                     "已取消，未结算", "Cancelled, nothing was settled"),
+    "wrong_card": ("这不是社保卡", "This is not a social security card",
+                   "请插入社会保障卡", "Please insert your social security card"),
+    "card_expired": ("社保卡已过有效期", "This card has expired",
+                     "请到窗口办理", "Please ask at the counter"),
+    "unknown_person": ("未查到参保信息", "No insurance record for this card",
+                       "请到窗口办理", "Please ask at the counter"),
+    "no_bills": ("没有待结算的费用", "No bills waiting",
+                 "您目前没有需要结算的费用", "You have nothing to settle right now"),
+    "bill_settled": ("该费用已结算", "This bill is already settled",
+                     "无需再次结算", "There is nothing more to do for it"),
+    "amount_changed": ("金额已变化", "The amount has changed",
+                       "未结算，请重新插卡查看", "Nothing was settled: insert your card again"),
+    "gateway_unreachable": ("网络连接中断", "Cannot reach the insurance service",
+                            "未结算，请稍后再试", "Nothing was settled, please try again later"),
+    "service_refused": ("暂时无法办理", "Service unavailable",
+                        "请稍后再试或到窗口办理", "Please try later, or ask at the counter"),
+    "timeout": ("操作超时", "Timed out", "已取消，未结算", "Cancelled, nothing was settled"),
+    "cancelled": ("已取消", "Cancelled", "未结算", "Nothing was settled"),
+    "paper_out": ("打印机缺纸", "The printer is out of paper",
+                  "结算已保存，装纸后自动打印凭条",
+                  "Your settlement is saved; the receipt will print when paper is loaded"),
+    "printer_fault": ("打印机故障", "The printer has a problem",
+                      "结算已保存，修复后自动打印凭条",
+                      "Your settlement is saved; the receipt will print once it is fixed"),
+    "in_doubt": ("结算结果待确认", "Settlement not yet confirmed",
+                 "系统将自动核实，绝不重复结算",
+                 "It will be checked automatically and never settled twice"),
+    "not_settled": ("未能结算", "Not settled",
+                    "未结算，请稍后再试", "Nothing was settled, please try again later"),
+    "settlement_invalid": ("结算凭证无法核验", "The settlement could not be verified",
+                           "请联系工作人员", "Please ask a member of staff"),
+}
+
+# Why the kiosk does not take cards, shown instead of the welcome page.
+OUT_OF_SERVICE = ("暂停服务", "Out of service")
+OUT_OF_SERVICE_REASONS = {
+    "paper_out": ("打印机缺纸，请联系工作人员", "The printer is out of paper, please ask staff"),
+    "printer_fault": ("打印机故障，请联系工作人员", "The printer has a problem, please ask staff"),
+    "in_doubt": ("正在核实上一笔结算", "Checking the last settlement with the insurance service"),
+    "settlement_invalid": ("结算凭证无法核验，请联系工作人员",
+                           "A settlement could not be verified, please ask staff"),
+    "fault": ("设备需要维护，请联系工作人员", "This kiosk needs service, please ask staff"),
+}
+
+# The receipt.
+RECEIPT_TITLE = ("医疗保障结算凭条", "Medical insurance settlement receipt")
+RECEIPT_FIELDS = {
+    "name": "姓名 Name",
+    "ssn": "证件号 ID",
+    "clinic": "医疗机构 Clinic",
+    "date": "就诊日期 Date",
+    "setl_time": "结算时间 Settled",
+    "setl_id": "结算号 Settlement",
+    "kiosk": "终端 Kiosk",
+}
+RECEIPT_FOOT = ("扫码核验结算凭证", "Scan to verify this settlement")

@@ -1,0 +1,51 @@
+# What the firmware asks of a board, and the pin-map loader. Each board module (unix, esp32s3,
+# rp2040) defines `Board(config, flash_dir)` with:
+#   name                        "unix" | "esp32s3" | "rp2040"
+#   spec                        its hardware/boards/<name>.json (UART settings, pins)
+#   await open_uart(role)       -> (asyncio.StreamReader, asyncio.StreamWriter) for card, printer,
+#                               display or gateway; a read returns what has arrived (>= 1 byte)
+#   await start_network()       brings up the LAN before a TCP gateway is dialled (no-op if none)
+#   watchdog(timeout_ms)        -> an object with feed(); resets a hung board
+#   heap_baseline()             -> bytes of heap held once the firmware is loaded (the unix board
+#                               can first hold back the heap a board keeps its code in: flash)
+#   reset()                     restarts the board (the unix port exits; its launcher restarts it)
+# Only modules in boards/ import `machine`.
+import json
+import sys
+
+
+class BoardError(Exception):
+    pass
+
+
+def find_spec(name):
+    """The pin map boards/<name>.json, looked up along sys.path (it is staged beside boards/)."""
+    for root in sys.path:
+        path = (root + "/" if root else "") + "boards/" + name + ".json"
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except OSError:
+            continue
+    raise BoardError("no boards/%s.json on the import path" % name)
+
+
+def uart_spec(spec, role):
+    uarts = spec.get("uarts", {})
+    if role not in uarts:
+        raise BoardError("board %s has no %s UART" % (spec.get("board"), role))
+    return uarts[role]
+
+
+def load_board(config, flash_dir):
+    name = config["board"]
+    module = __import__("boards." + name, None, None, ["Board"], 0)
+    return module.Board(config, flash_dir)
+
+
+class NoWatchdog:
+    """Stands in where there is no hardware watchdog (the unix port): a hung simulated kiosk is
+    noticed and restarted by whatever launched it, not by this object."""
+
+    def feed(self):
+        pass

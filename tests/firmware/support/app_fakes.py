@@ -1,0 +1,249 @@
+# Runs under MicroPython: stand-ins for the kiosk's devices and its gateway, for testing the
+# session state machine (app.session, app.kiosk, app.recovery) without serial lines.
+#
+# The person at the kiosk is a scripted Resident who reacts to each page shown: inserts a card on
+# the welcome page, touches a button, walks away, or pulls the card out. The gateway is a small
+# ledger that behaves like the real one where the kiosk can tell (exactly-once settle by txn_id,
+# amount_changed, bill_settled, a gateway-signed settlement), with faults scripted per request.
+import asyncio
+
+from app.link import GatewayError, GatewayUnreachable
+from drivers.cardreader import CardError
+from drivers.escpos import PrinterError
+from onestop.protocol import ed25519, messages
+
+GATEWAY_KID = "gw-test"
+GATEWAY_SEED = bytes(range(32))
+PAGE_IDS = ("welcome", "reading", "bills", "confirm", "processing", "printing", "done", "error")
+NOW = 1795000000  # 2026-11-18, the gateway's clock
+
+
+def gateway_key():
+    return ed25519.SigningKey(GATEWAY_SEED)
+
+
+def gateway_verifier():
+    return ed25519.VerifyingKey(gateway_key().public_key)
+
+
+class Resident:
+    """script: page name -> what the resident does when that page shows:
+    "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away).
+    Pages not in the script get "none". On a done or error page the resident takes the card
+    (unless keeps_card). `visits` is how many times they insert the card on the welcome page."""
+
+    def __init__(self, script, visits=1, keeps_card=False):
+        self.script = script
+        self.visits = visits
+        self.keeps_card = keeps_card
+        self.card = None
+        self.pending = None  # the action for the page on screen, taken at the next poll
+
+    def saw(self, page):
+        if page == "welcome" and self.visits > 0 and not self.card.present:
+            self.visits -= 1
+            self.card.present = True
+        elif page in ("done", "error") and not self.keeps_card:
+            self.card.present = False
+        self.pending = self.script.get(page, "none")
+
+
+class FakeCard:
+    def __init__(self, data, error=None, present=False):
+        self.data = data
+        self.error = error  # a CardError code read_card raises
+        self.present = present
+        self.reads = 0
+
+    async def status(self):
+        await asyncio.sleep_ms(0)
+        return "present" if self.present else "absent"
+
+    async def read_card(self):
+        self.reads += 1
+        await asyncio.sleep_ms(0)
+        if not self.present:
+            raise CardError("no_card", "scripted")
+        if self.error:
+            raise CardError(self.error, "scripted")
+        return dict(self.data)
+
+
+class FakeDisplay:
+    def __init__(self, resident):
+        self.resident = resident
+        self.pages = []  # [page, t_en] of every page shown
+        self.last = {}  # page -> the texts it showed last
+
+    async def show(self, page, texts):
+        await asyncio.sleep_ms(0)
+        self.pages.append([page, texts["t_en"]])
+        self.last[page] = texts
+        self.resident.saw(page)
+        return True
+
+    async def next_touch(self, timeout_ms):
+        action = self.resident.pending
+        self.resident.pending = "none"
+        page = self.pages[-1][0]
+        if action in ("b0", "b1", "b2", "b3"):
+            await asyncio.sleep_ms(0)
+            return PAGE_IDS.index(page), action
+        if action == "pull":
+            self.resident.card.present = False
+            await asyncio.sleep_ms(0)
+            return None
+        await asyncio.sleep_ms(timeout_ms)
+        return None
+
+
+class FakePrinter:
+    """paper: "ok" or "out"; faults: reasons raised by successive print_receipt calls (None:
+    print). "paper_out_during" also leaves the paper out, as a roll that ran out would."""
+
+    def __init__(self, paper="ok", faults=None, reload_after=None):
+        self.paper = paper
+        self.faults = list(faults or [])
+        self.reload_after = reload_after  # status polls with the paper out before a clerk loads it
+        self.receipts = []  # the ESC/POS bytes of each receipt printed whole
+
+    async def status(self):
+        await asyncio.sleep_ms(0)
+        if self.paper == "out" and self.reload_after is not None:
+            self.reload_after -= 1
+            if self.reload_after < 0:
+                self.paper = "ok"
+                self.reload_after = None
+        return {"online": True, "paper": self.paper, "cover_open": False, "error": False}
+
+    async def print_receipt(self, chunks):
+        await asyncio.sleep_ms(0)
+        if self.paper == "out":
+            raise PrinterError("paper_out")
+        data = bytearray()
+        for chunk in chunks:
+            data.extend(chunk)
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "paper_out_during":
+            self.paper = "out"
+        if fault:
+            raise PrinterError(fault)
+        self.receipts.append(bytes(data))
+        return await self.status()
+
+
+def breakdown(total):
+    """A plausible one-stop split of a bill (integer fen): the funds pay, the rest is own-pay."""
+    hifp = total * 60 // 100
+    hifmi = total * 10 // 100
+    maf = total * 5 // 100
+    funds = hifp + hifmi + maf
+    return {"medfee_sumamt": total, "fulamt_ownpay_amt": 0, "preselfpay_amt": 0,
+            "inscp_scp_amt": total, "act_pay_dedc": 0, "hifp_pay": hifp, "hifmi_pay": hifmi,
+            "maf_pay": maf, "fund_pay_sumamt": funds, "psn_cash_pay": total - funds}
+
+
+class FakeGateway:
+    """What app.link.GatewayLink.call gives the session, from a ledger kept in `state` (plain
+    values, handed back to the test and passed in again after a simulated reboot).
+
+    faults: request type -> list of faults for its successive calls: "unreachable" (no answer,
+    nothing done), "lost_reply" (done, but the answer never arrives), "error:CODE" (refused),
+    "bad_signature" (a settlement signed by another key), "ok" (no fault)."""
+
+    def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
+        self.kiosk_id = kiosk_id
+        self.people = people  # ssn -> {"person": {...}, "bills": [...]}
+        self.state = state or {"settlements": {}, "bills_settled": {}, "printed": [],
+                               "setl_seq": 0}
+        self.faults = faults or {}
+        self.price_change = price_change  # added to psn_cash_pay between pre_settle and settle
+        self.calls = []
+        self.signed_in = False
+        self._key = gateway_key()
+
+    async def sign_in(self, fw, board):
+        await self.call("sign_in", fw=fw, board=board)
+        self.signed_in = True
+
+    async def call(self, t, **body):
+        await asyncio.sleep_ms(0)
+        self.calls.append(t)
+        queue = self.faults.get(t)
+        fault = queue.pop(0) if queue else "ok"
+        if fault == "unreachable":
+            self.signed_in = False
+            raise GatewayUnreachable(t)
+        if fault.startswith("error:"):
+            raise GatewayError(fault[6:], "scripted")
+        reply = getattr(self, "_" + t)(fault, **body)
+        if fault == "lost_reply":
+            self.signed_in = False
+            raise GatewayUnreachable(t + ": the answer was lost")
+        return reply
+
+    # ------------------------------------------------------------ handlers
+    def _sign_in(self, fault, fw, board):
+        return {"t": "sign_in_reply", "sign_no": "S1", "now": NOW, "gateway": "fake",
+                "policy": "test"}
+
+    def _person(self, psn_no):
+        for ssn in self.people:
+            if self.people[ssn]["person"]["psn_no"] == psn_no:
+                return self.people[ssn]
+        raise GatewayError("unknown_person", psn_no)
+
+    def _bill(self, psn_no, bill_id):
+        for bill in self._person(psn_no)["bills"]:
+            if bill["bill_id"] == bill_id:
+                return bill
+        raise GatewayError("unknown_bill", bill_id)
+
+    def _person_info(self, fault, card):
+        found = self.people.get(card["ssn"])
+        if found is None:
+            raise GatewayError("unknown_person", "no such card")
+        reply = dict(found["person"])
+        reply["t"] = "person_info_reply"
+        return reply
+
+    def _pending_bills(self, fault, psn_no):
+        settled = self.state["bills_settled"]
+        bills = [b for b in self._person(psn_no)["bills"] if b["bill_id"] not in settled]
+        return {"t": "pending_bills_reply", "psn_no": psn_no, "bills": bills}
+
+    def _pre_settle(self, fault, psn_no, bill_id):
+        bill = self._bill(psn_no, bill_id)
+        return {"t": "pre_settle_reply", "bill_id": bill_id,
+                "result": breakdown(bill["medfee_sumamt"])}
+
+    def _settle(self, fault, psn_no, bill_id, txn_id, confirmed_cash):
+        state = self.state
+        if txn_id in state["settlements"]:  # a retry: the very same bytes
+            return {"t": "settle_reply", "txn_id": txn_id,
+                    "settlement": state["settlements"][txn_id]}
+        if bill_id in state["bills_settled"]:
+            raise GatewayError("bill_settled", bill_id)
+        result = breakdown(self._bill(psn_no, bill_id)["medfee_sumamt"] + self.price_change)
+        if result["psn_cash_pay"] != confirmed_cash:
+            raise GatewayError("amount_changed", "now " + str(result["psn_cash_pay"]))
+        state["setl_seq"] += 1
+        record = {"setl_id": "SETL" + ("00000" + str(state["setl_seq"]))[-6:], "txn_id": txn_id,
+                  "kiosk": self.kiosk_id, "psn_no": psn_no, "bill_id": bill_id,
+                  "setl_time": NOW, "result": result}
+        key = ed25519.SigningKey(bytes(32)) if fault == "bad_signature" else self._key
+        settlement = messages.seal_settlement(record, GATEWAY_KID, key)
+        state["settlements"][txn_id] = settlement
+        state["bills_settled"][bill_id] = txn_id
+        return {"t": "settle_reply", "txn_id": txn_id, "settlement": settlement}
+
+    def _settlement_query(self, fault, txn_id):
+        settlement = self.state["settlements"].get(txn_id)
+        if settlement is None:
+            return {"t": "settlement_query_reply", "txn_id": txn_id, "status": "not_found"}
+        return {"t": "settlement_query_reply", "txn_id": txn_id, "status": "settled",
+                "settlement": settlement}
+
+    def _receipt_printed(self, fault, txn_id, setl_id):
+        self.state["printed"].append(txn_id)
+        return {"t": "receipt_printed_reply", "txn_id": txn_id}

@@ -1,0 +1,103 @@
+# Runs under MicroPython (a firmware stage on the path, precompiled, 64 KB heap): one resident's
+# session, or the kiosk's main loop, with the fakes of app_fakes, and a transcript of what the
+# resident saw, what the gateway was asked, what was printed and what the journal holds.
+import asyncio
+import gc
+
+import app_fakes as F
+from app.counter import Counter
+from app.heap import HeapLog
+from app.journal import Journal
+from app.kiosk import Kiosk
+from app.session import Session
+from app.txn import Transactions
+from boards.unix import hold_heap, release_heap
+from drivers import gbk
+from onestop.protocol import messages
+
+KIOSK_ID = "K0001"
+TIMEOUTS = {"choose": 300, "confirm": 300, "message": 5, "take_card": 300, "poll": 5,
+            "retry_open": 40, "stall": 60000}
+KEPT_PAGES = ("bills", "confirm", "done", "error")
+BOARD_DATA_HEAP = 64 * 1024
+
+
+def on_board_heap(run):
+    """run() with only the 64 KB a board has for data left free (its code is in flash, while
+    the unix port keeps .mpy code in the heap; see boards.unix.hold_heap). The test's own
+    report is built afterwards, outside that budget."""
+    hold_heap(BOARD_DATA_HEAP)
+    try:
+        return run()
+    finally:
+        release_heap()
+
+
+class Rig:
+    """Everything a Kiosk needs, from a spec (plain values from the test):
+    dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
+    gateway_state, paper, printer_faults, reload_after."""
+
+    def __init__(self, spec):
+        gbk.set_table_dir(spec["tables"])
+        self.events = []
+        resident = F.Resident(spec.get("script", {}), spec.get("visits", 1),
+                              spec.get("keeps_card", False))
+        self.card = F.FakeCard(spec.get("card"), spec.get("card_error"))
+        resident.card = self.card
+        self.display = F.FakeDisplay(resident)
+        self.printer = F.FakePrinter(spec.get("paper", "ok"), spec.get("printer_faults"),
+                                     spec.get("reload_after"))
+        self.gateway = F.FakeGateway(KIOSK_ID, spec.get("people", {}), spec.get("gateway_state"),
+                                     spec.get("faults"), spec.get("price_change", 0))
+        self.journal = Journal(spec["dir"] + "/journal.bin")
+        self.counter = Counter(spec["dir"] + "/counter")
+        verifier = F.gateway_verifier()
+
+        def open_settlement(data):
+            return messages.open_settlement(data, verifier)
+
+        self.txns = Transactions(self.journal, self.gateway, self.printer, open_settlement,
+                                 KIOSK_ID, self.counter, self.log)
+        timeouts = dict(TIMEOUTS)
+        timeouts.update(spec.get("timeouts", {}))
+        self.kiosk = Kiosk("unix", timeouts, self.display, self.card, self.printer,
+                           self.gateway, self.journal, self.txns, HeapLog(False), None, self.log)
+
+    def log(self, event, **fields):
+        self.events.append(event)
+
+    def transcript(self, outcome=None):
+        gc.collect()
+        return {
+            "outcome": outcome,
+            "pages": self.display.pages,
+            "last": {p: self.display.last[p] for p in KEPT_PAGES if p in self.display.last},
+            "calls": self.gateway.calls,
+            "receipts": self.printer.receipts,
+            "open": [[e["txn_id"], e["state"]] for e in self.journal.open_txns()],
+            "state": self.gateway.state,
+            "reads": self.card.reads,
+            "events": self.events,
+        }
+
+
+def session(spec):
+    """One visit: the card is already in; Session.run until the welcome page would show."""
+    def run():
+        rig = Rig(spec)
+        rig.card.present = True
+        return rig, asyncio.run(Session(rig.kiosk).run())
+
+    rig, outcome = on_board_heap(run)
+    return rig.transcript(outcome)
+
+
+def kiosk(spec):
+    """The main loop from boot (recovery first) for spec["rounds"] rounds."""
+    def run():
+        rig = Rig(spec)
+        asyncio.run(rig.kiosk.serve(spec.get("rounds", 1)))
+        return rig
+
+    return on_board_heap(run).transcript()

@@ -1,0 +1,357 @@
+"""The kiosk's session state machine (firmware/app/session.py, txn.py, kiosk.py, recovery.py):
+every path a resident can take, with fake devices and a fake gateway, run as deployed — the
+firmware precompiled by mpy-cross, under the real MicroPython unix port, with 64 KB of heap for
+everything the sessions make. (The unix port loads .mpy code into the heap, about 150 KB of it;
+a board runs it from flash, so the worker's heap is larger and all but 64 KB of it is held back
+once the code is loaded: boards.unix.hold_heap.)"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
+from onestop.host.keys import SigningKey, VerifyingKey
+from onestop.host.sim.printer import EscPosInterpreter
+from onestop.protocol import messages
+
+SUPPORT = Path(__file__).parent / "support"
+GATEWAY_KEY = SigningKey(bytes(range(32)))  # app_fakes.GATEWAY_SEED
+
+ZHANG_CARD = {"ssn": "130630195603120048", "card_no": "HB0000001", "card_id": "130630D156000001",
+              "name_gbk": "张秀兰".encode("gbk"), "issue": "2019-04-01", "expiry": "2029-04-01",
+              "atr": b"\x3b"}
+ZHANG = {
+    "person": {"psn_no": "P001", "name": "张秀兰", "ssn_masked": "130630********0048",
+               "insutype": 390, "insu_admdvs": "130630", "assistance": "none"},
+    "bills": [
+        {"bill_id": "B-0001", "fixmedins_name": "涞源县医院", "mdtrtarea_admvs": "130630",
+         "med_type": "inpatient", "hosp_lv": 2, "referral": False, "date": "2026-11-20",
+         "medfee_sumamt": 2420000},
+        {"bill_id": "B-0002", "fixmedins_name": "涞源县中医院", "mdtrtarea_admvs": "130630",
+         "med_type": "outpatient_chronic", "hosp_lv": 1, "referral": False,
+         "date": "2026-11-21", "medfee_sumamt": 35050},
+    ],
+}
+PEOPLE = {ZHANG_CARD["ssn"]: ZHANG}
+HAPPY = {"bills": "b0", "confirm": "b0"}
+ASKED_AFTER_CONFIRM = {"settle", "settlement_query", "receipt_printed"}
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stage_firmware(tmp_path_factory.mktemp("fw") / "stage", "unix", compiled=True)
+
+
+@pytest.fixture(scope="module")
+def mp(stage: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageWorker]:
+    helpers = compile_modules([SUPPORT / "app_fakes.py", SUPPORT / "app_session_cases.py"],
+                              tmp_path_factory.mktemp("helpers"))
+    worker = StageWorker(stage, [helpers], heapsize="320K")
+    yield worker
+    worker.close()
+
+
+class Kiosk:
+    """Runs scenarios against one flash directory, keeping the gateway's ledger between runs
+    (so a reboot sees the same gateway)."""
+
+    def __init__(self, mp: StageWorker, stage: Path, flash: Path) -> None:
+        self.mp = mp
+        self.base = {"dir": str(flash), "tables": str(stage), "people": PEOPLE,
+                     "card": ZHANG_CARD}
+        self.gateway_state: dict[str, Any] | None = None
+
+    def _run(self, function: str, spec: dict[str, Any]) -> dict[str, Any]:
+        full = dict(self.base, gateway_state=self.gateway_state, **spec)
+        result = self.mp.call("app_session_cases", function, full)
+        self.gateway_state = result["state"]
+        return result
+
+    def session(self, **spec: Any) -> dict[str, Any]:
+        return self._run("session", spec)
+
+    def boot(self, **spec: Any) -> dict[str, Any]:
+        """The main loop from power-on: recovery, then spec["rounds"] rounds (default 1)."""
+        return self._run("kiosk", spec)
+
+    @property
+    def settlements(self) -> dict[str, bytes]:
+        return self.gateway_state["settlements"] if self.gateway_state else {}
+
+
+@pytest.fixture
+def kiosk(mp: StageWorker, stage: Path, tmp_path: Path) -> Kiosk:
+    return Kiosk(mp, stage, tmp_path)
+
+
+def titles(result: dict[str, Any]) -> list[str]:
+    return [t_en for _page, t_en in result["pages"]]
+
+
+def receipt_of(data: bytes) -> Any:
+    printer = EscPosInterpreter()
+    printer.feed(data)
+    (receipt,) = printer.receipts
+    return receipt
+
+
+def settled_nothing(result: dict[str, Any]) -> bool:
+    return (not ASKED_AFTER_CONFIRM & set(result["calls"]) and result["receipts"] == []
+            and result["open"] == [] and result["state"]["settlements"] == {})
+
+
+# ---------------------------------------------------------------------------- the whole visit
+def test_a_resident_settles_a_bill_and_takes_a_receipt(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY)
+    assert result["outcome"] == "settled"
+    assert [page for page, _ in result["pages"]] == [
+        "reading", "processing", "bills", "processing", "confirm", "processing", "printing",
+        "done"]
+    assert result["calls"] == ["sign_in", "person_info", "pending_bills", "pre_settle", "settle",
+                               "receipt_printed"]
+    assert result["open"] == []  # the journal has nothing left to do
+    (txn_id,) = result["state"]["settlements"]
+    assert result["state"]["bills_settled"] == {"B-0001": txn_id}
+    assert result["state"]["printed"] == [txn_id]
+    assert txn_id.startswith("K0001-")
+
+
+def test_bills_page_greets_the_resident_and_lists_each_bill(kiosk: Kiosk) -> None:
+    bills = kiosk.session(script=HAPPY)["last"]["bills"]
+    assert bills["t_zh"] == "请选择要结算的费用"
+    assert bills["l0"] == "张秀兰，您好"
+    assert bills["b0"] == "涞源县医院 2026-11-20 24,200.00元"
+    assert bills["b1"] == "涞源县中医院 2026-11-21 350.50元"
+    assert "b2" not in bills
+
+
+def test_confirm_page_shows_each_funds_share_and_what_the_resident_pays(kiosk: Kiosk) -> None:
+    confirm = kiosk.session(script=HAPPY)["last"]["confirm"]
+    # 24,200.00 yuan: basic 60 %, serious illness 10 %, assistance 5 %, the resident 25 %
+    assert confirm["l1"] == "医保统筹 Basic insurance  14,520.00"
+    assert confirm["l2"] == "大病保险 Serious illness insurance  2,420.00"
+    assert confirm["l3"] == "医疗救助 Medical assistance  1,210.00"
+    assert confirm["l4"] == "费用总额 Total bill  24,200.00"
+    assert confirm["big"] == "6,050.00"
+    assert (confirm["b0"], confirm["b1"]) == ("确认 Confirm", "取消 Cancel")
+
+
+def test_the_receipt_shows_who_what_and_a_verifiable_settlement(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY)
+    (data,) = result["receipts"]
+    receipt = receipt_of(data)
+    text = receipt.text()
+    assert receipt.cut and not receipt.truncated
+    for expected in ("医疗保障结算凭条", "张秀兰", "130630********0048", "涞源县医院",
+                     "2026-11-20", "14,520.00", "2,420.00", "1,210.00", "6,050.00",
+                     "SETL000001", "K0001"):
+        assert expected in text
+    big = [line for line in receipt.lines if line.text == "6,050.00"]
+    assert big and big[0].height == 2  # what the resident pays, in large type
+    (qr,) = receipt.qr_codes
+    settlement = base64.urlsafe_b64decode(qr.data + b"=" * (-len(qr.data) % 4))
+    assert settlement in result["state"]["settlements"].values()
+    record = messages.open_settlement(settlement, VerifyingKey(GATEWAY_KEY.public_key))
+    assert record["result"]["psn_cash_pay"] == 605000
+
+
+def test_the_second_bill_can_be_chosen(kiosk: Kiosk) -> None:
+    result = kiosk.session(script={"bills": "b1", "confirm": "b0"})
+    assert result["outcome"] == "settled"
+    assert list(result["state"]["bills_settled"]) == ["B-0002"]
+    assert "350.50" in receipt_of(result["receipts"][0]).text()
+
+
+def test_every_page_is_in_chinese_with_english(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY)
+    for page, texts in result["last"].items():
+        assert texts["t_zh"] and texts["t_en"], page
+        assert any(ord(c) > 0x2E80 for c in texts["t_zh"]), page
+        assert texts["t_en"].isascii(), page
+
+
+# ---------------------------------------------------------------------------- changing one's mind
+@pytest.mark.parametrize("script, outcome", [
+    ({"bills": "none"}, "timeout"),
+    ({"bills": "b0", "confirm": "none"}, "timeout"),
+    ({"bills": "b0", "confirm": "b1"}, "cancelled"),
+    ({"bills": "pull"}, "card_removed"),
+    ({"bills": "b0", "confirm": "pull"}, "card_removed"),
+], ids=["walks-away-at-bills", "walks-away-at-confirm", "cancels", "pulls-card-at-bills",
+        "pulls-card-at-confirm"])
+def test_leaving_before_confirming_settles_nothing(kiosk: Kiosk, script: dict[str, str],
+                                                   outcome: str) -> None:
+    result = kiosk.session(script=script)
+    assert result["outcome"] == outcome
+    assert result["pages"][-1][0] == "error"
+    assert "nothing was settled" in result["last"]["error"]["l1"].lower()
+    assert settled_nothing(result)
+
+
+# ---------------------------------------------------------------------------- card problems
+@pytest.mark.parametrize("code, outcome, title", [
+    ("card_mute", "card_unreadable", "The card could not be read"),
+    ("bad_record", "card_unreadable", "The card could not be read"),
+    ("reader_timeout", "card_unreadable", "The card could not be read"),
+    ("wrong_application", "wrong_card", "This is not a social security card"),
+    ("card_removed", "card_removed", "Card taken out"),
+])
+def test_a_card_that_cannot_be_read_gets_a_clear_page(kiosk: Kiosk, code: str, outcome: str,
+                                                      title: str) -> None:
+    result = kiosk.session(card_error=code)
+    assert result["outcome"] == outcome
+    assert titles(result) == ["Reading your card", title]
+    assert result["calls"] == []
+
+
+def test_a_card_nobody_holds_is_unknown(kiosk: Kiosk) -> None:
+    stranger = dict(ZHANG_CARD, ssn="11010119900101001X")
+    result = kiosk.session(card=stranger, script=HAPPY)
+    assert result["outcome"] == "unknown_person"
+    assert titles(result)[-1] == "No insurance record for this card"
+
+
+def test_an_expired_card_is_refused_by_the_gateway(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"person_info": ["error:card_expired"]})
+    assert result["outcome"] == "card_expired"
+    assert result["last"]["error"]["t_zh"] == "社保卡已过有效期"
+    assert result["last"]["error"]["l4"] == "请取走社保卡"  # the card is still in
+
+
+def test_no_bills_waiting_says_so(kiosk: Kiosk) -> None:
+    kiosk.session(script=HAPPY)
+    kiosk.session(script={"bills": "b0", "confirm": "b0"})  # settles the other bill
+    result = kiosk.session(script=HAPPY)
+    assert result["outcome"] == "no_bills"
+    assert result["last"]["error"]["t_en"] == "No bills waiting"
+    assert "pre_settle" not in result["calls"]
+
+
+# ---------------------------------------------------------------------------- the gateway
+def test_gateway_unreachable_before_confirming(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"person_info": ["unreachable"]})
+    assert result["outcome"] == "gateway_unreachable"
+    assert result["last"]["error"]["t_en"] == "Cannot reach the insurance service"
+    assert settled_nothing(result)
+
+
+def test_the_price_changing_after_confirmation_settles_nothing(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, price_change=100)
+    assert result["outcome"] == "amount_changed"
+    assert result["last"]["error"]["t_en"] == "The amount has changed"
+    assert result["open"] == []  # journaled as aborted: nothing left to resolve
+    assert result["state"]["settlements"] == {} and result["receipts"] == []
+
+
+def test_a_bill_settled_elsewhere_meanwhile(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"settle": ["error:bill_settled"]})
+    assert result["outcome"] == "bill_settled"
+    assert result["open"] == []
+
+
+def test_a_lost_settle_reply_is_resolved_while_the_resident_waits(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"]})
+    assert result["outcome"] == "settled"
+    assert result["calls"][-3:] == ["settle", "settlement_query", "receipt_printed"]
+    assert len(result["state"]["settlements"]) == 1 and len(result["receipts"]) == 1
+
+
+def test_a_settle_that_never_arrived_is_found_not_settled(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"]})
+    assert result["outcome"] == "not_settled"
+    assert result["open"] == [] and result["state"]["settlements"] == {}
+
+
+def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: Kiosk) -> None:
+    first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    assert first["last"]["error"]["t_en"] == "Settlement not yet confirmed"
+    assert [state for _, state in first["open"]] == ["pending"]
+    # the gateway is still away: the kiosk takes no new card
+    down = kiosk.boot(faults={"settlement_query": ["unreachable", "unreachable"]}, rounds=2)
+    assert [page for page, _ in down["pages"]] == ["error", "error"]
+    assert down["pages"][0][1] == "Out of service" and down["reads"] == 0
+    # back: the settlement it made is found, printed once, and the kiosk serves again
+    back = kiosk.boot(rounds=1, visits=0)
+    assert back["calls"][:2] == ["settlement_query", "receipt_printed"]
+    assert len(back["receipts"]) == 1 and back["open"] == []
+    assert back["pages"][-1][0] == "welcome"
+    assert len(kiosk.settlements) == 1
+
+
+def test_a_pending_txn_unknown_to_the_gateway_is_aborted_never_resent(kiosk: Kiosk) -> None:
+    first = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    after = kiosk.boot(rounds=1, visits=0)
+    assert "settle" not in after["calls"]
+    assert after["calls"][0] == "settlement_query"
+    assert after["open"] == [] and kiosk.settlements == {}
+
+
+def test_a_settlement_with_a_bad_signature_is_not_printed(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"settle": ["bad_signature"]})
+    assert result["outcome"] == "settlement_invalid"
+    assert result["receipts"] == []
+    assert [state for _, state in result["open"]] == ["pending"]
+    assert "settlement_invalid" in result["events"]
+
+
+# ---------------------------------------------------------------------------- the printer
+def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"])
+    assert result["outcome"] == "paper_out"
+    error = result["last"]["error"]
+    assert error["l1"] == ("Your settlement is saved; the receipt will print when paper is "
+                           "loaded")
+    assert [state for _, state in result["open"]] == ["settled"]
+    assert result["receipts"] == []
+    # out of paper: out of service until a clerk loads the roll, then the receipt comes out
+    later = kiosk.boot(paper="out", reload_after=2, rounds=2, visits=0)
+    assert later["pages"][0] == ["error", "Out of service"]
+    assert len(later["receipts"]) == 1 and later["open"] == []
+    assert "Printing a saved receipt" in titles(later)
+    assert len(kiosk.settlements) == 1
+
+
+def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: Kiosk) -> None:
+    result = kiosk.boot(paper="out", rounds=1, script=HAPPY)
+    assert result["reads"] == 0 and result["calls"] == []
+    assert ["error", "Out of service"] in result["pages"]
+
+
+def test_an_unanswered_receipt_printed_is_sent_again_later(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"receipt_printed": ["unreachable"]})
+    assert result["outcome"] == "settled"  # the resident has the receipt
+    assert [state for _, state in result["open"]] == ["printed"]
+    later = kiosk.boot(rounds=1, visits=0)
+    assert later["calls"][0] == "receipt_printed" and later["open"] == []
+    assert later["receipts"] == []  # never printed twice
+
+
+# ---------------------------------------------------------------------------- the main loop
+def test_the_kiosk_serves_residents_one_after_another_signing_in_once(kiosk: Kiosk) -> None:
+    result = kiosk.boot(rounds=2, visits=2, script={"bills": "b0", "confirm": "b0"})
+    assert result["calls"].count("sign_in") == 1
+    assert result["calls"].count("settle") == 2
+    assert len(result["receipts"]) == 2
+    assert [p for p, _ in result["pages"]].count("welcome") == 2
+
+
+def test_a_card_left_in_must_be_taken_before_the_next_visit(kiosk: Kiosk) -> None:
+    result = kiosk.boot(rounds=2, visits=1, keeps_card=True, script=HAPPY,
+                        timeouts={"take_card": 20})
+    assert result["calls"].count("settle") == 1
+    assert result["reads"] == 1  # the card left in was not read again
+    assert "Please take your card" in titles(result)
+
+
+def test_signs_in_again_after_the_gateway_was_unreachable(kiosk: Kiosk) -> None:
+    result = kiosk.boot(rounds=2, visits=2, script=HAPPY,
+                        faults={"pending_bills": ["unreachable"]})
+    assert result["calls"].count("sign_in") == 2
