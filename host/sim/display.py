@@ -12,9 +12,11 @@ escape. A touch on a visible button sends press and release events `65 page comp
 
 `DisplaySim(device_path)` runs a screen behind a pyserial port on a background thread: the
 current `page` and each component's `text(...)`, `render_text()` (a readable box: Chinese title,
-English title, lines, large digits, buttons), `touch(name)`, `wait_for_page(name, timeout)`, and
-`on_change(sim)`, called from the simulator's thread once the screen has settled (no byte for
-`settle_s`) after a change: the demo prints each screen as it appears, the TUI mirrors it.
+English title, lines, large digits, buttons), `overflowing()` (components whose text is wider
+than the component at its font, so cut off on the panel), `touch(name)`,
+`wait_for_page(name, timeout)`, and `on_change(sim)`, called from the simulator's thread once the
+screen has settled (no byte for `settle_s`) after a change: the demo prints each screen as it
+appears, the TUI mirrors it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class HmiScreen:
         self.pages: dict[str, int] = {p["name"]: p["id"] for p in layout["pages"]}
         self.components: dict[str, dict[str, Any]] = {c["name"]: c for c in layout["components"]}
         self.page_names = {v: k for k, v in self.pages.items()}
+        self.font_heights: dict[int, int] = {f["id"]: f["height"] for f in layout["fonts"]}
+        self.geometry_by_page: dict[str, dict[str, dict[str, int]]] = {
+            page: places for page, places in layout.get("geometry_by_page", {}).items()
+            if isinstance(places, dict)}
         self.bkcmd = 2
         self.errors_sent: list[int] = []
         self.unknown: list[bytes] = []
@@ -179,6 +185,19 @@ class HmiScreen:
         self.texts[name] = bytes(raw[:maxl]).decode("gb18030", "replace")
         return SUCCESS
 
+    def text_px(self, name: str) -> int:
+        """How wide the component's text is drawn: a Chinese character is as wide as the font
+        is high, an ASCII one half that."""
+        height = self.font_heights[self.components[name]["font"]]
+        line = max(self.texts[name].split("\n"), key=display_width, default="")
+        return display_width(line) * height // 2
+
+    def overflowing(self) -> list[str]:
+        """Components on this page whose text is wider than the component (cut off on screen)."""
+        places = self.geometry_by_page.get(self.page, {})
+        return [name for name, component in self.components.items()
+                if self.text_px(name) > places.get(name, component)["w"]]
+
     # ------------------------------------------------------------------ touch
     def touch_events(self, name: str) -> bytes:
         component = self.components.get(name)
@@ -258,6 +277,10 @@ class DisplaySim:
     def render_text(self) -> str:
         with self._changed:
             return self._screen.render_text()
+
+    def overflowing(self) -> list[str]:
+        with self._changed:
+            return self._screen.overflowing()
 
     def touch(self, component: str) -> bool:
         """Press and release `component` on the current page; False if it is not a visible

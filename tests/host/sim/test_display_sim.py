@@ -108,3 +108,17 @@ def test_an_older_hmi_without_a_component_refuses_it() -> None:
     layout["components"] = [c for c in layout["components"] if c["name"] != "big"]
     screen = HmiScreen(layout)
     assert screen.receive(cmd('big.txt="1"')) == b"\x1a" + END
+
+
+def test_text_wider_than_its_component_is_reported() -> None:
+    screen = HmiScreen()
+    screen.receive(cmd("page error") + cmd('l0.txt="' + "x" * 63 + '"')
+                   + cmd('l1.txt="' + "x" * 64 + '"') + cmd('t_zh.txt="' + "错" * 19 + '"')
+                   + cmd('b0.txt="' + "确" * 8 + '"'))
+    assert sorted(screen.overflowing()) == ["b0", "l1"]  # 760 px lines, 185 px buttons
+
+
+def test_bill_buttons_are_full_width_rows() -> None:
+    screen = HmiScreen()
+    screen.receive(cmd("page bills") + cmd('b0.txt="' + "确" * 30 + '"'))
+    assert screen.overflowing() == []
