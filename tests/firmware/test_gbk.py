@@ -74,10 +74,9 @@ def test_resident_name_from_card_decodes(mp: Worker, tables: Path) -> None:
 
 def test_ascii_passes_through_and_outside_gbk_becomes_question_mark(mp: Worker,
                                                                      tables: Path) -> None:
-    # ¥ (U+00A5), € and © have no GBK code; ￥ (U+FFE5) is the one receipts should use.
-    # (Characters beyond the BMP are covered on CPython below: the JSON bridge splits them.)
-    assert mp.call("gbk_session", "encode", str(tables), "¥ 12.50 € © ￥") == (
-        b"? 12.50 ? ? " + "￥".encode("gbk"))
+    # ¥ (U+00A5), €, © and an emoji have no GBK code; ￥ (U+FFE5) is the one receipts use
+    assert mp.call("gbk_session", "encode", str(tables), "¥ 12.50 € © 😀 ￥") == (
+        b"? 12.50 ? ? ? " + "￥".encode("gbk"))
 
 
 def test_broken_bytes_decode_like_cpython_replace(mp: Worker, tables: Path) -> None:
