@@ -25,12 +25,12 @@ Printer(reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250):
                        "cover_open": bool, "error": bool}
         online False: no valid answer within timeout_ms (then paper is "unknown")
     await print_receipt(chunks) -> status dict after printing ("near_end" is worth reporting)
-        raises PrinterError(reason) with reason
+        raises PrinterError: .reason, and .status (the status dict that decided it), with reason
           before printing, nothing sent: "offline", "paper_out", "cover_open", "error"
           after sending, receipt incomplete (reprint it): "paper_out_during",
           "cover_open_during", "error_during", "offline_during",
           "unconfirmed" (the printer never confirmed the end of the receipt)
-    bytes_sent: size of the last receipt sent.
+    bytes_sent: bytes of the last receipt sent (0 when it was refused before sending).
 
 The reader must return at least one byte per read(1) (asyncio.StreamReader over a UART, or over
 a pseudo-terminal on the unix port); replies are read one byte at a time so a blocking stream
@@ -308,6 +308,7 @@ class Printer:
         return False
 
     async def print_receipt(self, chunks):
+        self.bytes_sent = 0
         before = await self.status()
         reason = _refusal(before, "")
         if reason:
