@@ -142,25 +142,42 @@ def unix_env(stage: Path, extra: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
+# The unix port loads code into the heap; a board runs it from flash (frozen or ROMFS). The
+# process gets this much more heap than the board's, and the unix board holds back all but the
+# board's heap once the code is loaded (firmware/boards/unix.py hold_heap).
+CODE_HEAP = {True: 256 * 1024, False: 1024 * 1024}  # compiled .mpy / compiling from source
+
+
+def heap_bytes(size: str) -> int:
+    """'64K' -> 65536 (K, M or plain bytes, as micropython -X heapsize takes them)."""
+    scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:].upper(), 1)
+    return int(size[:-1] if scale > 1 else size) * scale
+
+
 def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.PathLike[str],
                         heapsize: str = "64K", compiled: bool = False, heap_log: bool = False,
                         restage: bool = False, stdout: Any = subprocess.PIPE,
                         stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     """Start the kiosk firmware under the MicroPython unix port, as a board would boot it.
 
-    `stage_dir` is staged for the unix board first (from the current sources) if `restage`, or
-    if it does not already hold a unix stage with the same `compiled` setting. The UARTs and
-    the gateway are those in FLASH_DIR/config.json (provision_unix). The process logs one JSON
-    object per line on stdout; heap_log adds the per-step heap lines ({"step", "heap_peak",
-    ...}). Stop it with .terminate() or .kill() (a power cut: the journal takes it from there).
+    `heapsize` is the board's heap: what the firmware has for data once its code is loaded
+    (CODE_HEAP above). `stage_dir` is staged for the unix board first (from the current
+    sources) if `restage`, or if it does not already hold a unix stage with the same `compiled`
+    setting. The UARTs and the gateway are those in FLASH_DIR/config.json (provision_unix).
+    The process logs one JSON object per line on stdout; heap_log adds the per-step heap lines
+    ({"step", "heap_peak", ...}). Stop it with .terminate() or .kill() (a power cut: the
+    journal takes it from there).
     """
     stage = Path(stage_dir)
     info = stage_info(stage)
     if restage or info is None or info.get("board") != "unix" or info.get("compiled") != compiled:
         stage_firmware(stage, "unix", compiled=compiled)
-    extra = {"ONESTOP_HEAP_LOG": "1"} if heap_log else {}
+    extra = {"ONESTOP_DATA_HEAP": str(heap_bytes(heapsize))}
+    if heap_log:
+        extra["ONESTOP_HEAP_LOG"] = "1"
+    process_heap = heap_bytes(heapsize) + CODE_HEAP[compiled]
     return subprocess.Popen(
-        [micropython_binary(), "-X", f"heapsize={heapsize}", str(stage / "main.py"),
+        [micropython_binary(), "-X", f"heapsize={process_heap}", str(stage / "main.py"),
          str(Path(flash_dir).resolve())],
         env=unix_env(stage, extra), stdout=stdout, stderr=stderr, text=True,
     )  # fmt: skip
@@ -403,7 +420,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--dir", required=True, metavar="FLASH_DIR")
     run.add_argument("--stage", metavar="DIR", help=f"default {DEFAULT_BUILD}/unix-run")
     run.add_argument("--compiled", action="store_true", help="run the mpy-cross build")
-    run.add_argument("--heapsize", default="64K")
+    run.add_argument("--heapsize", default="64K",
+                     help="the board's heap for data (the code's heap is added on top)")
     run.add_argument("--heap-log", action="store_true")
     run.set_defaults(func=_guarded(cmd_run))
 

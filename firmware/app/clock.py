@@ -14,10 +14,10 @@ class Clock:
         self.synced = False
 
     def now(self):
-        return time.time() + _EPOCH_SHIFT + self.offset
+        return int(time.time()) + _EPOCH_SHIFT + self.offset  # a float on the unix port
 
     def set(self, now):
-        self.offset = now - time.time() - _EPOCH_SHIFT
+        self.offset = now - int(time.time()) - _EPOCH_SHIFT
         self.synced = True
 
 

@@ -5,6 +5,7 @@
 #                  \-> OUT OF SERVICE while a txn is in doubt or a receipt waits for the
 #                      printer (app.recovery); retried every `retry_open` ms
 import asyncio
+import sys
 import time
 
 from app import recovery, screens
@@ -33,6 +34,7 @@ class Kiosk:
         self.log = log_fn
         self._progress = time.ticks_ms()
         self.sessions = 0
+        self._card_may_be_left_in = True  # at power-on, a card in the slot is not a new visit
 
     # ------------------------------------------------------------ services for the session
     def progress(self):
@@ -78,22 +80,33 @@ class Kiosk:
     async def _idle(self):
         """The welcome page until a card goes in (then serve it) or it is time to look at the
         open txns again."""
-        if await self.card_present(False):
-            # Left in after the last visit: it must come out first, or we would serve it again.
-            await self.show(screens.take_card())
-            await self._wait_card(False, self.timeouts["take_card"])
-            return
+        if self._card_may_be_left_in:
+            # A card still in from the last visit (or from before a reboot) must come out
+            # first, or it would be served again.
+            if await self.card_present(False):
+                await self.show(screens.take_card())
+                await self._wait_card(False, self.timeouts["take_card"])
+                return
+            self._card_may_be_left_in = False
         await self.show(screens.welcome())
+        self.log("idle")
         if not await self._wait_card(True, self.timeouts["retry_open"]):
             return
         problem = await self.printer_problem()
         if problem is not None:
             self.log("printer_not_ready", problem=problem)
             await self.show(screens.out_of_service(T.printer_reason(problem)))
-            await self._wait_card(False, self.timeouts["take_card"])
+            self._card_may_be_left_in = True
             return
         self.sessions += 1
-        await Session(self).run()
+        self._card_may_be_left_in = True
+        try:
+            await Session(self).run()
+        except Exception as e:  # noqa: BLE001 - a bug must cost one visit, never the kiosk
+            # Whatever the resident confirmed is in the journal: recovery finishes it.
+            self.log("session_crashed", error=repr(e))
+            sys.print_exception(e)
+            await self.show(screens.error("service_refused", True))
 
     async def _out_of_service(self, reason):
         self.log("out_of_service", reason=reason)
