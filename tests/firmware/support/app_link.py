@@ -1,0 +1,43 @@
+# Runs under MicroPython (a firmware stage on the path): app.link.GatewayLink over TCP against a
+# gateway the test runs, one request after another; plain results back to the test.
+import asyncio
+import binascii
+
+from app.clock import Clock
+from app.counter import Counter
+from app.link import GatewayError, GatewayLink, GatewayUnreachable
+from onestop.protocol import ed25519
+
+TIMEOUTS = {"gateway_connect": 1000, "gateway_reply": 400, "gateway_attempts": 3,
+            "backoff_first": 20, "backoff_max": 80}
+
+
+async def _run(spec):
+    async def connect():
+        return await asyncio.open_connection("127.0.0.1", spec["port"])
+
+    clock = Clock()
+    clock.offset = spec.get("skew", 0)
+    counter = Counter(spec["dir"] + "/counter")
+    timeouts = dict(TIMEOUTS)
+    timeouts.update(spec.get("timeouts", {}))
+    link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock,
+                       spec["gateway_kid"],
+                       ed25519.VerifyingKey(binascii.unhexlify(spec["gateway_public"])),
+                       connect, True, timeouts)
+    results = []
+    for t, body in spec["requests"]:
+        try:
+            reply = await link.call(t, **body)
+            results.append({"t": reply["t"], "ctr": reply["ctr"]})
+        except GatewayError as e:
+            results.append({"error": e.code})
+        except GatewayUnreachable:
+            results.append({"unreachable": True})
+    await link.close()
+    return {"results": results, "stats": link.stats, "offset": clock.offset,
+            "next_ctr": counter.next()}
+
+
+def run(spec):
+    return asyncio.run(_run(spec))

@@ -1,0 +1,172 @@
+"""`kiosk fw` (host/fwtools.py): staging and mpy-cross builds, provisioning that makes the key on
+the device, the unix launcher booting the real firmware (source and precompiled)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from onestop.host.fwtools import (
+    FIRMWARE_DIR,
+    FirmwareToolError,
+    parse_gateway,
+    provision_unix,
+    stage_firmware,
+    start_unix_firmware,
+)
+from onestop.host.keys import SigningKey
+from onestop.host.sim.link import SerialLink
+
+GATEWAY_PUBLIC = "11" * 32
+
+
+def settings(links: dict[str, str] | None = None) -> dict:
+    return {"version": 1, "board": "unix", "kiosk_id": "K0001",
+            "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": 9},
+            "gateway_kid": "gw-test", "gateway_public_key": GATEWAY_PUBLIC,
+            "uarts": links or {"card": "/dev/null", "printer": "/dev/null",
+                               "display": "/dev/null"}}
+
+
+def kiosk(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "onestop.host.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_board_build_is_precompiled_but_main(tmp_path: Path) -> None:
+    stage = stage_firmware(tmp_path / "esp", "esp32s3", compiled=True)
+    assert (stage / "main.py").exists()
+    assert not list(stage.glob("app/*.py")) and (stage / "app" / "session.mpy").exists()
+    assert sorted(p.name for p in (stage / "boards").iterdir()) == [
+        "common.mpy", "esp32s3.json", "esp32s3.mpy", "mcu.mpy"]
+    assert (stage / "onestop" / "protocol" / "messages.mpy").exists()
+    assert (stage / "drivers" / "cardreader.mpy").exists()
+    assert (stage / "gbk_u2g.bin").exists() and (stage / "gbk_g2u.bin").exists()
+    header = (stage / "app" / "journal.mpy").read_bytes()[:2]
+    assert header == b"M\x06"  # .mpy version 6, what MicroPython >= 1.22 loads
+
+
+def test_staging_never_clears_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(FirmwareToolError):
+        stage_firmware(tmp_path, "unix", compiled=False, tables=False)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_provisioning_makes_the_key_on_the_device_and_keeps_it(tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    first = provision_unix(flash, settings())
+    seed = (flash / "kiosk.key").read_bytes()
+    assert len(seed) == 32 and first["new_key"]
+    assert first["public_key"] == SigningKey(seed).public_key.hex()
+    config = json.loads((flash / "config.json").read_text())
+    assert config["kiosk_id"] == "K0001" and config["gateway_public_key"] == GATEWAY_PUBLIC
+    assert (flash / "counter").read_text() == "0\n"
+    again = provision_unix(flash, dict(settings(), gateway={"kind": "tcp", "host": "10.0.0.2",
+                                                           "port": 7400}))
+    assert not again["new_key"] and again["public_key"] == first["public_key"]
+    assert json.loads((flash / "config.json").read_text())["gateway"]["host"] == "10.0.0.2"
+
+
+def test_provisioning_refuses_a_configuration_the_kiosk_could_not_boot(tmp_path: Path) -> None:
+    with pytest.raises(FirmwareToolError, match="kiosk id"):
+        provision_unix(tmp_path, dict(settings(), kiosk_id="K 1"))
+    assert not (tmp_path / "kiosk.key").exists()
+
+
+def test_kiosk_fw_provision_prints_the_key_and_the_enroll_command(tmp_path: Path) -> None:
+    result = kiosk("fw", "provision", "--board", "unix", "--dir", str(tmp_path),
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   "--gateway-kid", "gw-test", "--gateway", "serial:/dev/pts/9@57600",
+                   "--uart", "card=/dev/pts/1", "--uart", "printer=/dev/pts/2",
+                   "--uart", "display=tcp:127.0.0.1:9003", "--db", "sqlite:///ledger.sqlite")
+    assert result.returncode == 0, result.stderr
+    public = SigningKey((tmp_path / "kiosk.key").read_bytes()).public_key.hex()
+    assert f"kiosk public key: {public}" in result.stdout
+    assert (f"kiosk gateway enroll --db sqlite:///ledger.sqlite --kiosk-id K0007 "
+            f"--public-key {public}") in result.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["gateway"] == {"kind": "serial", "path": "/dev/pts/9", "baud": 57600}
+    assert config["uarts"]["display"] == "tcp:127.0.0.1:9003"
+
+
+def test_kiosk_fw_provision_says_what_is_missing(tmp_path: Path) -> None:
+    result = kiosk("fw", "provision", "--board", "unix", "--dir", str(tmp_path),
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   "--gateway-kid", "gw-test", "--uart", "card=/dev/pts/1")
+    assert result.returncode == 1
+    assert "needs --uart for printer, display" in result.stderr
+
+
+@pytest.mark.parametrize("text, board, expected", [
+    ("tcp:gw.example:7400", "unix", {"kind": "tcp", "host": "gw.example", "port": 7400}),
+    ("serial:/dev/pts/4", "unix", {"kind": "serial", "path": "/dev/pts/4"}),
+    ("serial:gateway", "esp32s3", {"kind": "serial", "uart": "gateway"}),
+])
+def test_gateway_addresses(text: str, board: str, expected: dict) -> None:
+    assert parse_gateway(text, board) == expected
+
+
+def test_package_json_lists_every_firmware_module() -> None:
+    listed = {dest for dest, _src in json.loads(
+        (FIRMWARE_DIR / "package.json").read_text())["urls"]}
+    modules = {p.relative_to(FIRMWARE_DIR).as_posix() for p in FIRMWARE_DIR.rglob("*.py")
+               if p.name not in ("__init__.py", "manifest.py") and "__pycache__" not in p.parts}
+    assert modules <= listed
+    for _dest, src in json.loads((FIRMWARE_DIR / "package.json").read_text())["urls"]:
+        assert (FIRMWARE_DIR / src).resolve().exists(), src
+
+
+# ---------------------------------------------------------------------------- booting
+@pytest.fixture
+def ptys() -> Iterator[dict[str, str]]:
+    links = [SerialLink(role) for role in ("card", "printer", "display")]
+    yield {link.name: link.host_path for link in links}
+    for link in links:
+        link.close()
+
+
+def wait_for_event(proc: subprocess.Popen[str], name: str, timeout: float = 30) -> list[dict]:
+    assert proc.stdout is not None
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        try:
+            seen.append(json.loads(line))
+        except ValueError:
+            seen.append({"text": line})
+        if seen[-1].get("ev") == name:
+            return seen
+    proc.kill()
+    raise AssertionError(f"no {name}: {seen[-10:]} {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["mpy-cross", "source"])
+def test_the_firmware_boots_to_the_welcome_page(tmp_path: Path, ptys: dict[str, str],
+                                                compiled: bool) -> None:
+    provision_unix(tmp_path / "flash", settings(ptys))
+    proc = start_unix_firmware(tmp_path / "flash", tmp_path / "stage", compiled=compiled)
+    try:
+        seen = wait_for_event(proc, "idle")
+        ready = next(e for e in seen if e.get("ev") == "ready")
+        assert ready["kiosk"] == "K0001" and ready["board"] == "unix"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_unprovisioned_kiosk_says_so_and_stops(tmp_path: Path) -> None:
+    (tmp_path / "flash").mkdir()
+    proc = start_unix_firmware(tmp_path / "flash", tmp_path / "stage", compiled=False)
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    fault = json.loads(out.splitlines()[-1])
+    assert fault["ev"] == "fault" and "provision the kiosk first" in fault["error"]

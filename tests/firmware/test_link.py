@@ -1,0 +1,154 @@
+"""The kiosk's gateway link (firmware/app/link.py) under MicroPython, precompiled, against a
+scripted gateway on TCP: only the answer to the request outstanding is taken, noise and late
+answers are skipped, a stale clock is fixed from the gateway's `now`, and silence is retried
+with a new counter each time before giving up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
+from onestop.host.keys import SigningKey, VerifyingKey
+from onestop.protocol import framing, messages
+
+SUPPORT = Path(__file__).parent / "support"
+KIOSK = "K0001"
+KIOSK_SEED = bytes(range(1, 33))
+GATEWAY = SigningKey(bytes(range(2, 34)))
+NOW = 1795000000
+
+
+class ScriptedGateway:
+    """A TCP gateway whose answer to each request follows `script`: "answer", "silent" (no
+    reply), "stale" (error with now), "noisy" (garbage and a late answer to another request
+    first, then the answer), "stranger" (an answer signed by another key, then the answer)."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _seal(self, msg: dict[str, Any], key: SigningKey = GATEWAY) -> bytes:
+        return framing.encode(messages.seal(msg, "gw-test", key))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        deframer = framing.Deframer()
+        kiosk_key = VerifyingKey(SigningKey(KIOSK_SEED).public_key)
+        while data := await reader.read(4096):
+            deframer.receive_data(data)
+            while (payload := deframer.next_frame()) is not None:
+                _kid, request = messages.open(payload, lambda _kid: kiosk_key)
+                self.requests.append(request)
+                action = self.script.pop(0) if self.script else "answer"
+                answer = messages.reply(request, "sign_in_reply", NOW, sign_no="S1", now=NOW,
+                                        gateway="scripted", policy="test")
+                if action == "silent":
+                    continue
+                if action == "stale":
+                    writer.write(self._seal(messages.error_reply(request, "stale", "clock", NOW,
+                                                                 now=NOW)))
+                    continue
+                if action == "noisy":
+                    late = dict(answer, ctr=request["ctr"] - 1, rid=b"\x01" * 8)
+                    writer.write(b"\x07\x07garbage\x00" + self._seal(late))
+                if action == "stranger":
+                    writer.write(self._seal(answer, SigningKey(bytes(32))))
+                writer.write(self._seal(answer))
+                await writer.drain()
+        writer.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageWorker]:
+    stage = stage_firmware(tmp_path_factory.mktemp("fw") / "stage", "unix", compiled=True,
+                           tables=False)
+    helpers = compile_modules([SUPPORT / "app_link.py"], tmp_path_factory.mktemp("helpers"))
+    worker = StageWorker(stage, [helpers], heapsize="320K")
+    yield worker
+    worker.close()
+
+
+def run(mp: StageWorker, tmp_path: Path, script: list[str], requests: int = 1,
+        **spec: Any) -> tuple[dict[str, Any], ScriptedGateway]:
+    gateway = ScriptedGateway(script)
+    try:
+        body = {"fw": "test", "board": "unix"}
+        result = mp.call("app_link", "run", dict(
+            port=gateway.port, dir=str(tmp_path), kiosk=KIOSK, seed=KIOSK_SEED,
+            gateway_kid="gw-test", gateway_public=GATEWAY.public_key.hex(),
+            requests=[("sign_in", body)] * requests, **spec))
+    finally:
+        gateway.close()
+    return result, gateway
+
+
+def test_each_request_gets_its_own_answer_and_counter(mp: StageWorker, tmp_path: Path) -> None:
+    result, gateway = run(mp, tmp_path, ["answer", "answer"], requests=2)
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1},
+                                 {"t": "sign_in_reply", "ctr": 2}]
+    assert [r["ctr"] for r in gateway.requests] == [1, 2]
+    assert len({r["rid"] for r in gateway.requests}) == 2
+
+
+def test_noise_and_late_answers_are_skipped(mp: StageWorker, tmp_path: Path) -> None:
+    result, _ = run(mp, tmp_path, ["noisy"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
+    assert result["stats"]["unmatched"] == 1
+
+
+def test_an_answer_signed_by_another_key_is_not_believed(mp: StageWorker,
+                                                        tmp_path: Path) -> None:
+    result, _ = run(mp, tmp_path, ["stranger"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
+    assert result["stats"]["rejected"] == 1
+
+
+def test_a_stale_clock_is_set_from_the_gateway_and_the_request_sent_again(
+        mp: StageWorker, tmp_path: Path) -> None:
+    result, gateway = run(mp, tmp_path, ["stale", "answer"], skew=-100000)
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 2}]
+    assert abs(gateway.requests[1]["ts"] - NOW) <= 2 and abs(result["offset"]) < 1e9
+
+
+def test_silence_is_retried_with_a_new_counter_then_given_up(mp: StageWorker,
+                                                            tmp_path: Path) -> None:
+    result, gateway = run(mp, tmp_path, ["silent", "silent", "answer"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 3}]
+    assert [r["ctr"] for r in gateway.requests] == [1, 2, 3]
+    result, gateway = run(mp, tmp_path, ["silent", "silent", "silent"])
+    assert result["results"] == [{"unreachable": True}]
+    assert result["next_ctr"] > 6  # counter values spent on the attempts are never reused
+
+
+def test_a_gateway_that_is_not_there_is_unreachable(mp: StageWorker, tmp_path: Path) -> None:
+    gateway = ScriptedGateway([])
+    port = gateway.port
+    gateway.close()
+    time.sleep(0.1)
+    result = mp.call("app_link", "run", dict(
+        port=port, dir=str(tmp_path), kiosk=KIOSK, seed=KIOSK_SEED, gateway_kid="gw-test",
+        gateway_public=GATEWAY.public_key.hex(),
+        requests=[("sign_in", {"fw": "test", "board": "unix"})]))
+    assert result["results"] == [{"unreachable": True}]
