@@ -1,4 +1,7 @@
-# ruff: noqa: F821 - the PIO programs below use the names of rp2's assembler
+# ruff: noqa: F821
+# pyright: reportUndefinedVariable=false, reportCallIssue=false, reportAttributeAccessIssue=false
+# (the PIO programs below are written in rp2's assembler, whose names only exist inside them)
+#
 # Raspberry Pi Pico W: two hardware UARTs (card reader, display) and a PIO UART for the printer,
 # the gateway over Wi-Fi. Pin map in boards/rp2040.json (hardware/wiring.md).
 #
