@@ -79,13 +79,13 @@ OUT_OF_SERVICE_REASONS = {
 }
 
 # The receipt.
-RECEIPT_TITLE = ("医疗保障结算凭条", "Medical insurance settlement receipt")
+RECEIPT_TITLE = ("医疗保障结算凭条", "Settlement receipt")  # fits 32 columns
 RECEIPT_FIELDS = {
     "name": "姓名 Name",
     "ssn": "证件号 ID",
     "clinic": "医疗机构 Clinic",
     "date": "就诊日期 Date",
-    "setl_time": "结算时间 Settled",
+    "setl_time": "结算时间 Time",  # + "YYYY-MM-DD HH:MM" fits one 32-column row
     "setl_id": "结算号 Settlement",
     "kiosk": "终端 Kiosk",
 }
