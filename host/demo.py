@@ -1,0 +1,146 @@
+"""`kiosk demo`: one resident's whole settlement, end to end, on a fresh machine.
+
+It starts a gateway on an SQLite ledger in a work directory, seeds the demo residents, provisions
+and enrolls a kiosk, boots the real firmware under the MicroPython unix port (64 KB data heap,
+precompiled as for a board) wired to the card reader, printer and display simulators over
+simulated 115200-baud UARTs, and walks the resident through card → bills → confirm → settle →
+receipt, printing each screen as it appears and the receipt as printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RESIDENTS_FILE = Path(__file__).resolve().parent / "sim" / "demo_residents.json"
+DEFAULT_RESIDENT = "P002"  # dibao, off-site with a referral: all three funds pay
+
+
+def demo_residents() -> dict[str, dict[str, Any]]:
+    data = json.loads(RESIDENTS_FILE.read_text(encoding="utf-8"))
+    return {r["psn_no"]: r for r in data["residents"]}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    residents = demo_residents()
+    parser = sub.add_parser(
+        "demo", help="a resident's whole settlement, end to end, in simulation",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="residents: " + "; ".join(f"{k} {v['name']} ({v['note']})"
+                                         for k, v in residents.items()),
+    )
+    parser.add_argument("--headless", action="store_true",
+                        help="plain terminal output (the only mode in this build)")
+    parser.add_argument("--resident", default=DEFAULT_RESIDENT, choices=sorted(residents),
+                        metavar="ID", help=f"whose card is inserted (default {DEFAULT_RESIDENT})")
+    parser.add_argument("--workdir", type=Path,
+                        help="where the ledger, keys, kiosk flash and receipt go "
+                             "(default: a new temporary directory)")
+    parser.add_argument("--capture", type=Path, metavar="FILE",
+                        help="write every kiosk-gateway frame as JSON lines")
+    parser.set_defaults(func=run)
+
+
+class ScreenPrinter:
+    """Prints each screen once, as the resident sees it appear."""
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.page = ""
+        self.start = time.monotonic()
+        self.printed = threading.Condition()
+
+    def __call__(self, display: Any) -> None:
+        text = display.render_text()
+        if text != self.last:
+            self.last = text
+            elapsed = time.monotonic() - self.start
+            print(f"\n[{elapsed:5.1f} s] screen: {display.page}\n{text}", flush=True)
+        with self.printed:
+            self.page = display.page
+            self.printed.notify_all()
+
+    def wait_shown(self, page: str, timeout: float = 5.0) -> None:
+        """Narrate after the screen it refers to is on the terminal."""
+        with self.printed:
+            self.printed.wait_for(lambda: self.page == page, timeout)
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100:,}.{fen % 100:02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from onestop.host.sim.receipt_render import render_png
+    from onestop.host.sim.rig import Hall, RigError
+
+    resident = demo_residents()[args.resident]
+    workdir: Path = (args.workdir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))).resolve()
+    capture = open(args.capture, "w", encoding="utf-8") if args.capture else None
+    print(f"Onestop demo: {resident['name']} ({args.resident}), {resident['note']}")
+    print(f"work directory: {workdir}")
+    print("starting the gateway, the simulated devices and the kiosk firmware ...", flush=True)
+    hall = None
+    try:
+        screens = ScreenPrinter()
+        hall = Hall(workdir / "hall", capture=capture, on_screen=screens)
+        firmware = hall.boot()
+        firmware.wait_event("idle")
+        screens.wait_shown("welcome")
+        print(f"\n>>> {resident['name']} inserts the social-security card", flush=True)
+        hall.insert(args.resident)
+        if not hall.display.wait_for(lambda d: d.page in ("bills", "error"), 60):
+            raise RigError("the kiosk showed neither the bills nor an error:\n" + hall.story())
+        screens.wait_shown(hall.display.page)
+        if hall.display.page == "error":
+            print("\nThe kiosk refused this card (shown above); nothing was settled.")
+            return 1
+        print("\n>>> touches the first bill", flush=True)
+        hall.touch("b0")
+        hall.wait_page("confirm")
+        screens.wait_shown("confirm")
+        print("\n>>> touches 确认 Confirm", flush=True)
+        hall.touch("b0")
+        firmware.wait_event("txn_done", 60)
+        hall.wait_page("done")
+        screens.wait_shown("done")
+        print("\n>>> takes the card and the receipt", flush=True)
+        hall.card.pull()
+        hall.wait_page("welcome")
+        screens.wait_shown("welcome")
+        return report(hall, workdir, args, render_png)
+    except RigError as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if hall is not None:
+            hall.close()
+        if capture:
+            capture.close()
+
+
+def report(hall: Any, workdir: Path, args: argparse.Namespace, render_png: Any) -> int:
+    (receipt,) = hall.receipts()
+    (settlement,) = hall.settlements()
+    png = render_png(receipt, workdir / "receipt.png")
+    result = settlement.result
+    print("\n========== the receipt, as printed ==========")
+    print(receipt.text())
+    print("=============================================")
+    print(f"receipt image:     {png}")
+    print(f"settlement:        {settlement.setl_id} (txn {settlement.txn_id})")
+    for label, field in (("total", "medfee_sumamt"), ("basic insurance", "hifp_pay"),
+                         ("serious illness", "hifmi_pay"), ("medical assistance", "maf_pay"),
+                         ("resident pays", "psn_cash_pay")):
+        print(f"  {label:<19}{yuan(result[field]):>14} yuan")
+    print(f"ledger:            {workdir / 'hall' / 'ledger.sqlite'}")
+    print(f"                   kiosk keys list --db {workdir / 'hall' / 'ledger.sqlite'} --json")
+    print(f"frames on the kiosk-gateway link: {hall.tap.frames}"
+          + (f", written to {args.capture}" if args.capture else ""))
+    return 0

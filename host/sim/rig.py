@@ -1,0 +1,211 @@
+"""A township hall in simulation: the hardware-in-the-loop rig with the board replaced by the
+MicroPython unix port.
+
+`Hall` starts a real gateway (`kiosk gateway serve`) on an SQLite ledger with the demo residents,
+the card reader, printer and display simulators each on a simulated UART (a pseudo-terminal pair
+paced at the baud rate), and one kiosk provisioned the way a technician does it (`kiosk fw
+provision`: the key made on the device; `kiosk gateway enroll`). `boot()` starts the precompiled
+firmware under `micropython` with the board's 64 KB data heap. Every frame between kiosk and
+gateway passes a `FrameTap`, which can record them.
+
+Used by `kiosk demo`, the end-to-end tests and `kiosk bench firmware`.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from onestop.host.bench.gateway import GatewayProcess
+from onestop.host.fwtools import provision_unix, stage_firmware, start_unix_firmware
+from onestop.host.gateway.kiosk_client import pinned_gateway_key
+from onestop.host.gateway.ledger import open_ledger
+from onestop.host.gateway.ledger.base import Settlement
+from onestop.host.sim.card import CardReaderSim, Latency
+from onestop.host.sim.cards import deck_card
+from onestop.host.sim.display import DisplaySim
+from onestop.host.sim.link import SerialLink
+from onestop.host.sim.printer import PrinterSim, Receipt
+from onestop.host.sim.tap import FrameTap
+
+ROLES = ("card", "printer", "display")
+WAIT_S = 30.0
+
+
+class RigError(Exception):
+    """The simulated hall did not behave as expected (with what the screen and firmware said)."""
+
+
+def kiosk_cli(*args: str) -> str:
+    """Run a `kiosk` command as an operator would; its output, or RigError with its stderr."""
+    result = subprocess.run([sys.executable, "-m", "onestop.host.cli", *args],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RigError(f"kiosk {' '.join(args[:2])} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class Firmware:
+    """The firmware process and its JSON-line event log, read on a thread."""
+
+    def __init__(self, flash: Path, stage: Path, heap_log: bool = True) -> None:
+        self.proc = start_unix_firmware(flash, stage, heapsize="64K", compiled=True,
+                                        heap_log=heap_log)
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                self.lines.put({"ev": "text", "text": line.rstrip()})
+
+    def drain(self) -> list[dict[str, Any]]:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return self.seen
+
+    def wait_event(self, name: str, timeout: float = WAIT_S) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                event = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(event)
+            if event.get("ev") == name:
+                return event
+        stderr = ""
+        if self.proc.poll() is not None and self.proc.stderr:
+            stderr = self.proc.stderr.read()
+        raise RigError(f"the firmware never said {name!r}; last events {self.seen[-8:]} {stderr}")
+
+    def power_cut(self) -> None:
+        """SIGKILL: nothing in the firmware runs, as when the hall's power fails."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+class Hall:
+    """A gateway, the three simulated devices and one provisioned unix kiosk."""
+
+    def __init__(self, folder: Path, *, kiosk_id: str = "K0001", baud: int = 115200,
+                 stage: Path | None = None, capture: IO[str] | None = None,
+                 on_screen: Callable[[DisplaySim], None] | None = None,
+                 card_latency: Latency | None = None,
+                 timeouts_ms: dict[str, int] | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.kiosk_id = kiosk_id
+        self.db = f"sqlite:///{folder / 'ledger.sqlite'}"
+        self.stage = stage or stage_firmware(folder / "stage", "unix", compiled=True)
+        key = folder / "gateway.key"
+        if not key.exists():
+            kiosk_cli("gateway", "init", "--db", self.db, "--key", str(key))
+            kiosk_cli("gateway", "seed-demo", "--db", self.db)
+        self.gateway = GatewayProcess(self.db, key, folder / "gateway.log")
+        self.gateway.start()
+        self.tap = FrameTap("127.0.0.1", self.gateway.port, capture).start()
+        with closing(open_ledger(self.db)) as ledger:
+            gateway_kid, verifier = pinned_gateway_key(ledger)
+        self.links = {role: SerialLink(role, baud=baud) for role in ROLES}
+        self.card = CardReaderSim(self.links["card"].device_path,
+                                  latency=card_latency or Latency())
+        self.printer = PrinterSim(self.links["printer"].device_path)
+        self.display = DisplaySim(self.links["display"].device_path, on_change=on_screen)
+        self.flash = folder / "flash"
+        settings = {
+            "version": 1, "board": "unix", "kiosk_id": kiosk_id,
+            "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": self.tap.port},
+            "gateway_kid": gateway_kid, "gateway_public_key": verifier.public_key.hex(),
+            "uarts": {role: link.host_path for role, link in self.links.items()},
+            "heap_log": True,
+        }
+        if timeouts_ms:
+            settings["timeouts_ms"] = timeouts_ms
+        self.public_key = provision_unix(self.flash, settings)["public_key"]
+        kiosk_cli("gateway", "enroll", "--db", self.db, "--kiosk-id", kiosk_id,
+                  "--public-key", self.public_key)
+        self.firmware: Firmware | None = None
+
+    # ---------------------------------------------------------------- the kiosk
+    def boot(self) -> Firmware:
+        self.firmware = Firmware(self.flash, self.stage)
+        self.firmware.wait_event("ready")
+        return self.firmware
+
+    def power_cut(self) -> None:
+        if self.firmware is not None:
+            self.firmware.power_cut()
+
+    # ---------------------------------------------------------------- a resident
+    def wait_page(self, page: str, timeout: float = WAIT_S) -> None:
+        if not self.display.wait_for_page(page, timeout):
+            raise RigError(f"the screen never showed {page!r}:\n{self.story()}")
+
+    def touch(self, component: str) -> None:
+        if not self.display.touch(component):
+            raise RigError(f"nothing to touch at {component!r}:\n{self.story()}")
+
+    def insert(self, resident: str) -> None:
+        self.card.insert(deck_card(resident))
+
+    def settle_first_bill(self, resident: str) -> None:
+        """Card in, the first bill chosen, the amount confirmed (the receipt then prints)."""
+        assert self.firmware is not None, "boot() first"
+        self.firmware.wait_event("idle")
+        self.insert(resident)
+        self.wait_page("bills")
+        self.touch("b0")
+        self.wait_page("confirm")
+        self.touch("b0")
+
+    def story(self) -> str:
+        """What the screen shows and what the firmware said last: for a failure message."""
+        events = self.firmware.drain()[-20:] if self.firmware else []
+        return self.display.render_text() + "\n" + "\n".join(map(str, events))
+
+    # ---------------------------------------------------------------- what came out
+    def settlements(self) -> list[Settlement]:
+        """Settlements in the ledger (around today: the gateway's clock decides the day)."""
+        today = date.today()
+        days = [(today + timedelta(days=d)).isoformat() for d in (-1, 0, 1)]
+        with closing(open_ledger(self.db)) as ledger:
+            return [s for day in days for s in ledger.settlements_on(day)]
+
+    def receipts(self) -> list[Receipt]:
+        """Whole receipts: cut, nothing lost to an empty roll."""
+        return [r for r in self.printer.receipts if r.cut and not r.truncated]
+
+    def heap_steps(self) -> list[dict[str, Any]]:
+        events = self.firmware.drain() if self.firmware else []
+        return [e for e in events if "heap_peak" in e]
+
+    def close(self) -> None:
+        self.power_cut()
+        for device in (self.card, self.printer, self.display):
+            device.close()
+        for link in self.links.values():
+            link.close()
+        self.tap.close()
+        self.gateway.stop()
+
