@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import threading
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     hall = None
     try:
         screens = ScreenPrinter()
-        hall = Hall(workdir / "hall", capture=capture, on_screen=screens)
+        hall = Hall(workdir, capture=capture, on_screen=screens)
         firmware = hall.boot()
         firmware.wait_event("idle")
         screens.wait_shown("welcome")
@@ -139,8 +140,9 @@ def report(hall: Any, workdir: Path, args: argparse.Namespace, render_png: Any) 
                          ("serious illness", "hifmi_pay"), ("medical assistance", "maf_pay"),
                          ("resident pays", "psn_cash_pay")):
         print(f"  {label:<19}{yuan(result[field]):>14} yuan")
-    print(f"ledger:            {workdir / 'hall' / 'ledger.sqlite'}")
-    print(f"                   kiosk keys list --db {workdir / 'hall' / 'ledger.sqlite'} --json")
+    ledger = workdir / "ledger.sqlite"
+    print(f"ledger:            {ledger}")
+    print(f"the keys:          kiosk keys list --db {shlex.quote(str(ledger))} --json")
     print(f"frames on the kiosk-gateway link: {hall.tap.frames}"
           + (f", written to {args.capture}" if args.capture else ""))
     return 0

@@ -8,6 +8,13 @@ provision`: the key made on the device; `kiosk gateway enroll`). `boot()` starts
 firmware under `micropython` with the board's 64 KB data heap. Every frame between kiosk and
 gateway passes a `FrameTap`, which can record them.
 
+The hall's files live in its folder: `ledger.sqlite` (so `kiosk keys list --db
+FOLDER/ledger.sqlite` lists the keys), `gateway.key`, `gateway.log`, the kiosk's `flash/` and
+the firmware `stage/` (unless a stage is given). Faults a test or the TUI may cause: pull the card
+(`card.pull_after`, ...), paper out (`printer.paper_out`, `printer.paper_left_lines`), stop, kill
+and restart the gateway (`stop_gateway`, `start_gateway`), cut the link one way
+(`tap.blocked`), cut the power (`power_cut`).
+
 Used by `kiosk demo`, the end-to-end tests and `kiosk bench firmware`.
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -52,6 +60,20 @@ def kiosk_cli(*args: str) -> str:
     if result.returncode != 0:
         raise RigError(f"kiosk {' '.join(args[:2])} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+LEDGER_FILES = ("ledger.sqlite", "gateway.key")
+
+
+def prepare_ledger(folder: Path) -> Path:
+    """A new ledger in `folder` with the gateway's key and the demo residents, as an operator
+    makes one (`kiosk gateway init`, `kiosk gateway seed-demo`); returns `folder`. Halls can
+    start from a copy of it (Hall(ledger_from=...)), which is quicker than making one each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{folder / 'ledger.sqlite'}"
+    kiosk_cli("gateway", "init", "--db", db, "--key", str(folder / "gateway.key"))
+    kiosk_cli("gateway", "seed-demo", "--db", db)
+    return folder
 
 
 class Firmware:
@@ -112,30 +134,56 @@ class Hall:
                  stage: Path | None = None, capture: IO[str] | None = None,
                  on_screen: Callable[[DisplaySim], None] | None = None,
                  card_latency: Latency | None = None,
-                 timeouts_ms: dict[str, int] | None = None) -> None:
+                 timeouts_ms: dict[str, int] | None = None,
+                 ledger_from: Path | None = None) -> None:
+        """`ledger_from`: a folder made by prepare_ledger to copy the ledger and gateway key
+        from (otherwise they are made here, unless the folder already has them)."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.kiosk_id = kiosk_id
         self.db = f"sqlite:///{folder / 'ledger.sqlite'}"
+        self.screens: list[tuple[str, str]] = []  # (page, text) of each screen, as it settled
+        self._on_screen = on_screen
+        self.firmware: Firmware | None = None
+        self.gateway: GatewayProcess | None = None
+        self.tap: FrameTap | None = None
+        self.links: dict[str, SerialLink] = {}
+        self._devices: list[CardReaderSim | PrinterSim | DisplaySim] = []
+        try:
+            self._build(baud, stage, capture, card_latency, timeouts_ms, ledger_from)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, baud: int, stage: Path | None, capture: IO[str] | None,
+               card_latency: Latency | None, timeouts_ms: dict[str, int] | None,
+               ledger_from: Path | None) -> None:
+        folder = self.folder
         self.stage = stage or stage_firmware(folder / "stage", "unix", compiled=True)
         key = folder / "gateway.key"
         if not key.exists():
-            kiosk_cli("gateway", "init", "--db", self.db, "--key", str(key))
-            kiosk_cli("gateway", "seed-demo", "--db", self.db)
-        self.gateway = GatewayProcess(self.db, key, folder / "gateway.log")
-        self.gateway.start()
-        self.tap = FrameTap("127.0.0.1", self.gateway.port, capture).start()
+            if ledger_from is not None:
+                for name in LEDGER_FILES:
+                    shutil.copy2(ledger_from / name, folder / name)
+            else:
+                prepare_ledger(folder)
+        self.gateway = gateway = GatewayProcess(self.db, key, folder / "gateway.log")
+        gateway.start()
+        self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
         with closing(open_ledger(self.db)) as ledger:
             gateway_kid, verifier = pinned_gateway_key(ledger)
         self.links = {role: SerialLink(role, baud=baud) for role in ROLES}
         self.card = CardReaderSim(self.links["card"].device_path,
                                   latency=card_latency or Latency())
+        self._devices.append(self.card)
         self.printer = PrinterSim(self.links["printer"].device_path)
-        self.display = DisplaySim(self.links["display"].device_path, on_change=on_screen)
+        self._devices.append(self.printer)
+        self.display = DisplaySim(self.links["display"].device_path, on_change=self._screen)
+        self._devices.append(self.display)
         self.flash = folder / "flash"
         settings = {
-            "version": 1, "board": "unix", "kiosk_id": kiosk_id,
-            "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": self.tap.port},
+            "version": 1, "board": "unix", "kiosk_id": self.kiosk_id,
+            "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": tap.port},
             "gateway_kid": gateway_kid, "gateway_public_key": verifier.public_key.hex(),
             "uarts": {role: link.host_path for role, link in self.links.items()},
             "heap_log": True,
@@ -143,9 +191,36 @@ class Hall:
         if timeouts_ms:
             settings["timeouts_ms"] = timeouts_ms
         self.public_key = provision_unix(self.flash, settings)["public_key"]
-        kiosk_cli("gateway", "enroll", "--db", self.db, "--kiosk-id", kiosk_id,
+        kiosk_cli("gateway", "enroll", "--db", self.db, "--kiosk-id", self.kiosk_id,
                   "--public-key", self.public_key)
-        self.firmware: Firmware | None = None
+
+    def _screen(self, display: DisplaySim) -> None:
+        self.screens.append((display.page, display.render_text()))
+        if self._on_screen is not None:
+            self._on_screen(display)
+
+    def pages(self) -> list[str]:
+        """The pages shown so far, in order (a page shown twice running counts once)."""
+        shown: list[str] = []
+        for page, _ in list(self.screens):
+            if not shown or shown[-1] != page:
+                shown.append(page)
+        return shown
+
+    # ---------------------------------------------------------------- the gateway
+    def stop_gateway(self, kill: bool = False) -> None:
+        """Stop the gateway: SIGTERM (an operator stops it), or SIGKILL (its machine dies)."""
+        assert self.gateway is not None
+        if kill:
+            self.gateway.kill()
+        else:
+            self.gateway.stop()
+
+    def start_gateway(self) -> None:
+        """Start the gateway again (on a new port; the tap follows it)."""
+        assert self.gateway is not None and self.tap is not None
+        self.gateway.start()
+        self.tap.retarget("127.0.0.1", self.gateway.port)
 
     # ---------------------------------------------------------------- the kiosk
     def boot(self) -> Firmware:
@@ -169,10 +244,22 @@ class Hall:
     def insert(self, resident: str) -> None:
         self.card.insert(deck_card(resident))
 
+    def wait_welcome(self, timeout: float = WAIT_S) -> None:
+        """Until the firmware has put up its welcome page, ready for a card. (The screen starts
+        on that page before the firmware shows anything, and after a visit or a boot the kiosk
+        first makes sure the slot is empty: a card inserted before then is asked out again.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.screens and self.screens[-1][0] == "welcome" and \
+                    self.display.page == "welcome":
+                return
+            time.sleep(0.02)
+        raise RigError(f"the kiosk never welcomed a resident:\n{self.story()}")
+
     def settle_first_bill(self, resident: str) -> None:
         """Card in, the first bill chosen, the amount confirmed (the receipt then prints)."""
         assert self.firmware is not None, "boot() first"
-        self.firmware.wait_event("idle")
+        self.wait_welcome()
         self.insert(resident)
         self.wait_page("bills")
         self.touch("b0")
@@ -200,12 +287,20 @@ class Hall:
         events = self.firmware.drain() if self.firmware else []
         return [e for e in events if "heap_peak" in e]
 
+    def reset_counters(self) -> None:
+        """Zero the byte counters of the UARTs and the gateway link (for the bench)."""
+        for link in self.links.values():
+            link.reset_counters()
+        if self.tap is not None:
+            self.tap.reset_counters()
+
     def close(self) -> None:
         self.power_cut()
-        for device in (self.card, self.printer, self.display):
+        for device in self._devices:
             device.close()
         for link in self.links.values():
             link.close()
-        self.tap.close()
-        self.gateway.stop()
-
+        if self.tap is not None:
+            self.tap.close()
+        if self.gateway is not None:
+            self.gateway.stop()
