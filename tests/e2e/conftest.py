@@ -1,0 +1,62 @@
+"""Fixtures for the end-to-end tests: the firmware staged once (precompiled, as for a board), a
+ledger made once (gateway key, demo residents) that each hall starts from a copy of, and halls
+that are closed after the test whatever happened in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from e2e_support import QUICK
+from onestop.host.fwtools import stage_firmware
+from onestop.host.sim.card import Latency
+from onestop.host.sim.rig import Hall, prepare_ledger
+
+
+@pytest.fixture(scope="session")
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stage_firmware(tmp_path_factory.mktemp("firmware") / "stage", "unix", compiled=True)
+
+
+@pytest.fixture(scope="session")
+def ledger_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_ledger(tmp_path_factory.mktemp("ledger"))
+
+
+HallFactory = Callable[..., Hall]
+
+
+@pytest.fixture
+def make_hall(tmp_path: Path, stage: Path, ledger_template: Path) -> Iterator[HallFactory]:
+    """make_hall(**timeouts_ms) -> a booted hall with the QUICK timeouts (and these)."""
+    halls: list[Hall] = []
+
+    def make(**timeouts: int) -> Hall:
+        hall = Hall(tmp_path / f"hall{len(halls)}", stage=stage, ledger_from=ledger_template,
+                    card_latency=Latency.instant(), timeouts_ms={**QUICK, **timeouts})
+        halls.append(hall)
+        hall.boot()
+        return hall
+
+    yield make
+    for hall in halls:
+        hall.close()
+
+
+@pytest.fixture
+def hall(make_hall: HallFactory) -> Hall:
+    return make_hall()
+
+
+@pytest.fixture(scope="module")
+def shared_hall(tmp_path_factory: pytest.TempPathFactory, stage: Path,
+                ledger_template: Path) -> Iterator[Hall]:
+    """One hall for a module whose tests each settle a different resident's bill."""
+    built = Hall(tmp_path_factory.mktemp("shared") / "hall", stage=stage,
+                 ledger_from=ledger_template, card_latency=Latency.instant(), timeouts_ms=QUICK)
+    built.boot()
+    yield built
+    built.close()
+
