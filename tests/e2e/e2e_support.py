@@ -8,6 +8,7 @@ visit and the settlement date the gateway used.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from contextlib import closing
@@ -164,3 +165,21 @@ def receipt_amounts(receipt: Receipt) -> dict[str, int]:
 def printed_of(breakdown: dict[str, int]) -> dict[str, int]:
     """The fields of a breakdown a receipt prints."""
     return {key: breakdown[key] for key in (*RECEIPT_LABELS, "psn_cash_pay")}
+
+
+def add_bill(hall: Hall, psn_no: str, bill_id: str) -> Bill:
+    """Another pending bill for `psn_no`, like the first one the ledger had for them (a clinic
+    sent in a second bill): lets one hall serve several visits of the same resident."""
+    with closing(open_ledger(hall.db)) as ledger:
+        model = ledger.get_bill(_first_bill_id(psn_no))
+        assert model is not None
+        bill = dataclasses.replace(model, bill_id=bill_id, status="pending")
+        ledger.upsert_bill(bill)
+        return bill
+
+
+def _first_bill_id(psn_no: str) -> str:
+    from onestop.host.sim.cards import demo_residents
+
+    (resident,) = [r for r in demo_residents() if r["psn_no"] == psn_no]
+    return str(resident["bills"][0]["bill_id"])
