@@ -14,6 +14,12 @@ from typing import Any, Protocol
 class LedgerError(Exception):
     """Storage failed (disk full, database gone...). Nothing was half-written."""
 
+    # True when it failed while committing a write: the write may or may not have been stored
+    # (settlement_query tells), so it must not simply be run again.
+    at_commit: bool = False
+    # True when it failed before any statement ran (no connection, BEGIN refused).
+    at_begin: bool = False
+
 
 class TxnConflict(Exception):
     """The txn_id is already settled with a different request."""
@@ -88,6 +94,42 @@ class Settlement:
 
 
 @dataclass(frozen=True)
+class RequestJob:
+    """One authenticated request for `Ledger.run_requests`: its replay check and its work, run
+    as one transaction.
+
+    `work(ledger)` runs inside that transaction: the ledger calls it makes join it. If it
+    raises (a refusal), what it wrote is undone but the counter advance stays: a refused frame
+    is spent too. `durable`: the work may write, so the commit must be on disk before the
+    answer (settle, cancel, receipt_printed); otherwise only the counter advance is written and
+    the commit need not wait for the disk (see SqlLedger.run_requests for what that allows).
+    """
+
+    kiosk_id: str
+    ctr: int
+    public_key: bytes  # the key the frame's signature was verified with
+    work: Callable[[Any], Any]
+    durable: bool = True
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What became of a RequestJob.
+
+    status: "done" (value is what work returned; committed), "refused" (work raised `error`;
+    its writes undone, the counter advance committed), "replay" (the counter was not above the
+    last one seen from this kiosk; nothing done), "key" (the kiosk's key is no longer the active
+    one the frame was signed with — revoked meanwhile; nothing done; `value` is the key's
+    status or None), "failed" (`error` is the LedgerError; nothing written, or, if
+    error.at_commit, maybe written).
+    """
+
+    status: str
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
 class AuditSnapshot:
     """Everything the auditor compares, read in one consistent snapshot of the ledger."""
 
@@ -115,6 +157,10 @@ class Ledger(Protocol):
 
     # ---- replay guard: atomically store ctr if it is above the last seen; False = replay
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool: ...
+
+    # ---- authenticated requests, each one transaction (replay check + work), several per
+    # commit when given together (group commit); outcomes in the order of `jobs`
+    def run_requests(self, jobs: list[RequestJob]) -> list[RequestOutcome]: ...
 
     # ---- residents and bills
     def upsert_person(self, person: Person) -> str: ...  # "added" | "updated" | "unchanged"

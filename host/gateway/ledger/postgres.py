@@ -3,8 +3,12 @@
 Each thread has its own connection. Writes run in READ COMMITTED with explicit row locks
 (`SELECT ... FOR UPDATE` on the bill, then on the person's accumulation row, inserted first if
 absent, then on the audit chain's head); a unique txn_id backs up exactly-once. Commits use the
-server's default (synchronous_commit on: flushed to the WAL before COMMIT returns). Reads that
-must agree with each other (the audit snapshot) run in one REPEATABLE READ transaction.
+server's default (synchronous_commit on: flushed to the WAL before COMMIT returns), except a
+transaction marked durable=False (only read-only requests' replay counters, see
+SqlLedger.run_requests), which commits with synchronous_commit off: visible at once, on disk
+when the next commit flushes the WAL or the WAL writer does (within 3 x wal_writer_delay).
+Reads that must agree with each other (the audit snapshot) run in one REPEATABLE READ
+transaction.
 """
 
 from __future__ import annotations
@@ -41,8 +45,13 @@ class PostgresLedger(SqlLedger):
             options["options"] = f"-c search_path={self.location.schema}"
         return psycopg.connect(self.location.dsn or "", **options)
 
-    def _begin(self, conn: Any, write: bool) -> None:
-        conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
+        if not write:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        elif durable:
+            conn.execute("BEGIN")
+        else:  # only replay counters: visible at once, flushed by the WAL writer (one trip)
+            conn.execute("BEGIN; SET LOCAL synchronous_commit TO off")
 
     def _end(self, conn: Any, commit: bool) -> None:
         conn.execute("COMMIT" if commit else "ROLLBACK")

@@ -26,6 +26,8 @@ from .base import (
     KeyRecord,
     LedgerError,
     Person,
+    RequestJob,
+    RequestOutcome,
     Settlement,
     TxnConflict,
     UnknownTxn,
@@ -47,10 +49,19 @@ from .rows import (
     settlement_values,
 )
 from .schema import SCHEMA_VERSION, statements
-from .transactions import SqlStore, Tx, TxnRace
+from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
 KEY_ROLES = ("gateway", "kiosk")
+# A request's replay check: store its counter if it is above the last one seen from the kiosk
+# *and* the kiosk's key is still the active one its frame was verified with (a revocation that
+# committed after the frame was opened still stops it).
+ADVANCE_IF_KEY_ACTIVE = (
+    "INSERT INTO counters (kiosk_id, ctr) SELECT ?, ? WHERE EXISTS ("
+    "SELECT 1 FROM keys WHERE kid = ? AND role = 'kiosk' AND status = 'active' "
+    "AND public_key = ?) "
+    "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr"
+)
 KEY_STATUSES = ("active", "revoked")
 
 
@@ -175,6 +186,77 @@ class SqlLedger(SqlStore):
                 )
             )
         )
+
+    # ------------------------------------------------------------------ requests
+    def run_requests(self, jobs: list[RequestJob]) -> list[RequestOutcome]:
+        """Each job's replay check and work as its own transaction — and all of them in one
+        commit (group commit): under load one disk flush answers many requests.
+
+        A job's writes sit in a savepoint, so a refusal undoes them alone. The commit is durable
+        (on disk before this returns) if any job is `durable`. A batch in which only counters
+        were written (read-only requests: person_info, pre_settle, ...) commits without waiting
+        for the disk: visible at once to every connection and every gateway, so a replay is
+        refused as long as the ledger runs, and on disk with the next durable commit (each
+        settle, cancel and receipt) or the backend's background flush (SQLite: within
+        sqlite.FLUSH_AFTER_S; PostgreSQL: its WAL writer, within 3 x wal_writer_delay). A
+        power cut can therefore forget the last instants' counters of read-only requests: a
+        frame of one of them, captured then and still fresh, could be answered once more. It
+        changes nothing and its answer repeats one already sent. It can never replay a settle,
+        cancel or receipt (their counters commit durably with their effect), settle anything
+        twice (txn_id is unique) or move a counter below a durable commit. A gateway killed with
+        SIGKILL loses nothing: the commits are in the database (SQLite: the OS), not the process.
+
+        If a statement fails mid-batch, nothing of the batch was written and each job is run
+        again alone, so one request's storage fault is its own. If the database cannot be
+        reached, or the commit fails, every job's outcome is "failed" (with the LedgerError;
+        at_commit set when the batch may have been stored).
+        """
+        if not jobs:
+            return []
+        durable = any(job.durable for job in jobs)
+
+        def work(tx: Tx) -> list[RequestOutcome]:
+            return [self._run_request(tx, job) for job in jobs]
+
+        try:
+            return self._write(work, durable=durable)
+        except LedgerError as exc:
+            if exc.at_commit or exc.at_begin or len(jobs) == 1:
+                return [RequestOutcome("failed", error=exc) for _ in jobs]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(self._write(lambda tx, job=job: [self._run_request(tx, job)],
+                                            durable=job.durable)[0])
+            except LedgerError as exc:
+                outcomes.append(RequestOutcome("failed", error=exc))
+        return outcomes
+
+    def _run_request(self, tx: Tx, job: RequestJob) -> RequestOutcome:
+        if type(job.ctr) is not int or job.ctr < 0:
+            raise ValueError(f"a counter is a non-negative integer, not {job.ctr!r}")
+        if not tx.run(ADVANCE_IF_KEY_ACTIVE, (job.kiosk_id, job.ctr, job.kiosk_id,
+                                              job.public_key)):
+            row = tx.one("SELECT role, status, public_key FROM keys WHERE kid = ?",
+                         (job.kiosk_id,))
+            if row is None or (row[0], row[1], bytes(row[2])) != ("kiosk", "active",
+                                                                  job.public_key):
+                return RequestOutcome("key", value=None if row is None else row[1])
+            return RequestOutcome("replay")
+        if job.durable:
+            tx.run("SAVEPOINT request")
+        try:
+            value = job.work(self)
+        except (LedgerError, TransientConflict, TxnRace, *self.driver_errors):
+            raise  # storage: the whole batch is undone (and run again, or answered failed)
+        except Exception as exc:  # a refusal (or a bug): undo its writes, keep the counter
+            if job.durable:
+                tx.run("ROLLBACK TO SAVEPOINT request")
+                tx.run("RELEASE SAVEPOINT request")
+            return RequestOutcome("refused", error=exc)
+        if job.durable:
+            tx.run("RELEASE SAVEPOINT request")
+        return RequestOutcome("done", value=value)
 
     # ------------------------------------------------------------------ persons
     def upsert_person(self, person: Person) -> str:

@@ -1,13 +1,23 @@
 """Connections and transactions for the SQL ledger backends.
 
-Each thread gets its own connection (the gateway calls the ledger from a thread pool). A
+Each thread gets its own connection (the gateway may call the ledger from several threads). A
 transaction either commits whole or is rolled back whole; driver errors come out as LedgerError
 with the backend's explanation, and a connection that broke is dropped so the next call opens a
 fresh one. Writes that the database undid to break a deadlock are run again.
+
+Ledger calls made while a transaction is open on the same thread (inside `work`) join it instead
+of opening their own: that is how the gateway runs a request's replay check, its reads and its
+writes as one transaction (sqlcore.SqlLedger.run_requests). A call that joins never retries on
+its own; the outermost transaction does.
+
+`durable=False` marks a write transaction whose commit need not wait for the disk (the backend
+decides how: SQLite synchronous=NORMAL for that commit, PostgreSQL synchronous_commit=off). It
+is visible to every connection at once and becomes durable with the next durable commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -61,8 +71,16 @@ class SqlStore:
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def _begin(self, conn: Any, write: bool) -> None:
+    def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
         raise NotImplementedError
+
+    def _writer(self) -> Any:
+        """A context manager held around each write transaction (a fair queue for writers);
+        none by default: the database's own locks order them."""
+        return contextlib.nullcontext()
+
+    def _committed(self, durable: bool) -> None:
+        """Called after each write commit (SQLite counts commits not yet on disk)."""
 
     def _end(self, conn: Any, commit: bool) -> None:
         raise NotImplementedError
@@ -120,19 +138,40 @@ class SqlStore:
         self.close()
 
     # ------------------------------------------------------------------ transactions
-    def _transaction(self, work: Callable[[Tx], T], write: bool) -> T:
-        conn = self._connection()
+    def _transaction(self, work: Callable[[Tx], T], write: bool, durable: bool = True) -> T:
+        joined = getattr(self._local, "tx", None)
+        if joined is not None:
+            return work(joined)
+        if not write:
+            return self._run(work, write, durable)
+        with self._writer():
+            result = self._run(work, write, durable)
+            self._committed(durable)
+        return result
+
+    def _run(self, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
         try:
-            self._begin(conn, write)
+            conn = self._connection()
+        except LedgerError as exc:
+            exc.at_begin = True
+            raise
+        try:
+            self._begin(conn, write, durable)
         except self.driver_errors as exc:
-            raise self._failure(conn, exc, committing=False) from exc
+            error = self._failure(conn, exc, committing=False)
+            error.at_begin = True  # nothing ran: the database is not there
+            raise error from exc
+        tx = Tx(conn, self._translate)
+        self._local.tx = tx
         try:
-            result = work(Tx(conn, self._translate))
+            result = work(tx)
         except BaseException as exc:
+            self._local.tx = None
             self._rollback_quietly(conn)
             if isinstance(exc, self.driver_errors):
                 raise self._failure(conn, exc, committing=False) from exc
             raise
+        self._local.tx = None
         try:
             self._end(conn, commit=True)
         except self.driver_errors as exc:
@@ -149,18 +188,25 @@ class SqlStore:
     def _failure(self, conn: Any, exc: BaseException, committing: bool) -> LedgerError:
         if self._connection_unusable(conn):
             self._discard(conn)  # the next call opens a fresh one
-        return self._storage_error(exc, committing)
+        error = self._storage_error(exc, committing)
+        error.at_commit = committing  # the write may have been stored: never run it again
+        return error
 
     def _read(self, work: Callable[[Tx], T]) -> T:
         return self._transaction(work, write=False)
 
-    def _write(self, work: Callable[[Tx], T]) -> T:
+    def _in_transaction(self) -> bool:
+        return getattr(self._local, "tx", None) is not None
+
+    def _write(self, work: Callable[[Tx], T], durable: bool = True) -> T:
+        if self._in_transaction():
+            return work(self._local.tx)  # joined: the outermost transaction retries
         for _ in range(WRITE_ATTEMPTS - 1):
             try:
-                return self._transaction(work, write=True)
+                return self._transaction(work, write=True, durable=durable)
             except (TransientConflict, TxnRace):
                 continue  # rolled back whole; the next attempt sees the winner's commit
         try:
-            return self._transaction(work, write=True)
+            return self._transaction(work, write=True, durable=durable)
         except TxnRace as exc:
             raise LedgerError("the same txn_id is being settled elsewhere; try again") from exc
