@@ -1,0 +1,120 @@
+"""Ledger.run_requests: each authenticated request's replay check and work as one transaction,
+several per commit. Both backends."""
+
+from __future__ import annotations
+
+import pytest
+from onestop.host.gateway.ledger import (
+    KeyRecord,
+    Ledger,
+    LedgerError,
+    RequestJob,
+    open_ledger,
+)
+from onestop.host.keys import SigningKey
+
+KIOSK_KEY = SigningKey.generate().public_key
+
+
+@pytest.fixture
+def enrolled(demo_people: Ledger) -> Ledger:
+    for kiosk in ("K-1", "K-2", "K-3"):
+        demo_people.add_key(KeyRecord(kid=kiosk, role="kiosk", public_key=KIOSK_KEY,
+                                      status="active"))
+    return demo_people
+
+
+def job(kiosk: str, ctr: int, work=lambda ledger: "done", durable: bool = False,
+        key: bytes = KIOSK_KEY) -> RequestJob:
+    return RequestJob(kiosk_id=kiosk, ctr=ctr, public_key=key, work=work, durable=durable)
+
+
+def statuses(outcomes) -> list[str]:
+    return [outcome.status for outcome in outcomes]
+
+
+def test_each_request_advances_its_kiosks_counter_once(enrolled: Ledger) -> None:
+    outcomes = enrolled.run_requests([job("K-1", 5), job("K-2", 1), job("K-1", 5)])
+    assert statuses(outcomes) == ["done", "done", "replay"]
+    assert outcomes[0].value == "done"
+    assert statuses(enrolled.run_requests([job("K-1", 4), job("K-1", 6)])) == ["replay", "done"]
+    assert not enrolled.advance_counter("K-1", 6)  # the same counters advance_counter keeps
+
+
+def test_a_revoked_or_unknown_kiosk_runs_nothing(enrolled: Ledger) -> None:
+    enrolled.set_key_status("K-2", "revoked")
+    ran = []
+    outcomes = enrolled.run_requests([
+        job("K-2", 1, lambda ledger: ran.append("K-2")),
+        job("K-9", 1, lambda ledger: ran.append("K-9")),
+        job("K-3", 1, lambda ledger: ran.append("K-3"), key=SigningKey.generate().public_key),
+    ])
+    assert [(o.status, o.value) for o in outcomes] == [("key", "revoked"), ("key", None),
+                                                      ("key", "active")]
+    assert ran == []
+
+
+def test_the_work_sees_and_joins_the_requests_transaction(enrolled: Ledger, kit) -> None:
+    digest = kit.digest("T-000001")
+
+    def settle(ledger: Ledger):
+        return ledger.settle("T-000001", digest, "K-1", "P1", "B1",
+                             kit.build("T-000001", digest, kiosk_id="K-1"))
+
+    (outcome,) = enrolled.run_requests([job("K-1", 1, settle, durable=True)])
+    assert outcome.status == "done"
+    stored, created = outcome.value
+    assert created and enrolled.get_settlement("T-000001") == stored
+
+
+def test_a_refusal_undoes_its_own_writes_keeps_its_counter_and_spares_the_others(
+        enrolled: Ledger, kit) -> None:
+    def settle_then_refuse(ledger: Ledger):
+        kit.settle(ledger, "T-000001", "P1", "B1", kiosk_id="K-1")
+        raise ValueError("refused after writing")
+
+    def settle_b2(ledger: Ledger):
+        return kit.settle(ledger, "T-000002", "P1", "B2", kiosk_id="K-2")
+
+    outcomes = enrolled.run_requests([job("K-1", 1, settle_then_refuse, durable=True),
+                                      job("K-2", 1, settle_b2, durable=True)])
+    assert statuses(outcomes) == ["refused", "done"]
+    assert isinstance(outcomes[0].error, ValueError)
+    assert enrolled.get_settlement("T-000001") is None
+    assert enrolled.get_bill("B1").status == "pending"
+    assert enrolled.get_settlement("T-000002") is not None
+    assert statuses(enrolled.run_requests([job("K-1", 1)])) == ["replay"]  # counter spent
+
+
+def test_a_storage_fault_in_one_request_is_its_own(enrolled: Ledger) -> None:
+    def broken(ledger: Ledger):
+        ledger._write(lambda tx: tx.run("INSERT INTO no_such_table VALUES (1)"))
+
+    outcomes = enrolled.run_requests([job("K-1", 1), job("K-2", 1, broken, durable=True),
+                                      job("K-3", 1)])
+    assert statuses(outcomes) == ["done", "failed", "done"]
+    assert isinstance(outcomes[1].error, LedgerError)
+    # the failed request wrote nothing, its counter included: the kiosk may send it again
+    assert statuses(enrolled.run_requests([job("K-2", 1), job("K-1", 1)])) == ["done", "replay"]
+
+
+def test_a_commit_that_did_not_wait_for_the_disk_is_visible_to_other_gateways_at_once(
+        enrolled: Ledger, ledger_url: str) -> None:
+    assert statuses(enrolled.run_requests([job("K-1", 10, durable=False)])) == ["done"]
+    other = open_ledger(ledger_url)  # another gateway process
+    try:
+        assert statuses(other.run_requests([job("K-1", 10)])) == ["replay"]
+        assert statuses(other.run_requests([job("K-1", 11, durable=True)])) == ["done"]
+    finally:
+        other.close()
+    assert statuses(enrolled.run_requests([job("K-1", 11)])) == ["replay"]
+
+
+def test_a_ledger_that_cannot_be_reached_fails_every_request_at_once() -> None:
+    unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
+    try:
+        outcomes = unreachable.run_requests([job("K-1", 1), job("K-2", 1)])
+    finally:
+        unreachable.close()
+    assert statuses(outcomes) == ["failed", "failed"]
+    assert all(outcome.error.at_begin for outcome in outcomes)
