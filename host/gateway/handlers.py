@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from onestop.host.gateway import fastwire
 from onestop.host.gateway.ledger.base import (
     Bill,
     BillUnavailable,
@@ -29,7 +30,7 @@ from onestop.host.gateway.masking import mask_id
 from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, load_policy, settle
-from onestop.protocol import cbor, messages
+from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
 
 TOTALS_FIELDS = (
@@ -62,10 +63,15 @@ def settle_digest(request: dict[str, Any]) -> bytes:
     """What a settle request asked for: tells a retry (same digest) from a conflict."""
     asked = {key: request[key] for key in ("kiosk", "psn_no", "bill_id", "confirmed_cash",
                                              "txn_id")}
-    return hashlib.sha256(cbor.dumps(asked)).digest()
+    # deterministic CBOR: cbor2's canonical form is protocol.cbor's bytes for these values
+    return hashlib.sha256(fastwire.canonical_dumps(asked)).digest()
 
 
 class Handlers:
+    # Requests whose handler may write to the ledger: their transaction commits durably before
+    # the reply. The others only read (their replay counter aside, see Ledger.run_requests).
+    WRITES = frozenset({"settle", "cancel", "receipt_printed"})
+
     def __init__(
         self,
         signer: SigningKey,
@@ -166,7 +172,7 @@ class Handlers:
                 txn_id=record["txn_id"], setl_id=record["setl_id"], kiosk_id=record["kiosk"],
                 psn_no=person.psn_no, bill_id=bill.bill_id, setl_time=now,
                 setl_date=setl_date.isoformat(), result=breakdown,
-                signed=messages.seal_settlement(record, self.gateway_kid, self.signer),
+                signed=fastwire.seal_settlement(record, self.gateway_kid, self.signer),
                 request_digest=digest, delta=dict(outcome.delta),
             )
 

@@ -2,7 +2,8 @@
 
 `KioskClient` is the sans-I/O part (seal a request, open and check the reply to it);
 `KioskConnection` carries it over a byte stream (TCP, or a serial port) with the same framing
-as the board. Used by the gateway's tests, `kiosk bench gateway` and the TUI.
+as the board. Used by the gateway's tests, `kiosk bench gateway` and the TUI. Frames are made
+and checked with the host's fast path (fastwire: the protocol's bytes and verdicts).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from onestop.host.gateway import fastwire
 from onestop.host.gateway.ledger.base import KeyRecord, Ledger
 from onestop.host.gateway.transports import (
     DEFAULT_BAUD,
@@ -125,7 +127,7 @@ class KioskClient:
         """A new request (next counter, fresh rid) and its signed COSE_Sign1 bytes."""
         message = messages.request(t, self.kiosk_id, self.counter.next(), secrets.token_bytes(8),
                                    self.now(), **body)
-        return message, messages.seal(message, self.kiosk_id, self.key)
+        return message, fastwire.seal(message, self.kiosk_id, self.key)
 
     def _key_for(self, kid: str) -> VerifyingKey:
         if kid != self.gateway_kid:
@@ -134,7 +136,7 @@ class KioskClient:
 
     def open_reply(self, payload: bytes) -> dict[str, Any]:
         """Verify a frame from the gateway (any frame: for tests that send raw bytes)."""
-        _kid, reply = messages.open(payload, self._key_for)
+        _kid, reply = fastwire.open(payload, self._key_for)
         return reply
 
     def check_reply(self, request: dict[str, Any], payload: bytes) -> dict[str, Any]:
@@ -159,7 +161,7 @@ class KioskClient:
 
     def open_settlement(self, signed: bytes) -> dict[str, Any]:
         """The settlement record inside a settle reply, checked against the pinned gateway key."""
-        return messages.open_settlement(signed, self.gateway_key)
+        return fastwire.open_settlement(signed, self.gateway_key)
 
 
 def pinned_gateway_key(ledger: Ledger) -> tuple[str, VerifyingKey]:
@@ -202,7 +204,7 @@ class KioskConnection:
     async def call(self, t: str, timeout: float = 10.0, **body: Any) -> dict[str, Any]:
         """Send one request and return the verified reply (GatewayRefused for an `error`)."""
         request, sealed = self.client.request(t, **body)
-        await self.stream.write(framing.encode(sealed))
+        await self.stream.write(fastwire.encode_frame(sealed))
         async with asyncio.timeout(timeout):
             while True:
                 payload = await self.receive_payload()

@@ -30,11 +30,16 @@ def _masked(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class JsonLineFormatter(logging.Formatter):
+    def __init__(self, static: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})  # fields on every line, e.g. the gateway worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
+            **self.static,
         }
         entry.update(_masked(getattr(record, "fields", {})))
         if record.exc_info:
@@ -66,10 +71,12 @@ class EventLog:
         self._emit(logging.ERROR, event, exc_info, fields)
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> logging.Handler:
-    """Send the gateway's events to `stream` (stderr by default) as JSON lines."""
+def configure(level: str = "info", stream: TextIO | None = None,
+              static: dict[str, Any] | None = None) -> logging.Handler:
+    """Send the gateway's events to `stream` (stderr by default) as JSON lines; `static`
+    fields go on every line."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
+    handler.setFormatter(JsonLineFormatter(static))
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):
         logger.removeHandler(old)

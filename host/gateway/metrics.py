@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -41,14 +42,23 @@ class GatewayMetrics:
             ["transport"], registry=self.registry,
         )
 
+        self._children: dict[tuple[str, ...], Any] = {}  # labelled series, looked up once
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def frame(self, direction: str, message_type: str) -> None:
-        self.frames.labels(dir=direction, type=message_type).inc()
+        self._child(self.frames, direction, message_type).inc()
 
     def error(self, code: str) -> None:
-        self.errors.labels(code=code).inc()
+        self._child(self.errors, code).inc()
 
     def settlement(self, kind: str) -> None:  # "new" | "retry"
-        self.settlements.labels(kind=kind).inc()
+        self._child(self.settlements, kind).inc()
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

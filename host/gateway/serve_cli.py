@@ -5,17 +5,20 @@
 
 The gateway signs its replies with the key made by `kiosk gateway init` (for SQLite, the
 `gateway.key` beside the database; for PostgreSQL give --key). Logs are JSON lines on stderr;
-the first `listening` event carries the bound port (useful with port 0).
+the first `listening` event carries the bound port (useful with port 0). `--workers N` runs N
+gateway processes on the one port (see workers.py), e.g. one per core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
@@ -48,9 +51,10 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         metavar="SECONDS",
                         help=f"close a TCP connection silent this long "
                              f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="ledger worker threads (default: 1 for SQLite, whose single "
-                             "writer gains nothing from more; 8 for PostgreSQL)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="gateway processes sharing the listening port (SO_REUSEPORT), "
+                             "e.g. one per core (default 1); worker 0 serves the serial lines, "
+                             "worker i its metrics on the --metrics port + i")
     parser.add_argument("--timezone", metavar="ZONE",
                         help="time zone of the settlement day, e.g. Asia/Shanghai "
                              "(default: this machine's)")
@@ -65,10 +69,35 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
-        return asyncio.run(_serve(args))
+        if args.workers == 1:
+            return asyncio.run(_serve(args))
+        return _serve_workers(args)
     except ServeError as exc:
         print(f"kiosk gateway serve: {exc}", file=sys.stderr)
         return 2
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    from onestop.host.gateway import logs
+    from onestop.host.gateway.logs import EventLog
+    from onestop.host.gateway.server import ServeError, check_config
+    from onestop.host.gateway.workers import WorkersError, supervise
+
+    config, listen, _serials, _metrics = _config(args)
+    check_config(config)  # one clear line now, not one per worker
+
+    def run_worker(index: int, port: int, ready_fd: int) -> int:
+        logs.configure(args.log_level, static={"worker": index})
+        try:
+            return asyncio.run(_serve(args, worker=index, port=port, ready_fd=ready_fd))
+        except ServeError as exc:
+            print(f"kiosk gateway serve (worker {index}): {exc}", file=sys.stderr)
+            return 2
+
+    try:
+        return supervise(args.workers, run_worker, listen[0], listen[1], EventLog())
+    except WorkersError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def _timezone(name: str | None) -> tzinfo | None:
@@ -82,8 +111,8 @@ def _timezone(name: str | None) -> tzinfo | None:
         raise ServeError(f"unknown time zone {name!r} (try Asia/Shanghai)") from None
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from onestop.host.gateway.server import GatewayConfig, ServeError, start_gateway
+def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, ...]:
+    from onestop.host.gateway.server import GatewayConfig, ServeError
     from onestop.host.gateway.transports import SerialSpec, parse_host_port
 
     try:
@@ -92,15 +121,32 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics_at = parse_host_port(args.metrics) if args.metrics else None
     except ValueError as exc:
         raise ServeError(str(exc)) from None
-    if args.workers is not None and args.workers < 1:
+    if args.workers < 1:
         raise ServeError(f"--workers must be at least 1, not {args.workers}")
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
     config = GatewayConfig(
         db=args.db, key_path=args.key, policy=args.policy, tz=_timezone(args.timezone),
-        idle_timeout_s=args.idle_timeout, workers=args.workers,
+        idle_timeout_s=args.idle_timeout, reuse_port=worker is not None,
     )
+    if worker:  # worker 0 serves the serial lines and the metrics port as given
+        serials = []
+        if metrics_at is not None and metrics_at[1]:
+            metrics_at = (metrics_at[0], metrics_at[1] + worker)
+    return config, listen, serials, metrics_at
+
+
+async def _serve(args: argparse.Namespace, worker: int | None = None, port: int = 0,
+                 ready_fd: int | None = None) -> int:
+    from onestop.host.gateway.server import start_gateway
+
+    config, listen, serials, metrics_at = _config(args, worker)
+    if worker is not None:
+        listen = (listen[0], port)
     gateway = await start_gateway(config, listen, serials, metrics_at)
+    if ready_fd is not None:
+        os.write(ready_fd, b".")
+        os.close(ready_fd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,13 +1,22 @@
 """The gateway server: frames in over any byte stream, signed replies out.
 
-Two parts:
-- `FrameService.process(payload) -> Processed` is synchronous and thread-safe: open and verify
-  the COSE_Sign1 against the enrolled key, guard against replays and stale clocks, run the
-  handler, seal the reply. Every failure becomes a signed `error` reply; nothing raises.
-- `GatewayServer` is the asyncio side: one task per connection (TCP) or line (serial), deframing
-  bytes and running `process` in a worker thread so a slow database call for one kiosk never
-  stalls the others. The ledger keeps one connection per worker thread, and replaces one that
-  broke (a database that went away and came back is picked up without a restart).
+Three steps per frame, all on the event loop's thread:
+- `FrameService.prepare(payload)`: open and verify the COSE_Sign1 against the enrolled key
+  (cached; the request's own transaction checks it is still active), validate, refuse a stale
+  clock. CPU only; a frame that fails here is answered at once with a signed `error`.
+- the ledger: every prepared request the loop gathered meanwhile runs as one batch
+  (`Ledger.run_requests`): each request's replay check (counter advance), reads and writes are
+  one transaction, and the batch shares one commit — one disk flush answers many kiosks, and a
+  settle's counter advance commits together with the settlement.
+- `FrameService.finish`: seal the reply (or the refusal) and write it.
+
+Nothing raises out of these: every failure becomes a signed `error` reply. There are no worker
+threads: the work is CPU (signatures, codec) and the ledger's single writer, and Python's GIL
+made threads queue behind each other (each SQLite statement gives the GIL up and waits up to
+5 ms to get it back). To use several cores, run several gateway processes: `kiosk gateway serve
+--workers N` forks N of them sharing the listening port (SO_REUSEPORT); SQLite writers take
+turns on a lock file, PostgreSQL orders them with row locks. While a batch runs, this process
+waits for the ledger; the other workers keep serving.
 """
 
 from __future__ import annotations
@@ -15,39 +24,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from onestop.host.gateway import replay
+from onestop.host.gateway import fastwire, replay
 from onestop.host.gateway.config import (
     LedgerUrlError,
     default_key_path,
     describe,
-    parse_ledger_url,
 )
 from onestop.host.gateway.handlers import Handled, Handlers
 from onestop.host.gateway.ledger import open_ledger
-from onestop.host.gateway.ledger.base import Ledger, LedgerError
+from onestop.host.gateway.ledger.base import (
+    KeyRecord,
+    Ledger,
+    LedgerError,
+    RequestJob,
+    RequestOutcome,
+)
 from onestop.host.gateway.logs import EventLog
 from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint
-from onestop.host.gateway.transports import ByteStream, SerialSpec, SerialStream, start_tcp
+from onestop.host.gateway.transports import ByteStream, SerialSpec, SerialStream
 from onestop.host.keys import KeyFileError, SigningKey, VerifyingKey, load_signing_key
 from onestop.host.settlement import PolicyError
 from onestop.protocol import framing, messages
 from onestop.protocol.errors import ProtocolError, wire_code
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
-# Worker threads for ledger work, by backend. PostgreSQL serves many connections at once.
-# SQLite has one writer and every request writes (its counter): more threads would only queue
-# at SQLite's lock, whose busy handler sleeps (1, 2, 5... 100 ms), which stretches the slowest
-# replies several-fold; one worker keeps them in order without sleeping.
-DEFAULT_WORKERS = {"sqlite": 1, "postgresql": 8}
 DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
+MAX_BATCH = 128  # requests per ledger transaction at most
 
 
 @dataclass
@@ -61,6 +70,15 @@ class Processed:
     code: str | None = None  # error code, when the reply is an `error`
     msg: str | None = None
     handled: Handled | None = None
+
+
+@dataclass
+class Prepared:
+    """An authenticated, valid, fresh request waiting for the ledger."""
+
+    request: dict[str, Any]
+    now: int
+    job: RequestJob
 
 
 class FrameService:
@@ -82,16 +100,33 @@ class FrameService:
         self.clock = clock
         self.stale_after_s = stale_after_s
         self._verifiers: dict[bytes, VerifyingKey] = {}  # by public key: parsed once
+        # Active kiosk keys as last read. A revocation since is caught by the request's own
+        # transaction (RequestJob.public_key), which then drops the entry.
+        self._keys: dict[str, KeyRecord] = {}
 
+    # ------------------------------------------------------------ one frame, start to end
     def process(self, payload: bytes) -> Processed:
+        """Prepare, run in the ledger alone, finish: one frame's reply."""
+        return self.process_batch([payload])[0]
+
+    def process_batch(self, payloads: Sequence[bytes]) -> list[Processed]:
+        """Several frames (of different kiosks), their ledger work in one commit."""
+        prepared = [self.prepare(payload) for payload in payloads]
+        waiting = [p for p in prepared if isinstance(p, Prepared)]
+        outcomes = iter(self.run(waiting))
+        return [p if isinstance(p, Processed) else self.finish(p, next(outcomes))
+                for p in prepared]
+
+    # ------------------------------------------------------------ the three steps
+    def prepare(self, payload: bytes) -> Prepared | Processed:
+        """Open, verify, validate and check the clock; a Processed refusal if that fails."""
         now = int(self.clock())
         request: dict[str, Any] | None = None
-        ledger = self.ledger
+        used: list[KeyRecord] = []
         try:
             # open() also checks that the signer's kid is the kiosk the request names
-            _kid, request = messages.open(payload, lambda kid: self._verifier(ledger, kid))
-            replay.guard(ledger, request, now, self.stale_after_s)
-            handled = self.handlers.handle(ledger, request, now)
+            _kid, request = fastwire.open(payload, lambda kid: self._verifier(kid, used))
+            replay.check_fresh(request, now, self.stale_after_s)
         except ProtocolError as exc:
             return self._refuse(request, wire_code(exc.code), exc.msg or exc.code, now)
         except LedgerError as exc:
@@ -99,23 +134,68 @@ class FrameService:
                                 now)
         except Exception as exc:  # a bug must cost one reply, never the connection
             return self._internal(request, exc, now)
-        try:
-            sealed = messages.seal(handled.reply, self.gateway_kid, self.signer)
-        except Exception as exc:  # a reply that breaks frames.cddl is our bug, not the kiosk's
-            return self._internal(request, exc, now)
-        return Processed(sealed, request_type=request["t"], reply_type=handled.reply["t"],
-                         kiosk=request["kiosk"], handled=handled)
+        handlers = self.handlers
 
-    def _internal(self, request: dict[str, Any] | None, exc: Exception, now: int) -> Processed:
+        def work(ledger: Ledger, request: dict[str, Any] = request, now: int = now) -> Handled:
+            return handlers.handle(ledger, request, now)
+
+        job = RequestJob(kiosk_id=request["kiosk"], ctr=request["ctr"],
+                         public_key=used[-1].public_key, work=work,
+                         durable=request["t"] in handlers.WRITES)
+        return Prepared(request, now, job)
+
+    def run(self, prepared: Sequence[Prepared]) -> list[RequestOutcome]:
+        """The ledger work of `prepared`, one transaction each, one commit for all."""
+        try:
+            return self.ledger.run_requests([p.job for p in prepared])
+        except Exception as exc:  # a bug in the ledger: each request gets an internal error
+            return [RequestOutcome("refused", error=exc) for _ in prepared]
+
+    def finish(self, prepared: Prepared, outcome: RequestOutcome) -> Processed:
+        """Seal the reply to a request the ledger has run (or its refusal)."""
+        request, now = prepared.request, prepared.now
+        if outcome.status == "done":
+            handled = outcome.value
+            try:
+                sealed = fastwire.seal(handled.reply, self.gateway_kid, self.signer)
+            except Exception as exc:  # a reply that breaks frames.cddl is our bug
+                return self._internal(request, exc, now)
+            return Processed(sealed, request_type=request["t"], reply_type=handled.reply["t"],
+                             kiosk=request["kiosk"], handled=handled)
+        if outcome.status == "replay":
+            return self._refuse(request, "replay", f"counter {request['ctr']} is not above "
+                                "the last one seen from this kiosk", now)
+        if outcome.status == "key":
+            self._keys.pop(request["kiosk"], None)
+            if outcome.value is None:
+                return self._refuse(request, "unknown_kiosk",
+                                    f"no kiosk {request['kiosk']} is enrolled", now)
+            return self._refuse(request, "revoked", f"kiosk {request['kiosk']} is "
+                                f"{outcome.value}", now)
+        error = outcome.error
+        if isinstance(error, ProtocolError):
+            return self._refuse(request, wire_code(error.code), error.msg or error.code, now)
+        if isinstance(error, LedgerError):
+            return self._refuse(request, "unavailable", f"the ledger is unavailable: {error}",
+                                now)
+        return self._internal(request, error or RuntimeError(outcome.status), now)
+
+    # ------------------------------------------------------------ helpers
+    def _internal(self, request: dict[str, Any] | None, exc: BaseException,
+                  now: int) -> Processed:
         self.log.error("internal_error", exc_info=exc, kiosk=_kiosk(request), t=_type(request))
         return self._refuse(request, "internal", f"internal error: {type(exc).__name__}", now)
 
-    def _verifier(self, ledger: Ledger, kid: str) -> VerifyingKey:
-        record = ledger.get_key(kid)
-        if record is None or record.role != "kiosk":
-            raise ProtocolError("unknown_kiosk", f"no kiosk {kid} is enrolled")
-        if record.status != "active":
-            raise ProtocolError("revoked", f"kiosk {kid} is {record.status}")
+    def _verifier(self, kid: str, used: list[KeyRecord]) -> VerifyingKey:
+        record = self._keys.get(kid)
+        if record is None:
+            record = self.ledger.get_key(kid)
+            if record is None or record.role != "kiosk":
+                raise ProtocolError("unknown_kiosk", f"no kiosk {kid} is enrolled")
+            if record.status != "active":
+                raise ProtocolError("revoked", f"kiosk {kid} is {record.status}")
+            self._keys[kid] = record
+        used.append(record)
         verifier = self._verifiers.get(record.public_key)
         if verifier is None:
             verifier = self._verifiers[record.public_key] = VerifyingKey(record.public_key)
@@ -126,7 +206,7 @@ class FrameService:
         reply = messages.error_reply(request, code, msg, now,
                                      now=now if code == "stale" else None)
         return Processed(
-            reply=messages.seal(reply, self.gateway_kid, self.signer),
+            reply=fastwire.seal(reply, self.gateway_kid, self.signer),
             request_type=_type(request), reply_type="error", kiosk=_kiosk(request),
             code=code, msg=msg,
         )
@@ -136,7 +216,7 @@ class FrameService:
         reply = messages.error_reply(
             None, "too_large", f"frame longer than {framing.MAX_FRAME} bytes", int(self.clock())
         )
-        return messages.seal(reply, self.gateway_kid, self.signer)
+        return fastwire.seal(reply, self.gateway_kid, self.signer)
 
 
 def _kiosk(request: dict[str, Any] | None) -> str | None:
@@ -147,6 +227,173 @@ def _type(request: dict[str, Any] | None) -> str:
     return "unauthenticated" if request is None else str(request.get("t"))
 
 
+class Batcher:
+    """Gathers prepared requests while the event loop has other work, then runs them in the
+    ledger together (one transaction each, one commit) and resolves their futures in order.
+
+    It runs on the loop's thread: a flush is scheduled behind whatever is ready now, so every
+    frame that arrived in the same turn of the loop joins the same commit.
+    """
+
+    def __init__(self, service: FrameService, max_batch: int = MAX_BATCH) -> None:
+        self.service = service
+        self.max_batch = max_batch
+        self._waiting: list[tuple[Prepared, Callable[[Processed], None]]] = []
+        self._scheduled = False
+
+    def submit(self, prepared: Prepared) -> asyncio.Future[Processed]:
+        """The reply, once the batch `prepared` joins has run."""
+        future: asyncio.Future[Processed] = asyncio.get_running_loop().create_future()
+
+        def resolve(processed: Processed) -> None:
+            if not future.cancelled():
+                future.set_result(processed)
+
+        self.submit_then(prepared, resolve)
+        return future
+
+    def submit_then(self, prepared: Prepared, then: Callable[[Processed], None]) -> None:
+        """Call then(reply) once the batch `prepared` joins has run."""
+        self._waiting.append((prepared, then))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def drain(self) -> None:
+        while self._waiting:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._waiting:
+            self._scheduled = False
+            return
+        batch = self._waiting[: self.max_batch]
+        del self._waiting[: self.max_batch]
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._scheduled = False
+        # A frame whose connection closed meanwhile still runs: it was received whole, and a
+        # settle that commits is found by the kiosk's settlement_query.
+        outcomes = self.service.run([p for p, _ in batch])
+        for (prepared, then), outcome in zip(batch, outcomes, strict=True):
+            then(self.service.finish(prepared, outcome))
+
+
+class TcpConnection(asyncio.Protocol):
+    """One kiosk's TCP connection: frames in order, one reply each, at most one in the ledger
+    at a time (a kiosk waits for each answer; frames sent ahead wait their turn here)."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.deframer = framing.Deframer(framing.MAX_FRAME)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._busy = False  # a frame of this connection is in the ledger's batch
+        self._paused = False  # the kiosk is not reading its replies: stop taking frames
+        self._last_heard = 0.0
+        self._idle: asyncio.TimerHandle | None = None
+        self._reason = "closed by peer"
+        self._gauge: Any = None
+
+    # ---- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        server = self.server
+        if server._closing:
+            transport.abort()
+            return
+        server._connections.add(self)
+        self._gauge = server.metrics.connections.labels(transport="tcp")
+        self._gauge.inc()
+        server.log.debug("connected", transport="tcp", peer=self.peer)
+        loop = asyncio.get_running_loop()
+        self._last_heard = loop.time()
+        self._idle = loop.call_at(self._last_heard + server.idle_timeout_s, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_heard = asyncio.get_running_loop().time()
+        deframer = self.deframer
+        before = dict(deframer.stats)
+        deframer.receive_data(data)
+        if deframer.stats != before:
+            self.server._count_discarded(before, deframer.stats)
+            for _ in range(deframer.stats["too_large"] - before["too_large"]):
+                self._write(self.server.service.too_large(), "error")
+        self._pump()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        server = self.server
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._gauge is None:
+            return  # refused while the gateway was stopping
+        server._connections.discard(self)
+        self._gauge.dec()
+        if exc is not None and self._reason == "closed by peer":
+            self._reason = f"link error: {exc}"
+        dropped = self.deframer.buffered
+        if dropped:
+            server.metrics.error("truncated")  # the peer left mid-frame: dropped, not served
+        server.log.debug("disconnected", transport="tcp", peer=self.peer, reason=self._reason,
+                         dropped_bytes=dropped)
+
+    # ---- frames
+    def _pump(self) -> None:
+        server = self.server
+        while not self._busy and not self._paused and not server._closing:
+            payload = self.deframer.next_frame()
+            if payload is None:
+                return
+            started = time.perf_counter()
+            prepared = server.service.prepare(payload)
+            if isinstance(prepared, Processed):
+                self._answer(prepared, started)
+                continue
+            self._busy = True
+            server.batcher.submit_then(
+                prepared, lambda result, started=started: self._answered(result, started))
+
+    def _answered(self, result: Processed, started: float) -> None:
+        self._busy = False
+        self._answer(result, started)
+        self._pump()
+
+    def _answer(self, result: Processed, started: float) -> None:
+        self._write(result.reply, result.reply_type)
+        self.server._account(result, self.peer, time.perf_counter() - started)
+
+    def _write(self, sealed: bytes, reply_type: str) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(fastwire.encode_frame(sealed))
+            self.server.metrics.frame("out", reply_type)
+
+    # ---- ending
+    def _check_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last_heard + self.server.idle_timeout_s
+        if loop.time() < due:
+            self._idle = loop.call_at(due, self._check_idle)
+            return
+        self.close("idle timeout")
+
+    def close(self, reason: str) -> None:
+        self._reason = reason
+        if self.transport is not None:
+            self.transport.close()
+
+
 class GatewayServer:
     def __init__(
         self,
@@ -154,24 +401,31 @@ class GatewayServer:
         metrics: GatewayMetrics,
         log: EventLog,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-        workers: int = 1,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.service = service
         self.metrics = metrics
         self.log = log
         self.idle_timeout_s = idle_timeout_s
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="ledger")
+        self.batcher = Batcher(service, max_batch)
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[TcpConnection] = set()
         self._closing = False
 
     # ------------------------------------------------------------ listeners
-    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
+    async def listen_tcp(self, host: str, port: int,
+                         reuse_port: bool = False) -> tuple[str, int]:
         """Start accepting kiosks; returns the bound address (port 0 picks a free one)."""
-        server = await start_tcp(host, port, self._serve_connection)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: TcpConnection(self), host, port,
+                                          reuse_address=True, reuse_port=reuse_port or None)
         self._tcp.append(server)
         bound = server.sockets[0].getsockname()
-        self.log.info("listening", transport="tcp", host=bound[0], port=bound[1])
+        # One of several workers says so on its own line; the supervisor says `listening`
+        # once they all are (kiosks connecting earlier would all land on the first).
+        self.log.info("worker_listening" if reuse_port else "listening", transport="tcp",
+                      host=bound[0], port=bound[1])
         return bound[0], bound[1]
 
     def attach_serial(self, spec: SerialSpec) -> None:
@@ -192,22 +446,11 @@ class GatewayServer:
                 await self._serve_stream(stream, idle_timeout_s=None)
             await asyncio.sleep(SERIAL_REOPEN_S)
 
-    async def _serve_connection(self, stream: ByteStream) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await self._serve_stream(stream, self.idle_timeout_s)
-        except asyncio.CancelledError:
-            pass  # close() ends connections; asyncio's accept callback must not see the cancel
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-
-    # ------------------------------------------------------------ one stream
+    # ------------------------------------------------------------ one stream (serial lines)
     async def _serve_stream(self, stream: ByteStream, idle_timeout_s: float | None) -> None:
         """Frames in order, one reply each. A serial line has no idle timeout: a kiosk may wait
-        hours for its next resident, and the line is not a resource another kiosk needs."""
+        hours for its next resident, and the line is not a resource another kiosk needs.
+        (TCP connections are served by TcpConnection, the same steps as callbacks.)"""
         deframer = framing.Deframer(framing.MAX_FRAME)
         gauge = self.metrics.connections.labels(transport=stream.transport)
         gauge.inc()
@@ -241,15 +484,18 @@ class GatewayServer:
         self._count_discarded(before, deframer.stats)
         for _ in range(deframer.stats["too_large"] - before["too_large"]):
             await self._send(stream, self.service.too_large(), "error")
-        loop = asyncio.get_running_loop()
         while (payload := deframer.next_frame()) is not None:
             started = time.perf_counter()
-            result = await loop.run_in_executor(self._executor, self.service.process, payload)
+            prepared = self.service.prepare(payload)
+            if isinstance(prepared, Prepared):
+                result = await self.batcher.submit(prepared)
+            else:
+                result = prepared
             await self._send(stream, result.reply, result.reply_type)
-            self._account(result, stream, time.perf_counter() - started)
+            self._account(result, stream.peer, time.perf_counter() - started)
 
     async def _send(self, stream: ByteStream, sealed: bytes, reply_type: str) -> None:
-        await stream.write(framing.encode(sealed))
+        await stream.write(fastwire.encode_frame(sealed))
         self.metrics.frame("out", reply_type)
 
     def _count_discarded(self, before: dict[str, int], after: dict[str, int]) -> None:
@@ -258,13 +504,13 @@ class GatewayServer:
             for _ in range(after[stat] - before[stat]):
                 self.metrics.error(code)
 
-    def _account(self, result: Processed, stream: ByteStream, elapsed: float) -> None:
+    def _account(self, result: Processed, peer: str, elapsed: float) -> None:
         self.metrics.frame("in", result.request_type)
         latency_ms = round(elapsed * 1000, 2)
         if result.code is not None:
             self.metrics.error(result.code)
             self.log.warning("refused", kiosk=result.kiosk, t=result.request_type,
-                             code=result.code, msg=result.msg, peer=stream.peer,
+                             code=result.code, msg=result.msg, peer=peer,
                              latency_ms=latency_ms)
             return
         handled = result.handled
@@ -288,12 +534,14 @@ class GatewayServer:
         self._closing = True
         for server in self._tcp:
             server.close()
+        for connection in list(self._connections):
+            connection.close("gateway stopping")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for server in self._tcp:
             await server.wait_closed()
-        self._executor.shutdown(wait=True)  # frames already in a worker finish, then close
+        self.batcher.drain()  # frames received whole still get their ledger work done
         self.service.ledger.close()
 
 
@@ -311,7 +559,7 @@ class GatewayConfig:
     policy: str = DEFAULT_POLICY
     tz: tzinfo | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
-    workers: int | None = None  # None: by backend (DEFAULT_WORKERS)
+    reuse_port: bool = False  # one of several worker processes sharing the port
 
 
 class RunningGateway:
@@ -343,10 +591,9 @@ async def start_gateway(
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
     service = FrameService(open_ledger(config.db), handlers, signer, kid, log)
-    workers = config.workers or DEFAULT_WORKERS[parse_ledger_url(config.db).backend]
-    server = GatewayServer(service, metrics, log, config.idle_timeout_s, workers)
+    server = GatewayServer(service, metrics, log, config.idle_timeout_s)
     try:
-        address = await server.listen_tcp(*listen)
+        address = await server.listen_tcp(*listen, reuse_port=config.reuse_port)
     except OSError as exc:
         await server.close()
         raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None
@@ -363,6 +610,15 @@ async def start_gateway(
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=config.policy)
     return RunningGateway(server, endpoint, address, log)
+
+
+def check_config(config: GatewayConfig) -> None:
+    """What start_gateway would refuse (key, ledger, policy), as a ServeError, without serving."""
+    signer, kid = _gateway_identity(config)
+    try:
+        Handlers(signer, kid, config.policy, config.tz)
+    except PolicyError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:

@@ -6,12 +6,14 @@ about is in the ledger exactly once, and the kiosks resolve the ones they never 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pytest
 from onestop.host.bench.gateway import (
     BenchResident,
     GatewayProcess,
@@ -99,17 +101,49 @@ def check_exactly_once(ledger: Ledger, tally: Tally) -> None:
     assert {s.txn_id for s in stored_all} <= known, "a settlement nobody asked for"
 
 
-async def test_kill_9_under_load_then_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_kill_9_under_load_then_restart_loses_and_doubles_nothing(
+        tmp_path: Path, workers: int) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     ledger = open_ledger(url)
     ledger.init()
     provision_gateway(ledger, tmp_path / "gateway.key")
     hall = Hall(ledger, tmp_path, KIOSKS, "K-CRASH")
-    gateway = GatewayProcess(url, tmp_path / "gateway.key", tmp_path / "gateway.log")
+    gateway = GatewayProcess(url, tmp_path / "gateway.key", tmp_path / "gateway.log",
+                             workers=workers)
     try:
         port = await asyncio.to_thread(gateway.start)
+        assert gateway.process is not None
+        worker_pids = children_of(gateway.process.pid)
+        assert len(worker_pids) == (workers if workers > 1 else 0)
         await load_until(hall, [port], gateway.kill)
         assert hall.tally.errors["ConnectionError"] >= 1  # the kill really was mid-load
+        for _ in range(100):  # the workers die with the supervisor (kill -9 stops it all)
+            if not any(alive(pid) for pid in worker_pids):
+                break
+            await asyncio.sleep(0.02)
+        assert not any(alive(pid) for pid in worker_pids)
         check_exactly_once(ledger, hall.tally)  # before any restart: nothing acked is missing
         port = await asyncio.to_thread(gateway.start)
         acknowledged = len(hall.tally.acknowledged)

@@ -85,7 +85,7 @@ async def _start_site(ledger: Ledger, gateway_url: str, folder: Path) -> Site:
     log = io.StringIO()
     logs.configure("debug", log)
     config = GatewayConfig(db=gateway_url, key_path=folder / "gateway.key",
-                           idle_timeout_s=IDLE_TIMEOUT_S, workers=4)
+                           idle_timeout_s=IDLE_TIMEOUT_S)
     running = await start_gateway(config, ("127.0.0.1", 0), metrics_at=("127.0.0.1", 0))
     site = Site(ledger, running, log)
     site.residents = seed_demo(ledger)

@@ -1,0 +1,56 @@
+"""`kiosk gateway serve --workers N`: N processes on one port, one ledger; both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+from onestop.host.bench.gateway import GatewayProcess, generate_residents, provision_gateway
+from onestop.host.gateway.audit import audit
+from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk, new_txn_id
+from onestop.host.gateway.ledger import Ledger
+
+KIOSKS = 16  # connections the kernel spreads over the workers (all on one: 2**-15)
+
+
+async def test_two_workers_share_the_port_and_the_ledger(
+        ledger: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    provision_gateway(ledger, tmp_path / "gateway.key")
+    today = date.today().isoformat()
+    rng = random.Random(5)
+    clients = [enroll_kiosk(ledger, f"K-W{index:02d}") for index in range(KIOSKS)]
+    residents = [generate_residents(ledger, index, 1, 2, today, rng)[0]
+                 for index in range(KIOSKS)]
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(ledger_url, tmp_path / "gateway.key", log, workers=2)
+    try:
+        port = await asyncio.to_thread(gateway.start)
+
+        async def visit(index: int) -> str:
+            connection = await KioskConnection.open_tcp(clients[index], "127.0.0.1", port)
+            try:
+                resident = residents[index]
+                await connection.call("sign_in", fw="test", board="cpython")
+                pre = await connection.call("pre_settle", psn_no=resident.psn_no,
+                                            bill_id=resident.bill_ids[0])
+                reply = await connection.call(
+                    "settle", psn_no=resident.psn_no, bill_id=resident.bill_ids[0],
+                    txn_id=new_txn_id(), confirmed_cash=pre["result"]["psn_cash_pay"])
+                return connection.client.open_settlement(reply["settlement"])["txn_id"]
+            finally:
+                await connection.close()
+
+        txn_ids = await asyncio.gather(*(visit(index) for index in range(KIOSKS)))
+    finally:
+        assert await asyncio.to_thread(gateway.stop) == 0
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    settled_by = {event["worker"] for event in events if event["event"] == "settled"}
+    assert settled_by == {0, 1}
+    assert [e["event"] for e in events if "worker" not in e] == ["listening"]
+    for txn_id in txn_ids:
+        assert ledger.get_settlement(txn_id) is not None
+    report = audit(ledger)
+    assert report.ok, report.problems
