@@ -159,7 +159,7 @@ def edited(draw: st.DrawFn) -> dict[str, Any]:
     message = dict(MESSAGES[draw(st.sampled_from(sorted(MESSAGES)))])
     for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(("delete", "add", "change", "nested")))
-        keys = sorted(message, key=str)
+        keys = sorted(message, key=repr)
         if op == "delete" and keys:
             del message[draw(st.sampled_from(keys))]
         elif op == "add":
@@ -172,7 +172,7 @@ def edited(draw: st.DrawFn) -> dict[str, Any]:
             inner = message[key]
             if isinstance(inner, dict) and inner:
                 inner = dict(inner)
-                inner[draw(st.sampled_from(sorted(inner)))] = draw(_field_values())
+                inner[draw(st.sampled_from(sorted(inner, key=repr)))] = draw(_field_values())
                 message[key] = inner
     return message
 
