@@ -42,6 +42,7 @@ BENCH_REGION = "130630"
 FLOOR_SECONDS = 2.0
 BILLS_PER_SECOND_HEADROOM = 1500  # bills seeded per second of run: more than the gateway can do
 KIOSK_MAX_RATE = 100  # visits per second one kiosk could make alone (loopback round trips)
+DEFAULT_GATEWAY_WORKERS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="URL",
                         help="ledger URL (default: a new SQLite file in a temporary folder; a "
                              "postgresql:// URL gets a fresh schema, dropped afterwards)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="gateway ledger worker threads (default: the gateway's)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_GATEWAY_WORKERS, metavar="N",
+                        help="gateway processes (kiosk gateway serve --workers; default "
+                             f"{DEFAULT_GATEWAY_WORKERS}: one per core of the issue's machine)")
     parser.add_argument("--floor-seconds", type=float, default=FLOOR_SECONDS, metavar="S",
                         help=f"how long to measure the floor (default {FLOOR_SECONDS:g})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -125,14 +127,11 @@ class GatewayProcess:
         return 0
 
     def cpu_seconds(self) -> float:
-        """CPU time the gateway has used so far (user + system), from /proc."""
+        """CPU time the gateway (its workers included) has used so far (user + system), from
+        /proc."""
         if self.process is None:
             return 0.0
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_tree_cpu(self.process.pid)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut of the gateway's machine."""
@@ -152,6 +151,27 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return int(self.process.returncode or 0)
+
+
+def process_tree_cpu(root: int) -> float:
+    """User + system CPU seconds of `root` and its live descendants (Linux /proc)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            todo.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return total
 
 
 # ---------------------------------------------------------------- the population
@@ -283,13 +303,26 @@ async def drive_kiosk(connection: Any, residents: list[BenchResident], deadline:
 # ---------------------------------------------------------------- the floor
 
 
-def measure_floor(seconds: float = FLOOR_SECONDS) -> float:
-    """Settle exchanges per second on one core: seal, frame, open, compute, sign, open."""
+def measure_floor(seconds: float = FLOOR_SECONDS, codec: str = "host") -> float:
+    """Settle exchanges per second on one core: seal, frame, open, compute, sign, open.
+
+    codec "host": the code the gateway and the bench's kiosks run (onestop.host.gateway.
+    fastwire: the protocol's bytes and verdicts, in C where it can be) — the floor the run is
+    measured against. "board": the protocol modules as the board runs them (pure Python),
+    printed for comparison only.
+    """
+    from onestop.host.gateway import fastwire
     from onestop.host.gateway.ledger.base import Bill, Person
     from onestop.host.keys import SigningKey
     from onestop.host.settlement import Claim, empty_accumulations, load_policy, settle
     from onestop.protocol import framing, messages
 
+    if codec == "host":
+        seal, open_, encode = fastwire.seal, fastwire.open, fastwire.encode_frame
+        seal_settlement, open_settlement = fastwire.seal_settlement, fastwire.open_settlement
+    else:
+        seal, open_, encode = messages.seal, messages.open, framing.encode
+        seal_settlement, open_settlement = messages.seal_settlement, messages.open_settlement
     kiosk_key, gateway_key = SigningKey.generate(), SigningKey.generate()
     kiosk_verifier = _verifier(kiosk_key)
     gateway_verifier = _verifier(gateway_key)
@@ -307,24 +340,24 @@ def measure_floor(seconds: float = FLOOR_SECONDS) -> float:
         request = messages.request("settle", "K-FLOOR", exchanges + 1, os.urandom(8), now,
                                    psn_no=person.psn_no, bill_id=bill.bill_id,
                                    txn_id="T" + os.urandom(12).hex(), confirmed_cash=0)
-        wire = framing.encode(messages.seal(request, "K-FLOOR", kiosk_key))
+        wire = encode(seal(request, "K-FLOOR", kiosk_key))
         # the gateway's side
         deframer = framing.Deframer()
         deframer.receive_data(wire)
-        _kid, received = messages.open(deframer.next_frame(), lambda _kid: kiosk_verifier)
+        _kid, received = open_(deframer.next_frame(), lambda _kid: kiosk_verifier)
         outcome = settle(policy, Claim.from_bill(person, bill, today), empty_accumulations())
         record = {"setl_id": "S00000000FLOOR", "txn_id": received["txn_id"],
                   "kiosk": received["kiosk"], "psn_no": person.psn_no, "bill_id": bill.bill_id,
                   "setl_time": now, "result": dict(outcome.breakdown)}
-        signed = messages.seal_settlement(record, "gateway", gateway_key)
+        signed = seal_settlement(record, "gateway", gateway_key)
         reply = messages.reply(received, "settle_reply", now, txn_id=received["txn_id"],
                                settlement=signed)
-        back = framing.encode(messages.seal(reply, "gateway", gateway_key))
+        back = encode(seal(reply, "gateway", gateway_key))
         # the kiosk's side
         deframer = framing.Deframer()
         deframer.receive_data(back)
-        _kid, answer = messages.open(deframer.next_frame(), lambda _kid: gateway_verifier)
-        messages.open_settlement(answer["settlement"], gateway_verifier)
+        _kid, answer = open_(deframer.next_frame(), lambda _kid: gateway_verifier)
+        open_settlement(answer["settlement"], gateway_verifier)
         exchanges += 1
     return exchanges / (time.perf_counter() - started)
 
@@ -354,9 +387,12 @@ class Figures:
     in_doubt_settled: int
     in_doubt_not_found: int
     floor: float
+    floor_board: float  # the same exchange with the board's pure-Python codec, for comparison
+    workers: int  # gateway processes
     ran_out_of_bills: int
     gateway_cpu: float  # cores busy on average during the run
     kiosks_cpu: float
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the end of the run
 
     @property
     def floor_share(self) -> float:
@@ -438,6 +474,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
             clients.append(enroll_kiosk(ledger, f"BENCH-{index:04d}"))
             populations.append(generate_residents(ledger, index, 1, bills_each, today, rng))
         floor = measure_floor(args.floor_seconds)
+        floor_board = measure_floor(args.floor_seconds / 2, codec="board")
         gateway = GatewayProcess(url, key_path, folder / "gateway.log", workers=args.workers)
         try:
             port = gateway.start()
@@ -470,8 +507,10 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         p99_ms=percentile(tally.latencies, 0.99) * 1000,
         errors=dict(tally.errors), lost=check.lost, duplicated=check.duplicated,
         in_doubt_settled=check.in_doubt_settled, in_doubt_not_found=check.in_doubt_not_found,
-        floor=floor, ran_out_of_bills=tally.ran_out_of_bills,
+        floor=floor, floor_board=floor_board, workers=args.workers,
+        ran_out_of_bills=tally.ran_out_of_bills,
         gateway_cpu=round(cpu_gateway, 2), kiosks_cpu=round(cpu_kiosks, 2),
+        load=os.getloadavg(),
     )
 
 
@@ -514,7 +553,9 @@ def format_table(figures: Figures) -> str:
 
     errors = sum(figures.errors.values())
     lines = [
-        f"kiosk bench gateway: {figures.kiosks} kiosks, {figures.seconds:g} s, {figures.ledger}",
+        f"kiosk bench gateway: {figures.kiosks} kiosks, {figures.seconds:g} s, {figures.ledger}, "
+        f"{figures.workers} gateway worker{'s' if figures.workers != 1 else ''}, "
+        f"load average {figures.load[0]:.2f} {figures.load[1]:.2f} {figures.load[2]:.2f}",
         row("figure", "value", "target"),
         row("settlements/s", f"{figures.rate:.1f}", f">= {TARGET_RATE:g}",
             figures.rate >= TARGET_RATE),
@@ -527,10 +568,13 @@ def format_table(figures: Figures) -> str:
         row("lost", str(figures.lost), "0", figures.lost == 0),
         row("duplicated", str(figures.duplicated), "0", figures.duplicated == 0),
         row("floor (settles/s, 1 core)", f"{figures.floor:.1f}"),
+        row("  same, board's codec", f"{figures.floor_board:.1f}", "(not a target)"),
         row("throughput / floor", f"{figures.floor_share:.1%}",
             f">= {TARGET_FLOOR_SHARE:.0%}", figures.floor_share >= TARGET_FLOOR_SHARE),
         row("gateway CPU (cores)", f"{figures.gateway_cpu:.2f}"),
         row("kiosks CPU (cores)", f"{figures.kiosks_cpu:.2f}"),
+        row("gateway CPU per settlement", f"{_per(figures.gateway_cpu, figures.rate):.2f} ms"),
+        row("kiosks CPU per settlement", f"{_per(figures.kiosks_cpu, figures.rate):.2f} ms"),
     ]
     if figures.errors:
         lines.append("  errors by code: " + ", ".join(
@@ -542,6 +586,11 @@ def format_table(figures: Figures) -> str:
         lines.append(f"  note: {figures.ran_out_of_bills} kiosks ran out of bills before the "
                      "end; the rate is a lower bound")
     return "\n".join(lines)
+
+
+def _per(cores: float, rate: float) -> float:
+    """Milliseconds of CPU per settlement, from cores busy and settlements per second."""
+    return 1000 * cores / rate if rate else 0.0
 
 
 def percentile(values: list[float], share: float) -> float:
