@@ -69,9 +69,43 @@ def generate_with(random_bytes):
     return key.seed, key.public_key, asked
 
 
+# Textbook curve arithmetic, independent of protocol/ed25519.py, to rebuild its comb table.
+P = 2**255 - 19
+D = -121665 * pow(121666, P - 2, P) % P
+BASE = (15112221349535400772501151409588531511454012693041857206046113283949847762202,
+        46316835694926478169428394003475163141307993866256225615783033603165251855960)
+
+
+def _affine_add(a, b):
+    """a + b on -x^2 + y^2 = 1 + d x^2 y^2 (the Edwards addition law, one inversion each)."""
+    t = D * a[0] * b[0] * a[1] * b[1] % P
+    return ((a[0] * b[1] + a[1] * b[0]) * pow(1 + t, P - 2, P) % P,
+            (a[1] * b[1] + a[0] * b[0]) * pow(1 - t, P - 2, P) % P)
+
+
+def comb_table(teeth=3, columns=85, point=BASE):
+    """Entry v: 2**((teeth-1)*columns) * Q + sum over i < teeth-1 of (+1 if bit i of v else -1)
+    * 2**(i*columns) * Q, as affine x and y, 32 bytes little-endian each."""
+    powers = [point]
+    for _ in range(teeth - 1):
+        q = powers[-1]
+        for _ in range(columns):
+            q = _affine_add(q, q)
+        powers.append(q)
+    out = bytearray()
+    for v in range(1 << (teeth - 1)):
+        q = powers[teeth - 1]
+        for i in range(teeth - 1):
+            x, y = powers[i]
+            q = _affine_add(q, (x, y) if (v >> i) & 1 else ((P - x) % P, y))
+        out.extend(q[0].to_bytes(32, "little"))
+        out.extend(q[1].to_bytes(32, "little"))
+    return bytes(out)
+
+
 def base_table_is_the_computed_one():
     """The precomputed comb table of the base point equals one built from scratch here."""
-    return ed25519._comb_table(ed25519.BASE_X, ed25519.BASE_Y) == ed25519._BASE_TABLE
+    return comb_table() == ed25519._TABLE
 
 
 def value_error(kind, arg):
