@@ -14,10 +14,29 @@ the next delimiter. Bad frames are skipped and counted in `.stats`, never raised
 
 import binascii
 
-from .errors import FRAME_COBS, FRAME_CRC, FRAME_EMPTY, TOO_LARGE, ProtocolError
+from .errors import code_of, fault
 
-MAX_FRAME = 4096  # payload bytes (the COSE_Sign1), before CRC and COBS
-DELIMITER = 0x00
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
+MAX_FRAME = const(4096)  # payload bytes (the COSE_Sign1), before CRC and COBS
+DELIMITER = const(0x00)
+
+# Fault numbers (errors.fault): the code's index in errors.CODES * 32 + the text's number in
+# texts.py.
+_ZERO = const(14 * 32)  # frame_cobs
+_PAST_END = const(14 * 32 + 1)
+_FULL_BLOCK = const(14 * 32 + 2)
+_NO_CRC = const(15 * 32)  # frame_crc
+_BAD_CRC = const(15 * 32 + 1)
+_EMPTY = const(16 * 32)  # frame_empty
+_TOO_LARGE = const(18 * 32)  # too_large
+_TOO_LONG = const(18 * 32 + 1)
 
 
 def max_encoded(max_frame=MAX_FRAME):
@@ -30,7 +49,7 @@ def encode(payload):
     """One frame ready to write: COBS(payload + CRC) followed by the 0x00 delimiter."""
     size = len(payload)
     if size > MAX_FRAME:
-        raise ProtocolError(TOO_LARGE, "payload of %d bytes, maximum %d" % (size, MAX_FRAME))
+        fault(_TOO_LARGE, (size, MAX_FRAME))
     crc = binascii.crc32(payload) & 0xFFFFFFFF
     n = size + 4
     out = bytearray(n + n // 254 + 2)  # the worst case; trimmed at the end
@@ -50,7 +69,7 @@ def encode(payload):
                 code_at = w
                 w += 1
     out[code_at] = w - code_at
-    out[w] = DELIMITER
+    out[w] = 0
     return bytes(memoryview(out)[:w + 1])
 
 
@@ -59,46 +78,51 @@ def decode(frame, max_frame=MAX_FRAME):
 
     Strict: a run decodes only if it is exactly what `encode` produces for its payload.
     """
-    n = len(frame)
-    if n == 0:
-        raise ProtocolError(FRAME_EMPTY, "empty frame")
-    if n > max_encoded(max_frame):
-        raise ProtocolError(TOO_LARGE, "frame of %d encoded bytes" % n)
-    if b"\x00" in frame:
-        raise ProtocolError(FRAME_COBS, "zero byte inside a frame")
-    body = bytearray(n)  # decoding only shrinks
-    view = memoryview(body)
-    source = memoryview(frame)
-    w = 0
-    i = 0
-    while i < n:
-        code = frame[i]
-        end = i + code
-        if end > n:
-            raise ProtocolError(FRAME_COBS, "block at %d runs past the end" % i)
-        view[w:w + code - 1] = source[i + 1:end]
-        w += code - 1
-        if code != 0xFF:
-            if end < n:
-                body[w] = 0
-                w += 1
-        elif end == n:  # encode always closes a full block with one more code byte
-            raise ProtocolError(FRAME_COBS, "frame ends with a full block")
-        i = end
-    if w < 4:
-        raise ProtocolError(FRAME_CRC, "frame too short to carry a CRC")
-    size = w - 4
-    if size > max_frame:
-        raise ProtocolError(TOO_LARGE, "payload of %d bytes, maximum %d" % (size, max_frame))
-    crc = body[size] | body[size + 1] << 8 | body[size + 2] << 16 | body[size + 3] << 24
-    payload = bytes(view[:size])
-    if binascii.crc32(payload) & 0xFFFFFFFF != crc:
-        raise ProtocolError(FRAME_CRC, "CRC mismatch")
+    payload = _decode(bytearray(frame), max_frame)
+    if isinstance(payload, tuple):
+        fault(payload[0], payload[1])
     return payload
 
 
-# Deframer.stats keys for each decode error.
-_STAT = {FRAME_COBS: "cobs", FRAME_CRC: "crc", TOO_LARGE: "too_large", FRAME_EMPTY: "empty"}
+def _decode(run, max_frame):
+    """decode, in place in the bytearray `run`: the payload, or (fault number, its arguments).
+
+    Decoding only shrinks, so each block moves down within `run` (slice assignment is a memmove
+    on both runtimes): the board needs no second buffer of the frame's size.
+    """
+    n = len(run)
+    if n == 0:
+        return _EMPTY, ()
+    if n > max_encoded(max_frame):
+        return _TOO_LONG, (n,)
+    if b"\x00" in run:
+        return _ZERO, ()
+    view = memoryview(run)
+    w = 0
+    i = 0
+    while i < n:
+        code = run[i]
+        end = i + code
+        if end > n:
+            return _PAST_END, (i,)
+        view[w:w + code - 1] = view[i + 1:end]
+        w += code - 1
+        if code != 0xFF:
+            if end < n:
+                run[w] = 0
+                w += 1
+        elif end == n:  # encode always closes a full block with one more code byte
+            return _FULL_BLOCK, ()
+        i = end
+    if w < 4:
+        return _NO_CRC, ()
+    size = w - 4
+    if size > max_frame:
+        return _TOO_LARGE, (size, max_frame)
+    if binascii.crc32(view[:size]) & 0xFFFFFFFF != (
+            run[size] | run[size + 1] << 8 | run[size + 2] << 16 | run[size + 3] << 24):
+        return _BAD_CRC, ()
+    return bytes(view[:size])
 
 
 class Deframer:
@@ -106,9 +130,8 @@ class Deframer:
 
     def __init__(self, max_frame=MAX_FRAME):
         self.max_frame = max_frame
-        self._limit = max_encoded(max_frame)
-        self._partial = bytearray()  # the current run up to its delimiter, at most _limit bytes
-        self._overflow = False  # the current run passed _limit: drop it up to the delimiter
+        self._partial = bytearray()  # the current run up to its delimiter, at most one frame
+        self._overflow = False  # the current run outgrew a frame: drop it up to the delimiter
         self._ready = []  # verified payloads not yet taken by next_frame
         self.stats = {"cobs": 0, "crc": 0, "too_large": 0, "empty": 0}
 
@@ -121,10 +144,29 @@ class Deframer:
         while start < end:
             stop = data.find(b"\x00", start)
             if stop < 0:
-                self._take(data, start, end)
+                stop = end
+            if not self._overflow and start < stop:
+                if len(self._partial) + (stop - start) > max_encoded(self.max_frame):
+                    self._overflow = True
+                    self._partial = bytearray()  # release it now, not at the delimiter
+                else:
+                    self._partial.extend(memoryview(data)[start:stop])
+            if stop == end:
                 return
-            self._take(data, start, stop)
-            self._finish()
+            # The delimiter: the run so far is one frame. A bad one is counted, without its
+            # fault text (errors.fault would load it, for noise on the line).
+            run = self._partial
+            self._partial = bytearray()
+            if self._overflow:
+                self.stats["too_large"] += 1
+                self._overflow = False
+            else:
+                payload = _decode(run, self.max_frame)
+                if isinstance(payload, tuple):
+                    code = code_of(payload[0])  # frame_cobs -> "cobs", too_large, ...
+                    self.stats[code[6:] if code.startswith("frame_") else code] += 1
+                else:
+                    self._ready.append(payload)
             start = stop + 1
 
     def next_frame(self):
@@ -144,24 +186,3 @@ class Deframer:
         self._partial = bytearray()
         self._overflow = False
         return dropped
-
-    def _take(self, data, start, stop):
-        if self._overflow or start == stop:
-            return
-        if len(self._partial) + (stop - start) > self._limit:
-            self._overflow = True
-            self._partial = bytearray()  # release it now, not at the delimiter
-            return
-        self._partial.extend(memoryview(data)[start:stop])
-
-    def _finish(self):
-        if self._overflow:
-            self.stats["too_large"] += 1
-            self._overflow = False
-            return
-        run = self._partial
-        self._partial = bytearray()
-        try:
-            self._ready.append(decode(run, self.max_frame))
-        except ProtocolError as exc:
-            self.stats[_STAT[exc.code]] += 1
