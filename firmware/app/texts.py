@@ -1,4 +1,6 @@
 # Every word a resident reads on the screen: Chinese first, English below.
+# A body line is 760 px of 24 px type: at most 31 Chinese characters or 63 ASCII ones
+# (hardware/display-pages.json); longer text is cut off on the panel.
 # Each entry: (title zh, title en, line zh, line en).
 
 WELCOME = ("医保自助结算", "Medical insurance self-service",
@@ -54,10 +56,10 @@ ERRORS = {
     "cancelled": ("已取消", "Cancelled", "未结算", "Nothing was settled"),
     "paper_out": ("打印机缺纸", "The printer is out of paper",
                   "结算已保存，装纸后自动打印凭条",
-                  "Your settlement is saved; the receipt will print when paper is loaded"),
+                  "Your settlement is saved; receipt prints once paper is loaded"),
     "printer_fault": ("打印机故障", "The printer has a problem",
                       "结算已保存，修复后自动打印凭条",
-                      "Your settlement is saved; the receipt will print once it is fixed"),
+                      "Your settlement is saved; receipt prints once it is fixed"),
     "in_doubt": ("结算结果待确认", "Settlement not yet confirmed",
                  "系统将自动核实，绝不重复结算",
                  "It will be checked automatically and never settled twice"),

@@ -307,8 +307,7 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     result = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"])
     assert result["outcome"] == "paper_out"
     error = result["last"]["error"]
-    assert error["l1"] == ("Your settlement is saved; the receipt will print when paper is "
-                           "loaded")
+    assert error["l1"] == "Your settlement is saved; receipt prints once paper is loaded"
     assert [state for _, state in result["open"]] == ["settled"]
     assert result["receipts"] == []
     # out of paper: out of service until a clerk loads the roll, then the receipt comes out
