@@ -96,6 +96,9 @@ class Kiosk:
         if problem is not None:
             self.log("printer_not_ready", problem=problem)
             await self.show(screens.out_of_service(T.printer_reason(problem)))
+            # Long enough to be read (the take-card page follows at once otherwise, and the
+            # resident never learns why): until the card comes out, or `message` ms.
+            await self._wait_card(False, self.timeouts["message"])
             self._card_may_be_left_in = True
             return
         self.sessions += 1
