@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,8 @@ from onestop.host.sim.tap import FrameTap
 
 ROLES = ("card", "printer", "display")
 WAIT_S = 30.0
+# The components a kiosk page shows text in (hardware/display-pages.json), top to bottom.
+COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3")
 
 
 class RigError(Exception):
@@ -127,6 +130,21 @@ class Firmware:
                 stream.close()
 
 
+@dataclass(frozen=True)
+class Screen:
+    """A screen as the resident saw it once it settled: its page, the whole text of each
+    visible component, and the picture `DisplaySim.render_text` draws (cut to its box)."""
+
+    page: str
+    texts: dict[str, str]
+    picture: str
+
+    @property
+    def words(self) -> str:
+        """Every text on the screen, one component a line, top to bottom."""
+        return "\n".join(text for text in self.texts.values() if text)
+
+
 class Hall:
     """A gateway, the three simulated devices and one provisioned unix kiosk."""
 
@@ -142,7 +160,8 @@ class Hall:
         folder.mkdir(parents=True, exist_ok=True)
         self.kiosk_id = kiosk_id
         self.db = f"sqlite:///{folder / 'ledger.sqlite'}"
-        self.screens: list[tuple[str, str]] = []  # (page, text) of each screen, as it settled
+        self.screens: list[Screen] = []  # each screen shown, once it settled
+        self.cut_off: list[tuple[str, list[str]]] = []  # (page, components) drawn cut off
         self._on_screen = on_screen
         self.firmware: Firmware | None = None
         self.gateway: GatewayProcess | None = None
@@ -195,16 +214,20 @@ class Hall:
                   "--public-key", self.public_key)
 
     def _screen(self, display: DisplaySim) -> None:
-        self.screens.append((display.page, display.render_text()))
+        texts = {name: display.text(name) for name in COMPONENTS if display.visible(name)}
+        self.screens.append(Screen(display.page, texts, display.render_text()))
+        cut = display.overflowing()
+        if cut:
+            self.cut_off.append((display.page, cut))
         if self._on_screen is not None:
             self._on_screen(display)
 
     def pages(self) -> list[str]:
         """The pages shown so far, in order (a page shown twice running counts once)."""
         shown: list[str] = []
-        for page, _ in list(self.screens):
-            if not shown or shown[-1] != page:
-                shown.append(page)
+        for screen in list(self.screens):
+            if not shown or shown[-1] != screen.page:
+                shown.append(screen.page)
         return shown
 
     # ---------------------------------------------------------------- the gateway
@@ -250,7 +273,7 @@ class Hall:
         first makes sure the slot is empty: a card inserted before then is asked out again.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.screens and self.screens[-1][0] == "welcome" and \
+            if self.screens and self.screens[-1].page == "welcome" and \
                     self.display.page == "welcome":
                 return
             time.sleep(0.02)

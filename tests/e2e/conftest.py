@@ -43,6 +43,8 @@ def make_hall(tmp_path: Path, stage: Path, ledger_template: Path) -> Iterator[Ha
     yield make
     for hall in halls:
         hall.close()
+    for hall in halls:
+        assert_nothing_cut_off(hall)
 
 
 @pytest.fixture
@@ -59,4 +61,10 @@ def shared_hall(tmp_path_factory: pytest.TempPathFactory, stage: Path,
     built.boot()
     yield built
     built.close()
+    assert_nothing_cut_off(built)
+
+
+def assert_nothing_cut_off(hall: Hall) -> None:
+    """Every screen of every scenario fit the panel: no text the resident could not read."""
+    assert not hall.cut_off, f"text cut off on the screen (page, components): {hall.cut_off}"
 

@@ -80,23 +80,24 @@ def pending_bill_ids(hall: Hall, psn_no: str) -> list[str]:
 
 # ---------------------------------------------------------------- what the resident saw
 def wait_screen(hall: Hall, page: str, since: int = 0, timeout: float = WAIT_S) -> str:
-    """The text of the first `page` screen shown after screen number `since` (waiting for it)."""
+    """Every text on the first `page` screen shown from screen number `since` on (waiting for
+    it to appear)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for shown, text in hall.screens[since:]:
-            if shown == page:
-                return text
+        for screen in hall.screens[since:]:
+            if screen.page == page:
+                return screen.words
         time.sleep(0.02)
-    raise RigError(f"no {page!r} screen after screen {since}; shown: "
-                   f"{[p for p, _ in hall.screens[since:]]}\n{hall.story()}")
+    raise RigError(f"no {page!r} screen from screen {since} on; shown: "
+                   f"{shown_after(hall, since)}\n{hall.story()}")
 
 
 def shown_after(hall: Hall, since: int) -> list[str]:
     """Pages shown since screen number `since`, a page shown twice running counted once."""
     pages: list[str] = []
-    for page, _ in hall.screens[since:]:
-        if not pages or pages[-1] != page:
-            pages.append(page)
+    for screen in hall.screens[since:]:
+        if not pages or pages[-1] != screen.page:
+            pages.append(screen.page)
     return pages
 
 

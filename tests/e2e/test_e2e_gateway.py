@@ -1,0 +1,150 @@
+"""The gateway goes away: stopped while the kiosk is idle, and killed (SIGKILL) while a
+settlement is in flight — after its reply was lost, and before the request reached it. The kiosk
+says so, settles nothing it cannot account for, and once the gateway is back there is exactly
+one settlement and one receipt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from e2e_support import (
+    WAIT_S,
+    Before,
+    at_welcome,
+    before_visit,
+    printed_of,
+    receipt_amounts,
+    settle_visit,
+    up_to_confirm,
+    wait_screen,
+)
+from onestop.host.sim.rig import Hall
+from onestop.protocol import cbor, cose
+
+RESIDENT = "P001"
+UNREACHABLE = ("Cannot reach the insurance service", "Nothing was settled")
+IN_DOUBT = ("Settlement not yet confirmed",
+            "It will be checked automatically and never settled twice")
+CHECKING = ("Out of service", "Checking the last settlement with the insurance service")
+
+
+def request_type(frame: bytes) -> str:
+    """The `t` of a kiosk request frame (COSE_Sign1 around a CBOR map)."""
+    return str(cbor.loads(cose.decode1(frame).payload)["t"])
+
+
+def one_settlement_one_receipt(hall: Hall, before: Before) -> None:
+    (settlement,) = hall.settlements()
+    expected = before.expected(settlement)
+    assert settlement.result == expected
+    (receipt,) = hall.receipts()
+    assert len(hall.printer.receipts) == 1
+    assert receipt_amounts(receipt) == printed_of(expected)
+    assert settlement.setl_id in receipt.text()
+
+
+def test_gateway_down_then_back(hall: Hall) -> None:
+    before = before_visit(hall, RESIDENT)
+    hall.stop_gateway()
+    since = at_welcome(hall)
+    hall.insert(RESIDENT)
+    message = wait_screen(hall, "error", since)
+    for words in UNREACHABLE:
+        assert words in message
+    hall.card.pull()
+    hall.wait_welcome()
+    assert hall.settlements() == [] and hall.printer.receipts == []
+
+    hall.start_gateway()
+    seen = settle_visit(hall, RESIDENT)
+    one_settlement_one_receipt(hall, before)
+    assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]
+
+
+def wait_until(condition: object, what: str) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
+def test_gateway_killed_after_settling_but_before_its_reply_arrived(hall: Hall) -> None:
+    """The settle commits, its reply is lost, the gateway dies: the kiosk cannot know. It says
+    the settlement will be checked, takes no card meanwhile, asks once the gateway is back,
+    and prints the receipt for the settlement that was made — once."""
+    before = before_visit(hall, RESIDENT)
+    assert hall.tap is not None and hall.firmware is not None
+    tap = hall.tap
+
+    def lose_the_reply(way: str, frame: bytes) -> None:
+        if way == "k2g" and request_type(frame) == "settle":
+            tap.blocked.add("g2k")
+
+    tap.on_frame = lose_the_reply
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.touch("b0")
+    wait_until(lambda: hall.settlements(), "the gateway settled")
+    hall.stop_gateway(kill=True)
+    message = wait_screen(hall, "error", since)
+    for words in IN_DOUBT:
+        assert words in message
+    hall.card.pull()  # the resident leaves
+    checking = len(hall.screens) - 1
+    notice = wait_screen(hall, "error", checking + 1)
+    for words in CHECKING:
+        assert words in notice
+    assert hall.printer.receipts == []
+    apdus = len(hall.card.apdus)
+    hall.insert("P003")  # the next resident is not served while the last settlement is unknown
+
+    tap.on_frame = None
+    tap.blocked.clear()
+    restarted = len(hall.screens)
+    hall.start_gateway()
+    hall.firmware.wait_event("txn_done")
+    assert "Please take your card" in wait_screen(hall, "done", restarted)
+    assert len(hall.card.apdus) == apdus  # P003's card was never read
+    hall.card.pull()
+    hall.wait_welcome()
+    one_settlement_one_receipt(hall, before)
+
+
+def test_gateway_killed_before_the_settle_reached_it(hall: Hall) -> None:
+    """The settle is lost on the way and the gateway dies: once it is back, the kiosk learns
+    nothing was settled, prints nothing; the resident's next visit settles once."""
+    before = before_visit(hall, RESIDENT)
+    assert hall.tap is not None and hall.firmware is not None
+    tap = hall.tap
+    sent = threading.Event()
+
+    def lose_the_request(way: str, frame: bytes) -> None:
+        if way == "k2g" and request_type(frame) == "settle":
+            tap.blocked.add("k2g")
+            sent.set()
+
+    tap.on_frame = lose_the_request
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.touch("b0")
+    assert sent.wait(WAIT_S)
+    hall.stop_gateway(kill=True)
+    message = wait_screen(hall, "error", since)
+    for words in IN_DOUBT:
+        assert words in message
+    hall.card.pull()
+    assert hall.settlements() == []
+
+    tap.on_frame = None
+    tap.blocked.clear()
+    hall.start_gateway()
+    aborted = hall.firmware.wait_event("txn_aborted")
+    assert aborted["reason"] == "not_found"
+    assert hall.settlements() == [] and hall.printer.receipts == []
+
+    seen = settle_visit(hall, RESIDENT)
+    one_settlement_one_receipt(hall, before)
+    assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]

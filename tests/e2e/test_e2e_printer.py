@@ -1,0 +1,107 @@
+"""The printer runs out of paper: before a visit, after the resident confirmed but before the
+receipt, and part-way through the receipt. A settlement is saved exactly once, the resident is
+told it is saved, and once paper is loaded the receipt prints exactly once, whole.
+"""
+
+from __future__ import annotations
+
+from e2e_support import (
+    WAIT_S,
+    Before,
+    at_welcome,
+    before_visit,
+    printed_of,
+    receipt_amounts,
+    settle_visit,
+    shown_after,
+    up_to_confirm,
+    wait_screen,
+)
+from onestop.host.sim.rig import Hall
+
+RESIDENT = "P002"
+PAPER_SAVED = ("The printer is out of paper",
+               "Your settlement is saved; receipt prints once paper is loaded")
+OUT_OF_SERVICE = ("Out of service", "The printer is out of paper, please ask staff")
+
+
+def confirm_without_paper(hall: Hall, since: int) -> None:
+    """Confirm; the receipt cannot print: the resident is told the settlement is saved."""
+    hall.touch("b0")
+    message = wait_screen(hall, "error", since)
+    for words in (*PAPER_SAVED, "Please take your card"):
+        assert words in message
+    assert len(hall.settlements()) == 1  # saved, and only once
+    assert hall.receipts() == []
+
+
+def paper_loaded_prints_once(hall: Hall, before: Before, since: int) -> None:
+    """The resident leaves; the kiosk is out of service until paper is loaded, then prints the
+    saved receipt once, whole, and welcomes the next resident."""
+    assert hall.firmware is not None
+    hall.card.pull()
+    notice = wait_screen(hall, "error", since + shown_after(hall, since).index("error") + 1)
+    for words in OUT_OF_SERVICE:
+        assert words in notice
+    apdus = len(hall.card.apdus)
+    hall.insert("P003")  # the next resident is not served meanwhile (no receipt for them)
+    loaded = len(hall.screens)
+    hall.printer.load_paper()
+    hall.firmware.wait_event("txn_done")
+    assert "Please take your card" in wait_screen(hall, "done", loaded)
+    assert len(hall.card.apdus) == apdus  # P003's card was never read
+    hall.card.pull()
+    hall.wait_welcome()
+    (settlement,) = hall.settlements()
+    assert settlement.receipt_printed  # the gateway was told
+    (receipt,) = hall.receipts()
+    expected = before.expected(settlement)
+    assert settlement.result == expected
+    assert receipt_amounts(receipt) == printed_of(expected)
+    assert before.person.name in receipt.text() and settlement.setl_id in receipt.text()
+    assert "Printing a saved receipt" in wait_screen(hall, "printing", loaded)
+
+
+def test_paper_out_before_the_receipt_prints_it_once_when_loaded(hall: Hall) -> None:
+    before = before_visit(hall, RESIDENT)
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.printer.paper_out = True  # the roll ran out while the resident read the amounts
+    confirm_without_paper(hall, since)
+    paper_loaded_prints_once(hall, before, since)
+    assert len(hall.printer.receipts) == 1  # nothing but the one receipt came out
+
+
+def test_paper_running_out_during_the_receipt_reprints_it_whole_once(hall: Hall) -> None:
+    before = before_visit(hall, RESIDENT)
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.printer.paper_left_lines = 10  # less than a receipt
+    confirm_without_paper(hall, since)
+    (torn,) = hall.printer.receipts
+    assert torn.truncated
+    paper_loaded_prints_once(hall, before, since)
+    torn_again, whole = hall.printer.receipts
+    assert torn_again is torn or torn_again == torn
+    assert not whole.truncated and whole.cut
+    # what came out before the paper ran out is the start of the same receipt
+    assert whole.items[:len(torn.items)] == torn.items and len(torn.items) < len(whole.items)
+
+
+def test_paper_out_when_a_card_goes_in_serves_nobody_until_loaded(hall: Hall) -> None:
+    since = at_welcome(hall)
+    hall.printer.paper_out = True
+    hall.insert(RESIDENT)
+    notice = wait_screen(hall, "error", since)
+    for words in OUT_OF_SERVICE:
+        assert words in notice
+    assert hall.card.apdus == [] and hall.settlements() == []
+    hall.card.pull()
+    hall.printer.load_paper()
+    before = before_visit(hall, RESIDENT)
+    seen = settle_visit(hall, RESIDENT)
+    (settlement,) = hall.settlements()
+    assert settlement.result == before.expected(settlement)
+    assert seen.you_pay == settlement.result["psn_cash_pay"]
+    assert len(hall.receipts()) == 1
+    assert hall.printer.wait_for_receipts(1, WAIT_S)
