@@ -1,0 +1,89 @@
+"""A resident who changes their mind at the confirm page: presses cancel, walks away leaving the
+card in, or walks away with it. Nothing is settled, nothing printed, the kiosk goes back to its
+welcome page, and the bill is still there to settle later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_support import (
+    QUICK,
+    at_welcome,
+    before_visit,
+    pending_bill_ids,
+    settle_visit,
+    shown_after,
+    up_to_confirm,
+    wait_screen,
+)
+from onestop.host.sim.card import Latency
+from onestop.host.sim.rig import Hall
+
+RESIDENT = "P004"
+CONFIRM_MS = 2000  # how long the confirm page waits for a resident who walked away
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory, stage: Path,
+         ledger_template: Path) -> Iterator[Hall]:
+    built = Hall(tmp_path_factory.mktemp("leave") / "hall", stage=stage,
+                 ledger_from=ledger_template, card_latency=Latency.instant(),
+                 timeouts_ms={**QUICK, "confirm": CONFIRM_MS})
+    built.boot()
+    yield built
+    built.close()
+    assert not built.cut_off
+
+
+def left_without_settling(hall: Hall, since: int, pending: list[str],
+                          says: tuple[str, ...]) -> None:
+    message = wait_screen(hall, "error", since)
+    for words in says:
+        assert words in message
+    hall.card.pull()
+    hall.wait_welcome()
+    assert shown_after(hall, since)[-2:] == ["error", "welcome"]
+    assert hall.settlements() == [] and hall.printer.receipts == []
+    assert pending_bill_ids(hall, RESIDENT) == pending  # the bill is still there
+
+
+def test_cancel_at_the_confirm_page(hall: Hall) -> None:
+    pending = pending_bill_ids(hall, RESIDENT)
+    assert pending
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.touch("b1")
+    left_without_settling(hall, since, pending,
+                          ("Cancelled", "Nothing was settled", "Please take your card"))
+
+
+def test_walking_away_from_the_confirm_page_leaving_the_card(hall: Hall) -> None:
+    pending = pending_bill_ids(hall, RESIDENT)
+    assert pending
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    # nobody touches anything: the page gives up after CONFIRM_MS
+    left_without_settling(hall, since, pending,
+                          ("Timed out", "Cancelled, nothing was settled", "Please take your card"))
+
+
+def test_walking_away_from_the_confirm_page_with_the_card(hall: Hall) -> None:
+    pending = pending_bill_ids(hall, RESIDENT)
+    assert pending
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.card.pull()
+    left_without_settling(hall, since, pending,
+                          ("Card taken out", "Cancelled, nothing was settled"))
+
+
+def test_the_bill_left_behind_settles_on_the_next_visit(hall: Hall) -> None:
+    before = before_visit(hall, RESIDENT)
+    seen = settle_visit(hall, RESIDENT)
+    (settlement,) = hall.settlements()
+    assert settlement.result == before.expected(settlement)
+    assert seen.you_pay == settlement.result["psn_cash_pay"]
+    assert len(hall.receipts()) == 1
