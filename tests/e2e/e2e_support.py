@@ -150,15 +150,16 @@ def settle_visit(hall: Hall, resident: str) -> Confirmed:
 
 
 # ---------------------------------------------------------------- what the resident took home
-def receipt_amounts(receipt: Receipt) -> dict[str, int]:
-    """The amounts printed on a receipt, by breakdown field."""
-    rows = receipt.text().splitlines()
+def receipt_amounts(receipt: Receipt | str) -> dict[str, int]:
+    """The amounts printed on a receipt (or its text as the printer renders it), by breakdown
+    field."""
+    rows = (receipt if isinstance(receipt, str) else receipt.text()).splitlines()
     amounts = {}
     for key, label in RECEIPT_LABELS.items():
         (row,) = [r for r in rows if r.startswith(label)]
         amounts[key] = fen(row.split()[-1])
     you_pay = [i for i, r in enumerate(rows) if r.strip() == YOU_PAY]
-    assert len(you_pay) == 1, receipt.text()
+    assert len(you_pay) == 1, "\n".join(rows)
     amounts["psn_cash_pay"] = fen(rows[you_pay[0] + 1].strip())
     return amounts
 

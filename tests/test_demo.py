@@ -1,0 +1,125 @@
+"""`kiosk demo --headless --workdir DIR --capture FILE`, run as a user runs it: it exits 0, shows
+the resident's screens in order, prints the receipt with what the settlement engine computes,
+leaves a PNG of it, and captures every kiosk-gateway frame, each a COSE_Sign1 signed by the kiosk
+or the gateway whose keys `kiosk keys list --db DIR/ledger.sqlite --json` lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from onestop.host.demo import DEFAULT_RESIDENT
+from onestop.host.gateway.bills import demo_document, parse_demo
+from onestop.host.gateway.ledger import open_ledger
+from onestop.host.keys import VerifyingKey
+from onestop.host.settlement import Claim, load_policy, settle
+from onestop.protocol import cbor, cose
+
+sys.path.insert(0, str(Path(__file__).parent / "e2e"))
+from e2e_support import POLICY, printed_of, receipt_amounts  # noqa: E402
+
+SCREEN = re.compile(r"^\[\s*[0-9.]+ s\] screen: (\w+)$", re.MULTILINE)
+# The resident's pages; "processing" (looking up, working out, settling) may flash by too.
+VISIT = ["welcome", "reading", "bills", "confirm", "printing", "done", "welcome"]
+RECEIPT = re.compile(r"^=+ the receipt, as printed =+\n(.*?)\n=+$", re.MULTILINE | re.DOTALL)
+
+
+def kiosk_command() -> list[str]:
+    script = Path(sys.executable).with_name("kiosk")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "onestop.host.cli"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("demo")
+    workdir, capture = folder / "work", folder / "frames.jsonl"
+    run = subprocess.run(
+        [*kiosk_command(), "demo", "--headless", "--workdir", str(workdir),
+         "--capture", str(capture)],
+        capture_output=True, text=True, timeout=240, check=False)
+    return {"run": run, "out": run.stdout, "workdir": workdir, "capture": capture}
+
+
+def test_the_demo_exits_0(demo: dict[str, Any]) -> None:
+    run = demo["run"]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_the_screens_appear_in_order(demo: dict[str, Any]) -> None:
+    shown = [page for page in SCREEN.findall(demo["out"]) if page != "processing"]
+    pages = [page for i, page in enumerate(shown) if i == 0 or shown[i - 1] != page]
+    assert pages == VISIT
+
+
+def expected_breakdown(workdir: Path) -> tuple[str, dict[str, int], str]:
+    """(the resident's name, the engine's breakdown of the bill the demo settled, its setl_id),
+    from the bill and person in the demo's ledger and the accumulations it was seeded with."""
+    with closing(open_ledger(f"sqlite:///{workdir / 'ledger.sqlite'}")) as ledger:
+        person = ledger.get_person(DEFAULT_RESIDENT)
+        (settlement,) = ledger.audit_snapshot().settlements
+        bill = ledger.get_bill(settlement.bill_id)
+    assert person is not None and bill is not None and bill.psn_no == DEFAULT_RESIDENT
+    claim = Claim.from_bill(person, bill, settlement.setl_date)
+    _, _, seeds = parse_demo(demo_document())
+    before = next((seed.amounts for seed in seeds
+                   if seed.psn_no == person.psn_no and seed.year == claim.year), {})
+    breakdown = settle(load_policy(POLICY), claim, before).breakdown
+    return person.name, breakdown, settlement.setl_id
+
+
+def test_the_receipt_printed_carries_the_resident_and_what_the_engine_computes(
+        demo: dict[str, Any]) -> None:
+    match = RECEIPT.search(demo["out"])
+    assert match, demo["out"][-2000:]
+    receipt = match.group(1)
+    name, breakdown, setl_id = expected_breakdown(demo["workdir"])
+    assert name in receipt and setl_id in receipt
+    assert receipt_amounts(receipt) == printed_of(breakdown)
+
+
+def test_the_receipt_png_is_where_the_demo_says(demo: dict[str, Any]) -> None:
+    (where,) = re.findall(r"^receipt image:\s+(\S.*)$", demo["out"], re.MULTILINE)
+    png = Path(where)
+    assert png.parent == demo["workdir"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def keys_from_the_command_the_demo_states(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (command,) = re.findall(r"^.*?(kiosk keys list --db .*--json)$", demo["out"], re.MULTILINE)
+    args = shlex.split(command)
+    assert args[4] == str(demo["workdir"] / "ledger.sqlite")
+    listed = subprocess.run([*kiosk_command(), *args[1:]], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return {key["kid"]: key for key in json.loads(listed.stdout)}
+
+
+def test_every_captured_frame_is_signed_by_the_kiosk_or_the_gateway(
+        demo: dict[str, Any]) -> None:
+    keys = keys_from_the_command_the_demo_states(demo)
+    roles = {key["role"]: kid for kid, key in keys.items()}
+    author = {"k2g": roles["kiosk"], "g2k": roles["gateway"]}
+    lines = demo["capture"].read_text(encoding="utf-8").splitlines()
+    kinds: dict[str, list[str]] = {"k2g": [], "g2k": []}
+    for line in lines:
+        record = json.loads(line)
+        assert set(record) == {"dir", "t", "frame"}
+        assert record["dir"] in author and isinstance(record["t"], int | float)
+        sign1 = cose.decode1(bytes.fromhex(record["frame"]))
+        assert sign1.kid == author[record["dir"]]
+        verifier = VerifyingKey(bytes.fromhex(keys[sign1.kid]["public_key"]))
+        payload = cose.verify1(sign1, verifier)
+        kinds[record["dir"]].append(cbor.loads(payload)["t"])
+    assert "settle" in kinds["k2g"] and "settle_reply" in kinds["g2k"]
+    times = [json.loads(line)["t"] for line in lines]
+    assert times == sorted(times)
+    (reported,) = re.findall(r"^frames on the kiosk-gateway link: ([0-9]+)", demo["out"],
+                             re.MULTILINE)
+    assert int(reported) == len(lines)
