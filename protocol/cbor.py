@@ -32,7 +32,8 @@ _TRUNCATED = const(0 * 32)  # cbor_truncated
 _BAD_OFFSET = const(_TRUNCATED + 0)
 _NO_ITEM = const(_TRUNCATED + 1)
 _SHORT_ARGUMENT = const(_TRUNCATED + 2)
-_LONG_BYTES = const(_TRUNCATED + 3)  # + 1: text string
+_LONG_BYTES = const(_TRUNCATED + 3)
+_LONG_TEXT = const(_TRUNCATED + 4)
 _LONG_ARRAY = const(_TRUNCATED + 5)
 _LONG_MAP = const(_TRUNCATED + 6)
 _NO_KEY = const(_TRUNCATED + 7)
@@ -261,7 +262,7 @@ def _item(buf, at, depth):
         return n if major == 0 else -1 - n
     if major < 4:
         if n > end - pos:
-            _fail(_LONG_BYTES + major - 2, pos)
+            _fail(_LONG_BYTES if major == 2 else _LONG_TEXT, pos)
         at[0] = pos + n
         if major == 2:
             return bytes(buf[pos:pos + n])

@@ -75,8 +75,8 @@ def fault(n, args=(), before="", after=""):
         if sys.implementation.name == "micropython":  # free its heap again
             del sys.modules[texts.__name__]
             del sys.modules[__name__[:-7]].__dict__["texts"]  # the package's attribute
-    except MemoryError:  # no heap for the texts: the code alone still says what was wrong
-        text = "(fault %d)" % n
+    except (MemoryError, ImportError):  # no heap for the texts, or a board deployed without
+        text = "(fault %d)" % n  # them: the code alone still says what was wrong
     raise ProtocolError(code_of(n), before + text + after)
 
 

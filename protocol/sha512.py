@@ -75,34 +75,39 @@ def _compress(state, block, offset):
     """Fold the 128-byte block at block[offset:] into state (16 halves)."""
     M = _MASK
     K = _K
-    # The message schedule as a ring of its last 16 words, word j at w[2j % 32] (hi) and the
-    # next slot (lo): a small list, as the board's heap is small and fragments.
-    w = list(struct.unpack_from(">32I", block, offset))
+    # The message schedule as a ring of its last 16 words, hi and lo halves in two lists of 16:
+    # small allocations, which a fragmented heap finds room for more easily than one of 32.
+    wh = [0] * 16
+    wl = [0] * 16
+    for j in range(16):
+        o = offset + 8 * j
+        wh[j] = block[o] << 24 | block[o + 1] << 16 | block[o + 2] << 8 | block[o + 3]
+        wl[j] = block[o + 4] << 24 | block[o + 5] << 16 | block[o + 6] << 8 | block[o + 7]
     ah, al, bh, bl, ch, cl, dh, dl, eh, el, fh, fl, gh, gl, hh, hl = state
-    for t in range(0, 160, 2):  # t = 2 * round
-        i = t & 31
-        if t >= 32:  # W[r] = sigma1(W[r-2]) + W[r-7] + sigma0(W[r-15]) + W[r-16], in slot i
-            j = (t - 30) & 31
-            xh = w[j]
-            xl = w[j + 1]  # sigma0 = rotr 1 ^ rotr 8 ^ shr 7
+    for r in range(80):
+        i = r & 15
+        if r >= 16:  # W[r] = sigma1(W[r-2]) + W[r-7] + sigma0(W[r-15]) + W[r-16], in slot i
+            j = (r - 15) & 15
+            xh = wh[j]
+            xl = wl[j]  # sigma0 = rotr 1 ^ rotr 8 ^ shr 7
             s0h = ((xh >> 1 | xl << 31) ^ (xh >> 8 | xl << 24) ^ (xh >> 7)) & M
             s0l = ((xl >> 1 | xh << 31) ^ (xl >> 8 | xh << 24) ^ (xl >> 7 | xh << 25)) & M
-            j = (t - 4) & 31
-            xh = w[j]
-            xl = w[j + 1]  # sigma1 = rotr 19 ^ rotr 61 ^ shr 6
+            j = (r - 2) & 15
+            xh = wh[j]
+            xl = wl[j]  # sigma1 = rotr 19 ^ rotr 61 ^ shr 6
             s1h = ((xh >> 19 | xl << 13) ^ (xl >> 29 | xh << 3) ^ (xh >> 6)) & M
             s1l = ((xl >> 19 | xh << 13) ^ (xh >> 29 | xl << 3) ^ (xl >> 6 | xh << 26)) & M
-            j = (t - 14) & 31
-            lo = s1l + w[j + 1] + s0l + w[i + 1]
-            w[i] = (s1h + w[j] + s0h + w[i] + (lo >> 32)) & M
-            w[i + 1] = lo & M
-        k = 4 * t  # K[round] at K[k:k + 8]
-        # t1 = h + Sigma1(e) + Ch(e, f, g) + K[t] + W[t]; Sigma1 = rotr 14 ^ rotr 18 ^ rotr 41
+            j = (r - 7) & 15
+            lo = s1l + wl[j] + s0l + wl[i]
+            wh[i] = (s1h + wh[j] + s0h + wh[i] + (lo >> 32)) & M
+            wl[i] = lo & M
+        k = 8 * r  # K[r] at K[k:k + 8]
+        # t1 = h + Sigma1(e) + Ch(e, f, g) + K[r] + W[r]; Sigma1 = rotr 14 ^ rotr 18 ^ rotr 41
         lo = (hl + (((el >> 14 | eh << 18) ^ (el >> 18 | eh << 14) ^ (eh >> 9 | el << 23)) & M)
-              + (gl ^ (el & (fl ^ gl))) + w[i + 1]
+              + (gl ^ (el & (fl ^ gl))) + wl[i]
               + (K[k + 4] << 24 | K[k + 5] << 16 | K[k + 6] << 8 | K[k + 7]))
         t1h = (hh + (((eh >> 14 | el << 18) ^ (eh >> 18 | el << 14) ^ (el >> 9 | eh << 23)) & M)
-               + (gh ^ (eh & (fh ^ gh))) + w[i] + (lo >> 32)
+               + (gh ^ (eh & (fh ^ gh))) + wh[i] + (lo >> 32)
                + (K[k] << 24 | K[k + 1] << 16 | K[k + 2] << 8 | K[k + 3]))
         t1l = lo & M
         # t2 = Sigma0(a) + Maj(a, b, c); Sigma0 = rotr 28 ^ rotr 34 ^ rotr 39. Its low carry is
@@ -129,26 +134,26 @@ def _compress(state, block, offset):
         lo = t1l + t2l
         al = lo & M
         ah = (t1h + t2h + (lo >> 32)) & M
-    w[0] = ah  # the working variables back into the ring, to add them to state in a loop
-    w[1] = al
-    w[2] = bh
-    w[3] = bl
-    w[4] = ch
-    w[5] = cl
-    w[6] = dh
-    w[7] = dl
-    w[8] = eh
-    w[9] = el
-    w[10] = fh
-    w[11] = fl
-    w[12] = gh
-    w[13] = gl
-    w[14] = hh
-    w[15] = hl
-    for i in range(0, 16, 2):
-        lo = state[i + 1] + w[i + 1]
-        state[i + 1] = lo & M
-        state[i] = (state[i] + w[i] + (lo >> 32)) & M
+    wh[0] = ah  # the working variables into the ring's halves, to add them to state in a loop
+    wl[0] = al
+    wh[1] = bh
+    wl[1] = bl
+    wh[2] = ch
+    wl[2] = cl
+    wh[3] = dh
+    wl[3] = dl
+    wh[4] = eh
+    wl[4] = el
+    wh[5] = fh
+    wl[5] = fl
+    wh[6] = gh
+    wl[6] = gl
+    wh[7] = hh
+    wl[7] = hl
+    for i in range(8):
+        lo = state[2 * i + 1] + wl[i]
+        state[2 * i + 1] = lo & M
+        state[2 * i] = (state[2 * i] + wh[i] + (lo >> 32)) & M
 
 
 def sha512(data):

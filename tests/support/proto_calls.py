@@ -51,3 +51,16 @@ def build_request(t, kiosk, ctr, rid, ts, body):
 
 def build_reply(req, t, ts, body):
     return messages.reply(req, t, ts, **body)
+
+
+def texts_loaded_after_a_fault():
+    """Whether protocol/texts.py is still imported after a fault was raised and caught."""
+    import sys
+
+    from onestop.protocol.errors import ProtocolError
+
+    try:
+        cbor.loads(b"\x18\x17")
+    except ProtocolError:
+        pass
+    return "onestop.protocol.texts" in sys.modules
