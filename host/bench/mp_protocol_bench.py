@@ -123,32 +123,10 @@ def heap_per_operation(seed):
 
 
 def footprint(seed):
-    """Live heap (MicroPython) with the protocol imported, then with a kiosk signing key and a
-    verifying key ready and one frame sealed and opened (the verifier's table built)."""
+    """Live heap (MicroPython) a kiosk signing key and a gateway verifying key keep."""
     gc.collect()
-    imported = gc.mem_alloc()  # type: ignore[attr-defined]
+    before = gc.mem_alloc()  # type: ignore[attr-defined]
     signer, _, verifier = _keys(seed, "protocol")
-    _open_wire(framing.encode(messages.seal(settle_message(), KIOSK, signer)), verifier)
     gc.collect()
-    ready = gc.mem_alloc()  # type: ignore[attr-defined]  # signer, verifier still held here
-    return {"imported_bytes": imported, "ready_bytes": ready}
-
-
-def imported():
-    """Nothing to do: calling it proves the protocol modules were imported."""
-    return True
-
-
-def small_heap_run(seed, rounds):
-    """Seal and open settle frames in whatever heap this interpreter was given, checking the
-    frame survives; best-of-rounds microseconds per step, collections included."""
-    msg = settle_message()
-    signer, _, verifier = _keys(seed, "protocol")
-    wire = framing.encode(messages.seal(msg, KIOSK, signer))
-    kid, opened = _open_wire(wire, verifier)
-    if kid != KIOSK or opened != msg:
-        raise AssertionError("the frame did not survive seal and open")
-    return _best_of({
-        "seal_us": lambda: framing.encode(messages.seal(msg, KIOSK, signer)),
-        "open_us": lambda: _open_wire(wire, verifier),
-    }, rounds)
+    keys = gc.mem_alloc() - before  # type: ignore[attr-defined]  # signer, verifier held here
+    return {"keys_bytes": keys}

