@@ -53,11 +53,15 @@ def hall(make_hall: HallFactory) -> Hall:
 
 
 @pytest.fixture(scope="module")
-def shared_hall(tmp_path_factory: pytest.TempPathFactory, stage: Path,
-                ledger_template: Path) -> Iterator[Hall]:
-    """One hall for a module whose tests each settle a different resident's bill."""
+def shared_hall(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                stage: Path, ledger_template: Path) -> Iterator[Hall]:
+    """One booted hall for a whole module, whose tests leave the kiosk at its welcome page and
+    each settle a bill no other test settles. The module's HALL_TIMEOUTS (ms) are added to the
+    QUICK ones."""
+    timeouts = {**QUICK, **getattr(request.module, "HALL_TIMEOUTS", {})}
     built = Hall(tmp_path_factory.mktemp("shared") / "hall", stage=stage,
-                 ledger_from=ledger_template, card_latency=Latency.instant(), timeouts_ms=QUICK)
+                 ledger_from=ledger_template, card_latency=Latency.instant(),
+                 timeouts_ms=timeouts)
     built.boot()
     yield built
     built.close()

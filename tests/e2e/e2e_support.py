@@ -25,7 +25,7 @@ POLICY = "reference"  # what `kiosk gateway serve` settles with unless told othe
 WAIT_S = 30.0
 # Kiosk timeouts (ms) that keep the suite quick: an error page stays up briefly, unfinished
 # transactions are retried every second, a dead gateway is given up on sooner.
-QUICK = {"message": 300, "take_card": 5000, "retry_open": 1000, "backoff_first": 200,
+QUICK = {"message": 600, "take_card": 5000, "retry_open": 1000, "backoff_first": 200,
          "gateway_reply": 3000, "gateway_connect": 2000}
 
 # What each fund's share is called on the receipt (firmware/app/receipt.py SHARES) and on the

@@ -5,12 +5,7 @@ welcome page, and the bill is still there to settle later.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from e2e_support import (
-    QUICK,
     at_welcome,
     before_visit,
     pending_bill_ids,
@@ -19,23 +14,11 @@ from e2e_support import (
     up_to_confirm,
     wait_screen,
 )
-from onestop.host.sim.card import Latency
 from onestop.host.sim.rig import Hall
 
 RESIDENT = "P004"
 CONFIRM_MS = 2000  # how long the confirm page waits for a resident who walked away
-
-
-@pytest.fixture(scope="module")
-def hall(tmp_path_factory: pytest.TempPathFactory, stage: Path,
-         ledger_template: Path) -> Iterator[Hall]:
-    built = Hall(tmp_path_factory.mktemp("leave") / "hall", stage=stage,
-                 ledger_from=ledger_template, card_latency=Latency.instant(),
-                 timeouts_ms={**QUICK, "confirm": CONFIRM_MS})
-    built.boot()
-    yield built
-    built.close()
-    assert not built.cut_off
+HALL_TIMEOUTS = {"confirm": CONFIRM_MS}
 
 
 def left_without_settling(hall: Hall, since: int, pending: list[str],
@@ -50,7 +33,8 @@ def left_without_settling(hall: Hall, since: int, pending: list[str],
     assert pending_bill_ids(hall, RESIDENT) == pending  # the bill is still there
 
 
-def test_cancel_at_the_confirm_page(hall: Hall) -> None:
+def test_cancel_at_the_confirm_page(shared_hall: Hall) -> None:
+    hall = shared_hall
     pending = pending_bill_ids(hall, RESIDENT)
     assert pending
     since = at_welcome(hall)
@@ -60,7 +44,8 @@ def test_cancel_at_the_confirm_page(hall: Hall) -> None:
                           ("Cancelled", "Nothing was settled", "Please take your card"))
 
 
-def test_walking_away_from_the_confirm_page_leaving_the_card(hall: Hall) -> None:
+def test_walking_away_from_the_confirm_page_leaving_the_card(shared_hall: Hall) -> None:
+    hall = shared_hall
     pending = pending_bill_ids(hall, RESIDENT)
     assert pending
     since = at_welcome(hall)
@@ -70,7 +55,8 @@ def test_walking_away_from_the_confirm_page_leaving_the_card(hall: Hall) -> None
                           ("Timed out", "Cancelled, nothing was settled", "Please take your card"))
 
 
-def test_walking_away_from_the_confirm_page_with_the_card(hall: Hall) -> None:
+def test_walking_away_from_the_confirm_page_with_the_card(shared_hall: Hall) -> None:
+    hall = shared_hall
     pending = pending_bill_ids(hall, RESIDENT)
     assert pending
     since = at_welcome(hall)
@@ -80,7 +66,8 @@ def test_walking_away_from_the_confirm_page_with_the_card(hall: Hall) -> None:
                           ("Card taken out", "Cancelled, nothing was settled"))
 
 
-def test_the_bill_left_behind_settles_on_the_next_visit(hall: Hall) -> None:
+def test_the_bill_left_behind_settles_on_the_next_visit(shared_hall: Hall) -> None:
+    hall = shared_hall
     before = before_visit(hall, RESIDENT)
     seen = settle_visit(hall, RESIDENT)
     (settlement,) = hall.settlements()
