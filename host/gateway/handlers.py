@@ -71,6 +71,9 @@ class Handlers:
     # Requests whose handler may write to the ledger: their transaction commits durably before
     # the reply. The others only read (their replay counter aside, see Ledger.run_requests).
     WRITES = frozenset({"settle", "cancel", "receipt_printed"})
+    # Requests whose reply must wait for the disk: the writes, and the reads that vouch for
+    # stored settlements (a settlement_query's answer, a reconcile's totals).
+    DURABLE = WRITES | {"settlement_query", "reconcile"}
 
     def __init__(
         self,

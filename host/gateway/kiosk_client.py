@@ -23,7 +23,6 @@ from onestop.host.gateway.transports import (
     ByteStream,
     SerialSpec,
     SerialStream,
-    TcpStream,
 )
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.protocol import framing, messages
@@ -182,6 +181,82 @@ def enroll_kiosk(ledger: Ledger, kiosk_id: str, counter: Counter | None = None) 
     return KioskClient(kiosk_id, key, counter or MemoryCounter(), gateway_kid, gateway_key)
 
 
+class _TcpLink(asyncio.Protocol):
+    """A TCP ByteStream made directly on asyncio's transport (lighter than StreamReader and
+    StreamWriter, which matters when one process drives hundreds of kiosks)."""
+
+    transport = "tcp"
+
+    def __init__(self) -> None:
+        self.peer = "?"
+        self._tcp: asyncio.Transport | None = None
+        self._chunks: list[bytes] = []
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writable: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._tcp = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._chunks and not self._eof:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if not self._chunks:
+            return b""
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._tcp is None or self._tcp.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self._tcp.write(data)
+        if self._writable is not None:
+            await self._writable
+
+    async def close(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._closed
+
+
 class KioskConnection:
     """One kiosk's link to a gateway: one request outstanding at a time, as on the board."""
 
@@ -193,8 +268,9 @@ class KioskConnection:
 
     @classmethod
     async def open_tcp(cls, client: KioskClient, host: str, port: int) -> KioskConnection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(client, TcpStream(reader, writer))
+        _transport, link = await asyncio.get_running_loop().create_connection(
+            _TcpLink, host, port)
+        return cls(client, link)
 
     @classmethod
     async def open_serial(cls, client: KioskClient, device: str,

@@ -141,7 +141,7 @@ class FrameService:
 
         job = RequestJob(kiosk_id=request["kiosk"], ctr=request["ctr"],
                          public_key=used[-1].public_key, work=work,
-                         durable=request["t"] in handlers.WRITES)
+                         durable=request["t"] in handlers.DURABLE)
         return Prepared(request, now, job)
 
     def run(self, prepared: Sequence[Prepared]) -> list[RequestOutcome]:

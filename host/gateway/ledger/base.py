@@ -100,9 +100,10 @@ class RequestJob:
 
     `work(ledger)` runs inside that transaction: the ledger calls it makes join it. If it
     raises (a refusal), what it wrote is undone but the counter advance stays: a refused frame
-    is spent too. `durable`: the work may write, so the commit must be on disk before the
-    answer (settle, cancel, receipt_printed); otherwise only the counter advance is written and
-    the commit need not wait for the disk (see SqlLedger.run_requests for what that allows).
+    is spent too. `durable`: the answer must wait for the disk — the work may write (settle,
+    cancel, receipt_printed), or its answer vouches for stored settlements (settlement_query,
+    reconcile); otherwise only the counter advance is written and the commit need not wait for
+    the disk (see SqlLedger.run_requests for what that allows).
     """
 
     kiosk_id: str

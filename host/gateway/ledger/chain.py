@@ -29,11 +29,15 @@ def digest_hex(data: bytes) -> str:
 
 def _reject_floats(value: Any) -> None:
     # Money is integer fen; a float here is a bug upstream, never something to round.
-    if isinstance(value, float):
-        raise TypeError(f"float {value!r} in a ledger record: money and counts are integers")
-    if isinstance(value, dict):
-        for item in value.values():
-            _reject_floats(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_floats(item)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if isinstance(item, float):
+            raise TypeError(f"float {item!r} in a ledger record: money and counts are integers")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)

@@ -192,19 +192,20 @@ class SqlLedger(SqlStore):
         """Each job's replay check and work as its own transaction — and all of them in one
         commit (group commit): under load one disk flush answers many requests.
 
-        A job's writes sit in a savepoint, so a refusal undoes them alone. The commit is durable
-        (on disk before this returns) if any job is `durable`. A batch in which only counters
-        were written (read-only requests: person_info, pre_settle, ...) commits without waiting
-        for the disk: visible at once to every connection and every gateway, so a replay is
-        refused as long as the ledger runs, and on disk with the next durable commit (each
-        settle, cancel and receipt) or the backend's background flush (SQLite: within
-        sqlite.FLUSH_AFTER_S; PostgreSQL: its WAL writer, within 3 x wal_writer_delay). A
-        power cut can therefore forget the last instants' counters of read-only requests: a
-        frame of one of them, captured then and still fresh, could be answered once more. It
-        changes nothing and its answer repeats one already sent. It can never replay a settle,
-        cancel or receipt (their counters commit durably with their effect), settle anything
-        twice (txn_id is unique) or move a counter below a durable commit. A gateway killed with
-        SIGKILL loses nothing: the commits are in the database (SQLite: the OS), not the process.
+        A durable job's writes sit in a savepoint, so a refusal undoes them alone. The commit is
+        durable (on disk before this returns) if any job is `durable`. A batch of read-only
+        requests only (person_info, pending_bills, pre_settle, sign_in) writes only their
+        counters and commits without waiting for the disk: visible at once to every connection
+        and every gateway, so a replay is refused as long as the ledger runs, and on disk with
+        the next durable commit (each settle, cancel, receipt...) or the backend's background
+        flush (SQLite: within sqlite.FLUSH_AFTER_S; PostgreSQL: its WAL writer, within
+        3 x wal_writer_delay). A power cut can therefore forget the last instants' counters of
+        read-only requests: a frame of one of them, captured then and still fresh (ts within
+        replay.STALE_AFTER_S), could be answered once more. It changes nothing and its answer
+        repeats one already sent. It can never replay a settle, cancel or receipt (their
+        counters commit durably with their effect), settle anything twice (txn_id is unique) or
+        move a counter below a durable commit. A gateway killed with SIGKILL loses nothing: the
+        commits are in the database (SQLite: the OS's page cache), not the process.
 
         If a statement fails mid-batch, nothing of the batch was written and each job is run
         again alone, so one request's storage fault is its own. If the database cannot be
@@ -363,16 +364,16 @@ class SqlLedger(SqlStore):
     def _lock_accumulations(self, tx: Tx, psn_no: str, year: int) -> dict[str, int]:
         """The person's accumulations for `year`, row-locked until commit (created if absent,
         so that even a person's first settlement of the year has a row to queue on)."""
-        tx.run(
-            "INSERT INTO accumulations (psn_no, year, amounts) VALUES (?, ?, '{}') "
-            "ON CONFLICT (psn_no, year) DO NOTHING",
-            (psn_no, year),
-        )
-        (amounts,) = tx.one(
-            "SELECT amounts FROM accumulations WHERE psn_no = ? AND year = ?{lock}",
-            (psn_no, year),
-        )
-        return json.loads(amounts)
+        select = "SELECT amounts FROM accumulations WHERE psn_no = ? AND year = ?{lock}"
+        row = tx.one(select, (psn_no, year))
+        if row is None:
+            tx.run(
+                "INSERT INTO accumulations (psn_no, year, amounts) VALUES (?, ?, '{}') "
+                "ON CONFLICT (psn_no, year) DO NOTHING",
+                (psn_no, year),
+            )
+            row = tx.one(select, (psn_no, year))
+        return json.loads(row[0])
 
     def _store_accumulations(self, tx: Tx, psn_no: str, year: int, amounts: dict[str, int]) -> None:
         tx.run(

@@ -1,7 +1,7 @@
-"""The embedded ledger: one SQLite file in WAL mode with synchronous=FULL, so a commit is on disk
-(fsync) before the call returns. `BEGIN IMMEDIATE` takes the write lock up front: writers queue
-(up to the busy timeout) instead of failing half-way, which also serialises settlements for the
-same person. Each thread has its own connection.
+"""The embedded ledger: one SQLite file in WAL mode; a durable commit is on disk (the WAL
+fsync'd) before the call returns. `BEGIN IMMEDIATE` takes the write lock up front: writers queue
+instead of failing half-way, which also serialises settlements for the same person. Each thread
+has its own connection.
 
 Writers queue on a lock file beside the database (`<file>-writer.lock`, flock) before they ask
 SQLite for its write lock, so threads and gateway processes sharing the file take turns at once,
@@ -9,21 +9,34 @@ in the order the kernel wakes them, instead of SQLite's busy handler sleeping 1,
 between tries (which stretched the slowest replies several-fold). Writers that do not use the
 lock file (other tools) still meet SQLite's own lock and busy timeout.
 
-A write transaction marked `durable=False` (only read-only requests' replay counters, see
-SqlLedger.run_requests) commits with synchronous=NORMAL: appended to the WAL without an fsync.
-The WAL is one sequential file, so the next durable commit's fsync makes it durable too; and a
-background thread fsyncs the WAL at most FLUSH_AFTER_S after such a commit if nothing else has.
+Durability. SQLite's synchronous=FULL fsyncs the WAL inside COMMIT, while it holds the write
+lock, so commits of several gateway processes queue behind each other's disk flushes. Here the
+connection runs at synchronous=NORMAL (COMMIT appends to the WAL without an fsync) and a
+durable write fsyncs the WAL itself right after COMMIT, once the write lock is released, before
+the call returns: the same flush of the same file (what FULL does), so what the caller was told
+is stored is on disk; and flushes of several processes overlap, one covering every commit
+appended before it (group commit across processes). The WAL is one file appended in commit
+order, so after a power cut the ledger holds a prefix of its commits: an fsync'd commit and
+everything committed before it. The price: for the length of that fsync, other connections
+already see the commit. Nothing a kiosk is told rests on that: a reply is written only after
+the fsync covering its own transaction (which covers every earlier commit too); the replies that
+report stored settlements (settle, cancel, receipt_printed, settlement_query, reconcile) are
+durable requests themselves. A read-only request's counter (see SqlLedger.run_requests) is not
+flushed by its request: the next durable commit flushes it, or a background thread within
+FLUSH_AFTER_S. If the fsync fails, the call raises LedgerError with at_commit set ("may or may
+not have been stored").
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +59,8 @@ class SqliteLedger(SqlLedger):
         self._lock_fd: int | None = None
         self._lock_fd_guard = threading.Lock()
         self._flusher: _WalFlusher | None = None
+        self._wal: int | None = None
+        self._commits = 0  # write commits so far (numbered under the writers' queue)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -59,25 +74,21 @@ class SqliteLedger(SqlLedger):
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable writes fsync the WAL after COMMIT
             conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             conn.close()
             raise
-        self._local.durable = True
         return conn
 
     def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
-        if write and getattr(self._local, "durable", True) != durable:
-            conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
-            self._local.durable = durable
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _end(self, conn: Any, commit: bool) -> None:
         conn.execute("COMMIT" if commit else "ROLLBACK")
 
     def _translate(self, sql: str) -> str:
-        return sql.replace("{lock}", "")  # BEGIN IMMEDIATE already holds the only write lock
+        return _to_sqlite(sql)
 
     # ------------------------------------------------------------------ writers' queue
     def _lock_file(self) -> int | None:
@@ -104,26 +115,65 @@ class SqliteLedger(SqlLedger):
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _committed(self, durable: bool) -> None:
-        flusher = self._flusher
+        self._commits += 1  # writers' queue held: commits are numbered in their WAL order
         if durable:
-            if flusher is not None:
-                flusher.flushed()
+            self._local.commit = self._commits  # _make_durable flushes up to here
             return
+        flusher = self._flusher
         if flusher is None:
             with self._lock_fd_guard:
                 if self._flusher is None:
-                    self._flusher = _WalFlusher(Path(f"{self.path}-wal"))
+                    self._flusher = _WalFlusher(self._wal_fd)
                 flusher = self._flusher
-        flusher.pending()
+        flusher.pending(self._commits)
+
+    def _wal_fd(self) -> int | None:
+        """A descriptor of the WAL file, kept open; opened again if the file was replaced (the
+        last connection to close deletes it, the next to open makes a new one)."""
+        path = f"{self.path}-wal"
+        with self._lock_fd_guard:
+            try:
+                current = os.stat(path).st_ino
+            except OSError:
+                current = None
+            if self._wal is not None and os.fstat(self._wal).st_ino != current:
+                os.close(self._wal)
+                self._wal = None
+            if self._wal is None:
+                try:
+                    self._wal = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return None
+            return self._wal
+
+    def _make_durable(self, durable: bool) -> None:
+        if not durable:
+            return
+        upto = getattr(self._local, "commit", 0)
+        fd = self._wal_fd()
+        try:
+            if fd is None:
+                raise OSError("the ledger's WAL file cannot be opened")
+            os.fsync(fd)
+        except OSError as exc:
+            error = LedgerError(
+                f"ledger {self.path}: flushing the WAL failed ({exc}); the last write may or may "
+                "not have been stored — settlement_query tells"
+            )
+            error.at_commit = True
+            raise error from exc
+        if self._flusher is not None:
+            self._flusher.flushed(upto)
 
     def close(self) -> None:
         super().close()
         if self._flusher is not None:
             self._flusher.stop()
         with self._lock_fd_guard:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            for fd in (self._lock_fd, self._wal):
+                if fd is not None:
+                    os.close(fd)
+            self._lock_fd = self._wal = None
 
     def _storage_error(self, exc: BaseException, committing: bool) -> LedgerError:
         text = str(exc)
@@ -146,27 +196,37 @@ class SqliteLedger(SqlLedger):
         return LedgerError(f"ledger {self.path}: {reason}; nothing was written")
 
 
+@functools.lru_cache(maxsize=256)
+def _to_sqlite(sql: str) -> str:
+    return sql.replace("{lock}", "")  # BEGIN IMMEDIATE already holds the only write lock
+
+
 class _WalFlusher:
     """Puts commits made without an fsync on disk within FLUSH_AFTER_S: fsync of the WAL file
     (the file those commits were appended to), unless a durable commit did it first."""
 
-    def __init__(self, wal: Path) -> None:
-        self._wal = wal
+    def __init__(self, wal_fd: Callable[[], int | None]) -> None:
+        self._wal_fd = wal_fd
         self._wake = threading.Condition()
         self._due: float | None = None  # when the oldest unflushed commit must be on disk
+        self._newest = 0  # number of the newest commit not known to be on disk
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="ledger-wal-flush", daemon=True)
         self._thread.start()
 
-    def pending(self) -> None:
+    def pending(self, number: int) -> None:
         with self._wake:
+            self._newest = number
             if self._due is None:
                 self._due = time.monotonic() + FLUSH_AFTER_S
                 self._wake.notify()
 
-    def flushed(self) -> None:
+    def flushed(self, upto: int) -> None:
+        """A durable commit's fsync covered every commit up to number `upto` (earlier in the
+        WAL); commits after it, if any, still wait for their flush."""
         with self._wake:
-            self._due = None  # a durable commit's fsync covered everything before it
+            if self._newest <= upto:
+                self._due = None
 
     def stop(self) -> None:
         with self._wake:
@@ -188,13 +248,10 @@ class _WalFlusher:
             self._fsync()
 
     def _fsync(self) -> None:
-        try:
-            fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return  # no WAL: everything was checkpointed into the database file
+        fd = self._wal_fd()
+        if fd is None:
+            return
         try:
             os.fsync(fd)
         except OSError:
             pass  # the next durable commit's own fsync reports a failing disk
-        finally:
-            os.close(fd)

@@ -80,7 +80,12 @@ class SqlStore:
         return contextlib.nullcontext()
 
     def _committed(self, durable: bool) -> None:
-        """Called after each write commit (SQLite counts commits not yet on disk)."""
+        """Called after each write commit, writers' queue still held."""
+
+    def _make_durable(self, durable: bool) -> None:
+        """Called after each write commit, writers' queue released: a durable commit must be on
+        disk when this returns (SQLite flushes its WAL here, see sqlite.py); raise LedgerError
+        (at_commit) if it cannot be."""
 
     def _end(self, conn: Any, commit: bool) -> None:
         raise NotImplementedError
@@ -147,6 +152,7 @@ class SqlStore:
         with self._writer():
             result = self._run(work, write, durable)
             self._committed(durable)
+        self._make_durable(durable)
         return result
 
     def _run(self, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
