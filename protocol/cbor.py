@@ -138,32 +138,51 @@ def _encode(out, obj, depth):
             _head(out, 6, tag)
             _encode(out, obj.value, depth + 1)
         elif isinstance(obj, dict):
-            # Each key as its encoding, which orders the map: bytewise, ints (one byte, below
-            # 0x38) before texts (0x60 + length), shorter texts first. The encodings differ, so
-            # sorting the (encoding, key) pairs never compares two keys.
-            pairs = []
-            for key in obj:
+            # Each key's sort key: its one-byte encoding for an int, its UTF-8 for a text.
+            # Ints (below 0x38) sort before texts (0x60 + length), shorter texts first, then
+            # by their bytes. Insertion sort of both lists in place: maps are small, and
+            # sorted() with a key would allocate a tuple per entry.
+            keys = list(obj)
+            sort_keys = []
+            for key in keys:
                 if isinstance(key, int) and key is not True and key is not False \
                         and -24 <= key <= 23:
-                    raw = bytes((key if key >= 0 else 0x20 | (-1 - key),))
-                elif isinstance(key, str):
+                    sort_keys.append(key if key >= 0 else 0x20 | (-1 - key))
+                    continue
+                if isinstance(key, str):
                     try:
                         raw = key.encode("utf-8")
                     except UnicodeError:  # lone surrogates (CPython only)
                         raw = None
                     if raw is None:
                         fault(_NOT_UTF8_ENCODABLE)
-                    if len(raw) > 23:
-                        fault(_BAD_KEY, (key,))
-                    raw = bytes((0x60 | len(raw),)) + raw
+                    if len(raw) < 24:
+                        sort_keys.append(raw)
+                        continue
+                fault(_BAD_KEY, (key,))
+            for i in range(1, len(keys)):
+                j = i
+                while j > 0:
+                    a = sort_keys[j]
+                    b = sort_keys[j - 1]
+                    if isinstance(a, int):
+                        if isinstance(b, int) and a >= b:
+                            break
+                    elif isinstance(b, int) or len(a) > len(b) or (len(a) == len(b) and a >= b):
+                        break
+                    sort_keys[j] = b
+                    sort_keys[j - 1] = a
+                    keys[j], keys[j - 1] = keys[j - 1], keys[j]
+                    j -= 1
+            _head(out, 5, len(keys))
+            for i in range(len(keys)):
+                key = sort_keys[i]
+                if isinstance(key, int):
+                    out.append(key)
                 else:
-                    fault(_BAD_KEY, (key,))
-                pairs.append((raw, key))
-            pairs.sort()
-            _head(out, 5, len(pairs))
-            for raw, key in pairs:
-                out.extend(raw)
-                _encode(out, obj[key], depth + 1)
+                    _head(out, 3, len(key))
+                    out.extend(key)
+                _encode(out, obj[keys[i]], depth + 1)
         else:
             _head(out, 4, len(obj))
             for item in obj:
