@@ -3,6 +3,9 @@ several per commit. Both backends."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from onestop.host.gateway.ledger import (
     KeyRecord,
@@ -118,3 +121,56 @@ def test_a_ledger_that_cannot_be_reached_fails_every_request_at_once() -> None:
         unreachable.close()
     assert statuses(outcomes) == ["failed", "failed"]
     assert all(outcome.error.at_begin for outcome in outcomes)
+
+
+# ---------------------------------------------------------------- SQLite: when the WAL is flushed
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of the files the SQLite ledger fsyncs, in order."""
+    from onestop.host.gateway.ledger import sqlite
+
+    calls: list[str] = []
+    real = sqlite.os.fsync
+
+    def recording(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(sqlite.os, "fsync", recording)
+    return calls
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_durable_request_has_the_wal_flushed_before_the_answer(
+        enrolled: Ledger, ledger_url: str, fsyncs: list[str]) -> None:
+    assert statuses(enrolled.run_requests([job("K-1", 1, durable=True)])) == ["done"]
+    assert fsyncs == [ledger_url.removeprefix("sqlite:///") + "-wal"]
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_read_only_counters_reach_the_disk_within_the_flush_delay(
+        enrolled: Ledger, ledger_url: str, fsyncs: list[str]) -> None:
+    from onestop.host.gateway.ledger.sqlite import FLUSH_AFTER_S
+
+    assert statuses(enrolled.run_requests([job("K-1", 1, durable=False)])) == ["done"]
+    assert fsyncs == []  # the answer did not wait for the disk...
+    deadline = time.monotonic() + 20 * FLUSH_AFTER_S
+    while not fsyncs and time.monotonic() < deadline:
+        time.sleep(FLUSH_AFTER_S / 5)
+    assert fsyncs == [ledger_url.removeprefix("sqlite:///") + "-wal"]  # ...but soon went there
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_failed_flush_is_an_answer_that_may_or_may_not_be_stored(
+        enrolled: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onestop.host.gateway.ledger import sqlite
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sqlite.os, "fsync", failing)
+    (outcome,) = enrolled.run_requests([job("K-1", 1, durable=True)])
+    assert outcome.status == "failed" and outcome.error.at_commit
+    assert "may or may not have been stored" in str(outcome.error)
