@@ -35,6 +35,8 @@ class FrameTap:
         self.frames_by_dir = dict.fromkeys(WAYS, 0)
         self.bytes_by_dir = dict.fromkeys(WAYS, 0)  # bytes passed on (framing included)
         self.blocked: set[str] = set()  # directions whose bytes are dropped
+        # called on the tap's thread for each whole frame, before it is passed on; must not
+        # raise (the connection would be dropped)
         self.on_frame: Callable[[str, bytes], None] | None = None
         self.port = 0
         self._start = time.monotonic()
