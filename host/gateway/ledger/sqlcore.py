@@ -100,17 +100,32 @@ class SqlLedger(SqlStore):
 
     # ------------------------------------------------------------------ audit chain
     def _append_event(self, tx: Tx, kind: str, data: dict[str, Any]) -> None:
-        """Add one event to the chain, linked to the current head (locked until commit)."""
+        """Add one event to the chain at this transaction's commit (see _before_commit)."""
+        tx.events.append((kind, data, int(time.time())))
+
+    def _before_commit(self, tx: Tx) -> None:
+        """Link the transaction's events to the chain, in the order they happened, just before
+        it commits: the chain's head stays locked only from here to the commit (not for the
+        whole transaction, which may hold many requests), and several events share one read
+        and one write of the head."""
+        if not tx.events:
+            return
         seq, prev_hash = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
-        seq = int(seq) + 1
-        body = canonical_json({"kind": kind, "seq": seq, "at": int(time.time()), **data})
-        digest = event_hash(prev_hash, body)
-        tx.run(
+        seq = int(seq)
+        rows = []
+        for kind, data, at in tx.events:
+            seq += 1
+            body = canonical_json({"kind": kind, "seq": seq, "at": at, **data})
+            digest = event_hash(prev_hash, body)
+            rows.append((seq, kind, data.get("txn_id"), body, prev_hash, digest))
+            prev_hash = digest
+        tx.many(
             "INSERT INTO audit_log (seq, kind, txn_id, body, prev_hash, hash) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, kind, data.get("txn_id"), body, prev_hash, digest),
+            rows,
         )
-        tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+        tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
+        tx.events.clear()
 
     # ------------------------------------------------------------------ keys
     def add_key(self, record: KeyRecord) -> None:
@@ -246,6 +261,7 @@ class SqlLedger(SqlStore):
             return RequestOutcome("replay")
         if job.durable:
             tx.run("SAVEPOINT request")
+        events = len(tx.events)
         try:
             value = job.work(self)
         except (LedgerError, TransientConflict, TxnRace, *self.driver_errors):
@@ -254,6 +270,7 @@ class SqlLedger(SqlStore):
             if job.durable:
                 tx.run("ROLLBACK TO SAVEPOINT request")
                 tx.run("RELEASE SAVEPOINT request")
+            del tx.events[events:]
             return RequestOutcome("refused", error=exc)
         if job.durable:
             tx.run("RELEASE SAVEPOINT request")

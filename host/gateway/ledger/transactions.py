@@ -42,6 +42,7 @@ class Tx:
     def __init__(self, conn: Any, translate: Callable[[str], str]) -> None:
         self._conn = conn
         self._translate = translate
+        self.events: list[Any] = []  # audit events to link to the chain before the commit
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(self._translate(sql), tuple(params)).fetchone()
@@ -52,6 +53,10 @@ class Tx:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows it changed."""
         return self._conn.execute(self._translate(sql), tuple(params)).rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute once per row of parameters (one round trip where the driver can)."""
+        self._conn.cursor().executemany(self._translate(sql), [tuple(row) for row in rows])
 
 
 class SqlStore:
@@ -81,6 +86,10 @@ class SqlStore:
 
     def _committed(self, durable: bool) -> None:
         """Called after each write commit, writers' queue still held."""
+
+    def _before_commit(self, tx: Tx) -> None:
+        """The last statements of every write transaction (the SQL ledger links its audit
+        events here)."""
 
     def _make_durable(self, durable: bool) -> None:
         """Called after each write commit, writers' queue released: a durable commit must be on
@@ -171,6 +180,8 @@ class SqlStore:
         self._local.tx = tx
         try:
             result = work(tx)
+            if write:
+                self._before_commit(tx)
         except BaseException as exc:
             self._local.tx = None
             self._rollback_quietly(conn)
