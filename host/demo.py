@@ -73,6 +73,24 @@ class ScreenPrinter:
             self.printed.wait_for(lambda: self.page == page, timeout)
 
 
+# What a demo leaves in its work directory; a new run in the same directory moves these aside
+# (never anything else), so it starts again from the demo residents' unsettled bills.
+DEMO_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm",
+              "ledger.sqlite-writer.lock", "gateway.key", "gateway.log", "flash", "stage",
+              "receipt.png")
+
+
+def set_aside_previous_demo(workdir: Path) -> Path | None:
+    present = [name for name in DEMO_FILES if (workdir / name).exists()]
+    if not present:
+        return None
+    aside = workdir / time.strftime("previous-%Y%m%d-%H%M%S")
+    aside.mkdir()
+    for name in present:
+        (workdir / name).rename(aside / name)
+    return aside
+
+
 def yuan(fen: int) -> str:
     return f"{fen // 100:,}.{fen % 100:02d}"
 
@@ -86,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     capture = open(args.capture, "w", encoding="utf-8") if args.capture else None
     print(f"Onestop demo: {resident['name']} ({args.resident}), {resident['note']}")
     print(f"work directory: {workdir}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    aside = set_aside_previous_demo(workdir)
+    if aside is not None:
+        print(f"an earlier demo's ledger and kiosk were moved to {aside}")
     print("starting the gateway, the simulated devices and the kiosk firmware ...", flush=True)
     hall = None
     try:

@@ -123,3 +123,17 @@ def test_every_captured_frame_is_signed_by_the_kiosk_or_the_gateway(
     (reported,) = re.findall(r"^frames on the kiosk-gateway link: ([0-9]+)", demo["out"],
                              re.MULTILINE)
     assert int(reported) == len(lines)
+
+
+def test_a_new_demo_in_a_used_workdir_sets_the_old_one_aside_and_nothing_else(
+        tmp_path: Path) -> None:
+    from onestop.host.demo import set_aside_previous_demo
+
+    (tmp_path / "ledger.sqlite").write_text("old ledger")
+    (tmp_path / "flash").mkdir()
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    aside = set_aside_previous_demo(tmp_path)
+    assert aside is not None and (aside / "ledger.sqlite").read_text() == "old ledger"
+    assert (aside / "flash").is_dir() and not (tmp_path / "ledger.sqlite").exists()
+    assert (tmp_path / "notes.txt").read_text() == "the user's own file"
+    assert set_aside_previous_demo(tmp_path) is None  # nothing of a demo left to move
