@@ -91,7 +91,11 @@ def cancelled_data(settlement: Settlement, today: str) -> dict[str, Any]:
 
 
 def receipt_data(settlement: Settlement) -> dict[str, Any]:
-    return {"txn_id": settlement.txn_id, "setl_id": settlement.setl_id}
+    return receipt_data_of(settlement.txn_id, settlement.setl_id)
+
+
+def receipt_data_of(txn_id: str, setl_id: str) -> dict[str, Any]:
+    return {"txn_id": txn_id, "setl_id": setl_id}
 
 
 def data_of(body: dict[str, Any]) -> dict[str, Any]:

@@ -528,16 +528,17 @@ class SqlLedger(SqlStore):
 
     def mark_receipt_printed(self, txn_id: str) -> bool:
         def work(tx: Tx) -> bool:
-            row = tx.one(
-                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?{{lock}}", (txn_id,)
+            # One statement when it is news (the usual case); the row stays locked to commit.
+            marked = tx.one(
+                "UPDATE settlements SET receipt_printed = 1 "
+                "WHERE txn_id = ? AND receipt_printed = 0 RETURNING txn_id, setl_id",
+                (txn_id,),
             )
-            if row is None:
-                return False
-            settlement = settlement_from_row(row)
-            if not settlement.receipt_printed:
-                tx.run("UPDATE settlements SET receipt_printed = 1 WHERE txn_id = ?", (txn_id,))
-                self._append_event(tx, events.RECEIPT_PRINTED, events.receipt_data(settlement))
-            return True
+            if marked is not None:
+                self._append_event(tx, events.RECEIPT_PRINTED,
+                                   events.receipt_data_of(marked[0], marked[1]))
+                return True
+            return tx.one("SELECT 1 FROM settlements WHERE txn_id = ?", (txn_id,)) is not None
 
         return self._write(work)
 

@@ -37,26 +37,27 @@ class TxnRace(Exception):
 
 
 class Tx:
-    """One open transaction on one connection."""
+    """One open transaction on one connection (one cursor, reused for every statement)."""
 
     def __init__(self, conn: Any, translate: Callable[[str], str]) -> None:
         self._conn = conn
+        self._cursor = conn.cursor()
         self._translate = translate
         self.events: list[Any] = []  # audit events to link to the chain before the commit
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(self._translate(sql), tuple(params)).fetchone()
+        return self._cursor.execute(self._translate(sql), tuple(params)).fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self._conn.execute(self._translate(sql), tuple(params)).fetchall())
+        return list(self._cursor.execute(self._translate(sql), tuple(params)).fetchall())
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows it changed."""
-        return self._conn.execute(self._translate(sql), tuple(params)).rowcount
+        return self._cursor.execute(self._translate(sql), tuple(params)).rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Execute once per row of parameters (one round trip where the driver can)."""
-        self._conn.cursor().executemany(self._translate(sql), [tuple(row) for row in rows])
+        self._cursor.executemany(self._translate(sql), [tuple(row) for row in rows])
 
 
 class SqlStore:
