@@ -71,6 +71,13 @@ class EventLog:
         self._emit(logging.ERROR, event, exc_info, fields)
 
 
+def skip_caller_lookup() -> None:
+    """Stop `logging` from walking the stack for each record's file and line (the JSON lines
+    never show them): a gateway process logs every settlement. Process-wide, so only
+    `kiosk gateway serve` does it."""
+    logging._srcfile = None  # type: ignore[attr-defined]  # the logging HOWTO's own advice
+
+
 def configure(level: str = "info", stream: TextIO | None = None,
               static: dict[str, Any] | None = None) -> logging.Handler:
     """Send the gateway's events to `stream` (stderr by default) as JSON lines; `static`

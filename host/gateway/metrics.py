@@ -8,30 +8,51 @@ from __future__ import annotations
 
 import threading
 from socketserver import ThreadingMixIn
-from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily
 
 # Settlement latency buckets (seconds): the target is p99 <= 150 ms, so resolve well below it.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
+class _Counts:
+    """A labelled counter kept as plain integers and read by Prometheus when it scrapes.
+
+    prometheus_client's Counter takes a lock on every increment; these are counted once or
+    twice per frame on the event loop's thread, so a dict is enough (a scrape copies it in one
+    step, which the GIL makes atomic).
+    """
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.values: dict[tuple[str, ...], int] = {}
+
+    def inc(self, *labels: str) -> None:
+        self.values[labels] = self.values.get(labels, 0) + 1
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in list(self.values.items()):
+            family.add_metric(list(labels), value)
+        return [family]
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.frames = Counter(
-            "onestop_frames", "Frames by direction (in/out) and message type.",
-            ["dir", "type"], registry=self.registry,
-        )
-        self.errors = Counter(
-            "onestop_errors", "Error replies and discarded input, by error code.",
-            ["code"], registry=self.registry,
-        )
-        self.settlements = Counter(
+        self.frames = _Counts(
+            "onestop_frames", "Frames by direction (in/out) and message type.", ["dir", "type"])
+        self.errors = _Counts(
+            "onestop_errors", "Error replies and discarded input, by error code.", ["code"])
+        self.settlements = _Counts(
             "onestop_settlements", "Settle requests answered with a settlement (new or retry).",
-            ["kind"], registry=self.registry,
-        )
+            ["kind"])
+        for counts in (self.frames, self.errors, self.settlements):
+            self.registry.register(counts)
         self.settle_latency = Histogram(
             "onestop_settle_latency_seconds",
             "Time from a settle frame's arrival to its reply being written.",
@@ -42,23 +63,14 @@ class GatewayMetrics:
             ["transport"], registry=self.registry,
         )
 
-        self._children: dict[tuple[str, ...], Any] = {}  # labelled series, looked up once
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
     def frame(self, direction: str, message_type: str) -> None:
-        self._child(self.frames, direction, message_type).inc()
+        self.frames.inc(direction, message_type)
 
     def error(self, code: str) -> None:
-        self._child(self.errors, code).inc()
+        self.errors.inc(code)
 
     def settlement(self, kind: str) -> None:  # "new" | "retry"
-        self._child(self.settlements, kind).inc()
+        self.settlements.inc(kind)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

@@ -68,6 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from onestop.host.gateway.server import ServeError
 
     logs.configure(args.log_level)
+    logs.skip_caller_lookup()
     try:
         if args.workers == 1:
             return asyncio.run(_serve(args))

@@ -59,7 +59,7 @@ SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cab
 MAX_BATCH = 128  # requests per ledger transaction at most
 
 
-@dataclass
+@dataclass(slots=True)
 class Processed:
     """What the connection loop writes back, and what it logs and counts."""
 
@@ -72,7 +72,7 @@ class Processed:
     handled: Handled | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """An authenticated, valid, fresh request waiting for the ledger."""
 

@@ -93,7 +93,7 @@ class Settlement:
     acc_year: int | None = None  # the year whose accumulations took `delta`; set by the ledger
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestJob:
     """One authenticated request for `Ledger.run_requests`: its replay check and its work, run
     as one transaction.
@@ -113,7 +113,7 @@ class RequestJob:
     durable: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestOutcome:
     """What became of a RequestJob.
 
