@@ -590,7 +590,9 @@ async def start_gateway(
     except PolicyError as exc:
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
-    service = FrameService(open_ledger(config.db), handlers, signer, kid, log)
+    ledger = open_ledger(config.db)
+    ledger.tune_for_serving()
+    service = FrameService(ledger, handlers, signer, kid, log)
     server = GatewayServer(service, metrics, log, config.idle_timeout_s)
     try:
         address = await server.listen_tcp(*listen, reuse_port=config.reuse_port)

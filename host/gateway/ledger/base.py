@@ -147,6 +147,7 @@ class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
     def close(self) -> None: ...
+    def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
 
     # ---- keys (public keys only)
     def add_key(self, record: KeyRecord) -> None: ...  # replaces status if kid exists

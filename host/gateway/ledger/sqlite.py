@@ -45,6 +45,8 @@ from .sqlcore import SqlLedger
 
 BUSY_TIMEOUT_S = 30.0
 FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this soon after
+CHECKPOINT_EVERY_S = 0.1  # serving: copy the WAL into the database file this often...
+SERVING_AUTOCHECKPOINT = 20_000  # ...and only past this many WAL pages inside a commit
 
 
 class SqliteLedger(SqlLedger):
@@ -59,6 +61,7 @@ class SqliteLedger(SqlLedger):
         self._lock_fd: int | None = None
         self._lock_fd_guard = threading.Lock()
         self._flusher: _WalFlusher | None = None
+        self._serving = False
         self._wal: int | None = None
         self._commits = 0  # write commits so far (numbered under the writers' queue)
 
@@ -76,6 +79,8 @@ class SqliteLedger(SqlLedger):
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable writes fsync the WAL after COMMIT
             conn.execute("PRAGMA foreign_keys=ON")
+            if self._serving:
+                conn.execute(f"PRAGMA wal_autocheckpoint={SERVING_AUTOCHECKPOINT}")
         except BaseException:
             conn.close()
             raise
@@ -114,18 +119,26 @@ class SqliteLedger(SqlLedger):
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def tune_for_serving(self) -> None:
+        """For a long-running gateway: checkpoints (copying the WAL into the database file,
+        two fsyncs and megabytes of copying) move out of the commits — where SQLite runs them
+        every 1000 WAL pages, holding the write lock, so every writer waited — into a
+        background thread (PASSIVE: writers carry on meanwhile)."""
+        self._serving = True
+        self._keeper().checkpoints(self.path)
+
+    def _keeper(self) -> _WalFlusher:
+        with self._lock_fd_guard:
+            if self._flusher is None:
+                self._flusher = _WalFlusher(self._wal_fd)
+            return self._flusher
+
     def _committed(self, durable: bool) -> None:
         self._commits += 1  # writers' queue held: commits are numbered in their WAL order
         if durable:
             self._local.commit = self._commits  # _make_durable flushes up to here
             return
-        flusher = self._flusher
-        if flusher is None:
-            with self._lock_fd_guard:
-                if self._flusher is None:
-                    self._flusher = _WalFlusher(self._wal_fd)
-                flusher = self._flusher
-        flusher.pending(self._commits)
+        self._keeper().pending(self._commits)
 
     def _wal_fd(self) -> int | None:
         """A descriptor of the WAL file, kept open; opened again if the file was replaced (the
@@ -203,16 +216,23 @@ def _to_sqlite(sql: str) -> str:
 
 class _WalFlusher:
     """Puts commits made without an fsync on disk within FLUSH_AFTER_S: fsync of the WAL file
-    (the file those commits were appended to), unless a durable commit did it first."""
+    (the file those commits were appended to), unless a durable commit did it first. When the
+    ledger serves, also checkpoints the WAL every CHECKPOINT_EVERY_S."""
 
     def __init__(self, wal_fd: Callable[[], int | None]) -> None:
         self._wal_fd = wal_fd
         self._wake = threading.Condition()
         self._due: float | None = None  # when the oldest unflushed commit must be on disk
         self._newest = 0  # number of the newest commit not known to be on disk
+        self._database: Path | None = None  # checkpoint this database (serving)
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="ledger-wal-flush", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ledger-wal", daemon=True)
         self._thread.start()
+
+    def checkpoints(self, database: Path) -> None:
+        with self._wake:
+            self._database = database
+            self._wake.notify()
 
     def pending(self, number: int) -> None:
         with self._wake:
@@ -236,16 +256,45 @@ class _WalFlusher:
         self._fsync()  # whatever is left, before the ledger is let go
 
     def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._stopping and (self._due is None
-                                              or self._due > time.monotonic()):
-                    wait = None if self._due is None else self._due - time.monotonic()
-                    self._wake.wait(wait)
-                if self._stopping:
-                    return
-                self._due = None
-            self._fsync()
+        connection: sqlite3.Connection | None = None
+        next_checkpoint = time.monotonic()
+        try:
+            while True:
+                with self._wake:
+                    while not self._stopping:
+                        now = time.monotonic()
+                        due = [at for at in (
+                            self._due,
+                            next_checkpoint if self._database is not None else None,
+                        ) if at is not None]
+                        if due and min(due) <= now:
+                            break
+                        self._wake.wait(min(due) - now if due else None)
+                    if self._stopping:
+                        return
+                    flush = self._due is not None and self._due <= time.monotonic()
+                    if flush:
+                        self._due = None
+                    database = self._database
+                if flush:
+                    self._fsync()
+                if database is not None and time.monotonic() >= next_checkpoint:
+                    next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
+                    connection = self._checkpoint(connection, database)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection | None,
+                    database: Path) -> sqlite3.Connection | None:
+        try:
+            if connection is None:
+                connection = sqlite3.connect(database, timeout=0, isolation_level=None,
+                                             check_same_thread=False)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            pass  # busy (another process checkpoints) or a disk fault commits will report
+        return connection
 
     def _fsync(self) -> None:
         fd = self._wal_fd()

@@ -110,6 +110,9 @@ class SqlStore:
     def _connection_unusable(self, conn: Any) -> bool:
         return False
 
+    def tune_for_serving(self) -> None:
+        """Settings for a long-running gateway process (none by default)."""
+
     # ------------------------------------------------------------------ connections
     def _connection(self) -> Any:
         if self._closed:

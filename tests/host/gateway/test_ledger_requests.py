@@ -174,3 +174,26 @@ def test_a_failed_flush_is_an_answer_that_may_or_may_not_be_stored(
     (outcome,) = enrolled.run_requests([job("K-1", 1, durable=True)])
     assert outcome.status == "failed" and outcome.error.at_commit
     assert "may or may not have been stored" in str(outcome.error)
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_serving_ledger_checkpoints_in_the_background(enrolled: Ledger, ledger_url: str) -> None:
+    from onestop.host.gateway.ledger.sqlite import CHECKPOINT_EVERY_S, SERVING_AUTOCHECKPOINT
+
+    path = ledger_url.removeprefix("sqlite:///")
+    serving = open_ledger(ledger_url)
+    try:
+        serving.tune_for_serving()
+        time.sleep(3 * CHECKPOINT_EVERY_S)  # what init and the fixtures wrote is copied now
+        before = os.stat(path).st_mtime_ns
+        for ctr in range(1, 40):  # far fewer WAL pages than a commit would checkpoint at
+            assert statuses(serving.run_requests([job("K-1", ctr, durable=True)])) == ["done"]
+        conn = serving._connection()
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SERVING_AUTOCHECKPOINT
+        deadline = time.monotonic() + 50 * CHECKPOINT_EVERY_S
+        while os.stat(path).st_mtime_ns == before and time.monotonic() < deadline:
+            time.sleep(CHECKPOINT_EVERY_S / 2)
+        # in WAL mode only a checkpoint writes the database file itself
+        assert os.stat(path).st_mtime_ns != before
+    finally:
+        serving.close()
