@@ -52,8 +52,9 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         help=f"close a TCP connection silent this long "
                              f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="gateway processes sharing the listening port (SO_REUSEPORT), "
-                             "e.g. one per core (default 1); worker 0 serves the serial lines, "
+                        help="gateway processes accepting from one listening socket, kiosks "
+                             "spread evenly over them, e.g. one per core (default 1); worker 0 "
+                             "serves the serial lines, "
                              "worker i its metrics on the --metrics port + i")
     parser.add_argument("--timezone", metavar="ZONE",
                         help="time zone of the settlement day, e.g. Asia/Shanghai "
@@ -87,10 +88,10 @@ def _serve_workers(args: argparse.Namespace) -> int:
     config, listen, _serials, _metrics = _config(args)
     check_config(config)  # one clear line now, not one per worker
 
-    def run_worker(index: int, port: int, ready_fd: int) -> int:
+    def run_worker(index: int, listener: Any, shares: Any, ready_fd: int) -> int:
         logs.configure(args.log_level, static={"worker": index})
         try:
-            return asyncio.run(_serve(args, worker=index, port=port, ready_fd=ready_fd))
+            return asyncio.run(_serve(args, worker=(index, listener, shares), ready_fd=ready_fd))
         except ServeError as exc:
             print(f"kiosk gateway serve (worker {index}): {exc}", file=sys.stderr)
             return 2
@@ -113,6 +114,7 @@ def _timezone(name: str | None) -> tzinfo | None:
 
 
 def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, ...]:
+    """(config, listen, serials, metrics_at) for the gateway, or worker number `worker`."""
     from onestop.host.gateway.server import GatewayConfig, ServeError
     from onestop.host.gateway.transports import SerialSpec, parse_host_port
 
@@ -128,7 +130,7 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
     config = GatewayConfig(
         db=args.db, key_path=args.key, policy=args.policy, tz=_timezone(args.timezone),
-        idle_timeout_s=args.idle_timeout, reuse_port=worker is not None,
+        idle_timeout_s=args.idle_timeout,
     )
     if worker:  # worker 0 serves the serial lines and the metrics port as given
         serials = []
@@ -137,14 +139,13 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
     return config, listen, serials, metrics_at
 
 
-async def _serve(args: argparse.Namespace, worker: int | None = None, port: int = 0,
+async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None = None,
                  ready_fd: int | None = None) -> int:
-    from onestop.host.gateway.server import start_gateway
+    from onestop.host.gateway.server import SharedListener, start_gateway
 
-    config, listen, serials, metrics_at = _config(args, worker)
-    if worker is not None:
-        listen = (listen[0], port)
-    gateway = await start_gateway(config, listen, serials, metrics_at)
+    config, listen, serials, metrics_at = _config(args, None if worker is None else worker[0])
+    shared = None if worker is None else SharedListener(*worker)
+    gateway = await start_gateway(config, listen, serials, metrics_at, shared=shared)
     if ready_fd is not None:
         os.write(ready_fd, b".")
         os.close(ready_fd)

@@ -14,7 +14,7 @@ Nothing raises out of these: every failure becomes a signed `error` reply. There
 threads: the work is CPU (signatures, codec) and the ledger's single writer, and Python's GIL
 made threads queue behind each other (each SQLite statement gives the GIL up and waits up to
 5 ms to get it back). To use several cores, run several gateway processes: `kiosk gateway serve
---workers N` forks N of them sharing the listening port (SO_REUSEPORT); SQLite writers take
+--workers N` forks N of them sharing the listening socket (workers.py); SQLite writers take
 turns on a lock file, PostgreSQL orders them with row locks. While a batch runs, this process
 waits for the ledger; the other workers keep serving.
 """
@@ -22,6 +22,7 @@ waits for the ledger; the other workers keep serving.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
 MAX_BATCH = 128  # requests per ledger transaction at most
+ACCEPT_PAUSE_S = 0.005  # a worker holding more kiosks than another leaves new ones this long
 
 
 @dataclass(slots=True)
@@ -284,8 +286,9 @@ class TcpConnection(asyncio.Protocol):
     """One kiosk's TCP connection: frames in order, one reply each, at most one in the ledger
     at a time (a kiosk waits for each answer; frames sent ahead wait their turn here)."""
 
-    def __init__(self, server: GatewayServer) -> None:
+    def __init__(self, server: GatewayServer, counted: bool = False) -> None:
         self.server = server
+        self.counted = counted  # in the shared per-worker counts (see accept_shared)
         self.deframer = framing.Deframer(framing.MAX_FRAME)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -305,6 +308,8 @@ class TcpConnection(asyncio.Protocol):
         server = self.server
         if server._closing:
             transport.abort()
+            if self.counted:
+                server._uncount()
             return
         server._connections.add(self)
         self._gauge = server.metrics.connections.labels(transport="tcp")
@@ -338,6 +343,8 @@ class TcpConnection(asyncio.Protocol):
             self._idle.cancel()
         if self._gauge is None:
             return  # refused while the gateway was stopping
+        if self.counted:
+            server._uncount()
         server._connections.discard(self)
         self._gauge.dec()
         if exc is not None and self._reason == "closed by peer":
@@ -411,22 +418,67 @@ class GatewayServer:
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[TcpConnection] = set()
+        self._shared: SharedListener | None = None
         self._closing = False
 
     # ------------------------------------------------------------ listeners
-    async def listen_tcp(self, host: str, port: int,
-                         reuse_port: bool = False) -> tuple[str, int]:
+    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Start accepting kiosks; returns the bound address (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: TcpConnection(self), host, port,
-                                          reuse_address=True, reuse_port=reuse_port or None)
+                                          reuse_address=True)
         self._tcp.append(server)
         bound = server.sockets[0].getsockname()
-        # One of several workers says so on its own line; the supervisor says `listening`
-        # once they all are (kiosks connecting earlier would all land on the first).
-        self.log.info("worker_listening" if reuse_port else "listening", transport="tcp",
-                      host=bound[0], port=bound[1])
+        self.log.info("listening", transport="tcp", host=bound[0], port=bound[1])
         return bound[0], bound[1]
+
+    def accept_shared(self, shared: SharedListener) -> tuple[str, int]:
+        """Accept kiosks from a socket several worker processes share, taking a connection only
+        while no worker holds fewer (see workers.py); returns the socket's address."""
+        self._shared = shared
+        self._watch_listener()
+        bound = shared.listener.getsockname()
+        # The supervisor says `listening` once every worker is ready.
+        self.log.info("worker_listening", transport="tcp", host=bound[0], port=bound[1])
+        return bound[0], bound[1]
+
+    def _watch_listener(self) -> None:
+        shared = self._shared
+        if shared is not None and not self._closing:
+            asyncio.get_running_loop().add_reader(shared.listener.fileno(), self._acceptable)
+
+    def _acceptable(self) -> None:
+        shared = self._shared
+        assert shared is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if shared.shares.more_than_least(shared.index):
+                # let a less loaded worker take it: stop watching for a moment
+                loop.remove_reader(shared.listener.fileno())
+                loop.call_later(ACCEPT_PAUSE_S, self._watch_listener)
+                return
+            try:
+                sock, _peer = shared.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # another worker took it
+            except OSError as exc:  # out of file descriptors...: keep serving the others
+                self.log.warning("accept_failed", error=str(exc))
+                return
+            sock.setblocking(False)
+            shared.shares.add(shared.index, 1)  # counted now: the next check sees it
+            loop.create_task(self._adopt(sock))
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: TcpConnection(self, counted=True), sock)
+        except OSError:
+            self._uncount()
+            sock.close()
+
+    def _uncount(self) -> None:
+        if self._shared is not None:
+            self._shared.shares.add(self._shared.index, -1)
 
     def attach_serial(self, spec: SerialSpec) -> None:
         """Serve one serial line for as long as the gateway runs, reopening it if it drops."""
@@ -532,6 +584,8 @@ class GatewayServer:
         (its settlement commits; the kiosk resolves it with settlement_query), then the ledger
         closes."""
         self._closing = True
+        if self._shared is not None:
+            asyncio.get_running_loop().remove_reader(self._shared.listener.fileno())
         for server in self._tcp:
             server.close()
         for connection in list(self._connections):
@@ -548,6 +602,16 @@ class GatewayServer:
 # ---------------------------------------------------------------- assembly
 
 
+@dataclass(frozen=True)
+class SharedListener:
+    """What a worker of `kiosk gateway serve --workers N` accepts kiosks from: the socket all
+    the workers share, and everyone's connection counts (workers.ConnectionShares)."""
+
+    index: int
+    listener: socket.socket
+    shares: Any
+
+
 class ServeError(Exception):
     """The gateway cannot start as configured; the message says why and what to do."""
 
@@ -559,7 +623,6 @@ class GatewayConfig:
     policy: str = DEFAULT_POLICY
     tz: tzinfo | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
-    reuse_port: bool = False  # one of several worker processes sharing the port
 
 
 class RunningGateway:
@@ -581,8 +644,11 @@ async def start_gateway(
     listen: tuple[str, int],
     serials: Sequence[SerialSpec] = (),
     metrics_at: tuple[str, int] | None = None,
+    shared: SharedListener | None = None,
 ) -> RunningGateway:
-    """Load the key and policy, check the ledger, and start serving. ServeError if it cannot."""
+    """Load the key and policy, check the ledger, and start serving. ServeError if it cannot.
+    `shared`: serve as one of several worker processes, accepting from their common socket
+    (`listen` is then unused)."""
     log = EventLog()
     signer, kid = _gateway_identity(config)
     try:
@@ -595,7 +661,10 @@ async def start_gateway(
     service = FrameService(ledger, handlers, signer, kid, log)
     server = GatewayServer(service, metrics, log, config.idle_timeout_s)
     try:
-        address = await server.listen_tcp(*listen, reuse_port=config.reuse_port)
+        if shared is None:
+            address = await server.listen_tcp(*listen)
+        else:
+            address = server.accept_shared(shared)
     except OSError as exc:
         await server.close()
         raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None

@@ -83,16 +83,12 @@ class TcpStream:
 
 
 async def start_tcp(
-    host: str, port: int, on_stream: Callable[[ByteStream], Awaitable[None]],
-    reuse_port: bool = False,
+    host: str, port: int, on_stream: Callable[[ByteStream], Awaitable[None]]
 ) -> asyncio.Server:
-    """reuse_port: share the port with other gateway processes (SO_REUSEPORT); the kernel
-    spreads new connections over them."""
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await on_stream(TcpStream(reader, writer))
 
-    return await asyncio.start_server(accepted, host, port, reuse_address=True,
-                                      reuse_port=reuse_port or None)
+    return await asyncio.start_server(accepted, host, port, reuse_address=True)
 
 
 # ---------------------------------------------------------------- serial

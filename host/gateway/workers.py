@@ -1,11 +1,18 @@
 """`kiosk gateway serve --workers N`: N gateway processes sharing one listening port.
 
 One gateway process runs on one core (its work is CPU and Python holds one core at a time), so
-an operator with several cores runs several. The supervisor (this process) reserves the port,
-forks the workers — each binds the same address with SO_REUSEPORT, and the kernel spreads new
-connections over them — says `listening` once every worker is, passes SIGTERM/SIGINT on, and
-starts a worker again if one dies. A worker dies with the supervisor (PR_SET_PDEATHSIG), so
-`kill -9` of the gateway stops all of it, as with one process.
+an operator with several cores runs several. The supervisor (this process) opens the listening
+socket and forks the workers, which all accept from it; says `listening` once every worker
+serves; passes SIGTERM/SIGINT on; and starts a worker again if one dies. A worker dies with the
+supervisor (PR_SET_PDEATHSIG), so `kill -9` of the gateway stops all of it, as with one
+process.
+
+Kiosks stay connected for hours, so who accepts a connection decides who carries its load. The
+workers keep their open-connection counts in shared memory, and a worker that holds more than
+the least loaded one leaves new connections to the others (it stops watching the socket for
+ACCEPT_PAUSE_S): the kiosks spread evenly. (SO_REUSEPORT, one queue per worker filled by a hash
+of the peer's address, left one worker 10-20 % more kiosks than the other, and those kiosks
+waited longer.)
 
 The workers share the ledger as separate gateways do: SQLite writers take turns on the ledger's
 lock file, PostgreSQL orders them with row locks. Serial lines are served by worker 0 (a line
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 import select
 import signal
@@ -32,13 +40,34 @@ START_TIMEOUT_S = 60.0
 PR_SET_PDEATHSIG = 1
 
 
+BACKLOG = 1024  # connections the kernel holds for the workers to accept
+
+
 class WorkersError(Exception):
     """The workers could not be started; the message says why."""
 
 
-def reserve_port(host: str, port: int) -> tuple[socket.socket, tuple[str, int]]:
-    """A socket bound (not listening) to host:port with SO_REUSEPORT: it fixes the port (port 0
-    picks one) for the workers to bind too, and is closed once they listen."""
+class ConnectionShares:
+    """Open connections per worker, in memory shared by the supervisor and its workers. Each
+    worker writes only its own slot; the others only read it."""
+
+    def __init__(self, workers: int) -> None:
+        self._memory = mmap.mmap(-1, 8 * workers)  # anonymous and shared: survives fork
+        self._counts = memoryview(self._memory).cast("q")
+
+    def add(self, index: int, delta: int) -> None:
+        self._counts[index] += delta
+
+    def reset(self, index: int) -> None:
+        self._counts[index] = 0
+
+    def more_than_least(self, index: int) -> bool:
+        """Whether worker `index` holds more connections than the least loaded worker."""
+        return self._counts[index] > min(self._counts)
+
+
+def open_listener(host: str, port: int) -> tuple[socket.socket, tuple[str, int]]:
+    """The listening socket the workers share (port 0 picks one)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -48,8 +77,9 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, tuple[str, int]]:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
     except OSError as exc:
         sock.close()
         raise WorkersError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -67,17 +97,20 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def supervise(count: int, run_worker: Callable[[int, int, int], int], host: str, port: int,
-              log: EventLog) -> int:
-    """Fork `count` workers, each running run_worker(index, port, ready_fd) -> exit status (it
-    writes one byte to ready_fd once it listens on port); return when they have all stopped."""
-    reserved, (host, port) = reserve_port(host, port)
+def supervise(count: int,
+              run_worker: Callable[[int, socket.socket, ConnectionShares, int], int],
+              host: str, port: int, log: EventLog) -> int:
+    """Fork `count` workers, each running run_worker(index, listener, shares, ready_fd) -> exit
+    status (it writes one byte to ready_fd once it serves); return when all have stopped."""
+    listener, (host, port) = open_listener(host, port)
+    shares = ConnectionShares(count)
     parent = os.getpid()
     ready_r, ready_w = os.pipe()
     stopping = False
     children: dict[int, int] = {}  # pid -> worker index
 
     def start(index: int) -> None:
+        shares.reset(index)  # a worker started again holds none of its predecessor's
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
@@ -85,9 +118,8 @@ def supervise(count: int, run_worker: Callable[[int, int, int], int], host: str,
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 _die_with_parent(parent)
-                reserved.close()
                 os.close(ready_r)
-                status = run_worker(index, port, ready_w)
+                status = run_worker(index, listener, shares, ready_w)
             except BaseException:  # noqa: BLE001 - a worker never returns into the supervisor
                 import traceback
 
@@ -126,9 +158,8 @@ def supervise(count: int, run_worker: Callable[[int, int, int], int], host: str,
     except WorkersError:
         stop(signal.SIGTERM, None)
         _wait_all(children)
+        listener.close()
         raise
-    finally:
-        reserved.close()
     log.info("listening", transport="tcp", host=host, port=port, workers=count)
     worst = 0
     while children:
@@ -148,6 +179,7 @@ def supervise(count: int, run_worker: Callable[[int, int, int], int], host: str,
             time.sleep(RESTART_DELAY_S)
             if not stopping:
                 start(index)
+    listener.close()
     return 0 if stopping and worst == 0 else (worst or 1)
 
 
