@@ -1,10 +1,12 @@
-"""`kiosk gateway serve --workers N`: N processes on one port, one ledger; both backends."""
+"""`kiosk gateway serve --workers N`: N processes on one listening socket, the kiosks spread
+evenly over them, one ledger; both backends."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from onestop.host.gateway.audit import audit
 from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk, new_txn_id
 from onestop.host.gateway.ledger import Ledger
 
-KIOSKS = 16  # connections the kernel spreads over the workers (all on one: 2**-15)
+KIOSKS = 16
 
 
 async def test_two_workers_share_the_port_and_the_ledger(
@@ -47,8 +49,9 @@ async def test_two_workers_share_the_port_and_the_ledger(
     finally:
         assert await asyncio.to_thread(gateway.stop) == 0
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    settled_by = {event["worker"] for event in events if event["event"] == "settled"}
-    assert settled_by == {0, 1}
+    settled_by = Counter(event["worker"] for event in events if event["event"] == "settled")
+    assert set(settled_by) == {0, 1}
+    assert abs(settled_by[0] - settled_by[1]) <= 2  # the kiosks spread evenly
     assert [e["event"] for e in events if "worker" not in e] == ["listening"]
     for txn_id in txn_ids:
         assert ledger.get_settlement(txn_id) is not None
