@@ -153,6 +153,18 @@ class GatewayProcess:
         return int(self.process.returncode or 0)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux /proc/stat: all but idle and
+    iowait)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(value) for value in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree_cpu(root: int) -> float:
     """User + system CPU seconds of `root` and its live descendants (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
@@ -393,6 +405,7 @@ class Figures:
     gateway_cpu: float  # cores busy on average during the run
     kiosks_cpu: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the end of the run
+    others_cpu: float = 0.0  # cores busy with everything else on the machine (PostgreSQL too)
 
     @property
     def floor_share(self) -> float:
@@ -486,12 +499,14 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
             loop = asyncio.get_running_loop()
             started = loop.time()
             cpu_gateway, cpu_kiosks = gateway.cpu_seconds(), time.process_time()
+            cpu_machine = machine_busy_seconds()
             await asyncio.gather(*(
                 drive_kiosk(connection, residents, started + args.seconds, tally)
                 for connection, residents in zip(connections, populations, strict=True)))
             elapsed = loop.time() - started
             cpu_gateway = (gateway.cpu_seconds() - cpu_gateway) / elapsed
             cpu_kiosks = (time.process_time() - cpu_kiosks) / elapsed
+            cpu_machine = (machine_busy_seconds() - cpu_machine) / elapsed
             for connection in connections:
                 await connection.close()
         finally:
@@ -511,6 +526,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         ran_out_of_bills=tally.ran_out_of_bills,
         gateway_cpu=round(cpu_gateway, 2), kiosks_cpu=round(cpu_kiosks, 2),
         load=os.getloadavg(),
+        others_cpu=round(max(0.0, cpu_machine - cpu_gateway - cpu_kiosks), 2),
     )
 
 
@@ -573,6 +589,7 @@ def format_table(figures: Figures) -> str:
             f">= {TARGET_FLOOR_SHARE:.0%}", figures.floor_share >= TARGET_FLOOR_SHARE),
         row("gateway CPU (cores)", f"{figures.gateway_cpu:.2f}"),
         row("kiosks CPU (cores)", f"{figures.kiosks_cpu:.2f}"),
+        row("everything else (cores)", f"{figures.others_cpu:.2f}", f"of {os.cpu_count()}"),
         row("gateway CPU per settlement", f"{_per(figures.gateway_cpu, figures.rate):.2f} ms"),
         row("kiosks CPU per settlement", f"{_per(figures.kiosks_cpu, figures.rate):.2f} ms"),
     ]
