@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from onestop.host.mpy import Local, Worker
 
 SUPPORT = Path(__file__).parent / "support"
