@@ -88,7 +88,7 @@ def _serve_workers(args: argparse.Namespace) -> int:
     config, listen, _serials, _metrics = _config(args)
     check_config(config)  # one clear line now, not one per worker
 
-    def run_worker(index: int, listener: Any, shares: Any, ready_fd: int) -> int:
+    def run_worker(index: int, listener: Any, shares: Any, ready_fd: int | None) -> int:
         logs.configure(args.log_level, static={"worker": index})
         try:
             return asyncio.run(_serve(args, worker=(index, listener, shares), ready_fd=ready_fd))

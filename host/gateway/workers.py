@@ -41,6 +41,7 @@ PR_SET_PDEATHSIG = 1
 
 
 BACKLOG = 1024  # connections the kernel holds for the workers to accept
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class WorkersError(Exception):
@@ -98,28 +99,38 @@ def _die_with_parent(parent: int) -> None:
 
 
 def supervise(count: int,
-              run_worker: Callable[[int, socket.socket, ConnectionShares, int], int],
+              run_worker: Callable[[int, socket.socket, ConnectionShares, int | None], int],
               host: str, port: int, log: EventLog) -> int:
     """Fork `count` workers, each running run_worker(index, listener, shares, ready_fd) -> exit
-    status (it writes one byte to ready_fd once it serves); return when all have stopped."""
+    status (it writes one byte to ready_fd once it serves; ready_fd is None for a worker
+    started again after one died); return when all have stopped."""
     listener, (host, port) = open_listener(host, port)
     shares = ConnectionShares(count)
     parent = os.getpid()
     ready_r, ready_w = os.pipe()
+    ready_to: int | None = ready_w  # where a starting worker says it serves (None: restarts)
     stopping = False
     children: dict[int, int] = {}  # pid -> worker index
 
     def start(index: int) -> None:
         shares.reset(index)  # a worker started again holds none of its predecessor's
-        pid = os.fork()
+        # No signal may run the supervisor's handler in the new worker before it has its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if pid == 0:  # the worker
             status = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 _die_with_parent(parent)
                 os.close(ready_r)
-                status = run_worker(index, listener, shares, ready_w)
+                status = run_worker(index, listener, shares, ready_to)
             except BaseException:  # noqa: BLE001 - a worker never returns into the supervisor
                 import traceback
 
@@ -142,6 +153,7 @@ def supervise(count: int,
     for index in range(count):
         start(index)
     os.close(ready_w)
+    ready_to = None  # closed: a worker started again later must not write to that number
     try:
         ready = 0
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -173,14 +185,15 @@ def supervise(count: int,
         if index is None:
             continue
         code = os.waitstatus_to_exitcode(status)
-        worst = worst or code
-        if not stopping:
+        if stopping:
+            worst = worst or code  # how the workers ended when told to stop
+        else:
             log.error("worker_exited", worker=index, status=code)
             time.sleep(RESTART_DELAY_S)
             if not stopping:
                 start(index)
     listener.close()
-    return 0 if stopping and worst == 0 else (worst or 1)
+    return 0 if stopping and worst == 0 else 1
 
 
 def _early_exit(index: int, status: int) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
+import pytest
 from onestop.host.bench.gateway import GatewayProcess, generate_residents, provision_gateway
 from onestop.host.gateway.audit import audit
 from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk, new_txn_id
@@ -63,3 +66,51 @@ async def test_two_workers_share_the_port_and_the_ledger(
         assert ledger.get_settlement(txn_id) is not None
     report = audit(ledger)
     assert report.ok, report.problems
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == supervisor and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+async def test_a_worker_that_dies_is_started_again_and_sigterm_stops_them_all(
+        ledger: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("the supervisor does not depend on the backend")
+    provision_gateway(ledger, tmp_path / "gateway.key")
+    client = enroll_kiosk(ledger, "K-AGAIN")
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(ledger_url, tmp_path / "gateway.key", log, workers=2)
+    try:
+        port = await asyncio.to_thread(gateway.start)
+        assert gateway.process is not None
+        first = worker_pids(gateway.process.pid)
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        for _ in range(100):  # started again after RESTART_DELAY_S
+            now = worker_pids(gateway.process.pid)
+            if len(now) == 2 and now != first:
+                break
+            await asyncio.sleep(0.05)
+        assert len(now) == 2 and first[0] not in now
+        for _ in range(4):  # the kiosks still get answers, from either worker
+            connection = await KioskConnection.open_tcp(client, "127.0.0.1", port)
+            try:
+                assert (await connection.call("sign_in", fw="t", board="c"))["t"] == (
+                    "sign_in_reply")
+            finally:
+                await connection.close()
+    finally:
+        assert await asyncio.to_thread(gateway.stop) == 0  # SIGTERM: all stop, cleanly
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert len([e for e in events if e["event"] == "worker_exited"]) == 1
+    assert sorted(e["worker"] for e in events if e["event"] == "stopping") == [0, 1]
