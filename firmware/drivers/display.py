@@ -210,7 +210,7 @@ class Display:
             kind = event[0]
             if kind == "error":
                 self.errors += 1
-                self.last_error = event[1]
+                self.last_error = event[-1]  # ("error", code)
             elif kind == "startup" or kind == "ready":
                 self.restarts += 1
             return event

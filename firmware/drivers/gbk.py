@@ -44,8 +44,9 @@ def set_table_dir(path):
 
 def close():
     for i in (0, 1):
-        if _files[i] is not None:
-            _files[i].close()
+        f = _files[i]
+        if f is not None:
+            f.close()
             _files[i] = None
         _caches[i].clear()
 
