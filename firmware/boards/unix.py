@@ -38,30 +38,90 @@ def open_pty(path, baud):
     return port
 
 
-_filler = []
+_held = None  # what hold_heap holds: blocks chained through their first item
+_separators = None  # hold_heap's separators between the pieces of a fragmented heap, chained
 
 
-def hold_heap(free_bytes):
+def _chain(head, words):
+    """A new block of `words` list items whose first item is `head`: any number of blocks held
+    without a list that grows."""
+    block = [None] * words
+    block[0] = head
+    return block
+
+
+def _unchain(head):
+    """Let go of a chain link by link, so that a stale pointer to one block (the collector is
+    conservative) keeps only that block."""
+    while head is not None:
+        head[0], head = None, head[0]
+
+
+def hold_heap(free_bytes, piece=0):
     """Model a board whose code runs from flash (frozen, or ROMFS) on the unix port, which loads
     .mpy code into the heap: hold back all of the heap but `free_bytes` for the data the firmware
-    makes. Call once every module is imported. The heap may already be in pieces, so it is held
-    in the largest blocks that fit."""
-    size = 1 << 20
-    while size >= 16:
-        gc.collect()
-        spare = gc.mem_free() - free_bytes
-        if spare < 64:
-            break
-        try:
-            _filler.append(bytearray(min(size, spare - 32)))
-        except MemoryError:
-            size //= 2
+    makes. Call once every module is imported.
+
+    A board's data heap is one piece: nothing but data was ever in it. The unix port's free heap
+    is in pieces between the code and whatever the process made before (a test worker's earlier
+    calls); left free, those pieces would cut the data heap into as many (largest 4 to 38 KB of a
+    64 KB budget, from run to run). So the data heap is reserved first in one block, everything
+    else is held (what stays free of it are crumbs of 16 bytes), and the reserve is given back.
+    Without a free block of `free_bytes`, the largest there is is reserved and held blocks are
+    given back, the smallest first, until `free_bytes` are free.
+
+    piece: a deliberately fragmented data heap (for tests): the reserve cut into pieces of
+    `piece` bytes, each apart from the next, so no allocation larger than a piece can succeed."""
+    global _held, _separators
     gc.collect()
+    size = free_bytes
+    while True:
+        try:
+            reserve = bytearray(size)
+            break
+        except MemoryError:
+            size -= 1024
+            if size <= 0:
+                raise
+    words = 1 << 17
+    while words:  # hold all the rest, down to the crumbs too small for a list of one item
+        try:
+            _held = _chain(_held, words)
+        except MemoryError:
+            words //= 2
+    reserve = None
+    gc.collect()
+    if piece:
+        _separators = _cut(piece)
+        gc.collect()
+    while _held is not None and gc.mem_free() < free_bytes:
+        block = _held
+        _held = block[0]
+        block[0] = None
+        gc.collect()
+
+
+def _cut(piece):
+    """Fill the reserve, the one free block a list fits in, with pieces, each followed by a
+    separator; returns the separators (the pieces are given back)."""
+    pieces = None
+    separators = None
+    try:
+        while True:
+            pieces = _chain(pieces, piece // 8 - 4)  # the list and its items: `piece` bytes
+            separators = _chain(separators, 1)
+    except MemoryError:
+        pass
+    _unchain(pieces)
+    return separators
 
 
 def release_heap():
     """Give back what hold_heap held (tests: before building their reports)."""
-    _filler.clear()
+    global _held, _separators
+    _unchain(_held)
+    _unchain(_separators)
+    _held = _separators = None
     gc.collect()
 
 

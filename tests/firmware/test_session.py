@@ -50,7 +50,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mp(stage: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageWorker]:
     helpers = compile_modules([SUPPORT / "app_fakes.py", SUPPORT / "app_session_cases.py"],
                               tmp_path_factory.mktemp("helpers"))
-    worker = StageWorker(stage, [helpers], heapsize="320K")
+    worker = StageWorker(stage, [helpers], heapsize="512K")
     yield worker
     worker.close()
 
