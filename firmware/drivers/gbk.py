@@ -14,7 +14,13 @@ API:
 Each lookup is a binary search over fixed 4-byte records using seek + readinto into one
 preallocated buffer (~15 seeks for 21,791 records); a small cache per direction catches the
 characters a receipt or screen repeats. Two file handles stay open between calls.
+
+The caches are direct-mapped: a slot per (code & mask) in arrays made at import, so a lookup
+never allocates (a dict cache grew, and was cleared and grew again, in the middle of a session's
+steps: each new table a long-lived block among the step's garbage, splitting the heap).
 """
+
+from array import array
 
 try:
     from micropython import const
@@ -26,13 +32,16 @@ _U2G = "gbk_u2g.bin"
 _G2U = "gbk_g2u.bin"
 _MAGICS = (b"GBU1", b"GBD1")
 _HEADER = const(8)
-_CACHE_MAX = const(48)
+_SLOTS = (128, 32)  # cache slots per direction (powers of two): screens and receipts encode
 _REPLACEMENT = const(0xFFFD)
 
 _dir = "."
 _files = [None, None]  # 0: unicode -> GBK, 1: GBK -> unicode
 _counts = [0, 0]
-_caches = ({}, {})
+# Per direction: the key cached in each slot (0: none; no key is 0) and its value (0: the key
+# has no counterpart; no value is 0 either).
+_keys = (array("H", bytes(2 * _SLOTS[0])), array("H", bytes(2 * _SLOTS[1])))
+_values = (array("H", bytes(2 * _SLOTS[0])), array("H", bytes(2 * _SLOTS[1])))
 _record = bytearray(4)  # one buffer for every probe: no allocation per lookup
 
 
@@ -48,7 +57,9 @@ def close():
         if f is not None:
             f.close()
             _files[i] = None
-        _caches[i].clear()
+        keys = _keys[i]
+        for slot in range(len(keys)):
+            keys[slot] = 0
 
 
 def _table(which):
@@ -69,10 +80,10 @@ def _table(which):
 
 
 def _lookup(which, key):
-    cache = _caches[which]
-    value = cache.get(key)
-    if value is not None:
-        return value
+    slot = key & (_SLOTS[which] - 1)
+    if _keys[which][slot] == key:
+        value = _values[which][slot]
+        return value if value else -1
     f = _table(which)
     record = _record
     value = -1
@@ -90,9 +101,8 @@ def _lookup(which, key):
         else:
             value = (record[2] << 8) | record[3]
             break
-    if len(cache) >= _CACHE_MAX:
-        cache.clear()  # crude but bounded: a receipt's few dozen distinct characters refill it
-    cache[key] = value
+    _keys[which][slot] = key
+    _values[which][slot] = value if value > 0 else 0
     return value
 
 
