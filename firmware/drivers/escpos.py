@@ -141,13 +141,17 @@ class Receipt:
         self.line(left + " " * max(gap, 0) + right)
 
     def qr(self, data, module=6, ecc="M"):
+        """`data`: bytes, or an object with len() that yields its bytes in pieces of at most 64
+        when iterated (made as the receipt is sent, never whole: app.receipt.Base64url)."""
         if not 0 < len(data) <= _QR_MAX_DATA:
             raise ValueError("QR data must be 1..7089 bytes")
         if not 1 <= module <= 16:
             raise ValueError("QR module size is 1..16 dots")
         if ecc not in _QR_ECC:
             raise ValueError("QR error correction is L, M, Q or H")
-        self._parts.append((_QR, bytes(data), module, _QR_ECC[ecc]))
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)  # the caller may change it before the receipt is sent
+        self._parts.append((_QR, data, module, _QR_ECC[ecc]))
 
     def feed(self, lines=1):
         if not 0 <= lines <= 255:
@@ -182,8 +186,12 @@ class Receipt:
                 yield b"\x1d(k\x03\x001C" + bytes((part[2],))  # fn 67: module size in dots
                 yield b"\x1d(k\x03\x001E" + bytes((part[3],))  # fn 69: error correction
                 yield qr_store_command(data)
-                for start in range(0, len(data), 64):
-                    yield data[start:start + 64]
+                if isinstance(data, bytes):
+                    for start in range(0, len(data), 64):
+                        yield data[start:start + 64]
+                else:
+                    for piece in data:
+                        yield piece
                 yield _QR_PRINT
         if chinese:
             yield _FS_CHINESE_OFF  # leave the printer as ESC @ would: the next job starts clean
