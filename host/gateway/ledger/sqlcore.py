@@ -65,6 +65,10 @@ ADVANCE_IF_KEY_ACTIVE = (
 KEY_STATUSES = ("active", "revoked")
 
 
+class _NeedsSavepoint(Exception):
+    """A writing request refused in a batch run without savepoints: run it again with them."""
+
+
 class SqlLedger(SqlStore):
     """The Ledger contract (base.py) in SQL; sqlite.py and postgres.py supply the driver."""
 
@@ -207,8 +211,10 @@ class SqlLedger(SqlStore):
         """Each job's replay check and work as its own transaction — and all of them in one
         commit (group commit): under load one disk flush answers many requests.
 
-        A durable job's writes sit in a savepoint, so a refusal undoes them alone. The commit is
-        durable (on disk before this returns) if any job is `durable`. A batch of read-only
+        A refusal undoes only its own request's writes (a savepoint; since refusals of writing
+        requests are rare, a batch first runs without savepoints and, if one comes, runs again
+        with them — nothing of the first attempt is kept). The commit is durable (on disk
+        before this returns) if any job is `durable`. A batch of read-only
         requests only (person_info, pending_bills, pre_settle, sign_in) writes only their
         counters and commits without waiting for the disk: visible at once to every connection
         and every gateway, so a replay is refused as long as the ledger runs, and on disk with
@@ -229,10 +235,16 @@ class SqlLedger(SqlStore):
         """
         if not jobs:
             return []
+        try:  # first without savepoints: refusals of writing requests are rare...
+            return self._run_batch(jobs, careful=False)
+        except _NeedsSavepoint:  # ...and when one comes, the batch runs again with them
+            return self._run_batch(jobs, careful=True)
+
+    def _run_batch(self, jobs: list[RequestJob], careful: bool) -> list[RequestOutcome]:
         durable = any(job.durable for job in jobs)
 
         def work(tx: Tx) -> list[RequestOutcome]:
-            return [self._run_request(tx, job) for job in jobs]
+            return [self._run_request(tx, job, careful) for job in jobs]
 
         try:
             return self._write(work, durable=durable)
@@ -242,13 +254,17 @@ class SqlLedger(SqlStore):
         outcomes = []
         for job in jobs:
             try:
-                outcomes.append(self._write(lambda tx, job=job: [self._run_request(tx, job)],
-                                            durable=job.durable)[0])
+                outcomes.append(self._write(
+                    lambda tx, job=job: [self._run_request(tx, job, careful=True)],
+                    durable=job.durable)[0])
             except LedgerError as exc:
                 outcomes.append(RequestOutcome("failed", error=exc))
         return outcomes
 
-    def _run_request(self, tx: Tx, job: RequestJob) -> RequestOutcome:
+    def _run_request(self, tx: Tx, job: RequestJob, careful: bool = True) -> RequestOutcome:
+        """One job inside the batch's transaction. A durable job may write before it refuses:
+        `careful` puts its work in a savepoint (undone alone on a refusal); otherwise such a
+        refusal raises _NeedsSavepoint, and the caller runs the batch again carefully."""
         if type(job.ctr) is not int or job.ctr < 0:
             raise ValueError(f"a counter is a non-negative integer, not {job.ctr!r}")
         if not tx.run(ADVANCE_IF_KEY_ACTIVE, (job.kiosk_id, job.ctr, job.kiosk_id,
@@ -259,7 +275,8 @@ class SqlLedger(SqlStore):
                                                                   job.public_key):
                 return RequestOutcome("key", value=None if row is None else row[1])
             return RequestOutcome("replay")
-        if job.durable:
+        savepoint = job.durable and careful
+        if savepoint:
             tx.run("SAVEPOINT request")
         events = len(tx.events)
         try:
@@ -267,12 +284,14 @@ class SqlLedger(SqlStore):
         except (LedgerError, TransientConflict, TxnRace, *self.driver_errors):
             raise  # storage: the whole batch is undone (and run again, or answered failed)
         except Exception as exc:  # a refusal (or a bug): undo its writes, keep the counter
-            if job.durable:
+            if job.durable and not careful:
+                raise _NeedsSavepoint from exc
+            if savepoint:
                 tx.run("ROLLBACK TO SAVEPOINT request")
                 tx.run("RELEASE SAVEPOINT request")
             del tx.events[events:]
             return RequestOutcome("refused", error=exc)
-        if job.durable:
+        if savepoint:
             tx.run("RELEASE SAVEPOINT request")
         return RequestOutcome("done", value=value)
 
