@@ -36,10 +36,15 @@ def size(path):
 
 
 def write_atomic(path, data):
-    """Replace the contents of `path` with `data`, all or nothing."""
+    """Replace the contents of `path` with `data`, all or nothing. `data`: bytes, or a list of
+    bytes written one after another (so the whole never has to be one block of heap)."""
     tmp = path + TMP_SUFFIX
     with open(tmp, "wb") as f:
-        f.write(data)
+        if isinstance(data, list):
+            for piece in data:
+                f.write(piece)
+        else:
+            f.write(data)
         f.flush()
     try:
         os.rename(tmp, path)

@@ -45,13 +45,18 @@ class JournalError(Exception):
 
 
 def encode_record(record):
+    """The record as its three pieces, length, CBOR and CRC, written one after another: a
+    settled record is most of a kilobyte, and never copied into one buffer with the others."""
     body = cbor.dumps(record)
     if len(body) > MAX_RECORD:
         raise JournalError("record of %d bytes" % len(body))
-    out = bytearray(struct.pack(">H", len(body)))
-    out.extend(body)
-    out.extend(struct.pack(">I", binascii.crc32(out) & 0xFFFFFFFF))
-    return out
+    head = struct.pack(">H", len(body))
+    return [head, body, struct.pack(">I", binascii.crc32(body, binascii.crc32(head))
+                                    & 0xFFFFFFFF)]
+
+
+def _size(pieces):
+    return len(pieces[0]) + len(pieces[1]) + len(pieces[2])
 
 
 def _read_record(f):
@@ -142,13 +147,14 @@ class Journal:
 
     # ------------------------------------------------------------ writing
     def append(self, record):
-        data = encode_record(record)
+        pieces = encode_record(record)
         if self.ignored_bytes:
             self._rewrite()  # cut off a torn tail first, or the new record would follow it
         with open(self.path, "ab") as f:
-            f.write(data)
+            for piece in pieces:
+                f.write(piece)
             f.flush()
-        self.good_bytes += len(data)
+        self.good_bytes += _size(pieces)
         self.records += 1
         self._apply(record)
         if self.good_bytes > self.compact_at and (record["kind"] == DONE
@@ -174,24 +180,24 @@ class Journal:
         self.append({"kind": ABORTED, "txn_id": txn_id, "reason": reason})
 
     def _rewrite(self):
-        """Compaction: replace the file (atomically) by the records of the open txns."""
-        out = bytearray()
-        count = 0
+        """Compaction: replace the file (atomically) by the records of the open txns, written
+        piece by piece (one buffer of them all would be kilobytes with a few txns open)."""
+        out = []
         for txn_id in self._order:
             entry = self._txns[txn_id]
             record = {"kind": PENDING, "txn_id": txn_id}
             for name in _PENDING_FIELDS:
                 record[name] = entry[name]
             out.extend(encode_record(record))
-            count += 1
             if entry["state"] != PENDING:
                 out.extend(encode_record({"kind": SETTLED, "txn_id": txn_id,
                                           "settlement": entry["settlement"]}))
-                count += 1
             if entry["state"] == PRINTED:
                 out.extend(encode_record({"kind": PRINTED, "txn_id": txn_id}))
-                count += 1
         flash.write_atomic(self.path, out)
-        self.good_bytes = len(out)
+        size = 0
+        for piece in out:
+            size += len(piece)
+        self.good_bytes = size
         self.ignored_bytes = 0
-        self.records = count
+        self.records = len(out) // 3
