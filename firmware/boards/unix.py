@@ -83,12 +83,7 @@ def hold_heap(free_bytes, piece=0):
             size -= 1024
             if size <= 0:
                 raise
-    words = 1 << 17
-    while words:  # hold all the rest, down to the crumbs too small for a list of one item
-        try:
-            _held = _chain(_held, words)
-        except MemoryError:
-            words //= 2
+    _held = _hold_all(_held, reserve)
     reserve = None
     gc.collect()
     if piece:
@@ -99,6 +94,18 @@ def hold_heap(free_bytes, piece=0):
         _held = block[0]
         block[0] = None
         gc.collect()
+
+
+def _hold_all(held, reserve):
+    """Hold every free block of the heap (while `reserve` is held by the caller), down to the
+    crumbs too small for a list of one item; returns the chain."""
+    words = 1 << 17
+    while words:
+        try:
+            held = _chain(held, words)
+        except MemoryError:
+            words //= 2
+    return held
 
 
 def _cut(piece):
