@@ -9,7 +9,7 @@ import sys
 from app import config as C
 from app import flash, screens
 from app.counter import Counter, CounterError
-from app.heap import HeapLog
+from app.heap import Collecting, HeapLog
 from app.journal import Journal
 from app.keystore import KEY_FILE, KeystoreError
 from app.log import log
@@ -53,7 +53,8 @@ async def start(flash_dir, rounds=None):
         key = keystore.load(flash.join(flash_dir, KEY_FILE))
         counter = Counter(flash.join(flash_dir, C.COUNTER_FILE))
         journal = Journal(flash.join(flash_dir, C.JOURNAL_FILE))
-        gateway_key = ed25519.VerifyingKey(binascii.unhexlify(cfg["gateway_public_key"]))
+        gateway_key = Collecting(
+            ed25519.VerifyingKey(binascii.unhexlify(cfg["gateway_public_key"])))
     except (BoardError, KeystoreError, CounterError, ValueError, OSError) as e:
         log("fault", error=str(e))
         await display.show(*screens.out_of_service("fault"))

@@ -9,8 +9,9 @@ latencies, a real gateway behind the frame tap. The simulated resident touches t
 Printed:
 - heap per session step, from the firmware's heap log (bytes above what the loaded firmware
   held before the first resident, so the session's own data, against the 64 KB data heap):
-  the most any visit had allocated at the step's end, what was live when it began, and the
-  least left free at its end;
+  the most any visit had allocated at the step's end, what was live when it began, the least
+  left free at its end, and the smallest of the largest free blocks after it (the biggest
+  buffer the next step could still allocate: what fragmentation leaves);
 - bytes on each UART per settlement, each direction, from card in to the welcome page again,
   with the time they take on the wire at the baud rate; frames and bytes on the gateway link;
 - card in to receipt out (median and worst), and the part after "confirm" (the resident is not
@@ -179,10 +180,12 @@ def _figures(hall: Hall, visits: list[Visit]) -> dict[str, Any]:
     steps: dict[str, dict[str, int]] = {}
     for event in hall.heap_steps():
         step = steps.setdefault(event["step"], {"heap_peak": 0, "heap_live": 0,
-                                                "heap_free": DATA_HEAP, "seen": 0})
+                                                "heap_free": DATA_HEAP,
+                                                "heap_block": DATA_HEAP, "seen": 0})
         step["heap_peak"] = max(step["heap_peak"], event["heap_peak"])
         step["heap_live"] = max(step["heap_live"], event["heap_live"])
         step["heap_free"] = min(step["heap_free"], event["heap_free"])
+        step["heap_block"] = min(step["heap_block"], event["heap_block"])
         step["seen"] += 1
     uart = {role: {way: _median([v.uart[role][way] for v in visits])
                    for way in ("to_device", "to_kiosk")} for role in UART_ROLES}
@@ -215,10 +218,11 @@ def _print(figures: dict[str, Any]) -> None:
     heap = figures["data_heap"]
     print(f"\nheap per session step (bytes of the {heap // 1024} KB data heap; most over "
           f"{figures['visits']} visit(s))")
-    print(f"  {'step':<12}{'peak':>9}{'of heap':>9}{'live at start':>15}{'least free':>12}")
+    print(f"  {'step':<12}{'peak':>9}{'of heap':>9}{'live at start':>15}{'least free':>12}"
+          f"{'largest block':>15}")
     for name, step in figures["heap"].items():
         print(f"  {name:<12}{step['heap_peak']:>9,}{100 * step['heap_peak'] / heap:>8.0f}%"
-              f"{step['heap_live']:>15,}{step['heap_free']:>12,}")
+              f"{step['heap_live']:>15,}{step['heap_free']:>12,}{step['heap_block']:>15,}")
     print(f"\nbytes per settlement on each UART at {figures['baud']} baud (card in to welcome "
           "again; median)")
     print(f"  {'UART':<10}{'kiosk->device':>15}{'device->kiosk':>15}{'wire time':>11}")

@@ -6,7 +6,7 @@ import gc
 
 import app_fakes as F
 from app.counter import Counter
-from app.heap import HeapLog
+from app.heap import Collecting, HeapLog
 from app.journal import Journal
 from app.kiosk import Kiosk
 from app.session import Session
@@ -52,7 +52,7 @@ class Rig:
                                      spec.get("faults"), spec.get("price_change", 0))
         self.journal = Journal(spec["dir"] + "/journal.bin")
         self.counter = Counter(spec["dir"] + "/counter")
-        verifier = F.gateway_verifier()
+        verifier = Collecting(F.gateway_verifier())  # as app.boot wraps the pinned key
 
         def open_settlement(data):
             return messages.open_settlement(data, verifier)
