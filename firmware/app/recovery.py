@@ -28,12 +28,19 @@ def plan(entries):
 
 
 async def finish_open(kiosk):
-    """Work through the open txns; returns why no new card may be taken, or None."""
+    """Work through the open txns; returns why no new card may be taken, or None. A step of
+    its own in the heap log ("recovery"): it may verify a settlement and print a receipt."""
+    entries = kiosk.journal.open_txns()
+    if not entries:
+        return None
+    kiosk.heap.step("recovery")
     blocked = None
-    for entry in kiosk.journal.open_txns():
+    for entry in entries:
         reason = await _finish(kiosk, entry)
         if reason is not None and blocked is None:
             blocked = reason
+    del entries, entry
+    kiosk.heap.step(None)
     return blocked
 
 

@@ -59,12 +59,14 @@ class Session:
         if isinstance(person_bills, str):
             return await self.fail(person_bills)
         person, bills = person_bills
+        del person_bills
         choice = await self.wait_touch(screens.bills(person["name"], bills),
                                        ["b%d" % i for i in range(min(len(bills), 4))],
                                        k.timeouts["choose"], "choosing")
         if choice == TIMEOUT or choice == CARD_OUT:
             return await self.fail(_ended(choice))
         bill = bills[int(choice[1:])]
+        del bills  # the others are not needed again
         result = await self._price(person, bill)
         if isinstance(result, str):
             return await self.fail(result)
@@ -72,7 +74,9 @@ class Session:
                                        k.timeouts["confirm"], "confirming")
         if choice != "b0":
             return await self.fail("cancelled" if choice == "b1" else _ended(choice))
-        return await self._settle(person, bill, result["psn_cash_pay"])
+        cash = result["psn_cash_pay"]
+        del result
+        return await self._settle(person, bill, cash)
 
     # ------------------------------------------------------------ steps
     async def _read_card(self):
@@ -126,14 +130,15 @@ class Session:
             return await self.fail(REFUSAL_REASONS.get(detail, "service_refused"))
         if outcome != T.SETTLED:
             return await self.fail(SETTLE_REASONS[outcome])
-        record = detail
+        paid = detail["result"]  # for the done page; the journal has the settlement
+        del detail
         await self.enter("printing", screens.printing())
         problem = await k.txns.print_receipt(entry)
         if problem:
             return await self.fail(T.printer_reason(problem))
         await self.enter("reporting", None)
         await k.txns.report(entry)
-        await self.enter("done", screens.done(record["result"]))
+        await self.enter("done", screens.done(paid))
         await self.wait_card_out(k.timeouts["take_card"])
         return "settled"
 
