@@ -1,5 +1,5 @@
 """The embedded ledger: one SQLite file in WAL mode; a durable commit is on disk (the WAL
-fsync'd) before the call returns. `BEGIN IMMEDIATE` takes the write lock up front: writers queue
+flushed) before the call returns. `BEGIN IMMEDIATE` takes the write lock up front: writers queue
 instead of failing half-way, which also serialises settlements for the same person. Each thread
 has its own connection.
 
@@ -9,22 +9,22 @@ in the order the kernel wakes them, instead of SQLite's busy handler sleeping 1,
 between tries (which stretched the slowest replies several-fold). Writers that do not use the
 lock file (other tools) still meet SQLite's own lock and busy timeout.
 
-Durability. SQLite's synchronous=FULL fsyncs the WAL inside COMMIT, while it holds the write
+Durability. SQLite's synchronous=FULL flushes the WAL inside COMMIT, while it holds the write
 lock, so commits of several gateway processes queue behind each other's disk flushes. Here the
-connection runs at synchronous=NORMAL (COMMIT appends to the WAL without an fsync) and a
-durable write fsyncs the WAL itself right after COMMIT, once the write lock is released, before
-the call returns: the same flush of the same file (what FULL does), so what the caller was told
-is stored is on disk; and flushes of several processes overlap, one covering every commit
-appended before it (group commit across processes). The WAL is one file appended in commit
-order, so after a power cut the ledger holds a prefix of its commits: an fsync'd commit and
-everything committed before it. The price: for the length of that fsync, other connections
-already see the commit. Nothing a kiosk is told rests on that: a reply is written only after
-the fsync covering its own transaction (which covers every earlier commit too); the replies that
-report stored settlements (settle, cancel, receipt_printed, settlement_query, reconcile) are
-durable requests themselves. A read-only request's counter (see SqlLedger.run_requests) is not
-flushed by its request: the next durable commit flushes it, or a background thread within
-FLUSH_AFTER_S. If the fsync fails, the call raises LedgerError with at_commit set ("may or may
-not have been stored").
+connection runs at synchronous=NORMAL (COMMIT appends to the WAL without a flush) and a durable
+write flushes the WAL itself right after COMMIT, once the write lock is released, before the
+call returns: the same flush of the same file that FULL does (fdatasync, as SQLite uses on
+Linux), so what the caller was told is stored is on disk; and flushes of several processes
+overlap, one covering every commit appended before it (group commit across processes). The WAL
+is one file appended in commit order, so after a power cut the ledger holds a prefix of its
+commits: a flushed commit and everything committed before it. The price: for the length of
+that flush, other connections already see the commit. Nothing a kiosk is told rests on that: a
+reply is written only after the flush covering its own transaction (which covers every earlier
+commit too); the replies that report stored settlements (settle, cancel, receipt_printed,
+settlement_query, reconcile) are durable requests themselves. A read-only request's counter
+(see SqlLedger.run_requests) is not flushed by its request: the next durable commit flushes it,
+or a background thread within FLUSH_AFTER_S. If the flush fails, the call raises LedgerError
+with at_commit set ("may or may not have been stored").
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class SqliteLedger(SqlLedger):
         try:
             if fd is None:
                 raise OSError("the ledger's WAL file cannot be opened")
-            os.fsync(fd)
+            os.fdatasync(fd)
         except OSError as exc:
             error = LedgerError(
                 f"ledger {self.path}: flushing the WAL failed ({exc}); the last write may or may "
@@ -301,6 +301,6 @@ class _WalFlusher:
         if fd is None:
             return
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)
         except OSError:
             pass  # the next durable commit's own fsync reports a failing disk

@@ -128,17 +128,17 @@ def test_a_ledger_that_cannot_be_reached_fails_every_request_at_once() -> None:
 
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Paths of the files the SQLite ledger fsyncs, in order."""
+    """Paths of the files the SQLite ledger flushes (fdatasync), in order."""
     from onestop.host.gateway.ledger import sqlite
 
     calls: list[str] = []
-    real = sqlite.os.fsync
+    real = sqlite.os.fdatasync
 
     def recording(fd: int) -> None:
         calls.append(os.readlink(f"/proc/self/fd/{fd}"))
         real(fd)
 
-    monkeypatch.setattr(sqlite.os, "fsync", recording)
+    monkeypatch.setattr(sqlite.os, "fdatasync", recording)
     return calls
 
 
@@ -170,7 +170,7 @@ def test_a_failed_flush_is_an_answer_that_may_or_may_not_be_stored(
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(sqlite.os, "fsync", failing)
+    monkeypatch.setattr(sqlite.os, "fdatasync", failing)
     (outcome,) = enrolled.run_requests([job("K-1", 1, durable=True)])
     assert outcome.status == "failed" and outcome.error.at_commit
     assert "may or may not have been stored" in str(outcome.error)
