@@ -279,7 +279,11 @@ class Batcher:
         # settle that commits is found by the kiosk's settlement_query.
         outcomes = self.service.run([p for p, _ in batch])
         for (prepared, then), outcome in zip(batch, outcomes, strict=True):
-            then(self.service.finish(prepared, outcome))
+            try:
+                then(self.service.finish(prepared, outcome))
+            except Exception as exc:  # one reply's bug must not cost the others theirs
+                self.service.log.error("internal_error", exc_info=exc,
+                                       kiosk=prepared.request.get("kiosk"))
 
 
 class TcpConnection(asyncio.Protocol):
