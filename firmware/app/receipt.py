@@ -53,8 +53,9 @@ def qr_module(length):
 
 
 def build(entry, record, kiosk_id):
-    """The receipt for a settled txn: `entry` from the journal (who, which bill), `record` the
-    verified settlement_record (what was paid)."""
+    """The receipt for a settled txn, as the chunks to send: `entry` from the journal (who,
+    which bill), `record` the verified settlement_record (what was paid). Made a few lines at a
+    time as the printer takes them (Receipt.take), never whole."""
     result = record["result"]
     fields = texts.RECEIPT_FIELDS
     r = Receipt()
@@ -68,6 +69,7 @@ def build(entry, record, kiosk_id):
     r.line(texts.RECEIPT_TITLE[1])
     r.align(LEFT)
     r.line(RULE)
+    yield from r.take()
     r.row(fields["name"], entry["name"] or "")
     r.row(fields["ssn"], entry["ssn_masked"] or "")
     r.line(fields["clinic"])
@@ -75,8 +77,10 @@ def build(entry, record, kiosk_id):
     r.row(fields["date"], entry["date"] or "")
     r.row(fields["setl_time"], show_time(record["setl_time"]))
     r.line(RULE)
+    yield from r.take()
     for label, key in SHARES:
         r.row(label, yuan(result[key]))
+        yield from r.take()
     r.line(RULE)
     r.align(CENTER)
     r.line("%s %s" % texts.YOU_PAY)
@@ -87,15 +91,18 @@ def build(entry, record, kiosk_id):
     r.bold(False)
     r.align(LEFT)
     r.line(RULE)
+    yield from r.take()
     r.line(fields["setl_id"])
     r.line(record["setl_id"])
     r.row(fields["kiosk"], kiosk_id)
     r.line(record["txn_id"])
     r.align(CENTER)
+    yield from r.take()
     data = Base64url(entry["settlement"])
     r.qr(data, module=qr_module(len(data)), ecc="L")
+    yield from r.take()
     r.line(texts.RECEIPT_FOOT[0])
     r.line(texts.RECEIPT_FOOT[1])
     r.feed(1)
     r.cut()
-    return r
+    yield from r.chunks()

@@ -13,7 +13,9 @@ Building a receipt (nothing is encoded until it is iterated):
     r.qr(b"ref...", module=6, ecc="M")   # GS ( k fn 65, 67, 69, 80, 81
     r.feed(2)                     # ESC d n
     r.cut()                       # GS V 65 n: feed past the cutter, full cut (partial=True: 66)
-    for chunk in r: ...           # small bytes objects (<= 64 bytes of text each)
+    for chunk in r: ...           # small bytes objects (<= 64 bytes of text each); once
+    r.take()                      # or, while building: the chunks so far, then forgotten (the
+                                  # receipt sent as it is built; iterating r ends it)
 
 Status (DLE EOT n is answered at once, even while the printer is busy; see hardware/printer.md):
     parse_paper(byte)  -> "ok" | "near_end" | "out"          (reply to DLE EOT 4)
@@ -95,8 +97,9 @@ def qr_store_command(data):
 class Receipt:
     def __init__(self, columns=32):
         self.columns = columns
-        self._parts = []
+        self._parts = []  # added and not yet taken (take(), chunks())
         self._width = 1  # current GS ! width multiplier, for row()
+        self._chinese = False  # FS & sent and not yet left (as the chunks are taken)
 
     def __iter__(self):
         return self.chunks()
@@ -162,18 +165,22 @@ class Receipt:
         # GS V 65/66 n: feed n lines so the last line clears the cutter, then cut
         self._raw(b"\x1dV" + bytes((66 if partial else 65, feed)))
 
-    def chunks(self):
-        chinese = False
-        for part in self._parts:
+    def take(self):
+        """The chunks of the parts added since the last take() (or since the start), which are
+        then forgotten: a receipt can be sent as it is built, a few lines at a time, and never
+        be whole in memory. chunks() takes the rest and ends the receipt."""
+        parts = self._parts
+        self._parts = []
+        for part in parts:
             kind = part[0]
             if kind == _RAW:
                 if part[1] == _ESC_INIT:
-                    chinese = False  # ESC @ restores the printer's default (single-byte) mode
+                    self._chinese = False  # ESC @ restores the default (single-byte) mode
                 yield part[1]
             elif kind == _TEXT:
                 text = part[1]
-                if not chinese and not _is_ascii(text):
-                    chinese = True
+                if not self._chinese and not _is_ascii(text):
+                    self._chinese = True
                     yield _FS_CHINESE_ON
                 if len(text) <= _TEXT_PIECE:
                     yield gbk.encode(text)
@@ -193,7 +200,13 @@ class Receipt:
                     for piece in data:
                         yield piece
                 yield _QR_PRINT
-        if chinese:
+
+    def chunks(self):
+        """The chunks of the (rest of the) receipt, and its end; iterated once."""
+        for chunk in self.take():
+            yield chunk
+        if self._chinese:
+            self._chinese = False
             yield _FS_CHINESE_OFF  # leave the printer as ESC @ would: the next job starts clean
 
 
