@@ -11,8 +11,9 @@ writes as one transaction (sqlcore.SqlLedger.run_requests). A call that joins ne
 its own; the outermost transaction does.
 
 `durable=False` marks a write transaction whose commit need not wait for the disk (the backend
-decides how: SQLite synchronous=NORMAL for that commit, PostgreSQL synchronous_commit=off). It
-is visible to every connection at once and becomes durable with the next durable commit.
+decides how: SQLite does not flush its WAL for it, PostgreSQL commits it with
+synchronous_commit=off). It is visible to every connection at once and becomes durable with the
+next durable commit, or the backend's background flush.
 """
 
 from __future__ import annotations
