@@ -40,6 +40,7 @@ def open_pty(path, baud):
 
 _held = None  # what hold_heap holds: blocks chained through their first item
 _separators = None  # hold_heap's separators between the pieces of a fragmented heap, chained
+_SEPARATOR = 48  # a list of one item: 32 bytes of list, 16 of item (one block)
 
 
 def _chain(head, words):
@@ -50,11 +51,21 @@ def _chain(head, words):
     return block
 
 
-def _unchain(head):
-    """Let go of a chain link by link, so that a stale pointer to one block (the collector is
-    conservative) keeps only that block."""
+def _unlink(block):
+    """Give back one block of a chain (its link is cut): at once, as clear() shrinks the items
+    of a list in place to 4, so not even a stale pointer to it (the collector is conservative)
+    keeps more than that; a block of 4 items or fewer at the next collection."""
+    block[0] = None
+    if len(block) > 4:
+        block.clear()
+
+
+def _free(head):
+    """Give back a whole chain."""
     while head is not None:
-        head[0], head = None, head[0]
+        block = head
+        head = block[0]
+        _unlink(block)
 
 
 def hold_heap(free_bytes, piece=0):
@@ -75,37 +86,34 @@ def hold_heap(free_bytes, piece=0):
     global _held, _separators
     gc.collect()
     size = free_bytes
+    if piece:
+        size += (free_bytes // piece + 1) * _SEPARATOR
     while True:
         try:
-            reserve = bytearray(size)
+            reserve = [None] * (size // 8)
             break
         except MemoryError:
             size -= 1024
             if size <= 0:
                 raise
-    _held = _hold_all(_held, reserve)
-    reserve = None
+    words = 1 << 17
+    while words:  # hold all the rest, down to the crumbs too small for a list of one item
+        try:
+            _held = _chain(_held, words)
+        except MemoryError:
+            words //= 2
+    reserve.clear()
     gc.collect()
     if piece:
         _separators = _cut(piece)
         gc.collect()
     while _held is not None and gc.mem_free() < free_bytes:
+        if piece and len(_held) * 8 > piece:
+            break  # no block larger than a piece
         block = _held
         _held = block[0]
-        block[0] = None
+        _unlink(block)
         gc.collect()
-
-
-def _hold_all(held, reserve):
-    """Hold every free block of the heap (while `reserve` is held by the caller), down to the
-    crumbs too small for a list of one item; returns the chain."""
-    words = 1 << 17
-    while words:
-        try:
-            held = _chain(held, words)
-        except MemoryError:
-            words //= 2
-    return held
 
 
 def _cut(piece):
@@ -119,15 +127,15 @@ def _cut(piece):
             separators = _chain(separators, 1)
     except MemoryError:
         pass
-    _unchain(pieces)
+    _free(pieces)
     return separators
 
 
 def release_heap():
     """Give back what hold_heap held (tests: before building their reports)."""
     global _held, _separators
-    _unchain(_held)
-    _unchain(_separators)
+    _free(_held)
+    _free(_separators)
     _held = _separators = None
     gc.collect()
 
