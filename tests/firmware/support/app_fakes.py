@@ -105,7 +105,9 @@ class FakePrinter:
         self.paper = paper
         self.faults = list(faults or [])
         self.reload_after = reload_after  # status polls with the paper out before a clerk loads it
-        self.receipts = []  # the ESC/POS bytes of each receipt printed whole
+        # The ESC/POS bytes of each receipt printed whole, as the chunks the kiosk sent: joined
+        # only for the report (b"".join), outside the board's heap (the paper is not in it).
+        self.receipts = []
 
     async def status(self):
         await asyncio.sleep_ms(0)
@@ -120,15 +122,13 @@ class FakePrinter:
         await asyncio.sleep_ms(0)
         if self.paper == "out":
             raise PrinterError("paper_out")
-        data = bytearray()
-        for chunk in chunks:
-            data.extend(chunk)
+        data = list(chunks)
         fault = self.faults.pop(0) if self.faults else None
         if fault == "paper_out_during":
             self.paper = "out"
         if fault:
             raise PrinterError(fault)
-        self.receipts.append(bytes(data))
+        self.receipts.append(data)
         return await self.status()
 
 
