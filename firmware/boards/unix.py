@@ -40,21 +40,24 @@ def open_pty(path, baud):
 
 _held = None  # what hold_heap holds: blocks chained through their first item
 _separators = None  # hold_heap's separators between the pieces of a fragmented heap, chained
-_SEPARATOR = 48  # a list of one item: 32 bytes of list, 16 of item (one block)
+_WORD = 8 if sys.maxsize > 1 << 32 else 4  # bytes; a heap block is 4 words
+_SEPARATOR = 8 * _WORD  # a list of one item: a block of list, a block of item
+_ONE = [None]  # made once: `[None] * n` would make a list of one each time, as garbage
 
 
 def _chain(head, words):
     """A new block of `words` list items whose first item is `head`: any number of blocks held
-    without a list that grows."""
-    block = [None] * words
+    without a list that grows, and no garbage made (whose collection, in the middle of cutting
+    pieces, would open holes that the next separators take)."""
+    block = _ONE * words
     block[0] = head
     return block
 
 
 def _unlink(block):
     """Give back one block of a chain (its link is cut): at once, as clear() shrinks the items
-    of a list in place to 4, so not even a stale pointer to it (the collector is conservative)
-    keeps more than that; a block of 4 items or fewer at the next collection."""
+    of a list in place to 4 (one heap block), so not even a stale pointer to it (the collector
+    is conservative) keeps more than that; a block of 4 items or fewer at the next collection."""
     block[0] = None
     if len(block) > 4:
         block.clear()
@@ -77,20 +80,21 @@ def hold_heap(free_bytes, piece=0):
     is in pieces between the code and whatever the process made before (a test worker's earlier
     calls); left free, those pieces would cut the data heap into as many (largest 4 to 38 KB of a
     64 KB budget, from run to run). So the data heap is reserved first in one block, everything
-    else is held (what stays free of it are crumbs of 16 bytes), and the reserve is given back.
-    Without a free block of `free_bytes`, the largest there is is reserved and held blocks are
-    given back, the smallest first, until `free_bytes` are free.
+    else is held (what stays free of it are crumbs of one heap block), and the reserve is given
+    back. Without a free block of `free_bytes`, the largest there is is reserved and held blocks
+    are given back, the smallest first, until `free_bytes` are free.
 
     piece: a deliberately fragmented data heap (for tests): the reserve cut into pieces of
-    `piece` bytes, each apart from the next, so no allocation larger than a piece can succeed."""
+    `piece` bytes, each apart from the next, so no allocation larger than a piece can succeed
+    (about `free_bytes` free in all, never a held block given back)."""
     global _held, _separators
     gc.collect()
     size = free_bytes
-    if piece:
-        size += (free_bytes // piece + 1) * _SEPARATOR
+    if piece:  # room for the separators too, and for the end of the reserve no piece fills
+        size += (free_bytes // piece + 1) * _SEPARATOR + piece
     while True:
         try:
-            reserve = [None] * (size // 8)
+            reserve = _ONE * (size // _WORD)
             break
         except MemoryError:
             size -= 1024
@@ -107,9 +111,7 @@ def hold_heap(free_bytes, piece=0):
     if piece:
         _separators = _cut(piece)
         gc.collect()
-    while _held is not None and gc.mem_free() < free_bytes:
-        if piece and len(_held) * 8 > piece:
-            break  # no block larger than a piece
+    while not piece and _held is not None and gc.mem_free() < free_bytes:
         block = _held
         _held = block[0]
         _unlink(block)
@@ -123,7 +125,7 @@ def _cut(piece):
     separators = None
     try:
         while True:
-            pieces = _chain(pieces, piece // 8 - 4)  # the list and its items: `piece` bytes
+            pieces = _chain(pieces, piece // _WORD - 4)  # list (4 words) + items: `piece`
             separators = _chain(separators, 1)
     except MemoryError:
         pass
