@@ -333,6 +333,25 @@ def test_an_unanswered_receipt_printed_is_sent_again_later(kiosk: Kiosk) -> None
     assert later["receipts"] == []  # never printed twice
 
 
+# ---------------------------------------------------------------------------- the heap
+@pytest.mark.parametrize("heap", [[40 * 1024, 0], [64 * 1024, 512]],
+                         ids=["in-40K", "in-64K-cut-into-512-byte-pieces"])
+def test_a_visit_and_a_saved_receipt_need_neither_the_whole_heap_nor_a_large_block(
+        kiosk: Kiosk, heap: list[int]) -> None:
+    """Headroom: the paper runs out during a receipt, the saved receipt is printed at the next
+    boot, and the next resident settles, with a quarter of the data heap held back too; and the
+    same in a heap cut into 512-byte pieces (boards.unix.hold_heap piece=): the heap never
+    compacts, so no step may count on a larger block (a whole receipt's parts did)."""
+    first = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"], heap=heap)
+    assert first["outcome"] == "paper_out"
+    assert [state for _, state in first["open"]] == ["settled"]
+    later = kiosk.boot(paper="out", reload_after=2, rounds=2, visits=0, heap=heap)
+    assert len(later["receipts"]) == 1 and later["open"] == []
+    second = kiosk.session(script=HAPPY, heap=heap)  # the other bill
+    assert second["outcome"] == "settled" and len(second["receipts"]) == 1
+    assert len(kiosk.settlements) == 2
+
+
 # ---------------------------------------------------------------------------- the main loop
 def test_the_kiosk_serves_residents_one_after_another_signing_in_once(kiosk: Kiosk) -> None:
     result = kiosk.boot(rounds=2, visits=2, script={"bills": "b0", "confirm": "b0"})

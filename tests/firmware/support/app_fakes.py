@@ -105,8 +105,9 @@ class FakePrinter:
         self.paper = paper
         self.faults = list(faults or [])
         self.reload_after = reload_after  # status polls with the paper out before a clerk loads it
-        # The ESC/POS bytes of each receipt printed whole, as the chunks the kiosk sent: joined
-        # only for the report (b"".join), outside the board's heap (the paper is not in it).
+        # The ESC/POS bytes of each receipt printed whole, as the chunks the kiosk sent, in
+        # lists of at most 32 (no block larger than 256 bytes): joined only for the report,
+        # outside the board's heap (the paper is not in it). See receipt_bytes.
         self.receipts = []
 
     async def status(self):
@@ -122,7 +123,11 @@ class FakePrinter:
         await asyncio.sleep_ms(0)
         if self.paper == "out":
             raise PrinterError("paper_out")
-        data = list(chunks)
+        data = []
+        for chunk in chunks:
+            if not data or len(data[-1]) == 32:
+                data.append([])
+            data[-1].append(chunk)
         fault = self.faults.pop(0) if self.faults else None
         if fault == "paper_out_during":
             self.paper = "out"
@@ -130,6 +135,11 @@ class FakePrinter:
             raise PrinterError(fault)
         self.receipts.append(data)
         return await self.status()
+
+
+def receipt_bytes(receipt):
+    """A receipt FakePrinter printed, as one bytes object."""
+    return b"".join([chunk for chunks in receipt for chunk in chunks])
 
 
 def breakdown(total):

@@ -22,11 +22,13 @@ KEPT_PAGES = ("bills", "confirm", "done", "error")
 BOARD_DATA_HEAP = 64 * 1024
 
 
-def on_board_heap(run):
+def on_board_heap(run, heap=None):
     """run() with only the 64 KB a board has for data left free (its code is in flash, while
     the unix port keeps .mpy code in the heap; see boards.unix.hold_heap). The test's own
-    report is built afterwards, outside that budget."""
-    hold_heap(BOARD_DATA_HEAP)
+    report is built afterwards, outside that budget. heap: [bytes, piece] for a smaller data
+    heap, or one cut into pieces of `piece` bytes (0: one piece)."""
+    free, piece = heap or (BOARD_DATA_HEAP, 0)
+    hold_heap(free, piece)
     try:
         return run()
     finally:
@@ -36,7 +38,7 @@ def on_board_heap(run):
 class Rig:
     """Everything a Kiosk needs, from a spec (plain values from the test):
     dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
-    gateway_state, paper, printer_faults, reload_after."""
+    gateway_state, paper, printer_faults, reload_after (and heap, for on_board_heap)."""
 
     def __init__(self, spec):
         gbk.set_table_dir(spec["tables"])
@@ -74,7 +76,7 @@ class Rig:
             "pages": self.display.pages,
             "last": {p: self.display.last[p] for p in KEPT_PAGES if p in self.display.last},
             "calls": self.gateway.calls,
-            "receipts": [b"".join(chunks) for chunks in self.printer.receipts],
+            "receipts": [F.receipt_bytes(r) for r in self.printer.receipts],
             "open": [[e["txn_id"], e["state"]] for e in self.journal.open_txns()],
             "state": self.gateway.state,
             "reads": self.card.reads,
@@ -89,7 +91,7 @@ def session(spec):
         rig.card.present = True
         return rig, asyncio.run(Session(rig.kiosk).run())
 
-    rig, outcome = on_board_heap(run)
+    rig, outcome = on_board_heap(run, spec.get("heap"))
     return rig.transcript(outcome)
 
 
@@ -100,4 +102,4 @@ def kiosk(spec):
         asyncio.run(rig.kiosk.serve(spec.get("rounds", 1)))
         return rig
 
-    return on_board_heap(run).transcript()
+    return on_board_heap(run, spec.get("heap")).transcript()
