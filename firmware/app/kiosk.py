@@ -65,7 +65,7 @@ class Kiosk:
         if self.watchdog is not None:
             asyncio.create_task(self._feed_watchdog())
         self.log("boot", open_txns=len(self.journal.open_txns()))
-        blocked = await recovery.finish_open(self)
+        blocked = await self._recover()
         done = 0
         while True:
             if blocked:
@@ -75,7 +75,17 @@ class Kiosk:
             done += 1
             if rounds is not None and done >= rounds:
                 return
-            blocked = await recovery.finish_open(self) if self.journal.open_txns() else None
+            blocked = await self._recover() if self.journal.open_txns() else None
+
+    async def _recover(self):
+        """recovery.finish_open; if it crashes (a bug, the heap exhausted), the kiosk stays out
+        of service and tries again later, as a crashed session costs one visit: the journal
+        still holds the txn, and a reboot would only crash again at the same place."""
+        try:
+            return await recovery.finish_open(self)
+        except Exception as e:  # noqa: BLE001
+            self.log("recovery_crashed", error=repr(e))
+            return "fault"
 
     async def _idle(self):
         """The welcome page until a card goes in (then serve it) or it is time to look at the

@@ -284,6 +284,21 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     assert len(kiosk.settlements) == 1
 
 
+def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: Kiosk) -> None:
+    first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    # the heap runs out while the txn in doubt is resolved at boot: no card is taken, the txn
+    # stays in the journal, and the kiosk carries on (before, the exception ended its main loop)
+    crashed = kiosk.boot(faults={"settlement_query": ["memory_error"]}, rounds=2, visits=0)
+    assert crashed["pages"][0] == ["error", "Out of service"]
+    assert "recovery_crashed" in crashed["events"] and crashed["reads"] == 0
+    # the next turn of the loop resolves it: found settled, printed once, the kiosk serves again
+    assert crashed["calls"][:3] == ["settlement_query", "settlement_query", "receipt_printed"]
+    assert len(crashed["receipts"]) == 1 and crashed["open"] == []
+    assert len(kiosk.settlements) == 1
+
+
 def test_a_pending_txn_unknown_to_the_gateway_is_aborted_never_resent(kiosk: Kiosk) -> None:
     first = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"],
                                                 "settlement_query": ["unreachable"]})

@@ -159,7 +159,8 @@ class FakeGateway:
 
     faults: request type -> list of faults for its successive calls: "unreachable" (no answer,
     nothing done), "lost_reply" (done, but the answer never arrives), "error:CODE" (refused),
-    "bad_signature" (a settlement signed by another key), "ok" (no fault)."""
+    "bad_signature" (a settlement signed by another key), "memory_error" (MemoryError, nothing
+    sent), "ok" (no fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -186,6 +187,8 @@ class FakeGateway:
             raise GatewayUnreachable(t)
         if fault.startswith("error:"):
             raise GatewayError(fault[6:], "scripted")
+        if fault == "memory_error":  # the heap exhausted while the request was made
+            raise MemoryError("scripted")
         reply = getattr(self, "_" + t)(fault, **body)
         if fault == "lost_reply":
             self.signed_in = False
