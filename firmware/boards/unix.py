@@ -179,10 +179,11 @@ class Board:
 
     def heap_baseline(self):
         """Bytes held once the firmware is loaded. With ONESTOP_DATA_HEAP (e.g. 64K) set, first
-        leave exactly that much heap free: the board's budget for data (see hold_heap)."""
+        leave exactly that much heap free: the board's budget for data (see hold_heap); with
+        ONESTOP_HEAP_PIECE (e.g. 512) too, cut into pieces of that size (fragmentation trials)."""
         data_heap = os.getenv("ONESTOP_DATA_HEAP")
         if data_heap:
-            hold_heap(parse_size(data_heap))
+            hold_heap(parse_size(data_heap), parse_size(os.getenv("ONESTOP_HEAP_PIECE") or "0"))
         gc.collect()
         return gc.mem_alloc()
 
