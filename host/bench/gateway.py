@@ -165,6 +165,22 @@ def machine_busy_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def named_processes_cpu(name: str) -> float:
+    """User + system CPU seconds of the live processes called `name` (Linux /proc)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != name:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def process_tree_cpu(root: int) -> float:
     """User + system CPU seconds of `root` and its live descendants (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
@@ -406,6 +422,7 @@ class Figures:
     kiosks_cpu: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the end of the run
     others_cpu: float = 0.0  # cores busy with everything else on the machine (PostgreSQL too)
+    postgres_cpu: float = 0.0  # of which PostgreSQL's processes (this bench's and any other's)
 
     @property
     def floor_share(self) -> float:
@@ -500,6 +517,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
             started = loop.time()
             cpu_gateway, cpu_kiosks = gateway.cpu_seconds(), time.process_time()
             cpu_machine = machine_busy_seconds()
+            cpu_postgres = named_processes_cpu("postgres")
             await asyncio.gather(*(
                 drive_kiosk(connection, residents, started + args.seconds, tally)
                 for connection, residents in zip(connections, populations, strict=True)))
@@ -507,6 +525,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
             cpu_gateway = (gateway.cpu_seconds() - cpu_gateway) / elapsed
             cpu_kiosks = (time.process_time() - cpu_kiosks) / elapsed
             cpu_machine = (machine_busy_seconds() - cpu_machine) / elapsed
+            cpu_postgres = (named_processes_cpu("postgres") - cpu_postgres) / elapsed
             for connection in connections:
                 await connection.close()
         finally:
@@ -527,6 +546,7 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         gateway_cpu=round(cpu_gateway, 2), kiosks_cpu=round(cpu_kiosks, 2),
         load=os.getloadavg(),
         others_cpu=round(max(0.0, cpu_machine - cpu_gateway - cpu_kiosks), 2),
+        postgres_cpu=round(max(0.0, cpu_postgres), 2),
     )
 
 
@@ -590,6 +610,7 @@ def format_table(figures: Figures) -> str:
         row("gateway CPU (cores)", f"{figures.gateway_cpu:.2f}"),
         row("kiosks CPU (cores)", f"{figures.kiosks_cpu:.2f}"),
         row("everything else (cores)", f"{figures.others_cpu:.2f}", f"of {os.cpu_count()}"),
+        row("  of which PostgreSQL", f"{figures.postgres_cpu:.2f}"),
         row("gateway CPU per settlement", f"{_per(figures.gateway_cpu, figures.rate):.2f} ms"),
         row("kiosks CPU per settlement", f"{_per(figures.kiosks_cpu, figures.rate):.2f} ms"),
     ]
