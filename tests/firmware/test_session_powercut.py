@@ -47,6 +47,10 @@ def test_a_resident_settles_at_the_real_firmware(hall: Hall) -> None:
     assert {e["step"] for e in heap} >= {"reading", "lookup", "confirming", "settling",
                                          "printing"}
     assert max(e["heap_peak"] for e in heap) < 64 * 1024
+    # room to spare at every step, and in one piece: what the steps keep never splits the heap
+    # (before the heap policy in app.heap: 3.5 KB free at worst, largest free block 7-9 KB)
+    assert min(e["heap_free"] for e in heap) > 16 * 1024
+    assert min(e["heap_block"] for e in heap) > 32 * 1024
 
 
 @pytest.mark.parametrize("step", ["txn_pending", "txn_settled", "txn_printed", "txn_done"])
