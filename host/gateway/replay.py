@@ -1,10 +1,15 @@
 """Replay and staleness guard for authenticated requests.
 
 A request is accepted once: its counter must be above the last one the ledger has seen for that
-kiosk (`advance_counter` stores it atomically and durably, so every gateway on a shared ledger
-sees it), and its timestamp must be within `STALE_AFTER_S` of the gateway's clock. `sign_in` is
+kiosk, and its timestamp must be within `STALE_AFTER_S` of the gateway's clock. `sign_in` is
 exempt from the clock check — a board boots without a clock and learns the time from the reply —
 but never from the counter.
+
+The gateway checks the clock here (`check_fresh`, before the ledger), and advances the counter
+inside the request's own ledger transaction (`Ledger.run_requests`): a settle's counter commits
+with its settlement, a read-only request's commits without waiting for the disk (what a power
+cut can and cannot allow is spelled out there). Every gateway on a shared ledger sees a counter
+the moment it commits. `guard` does both as two steps, for callers that hold no transaction.
 
 A settle retry comes with a new counter, so this guard never blocks a legitimate retry.
 """
