@@ -1,9 +1,12 @@
 """The ledger's logic in SQL, shared by both backends (sqlite.py, postgres.py).
 
-Every public method is one transaction on the calling thread's own connection, so the gateway
-may call the ledger from a thread pool. Writes take their row locks in one order — bill, then
-settlement's accumulations, then the audit chain's head — so concurrent writers queue instead
-of deadlocking; on SQLite, `BEGIN IMMEDIATE` serialises all writers anyway. A write either
+Every public method is one transaction on the calling thread's own connection (or joins the
+one open on that thread: `run_requests` runs many requests' calls in one transaction). Writes
+take their row locks in one order — bill, then settlement's accumulations, then the audit
+chain's head, last, just before the commit — so concurrent writers queue instead of
+deadlocking; on SQLite, `BEGIN IMMEDIATE` serialises all writers anyway. (Two PostgreSQL
+batches that settle the same two persons in opposite orders could still deadlock — the same
+person at two kiosks at once; the database undoes one and it is run again.) A write either
 commits whole (durably, before the method returns) or leaves nothing behind.
 
 Statements are written with ``?`` placeholders and a ``{lock}`` marker where PostgreSQL needs
