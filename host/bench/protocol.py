@@ -258,7 +258,7 @@ def _print_report(
         f"  MicroPython = unix port, protocol precompiled to .mpy (mpy-cross "
         f"{' '.join(MPY_CROSS_FLAGS)}); CPython = the same code on "
         f"{platform.python_implementation()} {platform.python_version()}; "
-        f"+OpenSSL = host keys (cryptography)"
+        f"+libsodium = host keys (PyNaCl)"
     )
     rows = [
         ("encode+decode, no signature (µs)", "encode_decode_us", lambda us: str(us), ""),
@@ -268,12 +268,12 @@ def _print_report(
         ("seal frame (ms)", "seal_us", _ms, ""),
         ("open frame (ms)", "open_us", _ms, ""),
     ]
-    header = f"  {'':40}{'MicroPython':>12}{'CPython':>10}{'+OpenSSL':>10}   target (MicroPython)"
+    header = f"  {'':40}{'MicroPython':>12}{'CPython':>10}{'+libsodium':>11}   target (MicroPython)"
     print()
     print(header)
     for label, key, fmt, target in rows:
         cells = "".join(f"{fmt(src[key]):>{width}}" for src, width in
-                        ((board, 12), (pure, 10), (openssl, 10)))
+                        ((board, 12), (pure, 10), (openssl, 11)))
         print(f"  {label:40}{cells}   {target}")
     print()
     print("  MicroPython heap (64-bit unix port; objects are smaller on a 32-bit board):")

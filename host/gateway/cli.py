@@ -176,12 +176,18 @@ def _kiosk_id(value: str) -> str:
 
 
 def gateway_enroll(args: argparse.Namespace) -> int:
+    from onestop.host.keys import usable_public_key
+
     from .ledger.base import KeyRecord
 
     kiosk_id = _kiosk_id(args.kiosk_id)
     if not PUBLIC_KEY_HEX.fullmatch(args.public_key):
         raise CommandError("--public-key must be 64 hex digits (a 32-byte Ed25519 public key)")
     public_key = bytes.fromhex(args.public_key)
+    if not usable_public_key(public_key):
+        raise CommandError("--public-key is not a usable Ed25519 public key (not a point of the "
+                           "curve, or one of small order); copy it again from `kiosk fw "
+                           "provision`")
     with _open(args.db) as ledger:
         known = ledger.get_key(kiosk_id)
         if known is not None and known.status == "revoked":

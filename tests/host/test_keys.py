@@ -1,4 +1,4 @@
-"""Host Ed25519 keys (cryptography-backed) and their key files."""
+"""Host Ed25519 keys (libsodium, through PyNaCl) and their key files."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def test_verify_is_false_for_a_changed_message_signature_or_key():
 def test_bytes_that_are_no_curve_point_make_a_key_that_verifies_nothing():
     not_canonical = (2**255 - 19 + 1).to_bytes(32, "little")
     assert not VerifyingKey(not_canonical).verify(b"msg", SigningKey(SEED).sign(b"msg"))
+
+
+def test_a_small_order_key_verifies_nothing_not_even_the_signature_any_message_would_pass():
+    # The identity point as public key and as R, with S = 0: [S]B = R + [k]A holds for every
+    # message, so a lax verifier accepts it. A kiosk enrolled with such a key could "sign"
+    # anything; the host refuses it.
+    identity = (1).to_bytes(32, "little")
+    forged = identity + bytes(32)
+    assert not VerifyingKey(identity).verify(b"settle anything", forged)
+    assert not VerifyingKey(identity).verify(b"", forged)
 
 
 def test_generated_keys_are_fresh_and_complete():

@@ -114,6 +114,10 @@ def test_a_revoked_kiosk_is_not_quietly_reinstated(db, capsys):
     [
         (["--kiosk-id", "kiosk 01", "--public-key", KIOSK_PUBLIC], "kiosk id"),
         (["--kiosk-id", "kiosk-01", "--public-key", "abcd"], "64 hex digits"),
+        # the identity point: a key of small order, under which a forged signature passes
+        # lax verifiers for any message
+        (["--kiosk-id", "kiosk-01", "--public-key", "01" + "00" * 31], "not a usable"),
+        (["--kiosk-id", "kiosk-01", "--public-key", "ff" * 32], "not a usable"),
     ],
 )
 def test_enroll_refuses_bad_input_clearly(db, capsys, argv, complaint):
