@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from onestop.host.gateway import eventloop
+
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
@@ -72,7 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logs.skip_caller_lookup()
     try:
         if args.workers == 1:
-            return asyncio.run(_serve(args))
+            return eventloop.run(_serve(args))
         return _serve_workers(args)
     except ServeError as exc:
         print(f"kiosk gateway serve: {exc}", file=sys.stderr)
@@ -91,7 +93,8 @@ def _serve_workers(args: argparse.Namespace) -> int:
     def run_worker(index: int, listener: Any, shares: Any, ready_fd: int | None) -> int:
         logs.configure(args.log_level, static={"worker": index})
         try:
-            return asyncio.run(_serve(args, worker=(index, listener, shares), ready_fd=ready_fd))
+            return eventloop.run(_serve(args, worker=(index, listener, shares),
+                                        ready_fd=ready_fd))
         except ServeError as exc:
             print(f"kiosk gateway serve (worker {index}): {exc}", file=sys.stderr)
             return 2
@@ -146,6 +149,7 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
     config, listen, serials, metrics_at = _config(args, None if worker is None else worker[0])
     shared = None if worker is None else SharedListener(*worker)
     gateway = await start_gateway(config, listen, serials, metrics_at, shared=shared)
+    eventloop.tune_gc_for_serving()
     if ready_fd is not None:
         os.write(ready_fd, b".")
         os.close(ready_fd)

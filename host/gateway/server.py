@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from onestop.host.gateway import fastwire, replay
+from onestop.host.gateway import eventloop, fastwire, replay
 from onestop.host.gateway.config import (
     LedgerUrlError,
     default_key_path,
@@ -305,7 +305,8 @@ class TcpConnection(asyncio.Protocol):
 
     # ---- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport (uvloop's does not subclass asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -683,7 +684,8 @@ async def start_gateway(
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
                              f"{exc.strerror}") from None
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
-    log.info("serving", ledger=describe(config.db), gateway=kid, policy=config.policy)
+    log.info("serving", ledger=describe(config.db), gateway=kid, policy=config.policy,
+             event_loop=eventloop.loop_name())
     return RunningGateway(server, endpoint, address, log)
 
 
