@@ -1,13 +1,17 @@
 """`kiosk bench gateway`: settlements/s and settle latency with N simulated kiosks over loopback.
 
 The gateway runs as its own process (`kiosk gateway serve`, as an operator starts it), so the
-gateway and the kiosks use both cores. The kiosks are asyncio tasks here, each with its own
-enrolled key and counter, sending full signed frames: person_info -> pre_settle -> settle ->
-receipt_printed, one resident after another. Afterwards the ledger is checked: every settlement
+gateway and the kiosks use both cores. The kiosks are asyncio tasks in --kiosk-processes
+processes (forked, started together), each kiosk with its own enrolled key and counter, sending
+full signed frames: person_info -> pre_settle -> settle -> receipt_printed, one resident after
+another. Afterwards the ledger is checked: every settlement
 a kiosk got an acknowledgement for is there exactly once, and no bill was settled twice.
 
 The *floor* is measured in the same run: settle exchanges per second one core manages when it
 only seals, opens and computes (kiosk seal, gateway open + settle + sign, kiosk open), no I/O.
+It is measured before and after the run and the mean is used: a shared machine's speed drifts
+by tens of percent within a minute, and one measurement on one side of the run would tilt the
+ratio.
 A settlement in the run is a whole visit — four signed exchanges and six durable writes (a
 counter per request, the settlement, the receipt) — so "requests answered/s" is printed too,
 to compare like with like.
@@ -43,6 +47,7 @@ FLOOR_SECONDS = 2.0
 BILLS_PER_SECOND_HEADROOM = 1500  # bills seeded per second of run: more than the gateway can do
 KIOSK_MAX_RATE = 100  # visits per second one kiosk could make alone (loopback round trips)
 DEFAULT_GATEWAY_WORKERS = 2
+DEFAULT_KIOSK_PROCESSES = 2  # processes playing the kiosks (see run_fleets)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=DEFAULT_GATEWAY_WORKERS, metavar="N",
                         help="gateway processes (kiosk gateway serve --workers; default "
                              f"{DEFAULT_GATEWAY_WORKERS}: one per core of the issue's machine)")
+    parser.add_argument("--kiosk-processes", type=int, default=DEFAULT_KIOSK_PROCESSES,
+                        metavar="N", help="processes driving the simulated kiosks (default "
+                        f"{DEFAULT_KIOSK_PROCESSES})")
     parser.add_argument("--floor-seconds", type=float, default=FLOOR_SECONDS, metavar="S",
                         help=f"how long to measure the floor (default {FLOOR_SECONDS:g})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -414,15 +422,17 @@ class Figures:
     duplicated: int
     in_doubt_settled: int
     in_doubt_not_found: int
-    floor: float
+    floor: float  # the mean of the two floor measurements, before and after the run
     floor_board: float  # the same exchange with the board's pure-Python codec, for comparison
     workers: int  # gateway processes
+    kiosk_processes: int  # processes driving the simulated kiosks
     ran_out_of_bills: int
     gateway_cpu: float  # cores busy on average during the run
     kiosks_cpu: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the end of the run
     others_cpu: float = 0.0  # cores busy with everything else on the machine (PostgreSQL too)
     postgres_cpu: float = 0.0  # of which PostgreSQL's processes (this bench's and any other's)
+    floor_runs: tuple[float, float] = (0.0, 0.0)  # the floor measured before and after the run
 
     @property
     def floor_share(self) -> float:
@@ -430,13 +440,13 @@ class Figures:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.kiosks < 1 or args.seconds <= 0:
-        print("kiosk bench gateway: --kiosks must be at least 1 and --seconds above 0",
-              file=sys.stderr)
+    if args.kiosks < 1 or args.seconds <= 0 or args.kiosk_processes < 1:
+        print("kiosk bench gateway: --kiosks and --kiosk-processes must be at least 1 and "
+              "--seconds above 0", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="onestop-bench-") as folder:
         try:
-            figures = asyncio.run(_bench(args, Path(folder)))
+            figures = _bench(args, Path(folder))
         except BenchError as exc:
             print(f"kiosk bench gateway: {exc}", file=sys.stderr)
             return 1
@@ -487,9 +497,9 @@ def provision_gateway(ledger: Any, key_path: Path, kid: str = "gateway-bench") -
                              status="active"))
 
 
-async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
+def _bench(args: argparse.Namespace, folder: Path) -> Figures:
     from onestop.host.gateway.config import describe
-    from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk
+    from onestop.host.gateway.kiosk_client import enroll_kiosk
 
     db = args.db or f"sqlite:///{folder / 'ledger.sqlite'}"
     with bench_ledger(db) as (ledger, url):
@@ -508,30 +518,15 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         gateway = GatewayProcess(url, key_path, folder / "gateway.log", workers=args.workers)
         try:
             port = gateway.start()
-            connections = [await KioskConnection.open_tcp(client, "127.0.0.1", port)
-                           for client in clients]
-            for connection in connections:
-                await connection.call("sign_in", fw="bench", board="cpython")
-            tally = Tally()
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            cpu_gateway, cpu_kiosks = gateway.cpu_seconds(), time.process_time()
-            cpu_machine = machine_busy_seconds()
-            cpu_postgres = named_processes_cpu("postgres")
-            await asyncio.gather(*(
-                drive_kiosk(connection, residents, started + args.seconds, tally)
-                for connection, residents in zip(connections, populations, strict=True)))
-            elapsed = loop.time() - started
-            cpu_gateway = (gateway.cpu_seconds() - cpu_gateway) / elapsed
-            cpu_kiosks = (time.process_time() - cpu_kiosks) / elapsed
-            cpu_machine = (machine_busy_seconds() - cpu_machine) / elapsed
-            cpu_postgres = (named_processes_cpu("postgres") - cpu_postgres) / elapsed
-            for connection in connections:
-                await connection.close()
+            fleets = [Fleet(clients[i::args.kiosk_processes], populations[i::args.kiosk_processes])
+                      for i in range(min(args.kiosk_processes, args.kiosks))]
+            run = run_fleets(fleets, port, args.seconds, gateway)
         finally:
             if gateway.stop() != 0:
                 tail = (folder / "gateway.log").read_text(errors="replace")[-3000:]
                 raise BenchError(f"the gateway exited badly; the end of its log:\n{tail}")
+        tally, elapsed = run.tally, run.elapsed
+        floor_after = measure_floor(args.floor_seconds)
         check = check_ledger(ledger, tally)
     return Figures(
         kiosks=args.kiosks, seconds=round(elapsed, 2), ledger=describe(db),
@@ -541,13 +536,133 @@ async def _bench(args: argparse.Namespace, folder: Path) -> Figures:
         p99_ms=percentile(tally.latencies, 0.99) * 1000,
         errors=dict(tally.errors), lost=check.lost, duplicated=check.duplicated,
         in_doubt_settled=check.in_doubt_settled, in_doubt_not_found=check.in_doubt_not_found,
-        floor=floor, floor_board=floor_board, workers=args.workers,
+        floor=(floor + floor_after) / 2, floor_runs=(round(floor, 1), round(floor_after, 1)),
+        floor_board=floor_board, workers=args.workers, kiosk_processes=len(fleets),
         ran_out_of_bills=tally.ran_out_of_bills,
-        gateway_cpu=round(cpu_gateway, 2), kiosks_cpu=round(cpu_kiosks, 2),
+        gateway_cpu=round(run.gateway_cpu, 2), kiosks_cpu=round(run.kiosks_cpu, 2),
         load=os.getloadavg(),
-        others_cpu=round(max(0.0, cpu_machine - cpu_gateway - cpu_kiosks), 2),
-        postgres_cpu=round(max(0.0, cpu_postgres), 2),
+        others_cpu=round(max(0.0, run.machine_cpu - run.gateway_cpu - run.kiosks_cpu), 2),
+        postgres_cpu=round(max(0.0, run.postgres_cpu), 2),
     )
+
+
+# ---------------------------------------------------------------- the kiosk fleet processes
+
+
+@dataclass
+class Fleet:
+    """The kiosks one load process drives."""
+
+    clients: list[Any]
+    populations: list[list[BenchResident]]
+
+
+@dataclass
+class FleetRun:
+    tally: Tally
+    elapsed: float  # seconds from the common start until the last kiosk's last answer
+    gateway_cpu: float  # cores busy on average during the run
+    kiosks_cpu: float
+    machine_cpu: float
+    postgres_cpu: float
+
+
+def run_fleets(fleets: list[Fleet], port: int, seconds: float,
+               gateway: GatewayProcess) -> FleetRun:
+    """Drive each fleet from its own process (forked: it inherits the kiosks' keys), all from
+    one start instant for `seconds`; their tallies merged.
+
+    Real kiosks are separate boards; one Python process playing all of them would put every
+    kiosk's signing and checking in one queue, and the latency measured would be mostly that
+    queue's. Processes spread the kiosks over the cores as the gateway's workers are spread."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    children = []
+    for fleet in fleets:
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_fleet_main, args=(child_end, fleet, port, seconds),
+                                  daemon=True)
+        process.start()
+        child_end.close()
+        children.append((process, parent_end))
+    try:
+        for process, pipe in children:
+            _expect(pipe, process, "ready")
+        start_at = time.monotonic() + 0.05
+        cpu_gateway, cpu_machine = gateway.cpu_seconds(), machine_busy_seconds()
+        cpu_postgres = named_processes_cpu("postgres")
+        for _process, pipe in children:
+            pipe.send(start_at)
+        reports = [_expect(pipe, process, "done") for process, pipe in children]
+        elapsed = max(report["finished_at"] for report in reports) - start_at
+        gateway_cpu = (gateway.cpu_seconds() - cpu_gateway) / elapsed
+        machine_cpu = (machine_busy_seconds() - cpu_machine) / elapsed
+        postgres_cpu = (named_processes_cpu("postgres") - cpu_postgres) / elapsed
+    finally:
+        for process, _pipe in children:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    tally = Tally()
+    for report in reports:
+        part: Tally = report["tally"]
+        tally.acknowledged.update(part.acknowledged)
+        tally.in_doubt.update(part.in_doubt)
+        tally.latencies.extend(part.latencies)
+        tally.errors.update(part.errors)
+        tally.exchanges += part.exchanges
+        tally.ran_out_of_bills += part.ran_out_of_bills
+    kiosks_cpu = sum(report["cpu"] for report in reports) / elapsed
+    return FleetRun(tally, elapsed, gateway_cpu, kiosks_cpu, machine_cpu, postgres_cpu)
+
+
+def _expect(pipe: Any, process: Any, what: str) -> Any:
+    """The next message of a fleet process: `what`, or BenchError with its reason."""
+    while not pipe.poll(1.0):
+        if not process.is_alive():
+            raise BenchError(f"a kiosk fleet process died (exit {process.exitcode})")
+    kind, body = pipe.recv()
+    if kind != what:
+        raise BenchError(f"a kiosk fleet process failed: {body}")
+    return body
+
+
+def _fleet_main(pipe: Any, fleet: Fleet, port: int, seconds: float) -> None:
+    from onestop.host.gateway import eventloop
+
+    try:
+        report = eventloop.run(_drive_fleet(pipe, fleet, port, seconds))
+    except BaseException as exc:  # the parent reports it; a traceback here helps nobody
+        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    pipe.send(("done", report))
+
+
+async def _drive_fleet(pipe: Any, fleet: Fleet, port: int, seconds: float) -> dict[str, Any]:
+    from onestop.host.gateway import eventloop
+    from onestop.host.gateway.kiosk_client import KioskConnection
+
+    eventloop.tune_gc_for_serving()
+    connections = [await KioskConnection.open_tcp(client, "127.0.0.1", port)
+                   for client in fleet.clients]
+    for connection in connections:
+        await connection.call("sign_in", fw="bench", board="cpython")
+    pipe.send(("ready", None))
+    start_at = pipe.recv()  # time.monotonic() of the start, the same in every process
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    deadline = loop.time() + seconds - (time.monotonic() - start_at)
+    tally = Tally()
+    cpu = time.process_time()
+    await asyncio.gather(*(
+        drive_kiosk(connection, residents, deadline, tally)
+        for connection, residents in zip(connections, fleet.populations, strict=True)))
+    finished_at = time.monotonic()
+    cpu = time.process_time() - cpu
+    for connection in connections:
+        await connection.close()
+    return {"tally": tally, "cpu": cpu, "finished_at": finished_at}
 
 
 @dataclass
@@ -591,6 +706,8 @@ def format_table(figures: Figures) -> str:
     lines = [
         f"kiosk bench gateway: {figures.kiosks} kiosks, {figures.seconds:g} s, {figures.ledger}, "
         f"{figures.workers} gateway worker{'s' if figures.workers != 1 else ''}, "
+        f"kiosks in {figures.kiosk_processes} "
+        f"process{'es' if figures.kiosk_processes != 1 else ''}, "
         f"load average {figures.load[0]:.2f} {figures.load[1]:.2f} {figures.load[2]:.2f}",
         row("figure", "value", "target"),
         row("settlements/s", f"{figures.rate:.1f}", f">= {TARGET_RATE:g}",
@@ -603,7 +720,8 @@ def format_table(figures: Figures) -> str:
         row("errors", str(errors)),
         row("lost", str(figures.lost), "0", figures.lost == 0),
         row("duplicated", str(figures.duplicated), "0", figures.duplicated == 0),
-        row("floor (settles/s, 1 core)", f"{figures.floor:.1f}"),
+        row("floor (settles/s, 1 core)", f"{figures.floor:.1f}",
+            f"(before {figures.floor_runs[0]:.0f}, after {figures.floor_runs[1]:.0f})"),
         row("  same, board's codec", f"{figures.floor_board:.1f}", "(not a target)"),
         row("throughput / floor", f"{figures.floor_share:.1%}",
             f">= {TARGET_FLOOR_SHARE:.0%}", figures.floor_share >= TARGET_FLOOR_SHARE),
