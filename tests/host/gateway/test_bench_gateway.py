@@ -31,3 +31,21 @@ def test_the_bench_settles_checks_the_ledger_and_prints_its_figures(backend: str
                   "throughput / floor"):
         assert label in table
     assert ">= 500" in table and "<= 150" in table  # the targets stand beside the figures
+
+
+def test_a_kiosk_process_that_cannot_reach_the_gateway_fails_the_bench_with_its_reason(
+        tmp_path) -> None:
+    import socket
+
+    from onestop.host.bench.gateway import BenchError, Fleet, GatewayProcess, run_fleets
+    from onestop.host.gateway.kiosk_client import KioskClient, MemoryCounter
+    from onestop.host.keys import SigningKey, VerifyingKey
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = KioskClient("K-LOST", SigningKey.generate(), MemoryCounter(), "gw",
+                         VerifyingKey(SigningKey.generate().public_key))
+    not_started = GatewayProcess("sqlite:///unused", tmp_path / "key", tmp_path / "log")
+    with pytest.raises(BenchError, match="kiosk fleet process failed: ConnectionRefusedError"):
+        run_fleets([Fleet([client], [[]])], port, 1.0, not_started)

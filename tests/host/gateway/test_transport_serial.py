@@ -1,14 +1,17 @@
 """The gateway on a serial line: a kiosk on a real pseudo-terminal pair (host/sim/link.py) at
-115200 baud settles through the same framing as over TCP, and noise on the line is skipped."""
+115200 baud settles through the same framing as over TCP, and noise on the line is skipped —
+on asyncio's event loop and on uvloop's, which `kiosk gateway serve` runs on (eventloop.py) and
+which watches the line's descriptor with its own reactor."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from onestop.host.gateway import logs
+from onestop.host.gateway import eventloop, logs
 from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk
 from onestop.host.gateway.ledger import KeyRecord, Ledger
 from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
@@ -18,10 +21,11 @@ from onestop.host.sim.link import SerialLink
 from test_handlers import card_of, seed_demo
 
 
-@pytest.fixture
+@contextlib.asynccontextmanager
 async def serial_gateway(
     ledger: Ledger, tmp_path: Path
 ) -> AsyncIterator[tuple[RunningGateway, SerialLink]]:
+    """A gateway serving one serial line, the kiosk's end of it, for the length of a test."""
     key = SigningKey.generate()
     save_signing_key(tmp_path / "gateway.key", key)
     ledger.add_key(
@@ -35,9 +39,11 @@ async def serial_gateway(
     running = await start_gateway(
         config, ("127.0.0.1", 0), serials=[SerialSpec(link.host_path, 115200)]
     )
-    yield running, link
-    await running.close()
-    link.close()
+    try:
+        yield running, link
+    finally:
+        await running.close()
+        link.close()
 
 
 @pytest.fixture
@@ -47,9 +53,24 @@ def ledger_url(tmp_path: Path) -> str:
 
 
 async def test_a_kiosk_on_a_serial_line_settles_and_line_noise_is_skipped(
-    serial_gateway: tuple[RunningGateway, SerialLink], ledger: Ledger
+    ledger: Ledger, tmp_path: Path
 ) -> None:
-    _running, link = serial_gateway
+    assert await settle_over_serial(ledger, tmp_path) == "asyncio"
+
+
+def test_the_same_on_uvloop_the_loop_the_gateway_serves_on(ledger: Ledger, tmp_path: Path) -> None:
+    pytest.importorskip("uvloop", reason="uvloop is not available on this platform")
+    assert eventloop.run(settle_over_serial(ledger, tmp_path)) == "uvloop"
+
+
+async def settle_over_serial(ledger: Ledger, tmp_path: Path) -> str:
+    """A kiosk settles over a serial line; returns the event loop it ran on."""
+    async with serial_gateway(ledger, tmp_path) as (_running, link):
+        await _settle_over(link, ledger)
+    return eventloop.loop_name()
+
+
+async def _settle_over(link: SerialLink, ledger: Ledger) -> None:
     residents = seed_demo(ledger)
     client = enroll_kiosk(ledger, "K-SERIAL")
     kiosk = await KioskConnection.open_serial(client, link.device_path, 115200)

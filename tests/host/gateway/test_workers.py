@@ -4,6 +4,7 @@ evenly over them, one ledger; both backends."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -59,9 +60,12 @@ async def test_two_workers_share_the_port_and_the_ledger(
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     settled_by = Counter(event["worker"] for event in events if event["event"] == "settled")
     assert set(settled_by) == {0, 1}
-    print("DIST", ledger_url[:10], settled_by)
     assert abs(settled_by[0] - settled_by[1]) <= 2  # the kiosks spread evenly
     assert [e["event"] for e in events if "worker" not in e] == ["listening"]
+    # each worker says what serves it: uvloop where it is installed (eventloop.py)
+    expected_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert sorted((e["worker"], e["event_loop"]) for e in events if e["event"] == "serving") \
+        == [(0, expected_loop), (1, expected_loop)]
     for txn_id in txn_ids:
         assert ledger.get_settlement(txn_id) is not None
     report = audit(ledger)
