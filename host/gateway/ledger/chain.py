@@ -11,10 +11,14 @@ from typing import Any
 GENESIS_HASH = "00" * 32  # prev_hash of the first event
 
 
+# One encoder for every call (json.dumps with options builds a new one each time).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One text for one value: sorted keys, no spaces, UTF-8 kept as is, no floats."""
     _reject_floats(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def event_hash(prev_hash_hex: str, body: str) -> str:
@@ -29,15 +33,17 @@ def digest_hex(data: bytes) -> str:
 
 def _reject_floats(value: Any) -> None:
     # Money is integer fen; a float here is a bug upstream, never something to round.
-    pending = [value]
-    while pending:
-        item = pending.pop()
+    # (Records are shallow maps of scalars: scalars are passed over without a call.)
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    elif isinstance(value, float):
+        raise TypeError(f"float {value!r} in a ledger record: money and counts are integers")
+    else:
+        return
+    for item in items:
         kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
+        if kind is int or kind is str or kind is bool or item is None:
             continue
-        if isinstance(item, float):
-            raise TypeError(f"float {item!r} in a ledger record: money and counts are integers")
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
+        _reject_floats(item)
