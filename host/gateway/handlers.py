@@ -240,11 +240,14 @@ class Handlers:
 
     # ------------------------------------------------------------ receipt printed
     def receipt_printed(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        stored = self._own_settlement(ledger, request)
-        self._check_setl_id(stored, request)
-        ledger.mark_receipt_printed(stored.txn_id)
+        # The usual case in one statement: this kiosk's settlement, under this setl_id.
+        if not ledger.mark_receipt_printed(request["txn_id"], kiosk_id=request["kiosk"],
+                                           setl_id=request["setl_id"]):
+            stored = self._own_settlement(ledger, request)  # which of the two it is not
+            self._check_setl_id(stored, request)
+            ledger.mark_receipt_printed(stored.txn_id)
         return Handled(messages.reply(request, "receipt_printed_reply", now,
-                                      txn_id=stored.txn_id))
+                                      txn_id=request["txn_id"]))
 
     # ------------------------------------------------------------ 3201 reconcile
     def reconcile(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:

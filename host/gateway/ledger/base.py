@@ -213,7 +213,10 @@ class Ledger(Protocol):
     # cancel: same day and same kiosk only (else raise PermissionError with the reason); takes
     # `delta` back out of the accumulations, re-opens the bill, audits; idempotent. Unknown
     # txn_id: raise UnknownTxn.
-    def mark_receipt_printed(self, txn_id: str) -> bool: ...
+    def mark_receipt_printed(self, txn_id: str, *, kiosk_id: str | None = None,
+                             setl_id: str | None = None) -> bool: ...
+    # True if settlement txn_id (made at kiosk_id, numbered setl_id, when given) is now marked
+    # printed, whether by this call or an earlier one; False if there is no such settlement.
 
     # ---- audit and reconciliation
     def audit_events(self) -> list[dict[str, Any]]: ...  # in order, each with prev hash and hash

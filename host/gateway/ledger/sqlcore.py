@@ -548,19 +548,28 @@ class SqlLedger(SqlStore):
 
         return self._write(work)
 
-    def mark_receipt_printed(self, txn_id: str) -> bool:
+    def mark_receipt_printed(self, txn_id: str, *, kiosk_id: str | None = None,
+                             setl_id: str | None = None) -> bool:
+        # kiosk_id and setl_id, when given, must match too: the gateway checks a kiosk's
+        # receipt_printed against the settlement in the same statement that marks it.
+        where, params = "txn_id = ?", [txn_id]
+        for column, value in (("kiosk_id", kiosk_id), ("setl_id", setl_id)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+
         def work(tx: Tx) -> bool:
             # One statement when it is news (the usual case); the row stays locked to commit.
             marked = tx.one(
-                "UPDATE settlements SET receipt_printed = 1 "
-                "WHERE txn_id = ? AND receipt_printed = 0 RETURNING txn_id, setl_id",
-                (txn_id,),
+                f"UPDATE settlements SET receipt_printed = 1 "
+                f"WHERE {where} AND receipt_printed = 0 RETURNING txn_id, setl_id",
+                params,
             )
             if marked is not None:
                 self._append_event(tx, events.RECEIPT_PRINTED,
                                    events.receipt_data_of(marked[0], marked[1]))
                 return True
-            return tx.one("SELECT 1 FROM settlements WHERE txn_id = ?", (txn_id,)) is not None
+            return tx.one(f"SELECT 1 FROM settlements WHERE {where}", params) is not None
 
         return self._write(work)
 

@@ -213,6 +213,22 @@ def test_receipt_printed_is_recorded_once(demo_people, kit):
     assert not demo_people.mark_receipt_printed("T-NEVER-01")
 
 
+def test_receipt_printed_for_another_kiosk_or_setl_id_marks_nothing(demo_people, kit):
+    stored = kit.settle(demo_people, "T-000001", "P1", "B1")
+    assert not demo_people.mark_receipt_printed("T-000001", kiosk_id="kiosk-02",
+                                                setl_id=stored.setl_id)
+    assert not demo_people.mark_receipt_printed("T-000001", kiosk_id=kit.KIOSK,
+                                                setl_id="S-SOMEONE-ELSES")
+    assert not demo_people.get_settlement("T-000001").receipt_printed
+    assert demo_people.mark_receipt_printed("T-000001", kiosk_id=kit.KIOSK,
+                                            setl_id=stored.setl_id)
+    assert demo_people.mark_receipt_printed("T-000001", kiosk_id=kit.KIOSK,
+                                            setl_id=stored.setl_id)  # again: still printed
+    assert demo_people.get_settlement("T-000001").receipt_printed
+    kinds = [event["kind"] for event in demo_people.audit_events()]
+    assert kinds.count("receipt_printed") == 1
+
+
 def test_settlements_on_a_day_include_cancelled_ones_with_their_status(demo_people, kit):
     kit.settle(demo_people, "T-000001", "P1", "B1")
     kit.settle(demo_people, "T-000002", "P2", "B4")
