@@ -89,6 +89,7 @@ class Handlers:
         self.policy = load_policy(policy_name)
         self.tz = tz
         self._new_id = new_id
+        self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
         self._table: dict[str, Callable[[Ledger, dict[str, Any], int], Handled]] = {
             "sign_in": self.sign_in,
             "person_info": self.person_info,
@@ -108,7 +109,10 @@ class Handlers:
         return handler(ledger, request, now)
 
     def today(self, now: int) -> date:
-        return datetime.fromtimestamp(now, self.tz).date()
+        known = self._day_of
+        if known is None or known[0] != now:
+            known = self._day_of = (now, datetime.fromtimestamp(now, self.tz).date())
+        return known[1]
 
     # ------------------------------------------------------------ 9001 sign-in
     def sign_in(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:

@@ -45,7 +45,10 @@ from .sqlcore import SqlLedger
 
 BUSY_TIMEOUT_S = 30.0
 FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this soon after
-CHECKPOINT_EVERY_S = 0.1  # serving: copy the WAL into the database file this often...
+# Serving: copy the WAL into the database file this often... (a page rewritten by every commit
+# — a kiosk's counter, the audit head — is copied once per checkpoint, not once per commit:
+# at 0.1 s the copying was 3.6 % of a busy gateway's CPU)
+CHECKPOINT_EVERY_S = 0.5
 SERVING_AUTOCHECKPOINT = 20_000  # ...and only past this many WAL pages inside a commit
 
 
