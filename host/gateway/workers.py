@@ -186,6 +186,11 @@ def supervise(count: int,
             continue
         code = os.waitstatus_to_exitcode(status)
         if stopping:
+            # A worker still starting when the stop came has no event loop to hear SIGTERM
+            # yet, so the signal ends it (-SIGTERM) before it served anyone: a clean stop too.
+            if code == -signal.SIGTERM:
+                log.info("worker_stopped_while_starting", worker=index)
+                code = 0
             worst = worst or code  # how the workers ended when told to stop
         else:
             log.error("worker_exited", worker=index, status=code)
