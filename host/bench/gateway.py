@@ -296,6 +296,16 @@ class Tally:
     measured: int = 0  # settlements acknowledged whose settle was sent after the warm-up
     ran_out_of_bills: int = 0
 
+    def add(self, other: Tally) -> None:
+        """Take in another process's tally (the kiosks are spread over processes)."""
+        self.acknowledged.update(other.acknowledged)
+        self.in_doubt.update(other.in_doubt)
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+        self.exchanges += other.exchanges
+        self.measured += other.measured
+        self.ran_out_of_bills += other.ran_out_of_bills
+
 
 async def drive_kiosk(connection: Any, residents: list[BenchResident], deadline: float,
                       tally: Tally, stop: asyncio.Event | None = None,
@@ -575,7 +585,7 @@ class Fleet:
 @dataclass
 class FleetRun:
     tally: Tally
-    elapsed: float  # seconds from the common start until the last kiosk's last answer
+    elapsed: float  # seconds from the end of the warm-up until the last kiosk's last answer
     gateway_cpu: float  # cores busy on average during the run
     kiosks_cpu: float
     machine_cpu: float
@@ -628,14 +638,7 @@ def run_fleets(fleets: list[Fleet], port: int, seconds: float,
                 process.kill()
     tally = Tally()
     for report in reports:
-        part: Tally = report["tally"]
-        tally.acknowledged.update(part.acknowledged)
-        tally.in_doubt.update(part.in_doubt)
-        tally.latencies.extend(part.latencies)
-        tally.errors.update(part.errors)
-        tally.exchanges += part.exchanges
-        tally.measured += part.measured
-        tally.ran_out_of_bills += part.ran_out_of_bills
+        tally.add(report["tally"])
     kiosks_cpu = sum(report["cpu"] for report in reports) / elapsed
     return FleetRun(tally, elapsed, gateway_cpu, kiosks_cpu, machine_cpu, postgres_cpu)
 
