@@ -31,6 +31,7 @@ INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables 
 class PostgresLedger(SqlLedger):
     blob_type: ClassVar[str] = "BYTEA"
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
+    pipelined: ClassVar[bool] = True
 
     def __init__(self, location: LedgerLocation) -> None:
         if location.dsn is None:
