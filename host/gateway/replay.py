@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from onestop.host.gateway.ledger.base import MAX_COUNTER
 from onestop.protocol.errors import ProtocolError
 
 STALE_AFTER_S = 300
@@ -39,6 +40,16 @@ def check_fresh(message: dict[str, Any], now: int, window_s: int = STALE_AFTER_S
         )
 
 
+def check_counter_range(message: dict[str, Any]) -> None:
+    """Raise `invalid` for a counter the ledger cannot keep (refused before the ledger, so it
+    can cost no other kiosk's request in the same batch)."""
+    if message["ctr"] > MAX_COUNTER:
+        raise ProtocolError(
+            "invalid", f"counter {message['ctr']} is above {MAX_COUNTER}, the highest one the "
+            "gateway keeps"
+        )
+
+
 def check_counter(ledger: CounterStore, message: dict[str, Any]) -> None:
     """Raise `replay` unless the counter is above the last one seen from this kiosk."""
     if not ledger.advance_counter(message["kiosk"], int(message["ctr"])):
@@ -52,4 +63,5 @@ def guard(
 ) -> None:
     """Clock first (cheap, and a rejected frame writes nothing), then the persisted counter."""
     check_fresh(message, now, window_s)
+    check_counter_range(message)
     check_counter(ledger, message)

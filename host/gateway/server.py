@@ -129,6 +129,7 @@ class FrameService:
             # open() also checks that the signer's kid is the kiosk the request names
             _kid, request = fastwire.open(payload, lambda kid: self._verifier(kid, used))
             replay.check_fresh(request, now, self.stale_after_s)
+            replay.check_counter_range(request)
         except ProtocolError as exc:
             return self._refuse(request, wire_code(exc.code), exc.msg or exc.code, now)
         except LedgerError as exc:

@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# The highest replay counter a ledger keeps: both store it as a signed 64-bit integer (frames.cddl
+# allows any uint; a board counting a request a millisecond would take 292 million years).
+MAX_COUNTER = 2**63 - 1
+
 
 class LedgerError(Exception):
     """Storage failed (disk full, database gone...). Nothing was half-written."""

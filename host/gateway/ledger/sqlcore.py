@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from . import events
 from .base import (
+    MAX_COUNTER,
     AuditSnapshot,
     Bill,
     BillUnavailable,
@@ -196,8 +197,8 @@ class SqlLedger(SqlStore):
 
     # ------------------------------------------------------------------ replay guard
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool:
-        if type(ctr) is not int or ctr < 0:
-            raise ValueError(f"a counter is a non-negative integer, not {ctr!r}")
+        if type(ctr) is not int or not 0 <= ctr <= MAX_COUNTER:
+            raise ValueError(f"a counter is an integer from 0 to {MAX_COUNTER}, not {ctr!r}")
         return bool(
             self._write(
                 lambda tx: tx.run(
@@ -231,10 +232,10 @@ class SqlLedger(SqlStore):
         move a counter below a durable commit. A gateway killed with SIGKILL loses nothing: the
         commits are in the database (SQLite: the OS's page cache), not the process.
 
-        If a statement fails mid-batch, nothing of the batch was written and each job is run
-        again alone, so one request's storage fault is its own. If the database cannot be
-        reached, or the commit fails, every job's outcome is "failed" (with the LedgerError;
-        at_commit set when the batch may have been stored).
+        If a statement fails mid-batch (or a job meets a bug outside its work), nothing of the
+        batch was written and each job is run again alone, so one request's fault is its own.
+        If the database cannot be reached, or the commit fails, every job's outcome is
+        "failed" (with the LedgerError; at_commit set when the batch may have been stored).
         """
         if not jobs:
             return []
@@ -256,9 +257,14 @@ class SqlLedger(SqlStore):
 
         try:
             return self._write(work, durable=durable)
+        except _NeedsSavepoint:
+            raise
         except LedgerError as exc:
             if exc.at_commit or exc.at_begin or len(jobs) == 1:
                 return [RequestOutcome("failed", error=exc) for _ in jobs]
+        except Exception as exc:  # a bug met by one job (nothing was written): only its own
+            if len(jobs) == 1:
+                return [RequestOutcome("refused", error=exc)]
         outcomes = []
         for job in jobs:
             try:
@@ -267,6 +273,8 @@ class SqlLedger(SqlStore):
                     durable=job.durable)[0])
             except LedgerError as exc:
                 outcomes.append(RequestOutcome("failed", error=exc))
+            except Exception as exc:
+                outcomes.append(RequestOutcome("refused", error=exc))
         return outcomes
 
     @staticmethod
@@ -274,8 +282,9 @@ class SqlLedger(SqlStore):
         """Each job's replay check: its counter moved up (1), or not (0: a replay, or its key
         is no longer the active kiosk key)."""
         for job in jobs:
-            if type(job.ctr) is not int or job.ctr < 0:
-                raise ValueError(f"a counter is a non-negative integer, not {job.ctr!r}")
+            if type(job.ctr) is not int or not 0 <= job.ctr <= MAX_COUNTER:
+                raise ValueError(
+                    f"a counter is an integer from 0 to {MAX_COUNTER}, not {job.ctr!r}")
         return tx.run_each(ADVANCE_IF_KEY_ACTIVE, [
             (job.kiosk_id, job.ctr, job.kiosk_id, job.public_key) for job in jobs])
 

@@ -197,3 +197,13 @@ def test_a_serving_ledger_checkpoints_in_the_background(enrolled: Ledger, ledger
         assert os.stat(path).st_mtime_ns != before
     finally:
         serving.close()
+
+
+def test_a_job_that_breaks_outside_its_work_costs_no_other_job(enrolled: Ledger) -> None:
+    # the gateway refuses such a counter before the ledger; the ledger still keeps the fault
+    # to the one request (the other jobs run again without it)
+    outcomes = enrolled.run_requests([job("K-1", 1), job("K-2", 2**63, durable=True),
+                                      job("K-3", 1)])
+    assert statuses(outcomes) == ["done", "refused", "done"]
+    assert isinstance(outcomes[1].error, ValueError)
+    assert statuses(enrolled.run_requests([job("K-2", 1)])) == ["done"]  # K-2 kept nothing

@@ -388,3 +388,18 @@ async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
     assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
     errors = [e for e in site.events() if e["event"] == "internal_error"]
     assert len(errors) == 1 and "KeyError" in errors[0]["exc"]
+
+
+async def test_a_counter_too_high_to_keep_is_invalid_and_costs_no_other_kiosk(
+        site: Site) -> None:
+    # frames.cddl allows any uint; the ledgers keep a counter in 64 signed bits
+    client = enroll_kiosk(site.ledger, "K-HIGH", MemoryCounter(2**64 - 5))
+    high = await site.connect(client)
+    other = await site.kiosk("K-02")
+    card = card_of(site.residents["P001"])
+    refused, answered = await asyncio.gather(
+        high.call("person_info", card=card), other.call("person_info", card=card),
+        return_exceptions=True)
+    assert isinstance(refused, GatewayRefused) and refused.code == "invalid"
+    assert "counter" in refused.reply["msg"]
+    assert answered["psn_no"] == "P001"
