@@ -84,11 +84,16 @@ def _fail(where: str, problem: str) -> BillFileError:
     return BillFileError(f"{where}: {problem}")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _text(entry: Mapping[str, Any], name: str, where: str, pattern: re.Pattern[str] | None = None,
           what: str = "") -> str:  # fmt: skip
     value = entry[name]
     if not isinstance(value, str) or not value.strip():
         raise _fail(f"{where}.{name}", "must be non-empty text")
+    if _CONTROL.search(value):  # a receipt or a screen would show garbage; PostgreSQL refuses NUL
+        raise _fail(f"{where}.{name}", "must not contain control characters")
     if pattern is not None and not pattern.fullmatch(value):
         raise _fail(f"{where}.{name}", f"must be {what}")
     return value

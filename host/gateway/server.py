@@ -30,7 +30,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any, cast
 
-from onestop.host.gateway import eventloop, fastwire, replay
+from onestop.host.gateway import eventloop, fastwire, replay, storable
 from onestop.host.gateway.config import (
     LedgerUrlError,
     default_key_path,
@@ -130,6 +130,7 @@ class FrameService:
             _kid, request = fastwire.open(payload, lambda kid: self._verifier(kid, used))
             replay.check_fresh(request, now, self.stale_after_s)
             replay.check_counter_range(request)
+            storable.check_text(request)
         except ProtocolError as exc:
             return self._refuse(request, wire_code(exc.code), exc.msg or exc.code, now)
         except LedgerError as exc:

@@ -90,6 +90,10 @@ def test_a_plain_array_of_bills_for_known_people_is_accepted(ledger, tmp_path):
         ({"person__ssn": "130630195603120049"}, "persons[0].ssn: check digit"),
         ({"person__card_no": "hb1"}, "persons[0].card_no"),
         ({"person__assistance": "rich"}, "persons[0].assistance"),
+        ({"person__name": "张\x00三"}, "persons[0].name: must not contain control characters"),
+        ({"bill__fixmedins_name": "卫生院\n"}, "bills[0].fixmedins_name: must not contain"),
+        ({"bill__items": [{"name": "x\x1b[2J", "class": "A", "amount": 1}]},
+         "bills[0].items[0].name: must not contain control characters"),
     ],
 )  # fmt: skip
 def test_a_bad_file_names_the_entry_and_field_and_writes_nothing(ledger, tmp_path, changes, where):

@@ -403,3 +403,14 @@ async def test_a_counter_too_high_to_keep_is_invalid_and_costs_no_other_kiosk(
     assert isinstance(refused, GatewayRefused) and refused.code == "invalid"
     assert "counter" in refused.reply["msg"]
     assert answered["psn_no"] == "P001"
+
+
+async def test_text_with_a_nul_character_is_invalid_on_either_ledger(site: Site) -> None:
+    # a CBOR text string may hold NUL; PostgreSQL text cannot, and "unavailable" would be wrong
+    kiosk = await site.kiosk()
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001\x00")
+    assert refused.value.code == "invalid"
+    assert "pre_settle.bill_id" in refused.value.reply["msg"]
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    assert pre["bill_id"] == "B-130630-0001"
