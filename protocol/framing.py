@@ -176,6 +176,12 @@ class Deframer:
         return None
 
     @property
+    def waiting(self):
+        """Verified payloads not yet taken by next_frame (a receiver that takes them slower
+        than they come stops reading when this grows)."""
+        return len(self._ready)
+
+    @property
     def buffered(self):
         """Bytes of an unfinished frame held (0 while dropping an over-long run)."""
         return len(self._partial)

@@ -58,6 +58,9 @@ DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
 MAX_BATCH = 128  # requests per ledger transaction at most
+# Frames a TCP client may send ahead of its answers before the gateway stops reading its link
+# (a kiosk sends one and waits; a client that floods is held back by TCP, not by our memory).
+MAX_FRAMES_AHEAD = 16
 ACCEPT_PAUSE_S = 0.005  # a worker holding more kiosks than another leaves new ones this long
 
 
@@ -300,6 +303,7 @@ class TcpConnection(asyncio.Protocol):
         self.peer = "?"
         self._busy = False  # a frame of this connection is in the ledger's batch
         self._paused = False  # the kiosk is not reading its replies: stop taking frames
+        self._not_reading = False  # too many frames ahead: its link is not read meanwhile
         self._last_heard = 0.0
         self._idle: asyncio.TimerHandle | None = None
         self._reason = "closed by peer"
@@ -336,6 +340,9 @@ class TcpConnection(asyncio.Protocol):
             for _ in range(deframer.stats["too_large"] - before["too_large"]):
                 self._write(self.server.service.too_large(), "error")
         self._pump()
+        if deframer.waiting > MAX_FRAMES_AHEAD and not self._not_reading:
+            self._not_reading = True
+            cast(asyncio.Transport, self.transport).pause_reading()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -369,6 +376,9 @@ class TcpConnection(asyncio.Protocol):
             payload = self.deframer.next_frame()
             if payload is None:
                 return
+            if self._not_reading and self.deframer.waiting <= MAX_FRAMES_AHEAD // 2:
+                self._not_reading = False
+                cast(asyncio.Transport, self.transport).resume_reading()
             started = time.perf_counter()
             prepared = server.service.prepare(payload)
             if isinstance(prepared, Processed):

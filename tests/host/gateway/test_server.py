@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from onestop.host.gateway import logs
+from onestop.host.gateway import fastwire, logs
 from onestop.host.gateway.kiosk_client import (
     GatewayRefused,
     KioskClient,
@@ -414,3 +414,24 @@ async def test_text_with_a_nul_character_is_invalid_on_either_ledger(site: Site)
     assert "pre_settle.bill_id" in refused.value.reply["msg"]
     pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
     assert pre["bill_id"] == "B-130630-0001"
+
+
+async def test_a_client_that_floods_frames_is_held_back_and_others_are_served(
+        site: Site) -> None:
+    flooding = enroll_kiosk(site.ledger, "K-FLOOD")
+    # 8,000 signed requests (25 MB) sent at once, and no answer read. Each waits its turn in
+    # the ledger, so they would pile up in the gateway's memory if it kept reading.
+    frames = b"".join(
+        fastwire.encode_frame(flooding.request("sign_in", fw="x" * 3000, board="esp32s3")[1])
+        for _ in range(8_000))
+    _reader, writer = await site.raw()
+    writer.write(frames)
+    host, port = writer.get_extra_info("sockname")[:2]
+    (flood,) = [c for c in site.running.server._connections if c.peer == f"{host}:{port}"]
+    await asyncio.sleep(0.5)  # the gateway answers one a turn; it read all it could by now
+    assert flood.deframer.waiting < 500  # about what one read brings, not the 8,000 sent
+    assert writer.transport.get_write_buffer_size() > 5_000_000  # TCP holds the rest back
+    steady = await site.kiosk("K-STEADY")
+    settled = await settle_bill(steady, "P001", "B-130630-0001", "TXN-STEADY-02")
+    assert settled["t"] == "settle_reply"
+    writer.transport.abort()
