@@ -236,6 +236,9 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any]) 
 
     flash = Path(flash_dir).resolve()
     flash.mkdir(parents=True, exist_ok=True)
+    # a board's flash is its own; on a shared host the kiosk's private key and its journal
+    # (residents' card data) must not be readable by other users either
+    flash.chmod(0o700)
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
     result = subprocess.run(
         [micropython_binary(), "-X", "heapsize=1M", "-c", _provision_code(str(flash), settings)],

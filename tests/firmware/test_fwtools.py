@@ -67,6 +67,7 @@ def test_provisioning_makes_the_key_on_the_device_and_keeps_it(tmp_path: Path) -
     config = json.loads((flash / "config.json").read_text())
     assert config["kiosk_id"] == "K0001" and config["gateway_public_key"] == GATEWAY_PUBLIC
     assert (flash / "counter").read_text() == "0\n"
+    assert flash.stat().st_mode & 0o777 == 0o700  # the key is not for other users of the host
     again = provision_unix(flash, dict(settings(), gateway={"kind": "tcp", "host": "10.0.0.2",
                                                            "port": 7400}))
     assert not again["new_key"] and again["public_key"] == first["public_key"]

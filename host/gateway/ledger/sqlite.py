@@ -69,6 +69,7 @@ class SqliteLedger(SqlLedger):
         self._commits = 0  # write commits so far (numbered under the writers' queue)
 
     def _connect(self) -> sqlite3.Connection:
+        _create_private(self.path)
         conn = sqlite3.connect(
             self.path,
             timeout=self._busy_timeout_s,
@@ -213,6 +214,15 @@ class SqliteLedger(SqlLedger):
 
 
 @functools.lru_cache(maxsize=256)
+def _create_private(path: Path) -> None:
+    """A new ledger file is readable by its owner only: it holds residents' names and ID
+    numbers. (SQLite gives the -wal and -shm files the database file's permissions.)"""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except OSError:
+        pass  # it exists (kept as it is), or SQLite reports why it cannot be opened
+
+
 def _to_sqlite(sql: str) -> str:
     return sql.replace("{lock}", "")  # BEGIN IMMEDIATE already holds the only write lock
 

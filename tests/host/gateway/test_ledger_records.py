@@ -167,3 +167,17 @@ def test_an_uninitialised_ledger_says_to_run_init(ledger_url):
             fresh.list_keys()
     finally:
         fresh.close()
+
+
+def test_a_new_sqlite_ledger_is_readable_by_its_owner_only(tmp_path, kit):
+    # it holds residents' names and ID numbers; SQLite's -wal and -shm files follow its mode
+    path = tmp_path / "ledger.sqlite"
+    ledger = open_ledger(f"sqlite:///{path}")
+    try:
+        ledger.init()
+        ledger.upsert_person(kit.person("P1", 1))
+        files = [path, path.with_name("ledger.sqlite-wal"), path.with_name("ledger.sqlite-shm")]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+            f.name: "0o600" for f in files}
+    finally:
+        ledger.close()
