@@ -100,7 +100,14 @@ def _open(url: str, create: bool = False) -> closing[Ledger]:
     """The ledger at `url`, closed when the `with` block ends."""
     from .ledger import open_ledger
 
-    return closing(open_ledger(url, create=create))
+    ledger = open_ledger(url, create=create)
+    if not create:  # `init` checks for itself
+        try:
+            ledger.check_schema()  # code older than its ledger must not use it
+        except BaseException:
+            ledger.close()
+            raise
+    return closing(ledger)
 
 
 # ---------------------------------------------------------------------------- init

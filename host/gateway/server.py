@@ -724,10 +724,13 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
         raise ServeError(f"{exc} (`kiosk gateway init` makes the gateway's key)") from None
     try:
         ledger = open_ledger(config.db, create=False)
-        records = ledger.list_keys()
+        try:
+            ledger.check_schema()  # a gateway older than its ledger must not write to it
+            records = ledger.list_keys()
+        finally:
+            ledger.close()
     except (LedgerError, LedgerUrlError) as exc:
         raise ServeError(f"cannot open the ledger {describe(config.db)}: {exc}") from None
-    ledger.close()
     for record in records:
         if (record.role == "gateway" and record.status == "active"
                 and record.public_key == signer.public_key):

@@ -150,6 +150,7 @@ class AuditSnapshot:
 class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
+    def check_schema(self) -> None: ...  # LedgerError unless made by `init` of this version
     def close(self) -> None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
 

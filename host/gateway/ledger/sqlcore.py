@@ -97,14 +97,21 @@ class SqlLedger(SqlStore):
                 "ON CONFLICT (id) DO NOTHING",
                 (GENESIS_HASH,),
             )
-            (version,) = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
-            if version != SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the ledger at {self.where} has schema version {version}; this gateway "
-                    f"knows version {SCHEMA_VERSION}"
-                )
+            self._check_schema(tx)
 
         self._write(create)
+
+    def check_schema(self) -> None:
+        self._read(self._check_schema)
+
+    def _check_schema(self, tx: Tx) -> None:
+        row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
+        version = None if row is None else row[0]
+        if version != SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger at {self.where} has schema version {version}; this gateway "
+                f"knows version {SCHEMA_VERSION}"
+            )
 
     # ------------------------------------------------------------------ audit chain
     def _append_event(self, tx: Tx, kind: str, data: dict[str, Any]) -> None:

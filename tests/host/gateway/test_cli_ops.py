@@ -232,3 +232,15 @@ def test_init_with_an_explicit_key_path_writes_it_private(ledger_url, tmp_path, 
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     if parse_ledger_url(ledger_url).backend == "sqlite":
         assert not (tmp_path / "gateway.key").exists()  # --key wins over the default
+
+
+def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
+    # after rolling back an upgrade, the old `kiosk` must not read or write the newer ledger
+    with closing(open_ledger(db)) as ledger:
+        ledger._write(lambda tx: tx.run(
+            "UPDATE ledger_meta SET value = '2' WHERE name = 'schema_version'"))
+    for argv in (["gateway", "enroll", "--db", db, "--kiosk-id", "K-9",
+                  "--public-key", KIOSK_PUBLIC],
+                 ["gateway", "audit", "--db", db]):
+        assert kiosk(*argv) != 0
+        assert "has schema version 2; this gateway knows version 1" in capsys.readouterr().err

@@ -3,6 +3,7 @@ serve as asked: no gateway key, a key the ledger does not know, a bad address or
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,21 @@ def test_serve_on_a_ledger_that_does_not_exist_does_not_create_one(
     assert serve("--db", f"sqlite:///{tmp_path / 'missing.sqlite'}") == 2
     assert "kiosk gateway init" in capsys.readouterr().err
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_serve_on_a_ledger_newer_than_this_gateway_is_refused(
+        ledger_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # after rolling back an upgrade: old code must not write to a ledger it does not know
+    key = SigningKey.generate()
+    save_signing_key(tmp_path / "gateway.key", key)
+    with open_ledger(f"sqlite:///{ledger_file}") as ledger:
+        ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
+                                 status="active"))
+    with sqlite3.connect(ledger_file) as conn:
+        conn.execute("UPDATE ledger_meta SET value = '2' WHERE name = 'schema_version'")
+    conn.close()
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    assert "has schema version 2; this gateway knows version 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [
