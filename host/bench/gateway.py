@@ -488,10 +488,13 @@ class BenchError(Exception):
 def bench_ledger(db: str) -> Iterator[tuple[Any, str]]:
     """The ledger to bench on, initialised. A PostgreSQL URL without ?schema= gets a fresh
     schema of its own, dropped afterwards, so a bench never mixes with other data."""
-    from onestop.host.gateway.config import parse_ledger_url
-    from onestop.host.gateway.ledger import open_ledger
+    from onestop.host.gateway.config import LedgerUrlError, describe, parse_ledger_url
+    from onestop.host.gateway.ledger import LedgerError, open_ledger
 
-    location = parse_ledger_url(db)
+    try:
+        location = parse_ledger_url(db)
+    except LedgerUrlError as exc:
+        raise BenchError(str(exc)) from None
     schema = None
     url = db
     if location.backend == "postgresql" and location.schema is None:
@@ -499,15 +502,27 @@ def bench_ledger(db: str) -> Iterator[tuple[Any, str]]:
         url = f"{db}{'&' if '?' in db else '?'}schema={schema}"
     ledger = open_ledger(url)
     try:
-        ledger.init()
+        ledger.init()  # one transaction: if it fails, there is no schema to drop
+    except LedgerError as exc:
+        ledger.close()
+        raise BenchError(f"cannot set up a ledger at {describe(db)}: {exc}") from None
+    try:
         yield ledger, url
     finally:
         ledger.close()
         if schema is not None:
-            import psycopg
+            _drop_schema(location.dsn or "", schema)
 
-            with psycopg.connect(location.dsn, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    except psycopg.Error as exc:  # say so, without hiding the bench's own outcome
+        print(f"kiosk bench gateway: could not drop the bench's schema {schema}: {exc}",
+              file=sys.stderr)
 
 
 def provision_gateway(ledger: Any, key_path: Path, kid: str = "gateway-bench") -> None:

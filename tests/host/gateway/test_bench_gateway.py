@@ -49,3 +49,18 @@ def test_a_kiosk_process_that_cannot_reach_the_gateway_fails_the_bench_with_its_
     not_started = GatewayProcess("sqlite:///unused", tmp_path / "key", tmp_path / "log")
     with pytest.raises(BenchError, match="kiosk fleet process failed: ConnectionRefusedError"):
         run_fleets([Fleet([client], [[]])], port, 1.0, not_started)
+
+
+def test_a_ledger_the_bench_cannot_reach_is_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port no PostgreSQL listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "onestop.host.cli", "bench", "gateway", "--kiosks", "2",
+         "--seconds", "1", "--db", f"postgresql://postgres@127.0.0.1:{port}/test"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot set up a ledger" in result.stderr and "unavailable" in result.stderr
