@@ -675,6 +675,9 @@ async def start_gateway(
     metrics = GatewayMetrics()
     ledger = open_ledger(config.db)
     ledger.tune_for_serving()
+    exposed = ledger.exposure()
+    if exposed is not None:  # made by an older version, or copied: the operator must know
+        log.warning("ledger_exposed", problem=exposed)
     service = FrameService(ledger, handlers, signer, kid, log)
     server = GatewayServer(service, metrics, log, config.idle_timeout_s)
     try:

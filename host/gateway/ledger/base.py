@@ -153,6 +153,7 @@ class Ledger(Protocol):
     def check_schema(self) -> None: ...  # LedgerError unless made by `init` of this version
     def close(self) -> None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
+    def exposure(self) -> str | None: ...  # who else can read the stored data, if anyone
 
     # ---- keys (public keys only)
     def add_key(self, record: KeyRecord) -> None: ...  # replaces status if kid exists

@@ -123,6 +123,16 @@ class SqliteLedger(SqlLedger):
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def exposure(self) -> str | None:
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError:
+            return None
+        if not mode & 0o077:
+            return None
+        return (f"{self.path} is readable by other users (mode {mode:o}) and holds residents' "
+                f"names and ID numbers: chmod 600 {self.path}")
+
     def tune_for_serving(self) -> None:
         """For a long-running gateway: checkpoints (copying the WAL into the database file,
         two fsyncs and megabytes of copying) move out of the commits — where SQLite runs them

@@ -131,6 +131,11 @@ class SqlStore:
     def tune_for_serving(self) -> None:
         """Settings for a long-running gateway process (none by default)."""
 
+    def exposure(self) -> str | None:
+        """Why the stored data may be readable by others than the gateway, or None (a database
+        server keeps its own files)."""
+        return None
+
     # ------------------------------------------------------------------ connections
     def _connection(self) -> Any:
         if self._closed:

@@ -435,3 +435,17 @@ async def test_a_client_that_floods_frames_is_held_back_and_others_are_served(
     settled = await settle_bill(steady, "P001", "B-130630-0001", "TXN-STEADY-02")
     assert settled["t"] == "settle_reply"
     writer.transport.abort()
+
+
+async def test_serving_a_ledger_other_users_can_read_logs_a_warning(
+        ledger: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL server keeps its own files")
+    path = Path(ledger_url.removeprefix("sqlite:///"))
+    path.chmod(0o644)
+    site = await _start_site(ledger, ledger_url, tmp_path)
+    try:
+        (warning,) = [e for e in site.events() if e["event"] == "ledger_exposed"]
+        assert warning["level"] == "warning" and f"chmod 600 {path}" in warning["problem"]
+    finally:
+        await site.close()
