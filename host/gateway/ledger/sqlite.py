@@ -223,7 +223,6 @@ class SqliteLedger(SqlLedger):
         return LedgerError(f"ledger {self.path}: {reason}; nothing was written")
 
 
-@functools.lru_cache(maxsize=256)
 def _create_private(path: Path) -> None:
     """A new ledger file is readable by its owner only: it holds residents' names and ID
     numbers. (SQLite gives the -wal and -shm files the database file's permissions.)"""
@@ -233,6 +232,7 @@ def _create_private(path: Path) -> None:
         pass  # it exists (kept as it is), or SQLite reports why it cannot be opened
 
 
+@functools.lru_cache(maxsize=256)
 def _to_sqlite(sql: str) -> str:
     return sql.replace("{lock}", "")  # BEGIN IMMEDIATE already holds the only write lock
 

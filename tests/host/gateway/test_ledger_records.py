@@ -184,3 +184,14 @@ def test_a_new_sqlite_ledger_is_readable_by_its_owner_only(tmp_path, kit):
         assert f"chmod 600 {path}" in ledger.exposure()
     finally:
         ledger.close()
+
+
+def test_a_ledger_made_again_at_the_same_path_is_private_too(tmp_path):
+    # the same process making a ledger, removing it and making it again (a test, a re-install)
+    path = tmp_path / "ledger.sqlite"
+    for _ in range(2):
+        with open_ledger(f"sqlite:///{path}") as ledger:
+            ledger.init()
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        for made in tmp_path.iterdir():
+            made.unlink()
