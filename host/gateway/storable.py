@@ -15,22 +15,24 @@ from onestop.protocol.errors import ProtocolError
 
 def check_text(request: dict[str, Any]) -> None:
     """Raise `invalid` if any text in the request holds a NUL character."""
-    where = _nul_in(request, "")
+    where = _nul_in(request)
     if where is not None:
         raise ProtocolError("invalid", f"{request['t']}{where}: text must not contain NUL")
 
 
-def _nul_in(value: Any, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
+def _nul_in(value: Any) -> str | None:
+    """Where the first text holding NUL is within `value` ("" for `value` itself), or None.
+    (Every request passes here: the path is only spelled out once something is found.)"""
+    if type(value) is str:
+        return "" if "\x00" in value else None
+    if type(value) is dict:
         for key, item in value.items():
-            found = _nul_in(item, f"{path}.{key}")
+            found = _nul_in(item)
             if found is not None:
-                return found
-    elif isinstance(value, list):
+                return f".{key}{found}"
+    elif type(value) is list:
         for index, item in enumerate(value):
-            found = _nul_in(item, f"{path}[{index}]")
+            found = _nul_in(item)
             if found is not None:
-                return found
+                return f"[{index}]{found}"
     return None
