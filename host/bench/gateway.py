@@ -178,34 +178,30 @@ def machine_busy_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def named_processes_cpu(name: str) -> float:
-    """User + system CPU seconds of the live processes called `name` (Linux /proc)."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if Path(f"/proc/{entry}/comm").read_text().strip() != name:
-                continue
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def process_tree_cpu(root: int) -> float:
-    """User + system CPU seconds of `root` and its live descendants (Linux /proc)."""
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+def _processes() -> Iterator[tuple[int, str, int, float]]:
+    """(pid, name, parent pid, user + system CPU seconds) of each live process (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            stat_line = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        head, _, tail = stat_line.rpartition(")")  # the name is in parentheses, and may hold any
+        fields = tail.split()
+        yield (int(entry), head.partition("(")[2], int(fields[1]),
+               (int(fields[11]) + int(fields[12])) / tick)
+
+
+def named_processes_cpu(name: str) -> float:
+    """User + system CPU seconds of the live processes called `name`."""
+    return sum(cpu for _pid, called, _parent, cpu in _processes() if called == name)
+
+
+def process_tree_cpu(root: int) -> float:
+    """User + system CPU seconds of `root` and its live descendants."""
+    stats = {pid: (parent, cpu) for pid, _name, parent, cpu in _processes()}
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()

@@ -69,6 +69,11 @@ ADVANCE_IF_KEY_ACTIVE = (
 KEY_STATUSES = ("active", "revoked")
 
 
+def _check_counter(ctr: Any) -> None:
+    if type(ctr) is not int or not 0 <= ctr <= MAX_COUNTER:
+        raise ValueError(f"a counter is an integer from 0 to {MAX_COUNTER}, not {ctr!r}")
+
+
 class _NeedsSavepoint(Exception):
     """A writing request refused in a batch run without savepoints: run it again with them."""
 
@@ -204,8 +209,7 @@ class SqlLedger(SqlStore):
 
     # ------------------------------------------------------------------ replay guard
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool:
-        if type(ctr) is not int or not 0 <= ctr <= MAX_COUNTER:
-            raise ValueError(f"a counter is an integer from 0 to {MAX_COUNTER}, not {ctr!r}")
+        _check_counter(ctr)
         return bool(
             self._write(
                 lambda tx: tx.run(
@@ -289,9 +293,7 @@ class SqlLedger(SqlStore):
         """Each job's replay check: its counter moved up (1), or not (0: a replay, or its key
         is no longer the active kiosk key)."""
         for job in jobs:
-            if type(job.ctr) is not int or not 0 <= job.ctr <= MAX_COUNTER:
-                raise ValueError(
-                    f"a counter is an integer from 0 to {MAX_COUNTER}, not {job.ctr!r}")
+            _check_counter(job.ctr)
         return tx.run_each(ADVANCE_IF_KEY_ACTIVE, [
             (job.kiosk_id, job.ctr, job.kiosk_id, job.public_key) for job in jobs])
 
