@@ -1,11 +1,12 @@
 """`kiosk bench gateway`: settlements/s and settle latency with N simulated kiosks over loopback.
 
 The gateway runs as its own process (`kiosk gateway serve`, as an operator starts it), so the
-gateway and the kiosks use both cores. The kiosks are asyncio tasks in --kiosk-processes
-processes (forked, started together), each kiosk with its own enrolled key and counter, sending
-full signed frames: person_info -> pre_settle -> settle -> receipt_printed, one resident after
-another. The first --warmup seconds are not measured (the kiosks' lockstep start); their
-settlements are checked like the others. Afterwards the ledger is checked: every settlement
+gateway and the kiosks use both cores. The kiosks (VisitingKiosk: each one its TCP link's
+callbacks) run in --kiosk-processes processes (forked, started together), each kiosk with its
+own enrolled key and counter, sending full signed frames and checking every answer:
+person_info -> pre_settle -> settle -> receipt_printed, one resident after another. The
+first --warmup seconds are not measured (the kiosks' lockstep start); their settlements are
+checked like the others. Afterwards the ledger is checked: every settlement
 a kiosk got an acknowledgement for is there exactly once, and no bill was settled twice.
 
 The *floor* is measured in the same run: settle exchanges per second one core manages when it
@@ -37,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 # Targets of the issue (2 cores, loopback, SQLite synchronous=FULL, 200 kiosks).
 TARGET_RATE = 500.0  # settlements/s
@@ -303,55 +304,226 @@ class Tally:
         self.ran_out_of_bills += other.ran_out_of_bills
 
 
-async def drive_kiosk(connection: Any, residents: list[BenchResident], deadline: float,
-                      tally: Tally, stop: asyncio.Event | None = None,
-                      measure_from: float = 0.0) -> None:
-    """One kiosk serving residents until the deadline (or `stop`): the full signed flow per
-    bill. Requests sent before `measure_from` (loop time: the warm-up) are not measured; every
-    acknowledged settlement is recorded for the ledger check either way."""
-    from onestop.host.gateway.kiosk_client import GatewayRefused, new_txn_id
+class VisitingKiosk(asyncio.Protocol):
+    """One simulated kiosk on its TCP link, serving residents one bill after another: the full
+    signed flow per bill (person_info -> pre_settle -> settle -> receipt_printed), every reply
+    and settlement verified by `KioskClient`, one request outstanding at a time, as a board.
 
-    loop = asyncio.get_running_loop()
-    client = connection.client
+    It runs as the link's own callbacks, not as a coroutine: a fleet process plays a hundred
+    kiosks and shares the cores with the gateway it measures, and a task, a future and a
+    timeout per request cost it a sixth of its CPU. A request unanswered for `timeout_s` ends
+    the kiosk's run (one timer per kiosk, re-armed only when it fires). Every acknowledged
+    settlement is recorded in `tally` for the ledger check; requests sent before
+    `measure_from` (loop time: the warm-up) are not measured.
+    """
 
-    async def ask(t: str, **body: Any) -> dict[str, Any]:
-        measured = loop.time() >= measure_from
-        reply = await connection.call(t, **body)
-        tally.exchanges += measured
-        return reply
+    def __init__(self, client: Any, tally: Tally, timeout_s: float = 10.0) -> None:
+        from onestop.host.gateway import fastwire
+        from onestop.host.gateway.kiosk_client import GatewayRefused, new_txn_id
+        from onestop.protocol import framing
+        from onestop.protocol.errors import ProtocolError
 
-    for resident in residents:
-        for bill_id in resident.bill_ids:
-            if loop.time() >= deadline or (stop is not None and stop.is_set()):
+        self._encode_frame = fastwire.encode_frame
+        self._new_txn_id = new_txn_id
+        self._refusal, self._protocol_error = GatewayRefused, ProtocolError
+        self.client = client
+        self.tally = tally
+        self.timeout_s = timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._deframer = framing.Deframer(framing.MAX_FRAME)
+        self._transport: asyncio.Transport | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._request: dict[str, Any] | None = None  # the one awaiting its answer
+        self._then: Callable[[dict[str, Any]], None] = _ignore
+        self._sent_at = 0.0
+        self._measured = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._ended: asyncio.Future[None] | None = None  # resolved when the run (or sign-in) ends
+        self._visiting = False  # sign-in done, serving residents
+        self._bills: Iterator[tuple[BenchResident, str]] = iter(())
+        self._deadline = 0.0
+        self._measure_from = 0.0
+        self._stop: asyncio.Event | None = None
+        self._resident: BenchResident | None = None
+        self._bill_id = ""
+        self._txn_id: str | None = None
+        self._started = 0.0
+
+    @classmethod
+    async def open_tcp(cls, client: Any, tally: Tally, host: str, port: int) -> VisitingKiosk:
+        _transport, kiosk = await asyncio.get_running_loop().create_connection(
+            lambda: cls(client, tally), host, port)
+        return kiosk
+
+    # ---- what the fleet calls
+    async def sign_in(self) -> None:
+        signed_in: asyncio.Future[None] = self._loop.create_future()
+        self._ended = signed_in
+        self._ask("sign_in", lambda _reply: self._finish(), fw="bench", board="cpython")
+        await signed_in
+
+    async def visits(self, residents: list[BenchResident], deadline: float,
+                     stop: asyncio.Event | None = None, measure_from: float = 0.0) -> None:
+        """Serve `residents` until the deadline (loop time) or `stop`; returns when the kiosk
+        has finished the visit it was in, ran out of bills, or gave up on its link."""
+        self._bills = ((resident, bill_id) for resident in residents
+                       for bill_id in resident.bill_ids)
+        self._deadline, self._stop, self._measure_from = deadline, stop, measure_from
+        self._ended = self._loop.create_future()
+        self._visiting = True
+        self._next_visit()
+        await self._ended
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            await self._closed
+
+    # ---- the visit, one answer at a time
+    def _next_visit(self) -> None:
+        if self._loop.time() >= self._deadline or (self._stop is not None
+                                                   and self._stop.is_set()):
+            self._finish()
+            return
+        try:
+            self._resident, self._bill_id = next(self._bills)
+        except StopIteration:
+            self.tally.ran_out_of_bills += 1
+            self._finish()
+            return
+        self._txn_id = None
+        self._ask("person_info", self._person_known, card=self._resident.card)
+
+    def _person_known(self, _reply: dict[str, Any]) -> None:
+        assert self._resident is not None
+        self._ask("pre_settle", self._priced, psn_no=self._resident.psn_no,
+                  bill_id=self._bill_id)
+
+    def _priced(self, reply: dict[str, Any]) -> None:
+        assert self._resident is not None
+        self._txn_id = self._new_txn_id()
+        cash = reply["result"]["psn_cash_pay"]
+        self.tally.in_doubt[self._txn_id] = PendingSettle(
+            self.client.kiosk_id, self._resident.psn_no, self._bill_id, cash)
+        self._started = time.perf_counter()
+        self._ask("settle", self._settled, psn_no=self._resident.psn_no, bill_id=self._bill_id,
+                  txn_id=self._txn_id, confirmed_cash=cash)
+
+    def _settled(self, reply: dict[str, Any]) -> None:
+        txn_id = self._txn_id
+        assert txn_id is not None
+        if self._measured:
+            self.tally.latencies.append(time.perf_counter() - self._started)
+        record = self.client.open_settlement(reply["settlement"])
+        del self.tally.in_doubt[txn_id]
+        self.tally.acknowledged[txn_id] = record["setl_id"]
+        self.tally.measured += self._measured
+        self._ask("receipt_printed", lambda _reply: self._next_visit(), txn_id=txn_id,
+                  setl_id=record["setl_id"])
+
+    def _refused(self, exc: Any) -> None:
+        """An `error` answer during the visits: counted; a refused settle wrote nothing (unless
+        its outcome is unknown: then it stays in doubt for the ledger check); next bill."""
+        if not self._visiting:
+            self._finish(exc)  # sign-in refused: the fleet reports it
+            return
+        self.tally.errors[exc.code] += 1
+        txn_id = self._txn_id
+        if (txn_id is not None and txn_id not in self.tally.acknowledged
+                and exc.code not in OUTCOME_UNKNOWN):
+            self.tally.in_doubt.pop(txn_id, None)
+        self._next_visit()
+
+    # ---- requests and answers
+    def _ask(self, t: str, then: Callable[[dict[str, Any]], None], **body: Any) -> None:
+        request, sealed = self.client.request(t, **body)
+        self._request, self._then = request, then
+        self._sent_at = self._loop.time()
+        self._measured = self._sent_at >= self._measure_from
+        if self._transport is None or self._transport.is_closing():
+            self._give_up(ConnectionResetError, "the connection is closed")  # as it is asked
+            return
+        self._transport.write(self._encode_frame(sealed))
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(self._sent_at + self.timeout_s, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self._request is None:
+            return
+        due = self._sent_at + self.timeout_s
+        if self._loop.time() < due:
+            self._watchdog = self._loop.call_at(due, self._watch)
+            return
+        self._give_up(TimeoutError, f"no answer to {self._request['t']} in {self.timeout_s:g} s")
+
+    def _answer(self, payload: bytes) -> None:
+        request = self._request
+        if request is None:
+            return  # nothing asked (a late answer after giving up)
+        try:
+            reply = self.client.check_reply(request, payload)
+        except self._refusal as exc:
+            self._request = None
+            self.tally.exchanges += self._measured
+            self._refused(exc)
+            return
+        except self._protocol_error as exc:
+            if exc.code == "invalid":
+                return  # an answer to some other request: not ours, skip it
+            self._finish(exc)
+            return
+        self._request = None
+        self.tally.exchanges += self._measured
+        self._then(reply)
+
+    def _give_up(self, error: type[Exception], why: str) -> None:
+        """The link failed or went quiet. In the visits: counted, in-doubt txns stay in the
+        tally (the ledger check settles them) and this kiosk's run ends; at sign-in: raised."""
+        if self._request is None:
+            return
+        self._request = None
+        if self._visiting:
+            self.tally.errors[error.__name__] += 1
+        if self._transport is not None:
+            self._transport.close()
+        self._finish(None if self._visiting else error(why))
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        self._request = None
+        if self._ended is not None and not self._ended.done():
+            if exc is None:
+                self._ended.set_result(None)
+            else:
+                self._ended.set_exception(exc)
+
+    # ---- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._deframer.receive_data(data)
+        while True:
+            payload = self._deframer.next_frame()
+            if payload is None:
                 return
-            txn_id = None
             try:
-                await ask("person_info", card=resident.card)
-                pre = await ask("pre_settle", psn_no=resident.psn_no, bill_id=bill_id)
-                txn_id = new_txn_id()
-                cash = pre["result"]["psn_cash_pay"]
-                tally.in_doubt[txn_id] = PendingSettle(client.kiosk_id, resident.psn_no,
-                                                       bill_id, cash)
-                measured = loop.time() >= measure_from
-                started = time.perf_counter()
-                reply = await ask("settle", psn_no=resident.psn_no, bill_id=bill_id,
-                                  txn_id=txn_id, confirmed_cash=cash)
-                if measured:
-                    tally.latencies.append(time.perf_counter() - started)
-                record = client.open_settlement(reply["settlement"])
-                del tally.in_doubt[txn_id]
-                tally.acknowledged[txn_id] = record["setl_id"]
-                tally.measured += measured
-                await ask("receipt_printed", txn_id=txn_id, setl_id=record["setl_id"])
-            except GatewayRefused as exc:
-                tally.errors[exc.code] += 1
-                if (txn_id is not None and txn_id not in tally.acknowledged
-                        and exc.code not in OUTCOME_UNKNOWN):
-                    tally.in_doubt.pop(txn_id, None)  # a refused settle wrote nothing
-            except (TimeoutError, ConnectionError) as exc:
-                tally.errors[type(exc).__name__] += 1
-                return  # in-doubt txns stay in the tally; the ledger check settles them
-    tally.ran_out_of_bills += 1
+                self._answer(payload)
+            except Exception as exc:  # a fault of this kiosk's checks: the fleet reports it
+                self._finish(exc)
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._give_up(ConnectionError, "the gateway closed the connection")
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+def _ignore(_reply: dict[str, Any]) -> None:
+    pass
 
 
 # ---------------------------------------------------------------- the floor
@@ -683,29 +855,28 @@ def _fleet_main(pipe: Any, fleet: Fleet, port: int, seconds: float, warmup: floa
 async def _drive_fleet(pipe: Any, fleet: Fleet, port: int, seconds: float,
                        warmup: float) -> dict[str, Any]:
     from onestop.host.gateway import eventloop
-    from onestop.host.gateway.kiosk_client import KioskConnection
 
     eventloop.tune_gc_for_serving()
-    connections = [await KioskConnection.open_tcp(client, "127.0.0.1", port)
-                   for client in fleet.clients]
-    for connection in connections:
-        await connection.call("sign_in", fw="bench", board="cpython")
+    tally = Tally()
+    kiosks = [await VisitingKiosk.open_tcp(client, tally, "127.0.0.1", port)
+              for client in fleet.clients]
+    for kiosk in kiosks:
+        await kiosk.sign_in()
     pipe.send(("ready", None))
     start_at = pipe.recv()  # time.monotonic() of the start, the same in every process
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     measure_from = loop.time() + warmup - (time.monotonic() - start_at)
     deadline = measure_from + seconds
-    tally = Tally()
     cpu_at_start: list[float] = []
     loop.call_at(measure_from, lambda: cpu_at_start.append(time.process_time()))
     await asyncio.gather(*(
-        drive_kiosk(connection, residents, deadline, tally, measure_from=measure_from)
-        for connection, residents in zip(connections, fleet.populations, strict=True)))
+        kiosk.visits(residents, deadline, measure_from=measure_from)
+        for kiosk, residents in zip(kiosks, fleet.populations, strict=True)))
     finished_at = time.monotonic()
     cpu = time.process_time() - (cpu_at_start[0] if cpu_at_start else time.process_time())
-    for connection in connections:
-        await connection.close()
+    for kiosk in kiosks:
+        await kiosk.close()
     return {"tally": tally, "cpu": cpu, "finished_at": finished_at}
 
 

@@ -64,3 +64,102 @@ def test_a_ledger_the_bench_cannot_reach_is_one_clear_line() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "cannot set up a ledger" in result.stderr and "unavailable" in result.stderr
+
+
+# ---- the bench's kiosks meet a gateway that misbehaves: they end their run and say why,
+# never hang (the bench must always finish and print its figures)
+
+
+async def _one_kiosk_against(answer, timeout_s: float = 0.3):
+    """A VisitingKiosk with one resident, against a fake gateway that handles each frame with
+    `answer(payload, transport, client)`; returns the tally when its run ends."""
+    import asyncio
+
+    from onestop.host.bench.gateway import (
+        BenchResident,
+        Tally,
+        VisitingKiosk,
+        ssn_with_check_digit,
+    )
+    from onestop.host.gateway.kiosk_client import KioskClient, MemoryCounter
+    from onestop.host.keys import SigningKey, VerifyingKey
+    from onestop.protocol import framing
+
+    gateway_key = SigningKey.generate()
+    client = KioskClient("K-1", SigningKey.generate(), MemoryCounter(), "gw",
+                         VerifyingKey(gateway_key.public_key))
+
+    class FakeGateway(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.deframer = transport, framing.Deframer()
+
+        def data_received(self, data):
+            self.deframer.receive_data(data)
+            while (payload := self.deframer.next_frame()) is not None:
+                answer(payload, self.transport, client, gateway_key)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(FakeGateway, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    tally = Tally()
+    kiosk = await VisitingKiosk.open_tcp(client, tally, "127.0.0.1", port)
+    kiosk.timeout_s = timeout_s
+    card = {"ssn": ssn_with_check_digit("13063019600101000"), "card_no": "BN0000001",
+            "card_id": "130630D000000001", "name": "测试", "issue": "2020-01-01",
+            "expiry": "2035-01-01"}
+    resident = BenchResident("P1", card, ["B1", "B2"])
+    await asyncio.wait_for(kiosk.visits([resident], loop.time() + 30), 10)
+    await kiosk.close()
+    server.close()
+    return tally
+
+
+def _reply_frame(payload, client, gateway_key, **body):
+    from onestop.host.gateway import fastwire
+    from onestop.protocol import messages
+
+    _kid, request = fastwire.open(payload, lambda _kid: _verifier_of(client))
+    if "code" in body:
+        reply = messages.error_reply(request, body["code"], "refused for the test", 1)
+    else:
+        reply = messages.reply(request, request["t"] + "_reply", 1, **body)
+    return fastwire.encode_frame(fastwire.seal(reply, "gw", gateway_key))
+
+
+def _verifier_of(client):
+    from onestop.host.keys import VerifyingKey
+
+    return VerifyingKey(client.key.public_key)
+
+
+def test_a_bench_kiosk_whose_gateway_goes_quiet_gives_up_after_its_timeout() -> None:
+    import asyncio
+
+    tally = asyncio.run(_one_kiosk_against(lambda *_: None))
+    assert tally.errors == {"TimeoutError": 1}
+    assert tally.acknowledged == {} and tally.in_doubt == {}
+
+
+def test_a_bench_kiosk_whose_gateway_hangs_up_mid_visit_ends_its_run() -> None:
+    import asyncio
+
+    def hang_up(payload, transport, client, gateway_key):
+        transport.close()
+
+    tally = asyncio.run(_one_kiosk_against(hang_up))
+    assert tally.errors == {"ConnectionError": 1}
+
+
+def test_a_refused_request_is_counted_and_the_kiosk_goes_on_to_its_next_bill() -> None:
+    import asyncio
+
+    asked = []
+
+    def refuse_then_quiet(payload, transport, client, gateway_key):
+        asked.append(payload)
+        if len(asked) <= 2:  # each bill's person_info is refused; then silence
+            transport.write(_reply_frame(payload, client, gateway_key, code="unknown_person"))
+
+    tally = asyncio.run(_one_kiosk_against(refuse_then_quiet))
+    assert tally.errors == {"unknown_person": 2}
+    assert tally.ran_out_of_bills == 1  # both bills tried, then the kiosk's run ended

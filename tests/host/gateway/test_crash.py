@@ -18,7 +18,7 @@ from onestop.host.bench.gateway import (
     BenchResident,
     GatewayProcess,
     Tally,
-    drive_kiosk,
+    VisitingKiosk,
     generate_residents,
     provision_gateway,
 )
@@ -55,20 +55,19 @@ class Hall:
 async def load_until(hall: Hall, ports: list[int], kill: Callable[[], None]) -> None:
     """Every kiosk settles continuously (kiosk i on gateway ports[i % n]); once enough are
     acknowledged, `kill()` is called mid-load and the kiosks run until their link drops."""
-    connections = [await KioskConnection.open_tcp(c, "127.0.0.1", ports[i % len(ports)])
-                   for i, c in enumerate(hall.clients)]
+    kiosks = [await VisitingKiosk.open_tcp(c, hall.tally, "127.0.0.1", ports[i % len(ports)])
+              for i, c in enumerate(hall.clients)]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    kiosks = [asyncio.ensure_future(drive_kiosk(connection, residents, loop.time() + 30,
-                                                hall.tally, stop))
-              for connection, residents in zip(connections, hall.residents, strict=True)]
+    visits = [asyncio.ensure_future(kiosk.visits(residents, loop.time() + 30, stop))
+              for kiosk, residents in zip(kiosks, hall.residents, strict=True)]
     while len(hall.tally.acknowledged) < KILL_AFTER_ACKNOWLEDGED:
         await asyncio.sleep(0.005)
     kill()
     stop.set()  # kiosks still connected (to another gateway) finish the visit they are in
-    await asyncio.gather(*kiosks)
-    for connection in connections:
-        await connection.close()
+    await asyncio.gather(*visits)
+    for kiosk in kiosks:
+        await kiosk.close()
 
 
 async def resolve_all(hall: Hall, port: int) -> int:
