@@ -4,14 +4,21 @@ can parse them.
 Each entry has `ts` (UTC, ISO 8601), `level` and `event`, plus whatever fields the caller adds
 (kiosk, txn_id, code, latency_ms...). Fields that hold an ID number are masked before they are
 written: a log file must never be a copy of the residents' identity numbers.
+
+Lines logged in one turn of the event loop (a batch of requests logs one `settled` each) are
+written together at the end of that turn, one write instead of one per line: a gateway under
+load logs hundreds of lines a second, and a slow log sink must not stall the loop once per line.
+Outside a running loop (start-up, the operator's commands, other threads) each line is written
+at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from typing import Any, TextIO
 
 from onestop.host.gateway.masking import mask_id
@@ -29,14 +36,28 @@ def _masked(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# One encoder for every line (json.dumps with options builds a new one each time).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 class JsonLineFormatter(logging.Formatter):
     def __init__(self, static: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.static = dict(static or {})  # fields on every line, e.g. the gateway worker
+        self._second = -1  # the whole second whose text is cached below
+        self._second_text = ""
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds: 2026-11-23T07:46:52.222+00:00."""
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
             **self.static,
@@ -44,7 +65,53 @@ class JsonLineFormatter(logging.Formatter):
         entry.update(_masked(getattr(record, "fields", {})))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        return _ENCODER.encode(entry)
+
+
+class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that, inside a running event loop, writes the lines of one loop turn
+    together at its end (see the module docstring); `flush()` writes whatever waits."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: now
+            self._write_pending()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            self._write_pending()
+            super().flush()
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:  # as StreamHandler: a broken log sink must not stop the gateway
+            self.handleError(logging.makeLogRecord({"msg": lines[0]}))
 
 
 class EventLog:
@@ -82,7 +149,7 @@ def configure(level: str = "info", stream: TextIO | None = None,
               static: dict[str, Any] | None = None) -> logging.Handler:
     """Send the gateway's events to `stream` (stderr by default) as JSON lines; `static`
     fields go on every line."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = TurnBufferedHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonLineFormatter(static))
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):

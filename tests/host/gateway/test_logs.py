@@ -1,0 +1,78 @@
+"""The gateway's JSON-line log: one parseable object per line, ID numbers masked, and the lines
+of one event-loop turn written together (one write, not one per line), none lost."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from datetime import datetime
+
+import pytest
+from onestop.host.gateway import logs
+
+
+class CountingStream(io.StringIO):
+    """A log sink that counts the writes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def sink() -> CountingStream:
+    stream = CountingStream()
+    logs.configure("info", stream, static={"worker": 1})
+    yield stream
+    logging.getLogger(logs.LOGGER_NAME).handlers[0].flush()
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_line_logged_outside_an_event_loop_is_written_at_once(sink) -> None:
+    logs.EventLog().info("listening", port=7000, ssn="130630196001010048")
+    (entry,) = lines(sink)
+    assert entry["event"] == "listening" and entry["worker"] == 1 and entry["port"] == 7000
+    assert entry["ssn"] == "130630********0048"
+    stamped = datetime.fromisoformat(entry["ts"])
+    assert stamped.utcoffset().total_seconds() == 0
+    assert abs((datetime.now(stamped.tzinfo) - stamped).total_seconds()) < 60
+
+
+def test_the_lines_of_one_loop_turn_are_written_together_at_its_end(sink) -> None:
+    log = logs.EventLog()
+
+    async def a_batch_of_settlements() -> None:
+        for number in range(40):
+            log.info("settled", kiosk=f"K-{number}", txn_id=f"T{number}")
+        assert sink.getvalue() == ""  # still this turn
+        await asyncio.sleep(0)
+        assert sink.writes == 1
+        log.warning("refused", code="replay")
+        await asyncio.sleep(0)
+
+    asyncio.run(a_batch_of_settlements())
+    entries = lines(sink)
+    assert [e["kiosk"] for e in entries[:40]] == [f"K-{n}" for n in range(40)]  # in order
+    assert entries[40]["event"] == "refused" and entries[40]["level"] == "warning"
+    assert sink.writes == 2
+
+
+def test_lines_still_waiting_are_written_by_flush(sink) -> None:
+    log = logs.EventLog()
+
+    async def log_and_flush_before_the_turn_ends() -> None:
+        log.info("stopping")
+        logging.getLogger(logs.LOGGER_NAME).handlers[0].flush()  # as logging.shutdown does
+        assert [e["event"] for e in lines(sink)] == ["stopping"]
+
+    asyncio.run(log_and_flush_before_the_turn_ends())
+    assert len(lines(sink)) == 1  # the scheduled write found nothing left to write
