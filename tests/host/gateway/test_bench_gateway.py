@@ -162,4 +162,5 @@ def test_a_refused_request_is_counted_and_the_kiosk_goes_on_to_its_next_bill() -
 
     tally = asyncio.run(_one_kiosk_against(refuse_then_quiet))
     assert tally.errors == {"unknown_person": 2}
+    assert tally.exchanges == 0  # refusals are not counted as answered requests
     assert tally.ran_out_of_bills == 1  # both bills tried, then the kiosk's run ended
