@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import mmap
 import os
 import select
@@ -136,6 +137,7 @@ def supervise(count: int,
 
                 traceback.print_exc()
             finally:
+                logging.shutdown()  # log lines still waiting (os._exit skips atexit)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(status)
