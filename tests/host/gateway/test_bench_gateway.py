@@ -114,22 +114,15 @@ async def _one_kiosk_against(answer, timeout_s: float = 0.3):
     return tally
 
 
-def _reply_frame(payload, client, gateway_key, **body):
+def _refusal_frame(payload, client, gateway_key, code: str) -> bytes:
+    """The gateway's signed `error` answer to the request in `payload`."""
     from onestop.host.gateway import fastwire
+    from onestop.host.keys import VerifyingKey
     from onestop.protocol import messages
 
-    _kid, request = fastwire.open(payload, lambda _kid: _verifier_of(client))
-    if "code" in body:
-        reply = messages.error_reply(request, body["code"], "refused for the test", 1)
-    else:
-        reply = messages.reply(request, request["t"] + "_reply", 1, **body)
+    _kid, request = fastwire.open(payload, lambda _kid: VerifyingKey(client.key.public_key))
+    reply = messages.error_reply(request, code, "refused for the test", 1)
     return fastwire.encode_frame(fastwire.seal(reply, "gw", gateway_key))
-
-
-def _verifier_of(client):
-    from onestop.host.keys import VerifyingKey
-
-    return VerifyingKey(client.key.public_key)
 
 
 def test_a_bench_kiosk_whose_gateway_goes_quiet_gives_up_after_its_timeout() -> None:
@@ -158,7 +151,7 @@ def test_a_refused_request_is_counted_and_the_kiosk_goes_on_to_its_next_bill() -
     def refuse_then_quiet(payload, transport, client, gateway_key):
         asked.append(payload)
         if len(asked) <= 2:  # each bill's person_info is refused; then silence
-            transport.write(_reply_frame(payload, client, gateway_key, code="unknown_person"))
+            transport.write(_refusal_frame(payload, client, gateway_key, "unknown_person"))
 
     tally = asyncio.run(_one_kiosk_against(refuse_then_quiet))
     assert tally.errors == {"unknown_person": 2}
