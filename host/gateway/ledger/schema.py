@@ -70,6 +70,9 @@ TABLES: tuple[str, ...] = (
         receipt_printed INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS settlements_by_date ON settlements (setl_date)",
+    # A cancel looks up the person's other settlements of the year, and the order they were
+    # made in (their `settled` events): see SqlLedger.cancel.
+    "CREATE INDEX IF NOT EXISTS settlements_by_person ON settlements (psn_no, acc_year)",
     """CREATE TABLE IF NOT EXISTS audit_log (
         seq BIGINT PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -78,6 +81,7 @@ TABLES: tuple[str, ...] = (
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     )""",
+    "CREATE INDEX IF NOT EXISTS settled_events ON audit_log (txn_id) WHERE kind = 'settled'",
     # The chain's head in one row: appending locks it, so events are numbered and linked one
     # at a time even when several gateways write to one PostgreSQL ledger.
     """CREATE TABLE IF NOT EXISTS audit_head (

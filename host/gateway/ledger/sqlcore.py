@@ -567,6 +567,14 @@ class SqlLedger(SqlStore):
             assert settlement.acc_year is not None  # always set on stored rows
             tx.one("SELECT 1 FROM bills WHERE bill_id = ?{lock}", (settlement.bill_id,))
             before = self._lock_accumulations(tx, settlement.psn_no, settlement.acc_year)
+            later = self._later_settlements(tx, settlement)  # the lock above keeps it true
+            if later:
+                raise PermissionError(
+                    f"settlement {settlement.setl_id} cannot be cancelled while the resident's "
+                    f"later settlement{'s' if len(later) > 1 else ''} {', '.join(later)} of "
+                    f"{settlement.acc_year} stand{'' if len(later) > 1 else 's'}: they were "
+                    "computed on the year's totals including it; cancel them first, latest first"
+                )
             try:
                 after = minus(before, settlement.delta)
             except ValueError as exc:
@@ -581,6 +589,29 @@ class SqlLedger(SqlStore):
             return replace(settlement, status="cancelled")
 
         return self._write(work)
+
+    @staticmethod
+    def _later_settlements(tx: Tx, settlement: Settlement) -> list[str]:
+        """The setl_ids of the person's settlements of the same year, still standing, made
+        after `settlement` (by their `settled` events' order, which is the order they locked
+        the person's accumulations in).
+
+        Each of those was computed on totals that include `settlement` (serious-illness bands,
+        caps): cancelling it alone would leave them paying on a burden that no longer exists.
+        So settlements are cancelled latest first, as a counter clerk would reverse them."""
+        rows = tx.all(
+            "SELECT s.setl_id, e.seq FROM settlements s JOIN audit_log e "
+            f"ON e.txn_id = s.txn_id AND e.kind = '{events.SETTLED}' "
+            "WHERE s.psn_no = ? AND s.acc_year = ? AND s.status = 'settled' AND s.txn_id <> ?",
+            (settlement.psn_no, settlement.acc_year, settlement.txn_id),
+        )
+        if not rows:
+            return []
+        own = tx.one(
+            f"SELECT seq FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}'",
+            (settlement.txn_id,),
+        )
+        return sorted(setl_id for setl_id, seq in rows if int(seq) > int(own[0]))
 
     def mark_receipt_printed(self, txn_id: str, *, kiosk_id: str | None = None,
                              setl_id: str | None = None) -> bool:

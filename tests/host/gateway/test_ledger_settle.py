@@ -172,16 +172,22 @@ def test_the_accumulation_year_can_be_the_settlement_dates(demo_people, kit):
 def test_cancel_reverses_the_accumulations_and_reopens_the_bill(demo_people, kit):
     first = kit.settle(demo_people, "T-000001", "P1", "B1")
     kit.settle(demo_people, "T-000002", "P1", "B2")
+    # not the earlier one while the later stands (it was computed on totals including it)
+    with pytest.raises(PermissionError, match="later settlement"):
+        demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
 
-    cancelled = demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+    cancelled = demo_people.cancel("T-000002", kit.KIOSK, kit.SETTLE_DAY)
 
     assert cancelled.status == "cancelled"
-    assert demo_people.get_settlement("T-000001").status == "cancelled"
-    assert demo_people.get_bill("B1").status == "pending"
-    assert demo_people.accumulations("P1", kit.YEAR) == first.delta  # only B2's remain
+    assert demo_people.get_settlement("T-000002").status == "cancelled"
+    assert demo_people.get_bill("B2").status == "pending"
+    assert demo_people.accumulations("P1", kit.YEAR) == first.delta  # only B1's remain
     # idempotent: a second cancel changes nothing
-    assert demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY).status == "cancelled"
+    assert demo_people.cancel("T-000002", kit.KIOSK, kit.SETTLE_DAY).status == "cancelled"
     assert demo_people.accumulations("P1", kit.YEAR) == first.delta
+    # and now the earlier one may go too
+    demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+    assert not any(demo_people.accumulations("P1", kit.YEAR).values())
 
 
 def test_a_cancelled_bill_can_be_settled_again_under_a_new_txn(demo_people, kit):
