@@ -216,10 +216,12 @@ class Handlers:
     # ------------------------------------------------------------ 2208 cancel
     def cancel(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         stored = ledger.get_settlement(request["txn_id"])
-        if stored is None:
-            raise ProtocolError("not_found", f"no settlement {request['txn_id']}")
+        if stored is None or stored.kiosk_id != request["kiosk"]:
+            # another kiosk is told nothing of this one's settlements (as settlement_query)
+            raise ProtocolError("not_found", f"no settlement {request['txn_id']} of this kiosk")
         self._check_setl_id(stored, request)
-        # Another kiosk's or another day's settlement: the ledger refuses and says why.
+        # Another day's settlement, or one with later settlements of the same resident on top:
+        # the ledger refuses and says why.
         try:
             ledger.cancel(stored.txn_id, request["kiosk"], self.today(now).isoformat())
         except UnknownTxn:

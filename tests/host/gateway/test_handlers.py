@@ -256,10 +256,12 @@ def test_cancel_gives_back_the_accumulations_and_reopens_the_bill(rig: Rig) -> N
 def test_cancel_is_refused_to_another_kiosk_another_day_and_a_wrong_setl_id(rig: Rig) -> None:
     settled = rig.settle("P001", "B-130630-0001", "TXN-0000001")
     setl_id = rig.record(settled.reply["settlement"])["setl_id"]
-    assert (
-        rig.refused("cancel", kiosk="K-02", txn_id="TXN-0000001", setl_id=setl_id)
-        == "cancel_refused"
-    )
+    # another kiosk learns nothing of it: not its setl_id, not which kiosk made it
+    for tried in (setl_id, "S-WRONG"):
+        with pytest.raises(ProtocolError) as caught:
+            rig.ask("cancel", kiosk="K-02", txn_id="TXN-0000001", setl_id=tried)
+        assert caught.value.code == "not_found"
+        assert setl_id not in caught.value.msg and "K-01" not in caught.value.msg
     assert (
         rig.refused("cancel", now=NEXT_DAY, txn_id="TXN-0000001", setl_id=setl_id)
         == "cancel_refused"
@@ -267,6 +269,38 @@ def test_cancel_is_refused_to_another_kiosk_another_day_and_a_wrong_setl_id(rig:
     assert rig.refused("cancel", txn_id="TXN-0000001", setl_id="S-WRONG") == "invalid"
     assert rig.refused("cancel", txn_id="TXN-0000404", setl_id=setl_id) == "not_found"
     assert rig.ledger.get_settlement("TXN-0000001").status == "settled"
+
+
+def _large_inpatient_bill(bill_id: str) -> Bill:
+    """A stay large enough that serious-illness insurance pays, at a band that depends on what
+    the resident has already borne this year."""
+    return Bill(bill_id=bill_id, psn_no="P001", fixmedins_name="县人民医院",
+                mdtrtarea_admvs="130630", med_type="inpatient", hosp_lv=2, referral=False,
+                date="2026-11-20", items=({"name": "住院", "class": "A", "amount": 8_000_000},))
+
+
+def test_a_residents_settlements_are_cancelled_latest_first(rig: Rig) -> None:
+    """The second stay's serious-illness share is computed on the year's burden including the
+    first: cancelling the first alone would leave the second paying on a burden that is gone."""
+    for bill_id in ("BIG-1", "BIG-2"):
+        rig.ledger.upsert_bill(_large_inpatient_bill(bill_id))
+    start = _nonzero(rig.ledger.accumulations("P001", 2026))
+    first = rig.record(rig.settle("P001", "BIG-1", "TXN-0000011").reply["settlement"])
+    second = rig.record(rig.settle("P001", "BIG-2", "TXN-0000012").reply["settlement"])
+    assert second["result"]["hifmi_pay"] > first["result"]["hifmi_pay"]  # a higher band
+
+    with pytest.raises(ProtocolError) as caught:
+        rig.ask("cancel", txn_id="TXN-0000011", setl_id=first["setl_id"])
+    assert caught.value.code == "cancel_refused"
+    assert second["setl_id"] in caught.value.msg and "first" in caught.value.msg
+    assert rig.ledger.get_settlement("TXN-0000011").status == "settled"
+
+    rig.ask("cancel", txn_id="TXN-0000012", setl_id=second["setl_id"])
+    rig.ask("cancel", txn_id="TXN-0000011", setl_id=first["setl_id"])
+    assert _nonzero(rig.ledger.accumulations("P001", 2026)) == start
+    # settled again the other way round, each stay gets what its place in the year gives it
+    again = rig.record(rig.settle("P001", "BIG-2", "TXN-0000013").reply["settlement"])
+    assert again["result"] == first["result"]
 
 
 def test_receipt_printed_is_recorded_for_the_kiosks_own_settlement(rig: Rig) -> None:
