@@ -192,17 +192,7 @@ class SqlStore:
         return result
 
     def _run(self, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
-        try:
-            conn = self._connection()
-        except LedgerError as exc:
-            exc.at_begin = True
-            raise
-        try:
-            self._begin(conn, write, durable)
-        except self.driver_errors as exc:
-            error = self._failure(conn, exc, committing=False)
-            error.at_begin = True  # nothing ran: the database is not there
-            raise error from exc
+        conn = self._begun(write, durable)
         tx = Tx(conn, self._translate, self.pipelined)
         self._local.tx = tx
         try:
@@ -222,6 +212,27 @@ class SqlStore:
             self._rollback_quietly(conn)
             raise self._failure(conn, exc, committing=write) from exc
         return result
+
+    def _begun(self, write: bool, durable: bool) -> Any:
+        """A connection with a transaction begun. A kept connection that turns out dead at
+        BEGIN (the server restarted, failed over, or closed it as idle) is replaced once:
+        nothing has run yet, so a kiosk is not told `unavailable` for a database that is up."""
+        while True:
+            kept = getattr(self._local, "conn", None) is not None
+            try:
+                conn = self._connection()
+            except LedgerError as exc:
+                exc.at_begin = True
+                raise
+            try:
+                self._begin(conn, write, durable)
+                return conn
+            except self.driver_errors as exc:
+                error = self._failure(conn, exc, committing=False)
+                error.at_begin = True  # nothing ran
+                if kept and getattr(self._local, "conn", None) is None:
+                    continue  # it was discarded as dead: the next try opens a new one
+                raise error from exc
 
     def _rollback_quietly(self, conn: Any) -> None:
         try:

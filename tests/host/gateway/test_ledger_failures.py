@@ -93,6 +93,22 @@ def test_postgresql_going_away_mid_settlement_writes_nothing(demo_people, kit):
     assert created and stored.status == "settled"
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_connection_that_died_while_idle_is_replaced_without_an_error(demo_people, kit):
+    """A server restart, a failover or an idle-session timeout closes the gateway's idle
+    connection: the next request is served on a new one, not refused as `unavailable`."""
+    dsn = os.environ["ONESTOP_TEST_PG"]
+    idle = demo_people._connection()
+    terminate_backend(dsn, idle.info.backend_pid)
+    digest = kit.digest("T-000001")
+    stored, created = demo_people.settle("T-000001", digest, kit.KIOSK, "P1", "B1",
+                                         kit.build("T-000001", digest))
+    assert created and stored.status == "settled"
+    # a read, too, after its connection dies in turn
+    terminate_backend(dsn, demo_people._connection().info.backend_pid)
+    assert demo_people.get_bill("B1").status == "settled"
+
+
 def test_postgresql_that_cannot_be_reached_is_a_clear_error():
     unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
     try:
