@@ -446,6 +446,13 @@ def sign1(payload: bytes, kid: str, signer: Any) -> bytes:
             + _SIGNATURE_HEAD + signature)
 
 
+def sealed_size(msg: dict[str, Any], kid: str) -> int:
+    """The length of seal(msg, kid, key)'s bytes, without signing (a valid message)."""
+    payload, raw = _dumps(msg), kid.encode("utf-8")
+    return (len(_SIGN1_PREFIX) + len(_head(2, len(raw))) + len(raw) + len(_head(2, len(payload)))
+            + len(payload) + len(_SIGNATURE_HEAD) + SIGNATURE_SIZE)
+
+
 def _bstr(data: bytes, pos: int) -> tuple[int, int] | None:
     """(length, position after the head) of a byte string head in shortest form at `pos`."""
     if pos >= len(data):

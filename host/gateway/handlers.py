@@ -31,12 +31,18 @@ from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, load_policy, settle
 from onestop.protocol import messages
+from onestop.protocol.framing import MAX_FRAME
 from onestop.protocol.errors import ProtocolError
 
 TOTALS_FIELDS = (
     "count", "medfee_sumamt", "hifp_pay", "hifmi_pay", "maf_pay", "fund_pay_sumamt",
     "psn_cash_pay",
 )
+
+
+# Bytes the CBOR heads of a reply grow by as bills are added to its list: the list's head from
+# 1 to at most 3 bytes, the frame's payload head from 2 to 3 (a frame is at most 4096 bytes).
+HEAD_GROWTH = 3
 
 
 @dataclass
@@ -142,8 +148,28 @@ class Handlers:
     def pending_bills(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         person = self._person(ledger, request["psn_no"])
         bills = [_bill_record(bill) for bill in ledger.pending_bills(person.psn_no)]
-        return Handled(messages.reply(request, "pending_bills_reply", now,
-                                      psn_no=person.psn_no, bills=bills))
+        listed = self._bills_that_fit(request, person.psn_no, bills, now)
+        reply = messages.reply(request, "pending_bills_reply", now, psn_no=person.psn_no,
+                               bills=bills[:listed])
+        if listed == len(bills):
+            return Handled(reply)
+        # A frame holds a few dozen bills; the kiosk shows four and leaves the rest to the
+        # counter. The oldest are listed; the operator hears of the resident's backlog.
+        return Handled(reply, "bills_not_all_listed", {
+            "psn_no": person.psn_no, "listed": listed, "pending": len(bills)}, warn=True)
+
+    def _bills_that_fit(self, request: dict[str, Any], psn_no: str,
+                        bills: list[dict[str, Any]], now: int) -> int:
+        """How many of `bills` (from the first) fit in one signed frame."""
+        empty = messages.reply(request, "pending_bills_reply", now, psn_no=psn_no, bills=[])
+        room = MAX_FRAME - fastwire.sealed_size(empty, self.gateway_kid) - HEAD_GROWTH
+        listed = 0
+        for bill in bills:
+            room -= len(fastwire.canonical_dumps(bill))
+            if room < 0:
+                break
+            listed += 1
+        return listed
 
     # ------------------------------------------------------------ 2206 pre-settle
     def pre_settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:

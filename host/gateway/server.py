@@ -165,6 +165,9 @@ class FrameService:
             handled = outcome.value
             try:
                 sealed = fastwire.seal(handled.reply, self.gateway_kid, self.signer)
+                if len(sealed) > framing.MAX_FRAME:  # unsendable: the kiosk would only time out
+                    raise ValueError(f"{handled.reply['t']} of {len(sealed)} bytes is over "
+                                     f"the {framing.MAX_FRAME}-byte frame limit")
             except Exception as exc:  # a reply that breaks frames.cddl is our bug
                 return self._internal(request, exc, now)
             return Processed(sealed, request_type=request["t"], reply_type=handled.reply["t"],

@@ -17,7 +17,7 @@ from onestop.host.gateway.handlers import Handled, Handlers
 from onestop.host.gateway.ledger import Bill, Ledger, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
-from onestop.protocol import messages
+from onestop.protocol import cbor, framing, messages
 from onestop.protocol.errors import ProtocolError
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -301,6 +301,30 @@ def test_a_residents_settlements_are_cancelled_latest_first(rig: Rig) -> None:
     # settled again the other way round, each stay gets what its place in the year gives it
     again = rig.record(rig.settle("P001", "BIG-2", "TXN-0000013").reply["settlement"])
     assert again["result"] == first["result"]
+
+
+def test_a_long_list_of_bills_is_cut_to_the_oldest_that_fit_one_frame(rig: Rig) -> None:
+    for n in range(60):
+        rig.ledger.upsert_bill(Bill(
+            bill_id=f"BB-{n:04d}-" + "x" * 56, psn_no="P001", fixmedins_name="涞源县中医医院" * 4,
+            mdtrtarea_admvs="130630", med_type="outpatient_chronic", hosp_lv=1, referral=False,
+            date=f"2026-{1 + n // 28:02d}-{1 + n % 28:02d}",
+            items=({"name": "药", "class": "A", "amount": 1_000 + n},)))
+    pending = rig.ledger.pending_bills("P001")
+
+    handled = rig.ask("pending_bills", psn_no="P001")
+
+    sealed = messages.seal(handled.reply, GATEWAY_KID, rig.key)
+    framing.encode(sealed)  # sendable: within the frame limit
+    listed = handled.reply["bills"]
+    assert 4 <= len(listed) < len(pending)  # more than the kiosk's page shows
+    assert [b["bill_id"] for b in listed] == [b.bill_id for b in pending[:len(listed)]]
+    assert framing.MAX_FRAME - len(sealed) < len(cbor.dumps(listed[-1]))  # no room for one more
+    assert handled.event == "bills_not_all_listed" and handled.warn
+    assert handled.fields == {"psn_no": "P001", "listed": len(listed), "pending": len(pending)}
+    # a short list is listed whole, with nothing to report
+    short = rig.ask("pending_bills", psn_no="P003")
+    assert len(short.reply["bills"]) == len(rig.ledger.pending_bills("P003")) and not short.event
 
 
 def test_receipt_printed_is_recorded_for_the_kiosks_own_settlement(rig: Rig) -> None:

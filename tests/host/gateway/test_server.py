@@ -390,6 +390,27 @@ async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
     assert len(errors) == 1 and "KeyError" in errors[0]["exc"]
 
 
+async def test_a_reply_too_large_for_a_frame_is_an_internal_error_not_silence(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    kiosk = await site.kiosk()
+    handlers = site.running.server.service.handlers
+    real = handlers.handle
+
+    def oversized(ledger: Ledger, request: dict[str, Any], now: int) -> Any:
+        handled = real(ledger, request, now)
+        if request["t"] == "person_info":
+            handled.reply["name"] = "名" * 2000  # 6,000 bytes of UTF-8
+        return handled
+
+    monkeypatch.setattr(handlers, "handle", oversized)
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert refused.value.code == "internal"
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    errors = [e for e in site.events() if e["event"] == "internal_error"]
+    assert len(errors) == 1 and "frame limit" in errors[0]["exc"]
+
+
 async def test_a_counter_too_high_to_keep_is_invalid_and_costs_no_other_kiosk(
         site: Site) -> None:
     # frames.cddl allows any uint; the ledgers keep a counter in 64 signed bits
