@@ -35,6 +35,7 @@ from onestop.host.settlement.vocabulary import (
 from .ledger.base import Bill, Ledger, Person
 from .ledger.chain import canonical_json
 from .ledger.rows import bill_content
+from .masking import mask_id
 
 DEMO_RESIDENTS = ("onestop.host.sim", "demo_residents.json")
 
@@ -85,13 +86,21 @@ def _fail(where: str, problem: str) -> BillFileError:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+# The national platform's field sizes: a person's name 50 characters, a clinic's 200.
+MAX_TEXT = 200
+MAX_PERSON_NAME = 50
+# A bill's total at most 100 million yuan: far above any real bill, and low enough that a
+# year's or a day's sums stay exact in the ledgers' 64-bit integers and in a frame's uint.
+MAX_BILL_FEN = 10_000_000_000
 
 
 def _text(entry: Mapping[str, Any], name: str, where: str, pattern: re.Pattern[str] | None = None,
-          what: str = "") -> str:  # fmt: skip
+          what: str = "", longest: int = MAX_TEXT) -> str:  # fmt: skip
     value = entry[name]
     if not isinstance(value, str) or not value.strip():
         raise _fail(f"{where}.{name}", "must be non-empty text")
+    if len(value) > longest:  # it travels in one signed frame, and on a receipt
+        raise _fail(f"{where}.{name}", f"is {len(value)} characters; at most {longest}")
     if _CONTROL.search(value):  # a receipt or a screen would show garbage; PostgreSQL refuses NUL
         raise _fail(f"{where}.{name}", "must not contain control characters")
     if pattern is not None and not pattern.fullmatch(value):
@@ -139,7 +148,7 @@ def parse_person(entry: Any, where: str) -> Person:
         raise _fail(f"{where}.insutype", "must be 390 (residents) or 310 (employees)")
     return Person(
         psn_no=_text(entry, "psn_no", where, PSN_NO, "1-30 letters or digits"),
-        name=_text(entry, "name", where),
+        name=_text(entry, "name", where, longest=MAX_PERSON_NAME),
         ssn=ssn,
         card_no=_text(entry, "card_no", where, CARD_NO, "9 capital letters or digits"),
         insu_admdvs=_text(entry, "insu_admdvs", where, ADMDVS, "a 6-digit region code"),
@@ -155,6 +164,8 @@ def _parse_item(item: Any, where: str) -> dict[str, Any]:
     amount = item["amount"]
     if type(amount) is not int or amount <= 0:
         raise _fail(f"{where}.amount", "must be a positive integer of fen")
+    if amount > MAX_BILL_FEN:
+        raise _fail(f"{where}.amount", f"is over {MAX_BILL_FEN} fen, the most a bill may be")
     return {"name": _text(item, "name", where), "class": item["class"], "amount": amount}
 
 
@@ -170,6 +181,9 @@ def parse_bill(entry: Any, where: str) -> Bill:
     items = entry["items"]
     if not isinstance(items, list) or not items:
         raise _fail(f"{where}.items", "must list at least one item")
+    parsed = tuple(_parse_item(item, f"{where}.items[{i}]") for i, item in enumerate(items))
+    if sum(item["amount"] for item in parsed) > MAX_BILL_FEN:
+        raise _fail(f"{where}.items", f"total over {MAX_BILL_FEN} fen, the most a bill may be")
     return Bill(
         bill_id=_text(entry, "bill_id", where, BILL_ID, "1-64 letters, digits, '.', '_' or '-'"),
         psn_no=_text(entry, "psn_no", where, PSN_NO, "1-30 letters or digits"),
@@ -179,7 +193,7 @@ def parse_bill(entry: Any, where: str) -> Bill:
         hosp_lv=hosp_lv,
         referral=entry["referral"],
         date=_date(entry, "date", where),
-        items=tuple(_parse_item(item, f"{where}.items[{i}]") for i, item in enumerate(items)),
+        items=parsed,
     )
 
 
@@ -224,13 +238,25 @@ def read_bills_file(path: Path) -> tuple[list[Person], list[Bill]]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BillFileError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise BillFileError(f"{path}: nested too deeply to be a bills file") from None
     return parse_document(document)
 
 
 # ---------------------------------------------------------------------------- import
 def check_against_ledger(ledger: Ledger, persons: list[Person], bills: list[Bill]) -> None:
-    """Refuse the file before writing anything if a bill names an unknown person or would
-    change a bill that is already settled."""
+    """Refuse the file before writing anything if a person's ID number is another person's,
+    a bill names an unknown person, or a bill would change one that is already settled."""
+    first: dict[str, Person] = {}
+    for index, person in enumerate(persons):
+        where = f"persons[{index}] ({person.psn_no})"
+        other = first.setdefault(person.ssn, person)
+        if other is person:
+            other = ledger.person_with_ssn(person.ssn) or person
+        if other.psn_no != person.psn_no:
+            # one resident, one psn_no: a second would split the year's accumulations and caps
+            raise _fail(where, f"ID number {mask_id(person.ssn)} is already person "
+                               f"{other.psn_no}'s")
     in_file = {p.psn_no for p in persons}
     for index, bill in enumerate(bills):
         where = f"bills[{index}] ({bill.bill_id})"
@@ -245,7 +271,13 @@ def check_against_ledger(ledger: Ledger, persons: list[Person], bills: list[Bill
 def import_records(
     ledger: Ledger, persons: list[Person], bills: list[Bill], seeds: Sequence[Seed] = ()
 ) -> ImportSummary:
-    """Validated records into the ledger: persons, then their bills, then starting values."""
+    """Validated records into the ledger: persons, then their bills, then starting values; in
+    one transaction, so a file is imported whole or not at all."""
+    return ledger.atomically(lambda: _import(ledger, persons, bills, seeds))
+
+
+def _import(ledger: Ledger, persons: list[Person], bills: list[Bill],
+            seeds: Sequence[Seed]) -> ImportSummary:
     check_against_ledger(ledger, persons, bills)
     summary = ImportSummary()
     for person in persons:

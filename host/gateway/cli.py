@@ -82,11 +82,12 @@ def _guarded(name: str, command: Callable[[argparse.Namespace], int]):
 
         from .bills import BillFileError
         from .config import LedgerUrlError
-        from .ledger.base import LedgerError
+        from .ledger.base import BillUnavailable, LedgerError
 
         try:
             return command(args)
-        except (CommandError, LedgerError, LedgerUrlError, BillFileError, KeyFileError) as exc:
+        except (CommandError, LedgerError, LedgerUrlError, BillFileError, KeyFileError,
+                BillUnavailable) as exc:  # BillUnavailable: settled meanwhile at a kiosk
             print(f"kiosk {name}: {exc}", file=sys.stderr)
             return 1
         except ValueError as exc:  # the ledger refusing a record, with its reason

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 # The highest replay counter a ledger keeps: both store it as a signed 64-bit integer (frames.cddl
 # allows any uint; a board counting a request a millisecond would take 292 million years).
@@ -154,6 +156,9 @@ class Ledger(Protocol):
     def close(self) -> None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
     def exposure(self) -> str | None: ...  # who else can read the stored data, if anyone
+    # atomically: work() (calls on this ledger) as one durable write transaction, all or
+    # nothing; work may run more than once (a conflict retries it whole)
+    def atomically(self, work: Callable[[], T]) -> T: ...
 
     # ---- keys (public keys only)
     def add_key(self, record: KeyRecord) -> None: ...  # replaces status if kid exists
@@ -173,6 +178,7 @@ class Ledger(Protocol):
     # ---- residents and bills
     def upsert_person(self, person: Person) -> str: ...  # "added" | "updated" | "unchanged"
     def find_person(self, ssn: str, card_no: str) -> Person | None: ...
+    def person_with_ssn(self, ssn: str) -> Person | None: ...  # whichever card they hold
     def get_person(self, psn_no: str) -> Person | None: ...
     def upsert_bill(self, bill: Bill) -> str: ...  # "added" | "updated" | "unchanged"
     # upsert_bill: idempotent import; never un-settles (bill.status is ignored). A pending bill

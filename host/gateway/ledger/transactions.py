@@ -253,6 +253,10 @@ class SqlStore:
     def _in_transaction(self) -> bool:
         return getattr(self._local, "tx", None) is not None
 
+    def atomically(self, work: Callable[[], T]) -> T:
+        """work() as one durable write transaction: every ledger call it makes joins it."""
+        return self._write(lambda _tx: work())
+
     def _write(self, work: Callable[[Tx], T], durable: bool = True) -> T:
         if self._in_transaction():
             return work(self._local.tx)  # joined: the outermost transaction retries

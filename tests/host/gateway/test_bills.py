@@ -94,6 +94,14 @@ def test_a_plain_array_of_bills_for_known_people_is_accepted(ledger, tmp_path):
         ({"bill__fixmedins_name": "卫生院\n"}, "bills[0].fixmedins_name: must not contain"),
         ({"bill__items": [{"name": "x\x1b[2J", "class": "A", "amount": 1}]},
          "bills[0].items[0].name: must not contain control characters"),
+        # amounts a frame, a receipt and the ledgers' 64-bit sums can carry
+        ({"bill__items": [{"name": "x", "class": "A", "amount": 10**30}]},
+         "bills[0].items[0].amount: is over 10000000000 fen"),
+        ({"bill__items": [{"name": "x", "class": "A", "amount": 6_000_000_000},
+                          {"name": "y", "class": "B", "amount": 6_000_000_000}]},
+         "bills[0].items: total over 10000000000 fen"),
+        ({"person__name": "张" * 51}, "persons[0].name: is 51 characters; at most 50"),
+        ({"bill__fixmedins_name": "院" * 201}, "bills[0].fixmedins_name: is 201 characters"),
     ],
 )  # fmt: skip
 def test_a_bad_file_names_the_entry_and_field_and_writes_nothing(ledger, tmp_path, changes, where):
@@ -189,3 +197,72 @@ def test_a_person_found_by_card_data_from_the_demo_deck(ledger):
 def test_parse_document_rejects_unknown_top_level_fields():
     with pytest.raises(BillFileError, match="clinics"):
         parse_document({"bills": [], "clinics": []})
+
+
+def _with_check_digit(first17: str) -> str:
+    return next(first17 + c for c in "0123456789X" if ssn_check_digit_ok(first17 + c))
+
+
+def _person(psn_no: str, ssn: str, card_no: str) -> dict:
+    return {**PERSON, "psn_no": psn_no, "ssn": ssn, "card_no": card_no}
+
+
+def test_one_id_number_is_one_person_and_a_refused_file_writes_nothing(ledger, tmp_path):
+    import_bills_file(ledger, write(tmp_path, document()))  # P101
+    events = ledger.audit_events()
+    newcomer = _person("Q1", _with_check_digit("13063019700101002"), "HB0000201")
+    # Q2 is P101 again under another psn_no: it would split P101's accumulations and caps
+    twin = _person("Q2", PERSON["ssn"], "HB0000202")
+    doc = {"persons": [newcomer, twin], "bills": [{**BILL, "bill_id": "B-Q1", "psn_no": "Q1"}]}
+
+    with pytest.raises(BillFileError, match=r"persons\[1\] \(Q2\).*already person P101") as caught:
+        import_bills_file(ledger, write(tmp_path, doc))
+
+    assert PERSON["ssn"] not in str(caught.value)  # masked
+    assert ledger.get_person("Q1") is None and ledger.get_bill("B-Q1") is None
+    assert ledger.audit_events() == events
+    # the same within one file
+    doc = {"persons": [newcomer, {**newcomer, "psn_no": "Q3", "card_no": "HB0000203"}]}
+    with pytest.raises(BillFileError, match=r"persons\[1\] \(Q3\).*already person Q1"):
+        import_bills_file(ledger, write(tmp_path, doc))
+    # a new card for the same person (same psn_no) is an update, not a second person
+    summary = import_bills_file(ledger, write(tmp_path, {"persons": [
+        {**PERSON, "card_no": "HB0000999"}]}))
+    assert summary.persons["updated"] == 1
+
+
+def test_a_file_is_imported_whole_or_not_at_all(ledger, tmp_path, monkeypatch):
+    from onestop.host.gateway.ledger import BillUnavailable
+
+    doc = document()
+    doc["bills"].append({**copy.deepcopy(BILL), "bill_id": "B-SETTLED-MEANWHILE"})
+    real = ledger.upsert_bill
+
+    def settled_at_a_kiosk_meanwhile(bill):
+        if bill.bill_id == "B-SETTLED-MEANWHILE":
+            raise BillUnavailable("bill_settled", f"bill {bill.bill_id} is already settled")
+        return real(bill)
+
+    monkeypatch.setattr(ledger, "upsert_bill", settled_at_a_kiosk_meanwhile)
+    with pytest.raises(BillUnavailable):
+        import_bills_file(ledger, write(tmp_path, doc))
+    assert ledger.get_person("P101") is None and ledger.get_bill(BILL["bill_id"]) is None
+    assert ledger.audit_events() == []
+
+
+def test_a_file_nested_too_deeply_is_a_clear_error(ledger, tmp_path):
+    path = tmp_path / "bills.json"
+    path.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(BillFileError, match="nested too deeply"):
+        import_bills_file(ledger, path)
+
+
+def test_seed_demo_again_after_settlements_changes_nothing(ledger, kit):
+    seed_demo(ledger)
+    kit.settle(ledger, "T-000001", "P005", "B-130602-0005")
+    heavy = ledger.accumulations("P005", 2026)
+
+    again = seed_demo(ledger)
+
+    assert not again.seeded and again.bills["unchanged"] >= 1
+    assert ledger.accumulations("P005", 2026) == heavy
