@@ -31,8 +31,8 @@ from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, load_policy, settle
 from onestop.protocol import messages
-from onestop.protocol.framing import MAX_FRAME
 from onestop.protocol.errors import ProtocolError
+from onestop.protocol.framing import MAX_FRAME
 
 TOTALS_FIELDS = (
     "count", "medfee_sumamt", "hifp_pay", "hifmi_pay", "maf_pay", "fund_pay_sumamt",
