@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from onestop.host.gateway import eventloop
+from onestop.host.gateway.workers import STOP_SIGNALS
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
 
@@ -154,13 +155,19 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
         os.write(ready_fd, b".")
         os.close(ready_fd)
     stop = asyncio.Event()
+    heard: list[str] = []
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+
+    def stopping(signum: signal.Signals) -> None:
+        heard.append(signum.name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stopping, signal.Signals(signum))
     try:
         await stop.wait()
     finally:
-        gateway.log.info("stopping")
+        gateway.log.info("stopping", signal=heard[0] if heard else None)
         await gateway.close()
     return 0
 

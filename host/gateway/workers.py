@@ -42,7 +42,9 @@ PR_SET_PDEATHSIG = 1
 
 
 BACKLOG = 1024  # connections the kernel holds for the workers to accept
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# SIGHUP too: a closed terminal or a habitual `kill -HUP` stops the gateway cleanly (there is no
+# configuration to reload) instead of killing it mid-batch.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class WorkersError(Exception):
@@ -126,8 +128,8 @@ def supervise(count: int,
         if pid == 0:  # the worker
             status = 1
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for signum in STOP_SIGNALS:
+                    signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 _die_with_parent(parent)
                 os.close(ready_r)
@@ -150,8 +152,8 @@ def supervise(count: int,
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     for index in range(count):
         start(index)
     os.close(ready_w)

@@ -121,3 +121,26 @@ async def test_a_worker_that_dies_is_started_again_and_sigterm_stops_them_all(
     # still starting) by the signal, which the supervisor reports
     assert sorted(e["worker"] for e in events
                   if e["event"] in ("stopping", "worker_stopped_while_starting")) == [0, 1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sighup_stops_the_gateway_cleanly(
+        ledger: Ledger, ledger_url: str, tmp_path: Path, workers: int) -> None:
+    # a closed terminal or a habitual `kill -HUP` used to kill it outright, mid-batch
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("signals do not depend on the backend")
+    provision_gateway(ledger, tmp_path / "gateway.key")
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(ledger_url, tmp_path / "gateway.key", log, workers=workers)
+    try:
+        await asyncio.to_thread(gateway.start)
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGHUP)
+        assert await asyncio.to_thread(gateway.process.wait, 15) == 0
+    finally:
+        if gateway.process is not None and gateway.process.poll() is None:
+            gateway.kill()
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    stopping = [e["signal"] for e in events if e["event"] == "stopping"]
+    # each worker stopped itself; with several, the supervisor tells them with SIGTERM
+    assert stopping == (["SIGHUP"] if workers == 1 else ["SIGTERM"] * workers)
