@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, make_wsgi_app
@@ -73,11 +74,42 @@ class GatewayMetrics:
         self.settlements.inc(kind)
 
 
+# The endpoint shares the gateway's process, and so its descriptors: a client that opens
+# connections and says nothing must not use them up (the kiosks' port would stop accepting).
+MAX_SCRAPES = 8  # connections served at once; more are closed at once
+SCRAPE_TIMEOUT_S = 5.0  # a connection silent this long is closed
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow scraper never holds up shutdown
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: Prometheus retries at its next scrape
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a scraper that timed out or hung up: nothing for the gateway's log
+
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = SCRAPE_TIMEOUT_S  # socket timeout for reading the request and writing the page
+
     def log_message(self, format: str, *args: object) -> None:
         pass  # scrapes are not events; the gateway's own log stays JSON lines
 

@@ -57,11 +57,16 @@ DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
+SERIAL_WARN_EVERY_S = 300.0  # a line that stays away is logged again this often
 MAX_BATCH = 128  # requests per ledger transaction at most
 # Frames a TCP client may send ahead of its answers before the gateway stops reading its link
 # (a kiosk sends one and waits; a client that floods is held back by TCP, not by our memory).
 MAX_FRAMES_AHEAD = 16
 ACCEPT_PAUSE_S = 0.005  # a worker holding more kiosks than another leaves new ones this long
+# accept() failing (out of file descriptors...) would fail again at once: the listener is left
+# alone this long, and the failure logged at most once per ACCEPT_WARN_EVERY_S with a count.
+ACCEPT_RETRY_S = 0.25
+ACCEPT_WARN_EVERY_S = 10.0
 
 
 @dataclass(slots=True)
@@ -307,6 +312,8 @@ class TcpConnection(asyncio.Protocol):
         self._busy = False  # a frame of this connection is in the ledger's batch
         self._paused = False  # the kiosk is not reading its replies: stop taking frames
         self._not_reading = False  # too many frames ahead: its link is not read meanwhile
+        self._eof = False  # the kiosk half-closed: close once its frames are answered
+        self._lost = False  # the connection is gone
         self._last_heard = 0.0
         self._idle: asyncio.TimerHandle | None = None
         self._reason = "closed by peer"
@@ -347,6 +354,14 @@ class TcpConnection(asyncio.Protocol):
             self._not_reading = True
             cast(asyncio.Transport, self.transport).pause_reading()
 
+    def eof_received(self) -> bool:
+        # The kiosk has finished sending (a half-close): what it sent whole is still answered,
+        # then the connection closes. (asyncio would close at once and drop those answers while
+        # their work, a settlement perhaps, still ran.)
+        self._eof = True
+        self._close_when_answered()
+        return True  # keep the write side open
+
     def pause_writing(self) -> None:
         self._paused = True
 
@@ -363,6 +378,7 @@ class TcpConnection(asyncio.Protocol):
         if self.counted:
             server._uncount()
         server._connections.discard(self)
+        self._lost = True  # frames still queued are not started: nobody would hear the answer
         self._gauge.dec()
         if exc is not None and self._reason == "closed by peer":
             self._reason = f"link error: {exc}"
@@ -375,7 +391,7 @@ class TcpConnection(asyncio.Protocol):
     # ---- frames
     def _pump(self) -> None:
         server = self.server
-        while not self._busy and not self._paused and not server._closing:
+        while not (self._busy or self._paused or self._lost or server._closing):
             payload = self.deframer.next_frame()
             if payload is None:
                 return
@@ -395,6 +411,11 @@ class TcpConnection(asyncio.Protocol):
         self._busy = False
         self._answer(result, started)
         self._pump()
+        self._close_when_answered()
+
+    def _close_when_answered(self) -> None:
+        if self._eof and not self._busy and not self.deframer.waiting:
+            self.close("closed by peer")
 
     def _answer(self, result: Processed, started: float) -> None:
         self._write(result.reply, result.reply_type)
@@ -439,6 +460,8 @@ class GatewayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[TcpConnection] = set()
         self._shared: SharedListener | None = None
+        self._accept_failures = 0  # since the last accept_failed warning
+        self._accept_warned_at = -ACCEPT_WARN_EVERY_S
         self._closing = False
 
     # ------------------------------------------------------------ listeners
@@ -482,11 +505,21 @@ class GatewayServer:
             except (BlockingIOError, InterruptedError):
                 return  # another worker took it
             except OSError as exc:  # out of file descriptors...: keep serving the others
-                self.log.warning("accept_failed", error=str(exc))
+                loop.remove_reader(shared.listener.fileno())
+                loop.call_later(ACCEPT_RETRY_S, self._watch_listener)
+                self._accept_failed(exc)
                 return
             sock.setblocking(False)
             shared.shares.add(shared.index, 1)  # counted now: the next check sees it
             loop.create_task(self._adopt(sock))
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self._accept_failures += 1
+        now = time.monotonic()
+        if now >= self._accept_warned_at + ACCEPT_WARN_EVERY_S:
+            self.log.warning("accept_failed", error=str(exc), failures=self._accept_failures,
+                             retry_s=ACCEPT_RETRY_S)
+            self._accept_failures, self._accept_warned_at = 0, now
 
     async def _adopt(self, sock: socket.socket) -> None:
         try:
@@ -507,14 +540,26 @@ class GatewayServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve_serial(self, spec: SerialSpec) -> None:
+        # Tried every SERIAL_REOPEN_S, so a line plugged back is served at once; an outage is
+        # logged when it starts and then every SERIAL_WARN_EVERY_S, not at every try.
+        down_since: float | None = None
+        warned_at = 0.0
         while not self._closing:
             try:
                 stream = SerialStream(spec)
             except (OSError, ValueError) as exc:  # pyserial's SerialException is an OSError
-                self.log.warning("serial_unavailable", device=spec.device, error=str(exc))
+                now = time.monotonic()
+                if down_since is None or now - warned_at >= SERIAL_WARN_EVERY_S:
+                    down_since = now if down_since is None else down_since
+                    self.log.warning("serial_unavailable", device=spec.device, error=str(exc),
+                                     down_s=round(now - down_since), retry_s=SERIAL_REOPEN_S)
+                    warned_at = now
             else:
+                back = {} if down_since is None else {
+                    "down_s": round(time.monotonic() - down_since)}
+                down_since = None
                 self.log.info("listening", transport="serial", device=spec.device,
-                              baud=spec.baud)
+                              baud=spec.baud, **back)
                 await self._serve_stream(stream, idle_timeout_s=None)
             await asyncio.sleep(SERIAL_REOPEN_S)
 

@@ -9,6 +9,9 @@ import asyncio
 import io
 import json
 import os
+import socket
+import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from onestop.host.gateway import fastwire, logs
+from onestop.host.gateway import fastwire, logs, metrics
 from onestop.host.gateway.kiosk_client import (
     GatewayRefused,
     KioskClient,
@@ -411,6 +414,86 @@ async def test_a_reply_too_large_for_a_frame_is_an_internal_error_not_silence(
     assert len(errors) == 1 and "frame limit" in errors[0]["exc"]
 
 
+async def test_idle_connections_to_the_metrics_port_cannot_use_up_the_gateway(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each connection used to hold a thread and a descriptor for as long as it stayed open.
+    monkeypatch.setattr(metrics._QuietHandler, "timeout", 0.5)
+    endpoint = site.running.metrics_endpoint
+    assert endpoint is not None
+    threads = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", endpoint.port)) for _ in range(60)]
+    try:
+        await asyncio.sleep(0.2)
+        assert threading.active_count() - threads <= metrics.MAX_SCRAPES
+        kiosk = await site.kiosk()
+        assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+        await asyncio.sleep(1.0)  # the silent ones are closed; a scrape is served again
+        assert "onestop_frames_total" in await asyncio.to_thread(site.metrics)
+        assert threading.active_count() <= threads + 1
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+class _ListenerOutOfDescriptors:
+    """A worker's shared listener whose accept() fails as when the process has no descriptor
+    left, for `failing_s` from its first call, then accepts."""
+
+    def __init__(self, failing_s: float) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+        self.failing_s = failing_s
+        self.failing_until: float | None = None
+        self.calls = 0
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def getsockname(self) -> Any:
+        return self.socket.getsockname()
+
+    def accept(self) -> Any:
+        self.calls += 1
+        if self.failing_until is None:
+            self.failing_until = time.monotonic() + self.failing_s
+        if time.monotonic() < self.failing_until:
+            raise OSError(24, "Too many open files")
+        return self.socket.accept()
+
+
+class _EvenShares:
+    def more_than_least(self, index: int) -> bool:
+        return False
+
+    def add(self, index: int, count: int) -> None:
+        pass
+
+
+async def test_a_worker_out_of_descriptors_backs_off_and_logs_once(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    # accept() failing left the listener readable: the worker retried at once, spinning a
+    # core and writing ~30,000 warnings a second
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "ACCEPT_RETRY_S", 0.05)
+    listener = _ListenerOutOfDescriptors(failing_s=0.3)
+    try:
+        site.running.server.accept_shared(
+            server.SharedListener(0, listener, _EvenShares()))  # type: ignore[arg-type]
+        client = enroll_kiosk(site.ledger, "K-LATE")
+        kiosk = await KioskConnection.open_tcp(client, *listener.getsockname())
+        site.connections.append(kiosk)
+        answer = await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
+        assert answer["t"] == "sign_in_reply"  # served once descriptors are free again
+        assert listener.calls <= 0.3 / 0.05 + 3  # one try per back-off, not a spin
+        warnings = [e for e in site.events() if e["event"] == "accept_failed"]
+        assert len(warnings) == 1 and "Too many open files" in warnings[0]["error"]
+    finally:  # the test's listener goes with the test; the gateway closes after it
+        asyncio.get_running_loop().remove_reader(listener.fileno())
+        site.running.server._shared = None
+        listener.socket.close()
+
+
 async def test_a_counter_too_high_to_keep_is_invalid_and_costs_no_other_kiosk(
         site: Site) -> None:
     # frames.cddl allows any uint; the ledgers keep a counter in 64 signed bits
@@ -456,6 +539,34 @@ async def test_a_client_that_floods_frames_is_held_back_and_others_are_served(
     settled = await settle_bill(steady, "P001", "B-130630-0001", "TXN-STEADY-02")
     assert settled["t"] == "settle_reply"
     writer.transport.abort()
+
+
+async def test_a_kiosk_that_half_closes_still_gets_every_answer(site: Site) -> None:
+    # Three settles sent at once, then the sending side shut: each commits, so each answer must
+    # reach the kiosk (the connection used to close at the EOF, and two answers were lost).
+    client = enroll_kiosk(site.ledger, "K-HALF")
+    pricing = await site.kiosk("K-PRICE")
+    requests = []
+    for n, psn_no in enumerate(("P001", "P002", "P003")):
+        bill_id = site.residents[psn_no]["bills"][0]["bill_id"]
+        pre = await pricing.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
+        requests.append(client.request(
+            "settle", psn_no=psn_no, bill_id=bill_id, txn_id=f"TXN-HALF-{n:04d}",
+            confirmed_cash=pre["result"]["psn_cash_pay"]))
+    reader, writer = await site.raw()
+    writer.write(b"".join(fastwire.encode_frame(sealed) for _request, sealed in requests))
+    writer.write_eof()
+    received = await asyncio.wait_for(reader.read(), timeout=10)  # to the gateway's EOF
+
+    deframer = framing.Deframer()
+    deframer.receive_data(received)
+    answers = []
+    while (payload := deframer.next_frame()) is not None:
+        answers.append(payload)
+    assert [client.check_reply(request, payload)["t"] for (request, _), payload
+            in zip(requests, answers, strict=True)] == ["settle_reply"] * 3
+    assert all(site.ledger.get_settlement(f"TXN-HALF-{n:04d}") for n in range(3))
+    writer.close()
 
 
 async def test_serving_a_ledger_other_users_can_read_logs_a_warning(

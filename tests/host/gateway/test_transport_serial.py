@@ -5,8 +5,10 @@ which watches the line's descriptor with its own reactor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,3 +96,42 @@ async def _settle_over(link: SerialLink, ledger: Ledger) -> None:
     stored = ledger.get_settlement("TXN-SERIAL-01")
     assert stored is not None and stored.signed == settled["settlement"]
     assert link.bytes_to_host > 0 and link.bytes_to_device > 0
+
+
+async def test_a_missing_serial_line_is_logged_once_and_served_when_plugged_in(
+        ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # it used to log a warning every second for as long as the adapter was unplugged
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "SERIAL_REOPEN_S", 0.02)
+    key = SigningKey.generate()
+    save_signing_key(tmp_path / "gateway.key", key)
+    ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
+                             status="active"))
+    log = io.StringIO()
+    logs.configure("info", log)
+    device = tmp_path / "ttyUSB-kiosk"
+    config = GatewayConfig(db=f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+                           key_path=tmp_path / "gateway.key")
+    running = await start_gateway(config, ("127.0.0.1", 0),
+                                  serials=[SerialSpec(str(device), 115200)])
+    link = SerialLink("kiosk-01", baud=115200)
+    try:
+        await asyncio.sleep(0.4)  # about 20 tries
+        events = [json.loads(line) for line in log.getvalue().splitlines()]
+        missing = [e for e in events if e["event"] == "serial_unavailable"]
+        assert len(missing) == 1 and missing[0]["device"] == str(device)
+
+        device.symlink_to(link.host_path)  # plugged in
+        for _ in range(100):
+            events = [json.loads(line) for line in log.getvalue().splitlines()]
+            if any(e["event"] == "listening" and e.get("device") == str(device)
+                   for e in events):
+                break
+            await asyncio.sleep(0.02)
+        (back,) = [e for e in events if e["event"] == "listening" and e.get("device")]
+        assert back["down_s"] == 0
+        await _settle_over(link, ledger)  # and a kiosk on it is served
+    finally:
+        await running.close()
+        link.close()
