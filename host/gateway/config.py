@@ -65,8 +65,8 @@ def _postgres_location(url: str) -> LedgerLocation:
     if schema is not None:
         if not SCHEMA_NAME.fullmatch(schema):
             raise LedgerUrlError(
-                f"bad schema name {schema!r}: lower-case letters, digits and _, not starting with "
-                "a digit"
+                f"bad schema name {schema!r}: 1 to 63 lower-case letters, digits and _, not "
+                "starting with a digit"
             )
         if any(name == "options" for name, _ in rest):
             raise LedgerUrlError("give either ?schema=NAME or ?options=..., not both")

@@ -50,6 +50,9 @@ FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this so
 # at 0.1 s the copying was 3.6 % of a busy gateway's CPU)
 CHECKPOINT_EVERY_S = 0.5
 SERVING_AUTOCHECKPOINT = 20_000  # ...and only past this many WAL pages inside a commit
+# Under steady load the WAL grows to tens of MB; when it starts over (all of it copied, a quiet
+# moment), it is cut back to this size instead of keeping its largest size for good.
+WAL_KEPT_BYTES = 4 * 1024 * 1024
 
 
 class SqliteLedger(SqlLedger):
@@ -83,6 +86,7 @@ class SqliteLedger(SqlLedger):
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable writes fsync the WAL after COMMIT
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
             if self._serving:
                 conn.execute(f"PRAGMA wal_autocheckpoint={SERVING_AUTOCHECKPOINT}")
         except BaseException:
@@ -210,8 +214,8 @@ class SqliteLedger(SqlLedger):
             reason = "it is not initialised: run `kiosk gateway init`"
         elif "database is locked" in text:
             reason = f"another writer held it for over {self._busy_timeout_s:g} s"
-        elif "unable to open database file" in text:
-            reason = "the file cannot be opened (does its folder exist?)"
+        elif "unable to open database file" in text or "readonly database" in text:
+            reason = self._why_not_writable()
         else:
             reason = text
             if committing:
@@ -221,6 +225,20 @@ class SqliteLedger(SqlLedger):
                     "not have been stored — settlement_query tells"
                 )
         return LedgerError(f"ledger {self.path}: {reason}; nothing was written")
+
+
+    def _why_not_writable(self) -> str:
+        folder = self.path.parent
+        if not folder.is_dir():
+            return f"its folder {folder} does not exist"
+        if not os.access(folder, os.W_OK):
+            # SQLite writes its -wal and -shm files beside the ledger, even to read it
+            return (f"its folder {folder} is read-only (SQLite writes its -wal and -shm files "
+                    "beside the ledger, even to read it; copy a read-only ledger somewhere "
+                    "writable first)")
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            return "the file is not readable and writable by this user"
+        return "the file cannot be opened"
 
 
 def _create_private(path: Path) -> None:

@@ -44,6 +44,7 @@ def test_postgresql_url_with_a_schema():
         ("sqlite:///", "sqlite:///PATH"),
         ("mysql://db/x", "unknown ledger URL scheme"),
         ("postgresql://db/x?schema=Robert'); DROP", "bad schema name"),
+        ("postgresql://db/x?schema=" + "a" * 64, "1 to 63 lower-case letters"),
         ("postgresql://db/x?schema=a&options=-csearch_path%3Db", "not both"),
     ],
 )
