@@ -154,6 +154,15 @@ class SqlLedger(SqlStore):
             raise ValueError(f"key {record.kid!r}: " + "; ".join(problems))
 
         def work(tx: Tx) -> None:
+            other = tx.one("SELECT kid, role FROM keys WHERE public_key = ? AND kid <> ?",
+                           (record.public_key, record.kid))
+            if other is not None:
+                # one key, one holder: else revoking one id would leave the device trusted under
+                # the other, and a kiosk could sign as the gateway
+                raise ValueError(
+                    f"this public key is already enrolled as {other[0]!r} ({other[1]}); every "
+                    "kiosk makes its own key (kiosk fw provision prints it)"
+                )
             added = tx.run(
                 "INSERT INTO keys (kid, role, alg, public_key, status) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kid) DO NOTHING",
@@ -165,6 +174,8 @@ class SqlLedger(SqlStore):
             existing = key_from_row(
                 tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?{{lock}}", (record.kid,))
             )
+            if existing.public_key == record.public_key and existing.role != record.role:
+                raise ValueError(f"{record.kid!r} is already enrolled, as a {existing.role} key")
             if (existing.role, existing.alg, existing.public_key) != (
                 record.role,
                 record.alg,

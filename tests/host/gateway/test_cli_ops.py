@@ -133,6 +133,26 @@ def test_enrolling_a_kiosk_under_the_gateways_id_is_refused(db, capsys):
     assert "already enrolled" in capsys.readouterr().err
 
 
+def test_one_public_key_is_enrolled_under_one_id_only(db, capsys):
+    gateway = keys_json(db, capsys)[0]
+    # the gateway's own key as a kiosk's: that kiosk could sign as the gateway
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-09",
+                 "--public-key", gateway["public_key"]) == 1  # fmt: skip
+    assert f"already enrolled as {gateway['kid']!r}" in capsys.readouterr().err
+    # a revoked kiosk's key under a new id: revoking it would not have stopped the device
+    kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-01", "--public-key", KIOSK_PUBLIC)
+    kiosk("gateway", "revoke", "--db", db, "--kiosk-id", "kiosk-01")
+    capsys.readouterr()
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", "kiosk-02",
+                 "--public-key", KIOSK_PUBLIC) == 1  # fmt: skip
+    assert "already enrolled as 'kiosk-01'" in capsys.readouterr().err
+    assert [k["kid"] for k in keys_json(db, capsys)] == [gateway["kid"], "kiosk-01"]
+    # the gateway's key under its own id, as a kiosk: said plainly
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", gateway["kid"],
+                 "--public-key", gateway["public_key"]) == 1  # fmt: skip
+    assert "already enrolled, as a gateway key" in capsys.readouterr().err
+
+
 def test_revoking_an_unknown_kiosk_fails(db, capsys):
     assert kiosk("gateway", "revoke", "--db", db, "--kiosk-id", "kiosk-77") == 1
     assert "no kiosk kiosk-77" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def test_init_twice_keeps_what_is_there(ledger_url, ledger):
 
 def test_keys_are_listed_gateway_first_and_revoked_ones_stay(ledger):
     gateway = KeyRecord(kid="gw-1a2b3c4d", role="gateway", public_key=b"\x07" * 32, status="active")
-    ledger.add_key(kiosk_key("kiosk-02"))
+    ledger.add_key(replace(kiosk_key("kiosk-02"), public_key=b"\x08" * 32))
     ledger.add_key(gateway)
     ledger.add_key(kiosk_key("kiosk-01"))
 
@@ -56,6 +56,13 @@ def test_a_key_is_never_swapped_under_a_known_id(ledger):
     with pytest.raises(ValueError, match="another key"):
         ledger.add_key(replace(kiosk_key(), public_key=b"\x09" * 32))
     assert ledger.get_key("kiosk-01").public_key == KIOSK_KEY
+
+
+def test_one_public_key_has_one_holder(ledger):
+    ledger.add_key(kiosk_key("kiosk-01", status="revoked"))
+    with pytest.raises(ValueError, match="already enrolled as 'kiosk-01'"):
+        ledger.add_key(kiosk_key("kiosk-02"))
+    assert ledger.get_key("kiosk-02") is None
 
 
 @pytest.mark.parametrize(

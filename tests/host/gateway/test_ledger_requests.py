@@ -16,19 +16,20 @@ from onestop.host.gateway.ledger import (
 )
 from onestop.host.keys import SigningKey
 
-KIOSK_KEY = SigningKey.generate().public_key
+KIOSK_KEYS = {kiosk: SigningKey.generate().public_key for kiosk in ("K-1", "K-2", "K-3")}
+NOBODYS_KEY = SigningKey.generate().public_key
 
 
 @pytest.fixture
 def enrolled(demo_people: Ledger) -> Ledger:
-    for kiosk in ("K-1", "K-2", "K-3"):
-        demo_people.add_key(KeyRecord(kid=kiosk, role="kiosk", public_key=KIOSK_KEY,
-                                      status="active"))
+    for kiosk, key in KIOSK_KEYS.items():
+        demo_people.add_key(KeyRecord(kid=kiosk, role="kiosk", public_key=key, status="active"))
     return demo_people
 
 
 def job(kiosk: str, ctr: int, work=lambda ledger: "done", durable: bool = False,
-        key: bytes = KIOSK_KEY) -> RequestJob:
+        key: bytes | None = None) -> RequestJob:
+    key = key if key is not None else KIOSK_KEYS.get(kiosk, NOBODYS_KEY)
     return RequestJob(kiosk_id=kiosk, ctr=ctr, public_key=key, work=work, durable=durable)
 
 
