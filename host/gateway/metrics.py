@@ -82,6 +82,7 @@ SCRAPE_TIMEOUT_S = 5.0  # a connection silent this long is closed
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow scraper never holds up shutdown
+    request_queue_size = 64  # the listen backlog: connections over MAX_SCRAPES are let in, closed
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
