@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 from .base import LedgerError
 from .sqlcore import SqlLedger
+from .transactions import Tx
 
 BUSY_TIMEOUT_S = 30.0
 FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this soon after
@@ -93,6 +94,14 @@ class SqliteLedger(SqlLedger):
             conn.close()
             raise
         return conn
+
+    def _prepare_schema(self, tx: Tx) -> None:
+        tables = [name for (name,) in tx.all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        if tables and "ledger_meta" not in tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise LedgerError(f"{self.path} already holds another database's tables ({shown}); "
+                              "a ledger needs a file of its own")
 
     def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")

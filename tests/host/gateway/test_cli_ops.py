@@ -57,6 +57,19 @@ def test_init_makes_a_private_gateway_key_and_records_its_public_half(tmp_path, 
     }
 
 
+def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "clinic.db"  # a mistyped path to some other database
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, patient TEXT)")
+    assert kiosk("gateway", "init", "--db", f"sqlite:///{path}") == 1
+    assert "already holds another database's tables (visits)" in capsys.readouterr().err
+    with sqlite3.connect(path) as other:
+        tables = {name for (name,) in other.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"visits"}  # nothing of ours was added
+    assert not (tmp_path / "gateway.key").exists()
+
+
 def test_init_again_never_overwrites_the_key(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     kiosk("gateway", "init", "--db", url)
