@@ -25,21 +25,22 @@ from test_handlers import card_of, seed_demo
 
 @contextlib.asynccontextmanager
 async def serial_gateway(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path, device: Path | None = None, log: io.StringIO | None = None
 ) -> AsyncIterator[tuple[RunningGateway, SerialLink]]:
-    """A gateway serving one serial line, the kiosk's end of it, for the length of a test."""
+    """A gateway serving one serial line (`device`, or the kiosk's line), the kiosk's end of
+    it, for the length of a test; its log at info level in `log` if given."""
     key = SigningKey.generate()
     save_signing_key(tmp_path / "gateway.key", key)
     ledger.add_key(
         KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key, status="active")
     )
-    logs.configure("warning", io.StringIO())
+    logs.configure("warning" if log is None else "info", log or io.StringIO())
     link = SerialLink("kiosk-01", baud=115200)
     config = GatewayConfig(
         db=f"sqlite:///{tmp_path / 'ledger.sqlite'}", key_path=tmp_path / "gateway.key"
     )
     running = await start_gateway(
-        config, ("127.0.0.1", 0), serials=[SerialSpec(link.host_path, 115200)]
+        config, ("127.0.0.1", 0), serials=[SerialSpec(str(device or link.host_path), 115200)]
     )
     try:
         yield running, link
@@ -104,19 +105,8 @@ async def test_a_missing_serial_line_is_logged_once_and_served_when_plugged_in(
     from onestop.host.gateway import server
 
     monkeypatch.setattr(server, "SERIAL_REOPEN_S", 0.02)
-    key = SigningKey.generate()
-    save_signing_key(tmp_path / "gateway.key", key)
-    ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
-                             status="active"))
-    log = io.StringIO()
-    logs.configure("info", log)
-    device = tmp_path / "ttyUSB-kiosk"
-    config = GatewayConfig(db=f"sqlite:///{tmp_path / 'ledger.sqlite'}",
-                           key_path=tmp_path / "gateway.key")
-    running = await start_gateway(config, ("127.0.0.1", 0),
-                                  serials=[SerialSpec(str(device), 115200)])
-    link = SerialLink("kiosk-01", baud=115200)
-    try:
+    device, log = tmp_path / "ttyUSB-kiosk", io.StringIO()
+    async with serial_gateway(ledger, tmp_path, device, log) as (_running, link):
         await asyncio.sleep(0.4)  # about 20 tries
         events = [json.loads(line) for line in log.getvalue().splitlines()]
         missing = [e for e in events if e["event"] == "serial_unavailable"]
@@ -132,6 +122,3 @@ async def test_a_missing_serial_line_is_logged_once_and_served_when_plugged_in(
         (back,) = [e for e in events if e["event"] == "listening" and e.get("device")]
         assert back["down_s"] == 0
         await _settle_over(link, ledger)  # and a kiosk on it is served
-    finally:
-        await running.close()
-        link.close()
