@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -372,18 +372,26 @@ async def test_requests_from_a_client_with_a_reused_counter_are_replays(site: Si
     assert refused.value.code == "replay"
 
 
+def _handle_with(site: Site, monkeypatch: pytest.MonkeyPatch,
+                 change: Callable[[dict[str, Any], Callable[[], Any]], Any]) -> None:
+    """For one test, the gateway handles each request as change(request, handle) does, where
+    handle() is its real handling."""
+    handlers = site.running.server.service.handlers
+    real = handlers.handle
+    monkeypatch.setattr(handlers, "handle", lambda ledger, request, now: change(
+        request, lambda: real(ledger, request, now)))
+
+
 async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     kiosk = await site.kiosk()
-    handlers = site.running.server.service.handlers
-    real = handlers.handle
 
-    def broken(ledger: Ledger, request: dict[str, Any], now: int) -> Any:
+    def broken(request: dict[str, Any], handle: Callable[[], Any]) -> Any:
         if request["t"] == "pending_bills":
             raise KeyError("a bug")
-        return real(ledger, request, now)
+        return handle()
 
-    monkeypatch.setattr(handlers, "handle", broken)
+    _handle_with(site, monkeypatch, broken)
     with pytest.raises(GatewayRefused) as refused:
         await kiosk.call("pending_bills", psn_no="P001")
     assert refused.value.code == "internal"
@@ -396,16 +404,14 @@ async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
 async def test_a_reply_too_large_for_a_frame_is_an_internal_error_not_silence(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     kiosk = await site.kiosk()
-    handlers = site.running.server.service.handlers
-    real = handlers.handle
 
-    def oversized(ledger: Ledger, request: dict[str, Any], now: int) -> Any:
-        handled = real(ledger, request, now)
+    def oversized(request: dict[str, Any], handle: Callable[[], Any]) -> Any:
+        handled = handle()
         if request["t"] == "person_info":
             handled.reply["name"] = "名" * 2000  # 6,000 bytes of UTF-8
         return handled
 
-    monkeypatch.setattr(handlers, "handle", oversized)
+    _handle_with(site, monkeypatch, oversized)
     with pytest.raises(GatewayRefused) as refused:
         await kiosk.call("person_info", card=card_of(site.residents["P001"]))
     assert refused.value.code == "internal"
