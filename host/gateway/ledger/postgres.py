@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 
 from ..config import LedgerLocation, describe
 from .base import LedgerError
@@ -25,6 +26,11 @@ from .sqlcore import SqlLedger
 from .transactions import TransientConflict, Tx
 
 CONNECT_TIMEOUT_S = 10
+# A server that vanishes without closing the link (a failover, a cable, a NAT that forgot us)
+# is noticed within about a minute instead of the kernel's two hours (keepalives) or fifteen
+# minutes of retransmissions (tcp_user_timeout, ms). A URL that sets its own values keeps them.
+LINK_CHECKS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3, "tcp_user_timeout": 30_000}
 INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables once
 
 
@@ -42,6 +48,8 @@ class PostgresLedger(SqlLedger):
 
     def _connect(self) -> psycopg.Connection[Any]:
         options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        given = conninfo_to_dict(self.location.dsn or "")
+        options.update({k: v for k, v in LINK_CHECKS.items() if k not in given})
         if self.location.schema:
             options["options"] = f"-c search_path={self.location.schema}"
         return psycopg.connect(self.location.dsn or "", **options)

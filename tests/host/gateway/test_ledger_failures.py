@@ -109,6 +109,20 @@ def test_a_connection_that_died_while_idle_is_replaced_without_an_error(demo_peo
     assert demo_people.get_bill("B1").status == "settled"
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_postgresql_link_is_checked_while_idle_unless_the_url_says_otherwise(ledger):
+    # without keepalives, a server gone without closing the link went unnoticed for hours
+    params = ledger._connection().info.get_parameters()
+    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "30")
+    assert params["tcp_user_timeout"] == "30000"
+    dsn = os.environ["ONESTOP_TEST_PG"]
+    own = open_ledger(dsn + ("&" if "?" in dsn else "?") + "keepalives_idle=7")
+    try:
+        assert own._connection().info.get_parameters()["keepalives_idle"] == "7"
+    finally:
+        own.close()
+
+
 def test_postgresql_that_cannot_be_reached_is_a_clear_error():
     unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
     try:
