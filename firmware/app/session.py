@@ -136,9 +136,11 @@ class Session:
         problem = await k.txns.print_receipt(entry)
         if problem:
             return await self.fail(T.printer_reason(problem))
+        # The resident has the receipt: the done page now, not after the gateway has heard of
+        # it (with its retries that took 30 s when the link was down; recovery retries later).
+        await self.enter("done", screens.done(paid))
         await self.enter("reporting", None)
         await k.txns.report(entry)
-        await self.enter("done", screens.done(paid))
         await self.wait_card_out(k.timeouts["take_card"])
         return "settled"
 

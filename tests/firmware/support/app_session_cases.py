@@ -67,7 +67,7 @@ class Rig:
                            self.gateway, self.journal, self.txns, HeapLog(False), None, self.log)
 
     def log(self, event, **fields):
-        self.events.append(event)
+        self.events.append("step:" + fields["step"] if event == "step" else event)
 
     def transcript(self, outcome=None):
         gc.collect()
