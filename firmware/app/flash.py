@@ -55,10 +55,16 @@ def write_atomic(path, data):
         os.rename(tmp, path)
 
 
+def finish_replace(path):
+    """Finish a write_atomic a power cut interrupted between remove and rename (FAT): the
+    temporary file is complete by then. Call before opening `path` in any other way."""
+    if not exists(path) and exists(path + TMP_SUFFIX):
+        os.rename(path + TMP_SUFFIX, path)
+
+
 def read_bytes(path):
     """The contents of `path`, or None if it does not exist."""
-    if not exists(path) and exists(path + TMP_SUFFIX):
-        os.rename(path + TMP_SUFFIX, path)  # a replace interrupted between remove and rename
+    finish_replace(path)
     try:
         with open(path, "rb") as f:
             return f.read()

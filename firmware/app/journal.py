@@ -95,6 +95,7 @@ class Journal:
 
     # ------------------------------------------------------------ reading
     def _load(self):
+        flash.finish_replace(self.path)  # a compaction cut off on FAT left only the .tmp
         try:
             f = open(self.path, "rb")
         except OSError:

@@ -79,6 +79,18 @@ def test_a_txn_is_open_until_done_and_its_data_survives_a_reboot(mp: Worker, pat
     assert state["open"] == []
 
 
+def test_a_compaction_cut_off_on_fat_between_remove_and_rename_loses_nothing(
+        mp: Worker, path: str) -> None:
+    # FAT cannot rename onto a file: write_atomic removes the journal, then renames the complete
+    # .tmp onto it. A power cut in between leaves only the .tmp; it held the open txns.
+    t = "K1-000001-aaaa"
+    mp.call("app_journal", "write", path, [pending(t), settled(t)])
+    Path(path).rename(path + ".tmp")
+    state = mp.call("app_journal", "load", path)
+    assert state["open"] == [(t, "settled")]  # the saved receipt will still be printed
+    assert Path(path).exists() and not Path(path + ".tmp").exists()
+
+
 def test_an_aborted_txn_is_closed(mp: Worker, path: str) -> None:
     mp.call("app_journal", "write", path, [pending("K1-000001-aaaa"),
                                            {"kind": "aborted", "txn_id": "K1-000001-aaaa",
