@@ -30,6 +30,7 @@ from onestop.host.settlement.vocabulary import (
     CATALOGUE_CLASSES,
     HOSPITAL_LEVELS,
     MED_TYPES,
+    SETTLED_INSURANCE_TYPES,
 )
 
 from .ledger.base import Bill, Ledger, Person
@@ -44,7 +45,6 @@ BILL_FIELDS = ("bill_id", "psn_no", "fixmedins_name", "mdtrtarea_admvs", "med_ty
 ITEM_FIELDS = ("name", "class", "amount")
 PERSON_FIELDS = ("psn_no", "name", "ssn", "card_no", "insu_admdvs", "assistance")
 PERSON_OPTIONAL = ("insutype",)
-INSURANCE_TYPES = (390, 310)  # residents' basic insurance, employees'
 
 PSN_NO = re.compile(r"[A-Za-z0-9]{1,30}")  # frames.cddl psn_no_text
 BILL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -144,8 +144,9 @@ def parse_person(entry: Any, where: str) -> Person:
     if assistance not in ASSISTANCE_CATEGORIES:
         raise _fail(f"{where}.assistance", "must be one of " + ", ".join(ASSISTANCE_CATEGORIES))
     insutype = entry.get("insutype", 390)
-    if type(insutype) is not int or insutype not in INSURANCE_TYPES:
-        raise _fail(f"{where}.insutype", "must be 390 (residents) or 310 (employees)")
+    if type(insutype) is not int or insutype not in SETTLED_INSURANCE_TYPES:
+        raise _fail(f"{where}.insutype", "must be 390 (residents' insurance): the policies "
+                    "settle nothing else (employees, 310, are settled at the counter)")
     return Person(
         psn_no=_text(entry, "psn_no", where, PSN_NO, "1-30 letters or digits"),
         name=_text(entry, "name", where, longest=MAX_PERSON_NAME),

@@ -30,6 +30,7 @@ from onestop.host.gateway.masking import mask_id
 from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, load_policy, settle
+from onestop.host.settlement.vocabulary import SETTLED_INSURANCE_TYPES
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
 from onestop.protocol.framing import MAX_FRAME
@@ -313,6 +314,10 @@ class Handlers:
         return bill
 
     def _claim(self, person: Person, bill: Bill, now: int) -> Claim:
+        if person.insutype not in SETTLED_INSURANCE_TYPES:  # a record from before the check
+            raise ProtocolError("invalid", f"{person.psn_no} has insurance type "
+                                f"{person.insutype}, which this gateway's policy does not "
+                                "settle: the counter settles it")
         return Claim.from_bill(person, bill, self.today(now).isoformat())
 
     def _own_settlement(self, ledger: Ledger, request: dict[str, Any]) -> Settlement:

@@ -19,3 +19,8 @@ HOSPITAL_LEVELS: tuple[int, ...] = (1, 2, 3)
 # Catalogue classes: A (甲类) fully in scope, B (乙类) partly paid first by the resident,
 # C (丙类) fully own-pay.
 CATALOGUE_CLASSES: tuple[str, ...] = ("A", "B", "C")
+
+# Insurance types (险种) the policies settle: residents' basic medical insurance (城乡居民, 390).
+# Employees' insurance (310) has a personal account and rules of its own that no policy here
+# describes: such a person is settled at the counter, never as a resident.
+SETTLED_INSURANCE_TYPES: tuple[int, ...] = (390,)

@@ -90,6 +90,8 @@ def test_a_plain_array_of_bills_for_known_people_is_accepted(ledger, tmp_path):
         ({"person__ssn": "130630195603120049"}, "persons[0].ssn: check digit"),
         ({"person__card_no": "hb1"}, "persons[0].card_no"),
         ({"person__assistance": "rich"}, "persons[0].assistance"),
+        # employees' insurance has rules no policy here describes: never settled as a resident's
+        ({"person__insutype": 310}, "persons[0].insutype: must be 390"),
         ({"person__name": "张\x00三"}, "persons[0].name: must not contain control characters"),
         ({"bill__fixmedins_name": "卫生院\n"}, "bills[0].fixmedins_name: must not contain"),
         ({"bill__items": [{"name": "x\x1b[2J", "class": "A", "amount": 1}]},

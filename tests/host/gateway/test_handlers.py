@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -325,6 +326,18 @@ def test_a_long_list_of_bills_is_cut_to_the_oldest_that_fit_one_frame(rig: Rig) 
     # a short list is listed whole, with nothing to report
     short = rig.ask("pending_bills", psn_no="P003")
     assert len(short.reply["bills"]) == len(rig.ledger.pending_bills("P003")) and not short.event
+
+
+def test_a_person_of_another_insurance_type_is_not_settled_as_a_resident(rig: Rig) -> None:
+    # a record stored before import-bills checked the type (or by another tool)
+    employee = replace(rig.ledger.get_person("P001"), insutype=310)
+    rig.ledger.upsert_person(employee)
+    with pytest.raises(ProtocolError) as caught:
+        rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    assert caught.value.code == "invalid" and "insurance type 310" in caught.value.msg
+    assert rig.refused("settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-0000310",
+                       confirmed_cash=0) == "invalid"
+    assert rig.ledger.get_settlement("TXN-0000310") is None
 
 
 def test_receipt_printed_is_recorded_for_the_kiosks_own_settlement(rig: Rig) -> None:
