@@ -179,6 +179,10 @@ def _check_item(item: Any, index: int) -> None:
 def _check_text(value: Any, field: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ClaimError(field, "must be a non-empty string")
+    try:
+        value.encode("utf-8")  # JSON may carry a lone surrogate (\ud800): no text can hold it
+    except UnicodeEncodeError:
+        raise ClaimError(field, "must be text (it holds a lone UTF-16 surrogate)") from None
 
 
 def _check_admdvs(value: Any, field: str) -> None:

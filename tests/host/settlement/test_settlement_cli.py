@@ -170,6 +170,8 @@ def with_item(claim: dict[str, Any], **item: Any) -> dict[str, Any]:
         ([P001, {**P001, "setl_date": "29/11/2026"}], "claim 1: setl_date"),
         ([P001, "P002"], "claim 1: claim: must be an object"),
         ({"claims": [P001]}, "must be a JSON array of claims"),
+        # valid JSON (an escaped lone surrogate) that no text output can carry
+        ([{**P001, "psn_no": "\ud800"}], "claim 0: psn_no: must be text"),
     ],
 )
 def test_bad_claims_exit_2_with_one_line_and_no_output(capsys, tmp_path, claims, says):
