@@ -170,8 +170,6 @@ def with_item(claim: dict[str, Any], **item: Any) -> dict[str, Any]:
         ([P001, {**P001, "setl_date": "29/11/2026"}], "claim 1: setl_date"),
         ([P001, "P002"], "claim 1: claim: must be an object"),
         ({"claims": [P001]}, "must be a JSON array of claims"),
-        # valid JSON (an escaped lone surrogate) that no text output can carry
-        ([{**P001, "psn_no": "\ud800"}], "claim 0: psn_no: must be text"),
     ],
 )
 def test_bad_claims_exit_2_with_one_line_and_no_output(capsys, tmp_path, claims, says):
@@ -196,6 +194,15 @@ def test_malformed_json_exits_2_with_one_line(capsys, tmp_path, text, says):
     status, out, err = kiosk(capsys, "policy", "calc", "--policy", "reference", str(path))
     assert (status, out) == (2, "")
     assert err.count("\n") == 1 and says in err
+
+
+def test_a_lone_surrogate_in_a_claims_text_exits_2_with_one_line(capsys, tmp_path):
+    # valid JSON (an escaped lone surrogate) that no text output can carry
+    path = tmp_path / "claims.json"
+    path.write_text(json.dumps([{**P001, "psn_no": "\ud800"}]), encoding="ascii")
+    status, out, err = kiosk(capsys, "policy", "calc", "--policy", "reference", str(path))
+    assert (status, out) == (2, "")
+    assert err.count("\n") == 1 and "claim 0: psn_no: must be text" in err
 
 
 def test_unknown_policy_exits_2(capsys, tmp_path):
