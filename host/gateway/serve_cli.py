@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from onestop.host.gateway import eventloop
+from onestop.host.gateway.server import SETTLEMENT_TIMEZONE
 from onestop.host.gateway.workers import STOP_SIGNALS
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
@@ -59,9 +60,10 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                              "spread evenly over them, e.g. one per core (default 1); worker 0 "
                              "serves the serial lines, "
                              "worker i its metrics on the --metrics port + i")
-    parser.add_argument("--timezone", metavar="ZONE",
-                        help="time zone of the settlement day, e.g. Asia/Shanghai "
-                             "(default: this machine's)")
+    parser.add_argument("--timezone", metavar="ZONE", default=SETTLEMENT_TIMEZONE,
+                        help="time zone of the settlement day and year (default "
+                             f"{SETTLEMENT_TIMEZONE}, as the kiosks' clocks and the national "
+                             "platform count days, whatever this machine's own zone)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.set_defaults(func=run_serve)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from onestop.host.gateway import eventloop, fastwire, replay, storable
 from onestop.host.gateway.config import (
@@ -56,6 +57,10 @@ from onestop.protocol.errors import ProtocolError, wire_code
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
+# Settlement days are China's (UTC+8), as the kiosks' clocks show them (firmware/app/clock.py)
+# and the national platform reconciles them: a gateway host running on UTC must not book the
+# hours 00:00-08:00 to the day (or, on 1 January, the year) before.
+SETTLEMENT_TIMEZONE = "Asia/Shanghai"
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
 SERIAL_WARN_EVERY_S = 300.0  # a line that stays away is logged again this often
 MAX_BATCH = 128  # requests per ledger transaction at most
@@ -686,7 +691,7 @@ class GatewayConfig:
     db: str
     key_path: Path | None = None  # None: the ledger's default (gateway.key beside SQLite)
     policy: str = DEFAULT_POLICY
-    tz: tzinfo | None = None
+    tz: tzinfo | None = ZoneInfo(SETTLEMENT_TIMEZONE)  # None: this machine's local zone
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
 
 

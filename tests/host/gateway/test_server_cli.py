@@ -4,6 +4,7 @@ serve as asked: no gateway key, a key the ledger does not know, a bad address or
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,26 @@ def test_serve_with_a_bad_option_names_it(ledger_file: Path, option: str, value:
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert serve("--db", f"sqlite:///{ledger_file}", option, value) == 2
     assert says in capsys.readouterr().err
+
+
+def test_the_settlement_day_is_chinas_whatever_this_machines_zone(
+        ledger_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a gateway host on UTC booked 00:00-08:00 Beijing time to the day before (and on 1 January
+    # to the year before), while the kiosks' clocks and receipts show China's date
+    from datetime import datetime
+
+    from onestop.host.cli import build_parser
+    from onestop.host.gateway.serve_cli import _config
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        args = build_parser().parse_args(
+            ["gateway", "serve", "--db", f"sqlite:///{ledger_file}", "--listen", "127.0.0.1:0"])
+        config = _config(args)[0]
+        new_year_0130_beijing = 1798738200  # 2026-12-31 17:30 UTC
+        assert datetime.fromtimestamp(new_year_0130_beijing, config.tz).date().isoformat() == (
+            "2027-01-01")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
