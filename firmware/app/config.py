@@ -32,6 +32,9 @@ TIMEOUTS = {
     "message": 8000,  # an error or notice page before going back to the welcome page
     "take_card": 60000,  # the done page waits this long for the card to be taken
     "poll": 250,  # how often a waiting page checks the card slot
+    # A press this soon after a page appears is ignored: it was meant for the page before (a
+    # double tap on a bill lands where the confirm page puts its Confirm button).
+    "touch_guard": 600,
     "gateway_connect": 5000,
     "gateway_reply": 10000,  # per attempt
     "gateway_attempts": 3,

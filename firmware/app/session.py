@@ -156,13 +156,15 @@ class Session:
         """The button touched, TIMEOUT, or CARD_OUT if the card was taken out meanwhile."""
         k = self.k
         await self.enter(step, page)
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        shown = time.ticks_ms()
+        deadline = time.ticks_add(shown, timeout_ms)
         while True:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
                 return TIMEOUT
             touch = await k.display.next_touch(min(left, k.timeouts["poll"]))
-            if touch is not None and touch[1] in buttons:
+            if (touch is not None and touch[1] in buttons
+                    and time.ticks_diff(time.ticks_ms(), shown) >= k.timeouts["touch_guard"]):
                 return touch[1]
             if not await k.card_present():
                 return CARD_OUT

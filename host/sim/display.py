@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,7 @@ class HmiScreen:
     def _show_page(self, page_id: int) -> None:
         # loading a page resets its components to the editor's values: empty and visible
         self.page_id = page_id
+        self.shown_at = time.monotonic()
         self.texts = {name: "" for name in self.components}
         self.visible = {name: True for name in self.components}
 
@@ -260,6 +262,12 @@ class DisplaySim:
     def page(self) -> str:
         with self._changed:
             return self._screen.page
+
+    @property
+    def page_shown_at(self) -> float:
+        """time.monotonic() when the current page was loaded."""
+        with self._changed:
+            return self._screen.shown_at
 
     def text(self, component: str) -> str:
         with self._changed:

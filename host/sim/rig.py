@@ -48,6 +48,11 @@ from onestop.host.sim.tap import FrameTap
 
 ROLES = ("card", "printer", "display")
 WAIT_S = 30.0
+# The simulated kiosk's touch guard (the boards' default, firmware/app/config.py): presses
+# sooner than this after a page appears are ignored. The simulated resident touches a little
+# after it: the screen's page load and the kiosk's own confirmation of it take a moment.
+TOUCH_GUARD_MS = 600
+READING_MARGIN_S = 0.15
 # The components a kiosk page shows text in (hardware/display-pages.json), top to bottom.
 COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3")
 
@@ -207,8 +212,9 @@ class Hall:
             "uarts": {role: link.host_path for role, link in self.links.items()},
             "heap_log": True,
         }
-        if timeouts_ms:
-            settings["timeouts_ms"] = timeouts_ms
+        timeouts = {"touch_guard": TOUCH_GUARD_MS, **(timeouts_ms or {})}
+        self.touch_guard_s = timeouts["touch_guard"] / 1000
+        settings["timeouts_ms"] = timeouts
         self.public_key = provision_unix(self.flash, settings)["public_key"]
         kiosk_cli("gateway", "enroll", "--db", self.db, "--kiosk-id", self.kiosk_id,
                   "--public-key", self.public_key)
@@ -261,6 +267,10 @@ class Hall:
             raise RigError(f"the screen never showed {page!r}:\n{self.story()}")
 
     def touch(self, component: str) -> None:
+        """Touch `component` as a person does: not before the page has been up for the
+        kiosk's touch guard (a press sooner is ignored as meant for the page before)."""
+        wait = self.display.page_shown_at + self.touch_guard_s + READING_MARGIN_S
+        time.sleep(max(0.0, wait - time.monotonic()))
         if not self.display.touch(component):
             raise RigError(f"nothing to touch at {component!r}:\n{self.story()}")
 

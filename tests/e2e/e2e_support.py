@@ -26,7 +26,7 @@ WAIT_S = 30.0
 # Kiosk timeouts (ms) that keep the suite quick: an error page stays up briefly, unfinished
 # transactions are retried every second, a dead gateway is given up on sooner.
 QUICK = {"message": 600, "take_card": 5000, "retry_open": 1000, "backoff_first": 200,
-         "gateway_reply": 3000, "gateway_connect": 2000}
+         "gateway_reply": 3000, "gateway_connect": 2000, "touch_guard": 200}
 
 # What each fund's share is called on the receipt (firmware/app/receipt.py SHARES) and on the
 # confirm page (firmware/app/screens.py confirm).

@@ -5,6 +5,8 @@ welcome page, and the bill is still there to settle later.
 
 from __future__ import annotations
 
+import time
+
 from e2e_support import (
     at_welcome,
     before_visit,
@@ -64,6 +66,19 @@ def test_walking_away_from_the_confirm_page_with_the_card(shared_hall: Hall) -> 
     hall.card.pull()
     left_without_settling(hall, since, pending,
                           ("Card taken out", "Cancelled, nothing was settled"))
+
+
+def test_a_tap_the_instant_the_confirm_page_appears_settles_nothing(shared_hall: Hall) -> None:
+    # a double tap on the bill: its second press lands where Confirm now is
+    hall = shared_hall
+    pending = pending_bill_ids(hall, RESIDENT)
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    assert hall.display.touch("b0")  # at once, not as hall.touch (which reads the page first)
+    time.sleep(0.6)  # well past the touch guard (QUICK: 200 ms)
+    assert hall.display.page == "confirm" and hall.settlements() == []
+    hall.touch("b1")  # read, and meant
+    left_without_settling(hall, since, pending, ("Cancelled", "Nothing was settled"))
 
 
 def test_the_bill_left_behind_settles_on_the_next_visit(shared_hall: Hall) -> None:

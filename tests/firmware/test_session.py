@@ -122,6 +122,18 @@ def test_a_resident_settles_a_bill_and_takes_a_receipt(kiosk: Kiosk) -> None:
     assert txn_id.startswith("K0001-")
 
 
+def test_a_tap_the_instant_a_page_appears_is_not_taken_as_confirming(kiosk: Kiosk) -> None:
+    # a double tap on a bill lands where the confirm page puts its Confirm button
+    rushed = kiosk.session(script={"bills": "b0@150", "confirm": "b0"},
+                           timeouts={"touch_guard": 100})
+    assert [page for page, _ in rushed["pages"]][:5] == [
+        "reading", "processing", "bills", "processing", "confirm"]
+    assert rushed["outcome"] == "timeout" and settled_nothing(rushed)
+    read_first = kiosk.session(script={"bills": "b0@150", "confirm": "b0@150"},
+                               timeouts={"touch_guard": 100})
+    assert read_first["outcome"] == "settled"
+
+
 def test_bills_page_greets_the_resident_and_lists_each_bill(kiosk: Kiosk) -> None:
     bills = kiosk.session(script=HAPPY)["last"]["bills"]
     assert bills["t_zh"] == "请选择要结算的费用"

@@ -6,6 +6,7 @@
 # ledger that behaves like the real one where the kiosk can tell (exactly-once settle by txn_id,
 # amount_changed, bill_settled, a gateway-signed settlement), with faults scripted per request.
 import asyncio
+import time
 
 from app.link import GatewayError, GatewayUnreachable
 from drivers.cardreader import CardError
@@ -28,7 +29,8 @@ def gateway_verifier():
 
 class Resident:
     """script: page name -> what the resident does when that page shows:
-    "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away).
+    "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away);
+    "b0@150": touch it 150 ms after the page shows (at once otherwise).
     Pages not in the script get "none". On a done or error page the resident takes the card
     (unless keeps_card). `visits` is how many times they insert the card on the welcome page."""
 
@@ -38,6 +40,7 @@ class Resident:
         self.keeps_card = keeps_card
         self.card = None
         self.pending = None  # the action for the page on screen, taken at the next poll
+        self.pending_at = 0  # ticks_ms from which it is taken
 
     def saw(self, page):
         if page == "welcome" and self.visits > 0 and not self.card.present:
@@ -45,7 +48,9 @@ class Resident:
             self.card.present = True
         elif page in ("done", "error") and not self.keeps_card:
             self.card.present = False
-        self.pending = self.script.get(page, "none")
+        action, _, after_ms = self.script.get(page, "none").partition("@")
+        self.pending = action
+        self.pending_at = time.ticks_add(time.ticks_ms(), int(after_ms or 0))
 
 
 class FakeCard:
@@ -83,6 +88,9 @@ class FakeDisplay:
         return True
 
     async def next_touch(self, timeout_ms):
+        if time.ticks_diff(self.resident.pending_at, time.ticks_ms()) > 0:
+            await asyncio.sleep_ms(timeout_ms)  # still reading the page
+            return None
         action = self.resident.pending
         self.resident.pending = "none"
         page = self.pages[-1][0]
