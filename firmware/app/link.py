@@ -74,10 +74,11 @@ class GatewayLink:
                       "reconnects": 0}
 
     # ------------------------------------------------------------ public
-    async def call(self, t, **body):
+    async def call(self, t, attempts=0, **body):
         """The verified reply to request `t`. Raises GatewayError if the gateway refused it,
-        GatewayUnreachable if no attempt got an answer."""
-        attempts = self.timeouts["gateway_attempts"]
+        GatewayUnreachable if no attempt got an answer (of `attempts`; default: the
+        configured gateway_attempts)."""
+        attempts = attempts or self.timeouts["gateway_attempts"]
         pause = self.timeouts["backoff_first"]
         clock_fixed = False
         tries = 0

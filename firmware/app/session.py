@@ -125,7 +125,9 @@ class Session:
         outcome, detail = await k.txns.settle(entry)
         if outcome == T.IN_DOUBT:
             # The resident is still here: one query may settle the doubt now instead of later.
-            outcome, detail = await k.txns.query(entry)
+            # One try: after a settle that went unanswered (up to 3 tries, ~30 s) the resident
+            # has waited long enough; recovery keeps asking once they are told.
+            outcome, detail = await k.txns.query(entry, 1)
         if outcome == T.ABORTED:
             return await self.fail(REFUSAL_REASONS.get(detail, "service_refused"))
         if outcome != T.SETTLED:

@@ -87,10 +87,11 @@ class Transactions:
             return IN_DOUBT, "unreachable"
         return self._accept(entry, reply["settlement"])
 
-    async def query(self, entry):
-        """Resolve a txn in doubt. The settle is never sent again from here: see recovery.py."""
+    async def query(self, entry, attempts=0):
+        """Resolve a txn in doubt. The settle is never sent again from here: see recovery.py.
+        `attempts`: as GatewayLink.call."""
         try:
-            reply = await self.link.call("settlement_query", txn_id=entry["txn_id"])
+            reply = await self.link.call("settlement_query", attempts, txn_id=entry["txn_id"])
         except GatewayError as e:
             return IN_DOUBT, e.code
         except GatewayUnreachable:

@@ -142,6 +142,19 @@ def test_silence_is_retried_with_a_new_counter_then_given_up(mp: StageWorker,
     assert result["next_ctr"] > 6  # counter values spent on the attempts are never reused
 
 
+def test_a_call_may_ask_for_fewer_attempts(mp: StageWorker, tmp_path: Path) -> None:
+    gateway = ScriptedGateway(["silent", "answer"])
+    try:
+        result = mp.call("app_link", "run", dict(
+            port=gateway.port, dir=str(tmp_path), kiosk=KIOSK, seed=KIOSK_SEED,
+            gateway_kid="gw-test", gateway_public=GATEWAY.public_key.hex(),
+            requests=[("sign_in", {"fw": "test", "board": "unix", "attempts": 1})]))
+    finally:
+        gateway.close()
+    assert result["results"] == [{"unreachable": True}]
+    assert len(gateway.requests) == 1  # given up after the one silence, not tried again
+
+
 def test_a_gateway_that_is_not_there_is_unreachable(mp: StageWorker, tmp_path: Path) -> None:
     gateway = ScriptedGateway([])
     port = gateway.port

@@ -284,6 +284,9 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
                                                 "settlement_query": ["unreachable"]})
     assert first["outcome"] == "in_doubt"
+    # the resident, after a settle unanswered through all its tries, waits for one more, not
+    # for all of the query's too (~30 s more on the settling page)
+    assert first["calls"][-2:] == ["settle", "settlement_query"] and first["attempts"][-1] == 1
     assert first["last"]["error"]["t_en"] == "Settlement not yet confirmed"
     assert [state for _, state in first["open"]] == ["pending"]
     # the gateway is still away: the kiosk takes no new card

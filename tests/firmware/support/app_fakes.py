@@ -178,6 +178,7 @@ class FakeGateway:
         self.faults = faults or {}
         self.price_change = price_change  # added to psn_cash_pay between pre_settle and settle
         self.calls = []
+        self.attempts = []  # what each call asked for (0: the configured number)
         self.signed_in = False
         self._key = gateway_key()
 
@@ -185,9 +186,10 @@ class FakeGateway:
         await self.call("sign_in", fw=fw, board=board)
         self.signed_in = True
 
-    async def call(self, t, **body):
+    async def call(self, t, attempts=0, **body):
         await asyncio.sleep_ms(0)
         self.calls.append(t)
+        self.attempts.append(attempts)
         queue = self.faults.get(t)
         fault = queue.pop(0) if queue else "ok"
         if fault == "unreachable":

@@ -76,6 +76,7 @@ class Rig:
             "pages": self.display.pages,
             "last": {p: self.display.last[p] for p in KEPT_PAGES if p in self.display.last},
             "calls": self.gateway.calls,
+            "attempts": self.gateway.attempts,
             "receipts": [F.receipt_bytes(r) for r in self.printer.receipts],
             "open": [[e["txn_id"], e["state"]] for e in self.journal.open_txns()],
             "state": self.gateway.state,
