@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ BOARD_MODULES = {
 ROLES = ("card", "printer", "display")
 KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,24}")
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_KID_BYTES = 64  # protocol/cose.py: a COSE kid of 1 to 64 bytes
 
 
 # -O3 drops line numbers and asserts (neither is used on the board) and a module's own name as
@@ -277,6 +279,8 @@ def parse_gateway(text: str, board: str) -> dict[str, Any]:
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
             raise FirmwareToolError(f"--gateway {text}: expected tcp:HOST:PORT")
+        if not 0 < int(port) < 65536:
+            raise FirmwareToolError(f"--gateway {text}: the port must be 1 to 65535")
         return {"kind": "tcp", "host": host, "port": int(port)}
     if kind == "serial" and rest:
         if board != "unix":
@@ -308,6 +312,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         raise FirmwareToolError("--kiosk-id: 1-24 letters, digits, '_' or '-'")
     if not HEX64.fullmatch(args.gateway_public_key):
         raise FirmwareToolError("--gateway-public-key: 64 hex digits")
+    if not 0 < len(args.gateway_kid.encode("utf-8")) <= MAX_KID_BYTES:
+        # every reply would be refused as from an unknown signer
+        raise FirmwareToolError(f"--gateway-kid: 1 to {MAX_KID_BYTES} bytes, as `kiosk keys "
+                                "list` shows the gateway's kid")
     settings: dict[str, Any] = {
         "version": 1,
         "board": args.board,
@@ -373,12 +381,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     stage = Path(args.stage) if args.stage else DEFAULT_BUILD / "unix-run"
     proc = start_unix_firmware(args.dir, stage, heapsize=args.heapsize, compiled=args.compiled,
                                heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # Stopped by systemd or `kill` (SIGTERM, SIGHUP): the kiosk goes with it. Left running, it
+    # kept the UARTs and the journal, and a restart put two kiosks on one flash.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait()
         return 130
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _guarded(command: Any) -> Any:

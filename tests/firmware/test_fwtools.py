@@ -104,6 +104,25 @@ def test_kiosk_fw_provision_says_what_is_missing(tmp_path: Path) -> None:
     assert "needs --uart for printer, display" in result.stderr
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    # a kid the protocol never accepts: every reply would be refused
+    ("--gateway-kid", "g" * 65, "--gateway-kid: 1 to 64 bytes"),
+    ("--gateway-kid", "", "--gateway-kid: 1 to 64 bytes"),
+    ("--gateway", "tcp:10.0.0.2:99999", "the port must be 1 to 65535"),
+    ("--gateway", "tcp:10.0.0.2:0", "the port must be 1 to 65535"),
+])
+def test_provisioning_refuses_what_the_kiosk_could_never_use(
+        tmp_path: Path, option: str, value: str, says: str) -> None:
+    given = {"--gateway-kid": "gw-test", "--gateway": "tcp:127.0.0.1:7400", option: value}
+    result = kiosk("fw", "provision", "--board", "unix", "--dir", str(tmp_path / "flash"),
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   *[part for pair in given.items() for part in pair],
+                   "--uart", "card=/dev/pts/1", "--uart", "printer=/dev/pts/2",
+                   "--uart", "display=/dev/pts/3")
+    assert result.returncode == 1 and says in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "flash").exists()
+
+
 @pytest.mark.parametrize("text, board, expected", [
     ("tcp:gw.example:7400", "unix", {"kind": "tcp", "host": "gw.example", "port": 7400}),
     ("serial:/dev/pts/4", "unix", {"kind": "serial", "path": "/dev/pts/4"}),
@@ -171,3 +190,36 @@ def test_an_unprovisioned_kiosk_says_so_and_stops(tmp_path: Path) -> None:
     assert proc.returncode == 2
     fault = json.loads(out.splitlines()[-1])
     assert fault["ev"] == "fault" and "provision the kiosk first" in fault["error"]
+
+
+def test_kiosk_fw_run_stopped_by_sigterm_stops_the_kiosk(tmp_path: Path,
+                                                       ptys: dict[str, str]) -> None:
+    # stopped by systemd or kill, it used to leave the firmware running on the UARTs and the
+    # journal: a restart then put two kiosks on one flash
+    import os
+    import signal
+
+    provision_unix(tmp_path / "flash", settings(ptys))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onestop.host.cli", "fw", "run", "--dir", str(tmp_path / "flash"),
+         "--stage", str(tmp_path / "stage")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_event(proc, "idle")
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert children  # the MicroPython kiosk
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) != 0
+        for pid in map(int, children):
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"the kiosk {pid} still runs after `kiosk fw run` stopped")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
