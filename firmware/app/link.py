@@ -11,6 +11,7 @@
 # - A `stale` error carries the gateway's `now`: the clock is set from it and the request is sent
 #   again at once (once per call). sign_in's reply sets the clock too.
 import asyncio
+import gc
 import os
 import time
 
@@ -167,6 +168,13 @@ class GatewayLink:
         except ProtocolError as e:
             self.stats["rejected"] += 1
             self._note("gateway_reply_rejected", code=e.code)
+            return None
+        except MemoryError:
+            # A frame of thousands of tiny CBOR items decodes to ~70 times its size before the
+            # signature is checked, and anyone on the link can send one: refused like garbage.
+            gc.collect()
+            self.stats["rejected"] += 1
+            self._note("gateway_reply_rejected", code="too_costly")
             return None
 
     def _key_for(self, kid):

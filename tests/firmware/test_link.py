@@ -69,6 +69,10 @@ class ScriptedGateway:
                 if action == "noisy":
                     late = dict(answer, ctr=request["ctr"] - 1, rid=b"\x01" * 8)
                     writer.write(b"\x07\x07garbage\x00" + self._seal(late))
+                if action == "bomb":  # no key needed: 4,088 empty arrays in a COSE envelope
+                    items = 4096 - 8
+                    writer.write(framing.encode(b"\xd2\x84\x40\x99" + items.to_bytes(2, "big")
+                                                + b"\x80" * items + b"\x40\x40"))
                 if action == "stranger":
                     writer.write(self._seal(answer, SigningKey(bytes(32))))
                 writer.write(self._seal(answer))
@@ -153,6 +157,14 @@ def test_a_call_may_ask_for_fewer_attempts(mp: StageWorker, tmp_path: Path) -> N
         gateway.close()
     assert result["results"] == [{"unreachable": True}]
     assert len(gateway.requests) == 1  # given up after the one silence, not tried again
+
+
+def test_a_frame_that_would_take_the_whole_heap_to_decode_is_refused(
+        mp: StageWorker, tmp_path: Path) -> None:
+    # an unsigned frame of thousands of tiny CBOR items: MemoryError escaped the request loop
+    result, _gateway = run(mp, tmp_path, ["bomb"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
+    assert result["stats"]["rejected"] == 1
 
 
 def test_a_gateway_that_is_not_there_is_unreachable(mp: StageWorker, tmp_path: Path) -> None:
