@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -288,9 +289,7 @@ def parse_gateway(text: str, board: str) -> dict[str, Any]:
         path, _, baud = rest.partition("@")
         gateway: dict[str, Any] = {"kind": "serial", "path": path}
         if baud:
-            if not baud.isdigit():
-                raise FirmwareToolError(f"--gateway {text}: the baud rate must be a number")
-            gateway["baud"] = int(baud)
+            gateway["baud"] = _check_baud(baud, f"--gateway {text}")
         return gateway
     raise FirmwareToolError(f"--gateway {text}: expected tcp:HOST:PORT or serial:PATH[@BAUD]")
 
@@ -303,8 +302,31 @@ def parse_uarts(items: list[str]) -> dict[str, str]:
             raise FirmwareToolError(
                 f"--uart {item}: expected ROLE=PATH[@BAUD] or ROLE=tcp:HOST:PORT, "
                 f"ROLE one of {', '.join(ROLES)}")
+        if role in uarts:
+            raise FirmwareToolError(f"--uart {role}= is given twice")
+        if where.startswith("tcp:"):
+            parse_gateway(where, "unix")  # the same HOST:PORT rules
+        else:
+            _path, at, baud = where.partition("@")
+            if at:
+                _check_baud(baud, f"--uart {item}")
         uarts[role] = where
     return uarts
+
+
+def _gateway_for(args: argparse.Namespace) -> str:
+    if args.gateway is not None:
+        return args.gateway
+    if args.board != "unix":  # 127.0.0.1 on a board is the board itself
+        raise FirmwareToolError("--gateway tcp:HOST:PORT is needed for a board: the gateway's "
+                                "address on the kiosk's network")
+    return DEFAULT_GATEWAY
+
+
+def _check_baud(baud: str, where: str) -> int:
+    if not baud.isdigit() or not hasattr(termios, f"B{baud}"):
+        raise FirmwareToolError(f"{where}: the baud rate must be a standard one (e.g. 115200)")
+    return int(baud)
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -320,7 +342,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "version": 1,
         "board": args.board,
         "kiosk_id": args.kiosk_id,
-        "gateway": parse_gateway(args.gateway, args.board),
+        "gateway": parse_gateway(_gateway_for(args), args.board),
         "gateway_kid": args.gateway_kid,
         "gateway_public_key": args.gateway_public_key.lower(),
         "uarts": parse_uarts(args.uart),
@@ -438,7 +460,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prov.add_argument("--kiosk-id", required=True, metavar="ID")
     prov.add_argument("--gateway-public-key", required=True, metavar="HEX")
     prov.add_argument("--gateway-kid", required=True, metavar="KID")
-    prov.add_argument("--gateway", default=DEFAULT_GATEWAY,
+    prov.add_argument("--gateway", default=None,  # unix: DEFAULT_GATEWAY; a board: required
                       metavar="tcp:HOST:PORT|serial:PATH[@BAUD]")  # fmt: skip
     prov.add_argument("--uart", action="append", default=[], metavar="ROLE=PATH[@BAUD]",
                       help="unix: card, printer and display pty paths (or tcp:HOST:PORT)")

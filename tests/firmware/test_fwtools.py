@@ -110,6 +110,7 @@ def test_kiosk_fw_provision_says_what_is_missing(tmp_path: Path) -> None:
     ("--gateway-kid", "", "--gateway-kid: 1 to 64 bytes"),
     ("--gateway", "tcp:10.0.0.2:99999", "the port must be 1 to 65535"),
     ("--gateway", "tcp:10.0.0.2:0", "the port must be 1 to 65535"),
+    ("--gateway", "serial:/tmp/gw@12345", "the baud rate must be a standard one"),
 ])
 def test_provisioning_refuses_what_the_kiosk_could_never_use(
         tmp_path: Path, option: str, value: str, says: str) -> None:
@@ -121,6 +122,32 @@ def test_provisioning_refuses_what_the_kiosk_could_never_use(
                    "--uart", "display=/dev/pts/3")
     assert result.returncode == 1 and says in result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "flash").exists()
+
+
+@pytest.mark.parametrize(("uarts", "says"), [
+    (["card=/dev/pts/1@fast"], "the baud rate must be a standard one"),
+    (["card=tcp:nohost"], "expected tcp:HOST:PORT"),
+    (["card=/dev/pts/1", "card=/dev/pts/4"], "--uart card= is given twice"),
+])
+def test_provisioning_refuses_uarts_the_kiosk_could_not_open(tmp_path: Path, uarts: list[str],
+                                                            says: str) -> None:
+    given = {"card": "/dev/pts/1", "printer": "/dev/pts/2", "display": "/dev/pts/3"}
+    result = kiosk("fw", "provision", "--board", "unix", "--dir", str(tmp_path / "flash"),
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   "--gateway-kid", "gw-test",
+                   *[part for item in uarts for part in ("--uart", item)],
+                   *[part for role, path in given.items() if role != "card"
+                     for part in ("--uart", f"{role}={path}")])
+    assert result.returncode == 1 and says in result.stderr
+    assert not (tmp_path / "flash").exists()
+
+
+def test_a_board_must_be_told_where_the_gateway_is(tmp_path: Path) -> None:
+    # the default 127.0.0.1 is the board itself: it would only fail at the first card
+    result = kiosk("fw", "provision", "--board", "esp32s3", "--port", "/dev/null-board",
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   "--gateway-kid", "gw-test")
+    assert result.returncode == 1 and "--gateway tcp:HOST:PORT is needed" in result.stderr
 
 
 @pytest.mark.parametrize("text, board, expected", [
