@@ -83,3 +83,8 @@ def main(flash_dir=""):
     except (C.ConfigError, BoardError, KeystoreError, CounterError) as e:
         log("fault", error=str(e))
         sys.exit(2)  # the unix launcher reports it; a board stays at the REPL for a technician
+    except (OSError, ValueError, ImportError) as e:
+        # a UART that is not there, a malformed address, a board module that does not exist:
+        # one fault line a technician can read, not a traceback
+        log("fault", error="%s: %s" % (type(e).__name__, e))
+        sys.exit(2)

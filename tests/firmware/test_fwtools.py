@@ -250,3 +250,14 @@ def test_kiosk_fw_run_stopped_by_sigterm_stops_the_kiosk(tmp_path: Path,
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_uart_that_is_not_there_is_one_fault_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-pty")
+    provision_unix(tmp_path / "flash", settings({"card": missing, "printer": missing,
+                                                 "display": missing}))
+    proc = start_unix_firmware(tmp_path / "flash", tmp_path / "stage", compiled=False)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err
+    fault = json.loads(out.splitlines()[-1])
+    assert fault["ev"] == "fault" and fault["error"].startswith("OSError")
