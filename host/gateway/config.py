@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+# Settlement days are China's (UTC+8), as the kiosks' clocks show them (firmware/app/clock.py)
+# and the national platform reconciles them: a gateway host running on UTC must not book the
+# hours 00:00-08:00 to the day (or, on 1 January, the year) before.
+SETTLEMENT_TIMEZONE = "Asia/Shanghai"
+
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -22,8 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from onestop.host.gateway import eventloop
-from onestop.host.gateway.server import SETTLEMENT_TIMEZONE
-from onestop.host.gateway.workers import STOP_SIGNALS
+from onestop.host.gateway.config import SETTLEMENT_TIMEZONE
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
 
@@ -163,6 +162,8 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
     def stopping(signum: signal.Signals) -> None:
         heard.append(signum.name)
         stop.set()
+
+    from onestop.host.gateway.workers import STOP_SIGNALS
 
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))

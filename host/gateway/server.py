@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from onestop.host.gateway import eventloop, fastwire, replay, storable
 from onestop.host.gateway.config import (
+    SETTLEMENT_TIMEZONE,
     LedgerUrlError,
     default_key_path,
     describe,
@@ -57,10 +58,6 @@ from onestop.protocol.errors import ProtocolError, wire_code
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_POLICY = "reference"
 MAX_ERROR_TEXT = 400  # characters of an error's msg: a reason, never a dump
-# Settlement days are China's (UTC+8), as the kiosks' clocks show them (firmware/app/clock.py)
-# and the national platform reconciles them: a gateway host running on UTC must not book the
-# hours 00:00-08:00 to the day (or, on 1 January, the year) before.
-SETTLEMENT_TIMEZONE = "Asia/Shanghai"
 SERIAL_REOPEN_S = 1.0  # wait before reopening a serial line that went away (cable pulled)
 SERIAL_WARN_EVERY_S = 300.0  # a line that stays away is logged again this often
 MAX_BATCH = 128  # requests per ledger transaction at most
