@@ -242,10 +242,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 2208 cancel
     def cancel(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        stored = ledger.get_settlement(request["txn_id"])
-        if stored is None or stored.kiosk_id != request["kiosk"]:
-            # another kiosk is told nothing of this one's settlements (as settlement_query)
-            raise ProtocolError("not_found", f"no settlement {request['txn_id']} of this kiosk")
+        stored = self._own_settlement(ledger, request)  # another kiosk is told nothing of it
         self._check_setl_id(stored, request)
         # Another day's settlement, or one with later settlements of the same resident on top:
         # the ledger refuses and says why.
