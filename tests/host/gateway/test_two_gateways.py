@@ -12,7 +12,7 @@ import pytest
 from onestop.host.bench.gateway import GatewayProcess, provision_gateway
 from onestop.host.gateway.kiosk_client import KioskConnection, new_txn_id
 from onestop.host.gateway.ledger import Ledger
-from test_crash import Hall, check_exactly_once, load_until, resolve_all
+from test_crash import Hall, check_exactly_once, load_until, power_cut, resolve_all
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_kill_9_of_one_gateway_then_resolving_on_the_other_is_exactly_once
     hall = Hall(ledger, tmp_path, 6, "K-FAIL")
     victim, survivor = gateways
     # kiosks 0, 2, 4 talk to the victim and 1, 3, 5 to the survivor
-    await load_until(hall, ports, victim.kill)
+    await load_until(hall, ports, power_cut(victim))
     assert hall.tally.errors["ConnectionError"] >= 1
     check_exactly_once(ledger, hall.tally)
     in_doubt = len(hall.tally.in_doubt)
