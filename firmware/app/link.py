@@ -10,6 +10,10 @@
 #   txn_id, which the gateway makes exactly-once, and `receipt_printed` by txn_id too.
 # - A `stale` error carries the gateway's `now`: the clock is set from it and the request is sent
 #   again at once (once per call). sign_in's reply sets the clock too.
+# - Replies that came but did not verify against the pinned gateway key, and no reply that did:
+#   GatewayUntrusted, not GatewayUnreachable. The gateway answers, but this kiosk was given the
+#   wrong gateway key (or something else answers in its place): a technician's fault to fix,
+#   not a network one to wait out.
 import asyncio
 import gc
 import os
@@ -34,6 +38,15 @@ class GatewayError(Exception):
 
 class GatewayUnreachable(Exception):
     """No answer after every attempt: the request may or may not have reached the gateway."""
+
+
+class GatewayUntrusted(GatewayUnreachable):
+    """Every answer failed the gateway key check: as unreachable for the request's outcome
+    (nothing verified came back), but a fault of the kiosk's configuration."""
+
+
+# Why a reply failed that says "not signed by the gateway we pinned", not "damaged on the way".
+_UNTRUSTED_CODES = ("bad_signature", "unknown_kiosk")
 
 
 class _Closed(Exception):
@@ -71,6 +84,7 @@ class GatewayLink:
         self._buf = bytearray(READ_SIZE)
         self.signed_in = False
         self.sign_no = None
+        self._untrusted = 0  # this call's replies that failed the gateway key check
         self.stats = {"requests": 0, "retries": 0, "unmatched": 0, "rejected": 0,
                       "reconnects": 0}
 
@@ -83,6 +97,7 @@ class GatewayLink:
         pause = self.timeouts["backoff_first"]
         clock_fixed = False
         tries = 0
+        self._untrusted = 0
         while True:
             tries += 1
             try:
@@ -97,6 +112,12 @@ class GatewayLink:
                 await self._drop(t, e)
                 if tries >= attempts:
                     self.signed_in = False  # sign in again once the gateway is back
+                    if self._untrusted:
+                        self._note("gateway_untrusted", t=t, rejected=self._untrusted,
+                                   kid=self.gateway_kid)
+                        raise GatewayUntrusted(
+                            "%s: %d replies not signed by the pinned gateway key %s"
+                            % (t, self._untrusted, self.gateway_kid)) from None
                     raise GatewayUnreachable(
                         "%s: no answer after %d attempts" % (t, tries)) from None
                 self.stats["retries"] += 1
@@ -167,6 +188,8 @@ class GatewayLink:
             return messages.open(payload, self._key_for)[1]
         except ProtocolError as e:
             self.stats["rejected"] += 1
+            if e.code in _UNTRUSTED_CODES:
+                self._untrusted += 1
             self._note("gateway_reply_rejected", code=e.code)
             return None
         except MemoryError:

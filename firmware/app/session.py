@@ -2,7 +2,8 @@
 #
 #   READING   read the card                   -> card errors: card_unreadable, wrong_card, ...
 #   LOOKUP    sign_in (once), person_info,    -> card_expired, unknown_person, no_bills,
-#             pending_bills                      gateway_unreachable, service_refused
+#             pending_bills                      gateway_unreachable, gateway_untrusted,
+#                                                service_refused
 #   CHOOSING  bills page, a button per bill   -> timeout, card_removed
 #   PRICING   pre_settle
 #   CONFIRMING confirm page: b0 confirm, b1 cancel -> cancelled, timeout, card_removed
@@ -20,7 +21,7 @@ import time
 
 from app import screens
 from app import txn as T
-from app.link import GatewayError, GatewayUnreachable
+from app.link import GatewayError, GatewayUnreachable, GatewayUntrusted
 from drivers import gbk
 from drivers.cardreader import CardError
 
@@ -101,8 +102,8 @@ class Session:
             bills = (await k.link.call("pending_bills", psn_no=person["psn_no"]))["bills"]
         except GatewayError as e:
             return _refusal(k, e)
-        except GatewayUnreachable:
-            return "gateway_unreachable"
+        except GatewayUnreachable as e:
+            return _unreachable(e)
         if not bills:
             return "no_bills"
         return person, bills
@@ -114,8 +115,8 @@ class Session:
                                            bill_id=bill["bill_id"])
         except GatewayError as e:
             return _refusal(self.k, e)
-        except GatewayUnreachable:
-            return "gateway_unreachable"
+        except GatewayUnreachable as e:
+            return _unreachable(e)
         return reply["result"]
 
     async def _settle(self, person, bill, cash):
@@ -197,6 +198,12 @@ class Session:
 
 def _ended(choice):
     return "card_removed" if choice == CARD_OUT else "timeout"
+
+
+def _unreachable(error):
+    """No verified answer: the network, or (every reply failed the key check) a kiosk given the
+    wrong gateway key, which waiting will not mend: the resident is sent to staff."""
+    return "gateway_untrusted" if isinstance(error, GatewayUntrusted) else "gateway_unreachable"
 
 
 def _refusal(kiosk, error):

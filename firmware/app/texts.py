@@ -50,6 +50,8 @@ ERRORS = {
                        "未结算，请重新插卡查看", "Nothing was settled: insert your card again"),
     "gateway_unreachable": ("网络连接中断", "Cannot reach the insurance service",
                             "未结算，请稍后再试", "Nothing was settled, please try again later"),
+    "gateway_untrusted": ("无法核验保险服务", "The insurance service could not be verified",
+                          "未结算，请联系工作人员", "Nothing was settled, please ask staff"),
     "service_refused": ("暂时无法办理", "Service unavailable",
                         "请稍后再试或到窗口办理", "Please try later, or ask at the counter"),
     "timeout": ("操作超时", "Timed out", "已取消，未结算", "Cancelled, nothing was settled"),

@@ -6,6 +6,7 @@ one settlement and one receipt.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -20,6 +21,7 @@ from e2e_support import (
     up_to_confirm,
     wait_screen,
 )
+from onestop.host.keys import SigningKey
 from onestop.host.sim.rig import Hall
 from onestop.protocol import cbor, cose
 
@@ -61,6 +63,25 @@ def test_gateway_down_then_back(hall: Hall) -> None:
     seen = settle_visit(hall, RESIDENT)
     one_settlement_one_receipt(hall, before)
     assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]
+
+
+def test_a_kiosk_pinned_to_another_gateway_key_says_so_and_settles_nothing(hall: Hall) -> None:
+    """A technician provisioned the kiosk with some other gateway's public key: the gateway
+    answers, nothing it says verifies. The resident is sent to staff (not told to try later),
+    and the kiosk's log names the fault for the technician."""
+    hall.power_cut()
+    config_path = hall.flash / "config.json"
+    config = json.loads(config_path.read_text())
+    config["gateway_public_key"] = SigningKey(bytes(32)).public_key.hex()
+    config_path.write_text(json.dumps(config))
+    firmware = hall.boot()
+    since = at_welcome(hall)
+    hall.insert(RESIDENT)
+    message = wait_screen(hall, "error", since)
+    assert "The insurance service could not be verified" in message
+    assert "please ask staff" in message and "Cannot reach" not in message
+    assert firmware.wait_event("gateway_untrusted")["t"] == "sign_in"
+    assert hall.settlements() == []
 
 
 def wait_until(condition: object, what: str) -> None:

@@ -27,7 +27,8 @@ NOW = 1795000000
 class ScriptedGateway:
     """A TCP gateway whose answer to each request follows `script`: "answer", "silent" (no
     reply), "stale" (error with now), "noisy" (garbage and a late answer to another request
-    first, then the answer), "stranger" (an answer signed by another key, then the answer)."""
+    first, then the answer), "stranger" (an answer signed by another key, then the answer),
+    "impostor" (only the answer signed by another key)."""
 
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
@@ -73,9 +74,10 @@ class ScriptedGateway:
                     items = 4096 - 8
                     writer.write(framing.encode(b"\xd2\x84\x40\x99" + items.to_bytes(2, "big")
                                                 + b"\x80" * items + b"\x40\x40"))
-                if action == "stranger":
+                if action in ("stranger", "impostor"):
                     writer.write(self._seal(answer, SigningKey(bytes(32))))
-                writer.write(self._seal(answer))
+                if action != "impostor":
+                    writer.write(self._seal(answer))
                 await writer.drain()
         writer.close()
 
@@ -127,6 +129,38 @@ def test_an_answer_signed_by_another_key_is_not_believed(mp: StageWorker,
     result, _ = run(mp, tmp_path, ["stranger"])
     assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
     assert result["stats"]["rejected"] == 1
+
+
+def test_a_gateway_key_that_never_verifies_is_untrusted_not_unreachable(
+        mp: StageWorker, tmp_path: Path) -> None:
+    # The kiosk was given the wrong gateway key: the gateway answers every attempt, and not one
+    # answer verifies. The technician must hear that, not "cannot reach the service".
+    result, gateway = run(mp, tmp_path, ["impostor"] * 3)
+    assert result["results"] == [{"untrusted": True}]
+    assert len(gateway.requests) == 3 and result["stats"]["rejected"] == 3
+
+
+def test_a_gateway_kid_other_than_the_pinned_one_is_untrusted(mp: StageWorker,
+                                                              tmp_path: Path) -> None:
+    gateway = ScriptedGateway([])
+    try:
+        result = mp.call("app_link", "run", dict(
+            port=gateway.port, dir=str(tmp_path), kiosk=KIOSK, seed=KIOSK_SEED,
+            gateway_kid="gw-elsewhere", gateway_public=GATEWAY.public_key.hex(),
+            requests=[("sign_in", {"fw": "test", "board": "unix"})]))
+    finally:
+        gateway.close()
+    assert result["results"] == [{"untrusted": True}]
+
+
+def test_silence_after_an_impostor_is_still_untrusted_but_one_good_answer_is_believed(
+        mp: StageWorker, tmp_path: Path) -> None:
+    result, _ = run(mp, tmp_path, ["impostor", "answer"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 2}]
+    result, _ = run(mp, tmp_path, ["silent", "silent", "silent", "impostor", "silent",
+                                   "silent"], requests=2)
+    # each call counts its own replies: the first was silence only, the second saw an impostor
+    assert result["results"] == [{"unreachable": True}, {"untrusted": True}]
 
 
 def test_a_stale_clock_is_set_from_the_gateway_and_the_request_sent_again(

@@ -253,6 +253,18 @@ def test_gateway_unreachable_before_confirming(kiosk: Kiosk) -> None:
     assert settled_nothing(result)
 
 
+def test_a_kiosk_given_the_wrong_gateway_key_sends_the_resident_to_staff(kiosk: Kiosk) -> None:
+    # not "try again later": waiting will not mend a kiosk that cannot verify its gateway
+    result = kiosk.session(script=HAPPY, faults={"sign_in": ["untrusted"]})
+    assert result["outcome"] == "gateway_untrusted"
+    assert result["last"]["error"]["t_en"] == "The insurance service could not be verified"
+    assert result["last"]["error"]["l1"] == "Nothing was settled, please ask staff"
+    assert settled_nothing(result)
+    result = kiosk.session(script=HAPPY, faults={"pre_settle": ["untrusted"]})
+    assert result["outcome"] == "gateway_untrusted"
+    assert settled_nothing(result)
+
+
 def test_the_price_changing_after_confirmation_settles_nothing(kiosk: Kiosk) -> None:
     result = kiosk.session(script=HAPPY, price_change=100)
     assert result["outcome"] == "amount_changed"

@@ -8,7 +8,7 @@
 import asyncio
 import time
 
-from app.link import GatewayError, GatewayUnreachable
+from app.link import GatewayError, GatewayUnreachable, GatewayUntrusted
 from drivers.cardreader import CardError
 from drivers.escpos import PrinterError
 from onestop.protocol import ed25519, messages
@@ -166,9 +166,10 @@ class FakeGateway:
     values, handed back to the test and passed in again after a simulated reboot).
 
     faults: request type -> list of faults for its successive calls: "unreachable" (no answer,
-    nothing done), "lost_reply" (done, but the answer never arrives), "error:CODE" (refused),
-    "bad_signature" (a settlement signed by another key), "memory_error" (MemoryError, nothing
-    sent), "ok" (no fault)."""
+    nothing done), "untrusted" (answers, none signed by the pinned gateway key; nothing done),
+    "lost_reply" (done, but the answer never arrives), "error:CODE" (refused), "bad_signature"
+    (a settlement signed by another key), "memory_error" (MemoryError, nothing sent), "ok" (no
+    fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -195,6 +196,9 @@ class FakeGateway:
         if fault == "unreachable":
             self.signed_in = False
             raise GatewayUnreachable(t)
+        if fault == "untrusted":
+            self.signed_in = False
+            raise GatewayUntrusted(t)
         if fault.startswith("error:"):
             raise GatewayError(fault[6:], "scripted")
         if fault == "memory_error":  # the heap exhausted while the request was made

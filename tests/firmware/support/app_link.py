@@ -5,7 +5,7 @@ import binascii
 
 from app.clock import Clock
 from app.counter import Counter
-from app.link import GatewayError, GatewayLink, GatewayUnreachable
+from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntrusted
 from onestop.protocol import ed25519
 
 TIMEOUTS = {"gateway_connect": 1000, "gateway_reply": 400, "gateway_attempts": 3,
@@ -32,6 +32,8 @@ async def _run(spec):
             results.append({"t": reply["t"], "ctr": reply["ctr"]})
         except GatewayError as e:
             results.append({"error": e.code})
+        except GatewayUntrusted:
+            results.append({"untrusted": True})
         except GatewayUnreachable:
             results.append({"unreachable": True})
     await link.close()
