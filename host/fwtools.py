@@ -25,9 +25,11 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import termios
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -226,42 +228,152 @@ def _provision_code(flash_dir: str, settings: dict[str, Any]) -> str:
 
 
 def _provision_result(output: str) -> dict[str, Any]:
+    """The device's one JSON line (app/provision.py): its public key, or why it refused."""
     for line in reversed(output.splitlines()):
         line = line.strip()
-        if line.startswith("{") and "public_key" in line:
-            return json.loads(line)
-    raise FirmwareToolError(f"provisioning printed no public key: {output.strip()[-400:]}")
+        if line.startswith("{") and ("public_key" in line or '"error"' in line):
+            result = json.loads(line)
+            if "error" in result:
+                raise FirmwareToolError(f"provisioning refused: {result['error']}")
+            return result
+    raise FirmwareToolError(f"provisioning printed no public key: {_last_line(output)}")
+
+
+def _last_line(text: str) -> str:
+    """The line that says what went wrong (a MicroPython traceback ends with the error)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][-400:] if lines else "no output"
+
+
+def flash_directory(flash_dir: str | os.PathLike[str], must_exist: bool = False) -> Path:
+    """`--dir` as an absolute path, refused if it is not a directory (or missing, if it must
+    exist), before anything is made or started there."""
+    flash = Path(flash_dir).resolve()
+    if flash.exists() and not flash.is_dir():
+        raise FirmwareToolError(f"--dir {flash_dir}: not a directory (the kiosk's flash is a "
+                                "folder)")
+    if must_exist and not flash.exists():
+        raise FirmwareToolError(f"--dir {flash_dir}: no such flash directory: provision the "
+                                "kiosk first (kiosk fw provision --board unix --dir ...)")
+    return flash
+
+
+def _prepare_flash(flash: Path) -> int | None:
+    """Make the flash directory private; returns its mode before (None: it was made here)."""
+    before = stat.S_IMODE(flash.stat().st_mode) if flash.exists() else None
+    try:
+        flash.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # a board's flash is its own; on a shared host the kiosk's private key and its journal
+        # (residents' card data) must not be readable by other users either
+        flash.chmod(0o700)
+    except OSError as exc:
+        raise FirmwareToolError(f"--dir {flash}: {exc.strerror}") from None
+    return before
+
+
+def _restore_flash(flash: Path, before: int | None) -> None:
+    """Undo _prepare_flash after a refusal: the device wrote nothing, so nothing else changed."""
+    try:
+        if before is None:
+            flash.rmdir()
+        else:
+            flash.chmod(before)
+    except OSError:
+        pass  # not empty after all: leave what is there
 
 
 def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, Any]:
     """Provision a unix kiosk: its key is made by MicroPython's os.urandom, in `flash_dir`."""
     from onestop.host.mpy import library_root
 
-    flash = Path(flash_dir).resolve()
-    flash.mkdir(parents=True, exist_ok=True)
-    # a board's flash is its own; on a shared host the kiosk's private key and its journal
-    # (residents' card data) must not be readable by other users either
-    flash.chmod(0o700)
+    flash = flash_directory(flash_dir)
+    before = _prepare_flash(flash)
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
-    result = subprocess.run(
-        [micropython_binary(), "-X", "heapsize=1M", "-c", _provision_code(str(flash), settings)],
-        env=env, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise FirmwareToolError(f"provisioning failed: {(result.stderr or result.stdout).strip()}")
-    return _provision_result(result.stdout)
+    try:
+        result = subprocess.run(
+            [micropython_binary(), "-X", "heapsize=1M", "-c",
+             _provision_code(str(flash), settings)],
+            env=env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise FirmwareToolError(
+                f"provisioning failed: {_last_line(result.stderr or result.stdout)}")
+        return _provision_result(result.stdout)
+    except FirmwareToolError:
+        _restore_flash(flash, before)
+        raise
 
 
 def _mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
     command = [sys.executable, "-m", "mpremote", "connect", port, *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
     if result.returncode != 0:
-        raise FirmwareToolError(f"mpremote {' '.join(args[:2])}: {result.stderr.strip()}")
+        # name the command, not the code given to exec; a board's traceback ends with its error
+        what = args[0] if args[0] == "exec" else " ".join(args[:2])
+        raise FirmwareToolError(f"mpremote {what}: {_last_line(result.stderr)}")
     return result.stdout
 
 
+def check_stage(stage: Path, board: str) -> None:
+    """Refuse a folder that is not a `kiosk fw build` stage for `board`: another board's pin
+    map and modules would boot to a fault, or drive the wrong pins."""
+    info = stage_info(stage)
+    if info is None:
+        raise FirmwareToolError(f"--build {stage}: not a `kiosk fw build` output (no {STAMP})")
+    if info.get("board") != board:
+        raise FirmwareToolError(
+            f"--build {stage}: built for {info.get('board')}, not {board}: "
+            f"kiosk fw build --board {board} --out DIR")
+
+
+def stage_files(stage: Path) -> set[str]:
+    """What a deploy puts on the board, as paths from the flash root."""
+    return {p.relative_to(stage).as_posix() for p in stage.rglob("*")
+            if p.is_file() and p.name not in (STAMP, "manifest.py")}  # fmt: skip
+
+
+def code_folders(staged: set[str]) -> list[str]:
+    """The top folders a stage fills (app, boards, drivers, onestop): its code, and only that."""
+    return sorted({name.split("/", 1)[0] for name in staged if "/" in name})
+
+
+def stale_files(board_files: Iterable[str], staged: set[str]) -> list[str]:
+    """Files an earlier deploy left in the code folders this stage fills that it does not
+    replace: a stale app/x.py is imported before the new app/x.mpy, a retired module lingers.
+    The flash root's own files (config.json, kiosk.key, counter, journal.bin, boot.py) and
+    other folders (lib/) are never stale."""
+    folders = code_folders(staged)
+    return sorted(name for name in board_files
+                  if name.split("/", 1)[0] in folders and name not in staged)
+
+
+# Run on the board by mpremote exec: every file under the given folders, one path a line.
+_LIST_CODE = """import os
+def walk(d):
+    try:
+        entries = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in entries:
+        if e[1] == 0x4000:
+            walk(d + "/" + e[0])
+        else:
+            print(d + "/" + e[0])
+for d in %r:
+    walk(d)
+"""
+_REMOVE_CODE = "import os\nfor p in %r:\n    os.remove(p)\n"
+
+
 def deploy(port: str, stage: Path) -> None:
-    """Copy a stage to a board's flash root over mpremote."""
+    """Copy a stage to a board's flash root over mpremote, first removing the code an earlier
+    deploy left there that this stage does not replace."""
+    staged = stage_files(stage)
+    listing = _mpremote(port, "exec", _LIST_CODE % code_folders(staged))
+    on_board = [line.strip() for line in listing.splitlines() if line.strip()]
+    stale = stale_files(on_board, staged)
+    if stale:
+        _mpremote(port, "exec", _REMOVE_CODE % stale)
     names = sorted(p.name for p in stage.iterdir() if p.name not in (STAMP, "manifest.py"))
     _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
 
@@ -373,6 +485,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     stage = Path(args.build) if args.build else stage_firmware(
         DEFAULT_BUILD / args.board, args.board, compiled=True)
+    check_stage(stage, args.board)
     deploy(args.port, stage)
     print(f"deployed {stage} to {args.port}")
     return 0
@@ -400,8 +513,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    flash = flash_directory(args.dir, must_exist=True)
     stage = Path(args.stage) if args.stage else DEFAULT_BUILD / "unix-run"
-    proc = start_unix_firmware(args.dir, stage, heapsize=args.heapsize, compiled=args.compiled,
+    proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=args.compiled,
                                heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
 
     def stop(signum: int, _frame: object) -> None:

@@ -5,21 +5,40 @@
 #
 # SETTINGS is the configuration of app/config.py. The key is made once: provisioning again (a new
 # gateway address, say) keeps it, because the gateway trusts that key. The counter file is made
-# if missing and never moved back. Prints one JSON line: {"kiosk_id", "public_key", "new_key"}.
+# if missing and never moved back. Prints one JSON line: {"kiosk_id", "public_key", "new_key"},
+# or {"error"} when it refuses, and then nothing on the flash has changed.
 import json
 import os
 
 from app import config, counter, flash, keystore
 
 
+def _existing_key(key_path):
+    """The key already on the flash, or None; a damaged one refuses provisioning."""
+    if not flash.exists(key_path):
+        return None
+    try:
+        return keystore.load(key_path)
+    except keystore.KeystoreError as e:
+        # a new key is a new identity: the gateway must enrol it before the kiosk can settle
+        raise keystore.KeystoreError(
+            "%s; remove it to make a new key, then enrol the kiosk's new public key at the "
+            "gateway" % e) from None
+
+
 def run(flash_dir, settings):
-    config.save(flash_dir, settings)
-    key_path = flash.join(flash_dir, keystore.KEY_FILE)
-    new_key = not flash.exists(key_path)
+    # everything is checked before anything is written: a refusal leaves the flash as it was
+    try:
+        config.check(dict(settings))
+        key_path = flash.join(flash_dir, keystore.KEY_FILE)
+        key = _existing_key(key_path)
+    except (config.ConfigError, keystore.KeystoreError) as e:
+        print(json.dumps({"error": str(e)}))
+        return
+    new_key = key is None
     if new_key:
         key = keystore.generate(key_path, os.urandom)
-    else:
-        key = keystore.load(key_path)
+    config.save(flash_dir, settings)
     counter.initialise(flash.join(flash_dir, config.COUNTER_FILE))
     print(json.dumps({"kiosk_id": settings["kiosk_id"], "public_key": keystore.public_hex(key),
                       "new_key": new_key}))

@@ -4,6 +4,7 @@ the device, the unix launcher booting the real firmware (source and precompiled)
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -140,6 +141,137 @@ def test_provisioning_refuses_uarts_the_kiosk_could_not_open(tmp_path: Path, uar
                      for part in ("--uart", f"{role}={path}")])
     assert result.returncode == 1 and says in result.stderr
     assert not (tmp_path / "flash").exists()
+
+
+def provision_args(flash: Path, gateway: str = "tcp:127.0.0.1:7400") -> list[str]:
+    return ["fw", "provision", "--board", "unix", "--dir", str(flash), "--kiosk-id", "K0007",
+            "--gateway-public-key", GATEWAY_PUBLIC, "--gateway-kid", "gw-test",
+            "--gateway", gateway, "--uart", "card=/dev/pts/1", "--uart", "printer=/dev/pts/2",
+            "--uart", "display=/dev/pts/3"]
+
+
+def flash_state(flash: Path) -> dict[str, object]:
+    """Every file's bytes and the folder's mode: what a refusal must leave as it was."""
+    files = {p.name: p.read_bytes() for p in sorted(flash.iterdir())}
+    return {"mode": flash.stat().st_mode, "files": files}
+
+
+@pytest.mark.parametrize("command", ["provision", "run"])
+def test_a_file_given_as_the_flash_directory_is_one_line(tmp_path: Path, command: str) -> None:
+    # a technician's slip (--dir config.json, say): it used to end in a traceback
+    not_a_dir = tmp_path / "flash.img"
+    not_a_dir.write_text("not a folder")
+    args = (provision_args(not_a_dir) if command == "provision" else
+            ["fw", "run", "--dir", str(not_a_dir), "--stage", str(tmp_path / "stage")])
+    result = kiosk(*args)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--dir {not_a_dir}: not a directory" in result.stderr
+    assert not_a_dir.read_text() == "not a folder" and not (tmp_path / "stage").exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x8f" * 7, b"garbage, not a seed\n" * 3])
+def test_a_damaged_kiosk_key_says_which_file_and_what_to_do(tmp_path: Path,
+                                                            damage: bytes) -> None:
+    flash = tmp_path / "flash"
+    assert kiosk(*provision_args(flash)).returncode == 0
+    (flash / "kiosk.key").write_bytes(damage)
+    result = kiosk(*provision_args(flash, gateway="tcp:10.0.0.2:7400"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"kiosk key file {flash / 'kiosk.key'} is damaged" in result.stderr
+    assert "remove it to make a new key" in result.stderr and "enrol" in result.stderr
+
+
+@pytest.mark.parametrize("provisioned", [True, False], ids=["re-provisioning", "first"])
+def test_a_refused_provisioning_leaves_the_flash_as_it_was(tmp_path: Path,
+                                                          provisioned: bool) -> None:
+    # config.json used to be written before the key was checked: a kiosk half moved to a new
+    # gateway, with a key it could not use
+    flash = tmp_path / "flash"
+    if provisioned:
+        assert kiosk(*provision_args(flash)).returncode == 0
+    else:
+        flash.mkdir(mode=0o755)
+    (flash / "kiosk.key").write_bytes(b"\x00" * 31)
+    before = flash_state(flash)
+    result = kiosk(*provision_args(flash, gateway="tcp:10.0.0.2:7400"))
+    assert result.returncode == 1
+    assert flash_state(flash) == before
+
+
+def test_a_configuration_refused_on_the_device_leaves_no_flash_directory(tmp_path: Path) -> None:
+    with pytest.raises(FirmwareToolError, match="kiosk id"):
+        provision_unix(tmp_path / "flash", dict(settings(), kiosk_id="K" * 25))
+    assert not (tmp_path / "flash").exists()
+
+
+# ---------------------------------------------------------------------------- deploying
+@pytest.mark.parametrize(("built_for", "says"), [
+    ("rp2040", "built for rp2040, not esp32s3"),
+    (None, "not a `kiosk fw build` output"),
+])
+def test_deploy_refuses_a_build_for_another_board(tmp_path: Path, built_for: str | None,
+                                                  says: str) -> None:
+    # another board's pin map and board module would drive the wrong pins, or boot to a fault
+    build = tmp_path / "build"
+    if built_for:
+        stage_firmware(build, built_for, compiled=False, tables=False)
+    else:
+        (build / "app").mkdir(parents=True)
+    result = kiosk("fw", "deploy", "--board", "esp32s3", "--port", "/dev/null-board",
+                   "--build", str(build))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert says in result.stderr and str(build) in result.stderr
+
+
+@pytest.mark.parametrize("command", ["deploy", "provision"])
+def test_a_port_with_no_board_is_one_line(tmp_path: Path, command: str) -> None:
+    # the error used to quote the whole program given to `mpremote exec`
+    if command == "deploy":
+        stage_firmware(tmp_path / "build", "esp32s3", compiled=False, tables=False)
+        args = ["--build", str(tmp_path / "build")]
+    else:
+        args = ["--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                "--gateway-kid", "gw-test", "--gateway", "tcp:10.0.0.2:7400"]
+    result = kiosk("fw", command, "--board", "esp32s3", "--port", "/dev/null-board", *args)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("kiosk fw: mpremote exec: ")
+    assert "/dev/null-board" in result.stderr
+
+
+def test_deploy_replaces_stale_code_and_keeps_the_kiosks_own_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mpremote against a fake board: its flash a folder, `exec` run by the unix port there."""
+    from onestop.host import fwtools
+    from onestop.host.mpy import micropython_binary
+
+    board = tmp_path / "board"
+    kept = {"config.json": b"{}", "kiosk.key": b"k" * 32, "counter": b"7\n",
+            "journal.bin": b"j", "boot.py": b"# board's own\n", "lib/extra.py": b"x = 1\n"}
+    stale = {"app/session.py": b"OLD = 1\n",  # an earlier --source deploy: imported before .mpy
+             "app/retired.mpy": b"M", "boards/rp2040.mpy": b"M", "onestop/protocol/old.mpy": b"M"}
+    for name, data in {**kept, **stale}.items():
+        (board / name).parent.mkdir(parents=True, exist_ok=True)
+        (board / name).write_bytes(data)
+
+    def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+        if args[0] == "exec":
+            done = subprocess.run([micropython_binary(), "-c", args[1]], cwd=board,
+                                  capture_output=True, text=True, check=True)
+            return done.stdout
+        assert args[:2] == ("cp", "-r") and args[-1] == ":" and cwd is not None
+        for name in args[2:-1]:
+            if (cwd / name).is_dir():
+                shutil.copytree(cwd / name, board / name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(cwd / name, board / name)
+        return ""
+
+    monkeypatch.setattr(fwtools, "_mpremote", mpremote)
+    stage = stage_firmware(tmp_path / "stage", "esp32s3", compiled=True, tables=False)
+    fwtools.deploy("/dev/fake", stage)
+    on_board = {p.relative_to(board).as_posix() for p in board.rglob("*") if p.is_file()}
+    assert on_board == fwtools.stage_files(stage) | set(kept)
+    assert all((board / name).read_bytes() == data for name, data in kept.items())
 
 
 def test_a_board_must_be_told_where_the_gateway_is(tmp_path: Path) -> None:
