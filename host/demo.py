@@ -10,6 +10,7 @@ receipt, printing each screen as it appears and the receipt as printed.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shlex
 import sys
@@ -17,7 +18,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from onestop.host.signals import exit_on_stop_signals
 
 RESIDENTS_FILE = Path(__file__).resolve().parent / "sim" / "demo_residents.json"
 DEFAULT_RESIDENT = "P002"  # dibao, off-site with a referral: all three funds pay
@@ -75,6 +78,7 @@ class ScreenPrinter:
 
 # What a demo leaves in its work directory; a new run in the same directory moves these aside
 # (never anything else), so it starts again from the demo residents' unsettled bills.
+LOCK_FILE = "demo.lock"  # held while a demo runs in the directory
 DEMO_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm",
               "ledger.sqlite-writer.lock", "gateway.key", "gateway.log", "flash", "stage",
               "receipt.png")
@@ -95,22 +99,61 @@ def yuan(fen: int) -> str:
     return f"{fen // 100:,}.{fen % 100:02d}"
 
 
+class DemoRefused(Exception):
+    """The demo cannot start here (said in one line)."""
+
+
+def claim_workdir(workdir: Path) -> IO[str]:
+    """The work directory, made if missing and locked for this demo (the open lock file; the
+    lock goes when it is closed or the process ends). A second demo in the same directory
+    would set this one's live ledger and kiosk aside under it."""
+    if workdir.exists() and not workdir.is_dir():
+        raise DemoRefused(f"--workdir {workdir}: not a directory")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        lock = open(workdir / LOCK_FILE, "a", encoding="utf-8")  # held while the demo runs
+    except OSError as exc:
+        raise DemoRefused(f"--workdir {workdir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DemoRefused(f"--workdir {workdir}: another demo is running there; wait for it "
+                          "or give another --workdir") from None
+    return lock
+
+
 def run(args: argparse.Namespace) -> int:
+    exit_on_stop_signals()  # `kill` or a closed terminal: the gateway and kiosk stop too
+    try:
+        return _run(args)
+    except DemoRefused as exc:
+        print(f"kiosk demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from onestop.host.sim.receipt_render import render_png
     from onestop.host.sim.rig import Hall, RigError
 
     resident = demo_residents()[args.resident]
     workdir: Path = (args.workdir or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))).resolve()
-    capture = open(args.capture, "w", encoding="utf-8") if args.capture else None
     print(f"Onestop demo: {resident['name']} ({args.resident}), {resident['note']}")
     print(f"work directory: {workdir}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    aside = set_aside_previous_demo(workdir)
-    if aside is not None:
-        print(f"an earlier demo's ledger and kiosk were moved to {aside}")
-    print("starting the gateway, the simulated devices and the kiosk firmware ...", flush=True)
+    lock = claim_workdir(workdir)
+    capture = None
     hall = None
     try:
+        if args.capture:
+            try:
+                capture = open(args.capture, "w", encoding="utf-8")
+            except OSError as exc:
+                raise DemoRefused(f"--capture {args.capture}: {exc.strerror}") from None
+        aside = set_aside_previous_demo(workdir)
+        if aside is not None:
+            print(f"an earlier demo's ledger and kiosk were moved to {aside}")
+        print("starting the gateway, the simulated devices and the kiosk firmware ...",
+              flush=True)
         screens = ScreenPrinter()
         hall = Hall(workdir, capture=capture, on_screen=screens)
         firmware = hall.boot()
@@ -141,11 +184,15 @@ def run(args: argparse.Namespace) -> int:
     except RigError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the work directory's files: read-only, full, taken away
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
     finally:
         if hall is not None:
             hall.close()
         if capture:
             capture.close()
+        lock.close()
 
 
 def report(hall: Any, workdir: Path, args: argparse.Namespace, render_png: Any) -> int:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from onestop.host.mpy import PACKAGE_ROOT, WORKER_SCRIPT, Worker, micropython_binary, protocol_dir
+from onestop.host.signals import exit_on_stop_signals
 
 BOARDS = ("unix", "esp32s3", "rp2040")
 FIRMWARE_DIR = PACKAGE_ROOT / "firmware"
@@ -518,13 +518,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=args.compiled,
                                heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
 
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
     # Stopped by systemd or `kill` (SIGTERM, SIGHUP): the kiosk goes with it. Left running, it
     # kept the UARTs and the journal, and a restart put two kiosks on one flash.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
+    exit_on_stop_signals()
     try:
         return proc.wait()
     except KeyboardInterrupt:

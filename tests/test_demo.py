@@ -137,3 +137,60 @@ def test_a_new_demo_in_a_used_workdir_sets_the_old_one_aside_and_nothing_else(
     assert (aside / "flash").is_dir() and not (tmp_path / "ledger.sqlite").exists()
     assert (tmp_path / "notes.txt").read_text() == "the user's own file"
     assert set_aside_previous_demo(tmp_path) is None  # nothing of a demo left to move
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of the running processes that name `text` (a work directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if text in cmdline and state != "Z":
+                found.append(cmdline)
+    return found
+
+
+def test_a_second_demo_in_a_busy_workdir_is_refused_and_a_killed_one_leaves_nothing_running(
+        tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    first = subprocess.Popen([*kiosk_command(), "demo", "--headless", "--workdir", str(workdir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:  # up to the resident's card: gateway and kiosk are running
+            if "inserts the social-security card" in line:
+                break
+        assert len(processes_mentioning(str(workdir))) >= 3  # demo, gateway, kiosk
+        second = subprocess.run([*kiosk_command(), "demo", "--headless", "--workdir",
+                                 str(workdir)], capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert second.returncode == 1
+        assert "another demo is running there" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert (workdir / "ledger.sqlite").exists()  # the running demo's ledger stays put
+        assert not list(workdir.glob("previous-*"))
+        first.terminate()  # as `kill` or systemd stops it
+        assert first.wait(timeout=60) == 128 + 15
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert processes_mentioning(str(workdir)) == []
+
+
+@pytest.mark.parametrize("bad", ["workdir is a file", "capture folder missing"])
+def test_a_workdir_or_capture_file_that_cannot_be_used_is_one_line(tmp_path: Path,
+                                                                   bad: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = (["--workdir", str(afile)] if bad == "workdir is a file" else
+            ["--workdir", str(tmp_path / "work"), "--capture", str(tmp_path / "no" / "x.jsonl")])
+    run = subprocess.run([*kiosk_command(), "demo", "--headless", *args],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("kiosk demo: ")

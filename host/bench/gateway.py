@@ -635,6 +635,9 @@ def run(args: argparse.Namespace) -> int:
         print("kiosk bench gateway: --kiosks and --kiosk-processes must be at least 1, "
               "--seconds above 0 and --warmup not below 0", file=sys.stderr)
         return 2
+    from onestop.host.signals import exit_on_stop_signals
+
+    exit_on_stop_signals()  # a bench stopped by `kill` stops its gateway and kiosks too
     with tempfile.TemporaryDirectory(prefix="onestop-bench-") as folder:
         try:
             figures = _bench(args, Path(folder))
