@@ -23,7 +23,7 @@ from typing import Any
 from .ledger import events as ev
 from .ledger.base import AuditSnapshot, Ledger, Settlement
 from .ledger.chain import GENESIS_HASH, canonical_json, event_hash
-from .ledger.checks import breakdown_problems, plus, same_amounts
+from .ledger.checks import amounts_problems, breakdown_problems, plus, same_amounts
 from .ledger.rows import bill_content
 
 
@@ -91,7 +91,9 @@ def _check_chain(snapshot: AuditSnapshot, report: AuditReport) -> list[tuple[int
             bodies.append((seq, body))
     report.head_hash = prev_hash
     last = (len(snapshot.events), prev_hash) if snapshot.events else (0, GENESIS_HASH)
-    if tuple(snapshot.head) != last:
+    if snapshot.head is None:
+        problems.append("audit chain: the ledger's record of its last event is missing")
+    elif tuple(snapshot.head) != last:
         problems.append(
             f"audit chain: the ledger's head is event {snapshot.head[0]} but the log ends at "
             f"event {last[0]} (events removed or added behind the ledger)"
@@ -184,15 +186,29 @@ def _compare(
             problems.append(f"{what} {name} is in the ledger but not in the audit log")
         elif name not in rows:
             problems.append(f"{what} {name} is in the audit log but missing from the ledger")
-        elif canonical_json(rows[name]) != canonical_json(replayed[name]):
+        elif not _same_record(rows[name], replayed[name]):
             fields = sorted(
                 k for k in set(rows[name]) | set(replayed[name])
-                if rows[name].get(k) != replayed[name].get(k)
+                if _differs(rows[name].get(k), replayed[name].get(k))
             )  # fmt: skip
             problems.append(
                 f"{what} {name}: {', '.join(fields)} changed behind the ledger (the audit log "
                 "says otherwise)"
             )
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Not the same ledger value, at any depth (11576.0 == 11576, yet is no fen)."""
+    return not _same_record({"value": a}, {"value": b})
+
+
+def _same_record(row: dict[str, Any], replayed: dict[str, Any]) -> bool:
+    """Equal as ledger records. A value canonical JSON refuses (a float where fen belong) makes
+    them differ: the log never holds one, so the table was written behind the ledger."""
+    try:
+        return canonical_json(row) == canonical_json(replayed)
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_keys(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]) -> None:
@@ -232,12 +248,19 @@ def _check_bills(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]
 def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: AuditReport) -> None:
     problems = report.problems
     rows = {s.txn_id: s for s in snapshot.settlements}
-    _compare("settlement", {t: ev.settled_data(s) for t, s in rows.items()}, replayed.settled,
-             problems)  # fmt: skip
+    stored: dict[str, Any] = {}
     for txn_id, settlement in rows.items():
+        if not isinstance(settlement.result, dict) or not isinstance(settlement.delta, dict):
+            problems.append(f"settlement {txn_id}: its result or delta is not a record "
+                            "(written behind the ledger)")
+            continue
+        stored[txn_id] = ev.settled_data(settlement)
         for problem in breakdown_problems(settlement.result):
             problems.append(f"settlement {txn_id}: {problem}")
         _check_flags(settlement, replayed, problems)
+    malformed = set(rows) - set(stored)  # reported above; not "missing" as well
+    _compare("settlement", stored,
+             {t: d for t, d in replayed.settled.items() if t not in malformed}, problems)
     report.settlements = len(rows)
     report.cancelled = sum(1 for s in rows.values() if s.status == "cancelled")
 
@@ -265,8 +288,14 @@ def _check_accumulations(snapshot: AuditSnapshot, replayed: _Replay, report: Aud
         stored = snapshot.accumulations.get(key, {})
         should = expected.get(key, {})
         psn_no, year = key
-        if any(value < 0 for value in stored.values()):
-            report.problems.append(f"accumulations of {psn_no} for {year} are negative")
+        if not isinstance(stored, dict):
+            report.problems.append(f"accumulations of {psn_no} for {year} are not a record")
+            continue
+        malformed = amounts_problems(stored, "accumulation")
+        if malformed:  # a float equals its integer, yet the engine refuses it: no settle then
+            report.problems.append(f"accumulations of {psn_no} for {year}: "
+                                   + "; ".join(malformed))
+            continue
         if not same_amounts(stored, should):
             off = _difference(stored, should)
             report.problems.append(

@@ -141,7 +141,7 @@ class AuditSnapshot:
     """Everything the auditor compares, read in one consistent snapshot of the ledger."""
 
     events: list[dict[str, Any]]  # as audit_events()
-    head: tuple[int, str]  # (seq, hash hex) the ledger says is its last event
+    head: tuple[int, str] | None  # (seq, hash hex) the ledger says is its last event
     settlements: list[Settlement]  # every settlement, cancelled ones included
     accumulations: dict[tuple[str, int], dict[str, int]]  # (psn_no, year) -> amounts
     bills: list[Bill]

@@ -705,7 +705,7 @@ class SqlLedger(SqlStore):
 
     def audit_snapshot(self) -> AuditSnapshot:
         def work(tx: Tx) -> AuditSnapshot:
-            seq, head_hash = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+            head = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
             accumulations = {
                 (psn_no, int(year)): json.loads(amounts)
                 for psn_no, year, amounts in tx.all(
@@ -714,7 +714,7 @@ class SqlLedger(SqlStore):
             }
             return AuditSnapshot(
                 events=self._events(tx),
-                head=(int(seq), head_hash),
+                head=None if head is None else (int(head[0]), head[1]),  # None: deleted
                 settlements=[
                     settlement_from_row(row)
                     for row in tx.all(

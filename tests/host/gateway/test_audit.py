@@ -187,3 +187,42 @@ def test_a_consistently_forged_chain_still_fails_the_money_rules(busy, ledger_ur
     problems = problems_after(busy, ledger_url, forge)
     one(problems, "settlement T-000001", "psn_cash_pay")
     assert not any("audit chain" in p for p in problems)  # the forgery itself is consistent
+
+
+def test_accumulations_stored_as_floats_are_found(busy, ledger_url):
+    """6000000.0 equals 6000000, but the engine refuses it: that resident could settle no more
+    (`internal` at pre_settle), and the audit said OK."""
+
+    def floats(db):
+        db.run("UPDATE accumulations SET amounts = ? WHERE psn_no = 'P2'",
+               ('{"serious_burden":6000000.0}',))
+
+    one(problems_after(busy, ledger_url, floats), "accumulations of P2", "serious_burden",
+        "not a non-negative integer of fen")
+
+
+def test_a_settlement_amount_stored_as_a_float_is_named_not_a_crash(busy, ledger_url):
+    def float_amount(db):
+        (result,) = db.run("SELECT result FROM settlements WHERE txn_id = 'T-000001'")[0]
+        text = json.dumps({k: float(v) if k == "psn_cash_pay" else v
+                           for k, v in json.loads(result).items()})
+        db.run("UPDATE settlements SET result = ? WHERE txn_id = 'T-000001'", (text,))
+
+    problems = problems_after(busy, ledger_url, float_amount)
+    one(problems, "settlement T-000001", "psn_cash_pay")
+    one(problems, "settlement T-000001: result changed")
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE settlements SET result = 'null' WHERE txn_id = 'T-000001'",
+    "UPDATE settlements SET delta = '[1]' WHERE txn_id = 'T-000001'",
+    "UPDATE accumulations SET amounts = 'null' WHERE psn_no = 'P2'",
+    "UPDATE accumulations SET amounts = '{\"serious_burden\": \"6000000\"}' WHERE psn_no = 'P2'",
+    "DELETE FROM audit_head",
+])
+def test_records_that_are_not_records_are_problems_not_tracebacks(busy, ledger_url, tamper):
+    problems = problems_after(busy, ledger_url, lambda db: db.run(tamper))
+    assert problems
+    subject = {"settlements": "settlement T-000001", "accumulations": "accumulations of P2",
+               "audit_head": "audit chain"}
+    one(problems, next(v for k, v in subject.items() if k in tamper))
