@@ -1,0 +1,81 @@
+"""`kiosk tui` driven through Textual's Pilot as a technician drives it: a real simulated hall
+boots, P002's card goes in, the first bill is touched (a key) and confirmed (a button), the receipt
+shows and the ledger has the settlement; after quitting no process of the hall is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from onestop.host.fwtools import stage_firmware
+from onestop.host.sim.card import Latency
+from onestop.host.tui.app import KioskTui
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+QUICK = {"touch_guard": 200, "message": 600}  # ms: a quicker kiosk, as the e2e tests use
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stage_firmware(tmp_path_factory.mktemp("firmware") / "stage", "unix", compiled=True)
+
+
+async def until(pilot: Pilot, ready: Callable[[], object], what: str,
+                timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Live (not zombie) processes whose command line mentions `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # ended meanwhile
+        if text in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+async def test_a_settlement_by_hand_then_quit_leaves_no_process(
+        tmp_path: Path, stage: Path) -> None:
+    app = KioskTui(tmp_path / "work", "P002", hall_options={
+        "stage": stage, "card_latency": Latency.instant(), "timeouts_ms": QUICK})
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.query_one("#screen", Static)
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            await until(pilot, lambda: "welcome" in str(screen.content), "the welcome screen")
+            await pilot.press("i")
+            await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
+            await pilot.press("1")
+            await until(pilot, lambda: app.hall.display.page == "confirm", "the confirm page")
+            assert await pilot.click("#touch0")  # the button does what the key does
+            await until(pilot, lambda: len(app.hall.receipts()) == 1, "the receipt printed")
+            receipt = app.query_one("#receipt", Static)
+            printed = app.hall.receipts()[0].text()
+            await until(pilot, lambda: str(receipt.content) == printed, "the receipt shown")
+            settlements = await asyncio.to_thread(app.hall.settlements)
+            assert len(settlements) == 1
+            assert processes_mentioning(str(tmp_path)), "the scan sees the hall's processes"
+            await pilot.press("q")
+            await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
+        assert app.return_value == 0
+        deadline = time.monotonic() + 10
+        while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not left, f"still running after quit: {left}"
+    finally:
+        app.close_hall()  # a failed test leaves nothing running either
