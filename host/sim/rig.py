@@ -104,9 +104,13 @@ class Firmware:
                 self.lines.put({"ev": "text", "text": line.rstrip()})
 
     def drain(self) -> list[dict[str, Any]]:
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return self.seen
+        # get_nowait: the TUI's poll and a rig action's story() may drain at once, and a
+        # blocking get() after the other took the last line would hang its thread
+        while True:
+            try:
+                self.seen.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.seen
 
     def wait_event(self, name: str, timeout: float = WAIT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
