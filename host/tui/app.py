@@ -44,6 +44,8 @@ CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("quit", "Quit (q)", "quit"),
 )
 
+BUTTON_ACTIONS = {button_id: action for button_id, _label, action in CONTROLS}
+
 
 def event_line(event: dict[str, Any]) -> str:
     """One firmware event on one line: its name, then its other fields."""
@@ -240,15 +242,11 @@ class KioskTui(App[int]):
     def _set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
 
-    @property
-    def receipt_text(self) -> str:
-        return self._receipt_shown
-
     # ------------------------------------------------------------------ controls
     async def on_button_pressed(self, event: Button.Pressed) -> None:
-        action = {button_id: action for button_id, _label, action in CONTROLS}
-        if event.button.id in action:
-            await self.run_action(action[event.button.id])  # a coroutine in Textual 8
+        action = BUTTON_ACTIONS.get(event.button.id or "")
+        if action is not None:
+            await self.run_action(action)  # a coroutine in Textual 8
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, str):
