@@ -118,8 +118,8 @@ def claim_workdir(workdir: Path) -> IO[str]:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise DemoRefused(f"--workdir {workdir}: another demo is running there; wait for it "
-                          "or give another --workdir") from None
+        raise DemoRefused(f"--workdir {workdir}: another demo is running there (kiosk demo or "
+                          "kiosk tui); wait for it or give another --workdir") from None
     return lock
 
 
@@ -181,10 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         hall.wait_page("welcome")
         screens.wait_shown("welcome")
         return report(hall, workdir, args, render_png)
-    except RigError as exc:
-        print(f"\ndemo failed: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the work directory's files: read-only, full, taken away
+    except (RigError, OSError) as exc:  # OSError: the work directory read-only, full, gone
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     finally:
