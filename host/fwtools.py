@@ -39,6 +39,7 @@ BOARDS = ("unix", "esp32s3", "rp2040")
 FIRMWARE_DIR = PACKAGE_ROOT / "firmware"
 BOARD_SPECS = PACKAGE_ROOT / "hardware" / "boards"
 STAMP = "STAGE.json"  # marks a directory this module staged (safe to clear and restage)
+NOT_DEPLOYED = (STAMP, "manifest.py")  # the stage's own files, not the board's
 DEFAULT_GATEWAY = "tcp:127.0.0.1:7400"
 DEFAULT_BUILD = Path("build") / "firmware"
 # Board modules each board needs besides its own: the common interface, and machine helpers.
@@ -329,7 +330,7 @@ def check_stage(stage: Path, board: str) -> None:
 def stage_files(stage: Path) -> set[str]:
     """What a deploy puts on the board, as paths from the flash root."""
     return {p.relative_to(stage).as_posix() for p in stage.rglob("*")
-            if p.is_file() and p.name not in (STAMP, "manifest.py")}  # fmt: skip
+            if p.is_file() and p.name not in NOT_DEPLOYED}  # fmt: skip
 
 
 def code_folders(staged: set[str]) -> list[str]:
@@ -374,7 +375,7 @@ def deploy(port: str, stage: Path) -> None:
     stale = stale_files(on_board, staged)
     if stale:
         _mpremote(port, "exec", _REMOVE_CODE % stale)
-    names = sorted(p.name for p in stage.iterdir() if p.name not in (STAMP, "manifest.py"))
+    names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
     _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
 
 
