@@ -5,12 +5,17 @@
    the ledger's recorded head = the last event (a truncated tail shows).
 2. The tables against the events replayed: keys, persons, bills, settlements (every field, the
    signed record by its sha256), cancellations and printed receipts.
+2b. Each settlement's signed record: a COSE_Sign1 by a gateway key the ledger holds, saying what
+   the row says. Whoever can write the database but not read the gateway's key file cannot
+   forge or alter a settlement, even with the chain re-hashed around it.
 3. The money: every breakdown adds up (fund_pay_sumamt = hifp + hifmi + maf, psn_cash_pay =
    medfee - fund, nothing negative, medfee = the bill's total); a bill has at most one live
    settlement; each person-year's accumulations = seeded start + deltas of live settlements.
 
-A chain rewritten from scratch by someone with write access verifies; to catch that too, keep
-the head hash printed here somewhere the ledger's writers cannot reach, and compare.
+A chain rewritten from scratch by someone with write access, who also slips in a gateway key of
+his own to sign his settlements, verifies; to catch that too, keep the head hash printed here
+(and the gateway keys of `kiosk keys list`) somewhere the ledger's writers cannot reach, and
+compare.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from onestop.host.keys import VerifyingKey
+from onestop.protocol import cose, messages
+from onestop.protocol.errors import ProtocolError
 
 from .ledger import events as ev
 from .ledger.base import AuditSnapshot, Ledger, Settlement
@@ -35,6 +44,7 @@ class AuditReport:
     settlements: int = 0
     cancelled: int = 0
     person_years: int = 0
+    read: bool = True  # False: the tables could not be read, so nothing was counted
 
     @property
     def ok(self) -> bool:
@@ -49,12 +59,19 @@ class AuditReport:
             "settlements": self.settlements,
             "cancelled": self.cancelled,
             "person_years": self.person_years,
+            "read": self.read,
         }
 
 
 def audit(ledger: Ledger) -> AuditReport:
     """Verify the ledger from one consistent snapshot of it."""
-    return verify(ledger.audit_snapshot())
+    try:
+        snapshot = ledger.audit_snapshot()
+    except (TypeError, ValueError) as exc:  # a column holds what the ledger never writes
+        return AuditReport(read=False, problems=[
+            f"the ledger's tables cannot be read as the ledger writes them ({exc}): changed "
+            "behind the ledger"])
+    return verify(snapshot)
 
 
 def verify(snapshot: AuditSnapshot) -> AuditReport:
@@ -248,6 +265,7 @@ def _check_bills(snapshot: AuditSnapshot, replayed: _Replay, problems: list[str]
 def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: AuditReport) -> None:
     problems = report.problems
     rows = {s.txn_id: s for s in snapshot.settlements}
+    gateway_keys = {k.kid: k.public_key for k in snapshot.keys if k.role == "gateway"}
     stored: dict[str, Any] = {}
     for txn_id, settlement in rows.items():
         if not isinstance(settlement.result, dict) or not isinstance(settlement.delta, dict):
@@ -257,12 +275,40 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
         stored[txn_id] = ev.settled_data(settlement)
         for problem in breakdown_problems(settlement.result):
             problems.append(f"settlement {txn_id}: {problem}")
+        signed_problem = _signed_record_problem(settlement, gateway_keys)
+        if signed_problem:
+            problems.append(f"settlement {txn_id}: {signed_problem}")
         _check_flags(settlement, replayed, problems)
     malformed = set(rows) - set(stored)  # reported above; not "missing" as well
     _compare("settlement", stored,
              {t: d for t, d in replayed.settled.items() if t not in malformed}, problems)
     report.settlements = len(rows)
     report.cancelled = sum(1 for s in rows.values() if s.status == "cancelled")
+
+
+def _signed_record_problem(settlement: Settlement, gateway_keys: dict[str, bytes]) -> str | None:
+    """Why the row's signed record does not vouch for the row, or None if it does."""
+    try:
+        kid = cose.decode1(settlement.signed).kid
+    except ProtocolError:
+        return "its signed record is not a gateway's COSE_Sign1 (written behind the ledger)"
+    if kid not in gateway_keys:
+        return f"its signed record is by {kid!r}, which is not a gateway key the ledger holds"
+    try:
+        record = messages.open_settlement(settlement.signed, VerifyingKey(gateway_keys[kid]))
+    except (ProtocolError, ValueError):
+        return (f"its signed record does not verify under gateway key {kid} (forged, or "
+                "altered behind the ledger)")
+    row = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
+           "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
+           "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
+           "result": settlement.result}
+    fields = sorted(k for k in set(row) | set(record) if _differs(row.get(k), record.get(k)))
+    if fields:
+        verb = "differs" if len(fields) == 1 else "differ"
+        return (f"{', '.join(fields)} {verb} from what the gateway signed (changed behind the "
+                "ledger)")
+    return None
 
 
 def _check_flags(settlement: Settlement, replayed: _Replay, problems: list[str]) -> None:

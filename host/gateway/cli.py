@@ -337,6 +337,9 @@ def gateway_audit(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
     verdict = "audit OK" if report.ok else f"audit FAILED: {len(report.problems)} problem(s)"
+    if not report.read:
+        print(f"{verdict}: the ledger could not be read, so nothing else was checked")
+        return 1
     print(f"{verdict}: {report.events} events, head {report.head_hash}; "
           f"{report.settlements} settlements ({report.cancelled} cancelled); "
           f"accumulations of {report.person_years} person-years checked")  # fmt: skip

@@ -98,6 +98,12 @@ def bill_values(bill: Bill, status: str) -> tuple[Any, ...]:
     )
 
 
+def _blob(value: Any) -> bytes:
+    """A BLOB column's bytes. SQLite keeps whatever was written: text put there behind the
+    ledger is read as its UTF-8 bytes, for the audit to refuse, not as a crash."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def settlement_from_row(row: Sequence[Any]) -> Settlement:
     (txn_id, setl_id, kiosk_id, psn_no, bill_id, setl_time, setl_date, result, signed) = row[:9]
     request_digest, status, receipt_printed, delta, acc_year = row[9:]
@@ -110,8 +116,8 @@ def settlement_from_row(row: Sequence[Any]) -> Settlement:
         setl_time=int(setl_time),
         setl_date=setl_date,
         result=json.loads(result),
-        signed=bytes(signed),
-        request_digest=bytes(request_digest),
+        signed=_blob(signed),
+        request_digest=_blob(request_digest),
         status=status,
         receipt_printed=bool(receipt_printed),
         delta=json.loads(delta),

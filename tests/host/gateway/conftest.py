@@ -4,9 +4,10 @@
 schema in the database named by ONESTOP_TEST_PG, dropped after the test). Without that variable
 the PostgreSQL half skips and says so. `ledger` is that URL opened and initialised.
 
-Helpers for tests that settle: `demo_people` (a ledger with persons and bills) and `kit` (people,
-bills, and `kit.build`, a stand-in for the gateway's build callback that splits a bill by fixed
-shares; the ledger stores what it is given, so these tests need no settlement engine).
+Helpers for tests that settle: `demo_people` (a ledger with persons, bills and the test gateway's
+key) and `kit` (people, bills, and `kit.build`, a stand-in for the gateway's build callback that
+splits a bill by fixed shares and signs the record with the test gateway's key, as the gateway
+does; the ledger stores what it is given, so these tests need no settlement engine).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
-from onestop.host.gateway.ledger import Bill, Ledger, Person, Settlement, open_ledger
+from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, Person, Settlement, open_ledger
+from onestop.host.keys import SigningKey
+from onestop.protocol import messages
 
 PG_ENV = "ONESTOP_TEST_PG"
 PG_SKIP_REASON = (
@@ -54,6 +58,22 @@ YEAR = 2026
 SETTLE_DAY = "2026-11-23"
 KIOSK = "kiosk-01"
 BuildFn = Callable[[dict[str, int], Bill], Settlement]
+GATEWAY_KID = "gw-test"
+GATEWAY_KEY = SigningKey(bytes(range(32)))  # a fixed test key: signatures are deterministic
+
+
+def enrol_gateway(ledger: Ledger) -> None:
+    """The test gateway's public key in `ledger`, so the audit can check what it signed."""
+    ledger.add_key(KeyRecord(GATEWAY_KID, "gateway", GATEWAY_KEY.public_key, "active"))
+
+
+def sign_record(settlement: Settlement) -> bytes:
+    """The settlement's record signed by the test gateway, as the gateway signs it."""
+    record = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
+              "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
+              "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
+              "result": settlement.result}
+    return messages.seal_settlement(record, GATEWAY_KID, GATEWAY_KEY)
 
 
 def make_person(psn_no: str, serial: int) -> Person:
@@ -115,7 +135,7 @@ def make_build(
         if seen is not None:
             seen.append(dict(accumulations))
         result = make_breakdown(bill.medfee_sumamt)
-        return Settlement(
+        settlement = Settlement(
             txn_id=txn_id,
             setl_id="S-" + txn_id,
             kiosk_id=kiosk_id,
@@ -124,10 +144,11 @@ def make_build(
             setl_time=1_795_400_000,
             setl_date=setl_date,
             result=result,
-            signed=b"signed:" + txn_id.encode(),
+            signed=b"",
             request_digest=digest,
             delta={"hifp_paid_inpatient": result["hifp_pay"], "hifmi_paid": result["hifmi_pay"]},
         )
+        return replace(settlement, signed=sign_record(settlement))
 
     return build
 
@@ -158,6 +179,10 @@ class Kit:
     build = staticmethod(make_build)
     digest = staticmethod(digest_for)
     settle = staticmethod(settle)
+    GATEWAY_KID = GATEWAY_KID
+    GATEWAY_SEED = GATEWAY_KEY.seed
+    enrol_gateway = staticmethod(enrol_gateway)
+    sign_record = staticmethod(sign_record)
 
 
 @pytest.fixture
@@ -167,7 +192,8 @@ def kit() -> type[Kit]:
 
 @pytest.fixture
 def demo_people(ledger: Ledger) -> Ledger:
-    """Two residents, P1 with bills B1..B3 and P2 with B4, all pending."""
+    """Two residents, P1 with bills B1..B3 and P2 with B4, all pending; the test gateway's key."""
+    enrol_gateway(ledger)
     ledger.upsert_person(make_person("P1", 1))
     ledger.upsert_person(make_person("P2", 2))
     for bill_id in ("B1", "B2", "B3"):

@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from onestop.host.gateway.audit import audit
 from onestop.host.gateway.config import parse_ledger_url
-from onestop.host.gateway.ledger import KeyRecord
-from onestop.host.gateway.ledger.chain import canonical_json, event_hash
+from onestop.host.gateway.ledger import KeyRecord, open_ledger
+from onestop.host.gateway.ledger.chain import canonical_json, digest_hex, event_hash
+from onestop.host.keys import SigningKey
+from onestop.protocol import cose, messages
 
 
 class RawDatabase:
@@ -189,6 +191,101 @@ def test_a_consistently_forged_chain_still_fails_the_money_rules(busy, ledger_ur
     assert not any("audit chain" in p for p in problems)  # the forgery itself is consistent
 
 
+def forge_settlement(db, txn_id: str, **changes) -> None:
+    """Change a settlement's row and its `settled` event alike and re-hash the chain: a forgery
+    by someone with write access to the database who does not hold the gateway's key."""
+    columns = ", ".join(changes)
+    db.run(f"UPDATE settlements SET {', '.join(f'{c} = ?' for c in changes)} "
+           "WHERE txn_id = ?", (*changes.values(), txn_id))
+    (seq,) = db.run("SELECT seq FROM audit_log WHERE kind = 'settled' AND txn_id = ?",
+                    (txn_id,))[0]
+
+    def as_logged(body):
+        for column, value in changes.items():
+            if column == "signed":
+                body["signed_sha256"] = digest_hex(value)
+            elif column in ("result", "delta"):
+                body[column] = json.loads(value)
+            else:
+                body[column] = value
+        return body
+
+    assert columns  # at least one change
+    db.rewrite_event(seq, as_logged)
+
+
+def test_money_moved_consistently_row_and_chain_is_found_by_the_gateways_signature(
+    busy, ledger_url
+):
+    """Cash lowered and the basic fund raised alike, in the row and its event, the chain
+    re-hashed: every sum adds up and the chain verifies, but the gateway never signed it."""
+
+    def forge(db):
+        (result,) = db.run("SELECT result FROM settlements WHERE txn_id = 'T-000001'")[0]
+        result = json.loads(result)
+        result["hifp_pay"] += 1_000
+        result["fund_pay_sumamt"] += 1_000
+        result["psn_cash_pay"] -= 1_000
+        forge_settlement(db, "T-000001", result=canonical_json(result))
+
+    problems = problems_after(busy, ledger_url, forge)
+    assert problems == ["settlement T-000001: result differs from what the gateway signed "
+                        "(changed behind the ledger)"]
+
+
+def test_a_settlement_moved_to_another_kiosk_is_found(busy, ledger_url):
+    problems = problems_after(busy, ledger_url,
+                              lambda db: forge_settlement(db, "T-000003", kiosk_id="kiosk-02"))
+    one(problems, "settlement T-000003", "kiosk", "what the gateway signed")
+
+
+def test_a_record_re_signed_with_a_key_that_is_not_the_gateways_is_found(busy, ledger_url, kit):
+    """The forger signs his own record under the gateway's kid: it does not verify."""
+
+    def re_sign(db):
+        settlement = busy.get_settlement("T-000001")
+        record = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
+                  "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
+                  "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
+                  "result": settlement.result}
+        forged = messages.seal_settlement(record, kit.GATEWAY_KID, SigningKey(b"\x07" * 32))
+        forge_settlement(db, "T-000001", signed=forged)
+
+    one(problems_after(busy, ledger_url, re_sign), "settlement T-000001",
+        f"does not verify under gateway key {kit.GATEWAY_KID}")
+
+
+def test_a_record_signed_by_a_kiosk_key_is_found(busy, ledger_url):
+    """kiosk-01 is in the ledger, but a kiosk's key does not vouch for a settlement."""
+
+    def kiosk_signed(db):
+        settlement = busy.get_settlement("T-000001")
+        sign1 = cose.decode1(settlement.signed)
+        forged = cose.sign1(sign1.payload, "kiosk-01", SigningKey(bytes(32)))
+        forge_settlement(db, "T-000001", signed=forged)
+
+    one(problems_after(busy, ledger_url, kiosk_signed), "settlement T-000001",
+        "'kiosk-01', which is not a gateway key")
+
+
+@pytest.mark.parametrize("signed", [b"", b"\xd2\x84garbage", b"signed:T-000001"])
+def test_signed_bytes_that_are_no_cose_sign1_are_found(busy, ledger_url, signed):
+    problems = problems_after(busy, ledger_url,
+                              lambda db: forge_settlement(db, "T-000001", signed=signed))
+    one(problems, "settlement T-000001", "not a gateway's COSE_Sign1")
+
+
+def test_a_ledger_whose_gateway_key_was_removed_fails(busy, ledger_url, kit):
+    """Keys are in the chain too; a gateway key deleted with its event re-hashed away leaves
+    every settlement it signed unvouched for."""
+
+    def drop_key(db):
+        db.run("DELETE FROM keys WHERE kid = ?", (kit.GATEWAY_KID,))
+
+    one(problems_after(busy, ledger_url, drop_key), "settlement T-000001",
+        "not a gateway key the ledger holds")
+
+
 def test_accumulations_stored_as_floats_are_found(busy, ledger_url):
     """6000000.0 equals 6000000, but the engine refuses it: that resident could settle no more
     (`internal` at pre_settle), and the audit said OK."""
@@ -226,3 +323,32 @@ def test_records_that_are_not_records_are_problems_not_tracebacks(busy, ledger_u
     subject = {"settlements": "settlement T-000001", "accumulations": "accumulations of P2",
                "audit_head": "audit chain"}
     one(problems, next(v for k, v in subject.items() if k in tamper))
+
+
+@pytest.mark.parametrize("tamper, found", [
+    ("UPDATE settlements SET signed = 'abc' WHERE txn_id = 'T-000001'",
+     "settlement T-000001: its signed record is not a gateway's COSE_Sign1"),
+    ("UPDATE settlements SET setl_time = 'noon' WHERE txn_id = 'T-000001'",
+     "the ledger's tables cannot be read as the ledger writes them"),
+])
+def test_sqlite_columns_holding_text_the_ledger_never_writes_are_problems(tmp_path, kit, capsys,
+                                                                          tamper, found):
+    """SQLite keeps whatever is written into a column: text where bytes or a time belong is
+    named, with exit 1, not a traceback."""
+    from onestop.host.cli import main
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    ledger = open_ledger(url)
+    ledger.init()
+    kit.enrol_gateway(ledger)
+    ledger.upsert_person(kit.person("P1", 1))
+    ledger.upsert_bill(kit.bill("B1", "P1"))
+    kit.settle(ledger, "T-000001", "P1", "B1")
+    ledger.close()
+    RawDatabase(url).run(tamper)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "audit", "--db", url])
+    assert done.value.code == 1
+    out = capsys.readouterr().out
+    assert f"PROBLEM: {found}" in out and "audit FAILED" in out

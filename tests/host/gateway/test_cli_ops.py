@@ -212,6 +212,7 @@ def test_import_bills_reports_the_bad_field(db, tmp_path, capsys):
 
 def settle_one(db, kit):
     with closing(open_ledger(db)) as ledger:
+        kit.enrol_gateway(ledger)  # the gateway that signs the kit's records
         ledger.upsert_person(kit.person("P1", 1))
         ledger.upsert_bill(kit.bill("B1", "P1"))
         kit.settle(ledger, "T-000001", "P1", "B1")

@@ -138,8 +138,11 @@ LOAD_SCRIPT = textwrap.dedent(
     """
     import sys
     from onestop.host.gateway.ledger import Settlement, open_ledger
+    from onestop.host.keys import SigningKey
+    from onestop.protocol import messages
 
     url, count = sys.argv[1], int(sys.argv[2])
+    kid, key = sys.argv[3], SigningKey(bytes.fromhex(sys.argv[4]))  # the gateway's own
     ledger = open_ledger(url)
 
     def build_for(txn_id, digest):
@@ -148,9 +151,12 @@ LOAD_SCRIPT = textwrap.dedent(
             result = dict(medfee_sumamt=fee, fulamt_ownpay_amt=0, preselfpay_amt=0,
                           inscp_scp_amt=fee, act_pay_dedc=0, hifp_pay=fee // 2, hifmi_pay=0,
                           maf_pay=0, fund_pay_sumamt=fee // 2, psn_cash_pay=fee - fee // 2)
+            record = dict(setl_id="S-" + txn_id, txn_id=txn_id, kiosk="kiosk-01",
+                          psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=1, result=result)
             return Settlement(txn_id=txn_id, setl_id="S-" + txn_id, kiosk_id="kiosk-01",
                               psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=1,
-                              setl_date="2026-11-23", result=result, signed=txn_id.encode(),
+                              setl_date="2026-11-23", result=result,
+                              signed=messages.seal_settlement(record, kid, key),
                               request_digest=digest, delta={"hifp_paid_inpatient": fee // 2})
         return build
 
@@ -170,7 +176,8 @@ def test_kill_9_under_load_loses_no_acknowledged_settlement_and_doubles_none(
     for n in range(bills):
         demo_people.upsert_bill(kit.bill(f"KB{n:04d}", "P1", amounts=(1_000 + n, 500)))
     gateway = subprocess.Popen(
-        [sys.executable, "-c", LOAD_SCRIPT, ledger_url, str(bills)],
+        [sys.executable, "-c", LOAD_SCRIPT, ledger_url, str(bills), kit.GATEWAY_KID,
+         kit.GATEWAY_SEED.hex()],
         stdout=subprocess.PIPE,
         text=True,
     )
