@@ -140,6 +140,11 @@ class GatewayProcess:
                     return int(event["port"])
         return 0
 
+    @property
+    def running(self) -> bool:
+        """Started and not exited (a gateway that died on its own is not running)."""
+        return self.process is not None and self.process.poll() is None
+
     def cpu_seconds(self) -> float:
         """CPU time the gateway (its workers included) has used so far (user + system), from
         /proc."""

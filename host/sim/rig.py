@@ -249,6 +249,10 @@ class Hall:
         else:
             self.gateway.stop()
 
+    def gateway_running(self) -> bool:
+        """Whether the gateway process is alive (one that died on its own is not)."""
+        return self.gateway is not None and self.gateway.running
+
     def start_gateway(self) -> None:
         """Start the gateway again (on a new port; the tap follows it)."""
         assert self.gateway is not None and self.tap is not None

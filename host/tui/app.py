@@ -88,7 +88,7 @@ class KioskTui(App[int]):
         self.hall_options = hall_options or {}
         self.hall: Any = None  # a Hall once built (typed loosely: the rig is imported lazily)
         self.ready = False  # the kiosk booted and idle: the controls work
-        self.gateway_up = True
+        self.gateway_stopped_here = False  # by the (g) control, not on its own
         self.closed = False
         self._built = threading.Event()  # set once the build ended, whatever happened
         self._rig_lock = threading.Lock()  # one rig action at a time, in order
@@ -234,10 +234,17 @@ class KioskTui(App[int]):
         if hall is None:
             return
         self._set_status(
-            f"gateway {'up' if self.gateway_up else 'DOWN'}   "
+            f"gateway {self._gateway_state(hall)}   "
             f"paper {'OUT' if hall.printer.paper_out else 'ok'}   "
             f"card {'in' if hall.card.present else 'out'}   "
             f"screen: {hall.display.page}   receipts: {len(hall.receipts())}")
+
+    def _gateway_state(self, hall: Any) -> str:
+        if hall.gateway_running():
+            return "up"
+        if self.gateway_stopped_here:
+            return "DOWN"
+        return "DOWN (it exited on its own: see gateway.log; g starts it)"
 
     def _set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -273,12 +280,12 @@ class KioskTui(App[int]):
 
     def action_gateway(self) -> None:
         def toggle(hall: Any) -> None:
-            if self.gateway_up:
+            if hall.gateway_running():
                 hall.stop_gateway()
-                self.gateway_up = False
+                self.gateway_stopped_here = True
             else:
                 hall.start_gateway()
-                self.gateway_up = True
+                self.gateway_stopped_here = False
 
         self.rig("stop / start the gateway", toggle)
 

@@ -70,6 +70,18 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             settlements = await asyncio.to_thread(app.hall.settlements)
             assert len(settlements) == 1
             assert processes_mentioning(str(tmp_path)), "the scan sees the hall's processes"
+
+            # The gateway dies on its own: the status says so, and g brings it back.
+            status = app.query_one("#status", Static)
+            assert "gateway up" in str(status.content)
+            app.hall.gateway.kill()
+            await until(pilot, lambda: "gateway DOWN (it exited on its own"
+                        in str(status.content), "the status to show the gateway died")
+            await pilot.press("g")
+            await until(pilot, lambda: "gateway up" in str(status.content), "the gateway back")
+            await pilot.press("g")
+            await until(pilot, lambda: "gateway DOWN   " in str(status.content),
+                        "the gateway stopped by hand")
             await pilot.press("q")
             await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
         assert app.return_value == 0
