@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from onestop.host.gateway.ledger.base import MAX_COUNTER
 from onestop.host.mpy import PACKAGE_ROOT, WORKER_SCRIPT, Worker, micropython_binary, protocol_dir
 from onestop.host.signals import exit_on_stop_signals
 
@@ -222,10 +223,12 @@ class StageWorker(Worker):
         )  # fmt: skip
 
 
-def _provision_code(flash_dir: str, settings: dict[str, Any]) -> str:
+def _provision_code(flash_dir: str, settings: dict[str, Any],
+                    counter_above: int | None) -> str:
     text = json.dumps(settings, ensure_ascii=True)
     return (f"import json\nimport app.provision\n"
-            f"app.provision.run({flash_dir!r}, json.loads({text!r}))\n")  # fmt: skip
+            f"app.provision.run({flash_dir!r}, json.loads({text!r}), {counter_above!r})\n"
+            )  # fmt: skip
 
 
 def _provision_result(output: str) -> dict[str, Any]:
@@ -283,8 +286,10 @@ def _restore_flash(flash: Path, before: int | None) -> None:
         pass  # not empty after all: leave what is there
 
 
-def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, Any]:
-    """Provision a unix kiosk: its key is made by MicroPython's os.urandom, in `flash_dir`."""
+def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
+                   counter_above: int | None = None) -> dict[str, Any]:
+    """Provision a unix kiosk: its key is made by MicroPython's os.urandom, in `flash_dir`.
+    `counter_above`: the kiosk's last counter at the gateway, for a lost or damaged counter."""
     from onestop.host.mpy import library_root
 
     flash = flash_directory(flash_dir)
@@ -293,7 +298,7 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any]) 
     try:
         result = subprocess.run(
             [micropython_binary(), "-X", "heapsize=1M", "-c",
-             _provision_code(str(flash), settings)],
+             _provision_code(str(flash), settings, counter_above)],
             env=env, capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         if result.returncode != 0:
@@ -379,13 +384,23 @@ def deploy(port: str, stage: Path) -> None:
     _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
 
 
-def provision_board(port: str, settings: dict[str, Any]) -> dict[str, Any]:
+def provision_board(port: str, settings: dict[str, Any],
+                    counter_above: int | None = None) -> dict[str, Any]:
     """Provision a board that already runs the deployed firmware: its key is made by its own
     random source (enable Wi-Fi first on an ESP32 so that source is truly random)."""
-    return _provision_result(_mpremote(port, "exec", _provision_code("", settings)))
+    code = _provision_code("", settings, counter_above)
+    return _provision_result(_mpremote(port, "exec", code))
 
 
 # ---------------------------------------------------------------------------- settings
+def counter_floor(text: str) -> int:
+    """--counter-above: a whole number the kiosk can still count above (the gateway keeps a
+    counter in 64 signed bits)."""
+    if not text.isdigit() or int(text) >= MAX_COUNTER:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_COUNTER - 1}")
+    return int(text)
+
+
 def parse_gateway(text: str, board: str) -> dict[str, Any]:
     """tcp:HOST:PORT, or serial:PATH[@BAUD] (unix) / serial:UART_ROLE (a board)."""
     kind, _, rest = text.partition(":")
@@ -497,12 +512,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if args.board == "unix":
         if not args.dir:
             raise FirmwareToolError("--board unix needs --dir FLASH_DIR")
-        result = provision_unix(args.dir, settings)
+        result = provision_unix(args.dir, settings, args.counter_above)
         where = f"flash directory {Path(args.dir).resolve()}"
     else:
         if not args.port:
             raise FirmwareToolError(f"--board {args.board} needs --port (the board's USB port)")
-        result = provision_board(args.port, settings)
+        result = provision_board(args.port, settings, args.counter_above)
         where = f"board on {args.port}"
     state = "new key made on the device" if result["new_key"] else "existing key kept"
     print(f"provisioned kiosk {result['kiosk_id']} ({where}); {state}")
@@ -579,6 +594,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prov.add_argument("--wifi-password")
     prov.add_argument("--heap-log", action="store_true", help="log heap figures per step")
     prov.add_argument("--db", metavar="LEDGER_URL", help="only to print the enroll command")
+    prov.add_argument("--counter-above", type=counter_floor, metavar="N",
+                      help="the kiosk's counter file was lost or damaged: N is its last counter "
+                      "at the gateway (kiosk keys list); requests go on above it")
     prov.set_defaults(func=_guarded(cmd_provision))
 
     run = commands.add_parser("run", help="run a provisioned unix kiosk in the foreground")

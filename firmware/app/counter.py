@@ -46,7 +46,23 @@ class Counter:
         return value
 
 
-def initialise(path, start=0):
-    """A fresh counter file for provisioning (an existing one is kept: never go back)."""
-    if flash.read_bytes(path) is None:
-        flash.write_atomic(path, b"%d\n" % start)
+def provisioned(path, above=None):
+    """The high water provisioning must write, or None to keep the file: never go back.
+    `above` (the kiosk's last counter at the gateway, from the technician) raises it, and
+    replaces a damaged file; without it a damaged file raises CounterError."""
+    data = flash.read_bytes(path)
+    if data is None:
+        return above or 0
+    try:
+        high = _parse(data)
+    except CounterError:
+        if above is None:
+            raise
+        return above
+    return above if above is not None and above > high else None
+
+
+def initialise(path, high):
+    """Write provisioned()'s high water, if any."""
+    if high is not None:
+        flash.write_atomic(path, b"%d\n" % high)

@@ -247,6 +247,7 @@ def key_json(record: Any) -> dict[str, str]:
 def keys_list(args: argparse.Namespace) -> int:
     with _open(args.db) as ledger:
         records = ledger.list_keys()
+        counters = ledger.last_counters()
     if args.json:
         print(json.dumps([key_json(r) for r in records], indent=2))
         return 0
@@ -255,8 +256,13 @@ def keys_list(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r.kid) for r in records)
     for record in records:
+        # a kiosk's last counter: what `kiosk fw provision --counter-above` needs after its
+        # counter file was lost
+        last = ""
+        if record.role == "kiosk":
+            last = f"  last counter {counters.get(record.kid, 0)}"
         print(f"{record.kid:<{width}}  {record.role:<7}  {record.alg}  "
-              f"{record.public_key.hex()}  {record.status}")  # fmt: skip
+              f"{record.public_key.hex()}  {record.status}{last}")  # fmt: skip
     return 0
 
 

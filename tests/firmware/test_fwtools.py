@@ -75,6 +75,34 @@ def test_provisioning_makes_the_key_on_the_device_and_keeps_it(tmp_path: Path) -
     assert json.loads((flash / "config.json").read_text())["gateway"]["host"] == "10.0.0.2"
 
 
+def test_a_damaged_counter_file_is_refused_until_the_gateways_last_counter_is_given(
+        tmp_path: Path) -> None:
+    """Request counters must never be reused, and only the gateway knows how far this kiosk
+    got: a damaged file is not guessed over, it is replaced by the technician's floor."""
+    flash = tmp_path / "flash"
+    provision_unix(flash, settings())
+    (flash / "counter").write_bytes(b"41")  # torn: no newline
+    config_before = (flash / "config.json").read_bytes()
+    other = dict(settings(), gateway={"kind": "tcp", "host": "10.0.0.2", "port": 7400})
+    with pytest.raises(FirmwareToolError, match=r"counter file is damaged.*--counter-above N"):
+        provision_unix(flash, other)
+    assert (flash / "counter").read_bytes() == b"41"  # nothing written: refused before
+    assert (flash / "config.json").read_bytes() == config_before
+    provision_unix(flash, other, counter_above=4_117)
+    assert (flash / "counter").read_text() == "4117\n"
+    provision_unix(flash, other, counter_above=10)  # a lower floor never moves it back
+    assert (flash / "counter").read_text() == "4117\n"
+    assert json.loads((flash / "config.json").read_text())["gateway"]["host"] == "10.0.0.2"
+
+
+def test_kiosk_fw_provision_counter_above_must_be_a_counter(tmp_path: Path) -> None:
+    result = kiosk("fw", "provision", "--board", "unix", "--dir", str(tmp_path),
+                   "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
+                   "--gateway-kid", "gw-test", "--counter-above", "-5")
+    assert result.returncode == 2 and "--counter-above: expected a whole number" in result.stderr
+    assert not (tmp_path / "kiosk.key").exists()
+
+
 def test_provisioning_refuses_a_configuration_the_kiosk_could_not_boot(tmp_path: Path) -> None:
     with pytest.raises(FirmwareToolError, match="kiosk id"):
         provision_unix(tmp_path, dict(settings(), kiosk_id="K 1"))

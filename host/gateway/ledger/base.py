@@ -170,6 +170,7 @@ class Ledger(Protocol):
 
     # ---- replay guard: atomically store ctr if it is above the last seen; False = replay
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool: ...
+    def last_counters(self) -> dict[str, int]: ...  # kiosk id -> the highest counter seen
 
     # ---- authenticated requests, each one transaction (replay check + work), several per
     # commit when given together (group commit); outcomes in the order of `jobs`

@@ -219,6 +219,10 @@ class SqlLedger(SqlStore):
         return [key_from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ replay guard
+    def last_counters(self) -> dict[str, int]:
+        rows = self._read(lambda tx: tx.all("SELECT kiosk_id, ctr FROM counters"))
+        return {kiosk_id: int(ctr) for kiosk_id, ctr in rows}
+
     def advance_counter(self, kiosk_id: str, ctr: int) -> bool:
         _check_counter(ctr)
         return bool(

@@ -57,6 +57,22 @@ def test_init_makes_a_private_gateway_key_and_records_its_public_half(tmp_path, 
     }
 
 
+def test_keys_list_shows_each_kiosks_last_counter_for_a_lost_counter_file(db, capsys):
+    """What `kiosk fw provision --counter-above` needs when a kiosk's counter file is gone."""
+    for kiosk_id, seed in (("K0001", 1), ("K0002", 2)):
+        public = SigningKey(bytes([seed]) * 32).public_key.hex()
+        assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", kiosk_id,
+                     "--public-key", public) == 0
+    with closing(open_ledger(db)) as ledger:
+        assert ledger.advance_counter("K0001", 4_117)
+    capsys.readouterr()
+    assert kiosk("keys", "list", "--db", db) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("K0001")][0].endswith("last counter 4117")
+    assert [line for line in lines if line.startswith("K0002")][0].endswith("last counter 0")
+    assert "counter" not in [line for line in lines if line.startswith("gw-")][0]
+
+
 def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
     path = tmp_path / "clinic.db"  # a mistyped path to some other database
     with sqlite3.connect(path) as other:
