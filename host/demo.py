@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from onestop.host.fwtools import FirmwareToolError
     from onestop.host.sim.receipt_render import render_png
     from onestop.host.sim.rig import Hall, RigError
 
@@ -181,7 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         hall.wait_page("welcome")
         screens.wait_shown("welcome")
         return report(hall, workdir, args, render_png)
-    except (RigError, OSError) as exc:  # OSError: the work directory read-only, full, gone
+    except (RigError, FirmwareToolError, OSError) as exc:  # OSError: the work directory
+        # read-only, full, gone; FirmwareToolError: the firmware could not be built or provisioned
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     finally:

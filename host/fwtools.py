@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from onestop.host.gateway.config import describe
 from onestop.host.gateway.ledger.base import MAX_COUNTER
 from onestop.host.mpy import PACKAGE_ROOT, WORKER_SCRIPT, Worker, micropython_binary, protocol_dir
 from onestop.host.signals import exit_on_stop_signals
@@ -523,7 +524,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     print(f"provisioned kiosk {result['kiosk_id']} ({where}); {state}")
     print(f"kiosk public key: {result['public_key']}")
     print("enrol it at the gateway:")
-    print(f"  kiosk gateway enroll --db {args.db or 'LEDGER_URL'} --kiosk-id {result['kiosk_id']} "
+    ledger = describe(args.db) if args.db else "LEDGER_URL"  # no password on the screen
+    print(f"  kiosk gateway enroll --db {ledger} --kiosk-id {result['kiosk_id']} "
           f"--public-key {result['public_key']}")
     return 0
 

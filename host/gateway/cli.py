@@ -135,7 +135,7 @@ def _add_init(commands: argparse._SubParsersAction) -> None:
 def gateway_init(args: argparse.Namespace) -> int:
     from onestop.host.keys import SigningKey, load_signing_key, save_signing_key
 
-    from .config import default_key_path, parse_ledger_url
+    from .config import default_key_path, describe, parse_ledger_url
     from .ledger.base import KeyRecord
 
     if args.gateway_id is not None and not KIOSK_ID.fullmatch(args.gateway_id):
@@ -144,21 +144,32 @@ def gateway_init(args: argparse.Namespace) -> int:
     key_path = args.key or default_key_path(args.db)
     if key_path is None:
         raise CommandError("a PostgreSQL ledger needs --key PATH for the gateway's key file")
-    if location.path is not None:
-        location.path.parent.mkdir(parents=True, exist_ok=True)
+    # the key first: a key that cannot be read or made must not leave a ledger without one
+    existing = key_path.exists()
+    key = load_signing_key(key_path) if existing else SigningKey.generate()
+    for folder in {key_path.parent, *([location.path.parent] if location.path else [])}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot make the folder {folder}: {exc.strerror}") from None
     with _open(args.db, create=True) as ledger:
         ledger.init()
-        existing = key_path.exists()
-        key = load_signing_key(key_path) if existing else SigningKey.generate()
         kid = args.gateway_id or "gw-" + key.public_key.hex()[:8]
         known = ledger.get_key(kid)
         if known is not None and known.public_key != key.public_key:
             raise CommandError(f"the ledger already has a different key with id {kid}")
         if not existing:
-            save_signing_key(key_path, key)
+            try:
+                save_signing_key(key_path, key)
+            except OSError as exc:
+                raise CommandError(f"cannot write the key file {key_path}: {exc.strerror}"
+                                   ) from None
         ledger.add_key(KeyRecord(kid=kid, role="gateway", public_key=key.public_key,
                                  status="active"))  # fmt: skip
-    print(f"ledger ready: {args.db}")
+        exposed = ledger.exposure()
+    print(f"ledger ready: {describe(args.db)}")
+    if exposed is not None:
+        print(f"warning: {exposed}")
     if existing:
         print(f"gateway key {kid}: kept the existing key file {key_path} (never overwritten)")
     else:
@@ -223,7 +234,10 @@ def gateway_revoke(args: argparse.Namespace) -> int:
     kiosk_id = _kiosk_id(args.kiosk_id)
     with _open(args.db) as ledger:
         known = ledger.get_key(kiosk_id)
-        if known is None or known.role != "kiosk":
+        if known is not None and known.role == "gateway":
+            raise CommandError(f"{kiosk_id} is the gateway's own key, not a kiosk's: revoke "
+                               "is for kiosks")
+        if known is None:
             raise CommandError(f"no kiosk {kiosk_id} is enrolled")
         if known.status == "revoked":
             print(f"kiosk {kiosk_id} was already revoked")

@@ -44,16 +44,26 @@ def parse_ledger_url(url: str) -> LedgerLocation:
     """Where `url` points; raises LedgerUrlError with the reason."""
     if not url:
         raise LedgerUrlError("no ledger given: pass --db sqlite:///PATH or postgresql://...")
+    bad_sqlite = LedgerUrlError(
+        f"bad SQLite ledger URL {url!r}: write sqlite:///PATH (a file; the ledger must be "
+        "durable, so there is no in-memory form)"
+    )
     if "://" not in url:
-        return LedgerLocation(backend="sqlite", path=Path(url))
-    scheme = url.split("://", 1)[0].lower()
-    if scheme == "sqlite":
-        if not url.startswith(SQLITE_PREFIX) or len(url) == len(SQLITE_PREFIX):
-            raise LedgerUrlError(
-                f"bad SQLite ledger URL {url!r}: write sqlite:///PATH (a file; the ledger must be "
-                "durable, so there is no in-memory form)"
-            )
-        return LedgerLocation(backend="sqlite", path=Path(url[len(SQLITE_PREFIX) :]))
+        path = url
+    elif url.split("://", 1)[0].lower() == "sqlite":
+        if not url.startswith(SQLITE_PREFIX):
+            raise bad_sqlite
+        path = url[len(SQLITE_PREFIX) :]
+    else:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme in POSTGRES_SCHEMES:
+            return _postgres_location(url)
+        raise LedgerUrlError(
+            f"unknown ledger URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+    # SQLite's own forms (":memory:", "file:..." URIs) would not be the file they look like
+    if not path or path.startswith((":memory:", "file:")) or "?" in path:
+        raise bad_sqlite
+    return LedgerLocation(backend="sqlite", path=Path(path))
     if scheme in POSTGRES_SCHEMES:
         return _postgres_location(url)
     raise LedgerUrlError(f"unknown ledger URL scheme {scheme!r}: use sqlite:/// or postgresql://")

@@ -159,10 +159,12 @@ class SqlLedger(SqlStore):
             if other is not None:
                 # one key, one holder: else revoking one id would leave the device trusted under
                 # the other, and a kiosk could sign as the gateway
-                raise ValueError(
-                    f"this public key is already enrolled as {other[0]!r} ({other[1]}); every "
-                    "kiosk makes its own key (kiosk fw provision prints it)"
-                )
+                remedy = ("every kiosk makes its own key (kiosk fw provision prints it)"
+                          if record.role == "kiosk" else
+                          f"this gateway key keeps its id: run init without --gateway-id, or "
+                          f"with --gateway-id {other[0]}")
+                raise ValueError(f"this public key is already enrolled as {other[0]!r} "
+                                 f"({other[1]}); {remedy}")
             added = tx.run(
                 "INSERT INTO keys (kid, role, alg, public_key, status) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kid) DO NOTHING",

@@ -73,6 +73,56 @@ def test_keys_list_shows_each_kiosks_last_counter_for_a_lost_counter_file(db, ca
     assert "counter" not in [line for line in lines if line.startswith("gw-")][0]
 
 
+def test_init_makes_the_key_folder_and_a_key_it_cannot_write_leaves_no_ledger(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    assert kiosk("gateway", "init", "--db", url, "--key", str(tmp_path / "keys" / "gw.key")) == 0
+    assert load_signing_key(tmp_path / "keys" / "gw.key")
+    (tmp_path / "blocked").write_text("a file where the key's folder should be")
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    capsys.readouterr()
+    assert kiosk("gateway", "init", "--db", other, "--key",
+                 str(tmp_path / "blocked" / "gw.key")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kiosk gateway init: cannot make the folder") and "Traceback" not in err
+    assert not (tmp_path / "other.sqlite").exists()  # no ledger without its gateway key
+
+
+def test_init_on_a_file_others_can_read_warns_with_the_remedy(tmp_path, capsys):
+    path = tmp_path / "ledger.sqlite"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    assert kiosk("gateway", "init", "--db", str(path)) == 0
+    assert f"warning: {path} is readable by other users (mode 644)" in capsys.readouterr().out
+
+
+def test_init_shows_no_database_password(ledger_url, tmp_path, capsys):
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("only a PostgreSQL URL holds a password")
+    with_password = ledger_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    assert with_password != ledger_url  # trust auth: the password is not checked
+    assert kiosk("gateway", "init", "--db", with_password, "--key",
+                 str(tmp_path / "gw.key")) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "postgres:***@" in out
+
+
+def test_a_second_id_for_the_gateways_key_is_refused_with_the_id_it_has(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    assert kiosk("gateway", "init", "--db", url, "--gateway-id", "gw-main") == 0
+    capsys.readouterr()
+    assert kiosk("gateway", "init", "--db", url, "--gateway-id", "gw-other") == 1
+    err = capsys.readouterr().err
+    assert "already enrolled as 'gw-main' (gateway)" in err and "--gateway-id gw-main" in err
+    assert "every kiosk" not in err
+
+
+def test_revoking_the_gateways_own_key_says_what_it_is(db, capsys):
+    [gateway] = keys_json(db, capsys)
+    assert kiosk("gateway", "revoke", "--db", db, "--kiosk-id", gateway["kid"]) == 1
+    assert "is the gateway's own key, not a kiosk's" in capsys.readouterr().err
+    assert keys_json(db, capsys)[0]["status"] == "active"
+
+
 def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
     path = tmp_path / "clinic.db"  # a mistyped path to some other database
     with sqlite3.connect(path) as other:

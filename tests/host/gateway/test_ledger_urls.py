@@ -43,6 +43,11 @@ def test_postgresql_url_with_a_schema():
         ("sqlite://", "sqlite:///PATH"),
         ("sqlite:///", "sqlite:///PATH"),
         ("mysql://db/x", "unknown ledger URL scheme"),
+        # SQLite's own forms: no durable file, or another file than the one written
+        ("sqlite:///:memory:", "no in-memory form"),
+        (":memory:", "no in-memory form"),
+        ("file:ledger.sqlite", "sqlite:///PATH"),
+        ("sqlite:///ledger.sqlite?mode=ro", "sqlite:///PATH"),
         ("postgresql://db/x?schema=Robert'); DROP", "bad schema name"),
         ("postgresql://db/x?schema=" + "a" * 64, "1 to 63 lower-case letters"),
         ("postgresql://db/x?schema=a&options=-csearch_path%3Db", "not both"),
