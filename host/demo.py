@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,8 +166,17 @@ def _run(args: argparse.Namespace) -> int:
         if not hall.display.wait_for(lambda d: d.page in ("bills", "error"), 60):
             raise RigError("the kiosk showed neither the bills nor an error:\n" + hall.story())
         screens.wait_shown(hall.display.page)
+        expired = card_expired(resident)
         if hall.display.page == "error":
+            if expired:  # what this resident is in the demo for
+                print(f"\nThe kiosk refused this card, as it must: it expired on "
+                      f"{resident['expiry']}. Nothing was settled.")
+                return 0
             print("\nThe kiosk refused this card (shown above); nothing was settled.")
+            return 1
+        if expired:
+            print(f"\ndemo failed: the kiosk accepted a card that expired on {resident['expiry']}",
+                  file=sys.stderr)
             return 1
         print("\n>>> touches the first bill", flush=True)
         hall.touch("b0")
@@ -192,6 +202,11 @@ def _run(args: argparse.Namespace) -> int:
         if capture:
             capture.close()
         lock.close()
+
+
+def card_expired(resident: dict[str, Any]) -> bool:
+    """Whether the resident's card is past its expiry date today (the kiosk must refuse it)."""
+    return date.fromisoformat(resident["expiry"]) < date.today()
 
 
 def report(hall: Any, workdir: Path, args: argparse.Namespace, render_png: Any) -> int:

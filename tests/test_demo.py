@@ -194,3 +194,16 @@ def test_a_workdir_or_capture_file_that_cannot_be_used_is_one_line(tmp_path: Pat
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("kiosk demo: ")
+
+
+def test_the_expired_card_demo_shows_the_refusal_and_succeeds(tmp_path: Path) -> None:
+    """P007 is in the demo to show the kiosk refusing an expired card: that refusal is the
+    demo working, so it exits 0, and nothing is settled."""
+    run = subprocess.run([*kiosk_command(), "demo", "--headless", "--resident", "P007",
+                          "--workdir", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=240, check=False)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert "The kiosk refused this card, as it must: it expired on 2024-05-01" in run.stdout
+    assert SCREEN.findall(run.stdout)[-1] in ("error", "welcome")
+    with closing(open_ledger(f"sqlite:///{tmp_path / 'work' / 'ledger.sqlite'}")) as ledger:
+        assert ledger.audit_snapshot().settlements == []
