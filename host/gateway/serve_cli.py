@@ -18,11 +18,14 @@ import signal
 import sys
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from onestop.host.gateway import eventloop
 from onestop.host.gateway.config import SETTLEMENT_TIMEZONE
+
+if TYPE_CHECKING:
+    from onestop.host.gateway.transports import SerialSpec
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
 
@@ -89,8 +92,9 @@ def _serve_workers(args: argparse.Namespace) -> int:
     from onestop.host.gateway.server import ServeError, check_config
     from onestop.host.gateway.workers import WorkersError, supervise
 
-    config, listen, _serials, _metrics = _config(args)
+    config, listen, _serials, metrics_at = _config(args)
     check_config(config)  # one clear line now, not one per worker
+    _check_metrics_ports(metrics_at, args.workers)
 
     def run_worker(index: int, listener: Any, shares: Any, ready_fd: int | None) -> int:
         logs.configure(args.log_level, static={"worker": index})
@@ -105,6 +109,38 @@ def _serve_workers(args: argparse.Namespace) -> int:
         return supervise(args.workers, run_worker, listen[0], listen[1], EventLog())
     except WorkersError as exc:
         raise ServeError(str(exc)) from None
+
+
+def _check_serials(serials: list[SerialSpec], texts: list[str]) -> None:
+    """Refuse a line given twice (even by another name): two readers would split its frames."""
+    from onestop.host.gateway.server import ServeError
+
+    seen: dict[str, str] = {}
+    for spec, text in zip(serials, texts, strict=True):
+        path = os.path.realpath(spec.device)
+        if path in seen:
+            raise ServeError(f"--serial {path} given twice ({seen[path]!r} and {text!r}); "
+                             "a line has one reader")
+        seen[path] = text
+
+
+def _check_metrics_ports(metrics_at: tuple[str, int] | None, workers: int) -> None:
+    """Refuse now a metrics port some worker could not bind: that worker would fail to start."""
+    import socket
+
+    from onestop.host.gateway.server import ServeError
+
+    if metrics_at is None or not metrics_at[1]:
+        return  # port 0: each worker picks a free one
+    host, first = metrics_at
+    for port in range(first, first + workers):
+        try:
+            with socket.socket() as sock:  # as MetricsEndpoint binds: IPv4, SO_REUSEADDR
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot serve metrics on {host}:{port}: "
+                             f"{exc.strerror}") from None
 
 
 def _timezone(name: str | None) -> tzinfo | None:
@@ -131,6 +167,11 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
         raise ServeError(str(exc)) from None
     if args.workers < 1:
         raise ServeError(f"--workers must be at least 1, not {args.workers}")
+    _check_serials(serials, args.serial)
+    if metrics_at is not None and metrics_at[1] and metrics_at[1] + args.workers - 1 > 65535:
+        # worker i serves metrics on PORT + i: the last one must still be a port
+        raise ServeError(f"--metrics port {metrics_at[1]} + {args.workers - 1} (worker "
+                         f"{args.workers - 1}'s metrics) is above 65535; give a lower port")
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
     config = GatewayConfig(

@@ -167,8 +167,8 @@ def supervise(count: int,
             readable, _, _ = select.select([ready_r], [], [], 0.2)
             if readable:
                 got = os.read(ready_r, count)
-                if not got:
-                    break
+                if not got:  # all closed, one never ready: it is exiting; _reap will see it
+                    time.sleep(0.05)
                 ready += len(got)
             _reap(children, lambda pid, index, status: _early_exit(index, status))
     except WorkersError:

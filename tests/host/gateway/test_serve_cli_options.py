@@ -1,0 +1,165 @@
+"""`kiosk gateway serve` refuses options it cannot serve before it starts, with one line and exit
+status 2: metrics ports past 65535 or busy for any worker, a serial line given twice. Run as a
+user runs it (a process of its own), since workers are forked and a refusal must leave none."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from onestop.host.bench.gateway import provision_gateway
+from onestop.host.cli import build_parser
+from onestop.host.gateway.ledger import open_ledger
+from onestop.host.gateway.serve_cli import _config
+
+TIMEOUT_S = 20.0  # a refusal takes a second or two; a gateway that serves instead never ends
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A ledger the gateway can serve (with its key), so only the option under test is bad."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with open_ledger(url) as ledger:
+        ledger.init()
+        provision_gateway(ledger, tmp_path / "gateway.key")
+    return url
+
+
+def session_processes(session: int) -> list[int]:
+    """Live processes of this session (the gateway's, started with start_new_session)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def refused(argv: list[str]) -> str:
+    """Run argv; it must exit 2 with no traceback and no process left. Its one non-log line."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the gateway and any workers
+        out, err = process.communicate()
+        pytest.fail(f"still running after {TIMEOUT_S:g} s instead of refusing:\n{err[-2000:]}")
+    assert session_processes(process.pid) == []
+    assert "Traceback" not in out + err
+    assert process.returncode == 2, err
+    lines = [line for line in err.splitlines() if not line.startswith("{")]  # not JSON logs
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def serve(db: str, *args: str) -> str:
+    return refused([sys.executable, "-m", "onestop.host.cli", "gateway", "serve", "--db", db,
+                    "--listen", "127.0.0.1:0", *args])
+
+
+def test_metrics_ports_past_65535_for_a_worker_are_refused(db: str) -> None:
+    # worker i serves metrics on PORT + i: worker 1 crashed binding 65536, then was restarted
+    line = serve(db, "--metrics", "127.0.0.1:65535", "--workers", "2")
+    assert line.startswith("kiosk gateway serve: --metrics port 65535 + 1 ")
+    assert "above 65535" in line
+
+
+def test_metrics_ports_up_to_65535_are_accepted(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["gateway", "serve", "--db", f"sqlite:///{tmp_path / 'l.db'}",
+         "--metrics", "127.0.0.1:65534", "--workers", "2"])
+    assert _config(args)[3] == ("127.0.0.1", 65534)
+
+
+def busy_port(workers: int) -> tuple[socket.socket, int]:
+    """A socket bound to the metrics port of the last worker, the ports before it free; and the
+    --metrics port to give."""
+    for _ in range(50):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        first = busy.getsockname()[1] - (workers - 1)
+        try:
+            for port in range(first, first + workers - 1):
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            busy.close()
+            continue
+        return busy, first
+    pytest.skip("no run of free ports found")
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_busy_metrics_port_of_any_worker_is_refused_at_start(db: str, workers: int) -> None:
+    # with 2 workers and PORT + 1 busy, worker 1 used to exit and restart every second
+    busy, first = busy_port(workers)
+    with busy:
+        line = serve(db, "--metrics", f"127.0.0.1:{first}", "--workers", str(workers))
+    port = first + workers - 1
+    assert line == (f"kiosk gateway serve: cannot serve metrics on 127.0.0.1:{port}: "
+                    f"{os.strerror(errno.EADDRINUSE)}")
+
+
+@pytest.mark.parametrize("by_link", [False, True])
+def test_a_serial_line_given_twice_is_refused(db: str, tmp_path: Path, by_link: bool) -> None:
+    # two readers of one line would each get part of its frames
+    if by_link:  # the same line by another name
+        device = tmp_path / "ttyFAKE"
+        device.touch()
+        (tmp_path / "ttyLINK").symlink_to(device)
+        first, second, path = str(device), f"{tmp_path / 'ttyLINK'}@9600", str(device.resolve())
+    else:
+        first, second, path = "/dev/ttyS0", "/dev/ttyS0@9600", os.path.realpath("/dev/ttyS0")
+    line = serve(db, "--serial", first, "--serial", second)
+    assert line == (f"kiosk gateway serve: --serial {path} given twice ({first!r} and "
+                    f"{second!r}); a line has one reader")
+
+
+def test_two_serial_lines_are_accepted(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["gateway", "serve", "--db", f"sqlite:///{tmp_path / 'l.db'}",
+         "--serial", "/dev/ttyS0", "--serial", "/dev/ttyS1@9600"])
+    assert [spec.device for spec in _config(args)[2]] == ["/dev/ttyS0", "/dev/ttyS1"]
+
+
+# Worker 0 serves; worker 1 fails to start once worker 0 has said so. Every worker has then
+# closed the readiness pipe: the supervisor took that end of file for "all serve" and restarted
+# worker 1 every second instead of stopping.
+SUPERVISED = """
+import os, signal, sys, time
+from onestop.host.gateway.logs import EventLog
+from onestop.host.gateway.workers import WorkersError, supervise
+
+def run_worker(index, listener, shares, ready_fd):
+    if index == 0:
+        os.write(ready_fd, b".")
+        os.close(ready_fd)
+        signal.pause()  # serving, until the supervisor's SIGTERM
+        return 0
+    time.sleep(0.5)
+    return 2
+
+try:
+    supervise(2, run_worker, "127.0.0.1", 0, EventLog())
+except WorkersError as exc:
+    print(f"kiosk gateway serve: {exc}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_worker_failing_to_start_after_the_others_serve_stops_the_gateway() -> None:
+    line = refused([sys.executable, "-c", SUPERVISED])
+    assert line == "kiosk gateway serve: gateway worker 1 stopped while starting (exit status 2)"
