@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,10 @@ def _fail(where: str, problem: str) -> BillFileError:
     return BillFileError(f"{where}: {problem}")
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Controls, format characters (U+200B, U+202E right-to-left override), line and paragraph
+# separators, private-use, surrogates and unassigned code points: each garbles or hides text on
+# the kiosk's screen and the printed receipt, and PostgreSQL refuses NUL.
+UNSHOWABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
 # The national platform's field sizes: a person's name 50 characters, a clinic's 200.
 MAX_TEXT = 200
 MAX_PERSON_NAME = 50
@@ -99,12 +103,16 @@ def _text(entry: Mapping[str, Any], name: str, where: str, pattern: re.Pattern[s
     value = entry[name]
     if not isinstance(value, str) or not value.strip():
         raise _fail(f"{where}.{name}", "must be non-empty text")
+    if pattern is not None:  # the pattern bounds the length too, so its message says the limit
+        if not pattern.fullmatch(value):
+            raise _fail(f"{where}.{name}", f"must be {what}")
+        return value
     if len(value) > longest:  # it travels in one signed frame, and on a receipt
         raise _fail(f"{where}.{name}", f"is {len(value)} characters; at most {longest}")
-    if _CONTROL.search(value):  # a receipt or a screen would show garbage; PostgreSQL refuses NUL
-        raise _fail(f"{where}.{name}", "must not contain control characters")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise _fail(f"{where}.{name}", f"must be {what}")
+    for char in value:
+        if unicodedata.category(char) in UNSHOWABLE:
+            raise _fail(f"{where}.{name}", f"must not contain control characters "
+                                           f"(has U+{ord(char):04X})")
     return value
 
 
@@ -228,19 +236,34 @@ def _no_duplicates(ids: list[str], where: str, name: str) -> None:
         first[value] = index
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's keys; a repeated key is refused, not silently resolved to its last value."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BillFileError(f"the key {key[:64]!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
 def read_bills_file(path: Path) -> tuple[list[Person], list[Bill]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # clinics' Windows tools write a BOM
     except OSError as exc:
         raise BillFileError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise BillFileError(f"{path} is not UTF-8 text") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except BillFileError as exc:
+        raise BillFileError(f"{path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise BillFileError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
     except RecursionError:
         raise BillFileError(f"{path}: nested too deeply to be a bills file") from None
+    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
+        raise BillFileError(f"{path}: not a JSON file the gateway can read: a number too long "
+                            "(thousands of digits)") from None
     return parse_document(document)
 
 
