@@ -10,8 +10,10 @@ touch waits out the kiosk's touch guard.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +28,7 @@ from textual.widgets import Button, Footer, Header, RichLog, Select, Static
 
 POLL_S = 0.2  # how often the firmware log and the printer are looked at
 BOOT_TIMEOUT_S = 60.0
+STOP_GRACE_S = 15.0  # a stop signal's orderly quit gets this long before the process just ends
 CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to be built
 # Firmware log keys not worth a technician's screen space (events without "ev" are the heap
 # log's measurements, for the bench, not for a technician).
@@ -137,6 +140,15 @@ class KioskTui(App[int]):
     def _stop_signal(self, signum: int) -> None:
         # The exit status a shell reports for a process ended by the signal, as elsewhere.
         self.run_worker(self.quit_with(128 + signum), exclusive=True, group="quit")
+        threading.Thread(target=self._exit_anyway, args=(128 + signum,), daemon=True).start()
+
+    def _exit_anyway(self, status: int) -> None:
+        """If the orderly quit has not ended the process in time (the terminal is gone: a
+        closed window or a dropped ssh, and the UI cannot draw or restore it), close the hall
+        and end without the UI, so nothing is left holding the work directory."""
+        time.sleep(STOP_GRACE_S)
+        self.close_hall()
+        os._exit(status)
 
     # ------------------------------------------------------------------ from any thread
     def on_ui(self, func: Callable[..., Any], *args: Any) -> None:

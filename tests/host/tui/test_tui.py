@@ -6,6 +6,12 @@ shows and the ledger has the settlement; after quitting no process of the hall i
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,3 +97,34 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
         assert not left, f"still running after quit: {left}"
     finally:
         app.close_hall()  # a failed test leaves nothing running either
+
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to close a real terminal")
+def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(tmp_path: Path) -> None:
+    """A technician's window closed (tmux kill-session, as a dropped ssh): the TUI cannot draw
+    or restore that terminal any more, yet it must end and leave nothing holding the work
+    directory (its lock would refuse the next `kiosk tui` there)."""
+    session = f"onestop-tui-{os.getpid()}"
+    command = shlex.join([sys.executable, "-m", "onestop.host.cli", "tui", "--workdir",
+                          str(tmp_path / "work")])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                    command], check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                  capture_output=True, text=True).stdout
+            if "page 0 welcome" in pane:
+                break
+            time.sleep(0.2)
+        assert "page 0 welcome" in pane, pane
+        subprocess.run(["tmux", "kill-session", "-t", session], check=True)
+        deadline = time.monotonic() + 45
+        while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"still running after the terminal closed: {left}"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for line in processes_mentioning(str(tmp_path)):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
