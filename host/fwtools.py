@@ -301,6 +301,7 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
             [micropython_binary(), "-X", "heapsize=1M", "-c",
              _provision_code(str(flash), settings, counter_above)],
             env=env, capture_output=True, text=True, check=False, timeout=120,
+            preexec_fn=lambda: os.umask(0o077),  # the key and config: the owner's only
         )  # fmt: skip
         if result.returncode != 0:
             raise FirmwareToolError(
@@ -491,7 +492,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- commands
 def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out or DEFAULT_BUILD / args.board)
-    stage = stage_firmware(out, args.board, compiled=not args.source)
+    try:
+        stage = stage_firmware(out, args.board, compiled=not args.source)
+    except OSError as exc:  # a file where the folder should be, a read-only or odd place
+        raise FirmwareToolError(f"--out {out}: {exc.strerror or exc}") from None
     info = stage_info(stage) or {}
     print(f"staged {args.board} firmware in {stage} ({info.get('modules', 0)} modules compiled)")
     names = " ".join(sorted(p.name for p in stage.iterdir() if p.name != STAMP))

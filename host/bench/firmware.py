@@ -34,6 +34,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from onestop.host.demo import demo_residents
+
 if TYPE_CHECKING:  # the rig starts processes and threads: imported when the bench runs
     from onestop.host.sim.rig import Hall
 
@@ -47,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visits", type=int, default=3, metavar="N",
                         help="residents served one after another (default 3)")
     parser.add_argument("--resident", default=DEFAULT_RESIDENT, metavar="ID",
+                        choices=sorted(demo_residents()),
                         help=f"whose card (a demo resident; default {DEFAULT_RESIDENT}); "
                              "each visit settles a new bill like their first")
     parser.add_argument("--baud", type=int, default=115200,

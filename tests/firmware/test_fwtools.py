@@ -69,6 +69,7 @@ def test_provisioning_makes_the_key_on_the_device_and_keeps_it(tmp_path: Path) -
     assert config["kiosk_id"] == "K0001" and config["gateway_public_key"] == GATEWAY_PUBLIC
     assert (flash / "counter").read_text() == "0\n"
     assert flash.stat().st_mode & 0o777 == 0o700  # the key is not for other users of the host
+    assert (flash / "kiosk.key").stat().st_mode & 0o077 == 0  # nor the key file itself
     again = provision_unix(flash, dict(settings(), gateway={"kind": "tcp", "host": "10.0.0.2",
                                                            "port": 7400}))
     assert not again["new_key"] and again["public_key"] == first["public_key"]
@@ -421,3 +422,20 @@ def test_a_uart_that_is_not_there_is_one_fault_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in err
     fault = json.loads(out.splitlines()[-1])
     assert fault["ev"] == "fault" and fault["error"].startswith("OSError")
+
+
+@pytest.mark.parametrize("out", ["a file", "/proc/onestop-no-such-dir"])
+def test_kiosk_fw_build_to_a_place_it_cannot_use_is_one_line(tmp_path: Path, out: str) -> None:
+    if out == "a file":
+        out = str(tmp_path / "afile")
+        Path(out).write_text("")
+    result = kiosk("fw", "build", "--board", "rp2040", "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(f"kiosk fw: --out {out}: ")
+
+
+def test_kiosk_bench_firmware_names_the_residents_it_knows() -> None:
+    result = kiosk("bench", "firmware", "--resident", "P999")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid choice: 'P999'" in result.stderr and "'P002'" in result.stderr
