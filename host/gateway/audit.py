@@ -299,10 +299,7 @@ def _signed_record_problem(settlement: Settlement, gateway_keys: dict[str, bytes
     except (ProtocolError, ValueError):
         return (f"its signed record does not verify under gateway key {kid} (forged, or "
                 "altered behind the ledger)")
-    row = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
-           "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
-           "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
-           "result": settlement.result}
+    row = settlement.record()
     fields = sorted(k for k in set(row) | set(record) if _differs(row.get(k), record.get(k)))
     if fields:
         verb = "differs" if len(fields) == 1 else "differ"

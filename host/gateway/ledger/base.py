@@ -98,6 +98,13 @@ class Settlement:
     delta: dict[str, int] = field(default_factory=dict)  # contributions to the accumulations
     acc_year: int | None = None  # the year whose accumulations took `delta`; set by the ledger
 
+    def record(self) -> dict[str, Any]:
+        """The settlement_record (frames.cddl) that `signed` must carry: what the gateway
+        vouches for."""
+        return {"setl_id": self.setl_id, "txn_id": self.txn_id, "kiosk": self.kiosk_id,
+                "psn_no": self.psn_no, "bill_id": self.bill_id, "setl_time": self.setl_time,
+                "result": self.result}
+
 
 @dataclass(slots=True)
 class RequestJob:

@@ -69,11 +69,7 @@ def enrol_gateway(ledger: Ledger) -> None:
 
 def sign_record(settlement: Settlement) -> bytes:
     """The settlement's record signed by the test gateway, as the gateway signs it."""
-    record = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
-              "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
-              "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
-              "result": settlement.result}
-    return messages.seal_settlement(record, GATEWAY_KID, GATEWAY_KEY)
+    return messages.seal_settlement(settlement.record(), GATEWAY_KID, GATEWAY_KEY)
 
 
 def make_person(psn_no: str, serial: int) -> Person:

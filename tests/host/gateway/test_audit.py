@@ -243,11 +243,7 @@ def test_a_record_re_signed_with_a_key_that_is_not_the_gateways_is_found(busy, l
     """The forger signs his own record under the gateway's kid: it does not verify."""
 
     def re_sign(db):
-        settlement = busy.get_settlement("T-000001")
-        record = {"setl_id": settlement.setl_id, "txn_id": settlement.txn_id,
-                  "kiosk": settlement.kiosk_id, "psn_no": settlement.psn_no,
-                  "bill_id": settlement.bill_id, "setl_time": settlement.setl_time,
-                  "result": settlement.result}
+        record = busy.get_settlement("T-000001").record()
         forged = messages.seal_settlement(record, kit.GATEWAY_KID, SigningKey(b"\x07" * 32))
         forge_settlement(db, "T-000001", signed=forged)
 
