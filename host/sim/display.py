@@ -56,14 +56,47 @@ def display_width(text: str) -> int:
 
 
 def _fit(text: str, width: int) -> str:
-    """`text` cut or padded to `width` terminal columns."""
-    out, used = "", 0
+    """`text` (no wider than `width`) padded to `width` terminal columns."""
+    return text + " " * (width - display_width(text))
+
+
+def _tokens(text: str) -> list[str]:
+    """English words, single spaces and single wide (Chinese) characters, in order."""
+    tokens: list[str] = []
     for ch in text:
-        w = display_width(ch)
-        if used + w > width:
-            break
-        out, used = out + ch, used + w
-    return out + " " * (width - used)
+        in_word = ch != " " and display_width(ch) == 1
+        last = tokens[-1] if tokens else " "
+        if in_word and last[0] != " " and display_width(last[0]) == 1:
+            tokens[-1] += ch
+        else:
+            tokens.append(ch)
+    return tokens
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """`text` in rows of at most `width` terminal columns, nothing dropped.
+
+    English breaks at a space, Chinese between any two characters, and a word wider than a
+    whole row is split. The panel is wider than the box the terminal draws, so a line the
+    panel shows whole must not lose its end here.
+    """
+    rows: list[str] = []
+    row = ""
+    for token in _tokens(text):
+        if display_width(row) + display_width(token) <= width:
+            row += token
+            continue
+        if row.strip():
+            rows.append(row.rstrip(" "))
+        row = "" if token == " " else token
+        while display_width(row) > width:  # one word wider than the row
+            cut = len(row)
+            while display_width(row[:cut]) > width:
+                cut -= 1
+            rows.append(row[:cut])
+            row = row[cut:]
+    rows.append(row.rstrip(" ") if rows else row)
+    return rows
 
 
 class HmiScreen:
@@ -217,7 +250,8 @@ class HmiScreen:
 
         def row(text: str) -> None:
             for part in text.split("\n"):
-                rows.append("| " + _fit(part, inner) + " |")
+                for piece in wrap(part, inner):
+                    rows.append("| " + _fit(piece, inner) + " |")
 
         row(self.texts["t_zh"])
         row(self.texts["t_en"])

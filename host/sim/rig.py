@@ -142,7 +142,7 @@ class Firmware:
 @dataclass(frozen=True)
 class Screen:
     """A screen as the resident saw it once it settled: its page, the whole text of each
-    visible component, and the picture `DisplaySim.render_text` draws (cut to its box)."""
+    visible component, and the picture `DisplaySim.render_text` draws (long lines wrapped)."""
 
     page: str
     texts: dict[str, str]

@@ -4,7 +4,7 @@ the touches it sends (no serial port: the screen is fed bytes)."""
 from __future__ import annotations
 
 import pytest
-from onestop.host.sim.display import HmiScreen, display_width, load_layout
+from onestop.host.sim.display import HmiScreen, display_width, load_layout, wrap
 
 END = b"\xff\xff\xff"
 
@@ -101,6 +101,26 @@ def test_render_text_shows_titles_lines_big_digits_and_visible_buttons() -> None
     assert "统筹基金 800.00" in text and "￥54.50" in text
     assert "[ 确认 OK ]" in text and "hidden" not in text
     assert len({display_width(line) for line in lines}) == 1  # a box that lines up
+
+
+def test_the_terminal_picture_wraps_long_lines_and_keeps_every_word() -> None:
+    """The panel shows 63 ASCII characters a line; the terminal box is narrower, and used to
+    cut the end off ("...receipt prints once pa")."""
+    english = "Your settlement is saved; receipt prints once paper is loaded"
+    chinese = "结算已保存，装纸后自动打印凭条" * 2
+    screen = HmiScreen()
+    screen.receive(cmd("page error") + cmd(f'l0.txt="{english}"') + cmd(f'l1.txt="{chinese}"'))
+    lines = screen.render_text().splitlines()
+    body = [line[2:-2].rstrip() for line in lines if line.startswith("| ") and line[2:-2].strip()]
+    assert " ".join(body[:2]) == english  # broken between words, not inside one
+    assert "".join(body[2:4]) == chinese
+    assert len({display_width(line) for line in lines}) == 1
+
+
+def test_wrap_splits_a_word_wider_than_the_row_and_keeps_short_lines_as_they_are() -> None:
+    assert wrap("x" * 10, 4) == ["xxxx", "xxxx", "xx"]
+    assert wrap("  ￥54.50", 20) == ["  ￥54.50"]  # the big digits' centring survives
+    assert wrap("", 8) == [""]
 
 
 def test_an_older_hmi_without_a_component_refuses_it() -> None:
