@@ -15,7 +15,6 @@ from app.session import Session
 from drivers.cardreader import CardError
 
 WATCHDOG_FEED_MS = 1000
-PRINTER_POLL_MS = 1000
 
 
 class Kiosk:
@@ -132,7 +131,7 @@ class Kiosk:
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
             if await self.printer_problem() is None:
                 return
-            await self._wait_card(None, PRINTER_POLL_MS)
+            await self._wait_card(None, self.timeouts["printer_poll"])
 
     async def _wait_card(self, present, timeout_ms):
         """Poll the card slot until it is `present` (True/False) or `timeout_ms` pass; True if

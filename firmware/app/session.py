@@ -10,7 +10,8 @@
 #   SETTLING  journal pending, settle, verify, journal settled
 #                                             -> amount_changed, bill_settled, not_settled,
 #                                                in_doubt, settlement_invalid
-#   PRINTING  print, journal printed          -> paper_out, printer_fault (settlement kept)
+#   PRINTING  print, journal printed          -> paper_out, printer_fault (settlement kept;
+#                                                printed at once if fixed while the card is in)
 #   REPORTING receipt_printed, journal done   (if unanswered: retried while idle)
 #   DONE      done page until the card is taken
 #
@@ -137,8 +138,13 @@ class Session:
         del detail
         await self.enter("printing", screens.printing())
         problem = await k.txns.print_receipt(entry)
-        if problem:
-            return await self.fail(T.printer_reason(problem))
+        while problem:
+            # Saved, not printed. A resident still at the kiosk waits for the receipt: it
+            # prints as soon as a clerk loads paper, not after they have given up and gone.
+            if not await self.wait_printer(T.printer_reason(problem)):
+                return T.printer_reason(problem)  # gone: recovery prints it when it can
+            await self.enter("printing", screens.printing(saved=True))
+            problem = await k.txns.print_receipt(entry)
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
         await self.enter("done", screens.done(paid))
@@ -182,6 +188,30 @@ class Session:
                 return True
             k.progress()
             await asyncio.sleep_ms(k.timeouts["poll"])
+        return False
+
+    async def wait_printer(self, reason):
+        """The printer-problem page while the card is in; True once the printer is ready with
+        the card still in, False once the card is taken out (after the page was shown for
+        `message` ms) or `take_card` ms pass."""
+        k = self.k
+        card_in = await k.card_present()
+        await self.enter("error", screens.error(reason, card_in))
+        now = time.ticks_ms()
+        readable = time.ticks_add(now, k.timeouts["message"])
+        deadline = time.ticks_add(now, k.timeouts["take_card"])
+        every = k.timeouts["printer_poll"]
+        asked = time.ticks_add(now, -every)
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            if card_in and time.ticks_diff(time.ticks_ms(), asked) >= every:
+                asked = time.ticks_ms()
+                if await k.printer_problem() is None:
+                    return True
+            if not card_in and time.ticks_diff(readable, time.ticks_ms()) <= 0:
+                return False
+            k.progress()
+            await asyncio.sleep_ms(k.timeouts["poll"])
+            card_in = card_in and await k.card_present()
         return False
 
     async def fail(self, reason):

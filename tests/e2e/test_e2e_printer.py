@@ -72,6 +72,31 @@ def test_paper_out_before_the_receipt_prints_it_once_when_loaded(hall: Hall) -> 
     assert len(hall.printer.receipts) == 1  # nothing but the one receipt came out
 
 
+def test_paper_loaded_while_the_resident_waits_with_the_card_in_prints_it_for_them(
+        hall: Hall) -> None:
+    before = before_visit(hall, RESIDENT)
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.printer.paper_out = True
+    confirm_without_paper(hall, since)
+    assert hall.firmware is not None
+    loaded = len(hall.screens)
+    hall.printer.load_paper()  # the clerk comes over; the resident's card is still in
+    done = wait_screen(hall, "done", loaded)
+    # the visit's own done page, with what they pay (not the take-card page of a kiosk that
+    # gave up on them and printed it afterwards)
+    assert "Settlement complete" in done and "You pay (yuan)" in done
+    assert "Printing a saved receipt" in wait_screen(hall, "printing", loaded)
+    hall.firmware.wait_event("txn_done")
+    (settlement,) = hall.settlements()
+    assert settlement.receipt_printed
+    (receipt,) = hall.receipts()
+    assert receipt_amounts(receipt) == printed_of(before.expected(settlement))
+    hall.card.pull()
+    hall.wait_welcome()
+    assert len(hall.printer.receipts) == 1
+
+
 def test_paper_running_out_during_the_receipt_reprints_it_whole_once(hall: Hall) -> None:
     before = before_visit(hall, RESIDENT)
     since = at_welcome(hall)

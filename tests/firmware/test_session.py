@@ -362,6 +362,19 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     assert len(kiosk.settlements) == 1
 
 
+def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
+        kiosk: Kiosk) -> None:
+    """The page says the receipt prints once paper is loaded: a resident who keeps the card in
+    and waits gets it there and then, not only after leaving."""
+    result = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"], reload_after=3,
+                           keeps_card=True)
+    assert result["outcome"] == "settled"
+    assert titles(result)[-3:] == ["The printer is out of paper", "Printing a saved receipt",
+                                   "Settlement complete"]
+    assert len(result["receipts"]) == 1 and result["open"] == []  # printed and reported
+    assert result["calls"].count("settle") == 1 and len(kiosk.settlements) == 1
+
+
 def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: Kiosk) -> None:
     result = kiosk.boot(paper="out", rounds=1, script=HAPPY)
     assert result["reads"] == 0 and result["calls"] == []
