@@ -135,7 +135,7 @@ def _add_init(commands: argparse._SubParsersAction) -> None:
 def gateway_init(args: argparse.Namespace) -> int:
     from onestop.host.keys import SigningKey, load_signing_key, save_signing_key
 
-    from .config import default_key_path, describe, parse_ledger_url
+    from .config import default_key_path, parse_ledger_url, where
     from .ledger.base import KeyRecord
 
     if args.gateway_id is not None and not KIOSK_ID.fullmatch(args.gateway_id):
@@ -167,7 +167,7 @@ def gateway_init(args: argparse.Namespace) -> int:
         ledger.add_key(KeyRecord(kid=kid, role="gateway", public_key=key.public_key,
                                  status="active"))  # fmt: skip
         exposed = ledger.exposure()
-    print(f"ledger ready: {describe(args.db)}")
+    print(f"ledger ready: {where(args.db)}")
     if exposed is not None:
         print(f"warning: {exposed}")
     if existing:

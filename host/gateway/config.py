@@ -64,9 +64,6 @@ def parse_ledger_url(url: str) -> LedgerLocation:
     if not path or path.startswith((":memory:", "file:")) or "?" in path:
         raise bad_sqlite
     return LedgerLocation(backend="sqlite", path=Path(path))
-    if scheme in POSTGRES_SCHEMES:
-        return _postgres_location(url)
-    raise LedgerUrlError(f"unknown ledger URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 
 def _postgres_location(url: str) -> LedgerLocation:
@@ -99,6 +96,27 @@ def describe(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def where(url: str) -> str:
+    """`describe(url)`, and for SQLite the file it names: ``sqlite:///tmp/x`` is the relative
+    path tmp/x, which the operator who meant /tmp/x must see at once."""
+    try:
+        location = parse_ledger_url(url)
+    except LedgerUrlError:
+        return describe(url)
+    if location.path is None:
+        return describe(url)
+    return f"{describe(url)} (the file {location.path.resolve()})"
+
+
+def relative_hint(path: Path) -> str:
+    """For a relative SQLite path that is missing: the absolute one it may have been meant as
+    (sqlite:///tmp/x is tmp/x here; /tmp/x needs four slashes)."""
+    if path.is_absolute() or not Path("/", path).exists():
+        return ""
+    return (f" (sqlite:///{path} is relative to the working directory: for the file "
+            f"/{path} write sqlite:////{path})")
 
 
 def default_key_path(url: str) -> Path | None:

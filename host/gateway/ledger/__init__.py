@@ -6,7 +6,7 @@ ledger.init() once (idempotent) to create the tables.
 
 from __future__ import annotations
 
-from ..config import parse_ledger_url
+from ..config import parse_ledger_url, relative_hint
 from .base import (
     AuditSnapshot,
     Bill,
@@ -52,6 +52,9 @@ def open_ledger(url: str, *, create: bool = True) -> Ledger:
 
         assert location.path is not None
         if not create and not location.path.exists():
+            hint = relative_hint(location.path)
+            if hint:
+                raise LedgerError(f"no ledger at {location.path}{hint}")
             raise LedgerError(
                 f"no ledger at {location.path}: create one with `kiosk gateway init --db {url}`"
             )

@@ -344,3 +344,26 @@ def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
                  ["gateway", "audit", "--db", db]):
         assert kiosk(*argv) != 0
         assert "has schema version 2; this gateway knows version 1" in capsys.readouterr().err
+
+
+def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(
+        tmp_path, capsys, monkeypatch):
+    """sqlite:///tmp/x is tmp/x in the working directory (sqlite:////tmp/x is /tmp/x): init
+    names the file it made, and a command given the three-slash form of an absolute ledger
+    says how to write it instead of only 'no ledger at tmp/...'."""
+    site = tmp_path / "site"
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    absolute = site / "ledger.sqlite"
+    assert kiosk("gateway", "init", "--db", f"sqlite:///{absolute}") == 0  # four slashes
+    assert f"(the file {absolute})" in capsys.readouterr().out
+
+    three = f"sqlite:///{str(absolute).lstrip('/')}"
+    assert kiosk("gateway", "audit", "--db", three) != 0
+    said = capsys.readouterr().err
+    assert f"write sqlite:///{absolute}" in said and "relative to the working directory" in said
+    assert not (work / str(absolute).lstrip("/")).exists()  # nothing made where it was not meant
+
+    assert kiosk("gateway", "init", "--db", "sqlite:///here.sqlite") == 0
+    assert f"(the file {work / 'here.sqlite'})" in capsys.readouterr().out
