@@ -4,10 +4,16 @@
 # lingers.
 from app import texts
 from app.money import yuan
+from drivers.escpos import text_width
 
 LINES = 6
 BUTTONS = 4
-CLINIC_CHARS = 10  # a bill button is one line of large type
+# A bill button is one 63-column row and 60 bytes: clinic, date and amount. 15 Chinese
+# characters leave room for the largest amount; a longer name ends in "…", so it is not
+# mistaken for another clinic.
+CLINIC_CHARS = 15
+LABEL_COLUMNS = 35  # the confirm page's amounts line up after the longest label
+AMOUNT_COLUMNS = 13  # 99,999,999.99: a line is 48 columns, as wide as the simulator's box
 
 
 def _page(page, title, lines=(), big="", buttons=()):
@@ -51,8 +57,10 @@ def printing(saved=False):
 
 
 def bill_button(bill):
-    return "%s %s %s%s" % (bill["fixmedins_name"][:CLINIC_CHARS], bill["date"],
-                           yuan(bill["medfee_sumamt"]), texts.YUAN)
+    clinic = bill["fixmedins_name"]
+    if len(clinic) > CLINIC_CHARS:
+        clinic = clinic[:CLINIC_CHARS - 1] + "…"
+    return "%s %s %s%s" % (clinic, bill["date"], yuan(bill["medfee_sumamt"]), texts.YUAN)
 
 
 def bills(name, bill_list):
@@ -71,17 +79,23 @@ def bills(name, bill_list):
 
 
 def share_line(words, fen):
-    return "%s %s  %s" % (words[0], words[1], yuan(fen))
+    """Label, then the amount flush right in its column (the panel's ASCII is fixed-width, a
+    Chinese character two columns), so the figures line up as on the receipt."""
+    label = "%s %s" % words
+    amount = yuan(fen)
+    return "%s%s%s" % (label, " " * max(1, LABEL_COLUMNS - text_width(label)),
+                       " " * max(0, AMOUNT_COLUMNS - len(amount)) + amount)
 
 
 def confirm(bill, result):
-    """Each fund's share, the bill's total, and in large digits what the resident pays."""
+    """The bill's total, each fund's share (the receipt's order), and in large digits what
+    the resident pays."""
     lines = [
         "%s %s" % (bill["fixmedins_name"], bill["date"]),
+        share_line(texts.TOTAL, result["medfee_sumamt"]),
         share_line(texts.BASIC, result["hifp_pay"]),
         share_line(texts.SERIOUS, result["hifmi_pay"]),
         share_line(texts.ASSISTANCE, result["maf_pay"]),
-        share_line(texts.TOTAL, result["medfee_sumamt"]),
         "%s %s" % texts.YOU_PAY,
     ]
     return _page("confirm", texts.CONFIRM, lines, yuan(result["psn_cash_pay"]),
@@ -89,7 +103,8 @@ def confirm(bill, result):
 
 
 def done(result):
-    lines = [texts.DONE[2], texts.DONE[3], "", "", "%s %s" % texts.YOU_PAY]
+    pay = texts.PAY_AT if result["psn_cash_pay"] > 0 else texts.NOTHING_TO_PAY
+    lines = [texts.DONE[2], texts.DONE[3], pay[0], pay[1], "%s %s" % texts.YOU_PAY]
     return _page("done", texts.DONE[:2], lines, yuan(result["psn_cash_pay"]))
 
 

@@ -13,6 +13,9 @@ PRINTING = ("正在打印凭条", "Printing your receipt", "请稍候", "Please 
 REPRINTING = ("正在打印已保存的凭条", "Printing a saved receipt", "请稍候", "Please wait")
 DONE = ("结算完成", "Settlement complete",
         "请取走社保卡和凭条", "Please take your card and your receipt")
+# The kiosk takes no money: what is left is paid where the resident pays the clinic's bills.
+PAY_AT = ("请到窗口缴纳个人支付金额", "Please pay this amount at the counter")
+NOTHING_TO_PAY = ("您无需再缴费", "You have nothing more to pay")
 BILLS = ("请选择要结算的费用", "Choose a bill to settle")
 CONFIRM = ("请确认结算", "Please check and confirm")
 HELLO = ("%s，您好", "Hello, %s")
@@ -90,7 +93,9 @@ RECEIPT_FIELDS = {
     "clinic": "医疗机构 Clinic",
     "date": "就诊日期 Date",
     "setl_time": "结算时间 Time",  # + "YYYY-MM-DD HH:MM" fits one 32-column row
-    "setl_id": "结算号 Settlement",
+    "setl_id": "结算号 Settlement no.",
     "kiosk": "终端 Kiosk",
+    "txn_id": "交易号 Kiosk transaction",
 }
+RECEIPT_PAY_AT = "请到窗口缴费 Pay at the counter"  # fits 32 columns
 RECEIPT_FOOT = ("扫码核验结算凭证", "Scan to verify this settlement")

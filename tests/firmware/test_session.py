@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
 from onestop.host.keys import SigningKey, VerifyingKey
+from onestop.host.sim.display import display_width
 from onestop.host.sim.printer import EscPosInterpreter
 from onestop.protocol import messages
 
@@ -146,10 +147,13 @@ def test_bills_page_greets_the_resident_and_lists_each_bill(kiosk: Kiosk) -> Non
 def test_confirm_page_shows_each_funds_share_and_what_the_resident_pays(kiosk: Kiosk) -> None:
     confirm = kiosk.session(script=HAPPY)["last"]["confirm"]
     # 24,200.00 yuan: basic 60 %, serious illness 10 %, assistance 5 %, the resident 25 %
-    assert confirm["l1"] == "医保统筹 Basic insurance  14,520.00"
-    assert confirm["l2"] == "大病保险 Serious illness insurance  2,420.00"
-    assert confirm["l3"] == "医疗救助 Medical assistance  1,210.00"
-    assert confirm["l4"] == "费用总额 Total bill  24,200.00"
+    # the receipt's order, total first; the amounts flush right in one column (a Chinese
+    # character is two of the panel's columns)
+    assert confirm["l1"] == "费用总额 Total bill" + " " * 16 + "    24,200.00"
+    assert confirm["l2"] == "医保统筹 Basic insurance" + " " * 11 + "    14,520.00"
+    assert confirm["l3"] == "大病保险 Serious illness insurance" + " " + "     2,420.00"
+    assert confirm["l4"] == "医疗救助 Medical assistance" + " " * 8 + "     1,210.00"
+    assert len({display_width(confirm[f"l{i}"]) for i in range(1, 5)}) == 1
     assert confirm["big"] == "6,050.00"
     assert (confirm["b0"], confirm["b1"]) == ("确认 Confirm", "取消 Cancel")
 
@@ -171,6 +175,36 @@ def test_the_receipt_shows_who_what_and_a_verifiable_settlement(kiosk: Kiosk) ->
     assert settlement in result["state"]["settlements"].values()
     record = messages.open_settlement(settlement, VerifyingKey(GATEWAY_KEY.public_key))
     assert record["result"]["psn_cash_pay"] == 605000
+
+
+def test_the_done_page_and_the_receipt_say_where_the_rest_is_paid(kiosk: Kiosk) -> None:
+    """The kiosk takes no money: a resident shown "You pay 6,050.00" must learn where."""
+    result = kiosk.session(script=HAPPY)
+    done = result["last"]["done"]
+    assert (done["l2"], done["l3"]) == ("请到窗口缴纳个人支付金额",
+                                        "Please pay this amount at the counter")
+    assert done["big"] == "6,050.00"
+    text = receipt_of(result["receipts"][0]).text()
+    assert "请到窗口缴费 Pay at the counter" in text
+    assert "结算号 Settlement no." in text
+    rows = text.splitlines()
+    txn = rows.index("交易号 Kiosk transaction")
+    assert rows[txn + 1].startswith("K0001-")  # the kiosk's txn id, under its label
+
+
+def test_nothing_left_to_pay_is_said_so(mp: StageWorker) -> None:
+    page, shown = mp.call("app.screens", "done", {"psn_cash_pay": 0})
+    assert (shown["l2"], shown["l3"], shown["big"]) == ("您无需再缴费",
+                                                        "You have nothing more to pay", "0.00")
+
+
+def test_a_long_clinic_name_ends_in_an_ellipsis_on_its_bill_button(mp: StageWorker) -> None:
+    bill = {"fixmedins_name": "中国医学科学院北京协和医院河北分院门诊部", "date": "2026-11-20",
+            "medfee_sumamt": 9_999_999_999}
+    button = mp.call("app.screens", "bill_button", bill)
+    assert button == "中国医学科学院北京协和医院河… 2026-11-20 99,999,999.99元"
+    bill["fixmedins_name"] = "中国医学科学院北京协和医院"  # 13 characters: whole
+    assert mp.call("app.screens", "bill_button", bill).startswith("中国医学科学院北京协和医院 ")
 
 
 def test_the_second_bill_can_be_chosen(kiosk: Kiosk) -> None:
