@@ -58,7 +58,14 @@ COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "
 
 
 class RigError(Exception):
-    """The simulated hall did not behave as expected (with what the screen and firmware said)."""
+    """The simulated hall did not behave as expected (with what the screen and firmware said).
+
+    The first line says what went wrong; the rest, for a test's failure report, is the hall's
+    whole story, which `headline` leaves out (a person at the TUI sees the screen already)."""
+
+    @property
+    def headline(self) -> str:
+        return str(self).split("\n", 1)[0]
 
 
 def kiosk_cli(*args: str) -> str:
@@ -280,7 +287,8 @@ class Hall:
         wait = self.display.page_shown_at + self.touch_guard_s + READING_MARGIN_S
         time.sleep(max(0.0, wait - time.monotonic()))
         if not self.display.touch(component):
-            raise RigError(f"nothing to touch at {component!r}:\n{self.story()}")
+            raise RigError(f"nothing to touch at {component!r}: the {self.display.page} page "
+                           f"shows no such button\n{self.story()}")
 
     def insert(self, resident: str) -> None:
         self.card.insert(deck_card(resident))

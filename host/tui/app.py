@@ -318,5 +318,6 @@ class KioskTui(App[int]):
             try:
                 do(hall)
             except Exception as exc:  # a refused touch, a gateway that will not start
-                self.say(f"{what} failed: {exc}")
+                # a RigError's first line; the rest is the hall's whole story, for tests
+                self.say(f"{what} failed: {getattr(exc, 'headline', exc)}")
         self.on_ui(self._refresh_status)
