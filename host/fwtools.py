@@ -11,7 +11,8 @@
 A *stage* is what goes on a board's flash: main.py (source, as boards expect), app/, boards/
 (the board's module and pin map), drivers/, onestop/protocol/ and the GBK tables, every module
 precompiled by mpy-cross unless staged as source. The *flash directory* of a unix kiosk holds
-what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin.
+what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin, and
+kiosk.lock, locked by the one firmware (or provisioning) using it.
 
 Provisioning runs firmware/app/provision.py ON the kiosk, so the private key is made by the
 device and never leaves it: under the unix port for `--board unix`, over mpremote on a board.
@@ -20,6 +21,7 @@ device and never leaves it: under the unix port for `--board unix`, over mpremot
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -54,6 +56,9 @@ ROLES = ("card", "printer", "display")
 KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,24}")
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_KID_BYTES = 64  # protocol/cose.py: a COSE kid of 1 to 64 bytes
+LOCK_FILE = "kiosk.lock"  # in a unix flash directory: flock'ed by the firmware or provisioning
+DEVICES = {"card": "card reader", "printer": "printer", "display": "display",
+           "gateway": "gateway link"}  # what each UART of a unix kiosk is for
 
 
 # -O3 drops line numbers and asserts (neither is used on the board) and a module's own name as
@@ -169,6 +174,39 @@ def heap_bytes(size: str) -> int:
     return int(size[:-1] if scale > 1 else size) * scale
 
 
+def lock_flash(flash: Path) -> int:
+    """Take FLASH/kiosk.lock (flock); returns its descriptor, for the holder to name itself in
+    (name_holder). One board, one flash: a second firmware or a provisioning is refused, naming
+    the holder. The OS drops the lock when the last process with the descriptor ends (kill -9
+    too), so no stale lock is left."""
+    path = flash / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise FirmwareToolError(f"--dir {flash}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FirmwareToolError(f"--dir {flash}: in use by {who}: stop it first (one "
+                                    "flash, one kiosk)") from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)  # a refused provisioning removed the file we locked: lock the new one
+
+
+def name_holder(fd: int, holder: bytes) -> None:
+    """What a refused second user is told holds the lock."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder, 0)
+
+
 def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.PathLike[str],
                         heapsize: str = "64K", compiled: bool = False, heap_log: bool = False,
                         restage: bool = False, stdout: Any = subprocess.PIPE,
@@ -181,21 +219,35 @@ def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.P
     setting. The UARTs and the gateway are those in FLASH_DIR/config.json (provision_unix).
     The process logs one JSON object per line on stdout; heap_log adds the per-step heap lines
     ({"step", "heap_peak", ...}). Stop it with .terminate() or .kill() (a power cut: the
-    journal takes it from there).
+    journal takes it from there). FirmwareToolError if a firmware already runs on the flash.
     """
-    stage = Path(stage_dir)
-    info = stage_info(stage)
-    if restage or info is None or info.get("board") != "unix" or info.get("compiled") != compiled:
-        stage_firmware(stage, "unix", compiled=compiled)
-    extra = {"ONESTOP_DATA_HEAP": str(heap_bytes(heapsize))}
-    if heap_log:
-        extra["ONESTOP_HEAP_LOG"] = "1"
-    process_heap = heap_bytes(heapsize) + CODE_HEAP[compiled]
-    return subprocess.Popen(
-        [micropython_binary(), "-X", f"heapsize={process_heap}", str(stage / "main.py"),
-         str(Path(flash_dir).resolve())],
-        env=unix_env(stage, extra), stdout=stdout, stderr=stderr, text=True,
-    )  # fmt: skip
+    flash = Path(flash_dir).resolve()
+    # before restaging: a second launcher must not rewrite the stage a running kiosk uses
+    lock = lock_flash(flash)
+    try:
+        name_holder(lock, f"a kiosk firmware starting (process {os.getpid()})\n".encode())
+        stage = Path(stage_dir)
+        info = stage_info(stage)
+        if restage or info is None or info.get("board") != "unix" or \
+                info.get("compiled") != compiled:
+            stage_firmware(stage, "unix", compiled=compiled)
+        extra = {"ONESTOP_DATA_HEAP": str(heap_bytes(heapsize))}
+        if heap_log:
+            extra["ONESTOP_HEAP_LOG"] = "1"
+        process_heap = heap_bytes(heapsize) + CODE_HEAP[compiled]
+        # The firmware inherits the lock and holds it as long as it runs, whoever started it:
+        # a kill -9 (a power cut) frees the flash for the next boot; an orphan keeps it.
+        proc = subprocess.Popen(
+            [micropython_binary(), "-X", f"heapsize={process_heap}", str(stage / "main.py"),
+             str(flash)],
+            env=unix_env(stage, extra), stdout=stdout, stderr=stderr, text=True,
+            pass_fds=(lock,),
+        )  # fmt: skip
+        name_holder(lock, f"the kiosk firmware, process {proc.pid} (started by process "
+                          f"{os.getpid()})\n".encode())
+        return proc
+    finally:
+        os.close(lock)
 
 
 def compile_modules(sources: list[Path], dest: str | os.PathLike[str]) -> Path:
@@ -295,6 +347,14 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
 
     flash = flash_directory(flash_dir)
     before = _prepare_flash(flash)
+    lock_was_there = (flash / LOCK_FILE).exists()
+    try:  # keys and counter are not rewritten under a running kiosk
+        lock = lock_flash(flash)
+    except FirmwareToolError:
+        _restore_flash(flash, before)
+        raise
+    named = os.pread(lock, 4096, 0)  # put back after: provisioning leaves kiosk.lock as it was
+    name_holder(lock, f"kiosk fw provision (process {os.getpid()})\n".encode())
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
     try:
         result = subprocess.run(
@@ -308,8 +368,13 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
                 f"provisioning failed: {_last_line(result.stderr or result.stdout)}")
         return _provision_result(result.stdout)
     except FirmwareToolError:
+        if not lock_was_there:  # a refusal leaves the flash as it was (unlinked while held)
+            (flash / LOCK_FILE).unlink(missing_ok=True)
         _restore_flash(flash, before)
         raise
+    finally:
+        name_holder(lock, named)
+        os.close(lock)
 
 
 def _mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
@@ -484,9 +549,31 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
             raise FirmwareToolError(f"--board unix needs --uart for {', '.join(missing)}")
     elif settings["uarts"]:
         raise FirmwareToolError("--uart is for --board unix; a board's UARTs are its pin map")
+    _check_board_network(args, settings["gateway"])
     if args.wifi_ssid:
         settings["network"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
     return settings
+
+
+def _check_board_network(args: argparse.Namespace, gateway: dict[str, Any]) -> None:
+    """Refuse a board that could never reach its gateway. Both boards (ESP32-S3, Pico W) reach
+    a TCP gateway only over Wi-Fi (boards/mcu.py start_network), and a serial gateway only on a
+    UART their pin map has for it (neither has one today: their UARTs drive the devices)."""
+    if args.wifi_password is not None and not args.wifi_ssid:
+        raise FirmwareToolError("--wifi-password needs --wifi-ssid: the network's name")
+    if args.board == "unix":
+        return  # the host's own network, and pty paths for a serial gateway
+    if gateway["kind"] == "tcp" and not args.wifi_ssid:
+        raise FirmwareToolError(
+            f"--board {args.board} reaches a TCP gateway over Wi-Fi: give --wifi-ssid (and "
+            "--wifi-password if the network has one)")
+    if gateway["kind"] == "serial":
+        uarts = json.loads((BOARD_SPECS / f"{args.board}.json").read_text())["uarts"]
+        if gateway["uart"] in ROLES or gateway["uart"] not in uarts:
+            raise FirmwareToolError(
+                f"--gateway serial:{gateway['uart']}: {args.board} has no UART for a gateway "
+                f"in its pin map (hardware/boards/{args.board}.json): use --gateway "
+                "tcp:HOST:PORT with --wifi-ssid")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -534,8 +621,29 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_unix_devices(flash: Path) -> None:
+    """Refuse to start a unix kiosk whose config.json names a pty that is not there, naming
+    it and its device (the firmware alone could only log ENOENT). A config.json that cannot
+    be read is left to the firmware, which says what is wrong with it."""
+    try:
+        config = json.loads((flash / "config.json").read_text(encoding="utf-8"))
+        paths = dict(config.get("uarts", {}))
+        if config["gateway"].get("kind") == "serial":
+            paths["gateway"] = config["gateway"]["path"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    for role, where in paths.items():
+        path = str(where).partition("@")[0]
+        if not path.startswith("tcp:") and not os.path.exists(path):
+            option = "--gateway serial:PATH" if role == "gateway" else f"--uart {role}=PATH"
+            raise FirmwareToolError(
+                f"--dir {flash}: the {DEVICES.get(role, role)}'s UART {path} does not exist: "
+                f"connect it, or provision again with {option}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     flash = flash_directory(args.dir, must_exist=True)
+    check_unix_devices(flash)
     stage = Path(args.stage) if args.stage else DEFAULT_BUILD / "unix-run"
     proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=args.compiled,
                                heap_log=args.heap_log, restage=True, stdout=None, stderr=None)

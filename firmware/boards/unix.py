@@ -10,6 +10,7 @@ from boards.common import BoardError, NoWatchdog, find_spec, uart_spec
 
 _VTIME = 5  # Linux c_cc indexes; MicroPython's termios does not name them
 _VMIN = 6
+_DEVICES = {"card": "card reader", "gateway": "gateway link"}  # else the role's own name
 
 
 def parse_endpoint(text, default_baud):
@@ -168,7 +169,12 @@ class Board:
         kind, where, arg = parse_endpoint(text, default_baud)
         if kind == "tcp":
             return await asyncio.open_connection(where, arg)
-        port = open_pty(where, arg)
+        try:
+            port = open_pty(where, arg)
+        except OSError as e:
+            # still an OSError (the gateway link retries one), but saying which device and path
+            raise OSError(e.errno, "cannot open the %s's UART %s"
+                          % (_DEVICES.get(role, role), where)) from None
         return asyncio.StreamReader(port), asyncio.StreamWriter(port, {})
 
     async def start_network(self):

@@ -260,7 +260,8 @@ def test_a_port_with_no_board_is_one_line(tmp_path: Path, command: str) -> None:
         args = ["--build", str(tmp_path / "build")]
     else:
         args = ["--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
-                "--gateway-kid", "gw-test", "--gateway", "tcp:10.0.0.2:7400"]
+                "--gateway-kid", "gw-test", "--gateway", "tcp:10.0.0.2:7400",
+                "--wifi-ssid", "HALL"]
     result = kiosk("fw", command, "--board", "esp32s3", "--port", "/dev/null-board", *args)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("kiosk fw: mpremote exec: ")
