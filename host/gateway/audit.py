@@ -21,7 +21,7 @@ compare.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,23 +289,62 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
 def _signed_record_problem(settlement: Settlement, gateway_keys: dict[str, bytes]) -> str | None:
     """Why the row's signed record does not vouch for the row, or None if it does."""
     try:
-        kid = cose.decode1(settlement.signed).kid
-    except ProtocolError:
-        return "its signed record is not a gateway's COSE_Sign1 (written behind the ledger)"
-    if kid not in gateway_keys:
-        return f"its signed record is by {kid!r}, which is not a gateway key the ledger holds"
-    try:
-        record = messages.open_settlement(settlement.signed, VerifyingKey(gateway_keys[kid]))
-    except (ProtocolError, ValueError):
-        return (f"its signed record does not verify under gateway key {kid} (forged, or "
+        _, record = open_signed_settlement(settlement.signed, gateway_keys)
+    except SignedSettlementError as exc:
+        if exc.kind == "not_cose":
+            return "its signed record is not a gateway's COSE_Sign1 (written behind the ledger)"
+        if exc.kind == "unknown_key":
+            return (f"its signed record is by {exc.kid!r}, which is not a gateway key the "
+                    "ledger holds")
+        return (f"its signed record does not verify under gateway key {exc.kid} (forged, or "
                 "altered behind the ledger)")
-    row = settlement.record()
-    fields = sorted(k for k in set(row) | set(record) if _differs(row.get(k), record.get(k)))
+    fields = record_differences(settlement.record(), record)
     if fields:
         verb = "differs" if len(fields) == 1 else "differ"
         return (f"{', '.join(fields)} {verb} from what the gateway signed (changed behind the "
                 "ledger)")
     return None
+
+
+# ---------------------------------------------------------------------------- signed settlements
+# Shared with `kiosk gateway verify-receipt` (receipt_check.py): a receipt's QR code carries the
+# same signed bytes as the ledger's `signed` column, so both are opened and compared alike.
+class SignedSettlementError(Exception):
+    """Signed bytes that do not vouch for a settlement. `kind`: "not_cose" (no COSE_Sign1),
+    "unknown_key" (`kid` is no gateway key given), "bad_signature" (does not verify under
+    `kid`'s key) or "not_settlement" (verifies, but the payload is no settlement_record)."""
+
+    def __init__(self, kind: str, kid: str | None, detail: str = "") -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.kid = kid
+        self.detail = detail
+
+
+def open_signed_settlement(
+    signed: bytes, gateway_keys: Mapping[str, bytes]
+) -> tuple[str, dict[str, Any]]:
+    """(kid, settlement_record) of a COSE_Sign1 made by one of `gateway_keys` (kid -> public
+    key); raises SignedSettlementError saying what it is not."""
+    try:
+        kid = cose.decode1(signed).kid
+    except ProtocolError as exc:
+        raise SignedSettlementError("not_cose", None, str(exc)) from None
+    if kid not in gateway_keys:
+        raise SignedSettlementError("unknown_key", kid)
+    try:
+        record = messages.open_settlement(signed, VerifyingKey(gateway_keys[kid]))
+    except ProtocolError as exc:
+        kind = "bad_signature" if exc.code == "bad_signature" else "not_settlement"
+        raise SignedSettlementError(kind, kid, str(exc)) from None
+    except ValueError as exc:  # a stored public key of the wrong size verifies nothing
+        raise SignedSettlementError("bad_signature", kid, str(exc)) from None
+    return kid, record
+
+
+def record_differences(row: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """The fields (sorted) in which two settlement_records differ as ledger values."""
+    return sorted(k for k in set(row) | set(record) if _differs(row.get(k), record.get(k)))
 
 
 def _check_flags(settlement: Settlement, replayed: _Replay, problems: list[str]) -> None:

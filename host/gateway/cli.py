@@ -7,6 +7,7 @@
     kiosk gateway seed-demo --db URL
     kiosk gateway audit --db URL [--json]
     kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
+    kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
     kiosk keys list --db PATH_OR_URL [--json]
 
 `kiosk gateway serve` is added by serve_cli.py. Exit status: 0 done, 1 refused or failed (the
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_seed_demo(commands)
     _add_audit(commands)
     _add_reconcile(commands)
+    _add_verify_receipt(commands)
     _add_serve(commands)
     gateway.set_defaults(func=lambda _args: (gateway.print_help(), 2)[1])
 
@@ -397,3 +399,62 @@ def gateway_reconcile(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+# ---------------------------------------------------------------------------- verify-receipt
+def _add_verify_receipt(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "verify-receipt",
+        help="check a printed receipt's QR code against the ledger",
+        description="Verify the text of a receipt's QR code (扫码核验结算凭证): the gateway's "
+        "signature, its key, and the settlement in the ledger. Prints the settlement for the "
+        "counter and a last line GENUINE or NOT VALID: <why>. Exit 0 only if genuine, in the "
+        "ledger as signed, and not cancelled; 1 otherwise.",
+    )
+    _db(parser)
+    parser.add_argument(
+        "text", nargs="?", default="-", metavar="TEXT",
+        help="the QR code's text (base64url); - or none: read it from standard input, as a "
+        "barcode scanner types it",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
+    parser.set_defaults(func=_guarded("gateway verify-receipt", gateway_verify_receipt))
+
+
+def _receipt_text(arg: str) -> str:
+    if arg != "-":
+        return arg
+    if sys.stdin.isatty():  # a scanner types one line and Enter: do not wait for end of file
+        print("scan the receipt's QR code (or paste its text), then Enter:", file=sys.stderr)
+        return sys.stdin.readline()
+    return sys.stdin.read()
+
+
+def gateway_verify_receipt(args: argparse.Namespace) -> int:
+    from .receipt_check import (
+        ReceiptTextError,
+        check,
+        check_json,
+        decode_text,
+        format_check,
+        settlement_of,
+    )
+
+    try:
+        # what is no receipt at all is told before the ledger is even opened
+        data = decode_text(_receipt_text(args.text))
+        settlement_of(data)
+    except ReceiptTextError as exc:
+        if args.json:
+            print(json.dumps({"genuine": False, "verdict": f"NOT VALID: {exc}",
+                              "reasons": [str(exc)]}, ensure_ascii=False))
+        else:
+            print(f"NOT VALID: {exc}")  # one line: the answer, not a failure of the command
+        return 1
+    with _open(args.db) as ledger:
+        result = check(ledger, data)
+    if args.json:
+        print(json.dumps(check_json(result), indent=2, ensure_ascii=False))
+    else:
+        print(format_check(result))
+    return 0 if result.genuine else 1
