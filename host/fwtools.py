@@ -12,7 +12,8 @@ A *stage* is what goes on a board's flash: main.py (source, as boards expect), a
 (the board's module and pin map), drivers/, onestop/protocol/ and the GBK tables, every module
 precompiled by mpy-cross unless staged as source. The *flash directory* of a unix kiosk holds
 what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin, and
-kiosk.lock, locked by the one firmware (or provisioning) using it.
+kiosk.lock, locked by the one firmware (or provisioning) using it, and code/, the stage
+`kiosk fw run` runs (unless told --stage).
 
 Provisioning runs firmware/app/provision.py ON the kiosk, so the private key is made by the
 device and never leaves it: under the unix port for `--board unix`, over mpremote on a board.
@@ -56,6 +57,7 @@ ROLES = ("card", "printer", "display")
 KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,24}")
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_KID_BYTES = 64  # protocol/cose.py: a COSE kid of 1 to 64 bytes
+RUN_STAGE = "code"  # in a unix flash directory: the firmware `kiosk fw run` stages and runs
 LOCK_FILE = "kiosk.lock"  # in a unix flash directory: flock'ed by the firmware or provisioning
 DEVICES = {"card": "card reader", "printer": "printer", "display": "display",
            "gateway": "gateway link"}  # what each UART of a unix kiosk is for
@@ -644,7 +646,9 @@ def check_unix_devices(flash: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     flash = flash_directory(args.dir, must_exist=True)
     check_unix_devices(flash)
-    stage = Path(args.stage) if args.stage else DEFAULT_BUILD / "unix-run"
+    # By default the code goes on the kiosk's own flash, as on a board: restaged under that
+    # flash's lock, never under another kiosk running from a shared folder.
+    stage = Path(args.stage) if args.stage else flash / RUN_STAGE
     proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=args.compiled,
                                heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
 
@@ -715,7 +719,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser("run", help="run a provisioned unix kiosk in the foreground")
     run.add_argument("--dir", required=True, metavar="FLASH_DIR")
-    run.add_argument("--stage", metavar="DIR", help=f"default {DEFAULT_BUILD}/unix-run")
+    run.add_argument("--stage", metavar="DIR", help=f"default FLASH/{RUN_STAGE}")
     run.add_argument("--compiled", action="store_true", help="run the mpy-cross build")
     run.add_argument("--heapsize", default="64K",
                      help="the board's heap for data (the code's heap is added on top)")

@@ -119,6 +119,30 @@ def test_a_second_kiosk_on_a_flash_in_use_is_refused_until_the_first_dies(
         first.wait()
 
 
+def test_two_kiosks_on_two_flashes_each_run_their_own_code(
+        tmp_path: Path, ptys: dict[str, str]) -> None:
+    """Without --stage, each kiosk's firmware is staged on its own flash: a second kiosk
+    starting does not restage the code the first one is running (a shared default did)."""
+    runs, stamps = [], []
+    try:
+        for name in ("a", "b"):
+            flash = tmp_path / name
+            provision_unix(flash, settings(ptys))
+            runs.append(subprocess.Popen(
+                [sys.executable, "-m", "onestop.host.cli", "fw", "run", "--dir", str(flash)],
+                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True))
+            wait_for_event(runs[-1], "idle")
+            stamps.append((flash / "code" / "STAGE.json").stat())
+        first = (tmp_path / "a" / "code" / "STAGE.json").stat()
+        assert (first.st_ino, first.st_mtime_ns) == (stamps[0].st_ino, stamps[0].st_mtime_ns)
+        assert not (tmp_path / "build").exists()  # nothing left in the working directory
+    finally:
+        for run in runs:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
 def test_the_launcher_refuses_a_second_firmware_but_boots_again_after_a_power_cut(
         tmp_path: Path, ptys: dict[str, str], stage: Path) -> None:
     # the rig and the power-cut tests restart the firmware on the same flash once it is dead
