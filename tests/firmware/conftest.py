@@ -14,6 +14,7 @@ import pytest
 from onestop.host.fwtables import build_gbk_tables
 from onestop.host.fwtools import FIRMWARE_DIR, compile_modules
 from onestop.host.mpy import Worker
+from onestop.host.sim.link import SerialLink
 
 SUPPORT = Path(__file__).parent / "support"
 
@@ -46,3 +47,12 @@ def mp_roomy(compiled: Path) -> Iterator[Worker]:
     """Room to run with the garbage collector off, to count every byte allocated."""
     with Worker(heapsize="1M", paths=[compiled, SUPPORT]) as worker:
         yield worker
+
+
+@pytest.fixture
+def ptys() -> Iterator[dict[str, str]]:
+    """Pseudo-terminals for a unix kiosk's card reader, printer and display: {role: path}."""
+    links = [SerialLink(role) for role in ("card", "printer", "display")]
+    yield {link.name: link.host_path for link in links}
+    for link in links:
+        link.close()

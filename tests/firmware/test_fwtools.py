@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from onestop.host.fwtools import (
     start_unix_firmware,
 )
 from onestop.host.keys import SigningKey
-from onestop.host.sim.link import SerialLink
 
 GATEWAY_PUBLIC = "11" * 32
 
@@ -332,14 +330,6 @@ def test_package_json_lists_every_firmware_module() -> None:
 
 
 # ---------------------------------------------------------------------------- booting
-@pytest.fixture
-def ptys() -> Iterator[dict[str, str]]:
-    links = [SerialLink(role) for role in ("card", "printer", "display")]
-    yield {link.name: link.host_path for link in links}
-    for link in links:
-        link.close()
-
-
 def wait_for_event(proc: subprocess.Popen[str], name: str, timeout: float = 30) -> list[dict]:
     assert proc.stdout is not None
     seen: list[dict] = []

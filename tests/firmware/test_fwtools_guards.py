@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,7 @@ from onestop.host.fwtools import (
     stage_firmware,
     start_unix_firmware,
 )
-from onestop.host.sim.link import SerialLink
 from test_fwtools import GATEWAY_PUBLIC, settings, wait_for_event
-
-
-@pytest.fixture
-def ptys() -> Iterator[dict[str, str]]:
-    links = [SerialLink(role) for role in ("card", "printer", "display")]
-    yield {link.name: link.host_path for link in links}
-    for link in links:
-        link.close()
 
 
 @pytest.fixture(scope="module")
