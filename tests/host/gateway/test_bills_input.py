@@ -3,35 +3,19 @@ one could: each is refused in one line naming the problem, with nothing imported
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 from onestop.host.cli import main
+from test_bills import BILL
+from test_bills import document as sample_document
 
-PERSON = {
-    "psn_no": "P101",
-    "name": "张三",
-    "ssn": "130630195603120048",
-    "card_no": "HB0000101",
-    "insu_admdvs": "130630",
-    "assistance": "none",
-}
-BILL = {
-    "bill_id": "B-130630-0101",
-    "psn_no": "P101",
-    "fixmedins_name": "涞源县医院",
-    "mdtrtarea_admvs": "130630",
-    "med_type": "inpatient",
-    "hosp_lv": 2,
-    "referral": False,
-    "date": "2026-11-20",
-    "items": [{"name": "床位费", "class": "A", "amount": 12345}],
-}
+AMOUNT = 12345  # a bill's one item, in fen: easy to find in the file's text
 
 
 def document() -> dict:
-    return {"persons": [copy.deepcopy(PERSON)], "bills": [copy.deepcopy(BILL)]}
+    """test_bills' sample person and bill, its item's amount AMOUNT."""
+    return sample_document(bill__items=[{"name": "床位费", "class": "A", "amount": AMOUNT}])
 
 
 def import_bills(ledger_url: str, path, capsys) -> tuple[int, str]:
@@ -101,7 +85,7 @@ def test_a_file_starting_with_a_utf8_bom_is_imported(ledger, ledger_url, tmp_pat
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     assert import_bills(ledger_url, path, capsys) == (0, "")
     assert ledger.get_person("P101").name == "张三"
-    assert ledger.get_bill(BILL["bill_id"]).medfee_sumamt == 12345
+    assert ledger.get_bill(BILL["bill_id"]).medfee_sumamt == AMOUNT
 
 
 def _set(doc: dict, field: str, value: str) -> None:
