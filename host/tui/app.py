@@ -35,16 +35,17 @@ CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to b
 QUIET_KEYS = ("ev", "ms")
 
 # (button id, label, action) — each also has a key binding in BINDINGS.
+# Labels start with their key and fit the 10 columns a button has in an 80-column terminal.
 CONTROLS: tuple[tuple[str, str, str], ...] = (
-    ("insert", "Insert card (i)", "insert"),
-    ("pull", "Take card out (o)", "pull"),
-    ("touch0", "Touch button 1 (1)", "touch(0)"),
-    ("touch1", "Touch button 2 (2)", "touch(1)"),
-    ("touch2", "Touch button 3 (3)", "touch(2)"),
-    ("touch3", "Touch button 4 (4)", "touch(3)"),
-    ("paper", "Paper out / load (p)", "paper"),
-    ("gateway", "Stop / start gateway (g)", "gateway"),
-    ("quit", "Quit (q)", "quit"),
+    ("insert", "i card in", "insert"),
+    ("pull", "o card out", "pull"),
+    ("touch0", "1 touch 1", "touch(0)"),
+    ("touch1", "2 touch 2", "touch(1)"),
+    ("touch2", "3 touch 3", "touch(2)"),
+    ("touch3", "4 touch 4", "touch(3)"),
+    ("paper", "p paper", "paper"),
+    ("gateway", "g gateway", "gateway"),
+    ("quit", "q quit", "quit"),
 )
 
 BUTTON_ACTIONS = {button_id: action for button_id, _label, action in CONTROLS}
@@ -61,12 +62,12 @@ class KioskTui(App[int]):
 
     TITLE = "Onestop kiosk simulator"
     CSS = """
-    #left { width: 58; }
+    #left { width: 55; }  /* the screen box (52) and its border, no more */
     #screen { height: auto; border: round $accent; }
     #receipt-box { height: 1fr; border: round $secondary; }
     #right { width: 1fr; }
     #resident { margin-bottom: 1; }
-    #controls { grid-size: 2; grid-rows: 1; grid-gutter: 1 1; height: auto; margin-bottom: 1; }
+    #controls { grid-size: 2; grid-rows: 1; grid-gutter: 0 1; height: auto; margin-bottom: 1; }
     #controls Button { width: 100%; height: 1; }
     #status { height: auto; padding: 0 1; background: $boost; margin-bottom: 1; }
     #log { height: 1fr; border: round $primary; }
