@@ -140,3 +140,23 @@ def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(tmp_path: Pa
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for line in processes_mentioning(str(tmp_path)):
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
+async def test_every_control_label_is_whole_in_an_80_by_24_terminal(
+        tmp_path: Path, stage: Path) -> None:
+    """A technician's laptop terminal: the controls' labels were cut to "Touch" (which one?)."""
+    from textual.widgets import Button
+
+    app = KioskTui(tmp_path / "work", "P002", hall_options={
+        "stage": stage, "card_latency": Latency.instant(), "timeouts_ms": QUICK})
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            for button in app.query(Button):
+                label = str(button.label)
+                assert button.content_region.width >= len(label), (label, button.content_region)
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            await pilot.press("q")
+            await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
+    finally:
+        app.close_hall()
