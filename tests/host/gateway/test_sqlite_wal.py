@@ -7,25 +7,24 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import make_person
 from onestop.host.gateway.ledger import open_ledger, sqlite
 
 
 def test_the_wal_is_cut_back_once_it_has_been_copied_into_the_ledger(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kit) -> None:
     monkeypatch.setattr(sqlite, "WAL_KEPT_BYTES", 64 * 1024)
     path = tmp_path / "ledger.sqlite"
     ledger = open_ledger(f"sqlite:///{path}")
     try:
         ledger.init()
         for serial in range(1, 1500):  # a busy spell: the WAL grows well past the limit
-            ledger.upsert_person(make_person(f"P{serial:05d}", serial))
+            ledger.upsert_person(kit.person(f"P{serial:05d}", serial))
         wal = Path(f"{path}-wal")
         grown = wal.stat().st_size
         assert grown > 4 * 64 * 1024
         with sqlite3.connect(path) as checkpointer:  # as the gateway's background thread does
             checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        ledger.upsert_person(make_person("P99999", 99_999))  # the WAL starts over here
+        ledger.upsert_person(kit.person("P99999", 99_999))  # the WAL starts over here
 
         assert wal.stat().st_size <= 64 * 1024
         assert ledger.get_person("P00042") is not None
