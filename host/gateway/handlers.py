@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -29,7 +29,7 @@ from onestop.host.gateway.ledger.base import (
 from onestop.host.gateway.masking import mask_id
 from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
-from onestop.host.settlement import Claim, load_policy, settle
+from onestop.host.settlement import Claim, Policy, load_policy_set, settle
 from onestop.host.settlement.vocabulary import SETTLED_INSURANCE_TYPES
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
@@ -86,14 +86,16 @@ class Handlers:
         self,
         signer: SigningKey,
         gateway_kid: str,
-        policy_name: str,
+        policies: str | Sequence[str],  # shipped names or .toml paths; PolicyError if they clash
         tz: tzinfo | None = None,  # None: the gateway host's local time zone
         new_id: Callable[[], str] = lambda: secrets.token_hex(5).upper(),
     ) -> None:
         self.signer = signer
         self.gateway_kid = gateway_kid
-        self.policy_name = policy_name
-        self.policy = load_policy(policy_name)
+        names = (policies,) if isinstance(policies, str) else tuple(policies)
+        self.policy_name = ", ".join(names)  # what sign-in and the start-up log name
+        # Each resident is settled under their enrolment region's policy (异地就医).
+        self.policies = load_policy_set(names)
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
@@ -177,7 +179,8 @@ class Handlers:
         person = self._person(ledger, request["psn_no"])
         bill = self._pending_bill(ledger, person, request["bill_id"])
         claim = self._claim(person, bill, now)
-        outcome = settle(self.policy, claim, ledger.accumulations(person.psn_no, claim.year))
+        policy = self._policy_for(person)
+        outcome = settle(policy, claim, ledger.accumulations(person.psn_no, claim.year))
         return Handled(messages.reply(request, "pre_settle_reply", now,
                                       bill_id=bill.bill_id, result=dict(outcome.breakdown)))
 
@@ -187,9 +190,15 @@ class Handlers:
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
         setl_date = self.today(now)
+        used: list[Policy] = []  # the policy build settled with, for the log
 
         def build(accumulations: dict[str, int], bill: Bill) -> Settlement:
-            outcome = settle(self.policy, self._claim(person, bill, now), accumulations)
+            # Chosen here, not before: a retry returns the stored settlement whatever the
+            # policies loaded now.
+            claim = self._claim(person, bill, now)
+            policy = self._policy_for(person)
+            used.append(policy)
+            outcome = settle(policy, claim, accumulations)
             breakdown = dict(outcome.breakdown)
             if breakdown["psn_cash_pay"] != confirmed:
                 raise AmountChanged(breakdown["psn_cash_pay"], confirmed)
@@ -233,12 +242,11 @@ class Handlers:
         reply = messages.reply(request, "settle_reply", now, txn_id=stored.txn_id,
                                settlement=stored.signed)
         kind = "new" if created else "retry"
-        return Handled(
-            reply, "settled" if created else "settle_retry",
-            {"txn_id": stored.txn_id, "setl_id": stored.setl_id,
-             "psn_cash_pay": stored.result["psn_cash_pay"]},
-            settlement=kind,
-        )
+        fields: dict[str, Any] = {"txn_id": stored.txn_id, "setl_id": stored.setl_id,
+                                  "psn_cash_pay": stored.result["psn_cash_pay"]}
+        if created:  # the log says under which region's policy it was settled
+            fields["policy"] = used[-1].name
+        return Handled(reply, "settled" if created else "settle_retry", fields, settlement=kind)
 
     # ------------------------------------------------------------ 2208 cancel
     def cancel(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
@@ -309,6 +317,15 @@ class Handlers:
         if bill.status != "pending":
             raise ProtocolError("bill_settled", f"bill {bill_id} is already settled")
         return bill
+
+    def _policy_for(self, person: Person) -> Policy:
+        """The policy of the resident's enrolment region, or a refusal naming the region."""
+        policy = self.policies.for_region(person.insu_admdvs)
+        if policy is None:  # "invalid", as for an uncovered insurance type: the counter's job
+            raise ProtocolError("invalid", f"{person.psn_no} is insured in region "
+                                f"{person.insu_admdvs}, which no policy of this gateway "
+                                "covers: the counter settles it")
+        return policy
 
     def _claim(self, person: Person, bill: Bill, now: int) -> Claim:
         if person.insutype not in SETTLED_INSURANCE_TYPES:  # a record from before the check

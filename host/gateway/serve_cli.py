@@ -1,12 +1,14 @@
 """`kiosk gateway serve`: one asyncio process serving kiosks over TCP and serial lines.
 
     kiosk gateway serve --db URL --listen HOST:PORT [--serial DEVICE[@BAUD] ...]
-                        [--metrics HOST:PORT] [--key PATH] [--policy NAME]
+                        [--metrics HOST:PORT] [--key PATH] [--policy NAME ...]
 
 The gateway signs its replies with the key made by `kiosk gateway init` (for SQLite, the
 `gateway.key` beside the database; for PostgreSQL give --key). Logs are JSON lines on stderr;
 the first `listening` event carries the bound port (useful with port 0). `--workers N` runs N
-gateway processes on the one port (see workers.py), e.g. one per core.
+gateway processes on the one port (see workers.py), e.g. one per core. `--policy` may be given
+once per region's policy: each resident is settled under their enrolment region's (异地就医; see
+settlement/regions.py).
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--key", type=Path, metavar="PATH",
                         help="the gateway's signing key (default: gateway.key beside an SQLite "
                              "ledger; required for PostgreSQL)")
-    parser.add_argument("--policy", default=DEFAULT_POLICY, metavar="NAME",
-                        help=f"settlement policy, shipped name or .toml path "
-                             f"(default {DEFAULT_POLICY})")
+    parser.add_argument("--policy", action="append", metavar="NAME",
+                        help=f"settlement policy, shipped name or .toml path (default "
+                             f"{DEFAULT_POLICY}); repeatable: each resident is settled under "
+                             "the one whose policy.regions hold their insured region, else "
+                             "the one without regions")
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         metavar="SECONDS",
                         help=f"close a TCP connection silent this long "
@@ -174,8 +178,11 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
                          f"{args.workers - 1}'s metrics) is above 65535; give a lower port")
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
+    policies = args.policy or [DEFAULT_POLICY]
     config = GatewayConfig(
-        db=args.db, key_path=args.key, policy=args.policy, tz=_timezone(args.timezone),
+        db=args.db, key_path=args.key,
+        policy=policies[0] if len(policies) == 1 else tuple(policies),
+        tz=_timezone(args.timezone),
         idle_timeout_s=args.idle_timeout,
     )
     if worker:  # worker 0 serves the serial lines and the metrics port as given

@@ -687,7 +687,7 @@ class ServeError(Exception):
 class GatewayConfig:
     db: str
     key_path: Path | None = None  # None: the ledger's default (gateway.key beside SQLite)
-    policy: str = DEFAULT_POLICY
+    policy: str | tuple[str, ...] = DEFAULT_POLICY  # several: each governs its regions
     tz: tzinfo | None = ZoneInfo(SETTLEMENT_TIMEZONE)  # None: this machine's local zone
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
 
@@ -749,7 +749,7 @@ async def start_gateway(
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
                              f"{exc.strerror}") from None
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
-    log.info("serving", ledger=describe(config.db), gateway=kid, policy=config.policy,
+    log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
              event_loop=eventloop.loop_name())
     return RunningGateway(server, endpoint, address, log)
 

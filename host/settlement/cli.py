@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 EXIT_BAD_INPUT = 2
 
@@ -21,11 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Settle the claims in order, accumulating per person per calendar year, and print a "
             "JSON array: psn_no and the breakdown in fen for each claim. On bad input nothing is "
             "printed to stdout; one line on stderr names the claim (counted from 0) and the "
-            "field, and the exit status is 2."
+            "field, and the exit status is 2. With several --policy, each claim is settled "
+            "under its insured region's (insu_admdvs), as the gateway does."
         ),
     )
     calc.add_argument(
-        "--policy", required=True, metavar="NAME_OR_PATH", help="shipped name or .toml path"
+        "--policy", required=True, action="append", metavar="NAME_OR_PATH",
+        help="shipped name or .toml path; repeatable, one per enrolment region's policy",
     )
     calc.add_argument("claims", metavar="CLAIMS.json", help="JSON array of claims ('-': stdin)")
     calc.set_defaults(func=_calc)
@@ -38,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _calc(args: argparse.Namespace) -> int:
-    from . import ClaimError, PolicyError, load_policy
+    from . import ClaimError, PolicyError, load_policy_set
     from .batch import settle_in_order
     from .claim import Claim
 
@@ -47,7 +52,7 @@ def _calc(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     try:
-        policy = load_policy(args.policy)
+        policies = load_policy_set(args.policy)
     except PolicyError as exc:
         return refuse(str(exc))
     source = "stdin" if args.claims == "-" else args.claims
@@ -71,12 +76,18 @@ def _calc(args: argparse.Namespace) -> int:
         return refuse(f"{source}: must be a JSON array of claims")
 
     claims: list[Claim] = []
+    chosen: list[Policy] = []
     for index, entry in enumerate(document):
         try:
             claims.append(Claim.from_dict(entry))
         except ClaimError as exc:
             return refuse(f"{source}: claim {index}: {exc.field}: {exc.message}")
-    results = settle_in_order(policy, claims)
+        policy = policies.for_region(claims[-1].insu_admdvs)
+        if policy is None:
+            return refuse(f"{source}: claim {index}: insu_admdvs: no policy given covers "
+                          f"region {claims[-1].insu_admdvs}")
+        chosen.append(policy)
+    results = settle_in_order(chosen, claims)
     sys.stdout.write(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     return 0
 

@@ -28,6 +28,7 @@ from .policy import (
 from .vocabulary import ASSISTED_CATEGORIES, HOSPITAL_LEVELS, MED_TYPES
 
 _SHIPPED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_REGION_PREFIX = re.compile(r"[0-9]{2}(?:[0-9]{2}){0,2}\Z")  # province, city or county
 _SHIPPED = resources.files("onestop.host.settlement") / "policies"
 
 
@@ -83,7 +84,7 @@ class _Schema:
         top = self.table(
             data, "", ("policy", "catalogue", "offsite", "basic", "serious_illness", "assistance")
         )
-        about = self.table(top["policy"], "policy", ("name", "title"))
+        about = self.table(top["policy"], "policy", ("name", "title"), optional=("regions",))
         catalogue = self.table(top["catalogue"], "catalogue", ("class_b_preselfpay_percent",))
         return Policy(
             name=self.text(about["name"], "policy.name"),
@@ -95,7 +96,24 @@ class _Schema:
             basic=self.basic(top["basic"]),
             serious_illness=self.serious_illness(top["serious_illness"]),
             assistance=self.assistance(top["assistance"]),
+            regions=self.regions(about["regions"]) if "regions" in about else (),
         )
+
+    def regions(self, value: Any) -> tuple[str, ...]:
+        where = "policy.regions"
+        codes: list[str] = []
+        for i, code in enumerate(self.array(value, where)):
+            # Text, not integers: a prefix is compared digit by digit with insu_admdvs.
+            if not isinstance(code, str) or not _REGION_PREFIX.match(code):
+                self.fail(
+                    f"{where}[{i}]",
+                    'must be a division-code prefix in quotes: 2 digits (a province), '
+                    '4 (a city) or 6 (a county), e.g. "4101"',
+                )
+            if code in codes:
+                self.fail(f"{where}[{i}]", f"region {code} is listed twice")
+            codes.append(code)
+        return tuple(codes)
 
     def offsite(self, value: Any) -> OffsiteRule:
         keys = ("region_digits", "cut_points_with_referral", "cut_points_without_referral")

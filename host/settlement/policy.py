@@ -106,6 +106,9 @@ class Policy:
     basic: Mapping[str, BasicRule]  # by med_type
     serious_illness: SeriousIllnessRule
     assistance: Mapping[str, AssistanceRule]  # by assisted category
+    # Enrolment regions it governs, as division-code prefixes (2, 4 or 6 digits); empty: the
+    # default for residents no regional policy covers (see regions.PolicySet).
+    regions: tuple[str, ...] = ()
     # Built once here so settling a claim only looks them up (by assistance category).
     _serious_illness_schedules: dict[str, Schedule] = field(init=False, repr=False, compare=False)
     _assistance_schedules: dict[str, Schedule] = field(init=False, repr=False, compare=False)

@@ -14,6 +14,7 @@ def render_policy(policy: Policy) -> str:
     serious = policy.serious_illness
     lines = [
         f"Policy {policy.name}: {policy.title}",
+        _regions_line(policy.regions),
         "Money in yuan; ratios in percent.",
         "",
         "Catalogue",
@@ -68,6 +69,13 @@ def render_policy(policy: Policy) -> str:
     lines += _table(("category", "ratio", "M from", "annual limit"), assistance_rows, "<>>>")
     lines.append("  none: no assistance")
     return "\n".join(lines) + "\n"
+
+
+def _regions_line(regions: tuple[str, ...]) -> str:
+    if not regions:
+        return "Settles residents insured in any region no regional policy claims (the default)."
+    return (f"Settles residents insured in regions {', '.join(regions)} "
+            "(division-code prefixes; the longest match wins).")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:

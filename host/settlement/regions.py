@@ -1,0 +1,83 @@
+"""Which policy settles a resident: the one of the region where they are insured.
+
+异地就医 follows "the catalogue of the place of treatment, the policy of the place of enrolment":
+a resident is settled under the policy whose `regions` hold the longest prefix of their
+`insu_admdvs` (a county's 6 digits over a city's 4 over a province's 2), else under the default
+(the one policy without `regions`), else under none, and the counter settles them.
+
+    policies = load_policy_set(["reference", "zhengzhou.toml"])  # PolicyError if they clash
+    policy = policies.for_region("410102")  # None: no policy here covers that region
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from .loader import PolicyError, load_policy
+from .policy import Policy
+
+
+class PolicySet:
+    """Policies by the enrolment regions they govern, each given with its source (the name or
+    path it was loaded from) to name it in errors."""
+
+    def __init__(self, policies: Sequence[tuple[str, Policy]]) -> None:
+        if not policies:
+            raise PolicyError("no policy given")
+        self.policies: tuple[Policy, ...] = tuple(policy for _, policy in policies)
+        self.default: Policy | None = _the_default(policies)
+        self._by_prefix: dict[str, Policy] = _by_prefix(policies)
+        _check_names(policies)
+
+    def for_region(self, insu_admdvs: str) -> Policy | None:
+        """The policy for a resident insured in `insu_admdvs` (6 digits); None if none covers it.
+        On every settlement: a few dict lookups, no more."""
+        if self._by_prefix:
+            find = self._by_prefix.get  # county, city, province: the most specific first
+            policy = find(insu_admdvs[:6]) or find(insu_admdvs[:4]) or find(insu_admdvs[:2])
+            if policy is not None:
+                return policy
+        return self.default
+
+
+def load_policy_set(names_or_paths: Sequence[str | os.PathLike[str]]) -> PolicySet:
+    """Load each policy (see load_policy) and check they divide the regions between them."""
+    return PolicySet([(os.fspath(name), load_policy(name)) for name in names_or_paths])
+
+
+def _the_default(policies: Sequence[tuple[str, Policy]]) -> Policy | None:
+    defaults = [(source, policy) for source, policy in policies if not policy.regions]
+    if len(defaults) > 1:
+        raise PolicyError(
+            f"policies {defaults[0][0]} and {defaults[1][0]} are both defaults (no "
+            "policy.regions): give every policy but one the regions it governs"
+        )
+    return defaults[0][1] if defaults else None
+
+
+def _by_prefix(policies: Sequence[tuple[str, Policy]]) -> dict[str, Policy]:
+    claimed: dict[str, str] = {}  # prefix -> source, to name both in the error
+    by_prefix: dict[str, Policy] = {}
+    for source, policy in policies:
+        for prefix in policy.regions:
+            if prefix in claimed:
+                raise PolicyError(
+                    f"policies {claimed[prefix]} and {source} both claim region {prefix}: a "
+                    "resident is settled under one policy"
+                )
+            claimed[prefix] = source
+            by_prefix[prefix] = policy
+    return by_prefix
+
+
+def _check_names(policies: Sequence[tuple[str, Policy]]) -> None:
+    """The gateway logs the name of the policy it settled with: it must tell them apart."""
+    named: dict[str, str] = {}
+    for source, policy in policies:
+        if policy.name in named:
+            raise PolicyError(
+                f"policies {named[policy.name]} and {source} are both named {policy.name!r} "
+                "(policy.name): the log could not say which one settled"
+            )
+        named[policy.name] = source

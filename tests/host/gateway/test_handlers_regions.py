@@ -1,0 +1,151 @@
+"""Off-site residents settled under their enrolment region's policy (异地就医: the catalogue of
+the place of treatment, the policy of the place of enrolment), through the real handlers on both
+ledger backends. The regional policies are test-only copies of the reference policy with other
+numbers; the demo's P006 is insured in 410102 and treated here (130630), P001 is local.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from onestop.host.gateway.bills import seed_demo
+from onestop.host.gateway.handlers import Handled, Handlers
+from onestop.host.gateway.ledger import Ledger
+from onestop.host.keys import SigningKey
+from onestop.host.settlement import Claim, load_policy, settle
+from onestop.protocol import messages
+from onestop.protocol.errors import ProtocolError
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())
+TODAY = "2026-11-23"
+GATEWAY_KID = "gateway-test"
+OFFSITE = ("P006", "B-130630-0006")  # insured in 410102, treated at a level-2 hospital here
+LOCAL = ("P001", "B-130630-0001")  # insured and treated in 130630
+
+
+def regional_policy(folder: Path, name: str, regions: list[str] | None,
+                    deductible_fen: int = 90_000, ratio_percent: int = 65,
+                    cut_without_referral: int = 20) -> str:
+    """A copy of the reference policy named `name`, governing `regions`, with its own level-2
+    inpatient deductible and ratio and its own off-site cut (without referral): its path."""
+    text = (resources.files("onestop.host.settlement") / "policies" / "reference.toml"
+            ).read_text(encoding="utf-8")
+    about = f'name = "{name}"' + (f"\nregions = {regions!r}".replace("'", '"') if regions else "")
+    for pattern, replacement in (
+        (r'^name = "reference"$', about),
+        (r"\{ level = 2, deductible_fen = 60_000, ratio_percent = 70 \}",
+         f"{{ level = 2, deductible_fen = {deductible_fen}, ratio_percent = {ratio_percent} }}"),
+        (r"^cut_points_without_referral = 15$",
+         f"cut_points_without_referral = {cut_without_referral}"),
+    ):
+        text, found = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
+        assert found == 1, f"reference.toml changed: {pattern} not found"
+    path = folder / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+class Rig:
+    """Handlers loaded with `policies`, on the demo residents, asked as a kiosk asks."""
+
+    def __init__(self, ledger: Ledger, policies: list[str]) -> None:
+        self.ledger = ledger
+        self.key = SigningKey.generate()
+        self.handlers = Handlers(self.key, GATEWAY_KID, policies, TZ)
+        seed_demo(ledger)
+        self._ctr = 0
+
+    def ask(self, t: str, **body: Any) -> Handled:
+        self._ctr += 1
+        request = messages.validate(
+            messages.request(t, "K-01", self._ctr, os.urandom(8), NOW, **body))
+        handled = self.handlers.handle(self.ledger, request, NOW)
+        messages.seal(handled.reply, GATEWAY_KID, self.key)  # raises unless frames.cddl-valid
+        return handled
+
+    def settle(self, psn_no: str, bill_id: str, txn_id: str) -> tuple[dict[str, int], Handled]:
+        """The pre-settlement the resident is shown, and the settle that confirms it."""
+        pre = self.ask("pre_settle", psn_no=psn_no, bill_id=bill_id).reply["result"]
+        settled = self.ask("settle", psn_no=psn_no, bill_id=bill_id, txn_id=txn_id,
+                           confirmed_cash=pre["psn_cash_pay"])
+        return pre, settled
+
+    def expected(self, policy_path: str, psn_no: str, bill_id: str) -> dict[str, int]:
+        """What the engine computes for the bill under that policy, run directly (before the
+        bill is settled: on the resident's accumulations without it)."""
+        person, bill = self.ledger.get_person(psn_no), self.ledger.get_bill(bill_id)
+        claim = Claim.from_bill(person, bill, TODAY)
+        accumulations = self.ledger.accumulations(psn_no, claim.year)
+        return dict(settle(load_policy(policy_path), claim, accumulations).breakdown)
+
+
+def test_an_offsite_resident_is_settled_under_the_policy_of_the_region_insured_in(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    henan = regional_policy(tmp_path, "test-4101", ["4101"])
+    rig = Rig(ledger, ["reference", henan])
+    wanted = rig.expected(henan, *OFFSITE)
+    # its deductible (900 yuan), its ratio 65 % less its own 20-point cut without a referral;
+    # the local policy would pay 600 yuan deductible, 70 % less 15 points
+    assert (wanted["act_pay_dedc"], wanted["hifp_pay"]) == (90_000, 486_000)
+    assert rig.expected("reference", *OFFSITE)["hifp_pay"] == 610_500
+    pre, settled = rig.settle(*OFFSITE, txn_id="TXN-0000006")
+    assert pre == wanted
+    assert rig.ledger.get_settlement("TXN-0000006").result == wanted
+    assert settled.fields["policy"] == "test-4101"
+
+
+def test_a_local_resident_is_still_settled_under_the_default_policy(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    rig = Rig(ledger, ["reference", regional_policy(tmp_path, "test-4101", ["4101"])])
+    wanted = rig.expected("reference", *LOCAL)
+    pre, settled = rig.settle(*LOCAL, txn_id="TXN-0000001")
+    assert pre == wanted
+    assert pre["psn_cash_pay"] == 908_000  # the worked example
+    assert settled.fields["policy"] == "reference"
+
+
+def test_the_most_specific_region_wins(ledger: Ledger, tmp_path: Path) -> None:
+    province = regional_policy(tmp_path, "test-41", ["41"], 10_000, 50)
+    county = regional_policy(tmp_path, "test-410102", ["410102"], 30_000, 55)
+    city = regional_policy(tmp_path, "test-4101", ["4101"], 20_000, 60)
+    rig = Rig(ledger, ["reference", province, county, city])
+    wanted = rig.expected(county, *OFFSITE)
+    pre, settled = rig.settle(*OFFSITE, txn_id="TXN-0000006")
+    assert pre == wanted
+    assert pre["act_pay_dedc"] == 30_000
+    assert settled.fields["policy"] == "test-410102"
+
+
+def test_a_resident_of_a_region_no_policy_covers_is_refused_and_nothing_is_written(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    rig = Rig(ledger, [regional_policy(tmp_path, "test-4101", ["4101"])])  # no default
+    with pytest.raises(ProtocolError) as caught:
+        rig.ask("pre_settle", psn_no=LOCAL[0], bill_id=LOCAL[1])
+    # "invalid": the kiosk shows its service-refused page, and the counter settles the bill
+    assert caught.value.code == "invalid"
+    assert "region 130630" in caught.value.msg
+    with pytest.raises(ProtocolError) as caught:
+        rig.ask("settle", psn_no=LOCAL[0], bill_id=LOCAL[1], txn_id="TXN-0000001",
+                confirmed_cash=908_000)
+    assert caught.value.code == "invalid"
+    assert rig.ledger.get_settlement("TXN-0000001") is None
+    assert rig.ledger.get_bill(LOCAL[1]).status == "pending"
+    # the region it covers is still settled
+    rig.settle(*OFFSITE, txn_id="TXN-0000006")
+
+
+def test_sign_in_names_every_policy_given(ledger: Ledger, tmp_path: Path) -> None:
+    henan = regional_policy(tmp_path, "test-4101", ["4101"])
+    rig = Rig(ledger, ["reference", henan])
+    assert rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply["policy"] == f"reference, {henan}"

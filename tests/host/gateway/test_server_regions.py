@@ -1,0 +1,81 @@
+"""A gateway started with several policies, over TCP in this process, on both ledger backends:
+the off-site resident is settled under the policy of the region insured in, and the log says
+which policy settled each bill; a region no policy covers is refused with an `error` frame."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from onestop.host.gateway import logs
+from onestop.host.gateway.kiosk_client import GatewayRefused, KioskConnection, enroll_kiosk
+from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.server import GatewayConfig, start_gateway
+from onestop.host.keys import SigningKey, save_signing_key
+from test_handlers import seed_demo
+from test_handlers_regions import LOCAL, OFFSITE, regional_policy
+
+
+async def serve_with(ledger: Ledger, url: str, folder: Path, policies: tuple[str, ...],
+                     body: Any) -> list[dict[str, Any]]:
+    """Start a gateway with `policies`, run `body(kiosk)`, stop; the JSON log events."""
+    key = SigningKey.generate()
+    save_signing_key(folder / "gateway.key", key)
+    ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
+                             status="active"))
+    log = io.StringIO()
+    logs.configure("debug", log)
+    config = GatewayConfig(db=url, key_path=folder / "gateway.key", policy=policies)
+    running = await start_gateway(config, ("127.0.0.1", 0))
+    seed_demo(ledger)
+    kiosk = await KioskConnection.open_tcp(enroll_kiosk(ledger, "K-01"), "127.0.0.1",
+                                           running.address[1])
+    try:
+        await body(kiosk)
+    finally:
+        await kiosk.close()
+        await running.close()
+    return [json.loads(line) for line in log.getvalue().splitlines()]
+
+
+async def settle(kiosk: KioskConnection, psn_no: str, bill_id: str, txn_id: str) -> int:
+    pre = await kiosk.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
+    cash = pre["result"]["psn_cash_pay"]
+    await kiosk.call("settle", psn_no=psn_no, bill_id=bill_id, txn_id=txn_id,
+                     confirmed_cash=cash)
+    return cash
+
+
+async def test_each_resident_is_settled_and_logged_under_their_regions_policy(
+    ledger: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    henan = regional_policy(tmp_path, "test-4101", ["4101"])
+
+    async def visits(kiosk: KioskConnection) -> None:
+        await settle(kiosk, *OFFSITE, txn_id="TXN-REGION-06")
+        await settle(kiosk, *LOCAL, txn_id="TXN-REGION-01")
+
+    events = await serve_with(ledger, ledger_url, tmp_path, ("reference", henan), visits)
+    serving = next(e for e in events if e["event"] == "serving")
+    assert serving["policy"] == f"reference, {henan}"
+    settled = {e["txn_id"]: e["policy"] for e in events if e["event"] == "settled"}
+    assert settled == {"TXN-REGION-06": "test-4101", "TXN-REGION-01": "reference"}
+    # 900 yuan deductible; 65 % less its own 20-point cut on the 10,800 yuan above it
+    assert ledger.get_settlement("TXN-REGION-06").result["hifp_pay"] == 486_000
+
+
+async def test_a_region_no_policy_covers_is_refused_over_the_wire(
+    ledger: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    henan = regional_policy(tmp_path, "test-4101", ["4101"])
+
+    async def visit(kiosk: KioskConnection) -> None:
+        with pytest.raises(GatewayRefused) as refused:
+            await kiosk.call("pre_settle", psn_no=LOCAL[0], bill_id=LOCAL[1])
+        assert refused.value.code == "invalid"
+        assert "region 130630" in refused.value.reply["msg"]
+
+    await serve_with(ledger, ledger_url, tmp_path, (henan,), visit)
