@@ -30,6 +30,7 @@ from onestop.host.settlement.vocabulary import (
     ASSISTANCE_CATEGORIES,
     CATALOGUE_CLASSES,
     HOSPITAL_LEVELS,
+    MAX_BILL_FEN,
     MED_TYPES,
     SETTLED_INSURANCE_TYPES,
 )
@@ -93,9 +94,6 @@ UNSHOWABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
 # The national platform's field sizes: a person's name 50 characters, a clinic's 200.
 MAX_TEXT = 200
 MAX_PERSON_NAME = 50
-# A bill's total at most 100 million yuan: far above any real bill, and low enough that a
-# year's or a day's sums stay exact in the ledgers' 64-bit integers and in a frame's uint.
-MAX_BILL_FEN = 10_000_000_000
 
 
 def _text(entry: Mapping[str, Any], name: str, where: str, pattern: re.Pattern[str] | None = None,

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple, Protocol
 
-from .vocabulary import ASSISTANCE_CATEGORIES, CATALOGUE_CLASSES, HOSPITAL_LEVELS, MED_TYPES
+from .vocabulary import (
+    ASSISTANCE_CATEGORIES,
+    CATALOGUE_CLASSES,
+    HOSPITAL_LEVELS,
+    MAX_BILL_FEN,
+    MED_TYPES,
+)
 
 CLAIM_FIELDS: tuple[str, ...] = (
     "psn_no",
@@ -99,6 +105,8 @@ class Claim:
             raise ClaimError("items", "must list at least one item")
         for index, item in enumerate(self.items):
             _check_item(item, index)
+        if sum(item.amount for item in self.items) > MAX_BILL_FEN:  # as import-bills refuses
+            raise ClaimError("items", f"total over {MAX_BILL_FEN} fen, the most a bill may be")
 
     @property
     def year(self) -> int:

@@ -24,3 +24,7 @@ CATALOGUE_CLASSES: tuple[str, ...] = ("A", "B", "C")
 # Employees' insurance (310) has a personal account and rules of its own that no policy here
 # describes: such a person is settled at the counter, never as a resident.
 SETTLED_INSURANCE_TYPES: tuple[int, ...] = (390,)
+
+# A bill's total at most 100 million yuan: far above any real bill, and low enough that a
+# year's or a day's sums stay exact in the ledgers' 64-bit integers and in a frame's uint.
+MAX_BILL_FEN = 10_000_000_000

@@ -166,6 +166,9 @@ def with_item(claim: dict[str, Any], **item: Any) -> dict[str, Any]:
         ([with_item(P002, amount=-1, **{"class": "A"})], "claim 0: items[3].amount"),
         ([with_item(P002, amount=1.5, **{"class": "A"})], "claim 0: items[3].amount"),
         ([with_item(P002, amount="100", **{"class": "A"})], "claim 0: items[3].amount"),
+        # a 10^23-fen item was settled; a bill is at most 100 million yuan, as import-bills says
+        ([with_item(P002, amount=10**23, **{"class": "A"})],
+         "claim 0: items: total over 10000000000 fen"),
         ([P001, {**P001, "setl_date": "2026-02-29"}], "claim 1: setl_date"),
         ([P001, {**P001, "setl_date": "29/11/2026"}], "claim 1: setl_date"),
         ([P001, "P002"], "claim 1: claim: must be an object"),
