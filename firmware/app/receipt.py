@@ -13,6 +13,12 @@ RULE = "-" * 32
 # Receipt labels are short so that a label and an amount share one 32-column line.
 SHARES = (
     ("费用总额 Total", "medfee_sumamt"),
+    # how the funds' shares were worked out, as a settlement slip (结算单) states it: what no
+    # fund covers, the class-B share paid first, what is in scope, the deductible
+    ("全自费 Not covered", "fulamt_ownpay_amt"),
+    ("先行自付 B share", "preselfpay_amt"),
+    ("范围内 In scope", "inscp_scp_amt"),
+    ("起付线 Deductible", "act_pay_dedc"),
     ("医保统筹 Basic", "hifp_pay"),
     ("大病保险 Serious", "hifmi_pay"),
     ("医疗救助 Assist.", "maf_pay"),
