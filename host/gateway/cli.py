@@ -408,7 +408,7 @@ def _add_verify_receipt(commands: argparse._SubParsersAction) -> None:
         help="check a printed receipt's QR code against the ledger",
         description="Verify the text of a receipt's QR code (扫码核验结算凭证): the gateway's "
         "signature, its key, and the settlement in the ledger. Prints the settlement for the "
-        "counter and a last line GENUINE or NOT VALID: <why>. Exit 0 only if genuine, in the "
+        "counter between two lines GENUINE or NOT VALID: <why>. Exit 0 only if genuine, in the "
         "ledger as signed, and not cancelled; 1 otherwise.",
     )
     _db(parser)
@@ -424,14 +424,18 @@ def _add_verify_receipt(commands: argparse._SubParsersAction) -> None:
 def _receipt_text(arg: str) -> str:
     if arg != "-":
         return arg
+    from .receipt_check import MAX_TEXT_CHARS
+
+    # at most one character past the limit: /dev/zero or a wrong file is refused, not read whole
     if sys.stdin.isatty():  # a scanner types one line and Enter: do not wait for end of file
         print("scan the receipt's QR code (or paste its text), then Enter:", file=sys.stderr)
-        return sys.stdin.readline()
-    return sys.stdin.read()
+        return sys.stdin.readline(MAX_TEXT_CHARS + 1)
+    return sys.stdin.read(MAX_TEXT_CHARS + 1)
 
 
 def gateway_verify_receipt(args: argparse.Namespace) -> int:
     from .receipt_check import (
+        NOT_VALID,
         ReceiptTextError,
         check,
         check_json,
@@ -446,10 +450,10 @@ def gateway_verify_receipt(args: argparse.Namespace) -> int:
         settlement_of(data)
     except ReceiptTextError as exc:
         if args.json:
-            print(json.dumps({"genuine": False, "verdict": f"NOT VALID: {exc}",
+            print(json.dumps({"genuine": False, "verdict": f"{NOT_VALID}{exc}",
                               "reasons": [str(exc)]}, ensure_ascii=False))
         else:
-            print(f"NOT VALID: {exc}")  # one line: the answer, not a failure of the command
+            print(f"{NOT_VALID}{exc}")  # one line: the answer, not a failure of the command
         return 1
     with _open(args.db) as ledger:
         result = check(ledger, data)

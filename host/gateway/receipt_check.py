@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -33,6 +34,7 @@ from .masking import mask_id
 
 # Either alphabet: a phone app may hand over standard base64 (+/) after "helpfully" converting.
 NOT_BASE64 = re.compile(r"[^A-Za-z0-9_+/-]")
+UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})  # as bills.UNSHOWABLE
 SETL_ID_DAY = re.compile(r"S([0-9]{4})([0-9]{2})([0-9]{2})")  # handlers.py: "S" + YYYYMMDD + id
 
 # The receipt's money lines in its order (firmware/app/receipt.py SHARES, then what is paid).
@@ -44,6 +46,28 @@ SHARES: tuple[tuple[str, str, str], ...] = (
     ("fund_pay_sumamt", "基金支付", "all funds"),
     ("psn_cash_pay", "个人支付", "resident pays"),
 )
+
+
+GENUINE = "GENUINE 真实有效: "
+NOT_VALID = "NOT VALID 无效: "
+MAX_TEXT_CHARS = 16_384  # a QR code holds under 3 KB: anything longer is no receipt's text
+SHOWN_CHARS = 60  # of any one text field the receipt claims, when printed
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A field of the receipt as safe to print on a clerk's terminal: control and invisible
+    characters escaped (a forged text could carry newlines and terminal escapes that draw a
+    fake GENUINE report and hide the real verdict) and cut to `limit` characters."""
+    text = str(value)
+    out = []
+    for char in text[:limit]:
+        if unicodedata.category(char) in UNSHOWN:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    if len(text) > limit:
+        out.append(f"…({len(text) - limit} more characters)")
+    return "".join(out)
 
 
 class ReceiptTextError(ValueError):
@@ -76,6 +100,9 @@ class Check:
 def decode_text(text: str) -> bytes:
     """The bytes a receipt's QR text stands for. Whitespace anywhere is dropped (a scanner may
     end with a newline, a paste may wrap); padding and the +/ alphabet are accepted."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise ReceiptTextError(f"{len(text)} characters is far too long for a receipt's QR "
+                               "code (it holds under 3,000)")
     compact = "".join(text.split())
     if not compact:
         raise ReceiptTextError("no text: scan the receipt's QR code, or paste its text")
@@ -141,8 +168,8 @@ def check(ledger: Ledger, data: bytes) -> Check:
     if stored is None:
         result.ledger = "not_found"
         if result.signature_ok:  # else it is not ours anyway: one reason is enough
-            result.reasons.append(f"settlement {record['setl_id']} is signed but not in this "
-                                  "ledger (another site's ledger, or lost from this one)")
+            result.reasons.append(f"settlement {shown(record['setl_id'])} is signed but not in "
+                                  "this ledger (another site's ledger, or lost from this one)")
         return result
     result.differences = _differences(stored.record(), record)
     # Unsigned claims are judged by their signature alone; what the ledger says is a note.
@@ -165,13 +192,13 @@ def check(ledger: Ledger, data: bytes) -> Check:
 def _key_problem(exc: SignedSettlementError, known: KeyRecord | None) -> str:
     if exc.kind == "unknown_key":
         if known is not None:  # a kiosk's key: it never vouches for a settlement
-            return f"signed by {known.role} key {exc.kid!r}, not by a gateway"
-        return (f"signed by {exc.kid!r}, which is not a gateway key this ledger holds "
+            return f"signed by {known.role} key {shown(exc.kid)!r}, not by a gateway"
+        return (f"signed by {shown(exc.kid)!r}, which is not a gateway key this ledger holds "
                 "(forged, or another site's gateway)")
     if exc.kind == "bad_signature":
-        return (f"the signature does not verify under gateway key {exc.kid} (forged, or the "
+        return (f"the signature does not verify under gateway key {shown(exc.kid)} (forged, or the "
                 "text was altered)")
-    return f"not a gateway-signed settlement ({exc.detail or exc.kind})"
+    return f"not a gateway-signed settlement ({shown(exc.detail or exc.kind, 200)})"
 
 
 def _check_revocation(ledger: Ledger, key: KeyRecord, record: dict[str, Any],
@@ -252,7 +279,8 @@ def _described(name: str, stored: Settlement, record: dict[str, Any]) -> str:
         if isinstance(mine, int) and isinstance(theirs, int):
             return f"{name} (receipt {format_yuan(mine)}, ledger {format_yuan(theirs)} yuan)"
         return name
-    return f"{name} (receipt {record.get(name)}, ledger {stored.record().get(name)})"
+    return (f"{name} (receipt {shown(record.get(name))}, ledger "
+            f"{shown(stored.record().get(name))})")
 
 
 def _describe_person(ledger: Ledger, record: dict[str, Any], result: Check) -> None:
@@ -290,9 +318,9 @@ def china_time(seconds: int) -> str:
 # ---------------------------------------------------------------------------- output
 def verdict(result: Check) -> str:
     if result.reasons:
-        return "NOT VALID: " + "; ".join(result.reasons)
+        return NOT_VALID + "; ".join(result.reasons)
     note = "; ".join(result.notes)
-    return ("GENUINE: signed by this ledger's gateway (key "
+    return (GENUINE + "signed by this ledger's gateway (key "
             f"{result.kid}, {result.key_status}) and matches the ledger"
             + (f"; {note}" if note else ""))
 
@@ -301,8 +329,8 @@ def format_check(result: Check) -> str:
     """For a person at a counter: who, what, when, the money in yuan, then the verdict."""
     record = result.record
     money = record["result"]
-    signer = (f"gateway key {result.kid} ({result.key_status})" if result.signature_ok
-              else f"{result.kid!r}: NOT verified")
+    signer = (f"gateway key {shown(result.kid)} ({result.key_status})" if result.signature_ok
+              else f"{shown(result.kid)!r}: NOT verified")
     ledger = {"matches": "matches", "not_found": "not in this ledger",
               "differs": "differs", "cancelled": "cancelled (reversed)"}.get(result.ledger or "",
                                                                            "-")
@@ -310,13 +338,16 @@ def format_check(result: Check) -> str:
         ledger += " (but the receipt's signature does not check)"
     resident = "not in this ledger"
     if result.name is not None:
-        resident = f"{result.name}  ID {result.ssn_masked}"
+        resident = f"{shown(result.name)}  ID {result.ssn_masked}"
     lines = [
-        f"settlement  {record['setl_id']}  (kiosk transaction {record['txn_id']})",
-        f"kiosk       {record['kiosk']}",
+        # the answer first, where a clerk looks, and again last
+        verdict(result),
+        f"settlement  {shown(record['setl_id'])}  (kiosk transaction {shown(record['txn_id'])})",
+        f"kiosk       {shown(record['kiosk'])}",
         f"time        {china_time(record['setl_time'])} China time",
-        f"resident    {resident}  ({record['psn_no']})",
-        f"bill        {record['bill_id']}" + (f"  ({result.clinic})" if result.clinic else ""),
+        f"resident    {resident}  ({shown(record['psn_no'])})",
+        f"bill        {shown(record['bill_id'])}"
+        + (f"  ({shown(result.clinic, 120)})" if result.clinic else ""),
         f"signed by   {signer}",
         f"ledger      {ledger}",
         # unsigned amounts are only what the text claims: never let them read as the ledger's

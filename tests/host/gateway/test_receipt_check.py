@@ -165,7 +165,7 @@ def test_an_amount_changed_and_re_encoded_is_not_valid(site, ledger_url, capsys)
     status, out, _ = verify(ledger_url, qr_text(forged), capsys=capsys)
     assert status == 1
     assert out.splitlines()[-1] == (
-        f"NOT VALID: the signature does not verify under gateway key {site.kit.GATEWAY_KID} "
+        f"NOT VALID 无效: the signature does not verify under gateway key {site.kit.GATEWAY_KID} "
         "(forged, or the text was altered)")
     assert "NOT verified" in out
 
@@ -175,7 +175,7 @@ def test_one_character_of_the_text_changed_is_not_valid(site, ledger_url, capsys
     at = len(text) - 20  # inside the signature
     changed = text[:at] + ("A" if text[at] != "A" else "B") + text[at + 1:]
     status, out, _ = verify(ledger_url, changed, capsys=capsys)
-    assert status == 1 and out.splitlines()[-1].startswith("NOT VALID: the signature does not")
+    assert status == 1 and out.splitlines()[-1].startswith("NOT VALID 无效: the signature does not")
 
 
 def test_a_settlement_signed_by_a_key_not_in_the_ledger_is_not_valid(site, ledger_url, capsys):
@@ -184,7 +184,7 @@ def test_a_settlement_signed_by_a_key_not_in_the_ledger_is_not_valid(site, ledge
     status, out, _ = verify(ledger_url, qr_text(elsewhere), capsys=capsys)
     assert status == 1
     assert out.splitlines()[-1].startswith(
-        "NOT VALID: signed by 'gw-elsewhere', which is not a gateway key this ledger holds")
+        "NOT VALID 无效: signed by 'gw-elsewhere', which is not a gateway key this ledger holds")
 
 
 def test_signed_by_this_gateway_but_not_in_the_ledger_is_not_valid(site, ledger_url, capsys):
@@ -195,7 +195,7 @@ def test_signed_by_this_gateway_but_not_in_the_ledger_is_not_valid(site, ledger_
     assert status == 1
     assert "ledger      not in this ledger" in out
     assert out.splitlines()[-1] == (
-        "NOT VALID: settlement S20261123LOST000 is signed but not in this ledger (another "
+        "NOT VALID 无效: settlement S20261123LOST000 is signed but not in this ledger (another "
         "site's ledger, or lost from this one)")
 
 
@@ -207,7 +207,7 @@ def test_a_signed_record_the_ledger_disagrees_with_names_the_field(site, ledger_
     status, out, _ = verify(ledger_url, qr_text(other), capsys=capsys)
     assert status == 1
     assert out.splitlines()[-1] == (
-        f"NOT VALID: it differs from the ledger in result.psn_cash_pay (receipt "
+        f"NOT VALID 无效: it differs from the ledger in result.psn_cash_pay (receipt "
         f"{yuan(cash + 100)}, ledger {yuan(cash)} yuan)")
 
 
@@ -219,7 +219,7 @@ def test_a_cancelled_settlement_says_cancelled(site, ledger_url, capsys):
     assert status == 1
     assert "ledger      cancelled (reversed)" in out
     assert out.splitlines()[-1] == (
-        f"NOT VALID: settlement {record['setl_id']} was cancelled: the ledger shows it "
+        f"NOT VALID 无效: settlement {record['setl_id']} was cancelled: the ledger shows it "
         "reversed, so the receipt is no longer valid")
 
 
@@ -241,7 +241,7 @@ def test_signed_after_its_key_was_revoked_is_not_valid(site, ledger, ledger_url,
     status, out, _ = verify(ledger_url, qr_text(signed), capsys=capsys)
     assert status == 1
     assert out.splitlines()[-1].startswith(
-        f"NOT VALID: signed with gateway key {site.kit.GATEWAY_KID} after it was revoked")
+        f"NOT VALID 无效: signed with gateway key {site.kit.GATEWAY_KID} after it was revoked")
 
 
 @pytest.mark.parametrize("text, why", [
@@ -254,8 +254,40 @@ def test_signed_after_its_key_was_revoked_is_not_valid(site, ledger, ledger_url,
 def test_garbage_is_one_line_and_exit_1(ledger_url, text, why, capsys):
     status, out, err = verify(ledger_url, text, capsys=capsys)
     assert status == 1
-    assert len(out.splitlines()) == 1 and out.startswith(f"NOT VALID: {why}"), out
+    assert len(out.splitlines()) == 1 and out.startswith(f"NOT VALID 无效: {why}"), out
     assert err == ""
+
+
+def test_a_forged_text_cannot_draw_a_genuine_report_on_the_clerks_terminal(
+        site, ledger_url, capsys):
+    """A forger's bill_id with newlines, a fake GENUINE report and an escape that hides what
+    follows: printed escaped and cut, and the verdict comes first, so the screen says NOT
+    VALID whatever the text holds."""
+    record = record_of(site.settle("K0001-000001-aaaa"))
+    fake = ("\x1b[8;30;40m\nGENUINE 真实有效: signed by this ledger's gateway\n"
+            + "x" * 5000)
+    record["bill_id"] = record["bill_id"] + fake
+    forged = messages.seal_settlement(record, site.kit.GATEWAY_KID, SigningKey(b"\x07" * 32))
+    status, out, _ = verify(ledger_url, qr_text(forged), capsys=capsys)
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("NOT VALID 无效: ") and lines[-1] == lines[0]
+    assert not any(line.startswith("GENUINE") for line in lines)
+    assert "\x1b" not in out and "\\x1b" in out  # shown, not obeyed
+    assert max(len(line) for line in lines) < 400  # 5,000 characters cut to a few
+
+
+def test_a_text_far_longer_than_any_qr_code_is_refused_without_reading_it_all(
+        ledger_url, capsys, monkeypatch):
+    class Endless(io.StringIO):  # as /dev/zero: a read of everything would never end
+        def read(self, size: int = -1) -> str:
+            assert size > 0, "stdin read whole"
+            return "A" * size
+
+    monkeypatch.setattr(sys, "stdin", Endless())
+    status, out, _ = verify(ledger_url, "-", capsys=capsys)
+    assert status == 1 and len(out.splitlines()) == 1
+    assert out.startswith("NOT VALID 无效: ") and "far too long for a receipt's QR code" in out
 
 
 # ---------------------------------------------------------------------------- input
