@@ -149,6 +149,15 @@ def gateway_init(args: argparse.Namespace) -> int:
     # the key first: a key that cannot be read or made must not leave a ledger without one
     existing = key_path.exists()
     key = load_signing_key(key_path) if existing else SigningKey.generate()
+    path = location.path
+    if path is not None and not path.is_absolute() and not path.parent.exists() \
+            and Path("/", path.parent).is_dir():
+        # sqlite:///tmp/x means tmp/x here: new folders and a second gateway identity there,
+        # beside a real /tmp, are a slip of one slash
+        raise CommandError(
+            f"sqlite:///{path} is {path} in the working directory, which has no folder "
+            f"{path.parent}: for the file /{path} write sqlite:////{path} (or make the folder "
+            "here first)")
     for folder in {key_path.parent, *([location.path.parent] if location.path else [])}:
         try:
             folder.mkdir(parents=True, exist_ok=True)

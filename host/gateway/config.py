@@ -49,6 +49,8 @@ def parse_ledger_url(url: str) -> LedgerLocation:
         "durable, so there is no in-memory form)"
     )
     if "://" not in url:
+        if url.lower().startswith("sqlite:"):  # sqlite:/x or sqlite:x: a URL mistyped
+            raise bad_sqlite
         path = url
     elif url.split("://", 1)[0].lower() == "sqlite":
         if not url.startswith(SQLITE_PREFIX):

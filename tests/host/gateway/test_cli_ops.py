@@ -367,3 +367,21 @@ def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(
 
     assert kiosk("gateway", "init", "--db", "sqlite:///here.sqlite") == 0
     assert f"(the file {work / 'here.sqlite'})" in capsys.readouterr().out
+
+    # init, where the slip does harm: no folders and no second gateway key made here
+    other = site / "other.sqlite"
+    three = f"sqlite:///{str(other).lstrip('/')}"
+    assert kiosk("gateway", "init", "--db", three) == 1
+    said = capsys.readouterr().err
+    assert f"write sqlite:///{other}" in said and "in the working directory" in said
+    assert not [p for p in work.iterdir() if not p.name.startswith(("here.sqlite", "gateway.key"))]
+
+
+@pytest.mark.parametrize("url", ["sqlite:/ledger.sqlite", "sqlite:ledger.sqlite",
+                                 "SQLite:/ledger.sqlite"])
+def test_a_mistyped_sqlite_url_is_refused_not_taken_as_a_folder_named_sqlite(
+        url, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert kiosk("gateway", "init", "--db", url) == 1
+    assert "bad SQLite ledger URL" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
