@@ -169,6 +169,9 @@ def gateway_init(args: argparse.Namespace) -> int:
         known = ledger.get_key(kid)
         if known is not None and known.public_key != key.public_key:
             raise CommandError(f"the ledger already has a different key with id {kid}")
+        if known is not None and known.status == "revoked":  # init must not reinstate it
+            raise CommandError(f"gateway key {kid} ({key_path}) was revoked: make a new one "
+                               "with --key NEW_PATH")
         if not existing:
             try:
                 save_signing_key(key_path, key)
@@ -235,19 +238,25 @@ def gateway_enroll(args: argparse.Namespace) -> int:
 
 
 def _add_revoke(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("revoke", help="stop trusting a kiosk (it stays listed)")
+    parser = commands.add_parser(
+        "revoke", help="stop trusting a kiosk, or a gateway key that leaked (it stays listed)")
     _db(parser)
-    parser.add_argument("--kiosk-id", required=True, metavar="ID")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--kiosk-id", metavar="ID")
+    which.add_argument("--gateway-id", metavar="KID",
+                       help="a gateway key (kiosk keys list): gateways stop serving with it")
     parser.set_defaults(func=_guarded("gateway revoke", gateway_revoke))
 
 
 def gateway_revoke(args: argparse.Namespace) -> int:
+    if args.gateway_id is not None:
+        return _revoke_gateway_key(args)
     kiosk_id = _kiosk_id(args.kiosk_id)
     with _open(args.db) as ledger:
         known = ledger.get_key(kiosk_id)
         if known is not None and known.role == "gateway":
-            raise CommandError(f"{kiosk_id} is the gateway's own key, not a kiosk's: revoke "
-                               "is for kiosks")
+            raise CommandError(f"{kiosk_id} is a gateway key, not a kiosk's: revoke it with "
+                               f"--gateway-id {kiosk_id}")
         if known is None:
             raise CommandError(f"no kiosk {kiosk_id} is enrolled")
         if known.status == "revoked":
@@ -255,6 +264,24 @@ def gateway_revoke(args: argparse.Namespace) -> int:
             return 0
         ledger.set_key_status(kiosk_id, "revoked")
     print(f"revoked kiosk {kiosk_id}: its frames are refused from now on")
+    return 0
+
+
+def _revoke_gateway_key(args: argparse.Namespace) -> int:
+    """A leaked gateway key: no gateway serves with it again, and a receipt it signs from now
+    on is not valid (verify-receipt, audit); what it signed before stays genuine."""
+    kid = args.gateway_id
+    with _open(args.db) as ledger:
+        known = ledger.get_key(kid)
+        if known is None or known.role != "gateway":
+            raise CommandError(f"no gateway key {kid} in this ledger (kiosk keys list)")
+        if known.status == "revoked":
+            print(f"gateway key {kid} was already revoked")
+            return 0
+        ledger.set_key_status(kid, "revoked")
+    print(f"revoked gateway key {kid}: stop the gateways serving with it now (they refuse to "
+          "start with it again) and start them with a new key (`kiosk gateway init --key "
+          "NEW_PATH`); provision the kiosks with the new key's --gateway-public-key")
     return 0
 
 

@@ -116,11 +116,33 @@ def test_a_second_id_for_the_gateways_key_is_refused_with_the_id_it_has(tmp_path
     assert "every kiosk" not in err
 
 
-def test_revoking_the_gateways_own_key_says_what_it_is(db, capsys):
+def test_revoking_the_gateways_own_key_as_a_kiosk_says_what_it_is(db, capsys):
     [gateway] = keys_json(db, capsys)
     assert kiosk("gateway", "revoke", "--db", db, "--kiosk-id", gateway["kid"]) == 1
-    assert "is the gateway's own key, not a kiosk's" in capsys.readouterr().err
+    assert f"is a gateway key, not a kiosk's: revoke it with --gateway-id {gateway['kid']}" \
+        in capsys.readouterr().err
     assert keys_json(db, capsys)[0]["status"] == "active"
+
+
+def test_a_leaked_gateway_key_is_revoked_and_never_served_or_reinstated(tmp_path, capsys):
+    """An operator whose gateway key leaked: revoke it, and neither serve nor a careless init
+    with the old key file brings it back; a new key carries on."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    assert kiosk("gateway", "init", "--db", url) == 0
+    [old] = keys_json(url, capsys)
+    assert kiosk("gateway", "revoke", "--db", url, "--gateway-id", old["kid"]) == 0
+    assert f"revoked gateway key {old['kid']}" in capsys.readouterr().out
+    assert keys_json(url, capsys)[0]["status"] == "revoked"
+    assert kiosk("gateway", "serve", "--db", url, "--listen", "127.0.0.1:0") == 2
+    assert "not an active gateway key of this ledger" in capsys.readouterr().err
+    assert kiosk("gateway", "init", "--db", url) == 1  # the old key file, beside the ledger
+    assert "was revoked: make a new one with --key" in capsys.readouterr().err
+    assert keys_json(url, capsys)[0]["status"] == "revoked"
+    new_key = tmp_path / "new.key"
+    assert kiosk("gateway", "init", "--db", url, "--key", str(new_key)) == 0
+    statuses = {k["kid"]: k["status"] for k in keys_json(url, capsys)}
+    assert statuses[old["kid"]] == "revoked" and list(statuses.values()).count("active") == 1
+    assert kiosk("gateway", "audit", "--db", url) == 0
 
 
 def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
