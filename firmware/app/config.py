@@ -33,6 +33,7 @@ TIMEOUTS = {
     "take_card": 60000,  # the done page waits this long for the card to be taken
     "poll": 250,  # how often a waiting page checks the card slot
     "printer_poll": 1000,  # how often the printer is asked whether paper is in, while waiting
+    "doubt_poll": 5000,  # how often a settlement in doubt is asked about, while the card is in
     # A press this soon after a page appears is ignored: it was meant for the page before (a
     # double tap on a bill lands where the confirm page puts its Confirm button).
     "touch_guard": 600,

@@ -9,7 +9,8 @@
 #   CONFIRMING confirm page: b0 confirm, b1 cancel -> cancelled, timeout, card_removed
 #   SETTLING  journal pending, settle, verify, journal settled
 #                                             -> amount_changed, bill_settled, not_settled,
-#                                                in_doubt, settlement_invalid
+#                                                in_doubt (asked again while the card is in),
+#                                                settlement_invalid
 #   PRINTING  print, journal printed          -> paper_out, printer_fault (settlement kept;
 #                                                printed at once if fixed while the card is in)
 #   REPORTING receipt_printed, journal done   (if unanswered: retried while idle)
@@ -130,6 +131,14 @@ class Session:
             # One try: after a settle that went unanswered (up to 3 tries, ~30 s) the resident
             # has waited long enough; recovery keeps asking once they are told.
             outcome, detail = await k.txns.query(entry, 1)
+        if outcome == T.IN_DOUBT:
+            # Told it will be checked; while the card is in, the answer is theirs to see:
+            # the receipt if it was settled, "not settled" if it never reached the ledger.
+            resolved = await self.wait_with_card("in_doubt", k.timeouts["doubt_poll"],
+                                                 self._resolved(entry))
+            if resolved is None:
+                return "in_doubt"  # gone: recovery keeps asking
+            outcome, detail = resolved
         if outcome == T.ABORTED:
             return await self.fail(REFUSAL_REASONS.get(detail, "service_refused"))
         if outcome != T.SETTLED:
@@ -141,8 +150,10 @@ class Session:
         while problem:
             # Saved, not printed. A resident still at the kiosk waits for the receipt: it
             # prints as soon as a clerk loads paper, not after they have given up and gone.
-            if not await self.wait_printer(T.printer_reason(problem)):
-                return T.printer_reason(problem)  # gone: recovery prints it when it can
+            reason = T.printer_reason(problem)
+            if await self.wait_with_card(reason, k.timeouts["printer_poll"],
+                                         self._printer_ready) is None:
+                return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
             problem = await k.txns.print_receipt(entry)
         # The resident has the receipt: the done page now, not after the gateway has heard of
@@ -190,9 +201,9 @@ class Session:
             await asyncio.sleep_ms(k.timeouts["poll"])
         return False
 
-    async def wait_printer(self, reason):
-        """The printer-problem page while the card is in; True once the printer is ready with
-        the card still in, False once the card is taken out (after the page was shown for
+    async def wait_with_card(self, reason, every_ms, check):
+        """The `reason` page while the card is in, asking `check()` every `every_ms`: what it
+        gives once it is not None; None once the card is taken out (after the page was up
         `message` ms) or `take_card` ms pass."""
         k = self.k
         card_in = await k.card_present()
@@ -200,19 +211,28 @@ class Session:
         now = time.ticks_ms()
         readable = time.ticks_add(now, k.timeouts["message"])
         deadline = time.ticks_add(now, k.timeouts["take_card"])
-        every = k.timeouts["printer_poll"]
-        asked = time.ticks_add(now, -every)
+        asked = time.ticks_add(now, -every_ms)
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            if card_in and time.ticks_diff(time.ticks_ms(), asked) >= every:
+            card_in = card_in and await k.card_present()  # once out, the visit is over
+            if card_in and time.ticks_diff(time.ticks_ms(), asked) >= every_ms:
                 asked = time.ticks_ms()
-                if await k.printer_problem() is None:
-                    return True
+                answer = await check()
+                if answer is not None:
+                    return answer
             if not card_in and time.ticks_diff(readable, time.ticks_ms()) <= 0:
-                return False
+                return None
             k.progress()
             await asyncio.sleep_ms(k.timeouts["poll"])
-            card_in = card_in and await k.card_present()
-        return False
+        return None
+
+    async def _printer_ready(self):
+        return True if await self.k.printer_problem() is None else None
+
+    def _resolved(self, entry):
+        async def check():
+            outcome, detail = await self.k.txns.query(entry, 1)
+            return None if outcome == T.IN_DOUBT else (outcome, detail)
+        return check
 
     async def fail(self, reason):
         """The error page for `reason`, then back to idle: shown for `message` ms, and while

@@ -347,6 +347,26 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     assert len(kiosk.settlements) == 1
 
 
+@pytest.mark.parametrize("answer, outcome, last_page", [
+    ("settled", "settled", "Settlement complete"),
+    ("not_found", "not_settled", "Not settled"),
+])
+def test_a_doubt_resolved_while_the_card_is_in_is_shown_to_the_resident(
+        kiosk: Kiosk, answer: str, outcome: str, last_page: str) -> None:
+    """The resident told 'not yet confirmed' who keeps the card in learns the answer there:
+    the receipt, or that nothing was settled (before, the kiosk knew a minute later and
+    showed only 'take your card')."""
+    settle_fault = "lost_reply" if answer == "settled" else "unreachable"
+    result = kiosk.session(script=HAPPY, keeps_card=True, faults={
+        "settle": [settle_fault], "settlement_query": ["unreachable", "unreachable"]})
+    assert result["outcome"] == outcome
+    shown = titles(result)
+    assert shown[-1] == last_page and "Settlement not yet confirmed" in shown
+    assert result["calls"].count("settlement_query") == 3 and result["open"] == []
+    assert len(result["receipts"]) == (1 if answer == "settled" else 0)
+    assert len(kiosk.settlements) == (1 if answer == "settled" else 0)
+
+
 def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: Kiosk) -> None:
     first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
                                                 "settlement_query": ["unreachable"]})
