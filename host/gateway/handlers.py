@@ -93,9 +93,12 @@ class Handlers:
         self.signer = signer
         self.gateway_kid = gateway_kid
         names = (policies,) if isinstance(policies, str) else tuple(policies)
-        self.policy_name = ", ".join(names)  # what sign-in and the start-up log name
-        # Each resident is settled under their enrolment region's policy (异地就医).
+        # Each resident is settled under their enrolment region's policy, with the catalogue of
+        # the region treated in (异地就医).
         self.policies = load_policy_set(names)
+        # What sign-in and the start-up log name: the policies' names, in the order given (not
+        # the paths they were read from, which are this host's business).
+        self.policy_name = ", ".join(policy.name for policy in self.policies.policies)
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
@@ -179,7 +182,7 @@ class Handlers:
         person = self._person(ledger, request["psn_no"])
         bill = self._pending_bill(ledger, person, request["bill_id"])
         claim = self._claim(person, bill, now)
-        policy = self._policy_for(person)
+        policy = self._policy_for(claim)
         outcome = settle(policy, claim, ledger.accumulations(person.psn_no, claim.year))
         return Handled(messages.reply(request, "pre_settle_reply", now,
                                       bill_id=bill.bill_id, result=dict(outcome.breakdown)))
@@ -196,7 +199,7 @@ class Handlers:
             # Chosen here, not before: a retry returns the stored settlement whatever the
             # policies loaded now.
             claim = self._claim(person, bill, now)
-            policy = self._policy_for(person)
+            policy = self._policy_for(claim)
             used.append(policy)
             outcome = settle(policy, claim, accumulations)
             breakdown = dict(outcome.breakdown)
@@ -318,12 +321,13 @@ class Handlers:
             raise ProtocolError("bill_settled", f"bill {bill_id} is already settled")
         return bill
 
-    def _policy_for(self, person: Person) -> Policy:
-        """The policy of the resident's enrolment region, or a refusal naming the region."""
-        policy = self.policies.for_region(person.insu_admdvs)
+    def _policy_for(self, claim: Claim) -> Policy:
+        """The policy of the resident's enrolment region with the catalogue of the region
+        treated in (PolicySet.for_claim), or a refusal naming the enrolment region."""
+        policy = self.policies.for_claim(claim.insu_admdvs, claim.mdtrtarea_admvs)
         if policy is None:  # "invalid", as for an uncovered insurance type: the counter's job
-            raise ProtocolError("invalid", f"{person.psn_no} is insured in region "
-                                f"{person.insu_admdvs}, which no policy of this gateway "
+            raise ProtocolError("invalid", f"{claim.psn_no} is insured in region "
+                                f"{claim.insu_admdvs}, which no policy of this gateway "
                                 "covers: the counter settles it")
         return policy
 

@@ -2,13 +2,16 @@
 
     kiosk gateway serve --db URL --listen HOST:PORT [--serial DEVICE[@BAUD] ...]
                         [--metrics HOST:PORT] [--key PATH] [--policy NAME ...]
+                        [--no-default-policy]
 
 The gateway signs its replies with the key made by `kiosk gateway init` (for SQLite, the
 `gateway.key` beside the database; for PostgreSQL give --key). Logs are JSON lines on stderr;
 the first `listening` event carries the bound port (useful with port 0). `--workers N` runs N
 gateway processes on the one port (see workers.py), e.g. one per core. `--policy` may be given
 once per region's policy: each resident is settled under their enrolment region's (异地就医; see
-settlement/regions.py).
+settlement/regions.py). One of them must be the default (without policy.regions), or every
+resident of another region would be refused at the kiosk: `--no-default-policy` says that is
+meant (the counter settles them).
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         help=f"settlement policy, shipped name or .toml path (default "
                              f"{DEFAULT_POLICY}); repeatable: each resident is settled under "
                              "the one whose policy.regions hold their insured region, else "
-                             "the one without regions")
+                             "the one without regions (the default: one is required)")
+    parser.add_argument("--no-default-policy", action="store_true",
+                        help="serve without a default policy (one without policy.regions): "
+                             "residents of other regions are refused and settled at the "
+                             "counter")
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         metavar="SECONDS",
                         help=f"close a TCP connection silent this long "
@@ -82,6 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     logs.skip_caller_lookup()
     try:
+        _check_default_policy(args)
         if args.workers == 1:
             return eventloop.run(_serve(args))
         return _serve_workers(args)
@@ -113,6 +121,32 @@ def _serve_workers(args: argparse.Namespace) -> int:
         return supervise(args.workers, run_worker, listen[0], listen[1], EventLog())
     except WorkersError as exc:
         raise ServeError(str(exc)) from None
+
+
+def _check_default_policy(args: argparse.Namespace) -> None:
+    """Refuse policies none of which is the default, unless --no-default-policy says so: every
+    resident of a region none claims would be refused at the kiosk. And the flag with one."""
+    from onestop.host.gateway.server import ServeError
+    from onestop.host.settlement import PolicyError, load_policy_set
+
+    if args.no_default_policy and not args.policy:
+        raise ServeError("--no-default-policy needs --policy: the regions' policies to serve")
+    given = args.policy or [DEFAULT_POLICY]
+    try:
+        policies = load_policy_set(given)  # clashing policies: the message start_gateway gives
+    except PolicyError as exc:
+        raise ServeError(str(exc)) from None
+    default = next((source for source, policy in zip(given, policies.policies, strict=True)
+                    if not policy.regions), None)
+    if default is None and not args.no_default_policy:
+        regions = ", ".join(region for policy in policies.policies for region in policy.regions)
+        raise ServeError(f"no --policy is a default (one without policy.regions): residents "
+                         f"insured outside {regions} would be refused at every kiosk; add "
+                         f"--policy {DEFAULT_POLICY} (or another default), or give "
+                         "--no-default-policy to leave them to the counter")
+    if default is not None and args.no_default_policy:
+        raise ServeError(f"--no-default-policy, but --policy {default} is a default (it has no "
+                         "policy.regions): give it regions, or drop --no-default-policy")
 
 
 def _check_serials(serials: list[SerialSpec], texts: list[str]) -> None:

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "JSON array: psn_no and the breakdown in fen for each claim. On bad input nothing is "
             "printed to stdout; one line on stderr names the claim (counted from 0) and the "
             "field, and the exit status is 2. With several --policy, each claim is settled "
-            "under its insured region's (insu_admdvs), as the gateway does."
+            "under its insured region's (insu_admdvs) with the catalogue of its treatment "
+            "region's (mdtrtarea_admvs), as the gateway does."
         ),
     )
     calc.add_argument(
@@ -82,7 +83,8 @@ def _calc(args: argparse.Namespace) -> int:
             claims.append(Claim.from_dict(entry))
         except ClaimError as exc:
             return refuse(f"{source}: claim {index}: {exc.field}: {exc.message}")
-        policy = policies.for_region(claims[-1].insu_admdvs)
+        # its enrolment region's policy, with the catalogue of the region treated in
+        policy = policies.for_claim(claims[-1].insu_admdvs, claims[-1].mdtrtarea_admvs)
         if policy is None:
             return refuse(f"{source}: claim {index}: insu_admdvs: no policy given covers "
                           f"region {claims[-1].insu_admdvs}")

@@ -29,6 +29,14 @@ from .vocabulary import ASSISTED_CATEGORIES, HOSPITAL_LEVELS, MED_TYPES
 
 _SHIPPED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _REGION_PREFIX = re.compile(r"[0-9]{2}(?:[0-9]{2}){0,2}\Z")  # province, city or county
+# China's province-level division codes (GB/T 2260): a prefix starting otherwise matches nobody.
+PROVINCE_CODES: frozenset[str] = frozenset(
+    f"{code:02d}"
+    for first, last in ((11, 15), (21, 23), (31, 37), (41, 46), (50, 54), (61, 65), (71, 71),
+                        (81, 82))
+    for code in range(first, last + 1)
+)
+_PROVINCES_LISTED = "11-15, 21-23, 31-37, 41-46, 50-54, 61-65, 71, 81, 82"
 _SHIPPED = resources.files("onestop.host.settlement") / "policies"
 
 
@@ -110,6 +118,9 @@ class _Schema:
                     'must be a division-code prefix in quotes: 2 digits (a province), '
                     '4 (a city) or 6 (a county), e.g. "4101"',
                 )
+            problem = region_prefix_problem(code)
+            if problem is not None:
+                self.fail(f"{where}[{i}]", problem)
             if code in codes:
                 self.fail(f"{where}[{i}]", f"region {code} is listed twice")
             codes.append(code)
@@ -268,6 +279,22 @@ class _Schema:
 
     def fail(self, where: str, message: str) -> NoReturn:
         raise PolicyError(f"{self.source}: {where or 'top level'}: {message}")
+
+
+def region_prefix_problem(code: str) -> str | None:
+    """Why a 2-, 4- or 6-digit prefix can be no resident's insu_admdvs prefix, or None. A typo
+    there would silently send the region's residents to the default policy."""
+    province, city, county = code[:2], code[2:4], code[4:6]
+    if province not in PROVINCE_CODES:
+        which = "is" if code == province else f"starts with {province}, which is"
+        return f"region {code} {which} no province's code (China's are {_PROVINCES_LISTED})"
+    if city == "00":
+        return (f'region {code} is the province {province} itself: write "{province}"'
+                if county in ("", "00") else
+                f"region {code}: digits 3-4 are 00, which is no city's code")
+    if county == "00":
+        return f'region {code} is the city {province}{city} itself: write "{province}{city}"'
+    return None
 
 
 def _join(where: str, key: str) -> str:

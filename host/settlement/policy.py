@@ -7,7 +7,7 @@ integer percent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .schedule import NOTHING, Band, Schedule
 from .vocabulary import ASSISTANCE_CATEGORIES
@@ -126,6 +126,13 @@ class Policy:
             assistance[category] = rule.schedule()
         object.__setattr__(self, "_serious_illness_schedules", serious)
         object.__setattr__(self, "_assistance_schedules", assistance)
+
+    def with_catalogue_of(self, treatment: Policy) -> Policy:
+        """This policy (the place of enrolment's) with the [catalogue] of `treatment` (the place
+        of treatment's): 异地就医. Itself when the catalogues agree."""
+        if treatment.class_b_preselfpay_percent == self.class_b_preselfpay_percent:
+            return self
+        return replace(self, class_b_preselfpay_percent=treatment.class_b_preselfpay_percent)
 
     def serious_illness_schedule(self, category: str) -> Schedule:
         return self._serious_illness_schedules[category]

@@ -3,10 +3,13 @@
 异地就医 follows "the catalogue of the place of treatment, the policy of the place of enrolment":
 a resident is settled under the policy whose `regions` hold the longest prefix of their
 `insu_admdvs` (a county's 6 digits over a city's 4 over a province's 2), else under the default
-(the one policy without `regions`), else under none, and the counter settles them.
+(the one policy without `regions`), else under none, and the counter settles them. The bill's
+[catalogue] (the class-B share paid first) is that of the policy chosen the same way for the
+region treated in (`mdtrtarea_admvs`); if none covers it, the enrolment policy's own.
 
     policies = load_policy_set(["reference", "zhengzhou.toml"])  # PolicyError if they clash
     policy = policies.for_region("410102")  # None: no policy here covers that region
+    policy = policies.for_claim("410102", "130630")  # what settle() is given for such a claim
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class PolicySet:
         self.default: Policy | None = _the_default(policies)
         self._by_prefix: dict[str, Policy] = _by_prefix(policies)
         _check_names(policies)
+        # for_claim's policies, by enrolment policy name then treatment policy name: each pair
+        # combined once, on its first claim, then only looked up.
+        self._combined: dict[str, dict[str, Policy]] = {p.name: {} for p in self.policies}
 
     def for_region(self, insu_admdvs: str) -> Policy | None:
         """The policy for a resident insured in `insu_admdvs` (6 digits); None if none covers it.
@@ -39,6 +45,25 @@ class PolicySet:
             if policy is not None:
                 return policy
         return self.default
+
+    def for_claim(self, insu_admdvs: str, mdtrtarea_admvs: str) -> Policy | None:
+        """The policy a claim is settled with: the enrolment region's (for_region(insu_admdvs):
+        deductibles, ratios, caps, serious illness, assistance, the off-site cut) with the
+        [catalogue] of the policy for the treatment region (for_region(mdtrtarea_admvs), the
+        default too), or its own if no policy covers that region. None if none covers the
+        enrolment region. One policy alone, or both regions under one: that policy itself."""
+        enrolment = self.for_region(insu_admdvs)
+        if enrolment is None:
+            return None
+        treatment = self.for_region(mdtrtarea_admvs)
+        if treatment is None or treatment is enrolment:
+            return enrolment
+        by_treatment = self._combined[enrolment.name]
+        combined = by_treatment.get(treatment.name)
+        if combined is None:  # setdefault: two threads' first claims keep one of the two
+            combined = by_treatment.setdefault(
+                treatment.name, enrolment.with_catalogue_of(treatment))
+        return combined
 
 
 def load_policy_set(names_or_paths: Sequence[str | os.PathLike[str]]) -> PolicySet:

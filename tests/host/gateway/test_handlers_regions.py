@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,7 @@ from onestop.host.gateway.bills import seed_demo
 from onestop.host.gateway.handlers import Handled, Handlers
 from onestop.host.gateway.ledger import Ledger
 from onestop.host.keys import SigningKey
-from onestop.host.settlement import Claim, load_policy, settle
+from onestop.host.settlement import Claim, Policy, load_policy, settle
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
 
@@ -29,13 +30,15 @@ TODAY = "2026-11-23"
 GATEWAY_KID = "gateway-test"
 OFFSITE = ("P006", "B-130630-0006")  # insured in 410102, treated at a level-2 hospital here
 LOCAL = ("P001", "B-130630-0001")  # insured and treated in 130630
+TO_BEIJING = ("P002", "B-110102-0002")  # insured in 130630, treated at a level-3 hospital in 110102
 
 
 def regional_policy(folder: Path, name: str, regions: list[str] | None,
                     deductible_fen: int = 90_000, ratio_percent: int = 65,
-                    cut_without_referral: int = 20) -> str:
+                    cut_without_referral: int = 20, preselfpay_percent: int = 10) -> str:
     """A copy of the reference policy named `name`, governing `regions`, with its own level-2
-    inpatient deductible and ratio and its own off-site cut (without referral): its path."""
+    inpatient deductible and ratio, its own off-site cut (without referral) and its own
+    catalogue's class-B share paid first: its path."""
     text = (resources.files("onestop.host.settlement") / "policies" / "reference.toml"
             ).read_text(encoding="utf-8")
     about = f'name = "{name}"' + (f"\nregions = {regions!r}".replace("'", '"') if regions else "")
@@ -45,6 +48,8 @@ def regional_policy(folder: Path, name: str, regions: list[str] | None,
          f"{{ level = 2, deductible_fen = {deductible_fen}, ratio_percent = {ratio_percent} }}"),
         (r"^cut_points_without_referral = 15$",
          f"cut_points_without_referral = {cut_without_referral}"),
+        (r"^class_b_preselfpay_percent = 10$",
+         f"class_b_preselfpay_percent = {preselfpay_percent}"),
     ):
         text, found = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
         assert found == 1, f"reference.toml changed: {pattern} not found"
@@ -78,13 +83,15 @@ class Rig:
                            confirmed_cash=pre["psn_cash_pay"])
         return pre, settled
 
-    def expected(self, policy_path: str, psn_no: str, bill_id: str) -> dict[str, int]:
-        """What the engine computes for the bill under that policy, run directly (before the
-        bill is settled: on the resident's accumulations without it)."""
+    def expected(self, policy: str | Policy, psn_no: str, bill_id: str) -> dict[str, int]:
+        """What the engine computes for the bill under that policy (or the path to it), run
+        directly (before the bill is settled: on the resident's accumulations without it)."""
         person, bill = self.ledger.get_person(psn_no), self.ledger.get_bill(bill_id)
         claim = Claim.from_bill(person, bill, TODAY)
         accumulations = self.ledger.accumulations(psn_no, claim.year)
-        return dict(settle(load_policy(policy_path), claim, accumulations).breakdown)
+        if not isinstance(policy, Policy):
+            policy = load_policy(policy)
+        return dict(settle(policy, claim, accumulations).breakdown)
 
 
 def test_an_offsite_resident_is_settled_under_the_policy_of_the_region_insured_in(
@@ -145,7 +152,67 @@ def test_a_resident_of_a_region_no_policy_covers_is_refused_and_nothing_is_writt
     rig.settle(*OFFSITE, txn_id="TXN-0000006")
 
 
-def test_sign_in_names_every_policy_given(ledger: Ledger, tmp_path: Path) -> None:
+def test_sign_in_names_every_policy_given_by_its_name_not_its_path(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # a kiosk is told which policies settle, not where this host keeps their files
     henan = regional_policy(tmp_path, "test-4101", ["4101"])
+    hebei = regional_policy(tmp_path, "test-default", None)
+    rig = Rig(ledger, [henan, hebei])
+    assert rig.handlers.policy_name == "test-4101, test-default"  # the start-up log's too
+    assert rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply["policy"] == \
+        "test-4101, test-default"
+
+
+def test_sign_in_names_a_single_policy_file_by_its_name(ledger: Ledger, tmp_path: Path) -> None:
+    rig = Rig(ledger, [regional_policy(tmp_path, "test-default", None)])
+    assert rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply["policy"] == "test-default"
+
+
+# ---------------------------------------------------------------- the catalogue: treatment's
+
+
+def test_an_offsite_resident_pays_the_class_b_share_of_the_place_of_treatment(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # Zhengzhou's catalogue has 30 % of class B paid first; P006 was treated here, under the
+    # reference's catalogue (10 %), and is otherwise settled under Zhengzhou's policy
+    henan = regional_policy(tmp_path, "test-4101", ["4101"], preselfpay_percent=30)
     rig = Rig(ledger, ["reference", henan])
-    assert rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply["policy"] == f"reference, {henan}"
+    wanted = rig.expected(replace(load_policy(henan), class_b_preselfpay_percent=10), *OFFSITE)
+    # 10 % of 3,000 yuan of class B; 900 yuan deductible; 65 % less 20 points of the rest
+    assert (wanted["preselfpay_amt"], wanted["act_pay_dedc"]) == (30_000, 90_000)
+    assert wanted["hifp_pay"] == 486_000
+    assert rig.expected(henan, *OFFSITE)["preselfpay_amt"] == 90_000  # its own catalogue's
+    pre, settled = rig.settle(*OFFSITE, txn_id="TXN-0000006")
+    assert pre == wanted
+    assert rig.ledger.get_settlement("TXN-0000006").result == wanted
+    assert settled.fields["policy"] == "test-4101"  # the enrolment region's policy
+
+
+def test_a_local_resident_treated_in_another_policys_region_pays_its_class_b_share(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # P002 is insured here (the reference) and treated in Beijing, whose policy has 25 % of
+    # class B paid first and its own deductible and ratio, which are not P002's
+    beijing = regional_policy(tmp_path, "test-11", ["11"], deductible_fen=10_000,
+                              ratio_percent=95, preselfpay_percent=25)
+    rig = Rig(ledger, ["reference", beijing])
+    wanted = rig.expected(replace(load_policy("reference"), class_b_preselfpay_percent=25),
+                          *TO_BEIJING)
+    assert wanted["preselfpay_amt"] == 1_000_000  # 25 % of 40,000 yuan of class B
+    assert rig.expected("reference", *TO_BEIJING)["preselfpay_amt"] == 400_000
+    pre, settled = rig.settle(*TO_BEIJING, txn_id="TXN-0000002")
+    assert pre == wanted
+    assert rig.ledger.get_settlement("TXN-0000002").result == wanted
+    assert settled.fields["policy"] == "reference"
+
+
+def test_one_policy_settles_as_it_alone_always_did(ledger: Ledger) -> None:
+    rig = Rig(ledger, ["reference"])
+    for (psn_no, bill_id), txn_id in ((LOCAL, "TXN-0000001"), (TO_BEIJING, "TXN-0000002"),
+                                      (OFFSITE, "TXN-0000006")):
+        wanted = rig.expected("reference", psn_no, bill_id)
+        pre, _ = rig.settle(psn_no, bill_id, txn_id=txn_id)
+        assert pre == wanted
+        assert rig.ledger.get_settlement(txn_id).result == wanted

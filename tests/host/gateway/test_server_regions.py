@@ -16,7 +16,7 @@ from onestop.host.gateway.ledger import KeyRecord, Ledger
 from onestop.host.gateway.server import GatewayConfig, start_gateway
 from onestop.host.keys import SigningKey, save_signing_key
 from test_handlers import seed_demo
-from test_handlers_regions import LOCAL, OFFSITE, regional_policy
+from test_handlers_regions import LOCAL, OFFSITE, TO_BEIJING, regional_policy
 
 
 async def serve_with(ledger: Ledger, url: str, folder: Path, policies: tuple[str, ...],
@@ -60,11 +60,43 @@ async def test_each_resident_is_settled_and_logged_under_their_regions_policy(
 
     events = await serve_with(ledger, ledger_url, tmp_path, ("reference", henan), visits)
     serving = next(e for e in events if e["event"] == "serving")
-    assert serving["policy"] == f"reference, {henan}"
+    assert serving["policy"] == "reference, test-4101"  # names, not the files' paths
     settled = {e["txn_id"]: e["policy"] for e in events if e["event"] == "settled"}
     assert settled == {"TXN-REGION-06": "test-4101", "TXN-REGION-01": "reference"}
     # 900 yuan deductible; 65 % less its own 20-point cut on the 10,800 yuan above it
     assert ledger.get_settlement("TXN-REGION-06").result["hifp_pay"] == 486_000
+
+
+async def test_sign_in_and_the_log_name_the_policies_not_their_files(
+    ledger: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    henan = regional_policy(tmp_path, "test-4101", ["4101"])
+    default = regional_policy(tmp_path, "test-default", None)
+    replies: list[dict[str, Any]] = []
+
+    async def visit(kiosk: KioskConnection) -> None:
+        replies.append(await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))
+
+    events = await serve_with(ledger, ledger_url, tmp_path, (henan, default), visit)
+    assert replies[0]["policy"] == "test-4101, test-default"  # in the order given
+    serving = next(e for e in events if e["event"] == "serving")
+    assert serving["policy"] == "test-4101, test-default"
+    assert ".toml" not in json.dumps(events)
+
+
+async def test_a_resident_treated_elsewhere_pays_the_class_b_share_of_the_place_of_treatment(
+    ledger: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    # P002, insured here, treated in Beijing: Beijing's catalogue (25 % of class B first)
+    beijing = regional_policy(tmp_path, "test-11", ["11"], preselfpay_percent=25)
+
+    async def visit(kiosk: KioskConnection) -> None:
+        await settle(kiosk, *TO_BEIJING, txn_id="TXN-REGION-02")
+
+    events = await serve_with(ledger, ledger_url, tmp_path, ("reference", beijing), visit)
+    assert ledger.get_settlement("TXN-REGION-02").result["preselfpay_amt"] == 1_000_000
+    settled = {e["txn_id"]: e["policy"] for e in events if e["event"] == "settled"}
+    assert settled == {"TXN-REGION-02": "reference"}
 
 
 async def test_a_region_no_policy_covers_is_refused_over_the_wire(
