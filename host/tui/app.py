@@ -246,11 +246,12 @@ class KioskTui(App[int]):
         hall = self.hall
         if hall is None:
             return
-        self._set_status(
-            f"gateway {self._gateway_state(hall)}   "
-            f"paper {'OUT' if hall.printer.paper_out else 'ok'}   "
-            f"card {'in' if hall.card.present else 'out'}   "
-            f"screen: {hall.display.page}   receipts: {len(hall.receipts())}")
+        fields = (f"gateway {self._gateway_state(hall)}",
+                  f"paper {'OUT' if hall.printer.paper_out else 'ok'}",
+                  f"card {'in' if hall.card.present else 'out'}",
+                  f"screen: {hall.display.page}", f"receipts: {len(hall.receipts())}")
+        # a narrow pane wraps between fields, never inside one ("screen:" / "welcome")
+        self._set_status("   ".join(field.replace(" ", "\u00a0") for field in fields))
 
     def _gateway_state(self, hall: Any) -> str:
         if hall.gateway_running():
@@ -286,8 +287,10 @@ class KioskTui(App[int]):
         def toggle(hall: Any) -> None:
             if hall.printer.paper_out:
                 hall.printer.load_paper()
+                self.say("paper loaded")
             else:
                 hall.printer.paper_out = True
+                self.say("paper out: the roll ran out")
 
         self.rig("paper out / load paper", toggle)
 
@@ -296,9 +299,11 @@ class KioskTui(App[int]):
             if hall.gateway_running():
                 hall.stop_gateway()
                 self.gateway_stopped_here = True
+                self.say("gateway stopped")
             else:
                 hall.start_gateway()
                 self.gateway_stopped_here = False
+                self.say("gateway started")
 
         self.rig("stop / start the gateway", toggle)
 

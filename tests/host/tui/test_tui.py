@@ -91,14 +91,24 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
 
             # The gateway dies on its own: the status says so, and g brings it back.
             status = app.query_one("#status", Static)
-            assert "gateway up" in str(status.content)
+
+            def status_text() -> str:  # fields keep their spaces unbroken (U+00A0)
+                return str(status.content).replace("\u00a0", " ")
+
+            assert "gateway up" in status_text() and "receipts: 1" in status_text()
+            await pilot.press("p")
+            await until(pilot, lambda: "paper OUT" in status_text(), "paper out shown")
+            await until(pilot, lambda: "paperout:therollranout" in log_text(),
+                        "the log saying what p did")
+            await pilot.press("p")
+            await until(pilot, lambda: "paperloaded" in log_text(), "paper loaded said")
             app.hall.gateway.kill()
             await until(pilot, lambda: "gateway DOWN (it exited on its own"
-                        in str(status.content), "the status to show the gateway died")
+                        in status_text(), "the status to show the gateway died")
             await pilot.press("g")
-            await until(pilot, lambda: "gateway up" in str(status.content), "the gateway back")
+            await until(pilot, lambda: "gateway up" in status_text(), "the gateway back")
             await pilot.press("g")
-            await until(pilot, lambda: "gateway DOWN   " in str(status.content),
+            await until(pilot, lambda: "gateway DOWN   " in status_text(),
                         "the gateway stopped by hand")
             await pilot.press("q")
             await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
