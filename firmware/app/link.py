@@ -53,6 +53,15 @@ class _Closed(Exception):
     pass
 
 
+def _why(error):
+    """A dropped exchange, as a technician reads it in the log (not a class name)."""
+    if isinstance(error, _Closed):
+        return "connection closed by the gateway"
+    if isinstance(error, asyncio.TimeoutError):
+        return "no answer in time"
+    return str(error) or type(error).__name__  # OSError: "[Errno 111] ECONNREFUSED"
+
+
 def connector(board, gateway):
     """(connect coroutine function, over_tcp) for the gateway address in config.json."""
     if gateway["kind"] == "tcp":
@@ -206,7 +215,7 @@ class GatewayLink:
         return self.gateway_key
 
     async def _drop(self, t, error):
-        self._note("gateway_retry", t=t, error=type(error).__name__)
+        self._note("gateway_retry", t=t, error=_why(error))
         if self.over_tcp:
             self.stats["reconnects"] += 1
             await self.close()

@@ -28,7 +28,7 @@ class ScriptedGateway:
     """A TCP gateway whose answer to each request follows `script`: "answer", "silent" (no
     reply), "stale" (error with now), "noisy" (garbage and a late answer to another request
     first, then the answer), "stranger" (an answer signed by another key, then the answer),
-    "impostor" (only the answer signed by another key)."""
+    "impostor" (only the answer signed by another key), "hangup" (closes the connection)."""
 
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
@@ -63,6 +63,9 @@ class ScriptedGateway:
                                         gateway="scripted", policy="test")
                 if action == "silent":
                     continue
+                if action == "hangup":  # the connection closed with no answer
+                    writer.close()
+                    return
                 if action == "stale":
                     writer.write(self._seal(messages.error_reply(request, "stale", "clock", NOW,
                                                                  now=NOW)))
@@ -211,3 +214,14 @@ def test_a_gateway_that_is_not_there_is_unreachable(mp: StageWorker, tmp_path: P
         gateway_public=GATEWAY.public_key.hex(),
         requests=[("sign_in", {"fw": "test", "board": "unix"})]))
     assert result["results"] == [{"unreachable": True}]
+    # the log says why, as a technician reads it: not the exception's class name alone
+    retries = [error for event, error in result["notes"] if event == "gateway_retry"]
+    assert retries and all(error == "no answer in time" or "Errno" in error
+                           for error in retries), result["notes"]
+
+
+def test_why_an_exchange_was_retried_is_logged_in_words(mp: StageWorker, tmp_path: Path) -> None:
+    result, _gateway = run(mp, tmp_path, ["silent", "hangup", "answer"])
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 3}]
+    retries = [error for event, error in result["notes"] if event == "gateway_retry"]
+    assert retries == ["no answer in time", "connection closed by the gateway"]  # was _Closed

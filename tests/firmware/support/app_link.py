@@ -21,10 +21,12 @@ async def _run(spec):
     counter = Counter(spec["dir"] + "/counter")
     timeouts = dict(TIMEOUTS)
     timeouts.update(spec.get("timeouts", {}))
+    notes = []  # what the link logged: [event, its error field]
     link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock,
                        spec["gateway_kid"],
                        ed25519.VerifyingKey(binascii.unhexlify(spec["gateway_public"])),
-                       connect, True, timeouts)
+                       connect, True, timeouts, lambda event, **fields: notes.append(
+                           [event, fields.get("error")]))
     results = []
     for t, body in spec["requests"]:
         try:
@@ -38,7 +40,7 @@ async def _run(spec):
             results.append({"unreachable": True})
     await link.close()
     return {"results": results, "stats": link.stats, "offset": clock.offset,
-            "next_ctr": counter.next()}
+            "next_ctr": counter.next(), "notes": notes}
 
 
 def run(spec):
