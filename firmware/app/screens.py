@@ -108,12 +108,16 @@ def done(result):
     return _page("done", texts.DONE[:2], lines, yuan(result["psn_cash_pay"]))
 
 
-def error(reason, card_in=False):
+def error(reason, card_in=False, pay=None):
+    """`pay`: fen, for a settlement saved without its receipt: what the resident pays, in
+    large digits, since they may leave with nothing on paper."""
     words = texts.ERRORS[reason]
-    lines = [words[2], words[3]]
+    lines = [words[2], words[3], "", ""]
+    if pay is not None:
+        lines[3] = "%s %s" % texts.YOU_PAY
     if card_in:
-        lines.extend(("", "", texts.TAKE_CARD[0], texts.TAKE_CARD[1]))
-    return _page("error", words[:2], lines)
+        lines.extend((texts.TAKE_CARD[0], texts.TAKE_CARD[1]))
+    return _page("error", words[:2], lines, yuan(pay) if pay is not None else "")
 
 
 def out_of_service(reason):

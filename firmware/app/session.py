@@ -152,7 +152,8 @@ class Session:
             # prints as soon as a clerk loads paper, not after they have given up and gone.
             reason = T.printer_reason(problem)
             if await self.wait_with_card(reason, k.timeouts["printer_poll"],
-                                         self._printer_ready) is None:
+                                         self._printer_ready,
+                                         paid["psn_cash_pay"]) is None:
                 return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
             problem = await k.txns.print_receipt(entry)
@@ -201,13 +202,13 @@ class Session:
             await asyncio.sleep_ms(k.timeouts["poll"])
         return False
 
-    async def wait_with_card(self, reason, every_ms, check):
-        """The `reason` page while the card is in, asking `check()` every `every_ms`: what it
-        gives once it is not None; None once the card is taken out (after the page was up
-        `message` ms) or `take_card` ms pass."""
+    async def wait_with_card(self, reason, every_ms, check, pay=None):
+        """The `reason` page (with `pay`, see screens.error) while the card is in, asking
+        `check()` every `every_ms`: what it gives once it is not None; None once the card is
+        taken out (after the page was up `message` ms) or `take_card` ms pass."""
         k = self.k
         card_in = await k.card_present()
-        await self.enter("error", screens.error(reason, card_in))
+        await self.enter("error", screens.error(reason, card_in, pay))
         now = time.ticks_ms()
         readable = time.ticks_add(now, k.timeouts["message"])
         deadline = time.ticks_add(now, k.timeouts["take_card"])

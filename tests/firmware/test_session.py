@@ -406,6 +406,8 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     assert result["outcome"] == "paper_out"
     error = result["last"]["error"]
     assert error["l1"] == "Your settlement is saved; receipt prints once paper is loaded"
+    # a resident who leaves now has nothing on paper: the amount they pay is on the screen
+    assert (error["l3"], error["big"]) == ("个人支付(元) You pay (yuan)", "6,050.00")
     assert [state for _, state in result["open"]] == ["settled"]
     assert result["receipts"] == []
     # out of paper: out of service until a clerk loads the roll, then the receipt comes out
