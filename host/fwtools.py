@@ -13,7 +13,9 @@ A *stage* is what goes on a board's flash: main.py (source, as boards expect), a
 precompiled by mpy-cross unless staged as source. The *flash directory* of a unix kiosk holds
 what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin, and
 kiosk.lock, locked by the one firmware (or provisioning) using it, and code/, the stage
-`kiosk fw run` runs (unless told --stage).
+`kiosk fw run` runs, restaged on every run (the tool's own: whatever is there makes way). A stage
+given with --stage is run as it is (another kiosk may be running it), and staged only if it is
+missing or empty.
 
 Provisioning runs firmware/app/provision.py ON the kiosk, so the private key is made by the
 device and never leaves it: under the unix port for `--board unix`, over mpremote on a board.
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -135,6 +138,13 @@ def stage_firmware(dest: str | os.PathLike[str], board: str = "unix", compiled: 
         raise FirmwareToolError(f"unknown board {board!r}: one of {', '.join(BOARDS)}")
     stage = Path(dest)
     _clear(stage)
+    _fill(stage, board, compiled, tables)
+    return stage
+
+
+def _fill(stage: Path, board: str, compiled: bool, tables: bool) -> None:
+    """Stage the firmware in the empty folder `stage`, its STAGE.json written last (a stage
+    without one is not finished)."""
     shutil.copy2(FIRMWARE_DIR / "main.py", stage / "main.py")
     _copy_py(FIRMWARE_DIR / "app", stage / "app")
     _copy_py(FIRMWARE_DIR / "drivers", stage / "drivers")
@@ -147,14 +157,14 @@ def stage_firmware(dest: str | os.PathLike[str], board: str = "unix", compiled: 
     modules = _compile(stage) if compiled else 0
     stamp = {"board": board, "compiled": compiled, "modules": modules, "tables": tables}
     (stage / STAMP).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
-    return stage
 
 
 def stage_info(stage: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((stage / STAMP).read_text(encoding="utf-8"))
+        info = json.loads((stage / STAMP).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
 # ---------------------------------------------------------------------------- the unix port
@@ -170,10 +180,26 @@ def unix_env(stage: Path, extra: dict[str, str] | None = None) -> dict[str, str]
 CODE_HEAP = {True: 256 * 1024, False: 1024 * 1024}  # compiled .mpy / compiling from source
 
 
+# The smallest data heap the firmware is known to serve residents in: a visit, a receipt the
+# paper ran out on and the next visit pass in 40 KB (tests/firmware/test_session.py, "in-40K");
+# it is designed for a board's 64 KB. Less fails at the first receipt, or at boot.
+MIN_DATA_HEAP = 40 * 1024
+HEAP_SIZE = re.compile(r"([0-9]+)([KkMm]?)")
+
+
 def heap_bytes(size: str) -> int:
-    """'64K' -> 65536 (K, M or plain bytes, as micropython -X heapsize takes them)."""
-    scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:].upper(), 1)
-    return int(size[:-1] if scale > 1 else size) * scale
+    """'64K' -> 65536 (K, M or plain bytes, as micropython -X heapsize takes them);
+    FirmwareToolError for anything else, or for less than the firmware needs (MIN_DATA_HEAP)."""
+    match = HEAP_SIZE.fullmatch(size)
+    if not match:
+        raise FirmwareToolError(f"--heapsize {size}: expected a size such as 64K, 1M or 65536 "
+                                "(bytes)")
+    scale = {"K": 1024, "M": 1024 * 1024}.get(match[2].upper(), 1)
+    heap = int(match[1]) * scale
+    if heap < MIN_DATA_HEAP:
+        raise FirmwareToolError(f"--heapsize {size}: the firmware needs at least "
+                                f"{MIN_DATA_HEAP // 1024}K of heap for its data (a board has 64K)")
+    return heap
 
 
 def lock_flash(flash: Path) -> int:
@@ -209,34 +235,51 @@ def name_holder(fd: int, holder: bytes) -> None:
     os.pwrite(fd, holder, 0)
 
 
-def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.PathLike[str],
+def start_unix_firmware(flash_dir: str | os.PathLike[str],
+                        stage_dir: str | os.PathLike[str] | None = None,
                         heapsize: str = "64K", compiled: bool = False, heap_log: bool = False,
                         restage: bool = False, stdout: Any = subprocess.PIPE,
                         stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     """Start the kiosk firmware under the MicroPython unix port, as a board would boot it.
 
     `heapsize` is the board's heap: what the firmware has for data once its code is loaded
-    (CODE_HEAP above). `stage_dir` is staged for the unix board first (from the current
-    sources) if `restage`, or if it does not already hold a unix stage with the same `compiled`
-    setting. The UARTs and the gateway are those in FLASH_DIR/config.json (provision_unix).
+    (CODE_HEAP above). `stage_dir` is run as it is if it holds a unix stage with the same
+    `compiled` setting, staged for the unix board (from the current sources) if it is missing
+    or empty, and refused otherwise: another board's stage, a stage compiled otherwise, a folder
+    that is not a stage (restage: cleared and staged again if kiosk fw staged it). Without
+    `stage_dir` the firmware is the flash's own, FLASH_DIR/code: restaged on every start, under
+    the flash's lock, whatever it held. The UARTs and the gateway are those in
+    FLASH_DIR/config.json (provision_unix).
     The process logs one JSON object per line on stdout; heap_log adds the per-step heap lines
     ({"step", "heap_peak", ...}). Stop it with .terminate() or .kill() (a power cut: the
     journal takes it from there). FirmwareToolError if a firmware already runs on the flash.
     """
+    data_heap = heap_bytes(heapsize)  # refused before anything is locked or staged
     flash = Path(flash_dir).resolve()
     # before restaging: a second launcher must not rewrite the stage a running kiosk uses
     lock = lock_flash(flash)
     try:
         name_holder(lock, f"a kiosk firmware starting (process {os.getpid()})\n".encode())
-        stage = Path(stage_dir)
-        info = stage_info(stage)
-        if restage or info is None or info.get("board") != "unix" or \
-                info.get("compiled") != compiled:
-            stage_firmware(stage, "unix", compiled=compiled)
-        extra = {"ONESTOP_DATA_HEAP": str(heap_bytes(heapsize))}
+        if stage_dir is None:
+            stage = flash / RUN_STAGE
+            where = f"--dir {flash}: cannot stage the firmware in {stage}"
+        else:
+            stage = Path(stage_dir)
+            where = f"--stage {stage}"
+        try:
+            if stage_dir is None:
+                _replace_own_stage(stage)
+                stage_firmware(stage, "unix", compiled=compiled)
+            elif restage:
+                stage_firmware(stage, "unix", compiled=compiled)
+            else:
+                _use_stage(stage, compiled)
+        except OSError as exc:  # a read-only, full or odd place
+            raise FirmwareToolError(f"{where}: {exc.strerror or exc}") from None
+        extra = {"ONESTOP_DATA_HEAP": str(data_heap)}
         if heap_log:
             extra["ONESTOP_HEAP_LOG"] = "1"
-        process_heap = heap_bytes(heapsize) + CODE_HEAP[compiled]
+        process_heap = data_heap + CODE_HEAP[compiled]
         # The firmware inherits the lock and holds it as long as it runs, whoever started it:
         # a kill -9 (a power cut) frees the flash for the next boot; an orphan keeps it.
         proc = subprocess.Popen(
@@ -250,6 +293,76 @@ def start_unix_firmware(flash_dir: str | os.PathLike[str], stage_dir: str | os.P
         return proc
     finally:
         os.close(lock)
+
+
+def _replace_own_stage(stage: Path) -> None:
+    """FLASH/code is the launcher's own (under the flash's lock): whatever is there (a stage,
+    one that lost its STAGE.json, junk, a file, a symbolic link, dangling or not) makes way."""
+    if stage.is_symlink() or (stage.exists() and not stage.is_dir()):
+        stage.unlink()  # a link only: never what it points to
+    elif stage.exists():
+        shutil.rmtree(stage)
+
+
+def _ready_stage(stage: Path, compiled: bool) -> bool:
+    """Whether `stage` holds a finished unix stage to run as it is (False: no stage there);
+    FirmwareToolError for a stage the unix kiosk must not run, or not as asked."""
+    info = stage_info(stage)
+    if info is None:
+        return False
+    if info.get("board") != "unix":
+        raise FirmwareToolError(
+            f"--stage {stage}: staged for {info.get('board')}, not the unix port: give a "
+            "`kiosk fw build --board unix` output, or an empty folder to stage it in")
+    if bool(info.get("compiled")) != compiled:
+        if compiled:
+            raise FirmwareToolError(
+                f"--stage {stage}: staged as source, not compiled: run it without --compiled, "
+                "or give an empty folder to stage it compiled in")
+        raise FirmwareToolError(f"--stage {stage}: staged compiled (mpy-cross), not as source")
+    return True
+
+
+def _use_stage(stage: Path, compiled: bool) -> None:
+    """A stage given (`--stage`): run as it is when it holds a unix stage, never rewritten (a
+    kiosk may be running it); staged if missing or empty, under a lock on the folder (a second
+    launcher waits, then runs what the first staged); refused otherwise."""
+    if _ready_stage(stage, compiled):
+        return
+    if os.path.lexists(stage) and not stage.is_dir():
+        raise FirmwareToolError(f"--stage {stage}: not a folder")
+    made = not stage.exists()
+    stage.mkdir(parents=True, exist_ok=True)
+    fd = os.open(stage, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _ready_stage(stage, compiled):
+            return
+        if any(stage.iterdir()):
+            raise FirmwareToolError(
+                f"--stage {stage}: not empty and not a kiosk fw stage (no {STAMP}): give a "
+                "`kiosk fw build --board unix` output, or an empty folder to stage it in")
+        try:
+            _fill(stage, "unix", compiled, tables=True)
+        except BaseException:  # leave it as it was, not half a stage that blocks the next run
+            _empty(stage, remove=made)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _empty(folder: Path, remove: bool) -> None:
+    """Take out what a failed staging put in `folder` (and the folder, if it made it)."""
+    try:
+        for entry in list(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if remove:
+            folder.rmdir()
+    except OSError:
+        pass  # where nothing could be written, nothing was
 
 
 def compile_modules(sources: list[Path], dest: str | os.PathLike[str]) -> Path:
@@ -379,7 +492,15 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
         os.close(lock)
 
 
+def check_port(port: str) -> None:
+    """A port given as a device path must be there: mpremote would say it "may be in use by
+    another program". mpremote's shortcuts (a0, u0, c0, id:SERIAL, port:PATH) are its own."""
+    if port.startswith("/") and not os.path.exists(port):
+        raise FirmwareToolError(f"no device at {port}: is the board plugged in?")
+
+
 def _mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+    check_port(port)
     command = [sys.executable, "-m", "mpremote", "connect", port, *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
     if result.returncode != 0:
@@ -561,10 +682,14 @@ def _check_board_network(args: argparse.Namespace, gateway: dict[str, Any]) -> N
     """Refuse a board that could never reach its gateway. Both boards (ESP32-S3, Pico W) reach
     a TCP gateway only over Wi-Fi (boards/mcu.py start_network), and a serial gateway only on a
     UART their pin map has for it (neither has one today: their UARTs drive the devices)."""
+    if args.board == "unix":
+        if args.wifi_ssid is not None or args.wifi_password is not None:
+            option = "--wifi-ssid" if args.wifi_ssid is not None else "--wifi-password"
+            raise FirmwareToolError(f"{option} is for a board's Wi-Fi: a unix kiosk uses the "
+                                    "host's network")
+        return  # the host's own network, and pty paths for a serial gateway
     if args.wifi_password is not None and not args.wifi_ssid:
         raise FirmwareToolError("--wifi-password needs --wifi-ssid: the network's name")
-    if args.board == "unix":
-        return  # the host's own network, and pty paths for a serial gateway
     if gateway["kind"] == "tcp" and not args.wifi_ssid:
         raise FirmwareToolError(
             f"--board {args.board} reaches a TCP gateway over Wi-Fi: give --wifi-ssid (and "
@@ -593,15 +718,26 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    stage = Path(args.build) if args.build else stage_firmware(
-        DEFAULT_BUILD / args.board, args.board, compiled=True)
-    check_stage(stage, args.board)
+    if args.build:  # the build judged first: it can be, with no board plugged in
+        stage = Path(args.build)
+        check_stage(stage, args.board)
+        check_port(args.port)
+    else:
+        check_port(args.port)  # before a build is staged for it
+        stage = stage_firmware(DEFAULT_BUILD / args.board, args.board, compiled=True)
     deploy(args.port, stage)
     print(f"deployed {stage} to {args.port}")
     return 0
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    # an option for the other kind of kiosk is a slip, not something to ignore
+    if args.board == "unix" and args.port:
+        raise FirmwareToolError("--port is for a board (its USB serial port): a unix kiosk's "
+                                "flash is --dir FLASH_DIR")
+    if args.board != "unix" and args.dir:
+        raise FirmwareToolError(f"--dir is for --board unix (the flash directory of a simulated "
+                                f"kiosk): --board {args.board} is reached on --port")
     settings = settings_from(args)
     if args.board == "unix":
         if not args.dir:
@@ -611,6 +747,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     else:
         if not args.port:
             raise FirmwareToolError(f"--board {args.board} needs --port (the board's USB port)")
+        check_port(args.port)
         result = provision_board(args.port, settings, args.counter_above)
         where = f"board on {args.port}"
     state = "new key made on the device" if result["new_key"] else "existing key kept"
@@ -624,9 +761,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def check_unix_devices(flash: Path) -> None:
-    """Refuse to start a unix kiosk whose config.json names a pty that is not there, naming
-    it and its device (the firmware alone could only log ENOENT). A config.json that cannot
-    be read is left to the firmware, which says what is wrong with it."""
+    """Refuse to start a unix kiosk whose config.json names a pty that is not there, or a path
+    that is not a serial device (a file, a folder), naming every one and its device in one line
+    (the firmware alone could only log the first ENOENT). A config.json that cannot be read is
+    left to the firmware, which says what is wrong with it."""
     try:
         config = json.loads((flash / "config.json").read_text(encoding="utf-8"))
         paths = dict(config.get("uarts", {}))
@@ -634,29 +772,47 @@ def check_unix_devices(flash: Path) -> None:
             paths["gateway"] = config["gateway"]["path"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
+    problems, options = [], []
     for role, where in paths.items():
         path = str(where).partition("@")[0]
-        if not path.startswith("tcp:") and not os.path.exists(path):
-            option = "--gateway serial:PATH" if role == "gateway" else f"--uart {role}=PATH"
-            raise FirmwareToolError(
-                f"--dir {flash}: the {DEVICES.get(role, role)}'s UART {path} does not exist: "
-                f"connect it, or provision again with {option}")
+        if path.startswith("tcp:"):
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            problem = "does not exist"
+        else:
+            if stat.S_ISCHR(mode):
+                continue
+            problem = "is not a serial device"
+        problems.append(f"the {DEVICES.get(role, role)}'s UART {path} {problem}")
+        options.append("--gateway serial:PATH" if role == "gateway" else f"--uart {role}=PATH")
+    if problems:
+        them = "it" if len(problems) == 1 else "them"
+        raise FirmwareToolError(f"--dir {flash}: {'; '.join(problems)}: connect {them}, or "
+                                f"provision again with {', '.join(options)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     flash = flash_directory(args.dir, must_exist=True)
+    heap_bytes(args.heapsize)  # a slip refused before anything is checked or staged
     check_unix_devices(flash)
-    # By default the code goes on the kiosk's own flash, as on a board: restaged under that
-    # flash's lock, never under another kiosk running from a shared folder.
-    stage = Path(args.stage) if args.stage else flash / RUN_STAGE
-    proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=args.compiled,
-                               heap_log=args.heap_log, restage=True, stdout=None, stderr=None)
+    # By default the code is the kiosk's own, on its flash, as on a board: restaged on every
+    # run, under that flash's lock. A stage given is run as it is (another kiosk may be
+    # running it), staged only if missing or empty, and compiled or not as it was staged.
+    stage = Path(args.stage) if args.stage else None
+    compiled = bool(args.compiled)
+    if stage is not None and args.compiled is None:
+        info = stage_info(stage)
+        compiled = bool(info and info.get("compiled"))
+    proc = start_unix_firmware(flash, stage, heapsize=args.heapsize, compiled=compiled,
+                               heap_log=args.heap_log, stdout=None, stderr=None)
 
     # Stopped by systemd or `kill` (SIGTERM, SIGHUP): the kiosk goes with it. Left running, it
     # kept the UARTs and the journal, and a restart put two kiosks on one flash.
     exit_on_stop_signals()
     try:
-        return proc.wait()
+        status = proc.wait()
     except KeyboardInterrupt:
         return 130
     finally:
@@ -667,6 +823,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    if status < 0:  # killed (the OOM killer, a kill -9): said, and the status a shell gives
+        try:
+            name = f" ({signal.Signals(-status).name})"
+        except ValueError:  # a real-time signal has no name
+            name = ""
+        print(f"kiosk fw: the kiosk firmware was killed by signal {-status}{name}",
+              file=sys.stderr)
+        return 128 - status
+    return status
 
 
 def _guarded(command: Any) -> Any:
@@ -719,10 +884,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser("run", help="run a provisioned unix kiosk in the foreground")
     run.add_argument("--dir", required=True, metavar="FLASH_DIR")
-    run.add_argument("--stage", metavar="DIR", help=f"default FLASH/{RUN_STAGE}")
-    run.add_argument("--compiled", action="store_true", help="run the mpy-cross build")
+    run.add_argument("--stage", metavar="DIR",
+                     help="a unix stage, run as it is (staged if missing or empty); default "
+                     f"FLASH/{RUN_STAGE}, restaged on every run")
+    run.add_argument("--compiled", action="store_true", default=None,
+                     help="run the mpy-cross build (a --stage given: as it was staged)")
     run.add_argument("--heapsize", default="64K",
-                     help="the board's heap for data (the code's heap is added on top)")
+                     help="the board's heap for data (the code's heap is added on top); at "
+                     f"least {MIN_DATA_HEAP // 1024}K")
     run.add_argument("--heap-log", action="store_true")
     run.set_defaults(func=_guarded(cmd_run))
 

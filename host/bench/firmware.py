@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, folder: Path) -> int:
+    from onestop.host.fwtools import FirmwareToolError
     from onestop.host.sim.card import Latency
     from onestop.host.sim.rig import Hall, RigError
 
@@ -107,6 +108,9 @@ def _bench(args: argparse.Namespace, folder: Path) -> int:
         figures = _figures(hall, visits)
     except RigError as exc:
         print(f"kiosk bench firmware: the hall failed: {exc}")
+        return 1
+    except FirmwareToolError as exc:  # a --stage for another board, or not a stage at all
+        print(f"kiosk bench firmware: {exc}")
         return 1
     finally:
         hall.close()

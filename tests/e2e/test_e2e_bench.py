@@ -53,3 +53,16 @@ def test_bench_firmware_prints_plausible_figures(tmp_path: Path, stage: Path) ->
     whole = seconds["card_in_to_receipt_out"]["median"]
     assert seconds["confirm_to_receipt_out"]["median"] < whole
     assert seconds["card_in_to_bills"]["median"] < whole
+
+
+def test_bench_firmware_on_a_folder_that_is_not_a_stage_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("not firmware")
+    run = subprocess.run(
+        [sys.executable, "-m", "onestop.host.cli", "bench", "firmware", "--visits", "1",
+         "--stage", str(folder), "--workdir", str(tmp_path / "hall")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1].startswith(f"kiosk bench firmware: --stage {folder}")
+    assert (folder / "todo.txt").read_text() == "not firmware"  # left as it was

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,11 +193,12 @@ def test_a_board_without_a_gateway_uart_is_refused_a_serial_gateway(uart: str) -
         settings_from(provision_args("--board", "esp32s3", "--gateway", f"serial:{uart}"))
 
 
-def test_a_unix_kiosk_needs_no_wifi_but_no_lone_password() -> None:
+def test_a_unix_kiosk_needs_no_wifi_and_is_given_none() -> None:
     uarts = [f"--uart={role}=/dev/null" for role in ("card", "printer", "display")]
     config = settings_from(provision_args("--board", "unix", *uarts))
     assert config["gateway"]["kind"] == "tcp" and "network" not in config
-    with pytest.raises(FirmwareToolError, match="--wifi-password needs --wifi-ssid"):
+    # a Wi-Fi password for the host's network used to end up in config.json as "network"
+    with pytest.raises(FirmwareToolError, match="--wifi-password is for a board's Wi-Fi"):
         settings_from(provision_args("--board", "unix", "--wifi-password", "pw", *uarts))
 
 
@@ -233,3 +235,319 @@ def test_the_firmware_names_a_missing_uart_and_its_device(tmp_path: Path, ptys: 
     assert fault["ev"] == "fault"
     assert fault["error"] == f"OSError: [Errno 2] ENOENT: cannot open the {device}'s UART " \
         f"{missing}"
+
+
+def test_kiosk_fw_run_names_every_uart_it_cannot_use(tmp_path: Path) -> None:
+    """All of them in one line (it named the first missing one only), and a path that is there
+    but no serial device (a file, a folder) is refused too: the firmware would fault on it."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (tmp_path / "capture.txt").write_text("")
+    (tmp_path / "ptys").mkdir()
+    config = dict(settings(), uarts={"card": str(tmp_path / "no-card"),
+                                     "printer": str(tmp_path / "capture.txt") + "@9600",
+                                     "display": str(tmp_path / "ptys")},
+                  gateway={"kind": "serial", "path": str(tmp_path / "no-gateway")})
+    (flash / "config.json").write_text(json.dumps(config))
+    result = kiosk_quick("fw", "run", "--dir", str(flash), "--stage", str(tmp_path / "stage"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    for says in (f"the card reader's UART {tmp_path / 'no-card'} does not exist",
+                 f"the printer's UART {tmp_path / 'capture.txt'} is not a serial device",
+                 f"the display's UART {tmp_path / 'ptys'} is not a serial device",
+                 f"the gateway link's UART {tmp_path / 'no-gateway'} does not exist",
+                 "--uart card=PATH, --uart printer=PATH, --uart display=PATH, "
+                 "--gateway serial:PATH"):
+        assert says in result.stderr, result.stderr
+    assert not (tmp_path / "stage").exists()  # refused before anything started
+
+
+# ---------------------------------------------------------------------------- the stage run
+def files_of(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file's inode and mtime: what a stage run as it is keeps."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def launch(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "onestop.host.cli", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def test_a_stage_given_that_another_kiosk_runs_is_run_as_it_is(
+        tmp_path: Path, ptys: dict[str, str]) -> None:
+    """`kiosk fw run --dir flashB --stage flashA/code` rewrote the code kiosk A was running
+    (an explicit stage was always restaged, under B's lock only): it is run as it is."""
+    runs = []
+    try:
+        for name in ("a", "b"):
+            provision_unix(tmp_path / name, settings(ptys))
+        runs.append(launch("fw", "run", "--dir", str(tmp_path / "a")))
+        wait_for_event(runs[0], "idle")
+        code = tmp_path / "a" / "code"
+        before = files_of(code)
+        runs.append(launch("fw", "run", "--dir", str(tmp_path / "b"), "--stage", str(code)))
+        seen = wait_for_event(runs[1], "idle")
+        assert any(e.get("ev") == "ready" and e.get("board") == "unix" for e in seen)
+        assert files_of(code) == before
+        assert runs[0].poll() is None  # kiosk A runs on
+    finally:
+        for run in runs:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+def test_a_stage_for_a_board_is_refused_naming_its_board(tmp_path: Path) -> None:
+    # a `kiosk fw build --board esp32s3` output was silently turned into a unix stage
+    build = stage_firmware(tmp_path / "build_esp", "esp32s3", compiled=False, tables=False)
+    before = files_of(build)
+    (tmp_path / "flash").mkdir()
+    result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(build))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--stage {build}: staged for esp32s3, not the unix port" in result.stderr
+    assert files_of(build) == before
+
+
+@pytest.mark.parametrize("content", ["a technician's file", "a damaged STAGE.json"])
+def test_a_folder_given_that_is_not_a_stage_is_refused(tmp_path: Path, content: str) -> None:
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    if content == "a technician's file":
+        (stage / "notes.txt").write_text("keep me")
+    else:
+        stage_firmware(stage, "unix", compiled=False, tables=False)
+        (stage / "STAGE.json").write_text('{"board": "un')
+    before = files_of(stage)
+    (tmp_path / "flash").mkdir()
+    result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--stage {stage}: not empty and not a kiosk fw stage" in result.stderr
+    assert files_of(stage) == before
+
+
+def test_compiled_asked_of_a_source_stage_is_refused(tmp_path: Path) -> None:
+    stage = stage_firmware(tmp_path / "stage", "unix", compiled=False, tables=False)
+    before = files_of(stage)
+    (tmp_path / "flash").mkdir()
+    result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage),
+                         "--compiled")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--stage {stage}: staged as source, not compiled: run it without --compiled" \
+        in result.stderr
+    assert files_of(stage) == before
+
+
+def test_a_stage_given_empty_is_staged_by_one_launcher_at_a_time(tmp_path: Path) -> None:
+    """Two launchers given one empty folder: the second waits for the first's staging (a lock
+    on the folder), then runs what it staged, as it is."""
+    import fcntl
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (tmp_path / "flash").mkdir()  # not provisioned: the firmware boots, says so and stops
+    fd = os.open(stage, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the first launcher, staging
+        run = launch("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage))
+        try:
+            time.sleep(1.5)
+            assert run.poll() is None and not any(stage.iterdir())  # it waits its turn
+            staged = stage_firmware(tmp_path / "first", "unix", compiled=False)
+            shutil.copytree(staged, stage, dirs_exist_ok=True)
+            before = files_of(stage)
+        finally:
+            os.close(fd)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 2, err  # the firmware's own "provision the kiosk first"
+    assert "provision the kiosk first" in out.splitlines()[-1]
+    assert files_of(stage) == before
+
+
+@pytest.mark.parametrize("held", ["junk", "a stage without its STAGE.json", "a file",
+                                  "a dangling link", "a link to a folder"])
+def test_the_flashs_own_code_folder_is_replaced_whatever_it_holds(tmp_path: Path,
+                                                                  held: str) -> None:
+    """FLASH/code is the tool's own: what it holds used to block the kiosk ("is not empty and
+    was not staged by kiosk fw") or end in a traceback (a file, a link)."""
+    flash = tmp_path / "flash"
+    flash.mkdir()  # not provisioned: the firmware boots, says so and stops
+    code = flash / "code"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep me")
+    if held == "junk":
+        code.mkdir()
+        (code / "main.py.orig").write_text("x")
+    elif held == "a stage without its STAGE.json":
+        stage_firmware(code, "unix", compiled=False, tables=False)
+        (code / "STAGE.json").unlink()
+    elif held == "a file":
+        code.write_text("not a folder")
+    elif held == "a dangling link":
+        code.symlink_to(tmp_path / "gone")
+    else:
+        code.symlink_to(elsewhere)
+    result = kiosk_quick("fw", "run", "--dir", str(flash))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "provision the kiosk first" in result.stdout.splitlines()[-1]
+    assert not code.is_symlink() and json.loads((code / "STAGE.json").read_text())["board"] \
+        == "unix"
+    assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]  # a link's target is kept
+
+
+# ---------------------------------------------------------------------------- one-line refusals
+def run_args(*args: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["fw", "run", *args])
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["--stage", "FLASH/code"])
+def test_a_stage_that_cannot_be_written_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], given: bool) -> None:
+    import errno
+
+    from onestop.host import fwtools
+
+    def read_only(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(fwtools.shutil, "copy2", read_only)  # a read-only file system
+    (tmp_path / "flash").mkdir()
+    stage = ["--stage", str(tmp_path / "stage")] if given else []
+    args = run_args("--dir", str(tmp_path / "flash"), *stage)
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err, err
+    assert err.startswith(f"kiosk fw: --stage {tmp_path / 'stage'}: " if given else
+                          f"kiosk fw: --dir {tmp_path / 'flash'}: cannot stage the firmware in ")
+    if given:
+        assert not (tmp_path / "stage").exists()  # nothing half made left behind
+
+
+def test_a_stage_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "flash").mkdir()
+    result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"),
+                         "--stage", "/proc/onestop-no-such-stage")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("kiosk fw: --stage /proc/onestop-no-such-stage: ")
+
+
+@pytest.mark.parametrize(("heapsize", "says"), [
+    ("abc", "expected a size such as 64K"),
+    ("64Q", "expected a size such as 64K"),
+    ("1.5M", "expected a size such as 64K"),
+    ("", "expected a size such as 64K"),
+    ("-5K", "expected a size such as 64K"),
+    ("0", "the firmware needs at least 40K of heap for its data"),
+    ("8", "the firmware needs at least 40K of heap for its data"),
+    ("39K", "the firmware needs at least 40K of heap for its data"),
+])
+def test_kiosk_fw_run_refuses_a_heap_size_it_cannot_use(tmp_path: Path, heapsize: str,
+                                                        says: str) -> None:
+    (tmp_path / "flash").mkdir()
+    result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"),
+                         "--stage", str(tmp_path / "stage"), f"--heapsize={heapsize}")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--heapsize {heapsize}: {says}" in result.stderr
+    assert not (tmp_path / "stage").exists()  # refused before anything is staged
+
+
+def test_the_smallest_heap_accepted_is_one_the_firmware_boots_in(
+        tmp_path: Path, ptys: dict[str, str], stage: Path) -> None:
+    provision_unix(tmp_path / "flash", settings(ptys))
+    proc = start_unix_firmware(tmp_path / "flash", stage, heapsize="40K", compiled=True)
+    try:
+        wait_for_event(proc, "idle")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kiosk_fw_run_says_when_the_firmware_is_killed_by_a_signal(
+        tmp_path: Path, ptys: dict[str, str], stage: Path) -> None:
+    """It exited silently with 247 (-9 as an exit status): the kill is said, and the status is
+    128 + the signal, as a shell gives it. A compiled stage given runs as it is: compiled."""
+    provision_unix(tmp_path / "flash", settings(ptys))
+    before = files_of(stage)
+    run = launch("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage))
+    try:
+        wait_for_event(run, "idle")
+        [firmware] = children(run.pid)
+        os.kill(firmware, signal.SIGKILL)
+        assert run.wait(timeout=20) == 128 + signal.SIGKILL
+        assert run.stderr is not None
+        assert run.stderr.read() == \
+            "kiosk fw: the kiosk firmware was killed by signal 9 (SIGKILL)\n"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert files_of(stage) == before
+
+
+# ---------------------------------------------------------------------------- boards' ports
+@pytest.mark.parametrize("command", ["deploy", "provision"])
+def test_a_port_that_is_not_there_says_to_plug_the_board_in(tmp_path: Path,
+                                                            command: str) -> None:
+    # mpremote said "failed to access /dev/ttyNOPE (it may be in use by another program)"
+    args = [] if command == "deploy" else [
+        "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC, "--gateway-kid",
+        "gw-test", "--gateway", "tcp:10.0.0.2:7400", "--wifi-ssid", "HALL"]
+    run = launch("fw", command, "--board", "esp32s3", "--port", "/dev/ttyNOPE", *args,
+                 cwd=tmp_path)
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert err == "kiosk fw: no device at /dev/ttyNOPE: is the board plugged in?\n"
+    assert not list(tmp_path.iterdir())  # no build staged for a board that is not there
+
+
+def test_mpremotes_own_port_names_are_left_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onestop.host import fwtools
+
+    ports = []
+
+    def mpremote(command: list[str], **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        ports.append(command[command.index("connect") + 1])
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(fwtools.subprocess, "run", mpremote)
+    shortcuts = ["a0", "u1", "c99", "id:0123ABCD", "port:/dev/ttyACM0", "/dev/null"]
+    for port in shortcuts:
+        fwtools._mpremote(port, "exec", "pass")
+    assert ports == shortcuts
+    with pytest.raises(FirmwareToolError, match="^no device at /dev/ttyNOPE: is the board "):
+        fwtools._mpremote("/dev/ttyNOPE", "exec", "pass")
+    assert ports == shortcuts  # mpremote not run
+
+
+# ---------------------------------------------------------------------------- wrong options
+@pytest.mark.parametrize(("board", "option", "says"), [
+    ("esp32s3", ["--dir", "FLASH"], "--dir is for --board unix (the flash directory of a "
+                                    "simulated kiosk): --board esp32s3 is reached on --port"),
+    ("unix", ["--port", "/dev/null"], "--port is for a board (its USB serial port)"),
+    ("unix", ["--wifi-ssid", "HALL"], "--wifi-ssid is for a board's Wi-Fi: a unix kiosk uses "
+                                      "the host's network"),
+    ("unix", ["--wifi-ssid", "HALL", "--wifi-password", "pw"], "--wifi-ssid is for a board's"),
+    ("unix", ["--wifi-password", "pw"], "--wifi-password is for a board's Wi-Fi"),
+])
+def test_an_option_for_the_other_kind_of_kiosk_is_refused(tmp_path: Path, board: str,
+                                                          option: list[str], says: str) -> None:
+    """They were ignored: --dir with a board, --port with --board unix, and Wi-Fi settings
+    for a unix kiosk ended up in its config.json as "network"."""
+    where = (["--port", "/dev/null", "--gateway", "tcp:10.0.0.2:7400", "--wifi-ssid", "HALL"]
+             if board != "unix" else
+             ["--dir", str(tmp_path / "flash"), "--uart=card=/dev/null",
+              "--uart=printer=/dev/null", "--uart=display=/dev/null"])
+    option = [str(tmp_path / "flash") if part == "FLASH" else part for part in option]
+    result = kiosk_quick("fw", "provision", "--board", board, "--kiosk-id", "K0007",
+                         "--gateway-public-key", GATEWAY_PUBLIC, "--gateway-kid", "gw-test",
+                         *where, *option)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"kiosk fw: {says}" in result.stderr
+    assert not (tmp_path / "flash").exists()
