@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -196,3 +197,16 @@ def demo_people(ledger: Ledger) -> Ledger:
         ledger.upsert_bill(make_bill(bill_id, "P1"))
     ledger.upsert_bill(make_bill("B4", "P2"))
     return ledger
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A SQLite ledger `kiosk gateway serve` can serve (its key beside it), for tests of serve's
+    options: only the option under test is wrong. (test_cli_ops has a `db` of its own.)"""
+    from onestop.host.bench.gateway import provision_gateway
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with open_ledger(url) as ledger:
+        ledger.init()
+        provision_gateway(ledger, tmp_path / "gateway.key")
+    return url

@@ -17,22 +17,10 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from onestop.host.bench.gateway import provision_gateway
 from onestop.host.cli import build_parser
-from onestop.host.gateway.ledger import open_ledger
 from onestop.host.gateway.serve_cli import _config
 
 TIMEOUT_S = 20.0  # a refusal takes a second or two; a gateway that serves instead never ends
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    """A ledger the gateway can serve (with its key), so only the policies are wrong."""
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    with open_ledger(url) as ledger:
-        ledger.init()
-        provision_gateway(ledger, tmp_path / "gateway.key")
-    return url
 
 
 def policy_file(folder: Path, name: str, regions: str | None) -> str:
