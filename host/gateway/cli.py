@@ -445,7 +445,8 @@ def _add_verify_receipt(commands: argparse._SubParsersAction) -> None:
         description="Verify the text of a receipt's QR code (扫码核验结算凭证): the gateway's "
         "signature, its key, and the settlement in the ledger. Prints the settlement for the "
         "counter between two lines GENUINE or NOT VALID: <why>. Exit 0 only if genuine, in the "
-        "ledger as signed, and not cancelled; 1 otherwise.",
+        "ledger as signed, and not cancelled; 1 if not valid; 2 if the check could not be made "
+        "(the ledger cannot be reached).",
     )
     _db(parser)
     parser.add_argument(
@@ -470,6 +471,8 @@ def _receipt_text(arg: str) -> str:
 
 
 def gateway_verify_receipt(args: argparse.Namespace) -> int:
+    from .config import LedgerUrlError
+    from .ledger.base import LedgerError
     from .receipt_check import (
         NOT_VALID,
         ReceiptTextError,
@@ -491,8 +494,14 @@ def gateway_verify_receipt(args: argparse.Namespace) -> int:
         else:
             print(f"{NOT_VALID}{exc}")  # one line: the answer, not a failure of the command
         return 1
-    with _open(args.db) as ledger:
-        result = check(ledger, data)
+    try:
+        with _open(args.db) as ledger:
+            result = check(ledger, data)
+    except (LedgerError, LedgerUrlError) as exc:
+        # 2, not 1: the receipt was not judged (a ledger down is no forgery), ask again later
+        print(f"kiosk gateway verify-receipt: the check could not be made: {exc}",
+              file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(check_json(result), indent=2, ensure_ascii=False))
     else:

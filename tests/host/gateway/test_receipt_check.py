@@ -334,3 +334,14 @@ def test_the_receipt_a_demo_kiosk_prints_verifies(tmp_path, capsys):
     assert you_pay is not None, run.stdout[-1500:]
     assert re.search(rf"^  resident pays +{re.escape(you_pay.group(1))}  个人支付$", out,
                      re.MULTILINE), out
+
+
+def test_a_ledger_that_cannot_be_reached_is_exit_2_not_a_forgery(site, tmp_path, capsys):
+    """A counter app tells 'forged' (1) from 'ask again later' (2)."""
+    text = qr_text(site.settle("K0001-000001-aaaa"))
+    status, out, err = verify(f"sqlite:///{tmp_path / 'gone' / 'ledger.sqlite'}", text,
+                              capsys=capsys)
+    assert status == 2 and out == ""
+    assert err.startswith("kiosk gateway verify-receipt: the check could not be made: no ledger")
+    status, _, err = verify("postgresql://nobody@127.0.0.1:1/none", text, capsys=capsys)
+    assert status == 2 and "the check could not be made" in err and err.count("\n") == 1
