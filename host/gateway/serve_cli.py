@@ -39,6 +39,9 @@ DEFAULT_LISTEN = "127.0.0.1:7400"
 DEFAULT_POLICY = "reference"
 
 
+KEY_CHECK_S = 10.0  # how soon a gateway stops once its key is revoked
+
+
 def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
     parser = gateway_subparsers.add_parser(
         "serve", help="serve kiosks over TCP and serial lines",
@@ -249,12 +252,39 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
 
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))
+    revoked: list[str] = []
+    watch = asyncio.create_task(_watch_key(config.db, gateway.kid, stop, revoked))
     try:
         await stop.wait()
     finally:
+        watch.cancel()
+        if revoked:
+            gateway.log.error("gateway_key_revoked", kid=gateway.kid, status=revoked[0])
         gateway.log.info("stopping", signal=heard[0] if heard else None)
         await gateway.close()
-    return 0
+    return 3 if revoked else 0
+
+
+async def _watch_key(db: str, kid: str, stop: asyncio.Event, revoked: list[str]) -> None:
+    """Every KEY_CHECK_S: is the key this gateway signs with still active? An operator who
+    revokes a leaked key (`kiosk gateway revoke --gateway-id`) must not have gateways go on
+    signing settlements with it until someone restarts them."""
+    from onestop.host.gateway.ledger import open_ledger
+
+    def status() -> str | None:
+        with open_ledger(db, create=False) as ledger:
+            record = ledger.get_key(kid)
+        return None if record is None else record.status
+
+    while not stop.is_set():
+        await asyncio.sleep(KEY_CHECK_S)
+        try:
+            now = await asyncio.to_thread(status)
+        except Exception:  # noqa: BLE001 - the ledger away: serving reports that itself
+            continue
+        if now != "active":
+            revoked.append(now or "gone")
+            stop.set()
 
 
 

@@ -694,11 +694,12 @@ class GatewayConfig:
 
 class RunningGateway:
     def __init__(self, server: GatewayServer, endpoint: MetricsEndpoint | None,
-                 address: tuple[str, int], log: EventLog) -> None:
+                 address: tuple[str, int], log: EventLog, kid: str = "") -> None:
         self.server = server
         self.metrics_endpoint = endpoint
         self.address = address  # the bound TCP address
         self.log = log
+        self.kid = kid  # the gateway key it signs with
 
     async def close(self) -> None:
         await self.server.close()
@@ -751,7 +752,7 @@ async def start_gateway(
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
              event_loop=eventloop.loop_name())
-    return RunningGateway(server, endpoint, address, log)
+    return RunningGateway(server, endpoint, address, log, kid)
 
 
 def check_config(config: GatewayConfig) -> None:

@@ -37,6 +37,9 @@ from collections.abc import Callable
 from onestop.host.gateway.logs import EventLog
 
 RESTART_DELAY_S = 1.0  # before starting again a worker that died (never a tight crash loop)
+# A worker's exit status that a restart cannot mend: 2 it cannot start (its key, ledger or
+# options refused), 3 its key was revoked while serving. The gateway stops instead.
+FINAL_EXITS = frozenset({2, 3})
 START_TIMEOUT_S = 60.0
 PR_SET_PDEATHSIG = 1
 
@@ -198,10 +201,17 @@ def supervise(count: int,
             worst = worst or code  # how the workers ended when told to stop
         else:
             log.error("worker_exited", worker=index, status=code)
+            if code in FINAL_EXITS:  # started again it would only be refused, every second
+                log.error("gateway_stopping", because=f"worker {index} exited with {code}")
+                stop(signal.SIGTERM, None)
+                worst = code
+                continue
             time.sleep(RESTART_DELAY_S)
             if not stopping:
                 start(index)
     listener.close()
+    if worst in FINAL_EXITS:
+        return worst
     return 0 if stopping and worst == 0 else 1
 
 
