@@ -110,7 +110,12 @@ def decode_text(text: str) -> bytes:
     padding = len(compact) - len(body)
     bad = NOT_BASE64.search(body)
     if bad:
-        raise ReceiptTextError(f"the text is not base64url: it holds {bad.group()!r}")
+        raise ReceiptTextError(f"the text is not base64url: it holds {shown(bad.group())!r}")
+    letters = [char for char in body if char.isalpha()]
+    if len(letters) > 40 and (body.upper() == body or body.lower() == body):
+        # hundreds of random base64 letters are never all one case: a scanner typed it so
+        raise ReceiptTextError("all its letters are in one case, which a receipt's QR text "
+                               "never is: was Caps Lock on when it was scanned?")
     if len(body) % 4 == 1 or padding > 2 or (padding and len(compact) % 4):
         raise ReceiptTextError(f"the text is not base64url: {len(body)} characters cannot be "
                                "whole bytes (cut short when scanned?)")

@@ -290,6 +290,14 @@ def test_a_text_far_longer_than_any_qr_code_is_refused_without_reading_it_all(
     assert out.startswith("NOT VALID 无效: ") and "far too long for a receipt's QR code" in out
 
 
+@pytest.mark.parametrize("case", [str.upper, str.lower])
+def test_text_typed_in_one_case_is_told_as_such(site, ledger_url, capsys, case):
+    status, out, _ = verify(ledger_url, case(qr_text(site.settle("K0001-000001-aaaa"))),
+                            capsys=capsys)
+    assert status == 1 and len(out.splitlines()) == 1
+    assert "was Caps Lock on when it was scanned?" in out  # not "its last character changed"
+
+
 # ---------------------------------------------------------------------------- input
 @pytest.mark.parametrize("how", ["dash", "no argument"])
 def test_the_text_is_read_from_stdin_as_a_scanner_types_it(site, ledger_url, capsys,
