@@ -21,7 +21,7 @@ SHARES = (
     ("起付线 Deductible", "act_pay_dedc"),
     ("医保统筹 Basic", "hifp_pay"),
     ("大病保险 Serious", "hifmi_pay"),
-    ("医疗救助 Assist.", "maf_pay"),
+    ("医疗救助 Assistance", "maf_pay"),
     ("基金支付 Funds", "fund_pay_sumamt"),
 )
 # QR version 1..20 byte-mode capacity at error correction L: picks the version, hence the size.

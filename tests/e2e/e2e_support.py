@@ -33,7 +33,7 @@ QUICK = {"message": 600, "take_card": 5000, "retry_open": 1000, "backoff_first":
 RECEIPT_LABELS = {"medfee_sumamt": "费用总额 Total", "fulamt_ownpay_amt": "全自费 Not covered",
                   "preselfpay_amt": "先行自付 B share", "inscp_scp_amt": "范围内 In scope",
                   "act_pay_dedc": "起付线 Deductible", "hifp_pay": "医保统筹 Basic",
-                  "hifmi_pay": "大病保险 Serious", "maf_pay": "医疗救助 Assist.",
+                  "hifmi_pay": "大病保险 Serious", "maf_pay": "医疗救助 Assistance",
                   "fund_pay_sumamt": "基金支付 Funds"}
 SCREEN_LABELS = {"hifp_pay": "Basic insurance", "hifmi_pay": "Serious illness insurance",
                  "maf_pay": "Medical assistance", "medfee_sumamt": "Total bill"}
