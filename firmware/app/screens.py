@@ -108,15 +108,16 @@ def done(result):
     return _page("done", texts.DONE[:2], lines, yuan(result["psn_cash_pay"]))
 
 
-def error(reason, card_in=False, pay=None):
+def error(reason, card_in=False, pay=None, waiting=False):
     """`pay`: fen, for a settlement saved without its receipt: what the resident pays, in
-    large digits, since they may leave with nothing on paper."""
+    large digits, since they may leave with nothing on paper. `waiting`: the kiosk goes on
+    trying for a resident who stays (the printer, the gateway): they may wait, or leave."""
     words = texts.ERRORS[reason]
     lines = [words[2], words[3], "", ""]
     if pay is not None:
         lines[3] = "%s %s" % texts.YOU_PAY
     if card_in:
-        lines.extend((texts.TAKE_CARD[0], texts.TAKE_CARD[1]))
+        lines.extend(texts.WAIT_OR_LEAVE if waiting else texts.TAKE_CARD)
     return _page("error", words[:2], lines, yuan(pay) if pay is not None else "")
 
 

@@ -208,7 +208,7 @@ class Session:
         taken out (after the page was up `message` ms) or `take_card` ms pass."""
         k = self.k
         card_in = await k.card_present()
-        await self.enter("error", screens.error(reason, card_in, pay))
+        await self.enter("error", screens.error(reason, card_in, pay, True))
         now = time.ticks_ms()
         readable = time.ticks_add(now, k.timeouts["message"])
         deadline = time.ticks_add(now, k.timeouts["take_card"])
