@@ -114,11 +114,15 @@ def error(reason, card_in=False, pay=None, waiting=False):
     trying for a resident who stays (the printer, the gateway): they may wait, or leave."""
     words = texts.ERRORS[reason]
     lines = [words[2], words[3], "", ""]
-    if pay is not None:
-        lines[3] = "%s %s" % texts.YOU_PAY
     if card_in:
-        lines.extend(texts.WAIT_OR_LEAVE if waiting else texts.TAKE_CARD)
-    return _page("error", words[:2], lines, yuan(pay) if pay is not None else "")
+        leave = texts.WAIT_OR_LEAVE if waiting else texts.TAKE_CARD
+        lines[2 if pay is not None else 4:] = leave  # fills l4, l5 unless the amount needs them
+    if pay is None:
+        return _page("error", words[:2], lines)
+    while len(lines) < 5:
+        lines.append("")
+    lines.append("%s %s" % texts.YOU_PAY)  # l5, right above its amount
+    return _page("error", words[:2], lines, yuan(pay))
 
 
 def out_of_service(reason):
