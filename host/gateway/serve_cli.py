@@ -253,7 +253,7 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))
     revoked: list[str] = []
-    watch = asyncio.create_task(_watch_key(config.db, gateway.kid, stop, revoked))
+    watch = asyncio.create_task(_watch_key(gateway, stop, revoked))
     try:
         await stop.wait()
     finally:
@@ -265,25 +265,21 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
     return 3 if revoked else 0
 
 
-async def _watch_key(db: str, kid: str, stop: asyncio.Event, revoked: list[str]) -> None:
+async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> None:
     """Every KEY_CHECK_S: is the key this gateway signs with still active? An operator who
     revokes a leaked key (`kiosk gateway revoke --gateway-id`) must not have gateways go on
-    signing settlements with it until someone restarts them."""
-    from onestop.host.gateway.ledger import open_ledger
-
-    def status() -> str | None:
-        with open_ledger(db, create=False) as ledger:
-            record = ledger.get_key(kid)
-        return None if record is None else record.status
-
+    signing settlements with it until someone restarts them. Asked on the gateway's own ledger
+    connection (the one it settles on); a check that fails is logged, never silent."""
+    ledger = gateway.server.service.ledger
     while not stop.is_set():
         await asyncio.sleep(KEY_CHECK_S)
         try:
-            now = await asyncio.to_thread(status)
-        except Exception:  # noqa: BLE001 - the ledger away: serving reports that itself
+            record = ledger.get_key(gateway.kid)
+        except Exception as exc:  # noqa: BLE001 - the ledger away: keep serving, say so
+            gateway.log.warning("key_check_failed", kid=gateway.kid, error=str(exc)[:200])
             continue
-        if now != "active":
-            revoked.append(now or "gone")
+        if record is None or record.status != "active":
+            revoked.append("gone" if record is None else record.status)
             stop.set()
 
 

@@ -786,8 +786,10 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
     except (LedgerError, LedgerUrlError) as exc:
         raise ServeError(f"cannot open the ledger {describe(config.db)}: {exc}") from None
     for record in records:
-        if (record.role == "gateway" and record.status == "active"
-                and record.public_key == signer.public_key):
-            return signer, record.kid
+        if record.role == "gateway" and record.public_key == signer.public_key:
+            if record.status == "active":
+                return signer, record.kid
+            raise ServeError(f"the key {key_path} (gateway key {record.kid}) was revoked: make a "
+                             "new one with `kiosk gateway init --key NEW_PATH` and serve with it")
     raise ServeError(f"the key {key_path} is not an active gateway key of this ledger: "
                      "run `kiosk gateway init` with this --db")

@@ -134,7 +134,8 @@ def test_a_leaked_gateway_key_is_revoked_and_never_served_or_reinstated(tmp_path
     assert f"revoked gateway key {old['kid']}" in capsys.readouterr().out
     assert keys_json(url, capsys)[0]["status"] == "revoked"
     assert kiosk("gateway", "serve", "--db", url, "--listen", "127.0.0.1:0") == 2
-    assert "not an active gateway key of this ledger" in capsys.readouterr().err
+    assert f"(gateway key {old['kid']}) was revoked: make a new one with `kiosk gateway init " \
+        "--key NEW_PATH`" in capsys.readouterr().err
     assert kiosk("gateway", "init", "--db", url) == 1  # the old key file, beside the ledger
     assert "was revoked: make a new one with --key" in capsys.readouterr().err
     assert keys_json(url, capsys)[0]["status"] == "revoked"

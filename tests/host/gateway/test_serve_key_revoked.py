@@ -4,6 +4,7 @@ a leaked key) stops within KEY_CHECK_S instead of signing settlements with it un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import subprocess
@@ -75,3 +76,48 @@ def test_workers_stop_all_together_once_one_finds_its_key_revoked() -> None:
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events if e.get("worker") == 1] == ["worker_exited"]
     assert any(e["event"] == "gateway_stopping" for e in events)
+
+
+async def test_the_key_is_checked_on_the_gateways_own_ledger_connection(
+        db: str, tmp_path, monkeypatch) -> None:
+    """The ledger's folder moved while serving (the gateway goes on settling in the file it
+    has open): a revocation made in the moved file still stops it."""
+    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
+    logs.configure("info", io.StringIO())
+    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
+    serving = asyncio.create_task(serve_cli._serve(args))
+    await asyncio.sleep(0.5)
+    moved = tmp_path.with_name(tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    try:
+        with open_ledger(f"sqlite:///{moved / 'ledger.sqlite'}", create=False) as ledger:
+            [gateway] = [key for key in ledger.list_keys() if key.role == "gateway"]
+            ledger.set_key_status(gateway.kid, "revoked")
+        assert await asyncio.wait_for(serving, 5) == 3
+    finally:
+        moved.rename(tmp_path)
+
+
+async def test_a_key_check_that_fails_is_logged_and_serving_goes_on(db: str, monkeypatch) -> None:
+    from onestop.host.gateway.ledger.base import LedgerError
+    from onestop.host.gateway.ledger.sqlite import SqliteLedger
+
+    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
+    log = io.StringIO()
+    logs.configure("info", log)
+    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
+    serving = asyncio.create_task(serve_cli._serve(args))
+    await asyncio.sleep(0.5)
+
+    def away(self, kid):
+        raise LedgerError("the ledger cannot be reached")
+
+    monkeypatch.setattr(SqliteLedger, "get_key", away)
+    await asyncio.sleep(0.5)
+    assert not serving.done()  # a ledger away is no revocation
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving  # closed as on a stop
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    failed = [e for e in events if e.get("event") == "key_check_failed"]
+    assert failed and "the ledger cannot be reached" in failed[0]["error"]
