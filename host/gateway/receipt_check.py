@@ -197,8 +197,8 @@ def check(ledger: Ledger, data: bytes) -> Check:
 def _key_problem(exc: SignedSettlementError, known: KeyRecord | None) -> str:
     if exc.kind == "unknown_key":
         if known is not None:  # a kiosk's key: it never vouches for a settlement
-            return f"signed by {known.role} key {shown(exc.kid)!r}, not by a gateway"
-        return (f"signed by {shown(exc.kid)!r}, which is not a gateway key this ledger holds "
+            return f"signed by {known.role} key '{shown(exc.kid)}', not by a gateway"
+        return (f"signed by '{shown(exc.kid)}', which is not a gateway key this ledger holds "
                 "(forged, or another site's gateway)")
     if exc.kind == "bad_signature":
         return (f"the signature does not verify under gateway key {shown(exc.kid)} (forged, or the "
@@ -335,7 +335,7 @@ def format_check(result: Check) -> str:
     record = result.record
     money = record["result"]
     signer = (f"gateway key {shown(result.kid)} ({result.key_status})" if result.signature_ok
-              else f"{shown(result.kid)!r}: NOT verified")
+              else f"'{shown(result.kid)}': NOT verified")
     ledger = {"matches": "matches", "not_found": "not in this ledger",
               "differs": "differs", "cancelled": "cancelled (reversed)"}.get(result.ledger or "",
                                                                            "-")
