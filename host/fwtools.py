@@ -795,6 +795,9 @@ def check_unix_devices(flash: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     flash = flash_directory(args.dir, must_exist=True)
+    if not (flash / "config.json").is_file():  # before anything is staged or locked there
+        raise FirmwareToolError(f"--dir {flash}: no config.json: not a provisioned kiosk "
+                                "(kiosk fw provision --board unix --dir ...)")
     heap_bytes(args.heapsize)  # a slip refused before anything is checked or staged
     check_unix_devices(flash)
     # By default the code is the kiosk's own, on its flash, as on a board: restaged on every

@@ -372,6 +372,16 @@ def test_an_unprovisioned_kiosk_says_so_and_stops(tmp_path: Path) -> None:
     assert fault["ev"] == "fault" and "provision the kiosk first" in fault["error"]
 
 
+def test_kiosk_fw_run_on_an_unprovisioned_folder_is_one_line_and_writes_nothing(
+        tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    result = kiosk("fw", "run", "--dir", str(flash))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "no config.json: not a provisioned kiosk" in result.stderr
+    assert list(flash.iterdir()) == []  # no code/, no kiosk.lock left in someone's folder
+
+
 def test_kiosk_fw_run_stopped_by_sigterm_stops_the_kiosk(tmp_path: Path,
                                                        ptys: dict[str, str]) -> None:
     # stopped by systemd or kill, it used to leave the firmware running on the UARTs and the

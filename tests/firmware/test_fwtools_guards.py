@@ -61,6 +61,13 @@ def gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
+def unconfigured(flash: Path) -> None:
+    """A flash `kiosk fw run` starts on (it has a config.json) whose firmware then stops at
+    once (the config is empty): for the checks of what is staged, and how."""
+    flash.mkdir()
+    (flash / "config.json").write_text("{}")
+
+
 # ---------------------------------------------------------------------------- one flash, one kiosk
 def test_a_second_kiosk_on_a_flash_in_use_is_refused_until_the_first_dies(
         tmp_path: Path, ptys: dict[str, str]) -> None:
@@ -301,7 +308,7 @@ def test_a_stage_for_a_board_is_refused_naming_its_board(tmp_path: Path) -> None
     # a `kiosk fw build --board esp32s3` output was silently turned into a unix stage
     build = stage_firmware(tmp_path / "build_esp", "esp32s3", compiled=False, tables=False)
     before = files_of(build)
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(build))
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"--stage {build}: staged for esp32s3, not the unix port" in result.stderr
@@ -318,7 +325,7 @@ def test_a_folder_given_that_is_not_a_stage_is_refused(tmp_path: Path, content: 
         stage_firmware(stage, "unix", compiled=False, tables=False)
         (stage / "STAGE.json").write_text('{"board": "un')
     before = files_of(stage)
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage))
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"--stage {stage}: not empty and not a kiosk fw stage" in result.stderr
@@ -328,7 +335,7 @@ def test_a_folder_given_that_is_not_a_stage_is_refused(tmp_path: Path, content: 
 def test_compiled_asked_of_a_source_stage_is_refused(tmp_path: Path) -> None:
     stage = stage_firmware(tmp_path / "stage", "unix", compiled=False, tables=False)
     before = files_of(stage)
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"), "--stage", str(stage),
                          "--compiled")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
@@ -344,7 +351,7 @@ def test_a_stage_given_empty_is_staged_by_one_launcher_at_a_time(tmp_path: Path)
 
     stage = tmp_path / "stage"
     stage.mkdir()
-    (tmp_path / "flash").mkdir()  # not provisioned: the firmware boots, says so and stops
+    unconfigured(tmp_path / "flash")
     fd = os.open(stage, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the first launcher, staging
@@ -362,8 +369,8 @@ def test_a_stage_given_empty_is_staged_by_one_launcher_at_a_time(tmp_path: Path)
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-    assert run.returncode == 2, err  # the firmware's own "provision the kiosk first"
-    assert "provision the kiosk first" in out.splitlines()[-1]
+    assert run.returncode == 2, err  # the firmware's own refusal of its config.json
+    assert "config.json" in out.splitlines()[-1]
     assert files_of(stage) == before
 
 
@@ -374,7 +381,7 @@ def test_the_flashs_own_code_folder_is_replaced_whatever_it_holds(tmp_path: Path
     """FLASH/code is the tool's own: what it holds used to block the kiosk ("is not empty and
     was not staged by kiosk fw") or end in a traceback (a file, a link)."""
     flash = tmp_path / "flash"
-    flash.mkdir()  # not provisioned: the firmware boots, says so and stops
+    unconfigured(flash)
     code = flash / "code"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -393,7 +400,7 @@ def test_the_flashs_own_code_folder_is_replaced_whatever_it_holds(tmp_path: Path
         code.symlink_to(elsewhere)
     result = kiosk_quick("fw", "run", "--dir", str(flash))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "provision the kiosk first" in result.stdout.splitlines()[-1]
+    assert "config.json" in result.stdout.splitlines()[-1]
     assert not code.is_symlink() and json.loads((code / "STAGE.json").read_text())["board"] \
         == "unix"
     assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]  # a link's target is kept
@@ -418,7 +425,7 @@ def test_a_stage_that_cannot_be_written_is_one_line(
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(fwtools.shutil, "copy2", read_only)  # a read-only file system
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     stage = ["--stage", str(tmp_path / "stage")] if given else []
     args = run_args("--dir", str(tmp_path / "flash"), *stage)
     assert args.func(args) == 1
@@ -431,7 +438,7 @@ def test_a_stage_that_cannot_be_written_is_one_line(
 
 
 def test_a_stage_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"),
                          "--stage", "/proc/onestop-no-such-stage")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
@@ -450,7 +457,7 @@ def test_a_stage_where_no_folder_can_be_made_is_one_line(tmp_path: Path) -> None
 ])
 def test_kiosk_fw_run_refuses_a_heap_size_it_cannot_use(tmp_path: Path, heapsize: str,
                                                         says: str) -> None:
-    (tmp_path / "flash").mkdir()
+    unconfigured(tmp_path / "flash")
     result = kiosk_quick("fw", "run", "--dir", str(tmp_path / "flash"),
                          "--stage", str(tmp_path / "stage"), f"--heapsize={heapsize}")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
