@@ -16,14 +16,21 @@ from onestop.host.gateway import logs, serve_cli
 from onestop.host.gateway.ledger import open_ledger
 
 
-async def test_a_serving_gateway_stops_once_its_key_is_revoked(db: str, monkeypatch) -> None:
+async def serving(db: str, monkeypatch) -> tuple[asyncio.Task[int], io.StringIO]:
+    """`kiosk gateway serve` in this event loop, its key checked every 0.1 s; its task (the
+    exit status) and its log, once it serves."""
     monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
     log = io.StringIO()
     logs.configure("info", log)
     args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
-    serving = asyncio.create_task(serve_cli._serve(args))
+    task = asyncio.create_task(serve_cli._serve(args))
     await asyncio.sleep(0.5)
-    assert not serving.done()  # serves while its key is active
+    assert not task.done()  # serves while its key is active
+    return task, log
+
+
+async def test_a_serving_gateway_stops_once_its_key_is_revoked(db: str, monkeypatch) -> None:
+    gateway_task, log = await serving(db, monkeypatch)
     with open_ledger(db) as ledger:
         [gateway] = [key for key in ledger.list_keys() if key.role == "gateway"]
 
@@ -36,7 +43,7 @@ async def test_a_serving_gateway_stops_once_its_key_is_revoked(db: str, monkeypa
 
     assert await asyncio.to_thread(revoke) == 0
     revoked_at = time.monotonic()
-    assert await asyncio.wait_for(serving, 5) == 3  # stopped on its own, status 3
+    assert await asyncio.wait_for(gateway_task, 5) == 3  # stopped on its own, status 3
     assert time.monotonic() - revoked_at < 2
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     assert {"event": "gateway_key_revoked", "kid": gateway.kid, "status": "revoked"}.items() \
@@ -82,18 +89,14 @@ async def test_the_key_is_checked_on_the_gateways_own_ledger_connection(
         db: str, tmp_path, monkeypatch) -> None:
     """The ledger's folder moved while serving (the gateway goes on settling in the file it
     has open): a revocation made in the moved file still stops it."""
-    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
-    logs.configure("info", io.StringIO())
-    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
-    serving = asyncio.create_task(serve_cli._serve(args))
-    await asyncio.sleep(0.5)
+    gateway_task, _log = await serving(db, monkeypatch)
     moved = tmp_path.with_name(tmp_path.name + "-moved")
     tmp_path.rename(moved)
     try:
         with open_ledger(f"sqlite:///{moved / 'ledger.sqlite'}", create=False) as ledger:
             [gateway] = [key for key in ledger.list_keys() if key.role == "gateway"]
             ledger.set_key_status(gateway.kid, "revoked")
-        assert await asyncio.wait_for(serving, 5) == 3
+        assert await asyncio.wait_for(gateway_task, 5) == 3
     finally:
         moved.rename(tmp_path)
 
@@ -102,22 +105,17 @@ async def test_a_key_check_that_fails_is_logged_and_serving_goes_on(db: str, mon
     from onestop.host.gateway.ledger.base import LedgerError
     from onestop.host.gateway.ledger.sqlite import SqliteLedger
 
-    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
-    log = io.StringIO()
-    logs.configure("info", log)
-    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
-    serving = asyncio.create_task(serve_cli._serve(args))
-    await asyncio.sleep(0.5)
+    gateway_task, log = await serving(db, monkeypatch)
 
     def away(self, kid):
         raise LedgerError("the ledger cannot be reached")
 
     monkeypatch.setattr(SqliteLedger, "get_key", away)
     await asyncio.sleep(0.5)
-    assert not serving.done()  # a ledger away is no revocation
-    serving.cancel()
+    assert not gateway_task.done()  # a ledger away is no revocation
+    gateway_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await serving  # closed as on a stop
+        await gateway_task  # closed as on a stop
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     failed = [e for e in events if e.get("event") == "key_check_failed"]
     assert failed and "the ledger cannot be reached" in failed[0]["error"]
