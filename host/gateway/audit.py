@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from onestop.host.keys import VerifyingKey
@@ -278,12 +279,37 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
         signed_problem = _signed_record_problem(settlement, gateway_keys)
         if signed_problem:
             problems.append(f"settlement {txn_id}: {signed_problem}")
+        day_problem = _setl_date_problem(settlement)
+        if day_problem:
+            problems.append(f"settlement {txn_id}: {day_problem}")
         _check_flags(settlement, replayed, problems)
     malformed = set(rows) - set(stored)  # reported above; not "missing" as well
     _compare("settlement", stored,
              {t: d for t, d in replayed.settled.items() if t not in malformed}, problems)
     report.settlements = len(rows)
     report.cancelled = sum(1 for s in rows.values() if s.status == "cancelled")
+
+
+# The gateway books a settlement on the day of its signed setl_time in its own time zone (China's
+# unless serve was told another): whatever the zone, that day lies within these hours of UTC.
+EARLIEST_ZONE, LATEST_ZONE = timedelta(hours=-12), timedelta(hours=14)
+
+
+def _setl_date_problem(settlement: Settlement) -> str | None:
+    """setl_date (the day reconciliation counts it on) is not signed; it must be the day of the
+    signed setl_time somewhere on Earth, or it was moved to another day behind the ledger."""
+    if not isinstance(settlement.setl_time, int) or not isinstance(settlement.setl_date, str):
+        return None  # reported as a malformed record elsewhere
+    try:
+        moment = datetime.fromtimestamp(settlement.setl_time, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # the signature check names a setl_time no calendar holds
+    earliest = (moment + EARLIEST_ZONE).date().isoformat()
+    latest = (moment + LATEST_ZONE).date().isoformat()
+    if earliest <= settlement.setl_date <= latest:
+        return None
+    return (f"setl_date {settlement.setl_date} is not the day of its signed setl_time "
+            f"({moment:%Y-%m-%d %H:%M} UTC): moved to another day behind the ledger")
 
 
 def _signed_record_problem(settlement: Settlement, gateway_keys: dict[str, bytes]) -> str | None:

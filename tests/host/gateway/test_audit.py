@@ -239,6 +239,14 @@ def test_a_settlement_moved_to_another_kiosk_is_found(busy, ledger_url):
     one(problems, "settlement T-000003", "kiosk", "what the gateway signed")
 
 
+def test_a_settlement_moved_to_another_day_is_found(busy, ledger_url):
+    """setl_date is what reconciliation counts a settlement on, and it is not signed: moved
+    (row and event alike, chain re-hashed), it must still be the day of the signed setl_time."""
+    problems = problems_after(busy, ledger_url,
+                              lambda db: forge_settlement(db, "T-000003", setl_date="2020-01-01"))
+    one(problems, "settlement T-000003", "setl_date 2020-01-01 is not the day of its signed")
+
+
 def test_a_record_re_signed_with_a_key_that_is_not_the_gateways_is_found(busy, ledger_url, kit):
     """The forger signs his own record under the gateway's kid: it does not verify."""
 

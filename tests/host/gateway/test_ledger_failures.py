@@ -143,6 +143,7 @@ LOAD_SCRIPT = textwrap.dedent(
 
     url, count = sys.argv[1], int(sys.argv[2])
     kid, key = sys.argv[3], SigningKey(bytes.fromhex(sys.argv[4]))  # the gateway's own
+    SETL_TIME = 1795399200  # 2026-11-23 10:00 China time: the day of setl_date below
     ledger = open_ledger(url)
 
     def build_for(txn_id, digest):
@@ -152,9 +153,10 @@ LOAD_SCRIPT = textwrap.dedent(
                           inscp_scp_amt=fee, act_pay_dedc=0, hifp_pay=fee // 2, hifmi_pay=0,
                           maf_pay=0, fund_pay_sumamt=fee // 2, psn_cash_pay=fee - fee // 2)
             record = dict(setl_id="S-" + txn_id, txn_id=txn_id, kiosk="kiosk-01",
-                          psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=1, result=result)
+                          psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=SETL_TIME,
+                          result=result)
             return Settlement(txn_id=txn_id, setl_id="S-" + txn_id, kiosk_id="kiosk-01",
-                              psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=1,
+                              psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=SETL_TIME,
                               setl_date="2026-11-23", result=result,
                               signed=messages.seal_settlement(record, kid, key),
                               request_digest=digest, delta={"hifp_paid_inpatient": fee // 2})
