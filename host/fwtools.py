@@ -238,7 +238,7 @@ def name_holder(fd: int, holder: bytes) -> None:
 def start_unix_firmware(flash_dir: str | os.PathLike[str],
                         stage_dir: str | os.PathLike[str] | None = None,
                         heapsize: str = "64K", compiled: bool = False, heap_log: bool = False,
-                        restage: bool = False, stdout: Any = subprocess.PIPE,
+                        stdout: Any = subprocess.PIPE,
                         stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     """Start the kiosk firmware under the MicroPython unix port, as a board would boot it.
 
@@ -246,10 +246,9 @@ def start_unix_firmware(flash_dir: str | os.PathLike[str],
     (CODE_HEAP above). `stage_dir` is run as it is if it holds a unix stage with the same
     `compiled` setting, staged for the unix board (from the current sources) if it is missing
     or empty, and refused otherwise: another board's stage, a stage compiled otherwise, a folder
-    that is not a stage (restage: cleared and staged again if kiosk fw staged it). Without
-    `stage_dir` the firmware is the flash's own, FLASH_DIR/code: restaged on every start, under
-    the flash's lock, whatever it held. The UARTs and the gateway are those in
-    FLASH_DIR/config.json (provision_unix).
+    that is not a stage. Without `stage_dir` the firmware is the flash's own, FLASH_DIR/code:
+    restaged on every start, under the flash's lock, whatever it held. The UARTs and the
+    gateway are those in FLASH_DIR/config.json (provision_unix).
     The process logs one JSON object per line on stdout; heap_log adds the per-step heap lines
     ({"step", "heap_peak", ...}). Stop it with .terminate() or .kill() (a power cut: the
     journal takes it from there). FirmwareToolError if a firmware already runs on the flash.
@@ -269,8 +268,6 @@ def start_unix_firmware(flash_dir: str | os.PathLike[str],
         try:
             if stage_dir is None:
                 _replace_own_stage(stage)
-                stage_firmware(stage, "unix", compiled=compiled)
-            elif restage:
                 stage_firmware(stage, "unix", compiled=compiled)
             else:
                 _use_stage(stage, compiled)
