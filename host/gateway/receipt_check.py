@@ -27,6 +27,7 @@ from onestop.protocol import cbor, cose, messages
 from onestop.protocol.errors import ProtocolError
 
 from .audit import SignedSettlementError, open_signed_settlement, record_differences
+from .bills import UNSHOWABLE
 from .config import SETTLEMENT_TIMEZONE
 from .ledger import events as ev
 from .ledger.base import KeyRecord, Ledger, Settlement
@@ -34,7 +35,6 @@ from .masking import mask_id
 
 # Either alphabet: a phone app may hand over standard base64 (+/) after "helpfully" converting.
 NOT_BASE64 = re.compile(r"[^A-Za-z0-9_+/-]")
-UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})  # as bills.UNSHOWABLE
 SETL_ID_DAY = re.compile(r"S([0-9]{4})([0-9]{2})([0-9]{2})")  # handlers.py: "S" + YYYYMMDD + id
 
 # The receipt's money lines in its order (firmware/app/receipt.py SHARES, then what is paid).
@@ -61,7 +61,7 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     text = str(value)
     out = []
     for char in text[:limit]:
-        if unicodedata.category(char) in UNSHOWN:
+        if unicodedata.category(char) in UNSHOWABLE:  # what import-bills refuses too
             out.append(char.encode("unicode_escape").decode("ascii"))
         else:
             out.append(char)
