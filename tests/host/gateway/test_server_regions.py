@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from onestop.host.bench.gateway import provision_gateway
 from onestop.host.gateway import logs
 from onestop.host.gateway.kiosk_client import GatewayRefused, KioskConnection, enroll_kiosk
-from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.ledger import Ledger
 from onestop.host.gateway.server import GatewayConfig, start_gateway
-from onestop.host.keys import SigningKey, save_signing_key
 from test_handlers import seed_demo
 from test_handlers_regions import LOCAL, OFFSITE, TO_BEIJING, regional_policy
 
@@ -22,10 +22,7 @@ from test_handlers_regions import LOCAL, OFFSITE, TO_BEIJING, regional_policy
 async def serve_with(ledger: Ledger, url: str, folder: Path, policies: tuple[str, ...],
                      body: Any) -> list[dict[str, Any]]:
     """Start a gateway with `policies`, run `body(kiosk)`, stop; the JSON log events."""
-    key = SigningKey.generate()
-    save_signing_key(folder / "gateway.key", key)
-    ledger.add_key(KeyRecord(kid="gateway-01", role="gateway", public_key=key.public_key,
-                             status="active"))
+    provision_gateway(ledger, folder / "gateway.key", kid="gateway-01")
     log = io.StringIO()
     logs.configure("debug", log)
     config = GatewayConfig(db=url, key_path=folder / "gateway.key", policy=policies)
