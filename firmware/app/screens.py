@@ -113,16 +113,14 @@ def error(reason, card_in=False, pay=None, waiting=False):
     large digits, since they may leave with nothing on paper. `waiting`: the kiosk goes on
     trying for a resident who stays (the printer, the gateway): they may wait, or leave."""
     words = texts.ERRORS[reason]
-    lines = [words[2], words[3], "", ""]
+    leave = ("", "")
     if card_in:
         leave = texts.WAIT_OR_LEAVE if waiting else texts.TAKE_CARD
-        lines[2 if pay is not None else 4:] = leave  # fills l4, l5 unless the amount needs them
     if pay is None:
-        return _page("error", words[:2], lines)
-    while len(lines) < 5:
-        lines.append("")
-    lines.append("%s %s" % texts.YOU_PAY)  # l5, right above its amount
-    return _page("error", words[:2], lines, yuan(pay))
+        return _page("error", words[:2], (words[2], words[3], "", "") + leave)
+    # the amount's label last (l5), right above the amount in large digits
+    return _page("error", words[:2], (words[2], words[3]) + leave + ("", "%s %s" % texts.YOU_PAY),
+                 yuan(pay))
 
 
 def out_of_service(reason):
