@@ -30,13 +30,13 @@ from .vocabulary import ASSISTED_CATEGORIES, HOSPITAL_LEVELS, MED_TYPES
 _SHIPPED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _REGION_PREFIX = re.compile(r"[0-9]{2}(?:[0-9]{2}){0,2}\Z")  # province, city or county
 # China's province-level division codes (GB/T 2260): a prefix starting otherwise matches nobody.
+_PROVINCE_RANGES = ((11, 15), (21, 23), (31, 37), (41, 46), (50, 54), (61, 65), (71, 71),
+                    (81, 82))
 PROVINCE_CODES: frozenset[str] = frozenset(
-    f"{code:02d}"
-    for first, last in ((11, 15), (21, 23), (31, 37), (41, 46), (50, 54), (61, 65), (71, 71),
-                        (81, 82))
-    for code in range(first, last + 1)
-)
-_PROVINCES_LISTED = "11-15, 21-23, 31-37, 41-46, 50-54, 61-65, 71, 81, 82"
+    f"{code:02d}" for first, last in _PROVINCE_RANGES for code in range(first, last + 1))
+_PROVINCES_LISTED = ", ".join(  # "11-15, ..., 71, 81, 82"
+    f"{first}-{last}" if last > first + 1 else ", ".join(map(str, range(first, last + 1)))
+    for first, last in _PROVINCE_RANGES)
 _SHIPPED = resources.files("onestop.host.settlement") / "policies"
 
 
