@@ -57,6 +57,17 @@ class Handled:
     warn: bool = False  # the operator must look at it (a reconciliation mismatch)
 
 
+class SignerRevoked(ProtocolError):
+    """The key this gateway signs with is no longer active in the ledger (revoked by an
+    operator: a leaked key): it must not sign another settlement. Refused as "unavailable"
+    (the kiosk sends the resident to the counter, or to another gateway); the server stops."""
+
+    def __init__(self, kid: str, status: str) -> None:
+        super().__init__("unavailable", f"this gateway's key {kid} is {status}: it signs no "
+                         "more settlements")
+        self.status = status
+
+
 class AmountChanged(Exception):
     """The computed cash share differs from what the resident confirmed: settle nothing."""
 
@@ -196,6 +207,11 @@ class Handlers:
         used: list[Policy] = []  # the policy build settled with, for the log
 
         def build(accumulations: dict[str, int], bill: Bill) -> Settlement:
+            # In the settlement's own transaction: once a revocation has committed, no
+            # settlement signed with the key can (the server's periodic check only stops it).
+            key = ledger.get_key(self.gateway_kid)
+            if key is None or key.status != "active":
+                raise SignerRevoked(self.gateway_kid, "gone" if key is None else key.status)
             # Chosen here, not before: a retry returns the stored settlement whatever the
             # policies loaded now.
             claim = self._claim(person, bill, now)

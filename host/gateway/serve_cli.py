@@ -39,7 +39,7 @@ DEFAULT_LISTEN = "127.0.0.1:7400"
 DEFAULT_POLICY = "reference"
 
 
-KEY_CHECK_S = 10.0  # how soon a gateway stops once its key is revoked
+KEY_CHECK_S = 10.0  # how soon a gateway stops once its key is revoked (a settle finds it at once)
 
 
 def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
@@ -253,6 +253,13 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))
     revoked: list[str] = []
+
+    def key_revoked(status: str) -> None:  # a settle found it revoked: stop now
+        if not revoked:
+            revoked.append(status)
+        stop.set()
+
+    gateway.server.service.on_signer_revoked = key_revoked
     watch = asyncio.create_task(_watch_key(gateway, stop, revoked))
     try:
         await stop.wait()
@@ -279,7 +286,8 @@ async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> N
             gateway.log.warning("key_check_failed", kid=gateway.kid, error=str(exc)[:200])
             continue
         if record is None or record.status != "active":
-            revoked.append("gone" if record is None else record.status)
+            if not revoked:
+                revoked.append("gone" if record is None else record.status)
             stop.set()
 
 

@@ -38,7 +38,7 @@ from onestop.host.gateway.config import (
     default_key_path,
     describe,
 )
-from onestop.host.gateway.handlers import Handled, Handlers
+from onestop.host.gateway.handlers import Handled, Handlers, SignerRevoked
 from onestop.host.gateway.ledger import open_ledger
 from onestop.host.gateway.ledger.base import (
     KeyRecord,
@@ -115,6 +115,9 @@ class FrameService:
         # Active kiosk keys as last read. A revocation since is caught by the request's own
         # transaction (RequestJob.public_key), which then drops the entry.
         self._keys: dict[str, KeyRecord] = {}
+        # Called (with the key's status) when a settle found this gateway's own key revoked:
+        # serving stops at once rather than at the next periodic check.
+        self.on_signer_revoked: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------ one frame, start to end
     def process(self, payload: bytes) -> Processed:
@@ -190,6 +193,8 @@ class FrameService:
             return self._refuse(request, "revoked", f"kiosk {request['kiosk']} is "
                                 f"{outcome.value}", now)
         error = outcome.error
+        if isinstance(error, SignerRevoked) and self.on_signer_revoked is not None:
+            self.on_signer_revoked(error.status)
         if isinstance(error, ProtocolError):
             return self._refuse(request, wire_code(error.code), error.msg or error.code, now)
         if isinstance(error, LedgerError):

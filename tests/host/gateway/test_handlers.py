@@ -15,7 +15,7 @@ import pytest
 from onestop.host.gateway.bills import demo_document
 from onestop.host.gateway.bills import seed_demo as seed_demo_residents
 from onestop.host.gateway.handlers import Handled, Handlers
-from onestop.host.gateway.ledger import Bill, Ledger, open_ledger
+from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
 from onestop.protocol import cbor, framing, messages
@@ -37,6 +37,12 @@ def card_of(resident: dict[str, Any]) -> dict[str, str]:
     return {key: resident[key] for key in ("ssn", "card_no", "card_id", "name", "issue", "expiry")}
 
 
+def enrol_signer(ledger: Ledger, kid: str, key: SigningKey) -> None:
+    """The handlers' gateway key, active in the ledger, as `kiosk gateway init` records it: a
+    settle signs only while it is."""
+    ledger.add_key(KeyRecord(kid, "gateway", key.public_key, "active"))
+
+
 class Rig:
     """Handlers with a gateway key, and requests as kiosks would send them."""
 
@@ -44,6 +50,7 @@ class Rig:
         self.ledger = ledger
         self.key = SigningKey.generate()
         self.handlers = Handlers(self.key, GATEWAY_KID, "reference", TZ)
+        enrol_signer(ledger, GATEWAY_KID, self.key)
         self.residents = seed_demo(ledger)
         self._ctr = 0
 
@@ -113,6 +120,30 @@ def test_pending_bills_lists_the_residents_open_bills(rig: Rig) -> None:
         ("B-130630-0001", 2_420_000)
     ]
     assert rig.refused("pending_bills", psn_no="P999") == "unknown_person"
+
+
+def test_once_the_gateways_key_is_revoked_a_settle_signs_nothing_and_a_retry_is_answered(
+        rig: Rig) -> None:
+    """A leaked key revoked by the operator: the next settle is refused (`unavailable`), in
+    its own transaction, leaving the bill pending and the year's totals as they were; a retry
+    of a settlement signed before the revocation still gets its stored bytes."""
+    before = rig.settle("P002", "B-110102-0002", "TXN-BEFORE")
+    rig.ledger.set_key_status(GATEWAY_KID, "revoked")
+    totals = rig.ledger.accumulations("P001", 2026)
+    pre = rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001").reply
+    with pytest.raises(ProtocolError) as refused:
+        rig.ask("settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-AFTER",
+                confirmed_cash=pre["result"]["psn_cash_pay"])
+    assert refused.value.code == "unavailable"
+    assert f"key {GATEWAY_KID} is revoked" in (refused.value.msg or "")
+    assert rig.ledger.get_settlement("TXN-AFTER") is None
+    assert rig.ledger.get_bill("B-130630-0001").status == "pending"
+    assert rig.ledger.accumulations("P001", 2026) == totals
+    cash = rig.record(before.reply["settlement"])["result"]["psn_cash_pay"]
+    again = rig.ask("settle", psn_no="P002", bill_id="B-110102-0002", txn_id="TXN-BEFORE",
+                    confirmed_cash=cash)
+    assert again.settlement == "retry"
+    assert again.reply["settlement"] == before.reply["settlement"]
 
 
 def test_settle_stores_the_signed_record_the_resident_was_shown(rig: Rig) -> None:

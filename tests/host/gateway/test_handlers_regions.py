@@ -23,6 +23,7 @@ from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, Policy, load_policy, settle
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
+from test_handlers import enrol_signer
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())
@@ -65,6 +66,7 @@ class Rig:
         self.ledger = ledger
         self.key = SigningKey.generate()
         self.handlers = Handlers(self.key, GATEWAY_KID, policies, TZ)
+        enrol_signer(ledger, GATEWAY_KID, self.key)
         seed_demo(ledger)
         self._ctr = 0
 

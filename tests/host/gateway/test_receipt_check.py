@@ -236,8 +236,10 @@ def test_signed_before_its_key_was_revoked_is_genuine_and_says_so(site, ledger, 
 
 
 def test_signed_after_its_key_was_revoked_is_not_valid(site, ledger, ledger_url, capsys):
-    ledger.set_key_status(site.kit.GATEWAY_KID, "revoked")
+    """Signed at a time after the revocation: a gateway no longer signs once the revocation has
+    committed, but a clock an hour fast (or the leaked key itself) can date one so."""
     signed = site.settle("K0001-000001-aaaa", now=int(time.time()) + 3600)
+    ledger.set_key_status(site.kit.GATEWAY_KID, "revoked")
     status, out, _ = verify(ledger_url, qr_text(signed), capsys=capsys)
     assert status == 1
     assert out.splitlines()[-1].startswith(

@@ -1,5 +1,6 @@
 """A gateway whose key an operator revokes while it serves (`kiosk gateway revoke --gateway-id`,
-a leaked key) stops within KEY_CHECK_S instead of signing settlements with it until restarted."""
+a leaked key) signs no settlement once the revocation has committed, and stops: at the first
+settle it is asked for, or within KEY_CHECK_S, instead of serving with it until restarted."""
 
 from __future__ import annotations
 
@@ -7,47 +8,91 @@ import asyncio
 import contextlib
 import io
 import json
+import socket
 import subprocess
 import sys
 import time
 
+import pytest
 from onestop.host.cli import build_parser, main
 from onestop.host.gateway import logs, serve_cli
-from onestop.host.gateway.ledger import open_ledger
+from onestop.host.gateway.kiosk_client import GatewayRefused, KioskConnection, enroll_kiosk
+from onestop.host.gateway.ledger import KeyRecord, open_ledger
+from test_handlers import card_of, seed_demo
 
 
-async def serving(db: str, monkeypatch) -> tuple[asyncio.Task[int], io.StringIO]:
-    """`kiosk gateway serve` in this event loop, its key checked every 0.1 s; its task (the
-    exit status) and its log, once it serves."""
-    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
+async def serving(db: str, monkeypatch, check_every: float = 0.1,
+                  listen: str = "127.0.0.1:0") -> tuple[asyncio.Task[int], io.StringIO]:
+    """`kiosk gateway serve` in this event loop, its key checked every `check_every` s; its
+    task (the exit status) and its log, once it serves."""
+    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", check_every)
     log = io.StringIO()
     logs.configure("info", log)
-    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0"])
+    args = build_parser().parse_args(["gateway", "serve", "--db", db, "--listen", listen])
     task = asyncio.create_task(serve_cli._serve(args))
     await asyncio.sleep(0.5)
     assert not task.done()  # serves while its key is active
     return task, log
 
 
-async def test_a_serving_gateway_stops_once_its_key_is_revoked(db: str, monkeypatch) -> None:
-    gateway_task, log = await serving(db, monkeypatch)
+def revoke(db: str, kid: str) -> int:
+    """`kiosk gateway revoke --gateway-id kid`, as an operator runs it; its exit status."""
+    try:
+        main(["gateway", "revoke", "--db", db, "--gateway-id", kid])
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+def gateway_key(db: str) -> KeyRecord:
     with open_ledger(db) as ledger:
         [gateway] = [key for key in ledger.list_keys() if key.role == "gateway"]
+    return gateway
 
-    def revoke() -> int:
-        try:
-            main(["gateway", "revoke", "--db", db, "--gateway-id", gateway.kid])
-        except SystemExit as done:
-            return int(done.code or 0)
-        return 0
 
-    assert await asyncio.to_thread(revoke) == 0
+async def test_a_serving_gateway_stops_once_its_key_is_revoked(db: str, monkeypatch) -> None:
+    gateway_task, log = await serving(db, monkeypatch)
+    gateway = gateway_key(db)
+    assert await asyncio.to_thread(revoke, db, gateway.kid) == 0
     revoked_at = time.monotonic()
     assert await asyncio.wait_for(gateway_task, 5) == 3  # stopped on its own, status 3
     assert time.monotonic() - revoked_at < 2
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     assert {"event": "gateway_key_revoked", "kid": gateway.kid, "status": "revoked"}.items() \
         <= next(e for e in events if e.get("event") == "gateway_key_revoked").items()
+
+
+async def test_a_settle_after_the_revocation_is_refused_and_stops_the_gateway_at_once(
+        db: str, monkeypatch) -> None:
+    """The periodic check is an hour away: the settle itself finds the key revoked, signs
+    nothing, is answered `unavailable`, and the gateway stops."""
+    with socket.socket() as probe:  # a free port for the gateway to listen on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open_ledger(db) as ledger:
+        residents = seed_demo(ledger)
+        client = enroll_kiosk(ledger, "K-01")
+    gateway_task, log = await serving(db, monkeypatch, check_every=3600,
+                                      listen=f"127.0.0.1:{port}")
+    kiosk = await KioskConnection.open_tcp(client, "127.0.0.1", port)
+    try:
+        await kiosk.call("person_info", card=card_of(residents["P001"]))
+        priced = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+        assert await asyncio.to_thread(revoke, db, gateway_key(db).kid) == 0
+        with pytest.raises(GatewayRefused) as refused:
+            await kiosk.call("settle", psn_no="P001", bill_id="B-130630-0001",
+                             txn_id="TXN-AFTER-REVOKE",
+                             confirmed_cash=priced["result"]["psn_cash_pay"])
+        assert refused.value.code == "unavailable"
+        assert "revoked" in refused.value.reply["msg"]
+        assert await asyncio.wait_for(gateway_task, 5) == 3
+    finally:
+        await kiosk.close()
+    with open_ledger(db) as ledger:
+        assert ledger.get_settlement("TXN-AFTER-REVOKE") is None
+        assert [bill.bill_id for bill in ledger.pending_bills("P001")] == ["B-130630-0001"]
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert any(e.get("event") == "gateway_key_revoked" for e in events)
 
 
 # Both workers serve; worker 1 then finds its key revoked and exits 3. Started again it would be
