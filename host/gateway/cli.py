@@ -280,8 +280,9 @@ def _revoke_gateway_key(args: argparse.Namespace) -> int:
             return 0
         ledger.set_key_status(kid, "revoked")
     print(f"revoked gateway key {kid}: gateways serving with it sign no more settlements, stop "
-          "within 10 s and refuse to start with it again; start them with a new key (`kiosk gateway init --key "
-          "NEW_PATH`) and provision the kiosks with the new key's --gateway-public-key")
+          "within 10 s and refuse to start with it again; start them with a new key (`kiosk "
+          "gateway init --key NEW_PATH`) and provision the kiosks with the new key's "
+          "--gateway-public-key")
     return 0
 
 

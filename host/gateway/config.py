@@ -26,6 +26,7 @@ SQLITE_PREFIX = "sqlite:///"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 GATEWAY_KEY_FILE = "gateway.key"
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})  # libpq URI parameters
 
 
 class LedgerUrlError(ValueError):
@@ -94,10 +95,17 @@ def describe(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unreadable ledger URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    # libpq also takes the password as a query parameter (and a key's passphrase)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret_query = any(name in SECRET_PARAMETERS for name, _ in query)
+    if parts.password is None and not secret_query:
+        return url  # as given (urlunsplit would drop sqlite:///'s empty host)
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@", 1))
+    if secret_query:
+        masked = [(name, "***" if name in SECRET_PARAMETERS else value) for name, value in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return urlunsplit(parts)
 
 
 def where(url: str) -> str:

@@ -1,4 +1,5 @@
-"""Prometheus metrics for the gateway: frames, errors by code, settlements, settle latency.
+"""Prometheus metrics for the gateway: frames, errors by code, settlements, settle latency,
+warnings, and how long the ledger work under way has run.
 
 Each gateway owns its own registry, so several gateways (or tests) in one process never share
 or clash over counters. `serve_http` exposes it on the `--metrics HOST:PORT` address.
@@ -7,6 +8,7 @@ or clash over counters. `serve_http` exposes it on the `--metrics HOST:PORT` add
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -52,7 +54,11 @@ class GatewayMetrics:
         self.settlements = _Counts(
             "onestop_settlements", "Settle requests answered with a settlement (new or retry).",
             ["kind"])
-        for counts in (self.frames, self.errors, self.settlements):
+        self.warnings = _Counts(
+            "onestop_warnings",
+            "Events logged as warnings for the operator (reconcile_mismatch, ledger_slow...).",
+            ["event"])
+        for counts in (self.frames, self.errors, self.settlements, self.warnings):
             self.registry.register(counts)
         self.settle_latency = Histogram(
             "onestop_settle_latency_seconds",
@@ -63,6 +69,16 @@ class GatewayMetrics:
             "onestop_connections", "Open kiosk connections by transport.",
             ["transport"], registry=self.registry,
         )
+
+    def watch_ledger(self, busy_seconds: Callable[[], float]) -> None:
+        """How long the ledger work under way has run (0 when idle), read at each scrape: the
+        endpoint answers from its own thread while a stalled ledger holds the gateway."""
+        Gauge("onestop_ledger_busy_seconds",
+              "How long the ledger work under way has been running (0: none).",
+              registry=self.registry).set_function(busy_seconds)
+
+    def warning(self, event: str) -> None:
+        self.warnings.inc(event)
 
     def frame(self, direction: str, message_type: str) -> None:
         self.frames.inc(direction, message_type)

@@ -69,6 +69,8 @@ ACCEPT_PAUSE_S = 0.005  # a worker holding more kiosks than another leaves new o
 # alone this long, and the failure logged at most once per ACCEPT_WARN_EVERY_S with a count.
 ACCEPT_RETRY_S = 0.25
 ACCEPT_WARN_EVERY_S = 10.0
+# A ledger batch that took this long held up every kiosk of the gateway: logged as a warning.
+SLOW_LEDGER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -80,7 +82,7 @@ class Processed:
     reply_type: str
     kiosk: str | None = None
     code: str | None = None  # error code, when the reply is an `error`
-    msg: str | None = None
+    msg: str | None = None  # for the log: the reason, with details the kiosk is not sent
     handled: Handled | None = None
 
 
@@ -147,8 +149,7 @@ class FrameService:
         except ProtocolError as exc:
             return self._refuse(request, wire_code(exc.code), exc.msg or exc.code, now)
         except LedgerError as exc:
-            return self._refuse(request, "unavailable", f"the ledger is unavailable: {exc}",
-                                now)
+            return self._unavailable(request, exc, now)
         except Exception as exc:  # a bug must cost one reply, never the connection
             return self._internal(request, exc, now)
         handlers = self.handlers
@@ -198,8 +199,7 @@ class FrameService:
         if isinstance(error, ProtocolError):
             return self._refuse(request, wire_code(error.code), error.msg or error.code, now)
         if isinstance(error, LedgerError):
-            return self._refuse(request, "unavailable", f"the ledger is unavailable: {error}",
-                                now)
+            return self._unavailable(request, error, now)
         return self._internal(request, error or RuntimeError(outcome.status), now)
 
     # ------------------------------------------------------------ helpers
@@ -223,14 +223,25 @@ class FrameService:
             verifier = self._verifiers[record.public_key] = VerifyingKey(record.public_key)
         return verifier
 
-    def _refuse(self, request: dict[str, Any] | None, code: str, msg: str, now: int) -> Processed:
+    def _unavailable(self, request: dict[str, Any] | None, error: LedgerError,
+                     now: int) -> Processed:
+        """The kiosk hears that the ledger is unavailable and whether its request may have
+        been stored; where the ledger is (host, role, schema, file) and why, only the log."""
+        told = ("the gateway's ledger is unavailable; the request may have been stored: ask "
+                "with settlement_query" if error.at_commit else
+                "the gateway's ledger is unavailable; nothing was stored")
+        return self._refuse(request, "unavailable", told, now, detail=str(error))
+
+    def _refuse(self, request: dict[str, Any] | None, code: str, msg: str, now: int,
+                detail: str | None = None) -> Processed:
+        """An `error` reply with `msg`; `detail`, if given, is what the log says instead."""
         msg = msg if len(msg) <= MAX_ERROR_TEXT else msg[: MAX_ERROR_TEXT - 1] + "…"
         reply = messages.error_reply(request, code, msg, now,
                                      now=now if code == "stale" else None)
         return Processed(
             reply=fastwire.seal(reply, self.gateway_kid, self.signer),
             request_type=_type(request), reply_type="error", kiosk=_kiosk(request),
-            code=code, msg=msg,
+            code=code, msg=detail or msg,
         )
 
     def too_large(self) -> bytes:
@@ -257,11 +268,20 @@ class Batcher:
     frame that arrived in the same turn of the loop joins the same commit.
     """
 
-    def __init__(self, service: FrameService, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, service: FrameService, max_batch: int = MAX_BATCH,
+                 slow: Callable[[float, int], None] | None = None) -> None:
         self.service = service
         self.max_batch = max_batch
         self._waiting: list[tuple[Prepared, Callable[[Processed], None]]] = []
         self._scheduled = False
+        self._running_since: float | None = None  # monotonic: the batch in the ledger now
+        self._slow = slow  # told (seconds, requests) of a batch over SLOW_LEDGER_S
+
+    def busy_seconds(self) -> float:
+        """How long the batch in the ledger has been running; 0 when none is (read from the
+        metrics endpoint's thread)."""
+        since = self._running_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def submit(self, prepared: Prepared) -> asyncio.Future[Processed]:
         """The reply, once the batch `prepared` joins has run."""
@@ -297,7 +317,12 @@ class Batcher:
             self._scheduled = False
         # A frame whose connection closed meanwhile still runs: it was received whole, and a
         # settle that commits is found by the kiosk's settlement_query.
+        self._running_since = started = time.monotonic()
         outcomes = self.service.run([p for p, _ in batch])
+        self._running_since = None
+        took = time.monotonic() - started
+        if took >= SLOW_LEDGER_S and self._slow is not None:
+            self._slow(took, len(batch))
         for (prepared, then), outcome in zip(batch, outcomes, strict=True):
             try:
                 then(self.service.finish(prepared, outcome))
@@ -462,7 +487,8 @@ class GatewayServer:
         self.metrics = metrics
         self.log = log
         self.idle_timeout_s = idle_timeout_s
-        self.batcher = Batcher(service, max_batch)
+        self.batcher = Batcher(service, max_batch, slow=self._ledger_slow)
+        metrics.watch_ledger(self.batcher.busy_seconds)
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[TcpConnection] = set()
@@ -628,6 +654,11 @@ class GatewayServer:
             for _ in range(after[stat] - before[stat]):
                 self.metrics.error(code)
 
+    def _ledger_slow(self, seconds: float, requests: int) -> None:
+        # Every kiosk of this gateway waited meanwhile: the operator hears of it at once.
+        self.metrics.warning("ledger_slow")
+        self.log.warning("ledger_slow", seconds=round(seconds, 3), requests=requests)
+
     def _account(self, result: Processed, peer: str, elapsed: float) -> None:
         self.metrics.frame("in", result.request_type)
         latency_ms = round(elapsed * 1000, 2)
@@ -644,6 +675,8 @@ class GatewayServer:
             self.metrics.settlement(handled.settlement)
             self.metrics.settle_latency.observe(elapsed)
         if handled.event is not None:
+            if handled.warn:
+                self.metrics.warning(handled.event)
             emit = self.log.warning if handled.warn else self.log.info
             emit(handled.event, kiosk=result.kiosk, latency_ms=latency_ms, **handled.fields)
         else:

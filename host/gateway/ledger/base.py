@@ -25,6 +25,9 @@ class LedgerError(Exception):
     at_commit: bool = False
     # True when it failed before any statement ran (no connection, BEGIN refused).
     at_begin: bool = False
+    # True when another session held a lock past the wait allowed: every request of the batch
+    # would wait as long again, so none is run again alone.
+    busy: bool = False
 
 
 class TxnConflict(Exception):

@@ -32,6 +32,11 @@ CONNECT_TIMEOUT_S = 10
 LINK_CHECKS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                "keepalives_count": 3, "tcp_user_timeout": 30_000}
 INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables once
+# A lock held elsewhere (an operator's psql session, a stuck job) is waited for this long, then
+# the request is answered `unavailable` and the operator told: a gateway runs its ledger work on
+# its event loop, so an unbounded wait would freeze every kiosk it serves, silently. Far above
+# what settlements hold each other up (milliseconds), below a kiosk's 10 s reply timeout.
+LOCK_WAIT_MS = 3000
 
 
 class PostgresLedger(SqlLedger):
@@ -50,8 +55,12 @@ class PostgresLedger(SqlLedger):
         options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
         given = conninfo_to_dict(self.location.dsn or "")
         options.update({k: v for k, v in LINK_CHECKS.items() if k not in given})
+        settings = given.get("options", "")  # the URL's own server settings are kept
         if self.location.schema:
-            options["options"] = f"-c search_path={self.location.schema}"
+            settings += f" -c search_path={self.location.schema}"
+        if "lock_timeout" not in settings:
+            settings += f" -c lock_timeout={LOCK_WAIT_MS}"
+        options["options"] = settings.strip()
         return psycopg.connect(self.location.dsn or "", **options)
 
     def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
@@ -80,7 +89,19 @@ class PostgresLedger(SqlLedger):
         if isinstance(exc, pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
             return TransientConflict(f"ledger {self.where}: {exc}")
         if isinstance(exc, pg_errors.UndefinedTable):
-            return LedgerError(f"ledger {self.where} is not initialised: run `kiosk gateway init`")
+            # Also what a role sees once it may no longer use the ledger's schema (its tables
+            # drop out of the search path): the operator must hear of both.
+            return LedgerError(
+                f"ledger {self.where} has no ledger tables this database role can see: it is "
+                "not initialised (run `kiosk gateway init`), or the role lacks USAGE on its "
+                f"schema ({_first_line(exc)})")
+        if isinstance(exc, pg_errors.LockNotAvailable):
+            error = LedgerError(
+                f"ledger {self.where}: another session held a lock it needs for over "
+                f"{LOCK_WAIT_MS / 1000:g} s ({_first_line(exc)}); nothing was written"
+            )
+            error.busy = True
+            return error
         if isinstance(exc, pg_errors.DiskFull):
             return LedgerError(
                 f"ledger {self.where}: the database's disk is full; nothing was written"

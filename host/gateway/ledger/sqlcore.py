@@ -288,7 +288,7 @@ class SqlLedger(SqlStore):
         except _NeedsSavepoint:
             raise
         except LedgerError as exc:
-            if exc.at_commit or exc.at_begin or len(jobs) == 1:
+            if exc.at_commit or exc.at_begin or exc.busy or len(jobs) == 1:
                 return [RequestOutcome("failed", error=exc) for _ in jobs]
         except Exception as exc:  # a bug met by one job (nothing was written): only its own
             if len(jobs) == 1:

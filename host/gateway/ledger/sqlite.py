@@ -222,7 +222,10 @@ class SqliteLedger(SqlLedger):
         elif "no such table" in text:
             reason = "it is not initialised: run `kiosk gateway init`"
         elif "database is locked" in text:
-            reason = f"another writer held it for over {self._busy_timeout_s:g} s"
+            error = LedgerError(f"ledger {self.path}: another writer held it for over "
+                                f"{self._busy_timeout_s:g} s; nothing was written")
+            error.busy = True
+            return error
         elif "unable to open database file" in text or "readonly database" in text:
             reason = self._why_not_writable()
         else:

@@ -123,6 +123,29 @@ def test_a_postgresql_link_is_checked_while_idle_unless_the_url_says_otherwise(l
         own.close()
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_role_that_may_not_use_the_schema_is_not_sent_to_init_alone(ledger, ledger_url):
+    """The role lost USAGE on the ledger's schema: its tables drop out of the search path and
+    look missing. The message names both causes; `init` alone would fail with another error."""
+    role = f"onestop_test_role_{os.getpid()}"
+    url = ledger_url.replace("://postgres@", f"://{role}@", 1)
+    if url == ledger_url:
+        pytest.skip("needs ONESTOP_TEST_PG as postgresql://postgres@... (trust auth)")
+    with psycopg.connect(os.environ["ONESTOP_TEST_PG"], autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        try:
+            outsider = open_ledger(url)
+            try:
+                with pytest.raises(LedgerError) as failed:
+                    outsider.get_bill("B1")
+            finally:
+                outsider.close()
+        finally:
+            admin.execute(f'DROP ROLE "{role}"')
+    assert "not initialised (run `kiosk gateway init`), or the role lacks USAGE on its " \
+        "schema" in str(failed.value)
+
+
 def test_postgresql_that_cannot_be_reached_is_a_clear_error():
     unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
     try:

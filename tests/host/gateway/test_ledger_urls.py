@@ -60,6 +60,12 @@ def test_bad_urls_say_what_is_wrong(url, complaint):
 
 def test_passwords_are_not_shown_in_messages():
     assert describe("postgresql://gw:s3cret@db/onestop") == "postgresql://gw:***@db/onestop"
+    # libpq's query-parameter forms too
+    assert describe("postgresql://gw@db/onestop?password=s3cret&schema=hall") == \
+        "postgresql://gw@db/onestop?password=***&schema=hall"
+    assert describe("postgresql://gw:s3cret@db/x?sslpassword=k3y") == \
+        "postgresql://gw:***@db/x?sslpassword=***"
+    assert describe("sqlite:///var/ledger.sqlite") == "sqlite:///var/ledger.sqlite"
 
 
 @pytest.mark.parametrize(

@@ -347,10 +347,66 @@ async def test_a_database_that_goes_away_gets_a_clear_error_and_comes_back(
                 break
             except GatewayRefused as exc:
                 outcomes.append(exc.code)
+                assert exc.reply["msg"].startswith("the gateway's ledger is unavailable; ")
+                assert marker not in exc.reply["msg"] and "127.0.0.1" not in exc.reply["msg"]
         assert outcomes[-1] == "settle_reply"  # the gateway reconnected by itself
         assert set(outcomes[:-1]) <= {"unavailable"}
+        # what was wrong, and which ledger, is for the operator's log, not the kiosks' network
+        refused = [e for e in site.events() if e["event"] == "refused"]
+        assert len(refused) == outcomes.count("unavailable")
+        assert all(marker in e["msg"] for e in refused)
         assert [s.txn_id for s in ledger.settlements_on(
             ledger.get_settlement("TXN-DBGONE-01").setl_date)] == ["TXN-DBGONE-01"]
+    finally:
+        await site.close()
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_a_bounded_time_and_the_operator_told(
+        ledger: Ledger, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's psql session holds the settlements table: the gateway (whose kiosks all
+    wait while its ledger work waits) gives up after LOCK_WAIT_MS, answers `unavailable`, logs
+    `ledger_slow`, and its metrics show the stall while it lasts; then it settles as before."""
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers wait busy_timeout_s, see test_ledger_concurrency")
+    from onestop.host.gateway import server
+    from onestop.host.gateway.ledger import postgres
+
+    monkeypatch.setattr(postgres, "LOCK_WAIT_MS", 1500)
+    monkeypatch.setattr(server, "SLOW_LEDGER_S", 0.5)
+    site = await _start_site(ledger, ledger_url, tmp_path)
+    schema = ledger_url.split("schema=")[1].split("&")[0]
+    try:
+        kiosk = await site.kiosk()
+        pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+        scraped: list[str] = []
+        scraper = threading.Timer(0.7, lambda: scraped.append(site.metrics()))
+        with psycopg.connect(os.environ["ONESTOP_TEST_PG"]) as holder:
+            holder.execute(f'LOCK TABLE "{schema}".settlements IN ACCESS EXCLUSIVE MODE')
+            scraper.start()
+            started = time.monotonic()
+            with pytest.raises(GatewayRefused) as refused:
+                await kiosk.call("settle", psn_no="P001", bill_id="B-130630-0001",
+                                 txn_id="TXN-LOCKED-01",
+                                 confirmed_cash=pre["result"]["psn_cash_pay"])
+            waited = time.monotonic() - started
+            scraper.join()
+            holder.rollback()
+        assert refused.value.code == "unavailable"
+        assert waited < 5  # a kiosk waits 10 s for its answer
+        [busy] = [line for line in scraped[0].splitlines()
+                  if line.startswith("onestop_ledger_busy_seconds ")]
+        assert float(busy.split()[1]) > 0.5  # the stall, seen from outside while it lasts
+        slow = [e for e in site.events() if e["event"] == "ledger_slow"]
+        assert slow and slow[0]["level"] == "warning" and slow[0]["seconds"] >= 1.5
+        assert 'onestop_warnings_total{event="ledger_slow"} 1.0' in site.metrics()
+        assert "onestop_ledger_busy_seconds 0.0" in site.metrics()
+        [why] = [e["msg"] for e in site.events() if e["event"] == "refused"]
+        assert "another session held a lock it needs for over 1.5 s" in why
+        kiosk = await site.connect(kiosk.client)  # the site's idle timeout (0.5 s) passed
+        settled = await kiosk.call("settle", psn_no="P001", bill_id="B-130630-0001",
+                                   txn_id="TXN-LOCKED-01",
+                                   confirmed_cash=pre["result"]["psn_cash_pay"])
+        assert settled["txn_id"] == "TXN-LOCKED-01"
     finally:
         await site.close()
 
