@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measured run time (default 10)")
     parser.add_argument("--db", metavar="URL",
                         help="ledger URL (default: a new SQLite file in a temporary folder; a "
-                             "postgresql:// URL gets a fresh schema, dropped afterwards)")
+                             "postgresql:// URL gets a fresh schema, dropped afterwards; a "
+                             "?schema= or SQLite file given must be empty, and is kept)")
     parser.add_argument("--workers", type=int, default=DEFAULT_GATEWAY_WORKERS, metavar="N",
                         help="gateway processes (kiosk gateway serve --workers; default "
                              f"{DEFAULT_GATEWAY_WORKERS}: one per core of the issue's machine)")
@@ -678,9 +679,17 @@ def bench_ledger(db: str) -> Iterator[tuple[Any, str]]:
     ledger = open_ledger(url)
     try:
         ledger.init()  # one transaction: if it fails, there is no schema to drop
+        # Its own gateway key and kiosks, thousands of settlements: never in a real ledger.
+        held = ledger.list_keys()
     except LedgerError as exc:
         ledger.close()
         raise BenchError(f"cannot set up a ledger at {describe(db)}: {exc}") from None
+    if held:
+        ledger.close()
+        kids = ", ".join(key.kid for key in held[:3]) + (", ..." if len(held) > 3 else "")
+        raise BenchError(f"the ledger at {describe(db)} is in use (it holds the keys {kids}): "
+                         "the bench needs an empty one (a postgresql:// URL without ?schema= "
+                         "gets a fresh schema; for SQLite, name a new file)")
     try:
         yield ledger, url
     finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from onestop.host.gateway.ledger import open_ledger
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -64,6 +65,21 @@ def test_a_ledger_the_bench_cannot_reach_is_one_clear_line() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "cannot set up a ledger" in result.stderr and "unavailable" in result.stderr
+
+
+def test_the_bench_refuses_a_ledger_in_use(db: str) -> None:
+    """Its own gateway key, kiosks and thousands of settlements must never go into a real
+    ledger (it crashed on the second active gateway key, having enrolled its own)."""
+    with open_ledger(db) as ledger:
+        before = ledger.list_keys()
+    result = subprocess.run(
+        [sys.executable, "-m", "onestop.host.cli", "bench", "gateway", "--kiosks", "2",
+         "--seconds", "1", "--db", db], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"is in use (it holds the keys {before[0].kid})" in result.stderr
+    with open_ledger(db) as ledger:
+        assert ledger.list_keys() == before
 
 
 # ---- the bench's kiosks meet a gateway that misbehaves: they end their run and say why,
