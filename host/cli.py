@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 # (module, what it adds) — the order is the order in `kiosk --help`.
@@ -48,8 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         status = func(args)
+        sys.stdout.flush()  # here, where a reader that left is caught, not at exit
     except KeyboardInterrupt:
         status = 130
+    except BrokenPipeError:
+        # The reader left (`| head`): what it read is all it wanted. No traceback, and an exit
+        # status of its own, as a shell's (128 + SIGPIPE), not a command's verdict (audit: 1).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 128 + signal.SIGPIPE
     sys.exit(int(status or 0))
 
 

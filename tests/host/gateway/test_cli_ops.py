@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from contextlib import closing
 
 import pytest
@@ -330,6 +332,19 @@ def test_audit_json(db, capsys, kit):
     assert kiosk("gateway", "audit", "--db", db, "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["settlements"] == 1 and report["problems"] == []
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("argv", [["gateway", "audit", "--json"], ["keys", "list"]])
+def test_a_reader_that_leaves_early_gets_no_traceback(db, argv):
+    """`kiosk gateway audit --json | head -1`: the pipe closes before the output is written.
+    No traceback, and not audit's "problems found" status (1): a shell's 141."""
+    command = [sys.executable, "-m", "onestop.host.cli", *argv, "--db", db]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        run.stdout.close()  # the reader has gone before the command writes
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 141
+    assert err == b""
 
 
 def test_reconcile_prints_the_days_totals(db, capsys, kit):
