@@ -769,24 +769,27 @@ async def start_gateway(
         log.warning("ledger_exposed", problem=exposed)
     service = FrameService(ledger, handlers, signer, kid, log)
     server = GatewayServer(service, metrics, log, config.idle_timeout_s)
-    try:
-        if shared is None:
-            address = await server.listen_tcp(*listen)
-        else:
-            address = server.accept_shared(shared)
-    except OSError as exc:
-        await server.close()
-        raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None
-    for spec in serials:
-        server.attach_serial(spec)
     endpoint = None
-    if metrics_at is not None:
+    if metrics_at is not None:  # before the kiosks' port: "listening" means all is up
         try:
             endpoint = MetricsEndpoint(metrics, *metrics_at)
         except OSError as exc:
             await server.close()
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
                              f"{exc.strerror}") from None
+    try:
+        if shared is None:
+            address = await server.listen_tcp(*listen)
+        else:
+            address = server.accept_shared(shared)
+    except OSError as exc:
+        if endpoint is not None:
+            endpoint.close()
+        await server.close()
+        raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None
+    for spec in serials:
+        server.attach_serial(spec)
+    if endpoint is not None:
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
              event_loop=eventloop.loop_name())

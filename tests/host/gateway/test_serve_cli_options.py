@@ -5,6 +5,7 @@ user runs it (a process of its own), since workers are forked and a refusal must
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -48,6 +49,9 @@ def refused(argv: list[str]) -> str:
     assert process.returncode == 2, err
     lines = [line for line in err.splitlines() if not line.startswith("{")]  # not JSON logs
     assert len(lines) == 1, err
+    # a supervisor waiting for "listening" must never be told the gateway is up
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "listening" not in events, err
     return lines[0]
 
 
