@@ -94,12 +94,12 @@ class Kiosk:
             # first, or it would be served again.
             if await self.card_present(False):
                 await self.show(screens.take_card())
-                await self._wait_card(False, self.timeouts["take_card"])
+                await self.wait_card(False, self.timeouts["take_card"])
                 return
             self._card_may_be_left_in = False
         await self.show(screens.welcome())
         self.log("idle")
-        if not await self._wait_card(True, self.timeouts["retry_open"]):
+        if not await self.wait_card(True, self.timeouts["retry_open"]):
             return
         problem = await self.printer_problem()
         if problem is not None:
@@ -107,7 +107,7 @@ class Kiosk:
             await self.show(screens.out_of_service(T.printer_reason(problem)))
             # Long enough to be read (the take-card page follows at once otherwise, and the
             # resident never learns why): until the card comes out, or `message` ms.
-            await self._wait_card(False, self.timeouts["message"])
+            await self.wait_card(False, self.timeouts["message"])
             self._card_may_be_left_in = True
             return
         self.sessions += 1
@@ -124,16 +124,16 @@ class Kiosk:
         self.log("out_of_service", reason=reason)
         await self.show(screens.out_of_service(reason))
         if reason != "paper_out" and reason != "printer_fault":
-            await self._wait_card(None, self.timeouts["retry_open"])
+            await self.wait_card(None, self.timeouts["retry_open"])
             return
         # A clerk is loading paper: print the waiting receipt as soon as the printer is ready.
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
             if await self.printer_problem() is None:
                 return
-            await self._wait_card(None, self.timeouts["printer_poll"])
+            await self.wait_card(None, self.timeouts["printer_poll"])
 
-    async def _wait_card(self, present, timeout_ms):
+    async def wait_card(self, present, timeout_ms):
         """Poll the card slot until it is `present` (True/False) or `timeout_ms` pass; True if
         it got there. present=None just waits, keeping the watchdog fed."""
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)

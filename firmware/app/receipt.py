@@ -58,10 +58,11 @@ def qr_module(length):
     return 1
 
 
-def build(entry, record, kiosk_id):
+def build(entry, record, kiosk_id, again=False):
     """The receipt for a settled txn, as the chunks to send: `entry` from the journal (who,
-    which bill), `record` the verified settlement_record (what was paid). Made a few lines at a
-    time as the printer takes them (Receipt.take), never whole."""
+    which bill), `record` the verified settlement_record (what was paid); `again`: marked as a
+    reprint, so two receipts of one settlement never read as two payments. Made a few lines at
+    a time as the printer takes them (Receipt.take), never whole."""
     result = record["result"]
     fields = texts.RECEIPT_FIELDS
     r = Receipt()
@@ -73,6 +74,9 @@ def build(entry, record, kiosk_id):
     r.size(1, 1)
     r.bold(False)
     r.line(texts.RECEIPT_TITLE[1])
+    if again:
+        r.line(texts.RECEIPT_AGAIN[0])
+        r.line(texts.RECEIPT_AGAIN[1])
     r.align(LEFT)
     r.line(RULE)
     yield from r.take()

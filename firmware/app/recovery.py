@@ -1,7 +1,8 @@
 # Finishing what the journal says is unfinished: at boot, and again whenever the kiosk is idle.
 #
 #   pending  -> settlement_query: settled   -> journal settled, then print and report as below
-#                                 not_found -> journal aborted (the settle never happened)
+#                                 not_found -> journal aborted (the settle never happened;
+#                                              a card still in is told "Not settled")
 #                                 cancelled -> journal aborted (an operator reversed it)
 #                                 no answer -> stays pending; asked again later
 #               A pending txn is never settled from here, only asked about. The resident who
@@ -51,6 +52,12 @@ async def _finish(kiosk, entry):
         kiosk.log("recovery_query", txn_id=entry["txn_id"], outcome=outcome, detail=detail
                   if isinstance(detail, str) else None)
         if outcome == T.ABORTED:
+            if await kiosk.card_present(False):
+                # Most likely the card of the resident who confirmed it (the visit ended in
+                # doubt with them waiting, or the power came back with it in): they learn
+                # that nothing was settled, not only "please take your card".
+                await kiosk.show(screens.error("not_settled", True))
+                await kiosk.wait_card(False, kiosk.timeouts["take_card"])
             return None
         if outcome != T.SETTLED:
             return outcome  # in_doubt or settlement_invalid
@@ -58,7 +65,7 @@ async def _finish(kiosk, entry):
         problem = await kiosk.printer_problem()
         if problem is None:
             await kiosk.show(screens.printing(saved=True))
-            problem = await txns.print_receipt(entry)
+            problem = await txns.print_receipt(entry, True)  # a first try may have printed
         if problem is not None:
             return T.printer_reason(problem)
     if entry["state"] == J.PRINTED:

@@ -3,9 +3,9 @@
 #   READING   read the card                   -> card errors: card_unreadable, wrong_card, ...
 #   LOOKUP    sign_in (once), person_info,    -> card_expired, unknown_person, no_bills,
 #             pending_bills                      gateway_unreachable, gateway_untrusted,
-#                                                service_refused
+#                                                service_refused, card_removed
 #   CHOOSING  bills page, a button per bill   -> timeout, card_removed
-#   PRICING   pre_settle
+#   PRICING   pre_settle                      -> LOOKUP's gateway refusals, card_removed
 #   CONFIRMING confirm page: b0 confirm, b1 cancel -> cancelled, timeout, card_removed
 #   SETTLING  journal pending, settle, verify, journal settled
 #                                             -> amount_changed, bill_settled, not_settled,
@@ -58,7 +58,9 @@ class Session:
         card = await self._read_card()
         if isinstance(card, str):
             return await self.fail(card)
-        person_bills = await self._lookup(card)
+        person_bills = await self._while_card_in(self._lookup(card))
+        if person_bills == CARD_OUT:
+            return await self.fail("card_removed")
         if isinstance(person_bills, str):
             return await self.fail(person_bills)
         person, bills = person_bills
@@ -70,7 +72,9 @@ class Session:
             return await self.fail(_ended(choice))
         bill = bills[int(choice[1:])]
         del bills  # the others are not needed again
-        result = await self._price(person, bill)
+        result = await self._while_card_in(self._price(person, bill))
+        if result == CARD_OUT:
+            return await self.fail("card_removed")
         if isinstance(result, str):
             return await self.fail(result)
         choice = await self.wait_touch(screens.confirm(bill, result), ("b0", "b1"),
@@ -156,14 +160,44 @@ class Session:
                                          paid["psn_cash_pay"]) is None:
                 return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
-            problem = await k.txns.print_receipt(entry)
+            problem = await k.txns.print_receipt(entry, True)
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
         await self.enter("done", screens.done(paid))
         await self.enter("reporting", None)
         await k.txns.report(entry)
-        await self.wait_card_out(k.timeouts["take_card"])
+        await k.wait_card(False, k.timeouts["take_card"])
         return "settled"
+
+    async def _while_card_in(self, step):
+        """Await `step` (a gateway exchange) while the slot is asked every `poll` ms if the
+        card is still in: CARD_OUT if it was taken out meanwhile, else what `step` gave. The
+        reader only says that a card is in, not which: a card swapped during the exchange
+        would otherwise be shown, and could settle, the first resident's bills."""
+        k = self.k
+        watch = [False, False, False]  # stop, card gone, asleep (safe to cancel)
+
+        async def watching():
+            while not watch[0]:
+                if not await k.card_present():
+                    watch[1] = True
+                    return
+                watch[2] = True
+                await asyncio.sleep_ms(k.timeouts["poll"])
+                watch[2] = False
+
+        watcher = asyncio.create_task(watching())
+        try:
+            result = await step
+        finally:
+            watch[0] = True
+            if watch[2]:  # not in the middle of a reader command: stop it now
+                watcher.cancel()
+            try:
+                await watcher
+            except asyncio.CancelledError:
+                pass
+        return CARD_OUT if watch[1] else result
 
     # ------------------------------------------------------------ waiting and pages
     async def enter(self, step, page):
@@ -190,17 +224,6 @@ class Session:
             if not await k.card_present():
                 return CARD_OUT
             k.progress()
-
-    async def wait_card_out(self, timeout_ms):
-        """Until the card is taken out, or `timeout_ms`; True if it was."""
-        k = self.k
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            if not await k.card_present():
-                return True
-            k.progress()
-            await asyncio.sleep_ms(k.timeouts["poll"])
-        return False
 
     async def wait_with_card(self, reason, every_ms, check, pay=None):
         """The `reason` page (with `pay`, see screens.error) while the card is in, asking
@@ -243,7 +266,7 @@ class Session:
         await self.enter("error", screens.error(reason, card_in))
         await asyncio.sleep_ms(k.timeouts["message"])
         if card_in:
-            await self.wait_card_out(k.timeouts["take_card"])
+            await k.wait_card(False, k.timeouts["take_card"])
         return reason
 
 

@@ -89,6 +89,7 @@ OUT_OF_SERVICE_REASONS = {
 
 # The receipt.
 RECEIPT_TITLE = ("医疗保障结算凭条", "Settlement receipt")  # fits 32 columns
+RECEIPT_AGAIN = ("补打凭条 同一笔结算", "Reprint - settled once only")
 RECEIPT_FIELDS = {
     "name": "姓名 Name",
     "ssn": "证件号 ID",

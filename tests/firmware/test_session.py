@@ -164,6 +164,7 @@ def test_the_receipt_shows_who_what_and_a_verifiable_settlement(kiosk: Kiosk) ->
     receipt = receipt_of(data)
     text = receipt.text()
     assert receipt.cut and not receipt.truncated
+    assert "Reprint" not in text  # the first print is the receipt, not a copy
     for expected in ("医疗保障结算凭条", "张秀兰", "130630********0048", "涞源县医院",
                      "2026-11-20", "14,520.00", "2,420.00", "1,210.00", "6,050.00",
                      "SETL000001", "K0001"):
@@ -237,6 +238,21 @@ def test_leaving_before_confirming_settles_nothing(kiosk: Kiosk, script: dict[st
     assert result["outcome"] == outcome
     assert result["pages"][-1][0] == "error"
     assert "nothing was settled" in result["last"]["error"]["l1"].lower()
+    assert settled_nothing(result)
+
+
+@pytest.mark.parametrize("step, page", [("person_info", "bills"), ("pending_bills", "bills"),
+                                        ("pre_settle", "confirm")])
+def test_a_card_swapped_while_the_gateway_answers_shows_and_settles_nothing(
+        kiosk: Kiosk, step: str, page: str) -> None:
+    """The first resident takes the card out while the gateway is slow to answer, and another
+    puts theirs in: the reader only says that a card is in. The second must not see the
+    first's name and bills, nor settle them."""
+    result = kiosk.session(script=HAPPY, faults={step: ["card_swapped"]})
+    assert result["outcome"] == "card_removed"
+    assert titles(result)[-1] == "Card taken out"
+    assert "nothing was settled" in result["last"]["error"]["l1"].lower()
+    assert page not in [name for name, _ in result["pages"]]
     assert settled_nothing(result)
 
 
@@ -367,6 +383,20 @@ def test_a_doubt_resolved_while_the_card_is_in_is_shown_to_the_resident(
     assert len(kiosk.settlements) == (1 if answer == "settled" else 0)
 
 
+def test_a_doubt_found_unsettled_at_power_on_tells_the_resident_whose_card_is_still_in(
+        kiosk: Kiosk) -> None:
+    """The power comes back with the card in: the gateway never saw the settle. The resident
+    reads "Not settled", not only "Please take your card", and can try again."""
+    first = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    back = kiosk.boot(rounds=1, visits=0, card_in=True)
+    assert back["calls"][0] == "settlement_query" and back["open"] == []
+    assert back["pages"][0] == ["error", "Not settled"]
+    assert back["last"]["error"]["l4"] == "请取走社保卡"
+    assert kiosk.settlements == {}
+
+
 def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: Kiosk) -> None:
     first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
                                                 "settlement_query": ["unreachable"]})
@@ -418,6 +448,10 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     assert len(later["receipts"]) == 1 and later["open"] == []
     assert "Printing a saved receipt" in titles(later)
     assert len(kiosk.settlements) == 1
+    # part of it may have printed before the paper ran out: this one says it is a reprint of
+    # one settlement, so the two never read as two payments
+    lines = [line.strip() for line in receipt_of(later["receipts"][0]).text().splitlines()]
+    assert lines[2:4] == ["补打凭条 同一笔结算", "Reprint - settled once only"]
 
 
 def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
@@ -431,6 +465,7 @@ def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
                                    "Settlement complete"]
     assert len(result["receipts"]) == 1 and result["open"] == []  # printed and reported
     assert result["calls"].count("settle") == 1 and len(kiosk.settlements) == 1
+    assert "Reprint - settled once only" in receipt_of(result["receipts"][0]).text()
 
 
 def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: Kiosk) -> None:

@@ -17,6 +17,7 @@ GATEWAY_KID = "gw-test"
 GATEWAY_SEED = bytes(range(32))
 PAGE_IDS = ("welcome", "reading", "bills", "confirm", "processing", "printing", "done", "error")
 NOW = 1795000000  # 2026-11-18, the gateway's clock
+SWAP_MS = 30  # "card_swapped": out this long, then another card in (the tests poll every 5 ms)
 
 
 def gateway_key():
@@ -168,8 +169,9 @@ class FakeGateway:
     faults: request type -> list of faults for its successive calls: "unreachable" (no answer,
     nothing done), "untrusted" (answers, none signed by the pinned gateway key; nothing done),
     "lost_reply" (done, but the answer never arrives), "error:CODE" (refused), "bad_signature"
-    (a settlement signed by another key), "memory_error" (MemoryError, nothing sent), "ok" (no
-    fault)."""
+    (a settlement signed by another key), "memory_error" (MemoryError, nothing sent),
+    "card_swapped" (answered; meanwhile the card is taken out and another put in: `card` is
+    the FakeCard), "ok" (no fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -182,6 +184,7 @@ class FakeGateway:
         self.attempts = []  # what each call asked for (0: the configured number)
         self.signed_in = False
         self._key = gateway_key()
+        self.card = None  # the FakeCard, for "card_swapped"
 
     async def sign_in(self, fw, board):
         await self.call("sign_in", fw=fw, board=board)
@@ -203,6 +206,11 @@ class FakeGateway:
             raise GatewayError(fault[6:], "scripted")
         if fault == "memory_error":  # the heap exhausted while the request was made
             raise MemoryError("scripted")
+        if fault == "card_swapped":  # a slow answer, long enough for a hand to swap cards
+            self.card.present = False
+            await asyncio.sleep_ms(SWAP_MS)
+            self.card.present = True  # another resident's card: the reader cannot tell
+            await asyncio.sleep_ms(SWAP_MS)
         reply = getattr(self, "_" + t)(fault, **body)
         if fault == "lost_reply":
             self.signed_in = False

@@ -39,7 +39,8 @@ def on_board_heap(run, heap=None):
 class Rig:
     """Everything a Kiosk needs, from a spec (plain values from the test):
     dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
-    gateway_state, paper, printer_faults, reload_after (and heap, for on_board_heap)."""
+    gateway_state, paper, printer_faults, reload_after (and heap, for on_board_heap; card_in,
+    for the main loop)."""
 
     def __init__(self, spec):
         gbk.set_table_dir(spec["tables"])
@@ -53,6 +54,7 @@ class Rig:
                                      spec.get("reload_after"))
         self.gateway = F.FakeGateway(KIOSK_ID, spec.get("people", {}), spec.get("gateway_state"),
                                      spec.get("faults"), spec.get("price_change", 0))
+        self.gateway.card = self.card
         self.journal = Journal(spec["dir"] + "/journal.bin")
         self.counter = Counter(spec["dir"] + "/counter")
         verifier = Collecting(F.gateway_verifier())  # as app.boot wraps the pinned key
@@ -101,6 +103,7 @@ def kiosk(spec):
     """The main loop from boot (recovery first) for spec["rounds"] rounds."""
     def run():
         rig = Rig(spec)
+        rig.card.present = spec.get("card_in", False)  # a card in the slot at power-on
         asyncio.run(rig.kiosk.serve(spec.get("rounds", 1)))
         return rig
 
