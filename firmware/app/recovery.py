@@ -36,8 +36,12 @@ async def finish_open(kiosk):
         return None
     kiosk.heap.step("recovery")
     blocked = None
+    # Once the gateway has not answered, the rest of this pass asks it nothing: each unanswered
+    # call costs the link's timeouts and retries, and with a backlog of receipts to report a
+    # new resident would wait for all of them. They are asked again next pass.
+    away = [False]
     for entry in entries:
-        reason = await _finish(kiosk, entry)
+        reason = await _finish(kiosk, entry, away)
         if reason is not None and blocked is None:
             blocked = reason
     del entries, entry
@@ -45,9 +49,11 @@ async def finish_open(kiosk):
     return blocked
 
 
-async def _finish(kiosk, entry):
+async def _finish(kiosk, entry, away):
     txns = kiosk.txns
     if entry["state"] == J.PENDING:
+        if away[0]:
+            return T.IN_DOUBT
         outcome, detail = await txns.query(entry)
         kiosk.log("recovery_query", txn_id=entry["txn_id"], outcome=outcome, detail=detail
                   if isinstance(detail, str) else None)
@@ -60,6 +66,7 @@ async def _finish(kiosk, entry):
                 await kiosk.wait_card(False, kiosk.timeouts["take_card"])
             return None
         if outcome != T.SETTLED:
+            away[0] = detail == "unreachable"
             return outcome  # in_doubt or settlement_invalid
     if entry["state"] == J.SETTLED:
         problem = await kiosk.printer_problem()
@@ -68,6 +75,6 @@ async def _finish(kiosk, entry):
             problem = await txns.print_receipt(entry, True)  # a first try may have printed
         if problem is not None:
             return T.printer_reason(problem)
-    if entry["state"] == J.PRINTED:
-        await txns.report(entry)
+    if entry["state"] == J.PRINTED and not away[0]:
+        away[0] = not await txns.report(entry)
     return None

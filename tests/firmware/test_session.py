@@ -483,6 +483,22 @@ def test_an_unanswered_receipt_printed_is_sent_again_later(kiosk: Kiosk) -> None
     assert later["receipts"] == []  # never printed twice
 
 
+def test_a_backlog_of_unanswered_reports_costs_one_try_per_pass_not_one_each(
+        kiosk: Kiosk) -> None:
+    """Receipts the gateway has not heard of pile up while it does not answer: once one report
+    goes unanswered, the rest wait for the next pass (each try costs the link's timeouts, and a
+    new resident waited for all of them)."""
+    for _ in range(2):  # both of the resident's bills, each report unanswered
+        result = kiosk.session(script=HAPPY, faults={"receipt_printed": ["unreachable"]})
+        assert result["outcome"] == "settled"
+    assert [state for _, state in result["open"]] == ["printed", "printed"]
+    still_away = kiosk.boot(rounds=1, visits=0, faults={"receipt_printed": ["unreachable"]})
+    assert still_away["calls"] == ["receipt_printed"]
+    assert still_away["pages"][-1][0] == "welcome"  # reports never block a new card
+    back = kiosk.boot(rounds=1, visits=0)
+    assert back["calls"] == ["receipt_printed", "receipt_printed"] and back["open"] == []
+
+
 # ---------------------------------------------------------------------------- the heap
 @pytest.mark.parametrize("heap", [[40 * 1024, 0], [64 * 1024, 512]],
                          ids=["in-40K", "in-64K-cut-into-512-byte-pieces"])
