@@ -128,9 +128,16 @@ def _fields(entry: Any, required: tuple[str, ...], optional: tuple[str, ...], wh
 def _date(entry: Mapping[str, Any], name: str, where: str) -> str:
     value = _text(entry, name, where, DATE, "a date YYYY-MM-DD")
     try:
-        datetime.date.fromisoformat(value)
+        day = datetime.date.fromisoformat(value)
     except ValueError:
         raise _fail(f"{where}.{name}", "is not a real date") from None
+    # A bill is for treatment already given: a later date is a clinic system's slip (a year
+    # typed wrong), and would be settled into that year's accumulations. A day of slack: the
+    # clinic's clock may run in another zone than this host's.
+    latest = datetime.date.today() + datetime.timedelta(days=1)
+    if day > latest:
+        raise _fail(f"{where}.{name}", f"is after {latest.isoformat()}: a bill's date is the "
+                    "day of the treatment, which cannot be in the future")
     return value
 
 

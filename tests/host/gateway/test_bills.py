@@ -83,6 +83,7 @@ def test_a_plain_array_of_bills_for_known_people_is_accepted(ledger, tmp_path):
         ({"bill__hosp_lv": 4}, "bills[0].hosp_lv"),
         ({"bill__med_type": "dental"}, "bills[0].med_type"),
         ({"bill__date": "2026-02-30"}, "bills[0].date"),
+        ({"bill__date": "2099-01-01"}, "bills[0].date: is after "),
         ({"bill__referral": "no"}, "bills[0].referral"),
         ({"bill__mdtrtarea_admvs": "1306"}, "bills[0].mdtrtarea_admvs"),
         ({"bill__date": None}, "bills[0].date: missing"),
