@@ -109,8 +109,14 @@ def test_paper_running_out_during_the_receipt_reprints_it_whole_once(hall: Hall)
     torn_again, whole = hall.printer.receipts
     assert torn_again is torn or torn_again == torn
     assert not whole.truncated and whole.cut
-    # what came out before the paper ran out is the start of the same receipt
-    assert whole.items[:len(torn.items)] == torn.items and len(torn.items) < len(whole.items)
+    # what came out before the paper ran out is the start of the same receipt, which now
+    # says under its title that it is a reprint of one settlement
+    title, rest = 2, whole.items[4:]
+    assert whole.items[:title] == torn.items[:title]
+    assert [item.text for item in whole.items[title:4]] == [
+        "补打凭条 同一笔结算", "Reprint - settled once only"]
+    assert rest[:len(torn.items) - title] == torn.items[title:]
+    assert len(torn.items) < len(whole.items)
 
 
 def test_paper_out_when_a_card_goes_in_serves_nobody_until_loaded(hall: Hall) -> None:
