@@ -88,8 +88,10 @@ class GatewayProcess:
 
     def __init__(self, db: str, key_path: Path, log_path: Path, *,
                  workers: int | None = None, idle_timeout_s: float | None = None,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+                 preexec_fn: Callable[[], None] | None = None,
+                 stop_with_parent: bool = False) -> None:
         self.db = db
+        self.stop_with_parent = stop_with_parent  # it stops if this process dies (kill -9)
         self.key_path = key_path
         self.log_path = log_path
         self.workers = workers
@@ -106,6 +108,8 @@ class GatewayProcess:
             command += ["--workers", str(self.workers)]
         if self.idle_timeout_s is not None:
             command += ["--idle-timeout", str(self.idle_timeout_s)]
+        if self.stop_with_parent:
+            command.append("--stop-with-parent")
         return command
 
     def start(self, timeout_s: float = 30.0) -> int:

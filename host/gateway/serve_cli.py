@@ -39,6 +39,7 @@ DEFAULT_LISTEN = "127.0.0.1:7400"
 DEFAULT_POLICY = "reference"
 
 
+PARENT_CHECK_S = 1.0  # --stop-with-parent: how soon the gateway stops after its parent
 KEY_CHECK_S = 10.0  # how soon a gateway stops once its key is revoked (a settle finds it at once)
 
 
@@ -82,6 +83,9 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                              "platform count days, whatever this machine's own zone)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--stop-with-parent", action="store_true",
+                        help="stop when the process that started this one exits, however it "
+                             "ends (kill -9 included): for the simulated hall, demo and TUI")
     parser.set_defaults(func=run_serve)
 
 
@@ -252,6 +256,8 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
 
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))
+    orphan = (asyncio.create_task(_watch_parent(os.getppid(), stop, heard))
+              if args.stop_with_parent else None)
     revoked: list[str] = []
 
     def key_revoked(status: str) -> None:  # a settle found it revoked: stop now
@@ -265,11 +271,25 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
         await stop.wait()
     finally:
         watch.cancel()
+        if orphan is not None:
+            orphan.cancel()
         if revoked:
             gateway.log.error("gateway_key_revoked", kid=gateway.kid, status=revoked[0])
         gateway.log.info("stopping", signal=heard[0] if heard else None)
         await gateway.close()
     return 3 if revoked else 0
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event, heard: list[str]) -> None:
+    """--stop-with-parent: a parent that exits (even by SIGKILL, which it cannot pass on)
+    leaves this process to init, so its parent id changes; then stop, as on SIGTERM. Asked
+    every PARENT_CHECK_S: the kernel's parent-death signal is tied to the thread that forked,
+    and a simulator may start the gateway from a thread that ends."""
+    while not stop.is_set():
+        await asyncio.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            heard.append("parent_exited")
+            stop.set()
 
 
 async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> None:

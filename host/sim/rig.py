@@ -202,7 +202,9 @@ class Hall:
                     shutil.copy2(ledger_from / name, folder / name)
             else:
                 prepare_ledger(folder)
-        self.gateway = gateway = GatewayProcess(self.db, key, folder / "gateway.log")
+        # A demo or TUI killed outright must not leave its gateway serving the hall's ledger.
+        self.gateway = gateway = GatewayProcess(self.db, key, folder / "gateway.log",
+                                                stop_with_parent=True)
         gateway.start()
         self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
         with closing(open_ledger(self.db)) as ledger:

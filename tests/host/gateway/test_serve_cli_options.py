@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,43 @@ except WorkersError as exc:
 def test_a_worker_failing_to_start_after_the_others_serve_stops_the_gateway() -> None:
     line = refused([sys.executable, "-c", SUPERVISED])
     assert line == "kiosk gateway serve: gateway worker 1 stopped while starting (exit status 2)"
+
+
+# Starts the gateway, says so once it listens, then waits to be killed.
+PARENT = """
+import subprocess, sys, time
+log = open(sys.argv[1], "wb")
+subprocess.Popen([sys.executable, "-m", "onestop.host.cli", "gateway", "serve", "--db",
+                  sys.argv[2], "--listen", "127.0.0.1:0", "--stop-with-parent"],
+                 stdout=log, stderr=log)
+while b'"listening"' not in open(sys.argv[1], "rb").read():
+    time.sleep(0.05)
+print("up", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_gateway_started_to_stop_with_its_parent_stops_when_the_parent_is_killed(
+        db: str, tmp_path: Path) -> None:
+    """`kiosk demo` or `kiosk tui` killed with SIGKILL (it cannot pass a signal on) left its
+    gateway serving the hall's ledger; --stop-with-parent stops it within a second or two."""
+    log = tmp_path / "gateway.log"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(log), db],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "up\n"
+        assert len(session_processes(parent.pid)) == 2  # the parent and its gateway
+        parent.kill()
+        parent.wait()
+        for _ in range(100):
+            if not session_processes(parent.pid):
+                break
+            time.sleep(0.1)
+        assert session_processes(parent.pid) == [], log.read_text()[-2000:]
+        events = [json.loads(line) for line in log.read_text().splitlines()
+                  if line.startswith("{")]
+        assert any(e["event"] == "stopping" and e.get("signal") == "parent_exited"
+                   for e in events)
+    finally:
+        if session_processes(parent.pid):
+            os.killpg(parent.pid, signal.SIGKILL)
