@@ -34,6 +34,11 @@ class Kiosk:
         self._progress = time.ticks_ms()
         self.sessions = 0
         self._card_may_be_left_in = True  # at power-on, a card in the slot is not a new visit
+        # The card in the slot has stayed there since a settlement went in doubt (a visit that
+        # ended in doubt with it in; at power-on, the visit the power cut): its holder is the
+        # one to tell if recovery finds nothing was settled. Any poll that sees the slot empty
+        # clears it, so a card put in later is never told about another's settlement.
+        self.doubt_card_in = True
 
     # ------------------------------------------------------------ services for the session
     def progress(self):
@@ -49,10 +54,13 @@ class Kiosk:
 
     async def card_present(self, if_unknown=True):
         try:
-            return await self.card.status() == "present"
+            present = await self.card.status() == "present"
         except CardError as e:
             self.log("card_status_error", code=e.code)
             return if_unknown
+        if not present:
+            self.doubt_card_in = False
+        return present
 
     async def printer_problem(self):
         return T.printer_problem(await self.printer.status())
@@ -113,7 +121,9 @@ class Kiosk:
         self.sessions += 1
         self._card_may_be_left_in = True
         try:
-            await Session(self).run()
+            outcome = await Session(self).run()
+            if outcome == "in_doubt":  # the resident may still be there, card in
+                self.doubt_card_in = await self.card_present(False)
         except Exception as e:  # noqa: BLE001 - a bug must cost one visit, never the kiosk
             # Whatever the resident confirmed is in the journal: recovery finishes it.
             self.log("session_crashed", error=repr(e))
@@ -135,11 +145,15 @@ class Kiosk:
 
     async def wait_card(self, present, timeout_ms):
         """Poll the card slot until it is `present` (True/False) or `timeout_ms` pass; True if
-        it got there. present=None just waits, keeping the watchdog fed."""
+        it got there. present=None just waits, keeping the watchdog fed (and, while a card
+        held since a doubt is in, watching for it to be taken out)."""
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
             self.progress()
-            if present is not None and await self.card_present(not present) == present:
+            if present is None:
+                if self.doubt_card_in:
+                    await self.card_present(True)
+            elif await self.card_present(not present) == present:
                 return True
             await asyncio.sleep_ms(self.timeouts["poll"])
         return False

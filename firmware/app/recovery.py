@@ -51,6 +51,9 @@ async def finish_open(kiosk):
 
 async def _finish(kiosk, entry, away):
     txns = kiosk.txns
+    # Settled before this pass: a print may have been cut short (paper out, a power cut), so
+    # this one is marked a reprint. Found settled just now: its first print.
+    again = entry["state"] == J.SETTLED
     if entry["state"] == J.PENDING:
         if away[0]:
             return T.IN_DOUBT
@@ -58,10 +61,10 @@ async def _finish(kiosk, entry, away):
         kiosk.log("recovery_query", txn_id=entry["txn_id"], outcome=outcome, detail=detail
                   if isinstance(detail, str) else None)
         if outcome == T.ABORTED:
-            if await kiosk.card_present(False):
-                # Most likely the card of the resident who confirmed it (the visit ended in
-                # doubt with them waiting, or the power came back with it in): they learn
-                # that nothing was settled, not only "please take your card".
+            if kiosk.doubt_card_in and await kiosk.card_present(False):
+                # The card in since the doubt (the visit ended in doubt with them waiting, or
+                # the power came back with it in): its holder learns that nothing was
+                # settled, not only "please take your card".
                 await kiosk.show(screens.error("not_settled", True))
                 await kiosk.wait_card(False, kiosk.timeouts["take_card"])
             return None
@@ -72,7 +75,7 @@ async def _finish(kiosk, entry, away):
         problem = await kiosk.printer_problem()
         if problem is None:
             await kiosk.show(screens.printing(saved=True))
-            problem = await txns.print_receipt(entry, True)  # a first try may have printed
+            problem = await txns.print_receipt(entry, again)
         if problem is not None:
             return T.printer_reason(problem)
     if entry["state"] == J.PRINTED and not away[0]:

@@ -151,7 +151,9 @@ class Session:
         del detail
         await self.enter("printing", screens.printing())
         problem = await k.txns.print_receipt(entry)
+        again = False  # some of it on paper already: the full one says it is a reprint
         while problem:
+            again = again or T.part_printed(problem)
             # Saved, not printed. A resident still at the kiosk waits for the receipt: it
             # prints as soon as a clerk loads paper, not after they have given up and gone.
             reason = T.printer_reason(problem)
@@ -160,7 +162,7 @@ class Session:
                                          paid["psn_cash_pay"]) is None:
                 return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
-            problem = await k.txns.print_receipt(entry, True)
+            problem = await k.txns.print_receipt(entry, again)
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
         await self.enter("done", screens.done(paid))

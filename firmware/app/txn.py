@@ -41,6 +41,12 @@ def printer_problem(status):
     return None
 
 
+def part_printed(code):
+    """Whether a print that failed with `code` may have put part of the receipt on paper (the
+    printer refuses the others before anything is sent)."""
+    return code.endswith("_during") or code == "unconfirmed"
+
+
 def printer_reason(code):
     """The screen for a printer problem: paper is the one a resident or clerk can fix."""
     if code.startswith("paper_out"):

@@ -359,6 +359,8 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     back = kiosk.boot(rounds=1, visits=0)
     assert back["calls"][:2] == ["settlement_query", "receipt_printed"]
     assert len(back["receipts"]) == 1 and back["open"] == []
+    # found settled only now: nothing was printed before, so it is no reprint
+    assert "Reprint" not in receipt_of(back["receipts"][0]).text()
     assert back["pages"][-1][0] == "welcome"
     assert len(kiosk.settlements) == 1
 
@@ -395,6 +397,18 @@ def test_a_doubt_found_unsettled_at_power_on_tells_the_resident_whose_card_is_st
     assert back["pages"][0] == ["error", "Not settled"]
     assert back["last"]["error"]["l4"] == "请取走社保卡"
     assert kiosk.settlements == {}
+
+
+def test_not_settled_is_never_shown_to_a_card_put_in_after_the_doubt(kiosk: Kiosk) -> None:
+    """The resident whose settlement went in doubt took their card and left; someone puts a
+    card in while the kiosk is out of service. Recovery finds nothing was settled: that is
+    not news for the one now at the kiosk."""
+    result = kiosk.boot(rounds=2, script=HAPPY, faults={
+        "settle": ["unreachable"], "settlement_query": ["unreachable", "card_put_in"]})
+    assert result["calls"].count("settlement_query") == 2 and result["open"] == []
+    assert "Settlement not yet confirmed" in titles(result)
+    assert "Not settled" not in titles(result)
+    assert result["pages"][-1] == ["done", "Please take your card"]
 
 
 def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: Kiosk) -> None:
@@ -466,6 +480,15 @@ def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
     assert len(result["receipts"]) == 1 and result["open"] == []  # printed and reported
     assert result["calls"].count("settle") == 1 and len(kiosk.settlements) == 1
     assert "Reprint - settled once only" in receipt_of(result["receipts"][0]).text()
+
+
+def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(
+        kiosk: Kiosk) -> None:
+    """The cover was open: nothing came out, so the receipt printed once it is shut is the
+    resident's first, not a copy."""
+    result = kiosk.session(script=HAPPY, printer_faults=["cover_open"], keeps_card=True)
+    assert result["outcome"] == "settled" and len(result["receipts"]) == 1
+    assert "Reprint" not in receipt_of(result["receipts"][0]).text()
 
 
 def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: Kiosk) -> None:

@@ -171,7 +171,7 @@ class FakeGateway:
     "lost_reply" (done, but the answer never arrives), "error:CODE" (refused), "bad_signature"
     (a settlement signed by another key), "memory_error" (MemoryError, nothing sent),
     "card_swapped" (answered; meanwhile the card is taken out and another put in: `card` is
-    the FakeCard), "ok" (no fault)."""
+    the FakeCard), "card_put_in" (answered; meanwhile a card is put in), "ok" (no fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -206,6 +206,8 @@ class FakeGateway:
             raise GatewayError(fault[6:], "scripted")
         if fault == "memory_error":  # the heap exhausted while the request was made
             raise MemoryError("scripted")
+        if fault == "card_put_in":  # someone tries the kiosk while it is out of service
+            self.card.present = True
         if fault == "card_swapped":  # a slow answer, long enough for a hand to swap cards
             self.card.present = False
             await asyncio.sleep_ms(SWAP_MS)
