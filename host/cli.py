@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import select
 import signal
 import sys
 
@@ -54,11 +55,23 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         status = 130
     except BrokenPipeError:
+        if not _stdout_reader_left():
+            raise  # some other pipe or socket of the command's: a real failure
         # The reader left (`| head`): what it read is all it wanted. No traceback, and an exit
         # status of its own, as a shell's (128 + SIGPIPE), not a command's verdict (audit: 1).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 128 + signal.SIGPIPE
     sys.exit(int(status or 0))
+
+
+def _stdout_reader_left() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (poll reports POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -681,12 +681,16 @@ def bench_ledger(db: str) -> Iterator[tuple[Any, str]]:
         schema = f"onestop_bench_{os.getpid()}_{secrets.token_hex(4)}"
         url = f"{db}{'&' if '?' in db else '?'}schema={schema}"
     ledger = open_ledger(url)
+    made = False
     try:
         ledger.init()  # one transaction: if it fails, there is no schema to drop
+        made = True
         # Its own gateway key and kiosks, thousands of settlements: never in a real ledger.
         held = ledger.list_keys()
     except LedgerError as exc:
         ledger.close()
+        if made and schema is not None:
+            _drop_schema(location.dsn or "", schema)
         raise BenchError(f"cannot set up a ledger at {describe(db)}: {exc}") from None
     if held:
         ledger.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 # Settlement days are China's (UTC+8), as the kiosks' clocks show them (firmware/app/clock.py)
 # and the national platform reconciles them: a gateway host running on UTC must not book the
@@ -85,7 +85,8 @@ def _postgres_location(url: str) -> LedgerLocation:
             )
         if any(name == "options" for name, _ in rest):
             raise LedgerUrlError("give either ?schema=NAME or ?options=..., not both")
-    dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+    # %20, not +, for spaces (libpq does not read + as one: "-c a=1 -c b=2" in ?options=)
+    dsn = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
     return LedgerLocation(backend="postgresql", dsn=dsn, schema=schema)
 
 
@@ -104,7 +105,7 @@ def describe(url: str) -> str:
         parts = parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@", 1))
     if secret_query:
         masked = [(name, "***" if name in SECRET_PARAMETERS else value) for name, value in query]
-        parts = parts._replace(query=urlencode(masked, safe="*"))
+        parts = parts._replace(query=urlencode(masked, safe="*", quote_via=quote))
     return urlunsplit(parts)
 
 

@@ -59,8 +59,10 @@ class Handled:
 
 class SignerRevoked(ProtocolError):
     """The key this gateway signs with is no longer active in the ledger (revoked by an
-    operator: a leaked key): it must not sign another settlement. Refused as "unavailable"
-    (the kiosk sends the resident to the counter, or to another gateway); the server stops."""
+    operator: a leaked key): it must not sign another settlement. Refused as "unavailable":
+    nothing was written, and the kiosk holds the settle in doubt until a gateway (one with a
+    new key, once the kiosk is provisioned with it) answers its settlement_query. The server
+    stops."""
 
     def __init__(self, kid: str, status: str) -> None:
         super().__init__("unavailable", f"this gateway's key {kid} is {status}: it signs no "

@@ -93,9 +93,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from onestop.host.gateway import logs
     from onestop.host.gateway.server import ServeError
 
+    # The parent as it is now, before start-up (a parent killed meanwhile is seen at once).
+    args.parent_pid = os.getppid() if args.stop_with_parent else None
     logs.configure(args.log_level)
     logs.skip_caller_lookup()
     try:
+        if args.stop_with_parent and args.workers > 1:
+            raise ServeError("--stop-with-parent serves as one process: not with --workers")
         _check_default_policy(args)
         if args.workers == 1:
             return eventloop.run(_serve(args))
@@ -256,8 +260,8 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
 
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping, signal.Signals(signum))
-    orphan = (asyncio.create_task(_watch_parent(os.getppid(), stop, heard))
-              if args.stop_with_parent else None)
+    parent = getattr(args, "parent_pid", None)
+    orphan = asyncio.create_task(_watch_parent(parent, stop, heard)) if parent else None
     revoked: list[str] = []
 
     def key_revoked(status: str) -> None:  # a settle found it revoked: stop now
@@ -286,10 +290,11 @@ async def _watch_parent(parent: int, stop: asyncio.Event, heard: list[str]) -> N
     every PARENT_CHECK_S: the kernel's parent-death signal is tied to the thread that forked,
     and a simulator may start the gateway from a thread that ends."""
     while not stop.is_set():
-        await asyncio.sleep(PARENT_CHECK_S)
         if os.getppid() != parent:
             heard.append("parent_exited")
             stop.set()
+            return
+        await asyncio.sleep(PARENT_CHECK_S)
 
 
 async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> None:

@@ -14,6 +14,8 @@ transaction.
 from __future__ import annotations
 
 import functools
+import os
+import re
 from typing import Any, ClassVar
 
 import psycopg
@@ -37,6 +39,7 @@ INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables 
 # its event loop, so an unbounded wait would freeze every kiosk it serves, silently. Far above
 # what settlements hold each other up (milliseconds), below a kiosk's 10 s reply timeout.
 LOCK_WAIT_MS = 3000
+_SETS_LOCK_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)lock[_-]timeout=")  # not deadlock_timeout
 
 
 class PostgresLedger(SqlLedger):
@@ -55,10 +58,12 @@ class PostgresLedger(SqlLedger):
         options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
         given = conninfo_to_dict(self.location.dsn or "")
         options.update({k: v for k, v in LINK_CHECKS.items() if k not in given})
-        settings = given.get("options", "")  # the URL's own server settings are kept
+        # The server settings of the URL, else of PGOPTIONS (libpq reads it only when no
+        # options are given, and we always give some), are kept.
+        settings = given.get("options", os.environ.get("PGOPTIONS", ""))
         if self.location.schema:
             settings += f" -c search_path={self.location.schema}"
-        if "lock_timeout" not in settings:
+        if not _SETS_LOCK_TIMEOUT.search(settings):
             settings += f" -c lock_timeout={LOCK_WAIT_MS}"
         options["options"] = settings.strip()
         return psycopg.connect(self.location.dsn or "", **options)

@@ -272,22 +272,35 @@ class SqlLedger(SqlStore):
         except _NeedsSavepoint:  # ...and when one comes, the batch runs again with them
             return self._run_batch(jobs, careful=True)
 
-    def _run_batch(self, jobs: list[RequestJob], careful: bool) -> list[RequestOutcome]:
+    def _run_batch(self, jobs: list[RequestJob], careful: bool,
+                   lock_retry: bool = True) -> list[RequestOutcome]:
         durable = any(job.durable for job in jobs)
+        running = [0]  # the job under way, for a lock wait that ran out
 
         def work(tx: Tx) -> list[RequestOutcome]:
             # Every job's replay check first, in one go (one round trip on PostgreSQL); a
             # counter is the kiosk's own and no job's work touches one, so the order of the
             # checks and the works within the batch changes nothing.
             advanced = self._advance_counters(tx, jobs)
-            return [self._run_request(tx, job, careful, counted)
-                    for job, counted in zip(jobs, advanced, strict=True)]
+            outcomes = []
+            for index, (job, counted) in enumerate(zip(jobs, advanced, strict=True)):
+                running[0] = index
+                outcomes.append(self._run_request(tx, job, careful, counted))
+            return outcomes
 
         try:
             return self._write(work, durable=durable)
         except _NeedsSavepoint:
             raise
         except LedgerError as exc:
+            if exc.busy and lock_retry and len(jobs) > 1:
+                # A lock held elsewhere ran out the wait of the job under way: it fails, the
+                # others run once more together (a row lock spares them; under a table lock
+                # they fail after one more wait, not one wait each).
+                stuck = running[0]
+                others = self._run_batch(jobs[:stuck] + jobs[stuck + 1:], careful,
+                                         lock_retry=False)
+                return others[:stuck] + [RequestOutcome("failed", error=exc)] + others[stuck:]
             if exc.at_commit or exc.at_begin or exc.busy or len(jobs) == 1:
                 return [RequestOutcome("failed", error=exc) for _ in jobs]
         except Exception as exc:  # a bug met by one job (nothing was written): only its own

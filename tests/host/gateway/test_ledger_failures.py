@@ -146,6 +146,28 @@ def test_a_role_that_may_not_use_the_schema_is_not_sent_to_init_alone(ledger, le
         "schema" in str(failed.value)
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_lock_waits_are_bounded_and_the_operators_own_server_settings_kept(
+        ledger, monkeypatch):
+    """Every connection waits LOCK_WAIT_MS for a lock at most, unless the URL or PGOPTIONS
+    says otherwise; their other settings (with spaces, as libpq reads them) are kept."""
+    def shown(url: str, *settings: str) -> list[str]:
+        other = open_ledger(url)
+        try:
+            conn = other._connection()
+            return [conn.execute(f"SHOW {name}").fetchone()[0] for name in settings]
+        finally:
+            other.close()
+
+    assert ledger._connection().execute("SHOW lock_timeout").fetchone()[0] == "3s"
+    dsn = os.environ["ONESTOP_TEST_PG"]
+    given = dsn + ("&" if "?" in dsn else "?") + \
+        "options=-c%20lock_timeout%3D5s%20-c%20work_mem%3D9MB"
+    assert shown(given, "lock_timeout", "work_mem") == ["5s", "9MB"]
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=7MB -c deadlock_timeout=2s")
+    assert shown(dsn, "lock_timeout", "work_mem", "deadlock_timeout") == ["3s", "7MB", "2s"]
+
+
 def test_postgresql_that_cannot_be_reached_is_a_clear_error():
     unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
     try:

@@ -208,3 +208,37 @@ def test_a_job_that_breaks_outside_its_work_costs_no_other_job(enrolled: Ledger)
     assert statuses(outcomes) == ["done", "refused", "done"]
     assert isinstance(outcomes[1].error, ValueError)
     assert statuses(enrolled.run_requests([job("K-2", 1)])) == ["done"]  # K-2 kept nothing
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_row_locked_elsewhere_fails_only_the_request_that_needs_it(
+        enrolled: Ledger, ledger_url: str, kit, monkeypatch) -> None:
+    """An operator's psql session holds one bill's row: the settle of that bill waits for the
+    lock, runs out of time and is answered `unavailable`; the other kiosks' requests in the same
+    batch are settled (before, a lock timeout failed the whole batch)."""
+    import psycopg
+    from onestop.host.gateway.ledger import postgres
+
+    monkeypatch.setattr(postgres, "LOCK_WAIT_MS", 500)
+    ledger = open_ledger(ledger_url)  # its connections take the shorter wait
+    schema = ledger_url.split("schema=")[1].split("&")[0]
+
+    def settling(txn_id: str, psn_no: str, bill_id: str):
+        return lambda joined: kit.settle(joined, txn_id, psn_no, bill_id)
+
+    try:
+        with psycopg.connect(os.environ["ONESTOP_TEST_PG"]) as holder:
+            holder.execute(f'SELECT 1 FROM "{schema}".bills WHERE bill_id = %s FOR UPDATE',
+                           ("B1",))
+            outcomes = ledger.run_requests([
+                job("K-1", 1, settling("TXN-LOCKED-1", "P1", "B1"), durable=True),
+                job("K-2", 1, settling("TXN-FREE-01", "P2", "B4"), durable=True),
+                job("K-3", 1, durable=True),
+            ])
+            holder.rollback()
+        assert statuses(outcomes) == ["failed", "done", "done"], [o.error for o in outcomes]
+        assert outcomes[0].error is not None and outcomes[0].error.busy
+        assert ledger.get_settlement("TXN-LOCKED-1") is None
+        assert ledger.get_settlement("TXN-FREE-01") is not None
+    finally:
+        ledger.close()

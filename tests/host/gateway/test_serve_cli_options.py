@@ -158,6 +158,13 @@ def test_a_worker_failing_to_start_after_the_others_serve_stops_the_gateway() ->
     assert line == "kiosk gateway serve: gateway worker 1 stopped while starting (exit status 2)"
 
 
+def test_stop_with_parent_is_refused_with_workers(db: str) -> None:
+    # the supervisor, not the workers, is the parent's child: they would watch the wrong one
+    line = serve(db, "--stop-with-parent", "--workers", "2")
+    assert line == ("kiosk gateway serve: --stop-with-parent serves as one process: not with "
+                    "--workers")
+
+
 # Starts the gateway, says so once it listens, then waits to be killed.
 PARENT = """
 import subprocess, sys, time
