@@ -21,6 +21,8 @@ import asyncio
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,7 +272,9 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
         stop.set()
 
     gateway.server.service.on_signer_revoked = key_revoked
-    watch = asyncio.create_task(_watch_key(gateway, stop, revoked))
+    compare_rules = _rules_watch(gateway, args.timezone)
+    compare_rules()
+    watch = asyncio.create_task(_watch_key(gateway, stop, revoked, compare_rules))
     try:
         await stop.wait()
     finally:
@@ -297,7 +301,35 @@ async def _watch_parent(parent: int, stop: asyncio.Event, heard: list[str]) -> N
         await asyncio.sleep(PARENT_CHECK_S)
 
 
-async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> None:
+def _rules_watch(gateway: Any, timezone: str) -> Callable[[], None]:
+    """Record what this gateway settles by in the ledger and warn (`rules_differ`, once per
+    change) of live gateways on it that settle otherwise: see rules.py."""
+    from onestop.host.gateway import rules
+
+    service = gateway.server.service
+    ours = rules.rules_of(service.handlers.policies.policies, timezone)
+    name = rules.serving_name(gateway.kid)
+    told: dict[str, list[str]] = {}
+
+    def compare() -> None:
+        try:
+            differ = rules.record_and_compare(service.ledger, name, ours, int(time.time()))
+        except Exception as exc:  # noqa: BLE001 - the ledger away: serving goes on, said
+            gateway.log.warning("rules_check_failed", error=str(exc)[:200])
+            return
+        for other, found in differ.items():
+            if told.get(other) != found:
+                gateway.log.warning("rules_differ", gateway=name, other=other,
+                                    differences=found)
+                gateway.server.metrics.warning("rules_differ")
+        told.clear()
+        told.update(differ)
+
+    return compare
+
+
+async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str],
+                     also: Callable[[], None] | None = None) -> None:
     """Every KEY_CHECK_S: is the key this gateway signs with still active? An operator who
     revokes a leaked key (`kiosk gateway revoke --gateway-id`) must not have gateways go on
     signing settlements with it until someone restarts them. Asked on the gateway's own ledger
@@ -314,6 +346,8 @@ async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str]) -> N
             if not revoked:
                 revoked.append("gone" if record is None else record.status)
             stop.set()
+        elif also is not None:
+            also()
 
 
 

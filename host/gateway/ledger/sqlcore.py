@@ -74,6 +74,9 @@ def _check_counter(ctr: Any) -> None:
         raise ValueError(f"a counter is an integer from 0 to {MAX_COUNTER}, not {ctr!r}")
 
 
+SERVING_PREFIX = "serving/"
+
+
 class _NeedsSavepoint(Exception):
     """A writing request refused in a batch run without savepoints: run it again with them."""
 
@@ -117,6 +120,25 @@ class SqlLedger(SqlStore):
                 f"the ledger at {self.where} has schema version {version}; this gateway "
                 f"knows version {SCHEMA_VERSION}"
             )
+
+    # ------------------------------------------------------------------ serving gateways
+    # Kept in ledger_meta (no schema change): name "serving/" + the gateway's own name, value
+    # "<seconds> <json>". Not part of the audit chain: it describes processes, not money.
+    def record_serving(self, name: str, value: str, now: int) -> None:
+        self._write(lambda tx: tx.run(
+            "INSERT INTO ledger_meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (SERVING_PREFIX + name, f"{now} {value}")), durable=False)
+
+    def serving_records(self) -> dict[str, tuple[str, int]]:
+        rows = self._read(lambda tx: tx.all(
+            "SELECT name, value FROM ledger_meta WHERE name LIKE ?", (SERVING_PREFIX + "%",)))
+        records = {}
+        for name, stored in rows:
+            seconds, _, value = str(stored).partition(" ")
+            if seconds.isdigit():
+                records[name[len(SERVING_PREFIX):]] = (value, int(seconds))
+        return records
 
     # ------------------------------------------------------------------ audit chain
     def _append_event(self, tx: Tx, kind: str, data: dict[str, Any]) -> None:

@@ -202,3 +202,14 @@ def test_a_ledger_made_again_at_the_same_path_is_private_too(tmp_path):
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         for made in tmp_path.iterdir():
             made.unlink()
+
+
+def test_serving_gateways_record_what_they_settle_by_one_row_each(ledger) -> None:
+    ledger.record_serving("gw-a@host1", '{"timezone": "Asia/Shanghai"}', 1_000)
+    ledger.record_serving("gw-b@host2", '{"timezone": "UTC"}', 1_005)
+    ledger.record_serving("gw-a@host1", '{"timezone": "Asia/Shanghai"}', 1_010)  # refreshed
+    assert ledger.serving_records() == {
+        "gw-a@host1": ('{"timezone": "Asia/Shanghai"}', 1_010),
+        "gw-b@host2": ('{"timezone": "UTC"}', 1_005),
+    }
+    ledger.check_schema()  # beside the schema version, which it leaves alone

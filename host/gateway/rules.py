@@ -1,0 +1,81 @@
+"""What a gateway settles by, and whether the other gateways on its ledger settle by the same.
+
+Gateways sharing one ledger must settle a resident alike: two policy files of one name with
+different figures, or another --timezone (the settlement day and year), would each sign
+settlements the ledger takes as equals, and nothing else would notice. Each gateway records
+its rules in the ledger (policy name -> digest of the policy's content, time zone) with when it
+last did, every serve_cli.KEY_CHECK_S; and compares them with those of the gateways that said
+so within LIVE_S. A difference is a warning for the operator (`rules_differ`), not a refusal:
+a rolling update of the policy passes through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import socket
+from typing import Any
+
+from onestop.host.gateway.ledger.base import Ledger
+from onestop.host.settlement import Policy
+
+LIVE_S = 60  # a gateway that has not said what it settles by for this long is not serving
+
+
+def policy_digest(policy: Policy) -> str:
+    """A digest of what the policy says (not of its file's layout or key order): 16 hex."""
+    said = {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.repr}
+    text = json.dumps(said, sort_keys=True, ensure_ascii=False, default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, (frozenset, set)):
+        return sorted(value)
+    return str(value)
+
+
+def rules_of(policies: tuple[Policy, ...], timezone: str) -> dict[str, Any]:
+    return {"policies": {policy.name: policy_digest(policy) for policy in policies},
+            "timezone": timezone}
+
+
+def serving_name(gateway_kid: str) -> str:
+    """This gateway's name among the ledger's serving gateways: its key and host (the workers
+    of one gateway share it)."""
+    return f"{gateway_kid}@{socket.gethostname()}"
+
+
+def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """How another gateway's rules differ from ours, in words; [] if they agree."""
+    found = []
+    their_policies = theirs.get("policies", {})
+    for name, digest in sorted(ours["policies"].items()):
+        other = their_policies.get(name)
+        if other is not None and other != digest:
+            found.append(f"policy {name} is {digest} here, {other} there")
+    if theirs.get("timezone") != ours["timezone"]:
+        found.append(f"time zone {ours['timezone']} here, {theirs.get('timezone')} there")
+    return found
+
+
+def record_and_compare(ledger: Ledger, name: str, rules: dict[str, Any],
+                       now: int) -> dict[str, list[str]]:
+    """Record our rules; the live gateways (by name) whose rules differ, and how."""
+    ledger.record_serving(name, json.dumps(rules, sort_keys=True), now)
+    differ = {}
+    for other, (value, seen) in ledger.serving_records().items():
+        if other == name or now - seen > LIVE_S:
+            continue
+        try:
+            theirs = json.loads(value)
+        except ValueError:
+            continue  # not written by a gateway: nothing to compare
+        if isinstance(theirs, dict):
+            found = differences(rules, theirs)
+            if found:
+                differ[other] = found
+    return differ

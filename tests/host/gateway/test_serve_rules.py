@@ -1,0 +1,80 @@
+"""Gateways sharing a ledger that would settle a resident differently (a policy file of the
+same name with other figures, another --timezone) are told: a `rules_differ` warning and
+metric, once per difference. Agreeing gateways hear nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from onestop.host.cli import build_parser, main
+from onestop.host.gateway import logs, rules, serve_cli
+from onestop.host.settlement import load_policy
+from test_handlers_regions import regional_policy
+
+
+def new_gateway_key(db: str, path: Path) -> None:
+    """A second gateway (its own key) on the same ledger, as `kiosk gateway init` makes one."""
+    with contextlib.suppress(SystemExit):
+        main(["gateway", "init", "--db", db, "--key", str(path)])
+
+
+async def run_gateways(db: str, monkeypatch, *extras: list[str]) -> list[dict]:
+    """Serve the ledger with one gateway per `extras` (its extra serve options), all at once
+    for a few key checks; the log events."""
+    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 0.1)
+    log = io.StringIO()
+    logs.configure("info", log)
+    tasks = []
+    for extra in extras:
+        args = build_parser().parse_args(
+            ["gateway", "serve", "--db", db, "--listen", "127.0.0.1:0", *extra])
+        tasks.append(asyncio.create_task(serve_cli._serve(args)))
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(0.5)
+    assert not any(task.done() for task in tasks)
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return [json.loads(line) for line in log.getvalue().splitlines()]
+
+
+def told(events: list[dict]) -> list[list[str]]:
+    return [e["differences"] for e in events if e["event"] == "rules_differ"]
+
+
+async def test_another_policy_of_the_same_name_or_another_time_zone_is_told(
+        db: str, tmp_path: Path, monkeypatch) -> None:
+    other = regional_policy(tmp_path, "reference", None, ratio_percent=75)
+    new_gateway_key(db, tmp_path / "b.key")
+    new_gateway_key(db, tmp_path / "c.key")
+    events = await run_gateways(
+        db, monkeypatch, [],
+        ["--key", str(tmp_path / "b.key"), "--policy", other],
+        ["--key", str(tmp_path / "c.key"), "--timezone", "UTC"])
+    ours = rules.policy_digest(load_policy("reference"))
+    theirs = rules.policy_digest(load_policy(other))
+    assert ours != theirs
+    differences = told(events)
+    assert [f"policy reference is {theirs} here, {ours} there"] in differences
+    assert [f"policy reference is {ours} here, {theirs} there"] in differences
+    assert ["time zone UTC here, Asia/Shanghai there"] in differences
+    # once per difference and gateway pair, not at every check
+    assert len(differences) == len({(e["gateway"], e["other"]) for e in events
+                                    if e["event"] == "rules_differ"})
+
+
+async def test_gateways_that_settle_alike_hear_nothing(db: str, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    same = regional_policy(tmp_path, "reference", None, deductible_fen=60_000, ratio_percent=70,
+                           cut_without_referral=15, preselfpay_percent=10)  # another file
+    assert rules.policy_digest(load_policy(same)) == rules.policy_digest(load_policy("reference"))
+    new_gateway_key(db, tmp_path / "b.key")
+    events = await run_gateways(db, monkeypatch, [],
+                                ["--key", str(tmp_path / "b.key"), "--policy", same])
+    assert told(events) == []
+    assert sum(e["event"] == "serving" for e in events) == 2
