@@ -25,8 +25,9 @@ class LedgerError(Exception):
     at_commit: bool = False
     # True when it failed before any statement ran (no connection, BEGIN refused).
     at_begin: bool = False
-    # True when another session held a lock past the wait allowed: every request of the batch
-    # would wait as long again, so none is run again alone.
+    # True when another session held a lock past the wait allowed: the request that waited
+    # fails, the rest of its batch runs once more together (SqlLedger._run_batch), never each
+    # alone into the same wait.
     busy: bool = False
 
 
