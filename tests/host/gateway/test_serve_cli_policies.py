@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from onestop.host.cli import build_parser
 from onestop.host.gateway.serve_cli import _config
+from test_serve_cli_options import serve as refused  # one way to run a refusal
 
 TIMEOUT_S = 20.0  # a refusal takes a second or two; a gateway that serves instead never ends
 
@@ -69,25 +70,6 @@ def served(db: str, *args: str) -> dict:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     return event
-
-
-def refused(db: str, *args: str) -> str:
-    """Serve with args; it must exit 2 with one non-log line on stderr, and no traceback."""
-    argv = [sys.executable, "-m", "onestop.host.cli", "gateway", "serve", "--db", db,
-            "--listen", "127.0.0.1:0", *args]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        pytest.fail(f"still running after {TIMEOUT_S:g} s instead of refusing:\n{err[-2000:]}")
-    assert "Traceback" not in out + err
-    assert process.returncode == 2, err
-    lines = [line for line in err.splitlines() if not line.startswith("{")]  # not JSON logs
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
