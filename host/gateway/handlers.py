@@ -29,7 +29,7 @@ from onestop.host.gateway.ledger.base import (
 from onestop.host.gateway.masking import mask_id
 from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
-from onestop.host.settlement import Claim, Policy, load_policy_set, settle
+from onestop.host.settlement import Claim, Policy, load_policy_set, policy_digest, settle
 from onestop.host.settlement.vocabulary import SETTLED_INSURANCE_TYPES
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
@@ -112,6 +112,7 @@ class Handlers:
         # What sign-in and the start-up log name: the policies' names, in the order given (not
         # the paths they were read from, which are this host's business).
         self.policy_name = ", ".join(policy.name for policy in self.policies.policies)
+        self._digests = {policy.name: policy_digest(policy) for policy in self.policies.policies}
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
@@ -219,6 +220,7 @@ class Handlers:
             claim = self._claim(person, bill, now)
             policy = self._policy_for(claim)
             used.append(policy)
+            settled_by = self._settled_by(claim)
             outcome = settle(policy, claim, accumulations)
             breakdown = dict(outcome.breakdown)
             if breakdown["psn_cash_pay"] != confirmed:
@@ -237,7 +239,7 @@ class Handlers:
                 psn_no=person.psn_no, bill_id=bill.bill_id, setl_time=now,
                 setl_date=setl_date.isoformat(), result=breakdown,
                 signed=fastwire.seal_settlement(record, self.gateway_kid, self.signer),
-                request_digest=digest, delta=dict(outcome.delta),
+                request_digest=digest, delta=dict(outcome.delta), policy=settled_by,
             )
 
         try:
@@ -348,6 +350,19 @@ class Handlers:
                                 f"{claim.insu_admdvs}, which no policy of this gateway "
                                 "covers: the counter settles it")
         return policy
+
+    def _settled_by(self, claim: Claim) -> dict[str, str]:
+        """What a settlement records of the rules it was settled by: the enrolment region's
+        policy (name, digest) and, when the treatment region's policy gave the catalogue, that
+        one's too. The digests are `kiosk policy show`'s, and the serving records' (rules.py)."""
+        sources = self.policies.sources(claim.insu_admdvs, claim.mdtrtarea_admvs)
+        assert sources is not None  # _policy_for refused the claim otherwise
+        enrolment, treatment = sources
+        settled_by = {"name": enrolment.name, "digest": self._digests[enrolment.name]}
+        if treatment is not enrolment:
+            settled_by["catalogue"] = treatment.name
+            settled_by["catalogue_digest"] = self._digests[treatment.name]
+        return settled_by
 
     def _claim(self, person: Person, bill: Bill, now: int) -> Claim:
         if person.insutype not in SETTLED_INSURANCE_TYPES:  # a record from before the check

@@ -88,6 +88,7 @@ class Check:
     name: str | None = None
     ssn_masked: str | None = None
     clinic: str | None = None
+    policy: dict[str, Any] | None = None  # what the ledger's settled event says settled it
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -177,6 +178,9 @@ def check(ledger: Ledger, data: bytes) -> Check:
                                   "this ledger (another site's ledger, or lost from this one)")
         return result
     result.differences = _differences(stored.record(), record)
+    event = ledger.settled_event(stored.txn_id)
+    if event is not None and isinstance(event.get("policy"), dict):
+        result.policy = event["policy"]
     # Unsigned claims are judged by their signature alone; what the ledger says is a note.
     found = result.reasons if result.signature_ok else result.notes
     if result.differences:
@@ -355,6 +359,7 @@ def format_check(result: Check) -> str:
         + (f"  ({shown(result.clinic, 120)})" if result.clinic else ""),
         f"signed by   {signer}",
         f"ledger      {ledger}",
+        *([f"policy      {policy_line(result.policy)}"] if result.policy else []),
         # unsigned amounts are only what the text claims: never let them read as the ledger's
         "amounts (yuan):" if result.signature_ok else "amounts (yuan) the text claims, unverified:",
     ]
@@ -366,6 +371,15 @@ def format_check(result: Check) -> str:
     lines += [f"note: {note}" for note in result.notes if result.reasons]
     lines.append(verdict(result))
     return "\n".join(lines)
+
+
+def policy_line(policy: dict[str, Any]) -> str:
+    """The rules a settlement was settled by, as `kiosk policy show` names and digests them."""
+    line = f"{shown(policy.get('name'))} (digest {shown(policy.get('digest'))})"
+    if policy.get("catalogue"):
+        line += (f", catalogue of {shown(policy['catalogue'])} "
+                 f"(digest {shown(policy.get('catalogue_digest'))})")
+    return line
 
 
 def check_json(result: Check) -> dict[str, Any]:
@@ -392,4 +406,5 @@ def check_json(result: Check) -> dict[str, Any]:
         "revoked_at": result.revoked_at,
         "ledger": result.ledger,
         "differences": result.differences,
+        "policy": result.policy,
     }

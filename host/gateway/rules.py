@@ -11,31 +11,14 @@ a rolling update of the policy passes through it.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import socket
 from typing import Any
 
 from onestop.host.gateway.ledger.base import Ledger
-from onestop.host.settlement import Policy
+from onestop.host.settlement import Policy, policy_digest
 
 LIVE_S = 60  # a gateway that has not said what it settles by for this long is not serving
-
-
-def policy_digest(policy: Policy) -> str:
-    """A digest of what the policy says (not of its file's layout or key order): 16 hex."""
-    said = {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.repr}
-    text = json.dumps(said, sort_keys=True, ensure_ascii=False, default=_plain)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.repr}
-    if isinstance(value, (frozenset, set)):
-        return sorted(value)
-    return str(value)
 
 
 def rules_of(policies: tuple[Policy, ...], timezone: str) -> dict[str, Any]:

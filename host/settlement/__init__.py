@@ -17,6 +17,7 @@ from .accumulations import (
     empty_accumulations,
 )
 from .claim import Claim, ClaimError, Item
+from .digest import policy_digest
 from .engine import BREAKDOWN_FIELDS, Outcome, settle
 from .loader import PolicyError, load_policy, parse_policy, shipped_policy_names
 from .policy import Policy
@@ -38,6 +39,7 @@ __all__ = [
     "load_policy",
     "load_policy_set",
     "parse_policy",
+    "policy_digest",
     "settle",
     "shipped_policy_names",
 ]

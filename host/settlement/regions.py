@@ -52,11 +52,11 @@ class PolicySet:
         [catalogue] of the policy for the treatment region (for_region(mdtrtarea_admvs), the
         default too), or its own if no policy covers that region. None if none covers the
         enrolment region. One policy alone, or both regions under one: that policy itself."""
-        enrolment = self.for_region(insu_admdvs)
-        if enrolment is None:
+        sources = self.sources(insu_admdvs, mdtrtarea_admvs)
+        if sources is None:
             return None
-        treatment = self.for_region(mdtrtarea_admvs)
-        if treatment is None or treatment is enrolment:
+        enrolment, treatment = sources
+        if treatment is enrolment:
             return enrolment
         by_treatment = self._combined[enrolment.name]
         combined = by_treatment.get(treatment.name)
@@ -64,6 +64,15 @@ class PolicySet:
             combined = by_treatment.setdefault(
                 treatment.name, enrolment.with_catalogue_of(treatment))
         return combined
+
+    def sources(self, insu_admdvs: str,
+                mdtrtarea_admvs: str) -> tuple[Policy, Policy] | None:
+        """(the policy for_claim takes all but the catalogue from, the one it takes the
+        catalogue from: the same policy when one covers both); None as for_claim."""
+        enrolment = self.for_region(insu_admdvs)
+        if enrolment is None:
+            return None
+        return enrolment, self.for_region(mdtrtarea_admvs) or enrolment
 
 
 def load_policy_set(names_or_paths: Sequence[str | os.PathLike[str]]) -> PolicySet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .digest import policy_digest
 from .money import format_yuan
 from .policy import Policy
 from .vocabulary import ASSISTANCE_CATEGORIES, MED_TYPES
@@ -15,6 +16,8 @@ def render_policy(policy: Policy) -> str:
     lines = [
         f"Policy {policy.name}: {policy.title}",
         _regions_line(policy.regions),
+        # what the gateway records with each settlement it makes under this policy
+        f"Digest {policy_digest(policy)} (recorded with each settlement made under it)",
         "Money in yuan; ratios in percent.",
         "",
         "Catalogue",

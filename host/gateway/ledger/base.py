@@ -101,6 +101,10 @@ class Settlement:
     receipt_printed: bool = False
     delta: dict[str, int] = field(default_factory=dict)  # contributions to the accumulations
     acc_year: int | None = None  # the year whose accumulations took `delta`; set by the ledger
+    # The rules it was settled by ({"name", "digest"}: rules.policy_digest), kept in its
+    # `settled` audit event (chained, so not changeable behind the ledger), not in its row:
+    # None on a settlement read back from the table.
+    policy: dict[str, str] | None = None
 
     def record(self) -> dict[str, Any]:
         """The settlement_record (frames.cddl) that `signed` must carry: what the gateway
@@ -237,6 +241,9 @@ class Ledger(Protocol):
         ...
 
     def get_settlement(self, txn_id: str) -> Settlement | None: ...
+    # The data of txn_id's `settled` audit event (events.settled_data), None if it has none:
+    # what only the event keeps, such as the policy it was settled by.
+    def settled_event(self, txn_id: str) -> dict[str, Any] | None: ...
     def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement: ...
     # cancel: same day and same kiosk only (else raise PermissionError with the reason); takes
     # `delta` back out of the accumulations, re-opens the bill, audits; idempotent. Unknown

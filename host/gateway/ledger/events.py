@@ -61,6 +61,18 @@ def seed_data(psn_no: str, year: int, amounts: dict[str, int]) -> dict[str, Any]
 
 
 def settled_data(settlement: Settlement) -> dict[str, Any]:
+    data = settled_row_data(settlement)
+    if settlement.policy is not None:
+        data["policy"] = dict(settlement.policy)
+    return data
+
+
+# What a `settled` event keeps that the settlements table does not (the audit compares the rest).
+SETTLED_EVENT_ONLY = ("policy",)
+
+
+def settled_row_data(settlement: Settlement) -> dict[str, Any]:
+    """A settled event's data as its table row can tell it (without SETTLED_EVENT_ONLY)."""
     return {
         "txn_id": settlement.txn_id,
         "setl_id": settlement.setl_id,

@@ -621,6 +621,12 @@ class SqlLedger(SqlStore):
         )
         return None if row is None else settlement_from_row(row)
 
+    def settled_event(self, txn_id: str) -> dict[str, Any] | None:
+        row = self._read(lambda tx: tx.one(
+            f"SELECT body FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}' "
+            "ORDER BY seq LIMIT 1", (txn_id,)))
+        return None if row is None else events.data_of(json.loads(row[0]))
+
     def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement:
         def work(tx: Tx) -> Settlement:
             row = tx.one(

@@ -121,6 +121,17 @@ def test_an_edited_audit_event_is_found(busy, ledger_url):
     one(problems_after(busy, ledger_url, edit), "hash does not match")
 
 
+def test_the_policy_a_settlement_was_settled_by_cannot_be_changed_unseen(busy, ledger_url):
+    # It lives in the settled event only (no column to compare with): the chain guards it.
+    def claim_another_policy(db):
+        seq, body = db.run("SELECT seq, body FROM audit_log WHERE kind = 'settled' LIMIT 1")[0]
+        body = json.loads(body)
+        body["policy"] = {"name": "reference", "digest": "0" * 16}
+        db.run("UPDATE audit_log SET body = ? WHERE seq = ?", (canonical_json(body), seq))
+
+    one(problems_after(busy, ledger_url, claim_another_policy), "hash does not match")
+
+
 def test_an_event_rehashed_alone_breaks_the_link_to_the_next(busy, ledger_url):
     def rehash_one(db):
         seq, prev, body = db.run(

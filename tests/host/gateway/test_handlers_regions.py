@@ -16,11 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from onestop.host.gateway.audit import audit
 from onestop.host.gateway.bills import seed_demo
 from onestop.host.gateway.handlers import Handled, Handlers
 from onestop.host.gateway.ledger import Ledger
 from onestop.host.keys import SigningKey
-from onestop.host.settlement import Claim, Policy, load_policy, settle
+from onestop.host.settlement import Claim, Policy, load_policy, policy_digest, settle
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
 from test_handlers import enrol_signer
@@ -218,3 +219,54 @@ def test_one_policy_settles_as_it_alone_always_did(ledger: Ledger) -> None:
         pre, _ = rig.settle(psn_no, bill_id, txn_id=txn_id)
         assert pre == wanted
         assert rig.ledger.get_settlement(txn_id).result == wanted
+
+
+# ---------------------------------------------------------------- the rules a settlement records
+
+
+def test_each_settlement_records_the_policies_it_was_settled_by(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # A dispute months later: which rules computed this? The settled event names the enrolment
+    # region's policy and, for treatment under another policy's catalogue, that one too, each
+    # with the digest `kiosk policy show` prints for it.
+    henan = regional_policy(tmp_path, "test-4101", ["4101"], preselfpay_percent=30)
+    beijing = regional_policy(tmp_path, "test-11", ["11"], preselfpay_percent=25)
+    rig = Rig(ledger, ["reference", henan, beijing])
+    digest = {name: policy_digest(load_policy(source)) for name, source in (
+        ("reference", "reference"), ("test-4101", henan), ("test-11", beijing))}
+    assert len(set(digest.values())) == 3
+    rig.settle(*LOCAL, txn_id="TXN-0000001")
+    rig.settle(*TO_BEIJING, txn_id="TXN-0000002")
+    rig.settle(*OFFSITE, txn_id="TXN-0000006")
+    assert ledger.settled_event("TXN-0000001")["policy"] == {
+        "name": "reference", "digest": digest["reference"]}
+    assert ledger.settled_event("TXN-0000002")["policy"] == {
+        "name": "reference", "digest": digest["reference"],
+        "catalogue": "test-11", "catalogue_digest": digest["test-11"]}
+    # P006 is insured in Henan and treated here: Henan's rules, the reference's catalogue
+    assert ledger.settled_event("TXN-0000006")["policy"] == {
+        "name": "test-4101", "digest": digest["test-4101"],
+        "catalogue": "reference", "catalogue_digest": digest["reference"]}
+    assert ledger.settled_event("TXN-NEVER") is None
+    report = audit(ledger)  # the table has no policy column: the audit still matches rows
+    assert report.ok, report.problems
+
+
+def test_a_retry_answers_with_the_first_settlement_and_its_recorded_rules(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # The gateway restarted with another policy file of the same name between a settle and
+    # its retry: the retry gets the stored settlement, and the ledger still says what made it.
+    rig = Rig(ledger, ["reference"])
+    rig.settle(*LOCAL, txn_id="TXN-0000001")
+    first = ledger.settled_event("TXN-0000001")["policy"]
+    changed = regional_policy(tmp_path, "reference", None, deductible_fen=1)
+    rig.handlers = Handlers(rig.key, GATEWAY_KID, [changed], TZ)
+    stored = ledger.get_settlement("TXN-0000001")
+    retried = rig.ask("settle", psn_no=LOCAL[0], bill_id=LOCAL[1], txn_id="TXN-0000001",
+                      confirmed_cash=stored.result["psn_cash_pay"])
+    assert retried.reply["settlement"] == stored.signed
+    assert ledger.settled_event("TXN-0000001")["policy"] == first
+    assert first["digest"] == policy_digest(load_policy("reference"))
+    assert first["digest"] != policy_digest(load_policy(changed))

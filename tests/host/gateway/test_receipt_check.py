@@ -27,6 +27,7 @@ from onestop.host.gateway.bills import seed_demo
 from onestop.host.gateway.handlers import Handlers
 from onestop.host.gateway.ledger import Ledger
 from onestop.host.keys import SigningKey
+from onestop.host.settlement import load_policy, policy_digest
 from onestop.protocol import cbor, cose, messages
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -130,6 +131,9 @@ def test_a_genuine_receipt_verifies_with_its_amounts_and_the_masked_id(site, led
                     ("fund_pay_sumamt", "基金支付"), ("psn_cash_pay", "个人支付")):
         assert yuan(record["result"][key]) in money[zh], (key, money[zh])
     assert "resident pays" in money["个人支付"]
+    # the rules it was settled by, as `kiosk policy show reference` names and digests them
+    digest = policy_digest(load_policy("reference"))
+    assert f"policy      reference (digest {digest})" in lines
 
 
 def test_json_gives_fen_and_the_masked_id_only(site, ledger_url, capsys):
@@ -140,6 +144,8 @@ def test_json_gives_fen_and_the_masked_id_only(site, ledger_url, capsys):
     assert report["result"] == record_of(signed)["result"]
     assert report["ssn_masked"] == SSN_MASKED and SSN not in out
     assert report["setl_time_china"] == "2026-11-23 10:00"
+    assert report["policy"] == {"name": "reference",
+                                "digest": policy_digest(load_policy("reference"))}
 
 
 # ---------------------------------------------------------------------------- not valid

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from onestop.host.cli import build_parser, main
 from onestop.host.gateway import logs, rules, serve_cli
-from onestop.host.settlement import load_policy
+from onestop.host.settlement import load_policy, policy_digest
 from test_handlers_regions import regional_policy
 
 
@@ -56,8 +56,8 @@ async def test_another_policy_of_the_same_name_or_another_time_zone_is_told(
         db, monkeypatch, [],
         ["--key", str(tmp_path / "b.key"), "--policy", other],
         ["--key", str(tmp_path / "c.key"), "--timezone", "UTC"])
-    ours = rules.policy_digest(load_policy("reference"))
-    theirs = rules.policy_digest(load_policy(other))
+    ours = policy_digest(load_policy("reference"))
+    theirs = policy_digest(load_policy(other))
     assert ours != theirs
     differences = told(events)
     assert [f"policy reference is {theirs} here, {ours} there"] in differences
@@ -72,7 +72,7 @@ async def test_gateways_that_settle_alike_hear_nothing(db: str, tmp_path: Path,
                                                        monkeypatch) -> None:
     same = regional_policy(tmp_path, "reference", None, deductible_fen=60_000, ratio_percent=70,
                            cut_without_referral=15, preselfpay_percent=10)  # another file
-    assert rules.policy_digest(load_policy(same)) == rules.policy_digest(load_policy("reference"))
+    assert policy_digest(load_policy(same)) == rules.policy_digest(load_policy("reference"))
     new_gateway_key(db, tmp_path / "b.key")
     events = await run_gateways(db, monkeypatch, [],
                                 ["--key", str(tmp_path / "b.key"), "--policy", same])

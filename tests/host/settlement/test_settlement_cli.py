@@ -259,3 +259,27 @@ def test_bench_prints_claims_per_second(capsys):
     assert status == 0
     assert "engine (settle)" in out and "validate + settle" in out
     assert out.count("claims/s") >= 2
+
+
+def test_show_prints_the_digest_settlements_record_same_figures_same_digest(capsys, tmp_path):
+    from importlib import resources
+
+    def digest_line(name_or_path: str) -> str:
+        status, out, _ = kiosk(capsys, "policy", "show", name_or_path)
+        assert status == 0
+        (line,) = [line for line in out.splitlines() if line.startswith("Digest ")]
+        return line.split()[1]
+
+    text = (resources.files("onestop.host.settlement") / "policies" / "reference.toml"
+            ).read_text(encoding="utf-8")
+    relaid = tmp_path / "relaid.toml"  # the same figures, other comments and spacing
+    relaid.write_text("# copied for the county office\n\n" + text.replace(" = ", "   =   "),
+                      encoding="utf-8")
+    changed = tmp_path / "changed.toml"  # one figure differs
+    changed.write_text(text.replace("class_b_preselfpay_percent = 10",
+                                    "class_b_preselfpay_percent = 11", 1), encoding="utf-8")
+    assert changed.read_text(encoding="utf-8") != text
+    reference = digest_line("reference")
+    assert len(reference) == 16 and int(reference, 16) >= 0
+    assert digest_line(str(relaid)) == reference
+    assert digest_line(str(changed)) != reference
