@@ -58,11 +58,12 @@ def qr_module(length):
     return 1
 
 
-def build(entry, record, kiosk_id, again=False):
+def build(entry, record, kiosk_id, again=False, unclaimed=False):
     """The receipt for a settled txn, as the chunks to send: `entry` from the journal (who,
     which bill), `record` the verified settlement_record (what was paid); `again`: marked as a
-    reprint, so two receipts of one settlement never read as two payments. Made a few lines at
-    a time as the printer takes them (Receipt.take), never whole."""
+    reprint, so two receipts of one settlement never read as two payments; `unclaimed`: its
+    resident is not at the kiosk, so whoever finds it is asked to hand it to the clerk. Made a
+    few lines at a time as the printer takes them (Receipt.take), never whole."""
     result = record["result"]
     fields = texts.RECEIPT_FIELDS
     r = Receipt()
@@ -77,6 +78,11 @@ def build(entry, record, kiosk_id, again=False):
     if again:
         r.line(texts.RECEIPT_AGAIN[0])
         r.line(texts.RECEIPT_AGAIN[1])
+    if unclaimed:
+        r.bold(True)
+        r.line(texts.RECEIPT_UNCLAIMED[0])
+        r.line(texts.RECEIPT_UNCLAIMED[1])
+        r.bold(False)
     r.align(LEFT)
     r.line(RULE)
     yield from r.take()

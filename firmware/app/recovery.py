@@ -74,8 +74,12 @@ async def _finish(kiosk, entry, away):
     if entry["state"] == J.SETTLED:
         problem = await kiosk.printer_problem()
         if problem is None:
+            # Its resident is here only if their card has stayed in since (the power came
+            # back with it in, or they wait after a doubt); else it lands in the tray for the
+            # next one, who is asked to hand it to the clerk.
+            unclaimed = not (kiosk.doubt_card_in and await kiosk.card_present(False))
             await kiosk.show(screens.printing(saved=True))
-            problem = await txns.print_receipt(entry, again)
+            problem = await txns.print_receipt(entry, again, unclaimed)
         if problem is not None:
             return T.printer_reason(problem)
     if entry["state"] == J.PRINTED and not away[0]:

@@ -90,6 +90,9 @@ OUT_OF_SERVICE_REASONS = {
 # The receipt.
 RECEIPT_TITLE = ("医疗保障结算凭条", "Settlement receipt")  # fits 32 columns
 RECEIPT_AGAIN = ("补打凭条 同一笔结算", "Reprint - settled once only")
+# Printed by recovery with nobody at the kiosk for it (the resident left before the power came
+# back, or before paper was loaded): it lands in the tray for whoever comes next.
+RECEIPT_UNCLAIMED = ("非本人凭条请交大厅工作人员", "Not yours? Hand it to the clerk")
 RECEIPT_FIELDS = {
     "name": "姓名 Name",
     "ssn": "证件号 ID",

@@ -125,13 +125,15 @@ class Transactions:
         self.log("txn_settled", txn_id=entry["txn_id"], setl_id=record["setl_id"])
         return SETTLED, record
 
-    async def print_receipt(self, entry, again=False):
+    async def print_receipt(self, entry, again=False, unclaimed=False):
         """None once printed (journaled), else the PrinterError reason (the txn stays settled,
         so the receipt is printed again in full later). `again`: an earlier attempt may have
-        printed part or all of it (paper out, a power cut): this one says it is a reprint."""
+        printed part or all of it (paper out, a power cut): this one says it is a reprint.
+        `unclaimed`: nobody is at the kiosk for it (receipt.build)."""
         record = record_of(entry["settlement"])
         try:
-            await self.printer.print_receipt(receipt.build(entry, record, self.kiosk_id, again))
+            await self.printer.print_receipt(
+                receipt.build(entry, record, self.kiosk_id, again, unclaimed))
         except PrinterError as e:
             self.log("print_failed", txn_id=entry["txn_id"], reason=e.reason)
             return e.reason

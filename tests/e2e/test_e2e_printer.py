@@ -59,6 +59,8 @@ def paper_loaded_prints_once(hall: Hall, before: Before, since: int) -> None:
     assert settlement.result == expected
     assert receipt_amounts(receipt) == printed_of(expected)
     assert before.person.name in receipt.text() and settlement.setl_id in receipt.text()
+    # printed with the next resident's card in: it asks them to hand it to the clerk
+    assert "Not yours? Hand it to the clerk" in receipt.text()
     assert "Printing a saved receipt" in wait_screen(hall, "printing", loaded)
 
 
@@ -92,6 +94,7 @@ def test_paper_loaded_while_the_resident_waits_with_the_card_in_prints_it_for_th
     assert settlement.receipt_printed
     (receipt,) = hall.receipts()
     assert receipt_amounts(receipt) == printed_of(before.expected(settlement))
+    assert "Not yours?" not in receipt.text()  # printed for the resident standing there
     hall.card.pull()
     hall.wait_welcome()
     assert len(hall.printer.receipts) == 1
@@ -110,11 +113,13 @@ def test_paper_running_out_during_the_receipt_reprints_it_whole_once(hall: Hall)
     assert torn_again is torn or torn_again == torn
     assert not whole.truncated and whole.cut
     # what came out before the paper ran out is the start of the same receipt, which now
-    # says under its title that it is a reprint of one settlement
-    title, rest = 2, whole.items[4:]
+    # says under its title that it is a reprint of one settlement, and (its resident gone,
+    # the next one's card in) whose it is not
+    title, rest = 2, whole.items[6:]
     assert whole.items[:title] == torn.items[:title]
-    assert [item.text for item in whole.items[title:4]] == [
-        "补打凭条 同一笔结算", "Reprint - settled once only"]
+    assert [item.text for item in whole.items[title:6]] == [
+        "补打凭条 同一笔结算", "Reprint - settled once only",
+        "非本人凭条请交大厅工作人员", "Not yours? Hand it to the clerk"]
     assert rest[:len(torn.items) - title] == torn.items[title:]
     assert len(torn.items) < len(whole.items)
 

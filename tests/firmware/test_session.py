@@ -40,6 +40,7 @@ ZHANG = {
 PEOPLE = {ZHANG_CARD["ssn"]: ZHANG}
 HAPPY = {"bills": "b0", "confirm": "b0"}
 ASKED_AFTER_CONFIRM = {"settle", "settlement_query", "receipt_printed"}
+UNCLAIMED = "Not yours? Hand it to the clerk"  # texts.RECEIPT_UNCLAIMED: for the tray
 
 
 @pytest.fixture(scope="module")
@@ -359,8 +360,11 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     back = kiosk.boot(rounds=1, visits=0)
     assert back["calls"][:2] == ["settlement_query", "receipt_printed"]
     assert len(back["receipts"]) == 1 and back["open"] == []
-    # found settled only now: nothing was printed before, so it is no reprint
-    assert "Reprint" not in receipt_of(back["receipts"][0]).text()
+    # found settled only now: nothing was printed before, so it is no reprint; its resident
+    # took the card and left, so it asks whoever finds it in the tray to give it to the clerk
+    text = receipt_of(back["receipts"][0]).text()
+    assert "Reprint" not in text
+    assert UNCLAIMED in text
     assert back["pages"][-1][0] == "welcome"
     assert len(kiosk.settlements) == 1
 
@@ -397,6 +401,21 @@ def test_a_doubt_found_unsettled_at_power_on_tells_the_resident_whose_card_is_st
     assert back["pages"][0] == ["error", "Not settled"]
     assert back["last"]["error"]["l4"] == "请取走社保卡"
     assert kiosk.settlements == {}
+
+
+def test_a_doubt_found_settled_at_power_on_prints_for_the_resident_whose_card_is_in(
+        kiosk: Kiosk) -> None:
+    """The power comes back with the card in and the settle had reached the ledger: the
+    receipt is printed for the resident standing there, not as one left for the clerk."""
+    first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    back = kiosk.boot(rounds=1, visits=0, card_in=True)
+    assert back["calls"][:2] == ["settlement_query", "receipt_printed"]
+    assert len(back["receipts"]) == 1 and back["open"] == []
+    text = receipt_of(back["receipts"][0]).text()
+    assert UNCLAIMED not in text and "Reprint" not in text
+    assert len(kiosk.settlements) == 1
 
 
 def test_not_settled_is_never_shown_to_a_card_put_in_after_the_doubt(kiosk: Kiosk) -> None:
@@ -466,6 +485,8 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     # one settlement, so the two never read as two payments
     lines = [line.strip() for line in receipt_of(later["receipts"][0]).text().splitlines()]
     assert lines[2:4] == ["补打凭条 同一笔结算", "Reprint - settled once only"]
+    # the resident took the card and left: it lands in the tray for the next one
+    assert lines[4:6] == ["非本人凭条请交大厅工作人员", UNCLAIMED]
 
 
 def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
@@ -480,6 +501,7 @@ def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
     assert len(result["receipts"]) == 1 and result["open"] == []  # printed and reported
     assert result["calls"].count("settle") == 1 and len(kiosk.settlements) == 1
     assert "Reprint - settled once only" in receipt_of(result["receipts"][0]).text()
+    assert UNCLAIMED not in receipt_of(result["receipts"][0]).text()  # they are there for it
 
 
 def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(
