@@ -178,6 +178,8 @@ def gateway_init(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise CommandError(f"cannot write the key file {key_path}: {exc.strerror}"
                                    ) from None
+        others = [k.kid for k in ledger.list_keys()
+                  if k.role == "gateway" and k.status == "active" and k.kid != kid]
         ledger.add_key(KeyRecord(kid=kid, role="gateway", public_key=key.public_key,
                                  status="active"))  # fmt: skip
         exposed = ledger.exposure()
@@ -189,6 +191,14 @@ def gateway_init(args: argparse.Namespace) -> int:
     else:
         print(f"gateway key {kid}: created {key_path} (mode 0600)")
     print(f"gateway public key: {key.public_key.hex()}")
+    if others:
+        # A second gateway key is a key rotation under way, or a slip: kiosks trust one key.
+        print(f"note: gateway key {', '.join(others)} is active in this ledger too; each kiosk "
+              "trusts one gateway key (kiosk fw provision --gateway-public-key): kiosks "
+              f"provisioned with {', '.join(others)} refuse replies signed with {kid}. To "
+              f"rotate, provision the kiosks with {kid}, then revoke the old key; otherwise "
+              f"serve with the old key's file and `kiosk gateway revoke --gateway-id {kid}`",
+              file=sys.stderr)
     return 0
 
 

@@ -832,5 +832,12 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
                 return signer, record.kid
             raise ServeError(f"the key {key_path} (gateway key {record.kid}) was revoked: make a "
                              "new one with `kiosk gateway init --key NEW_PATH` and serve with it")
-    raise ServeError(f"the key {key_path} is not an active gateway key of this ledger: "
-                     "run `kiosk gateway init` with this --db")
+    active = [r.kid for r in records if r.role == "gateway" and r.status == "active"]
+    if not active:
+        raise ServeError(f"the key {key_path} is not a gateway key of this ledger, which has no "
+                         "active one: run `kiosk gateway init` with this --db and --key")
+    # Not "run init": that would enrol this key beside the one the kiosks are pinned to, and
+    # every kiosk would refuse the gateway's replies.
+    raise ServeError(f"the key {key_path} is not this ledger's gateway key; its active gateway "
+                     f"key{'s are' if len(active) > 1 else ' is'} {', '.join(active)}, which "
+                     "its kiosks are provisioned with: serve with that key's file (--key)")

@@ -174,6 +174,23 @@ def test_init_again_never_overwrites_the_key(tmp_path, capsys):
     assert len(keys_json(url, capsys)) == 1
 
 
+def test_init_again_says_nothing_of_other_keys_but_a_second_key_is_pointed_out(tmp_path,
+                                                                               capsys):
+    # Another key file beside the ledger (copied from elsewhere, or a rotation): the kiosks
+    # trust the first key only, and the operator is told so before serving with the new one.
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    kiosk("gateway", "init", "--db", url, "--gateway-id", "gw-first")
+    capsys.readouterr()
+    assert kiosk("gateway", "init", "--db", url, "--gateway-id", "gw-first") == 0
+    assert "note:" not in capsys.readouterr().err
+    assert kiosk("gateway", "init", "--db", url, "--key", str(tmp_path / "new.key"),
+                 "--gateway-id", "gw-second") == 0
+    err = capsys.readouterr().err
+    assert "gw-first is active in this ledger too" in err
+    assert "refuse replies signed with gw-second" in err
+    assert "kiosk gateway revoke --gateway-id gw-second" in err
+
+
 def test_init_with_a_chosen_gateway_id(ledger_url, tmp_path, capsys):
     key = tmp_path / "gw.key"
     assert (

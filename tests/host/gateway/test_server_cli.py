@@ -41,7 +41,19 @@ def test_serve_with_a_key_the_ledger_does_not_know_is_refused(
         ledger.add_key(KeyRecord(kid="gateway-01", role="gateway",
                                  public_key=SigningKey.generate().public_key, status="active"))
     assert serve("--db", f"sqlite:///{ledger_file}") == 2
-    assert "not an active gateway key of this ledger" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # pointed at the key its kiosks trust, not told to run init (which would enrol this one
+    # beside it, and every kiosk would refuse the replies)
+    assert "not this ledger's gateway key; its active gateway key is gateway-01" in err
+    assert "--key" in err and "kiosk gateway init" not in err
+
+
+def test_serve_on_a_ledger_without_a_gateway_key_says_to_run_init(
+        ledger_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_signing_key(tmp_path / "gateway.key", SigningKey.generate())
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    err = capsys.readouterr().err
+    assert "has no active one" in err and "kiosk gateway init" in err
 
 
 def test_serve_on_a_ledger_that_does_not_exist_does_not_create_one(
