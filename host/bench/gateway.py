@@ -89,8 +89,9 @@ class GatewayProcess:
     def __init__(self, db: str, key_path: Path, log_path: Path, *,
                  workers: int | None = None, idle_timeout_s: float | None = None,
                  preexec_fn: Callable[[], None] | None = None,
-                 stop_with_parent: bool = False) -> None:
+                 stop_with_parent: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.db = db
+        self.extra = extra  # more serve options (--policy ..., --timezone ...)
         self.stop_with_parent = stop_with_parent  # it stops if this process dies (kill -9)
         self.key_path = key_path
         self.log_path = log_path
@@ -110,7 +111,7 @@ class GatewayProcess:
             command += ["--idle-timeout", str(self.idle_timeout_s)]
         if self.stop_with_parent:
             command.append("--stop-with-parent")
-        return command
+        return command + list(self.extra)
 
     def start(self, timeout_s: float = 30.0) -> int:
         """Start and wait until it listens; returns the port. RuntimeError if it does not."""

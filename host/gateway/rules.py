@@ -19,6 +19,7 @@ from onestop.host.gateway.ledger.base import Ledger
 from onestop.host.settlement import Policy, policy_digest
 
 LIVE_S = 60  # a gateway that has not said what it settles by for this long is not serving
+FORGET_S = 7 * 24 * 3600  # ...and its record is removed after this long
 
 
 def rules_of(policies: tuple[Policy, ...], timezone: str) -> dict[str, Any]:
@@ -26,10 +27,11 @@ def rules_of(policies: tuple[Policy, ...], timezone: str) -> dict[str, Any]:
             "timezone": timezone}
 
 
-def serving_name(gateway_kid: str) -> str:
-    """This gateway's name among the ledger's serving gateways: its key and host (the workers
-    of one gateway share it)."""
-    return f"{gateway_kid}@{socket.gethostname()}"
+def serving_name(gateway_kid: str, process: int) -> str:
+    """This gateway's name among the ledger's serving gateways: its key, host and process
+    (the supervisor's, which its --workers share). Gateways on one host with one key (a
+    service and a hand-started one, say) are two, and compared like any others."""
+    return f"{gateway_kid}@{socket.gethostname()}/{process}"
 
 
 def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -47,10 +49,15 @@ def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
 
 def record_and_compare(ledger: Ledger, name: str, rules: dict[str, Any],
                        now: int) -> dict[str, list[str]]:
-    """Record our rules; the live gateways (by name) whose rules differ, and how."""
+    """Record our rules; the live gateways (by name) whose rules differ, and how. Records
+    silent for FORGET_S (gateways long stopped: a name per process) are removed."""
     ledger.record_serving(name, json.dumps(rules, sort_keys=True), now)
     differ = {}
-    for other, (value, seen) in ledger.serving_records().items():
+    records = ledger.serving_records()
+    gone = [other for other, (_, seen) in records.items() if now - seen > FORGET_S]
+    if gone:
+        ledger.forget_serving(gone)
+    for other, (value, seen) in records.items():
         if other == name or now - seen > LIVE_S:
             continue
         try:

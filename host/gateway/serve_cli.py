@@ -272,7 +272,9 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
         stop.set()
 
     gateway.server.service.on_signer_revoked = key_revoked
-    compare_rules = _rules_watch(gateway, args.timezone)
+    # The gateway's process: a worker's supervisor, whose workers are one gateway.
+    compare_rules = _rules_watch(gateway, args.timezone,
+                                 os.getppid() if worker is not None else os.getpid())
     compare_rules()
     watch = asyncio.create_task(_watch_key(gateway, stop, revoked, compare_rules))
     try:
@@ -301,14 +303,14 @@ async def _watch_parent(parent: int, stop: asyncio.Event, heard: list[str]) -> N
         await asyncio.sleep(PARENT_CHECK_S)
 
 
-def _rules_watch(gateway: Any, timezone: str) -> Callable[[], None]:
+def _rules_watch(gateway: Any, timezone: str, process: int) -> Callable[[], None]:
     """Record what this gateway settles by in the ledger and warn (`rules_differ`, once per
     change) of live gateways on it that settle otherwise: see rules.py."""
     from onestop.host.gateway import rules
 
     service = gateway.server.service
     ours = rules.rules_of(service.handlers.policies.policies, timezone)
-    name = rules.serving_name(gateway.kid)
+    name = rules.serving_name(gateway.kid, process)
     told: dict[str, list[str]] = {}
 
     def compare() -> None:

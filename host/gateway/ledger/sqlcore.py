@@ -130,6 +130,11 @@ class SqlLedger(SqlStore):
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (SERVING_PREFIX + name, f"{now} {value}")), durable=False)
 
+    def forget_serving(self, names: list[str]) -> None:
+        self._write(lambda tx: tx.run_each(
+            "DELETE FROM ledger_meta WHERE name = ?",
+            [(SERVING_PREFIX + name,) for name in names]), durable=False)
+
     def serving_records(self) -> dict[str, tuple[str, int]]:
         rows = self._read(lambda tx: tx.all(
             "SELECT name, value FROM ledger_meta WHERE name LIKE ?", (SERVING_PREFIX + "%",)))

@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import io
 import json
+import time
 from pathlib import Path
 
+from onestop.host.bench.gateway import GatewayProcess
 from onestop.host.cli import build_parser, main
 from onestop.host.gateway import logs, rules, serve_cli
 from onestop.host.settlement import load_policy, policy_digest
@@ -78,3 +80,44 @@ async def test_gateways_that_settle_alike_hear_nothing(db: str, tmp_path: Path,
                                 ["--key", str(tmp_path / "b.key"), "--policy", same])
     assert told(events) == []
     assert sum(e["event"] == "serving" for e in events) == 2
+
+
+def test_two_gateway_processes_with_one_key_on_one_host_are_compared_too(
+        db: str, tmp_path: Path) -> None:
+    # The usual way to get two: a service, and one started by hand with the same key file.
+    # They once shared one record (key@host), each overwriting the other's, and never warned.
+    other = regional_policy(tmp_path, "reference", None, preselfpay_percent=20)
+    key = tmp_path / "gateway.key"
+    new_gateway_key(db, key)
+    first = GatewayProcess(db, key, tmp_path / "first.log")
+    second = GatewayProcess(db, key, tmp_path / "second.log", extra=("--policy", other))
+    try:
+        first.start()
+        second.start()  # it compares at start-up, with the first's record of a moment ago
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not told(logged(second)):
+            time.sleep(0.1)
+        ours = policy_digest(load_policy("reference"))
+        theirs = policy_digest(load_policy(other))
+        assert told(logged(second)) == [[f"policy reference is {theirs} here, {ours} there"]]
+    finally:
+        first.stop()
+        second.stop()
+
+
+def logged(gateway: GatewayProcess) -> list[dict]:
+    events = []
+    for line in gateway.log_path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+def test_records_of_gateways_long_stopped_are_removed(ledger) -> None:
+    # A record per gateway process: without this they would pile up, one per restart.
+    now = 10_000_000
+    ledger.record_serving("gw-old@host/11", '{"timezone": "UTC"}', now - rules.FORGET_S - 1)
+    ledger.record_serving("gw-recent@host/12", '{"timezone": "UTC"}', now - rules.LIVE_S - 1)
+    ours = {"policies": {}, "timezone": "Asia/Shanghai"}
+    assert rules.record_and_compare(ledger, "gw-new@host/13", ours, now) == {}  # none live
+    assert set(ledger.serving_records()) == {"gw-recent@host/12", "gw-new@host/13"}
