@@ -167,10 +167,11 @@ def check(ledger: Ledger, data: bytes) -> Check:
     else:
         result.signature_ok = True
         result.key_status = keys[kid].status
-        if result.key_status != "active":
-            _check_revocation(ledger, keys[kid], record, result)
     _describe_person(ledger, record, result)
     stored = find_settlement(ledger, record)
+    event = None if stored is None else ledger.settled_event(stored.txn_id)
+    if result.signature_ok and result.key_status != "active":
+        _check_revocation(ledger, keys[kid], record, result, event)
     if stored is None:
         result.ledger = "not_found"
         if result.signature_ok:  # else it is not ours anyway: one reason is enough
@@ -178,7 +179,6 @@ def check(ledger: Ledger, data: bytes) -> Check:
                                   "this ledger (another site's ledger, or lost from this one)")
         return result
     result.differences = _differences(stored.record(), record)
-    event = ledger.settled_event(stored.txn_id)
     if event is not None and isinstance(event.get("policy"), dict):
         result.policy = event["policy"]
     # Unsigned claims are judged by their signature alone; what the ledger says is a note.
@@ -211,30 +211,40 @@ def _key_problem(exc: SignedSettlementError, known: KeyRecord | None) -> str:
 
 
 def _check_revocation(ledger: Ledger, key: KeyRecord, record: dict[str, Any],
-                      result: Check) -> None:
-    """A revoked key still vouches for what it signed before its revocation, not after."""
-    result.revoked_at = revoked_at(ledger, key.kid)
-    if result.revoked_at is None:
+                      result: Check, settled: dict[str, Any] | None) -> None:
+    """A revoked key still vouches for what it signed before its revocation, not after. The
+    ledger's order tells (the settlement's `settled` event before the key's revocation), even
+    within one second; the times only for a settlement the ledger does not hold."""
+    revocation = last_revocation(ledger, key.kid)
+    result.revoked_at = None if revocation is None else revocation["at"]
+    if revocation is None:
         result.notes.append(f"gateway key {key.kid} is revoked; the audit log does not say "
                             "when (run `kiosk gateway audit`)")
-    elif record["setl_time"] < result.revoked_at:
+        return
+    if settled is not None and isinstance(settled.get("seq"), int):
+        before = settled["seq"] < revocation["seq"]
+    else:
+        before = record["setl_time"] < revocation["at"]
+    if before:
         result.notes.append(f"gateway key {key.kid} was revoked on "
-                            f"{china_time(result.revoked_at)}, after it signed this settlement")
+                            f"{china_time(revocation['at'])}, after it signed this settlement")
     else:
         result.reasons.append(f"signed with gateway key {key.kid} after it was revoked (on "
-                              f"{china_time(result.revoked_at)})")
+                              f"{china_time(revocation['at'])})")
 
 
-def revoked_at(ledger: Ledger, kid: str) -> int | None:
-    """When `kid` was last revoked, from the audit log (read whole: only for revoked keys)."""
-    when = None
+def last_revocation(ledger: Ledger, kid: str) -> dict[str, Any] | None:
+    """The audit log's last key_revoked event of `kid` (its body: at, seq...), None if none
+    (the log is read whole: only for revoked keys)."""
+    found = None
     for event in ledger.audit_events():
         if event["kind"] != ev.KEY_REVOKED:
             continue
         body = json.loads(event["body"])
-        if body.get("kid") == kid and isinstance(body.get("at"), int):
-            when = body["at"]
-    return when
+        if body.get("kid") == kid and isinstance(body.get("at"), int) \
+                and isinstance(body.get("seq"), int):
+            found = body
+    return found
 
 
 def find_settlement(ledger: Ledger, record: dict[str, Any]) -> Settlement | None:

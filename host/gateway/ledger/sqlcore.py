@@ -630,7 +630,7 @@ class SqlLedger(SqlStore):
         row = self._read(lambda tx: tx.one(
             f"SELECT body FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}' "
             "ORDER BY seq LIMIT 1", (txn_id,)))
-        return None if row is None else events.data_of(json.loads(row[0]))
+        return None if row is None else json.loads(row[0])
 
     def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement:
         def work(tx: Tx) -> Settlement:
