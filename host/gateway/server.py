@@ -49,7 +49,7 @@ from onestop.host.gateway.ledger.base import (
 )
 from onestop.host.gateway.logs import EventLog
 from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint
-from onestop.host.gateway.transports import ByteStream, SerialSpec, SerialStream
+from onestop.host.gateway.transports import ByteStream, SerialInUse, SerialSpec, SerialStream
 from onestop.host.keys import KeyFileError, SigningKey, VerifyingKey, load_signing_key
 from onestop.host.settlement import PolicyError
 from onestop.protocol import framing, messages
@@ -567,19 +567,26 @@ class GatewayServer:
             self._shared.shares.add(self._shared.index, -1)
 
     def attach_serial(self, spec: SerialSpec) -> None:
-        """Serve one serial line for as long as the gateway runs, reopening it if it drops."""
-        task = asyncio.get_running_loop().create_task(self._serve_serial(spec))
+        """Serve one serial line for as long as the gateway runs, reopening it if it drops.
+        SerialInUse if another gateway serves it now (a line absent now is waited for)."""
+        try:
+            first: SerialStream | None = SerialStream(spec)
+        except SerialInUse:
+            raise
+        except (OSError, ValueError):  # unplugged: _serve_serial says so and waits for it
+            first = None
+        task = asyncio.get_running_loop().create_task(self._serve_serial(spec, first))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve_serial(self, spec: SerialSpec) -> None:
+    async def _serve_serial(self, spec: SerialSpec, first: SerialStream | None = None) -> None:
         # Tried every SERIAL_REOPEN_S, so a line plugged back is served at once; an outage is
         # logged when it starts and then every SERIAL_WARN_EVERY_S, not at every try.
         down_since: float | None = None
         warned_at = 0.0
         while not self._closing:
             try:
-                stream = SerialStream(spec)
+                stream = first if first is not None else SerialStream(spec)
             except (OSError, ValueError) as exc:  # pyserial's SerialException is an OSError
                 now = time.monotonic()
                 if down_since is None or now - warned_at >= SERIAL_WARN_EVERY_S:
@@ -588,6 +595,7 @@ class GatewayServer:
                                      down_s=round(now - down_since), retry_s=SERIAL_REOPEN_S)
                     warned_at = now
             else:
+                first = None  # opened at start-up (attach_serial): once
                 back = {} if down_since is None else {
                     "down_s": round(time.monotonic() - down_since)}
                 down_since = None
@@ -777,6 +785,14 @@ async def start_gateway(
             await server.close()
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
                              f"{exc.strerror}") from None
+    try:  # the lines first: a line another gateway serves is refused before "listening"
+        for spec in serials:
+            server.attach_serial(spec)
+    except SerialInUse as exc:
+        if endpoint is not None:
+            endpoint.close()
+        await server.close()
+        raise ServeError(f"--serial {exc}") from None
     try:
         if shared is None:
             address = await server.listen_tcp(*listen)
@@ -787,8 +803,6 @@ async def start_gateway(
             endpoint.close()
         await server.close()
         raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None
-    for spec in serials:
-        server.attach_serial(spec)
     if endpoint is not None:
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,

@@ -94,15 +94,27 @@ async def start_tcp(
 # ---------------------------------------------------------------- serial
 
 
+class SerialInUse(OSError):
+    """Another process holds the line's exclusive lock: a second reader would split frames."""
+
+
 class SerialStream:
     """A serial port driven by the event loop: pyserial configures the line (baud, raw 8N1),
-    the loop watches its file descriptor, so no thread blocks on a read."""
+    the loop watches its file descriptor, so no thread blocks on a read. The line is locked
+    (flock, pyserial's `exclusive`): a second gateway given the same line is refused."""
 
     transport = "serial"
 
     def __init__(self, spec: SerialSpec) -> None:
         self.peer = f"{spec.device}@{spec.baud}"
-        self._port = serial.Serial(spec.device, spec.baud, timeout=0, write_timeout=0)
+        try:
+            self._port = serial.Serial(spec.device, spec.baud, timeout=0, write_timeout=0,
+                                       exclusive=True)
+        except serial.SerialException as exc:
+            if "exclusively lock" in str(exc):
+                raise SerialInUse(f"{spec.device} is in use by another gateway (or another "
+                                  "program that locked it): a line has one reader") from None
+            raise
         self._fd = self._port.fileno()
         os.set_blocking(self._fd, False)
         self._loop = asyncio.get_running_loop()

@@ -121,6 +121,26 @@ def test_a_serial_line_given_twice_is_refused(db: str, tmp_path: Path, by_link: 
                     f"{second!r}); a line has one reader")
 
 
+def test_a_serial_line_another_gateway_serves_is_refused(db: str, tmp_path: Path) -> None:
+    # a second gateway started on the same kiosk's line (a service and one by hand): before,
+    # both read it and the kiosk's requests were split between them
+    from onestop.host.bench.gateway import GatewayProcess
+    from onestop.host.sim.link import SerialLink
+
+    link = SerialLink("kiosk-line", pace=False)
+    first = GatewayProcess(db, tmp_path / "gateway.key", tmp_path / "first.log",
+                           extra=("--serial", link.host_path))
+    try:
+        first.start()
+        line = serve(db, "--serial", link.host_path)
+        assert first.running  # the line stays the first one's
+    finally:
+        first.stop()
+        link.close()
+    assert line == (f"kiosk gateway serve: --serial {link.host_path} is in use by another "
+                    "gateway (or another program that locked it): a line has one reader")
+
+
 def test_two_serial_lines_are_accepted(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["gateway", "serve", "--db", f"sqlite:///{tmp_path / 'l.db'}",
