@@ -8,10 +8,12 @@
 # rewrite of the good records) before the next append.
 #
 # A transaction (txn) moves through the records
-#     pending -> settled -> printed -> done          (or pending -> aborted)
+#     pending -> settled [-> printing] -> printed -> done          (or pending -> aborted)
 # pending:  the resident confirmed; written before `settle` is sent.
 #           {kind, txn_id, psn_no, bill_id, cash, name, ssn_masked, clinic, date}
 # settled:  the gateway-signed settlement, verified. {kind, txn_id, settlement}
+# printing: the first bytes of its receipt went to the printer (the entry stays settled, with
+#           print_began): a receipt printed after this says it is a reprint. {kind, txn_id}
 # printed:  the receipt came out of the printer. {kind, txn_id}
 # done:     the gateway knows the receipt was printed. {kind, txn_id}
 # aborted:  the settle never happened (refused, or unknown to the gateway). {kind, txn_id, reason}
@@ -31,12 +33,14 @@ COMPACT_AT = 4096
 
 PENDING = "pending"
 SETTLED = "settled"
+PRINTING = "printing"
 PRINTED = "printed"
 DONE = "done"
 ABORTED = "aborted"
 
 # What each record kind may follow.
-_AFTER = {SETTLED: (PENDING,), PRINTED: (SETTLED,), DONE: (PRINTED,), ABORTED: (PENDING,)}
+_AFTER = {SETTLED: (PENDING,), PRINTING: (SETTLED,), PRINTED: (SETTLED,), DONE: (PRINTED,),
+          ABORTED: (PENDING,)}
 _PENDING_FIELDS = ("psn_no", "bill_id", "cash", "name", "ssn_masked", "clinic", "date")
 
 
@@ -116,7 +120,8 @@ class Journal:
         entry = self._txns.get(txn_id)
         if kind == PENDING:
             if entry is None:
-                entry = {"txn_id": txn_id, "state": PENDING, "settlement": None}
+                entry = {"txn_id": txn_id, "state": PENDING, "settlement": None,
+                         "print_began": False}
                 for name in _PENDING_FIELDS:
                     entry[name] = record.get(name)
                 self._txns[txn_id] = entry
@@ -126,7 +131,9 @@ class Journal:
             return  # out of order (a txn already closed): nothing left to act on
         if kind == SETTLED:
             entry["settlement"] = record["settlement"]
-        if kind == DONE or kind == ABORTED:
+        if kind == PRINTING:
+            entry["print_began"] = True
+        elif kind == DONE or kind == ABORTED:
             del self._txns[txn_id]
             self._order.remove(txn_id)
         else:
@@ -171,6 +178,9 @@ class Journal:
     def settled(self, txn_id, settlement):
         self.append({"kind": SETTLED, "txn_id": txn_id, "settlement": settlement})
 
+    def printing(self, txn_id):
+        self.append({"kind": PRINTING, "txn_id": txn_id})
+
     def printed(self, txn_id):
         self.append({"kind": PRINTED, "txn_id": txn_id})
 
@@ -193,6 +203,8 @@ class Journal:
             if entry["state"] != PENDING:
                 out.extend(encode_record({"kind": SETTLED, "txn_id": txn_id,
                                           "settlement": entry["settlement"]}))
+            if entry["state"] == SETTLED and entry["print_began"]:
+                out.extend(encode_record({"kind": PRINTING, "txn_id": txn_id}))
             if entry["state"] == PRINTED:
                 out.extend(encode_record({"kind": PRINTED, "txn_id": txn_id}))
         flash.write_atomic(self.path, out)

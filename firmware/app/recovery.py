@@ -51,9 +51,6 @@ async def finish_open(kiosk):
 
 async def _finish(kiosk, entry, away):
     txns = kiosk.txns
-    # Settled before this pass: a print may have been cut short (paper out, a power cut), so
-    # this one is marked a reprint. Found settled just now: its first print.
-    again = entry["state"] == J.SETTLED
     if entry["state"] == J.PENDING:
         if away[0]:
             return T.IN_DOUBT
@@ -79,7 +76,7 @@ async def _finish(kiosk, entry, away):
             # next one, who is asked to hand it to the clerk.
             unclaimed = not (kiosk.doubt_card_in and await kiosk.card_present(False))
             await kiosk.show(screens.printing(saved=True))
-            problem = await txns.print_receipt(entry, again, unclaimed)
+            problem = await txns.print_receipt(entry, unclaimed)
         if problem is not None:
             return T.printer_reason(problem)
     if entry["state"] == J.PRINTED and not away[0]:

@@ -151,18 +151,18 @@ class Session:
         del detail
         await self.enter("printing", screens.printing())
         problem = await k.txns.print_receipt(entry)
-        again = False  # some of it on paper already: the full one says it is a reprint
         while problem:
-            again = again or T.part_printed(problem)
             # Saved, not printed. A resident still at the kiosk waits for the receipt: it
             # prints as soon as a clerk loads paper, not after they have given up and gone.
+            # The page says "please wait here": no time limit while the card is in (the kiosk
+            # serves nobody else without paper anyway).
             reason = T.printer_reason(problem)
             if await self.wait_with_card(reason, k.timeouts["printer_poll"],
-                                         self._printer_ready,
-                                         paid["psn_cash_pay"]) is None:
+                                         self._printer_ready, paid["psn_cash_pay"],
+                                         patient=True) is None:
                 return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
-            problem = await k.txns.print_receipt(entry, again)
+            problem = await k.txns.print_receipt(entry)
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
         await self.enter("done", screens.done(paid))
@@ -227,10 +227,11 @@ class Session:
                 return CARD_OUT
             k.progress()
 
-    async def wait_with_card(self, reason, every_ms, check, pay=None):
+    async def wait_with_card(self, reason, every_ms, check, pay=None, patient=False):
         """The `reason` page (with `pay`, see screens.error) while the card is in, asking
         `check()` every `every_ms`: what it gives once it is not None; None once the card is
-        taken out (after the page was up `message` ms) or `take_card` ms pass."""
+        taken out (after the page was up `message` ms) or `take_card` ms pass, or with
+        `patient` (the page promised to wait), only once the card is out."""
         k = self.k
         card_in = await k.card_present()
         await self.enter("error", screens.error(reason, card_in, pay, True))
@@ -238,7 +239,7 @@ class Session:
         readable = time.ticks_add(now, k.timeouts["message"])
         deadline = time.ticks_add(now, k.timeouts["take_card"])
         asked = time.ticks_add(now, -every_ms)
-        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        while (card_in and patient) or time.ticks_diff(deadline, time.ticks_ms()) > 0:
             card_in = card_in and await k.card_present()  # once out, the visit is over
             if card_in and time.ticks_diff(time.ticks_ms(), asked) >= every_ms:
                 asked = time.ticks_ms()

@@ -41,12 +41,6 @@ def printer_problem(status):
     return None
 
 
-def part_printed(code):
-    """Whether a print that failed with `code` may have put part of the receipt on paper (the
-    printer refuses the others before anything is sent)."""
-    return code.endswith("_during") or code == "unconfirmed"
-
-
 def printer_reason(code):
     """The screen for a printer problem: paper is the one a resident or clerk can fix."""
     if code.startswith("paper_out"):
@@ -125,21 +119,30 @@ class Transactions:
         self.log("txn_settled", txn_id=entry["txn_id"], setl_id=record["setl_id"])
         return SETTLED, record
 
-    async def print_receipt(self, entry, again=False, unclaimed=False):
+    async def print_receipt(self, entry, unclaimed=False):
         """None once printed (journaled), else the PrinterError reason (the txn stays settled,
-        so the receipt is printed again in full later). `again`: an earlier attempt may have
-        printed part or all of it (paper out, a power cut): this one says it is a reprint.
-        `unclaimed`: nobody is at the kiosk for it (receipt.build)."""
+        so the receipt is printed again in full later). A receipt whose earlier print began
+        (bytes went to the printer before paper ran out or the power was cut) says it is a
+        reprint. `unclaimed`: nobody is at the kiosk for it (receipt.build)."""
         record = record_of(entry["settlement"])
+        chunks = receipt.build(entry, record, self.kiosk_id, entry["print_began"], unclaimed)
         try:
-            await self.printer.print_receipt(
-                receipt.build(entry, record, self.kiosk_id, again, unclaimed))
+            await self.printer.print_receipt(self._journaled(entry, chunks))
         except PrinterError as e:
             self.log("print_failed", txn_id=entry["txn_id"], reason=e.reason)
             return e.reason
         self.journal.printed(entry["txn_id"])
         self.log("txn_printed", txn_id=entry["txn_id"])
         return None
+
+    def _journaled(self, entry, chunks):
+        """`chunks` as the printer takes them, the journal told before the first goes out
+        (the printer asks for none when it refuses a print: cover open, no paper)."""
+        for chunk in chunks:
+            if not entry["print_began"]:
+                self.journal.printing(entry["txn_id"])
+                self.log("txn_printing", txn_id=entry["txn_id"])
+            yield chunk
 
     async def report(self, entry):
         """Tell the gateway the receipt is printed; True once the txn is done."""

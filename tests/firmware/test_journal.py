@@ -149,3 +149,22 @@ def test_compaction_keeps_open_txns_and_bounds_the_file(mp: Worker, path: str) -
     assert state["open"] == [("OPEN-1", "settled")]
     assert state["entries"][0]["settlement"] == SETTLEMENT
     assert [r["txn_id"] for r in read_file_as_documented(path)][:2] == ["OPEN-1", "OPEN-1"]
+
+
+def test_a_print_that_began_is_remembered_through_reboots_and_compaction(
+        mp: Worker, path: str) -> None:
+    # "printing": bytes of its receipt went to the printer (then paper ran out, or the power
+    # went); the receipt printed later says it is a reprint. Without it, none began.
+    records = [pending("BEGAN"), settled("BEGAN"), step("printing", "BEGAN"),
+               pending("NOT-YET"), settled("NOT-YET")]
+    for i in range(12):  # enough closed txns to compact the file past 2 KB
+        t = f"T-{i:04d}"
+        records += [pending(t), settled(t), step("printing", t), step("printed", t),
+                    step("done", t)]
+    mp.call("app_journal", "write", path, records, 2048)
+    state = mp.call("app_journal", "load", path, 2048)
+    assert state["open"] == [("BEGAN", "settled"), ("NOT-YET", "settled")]
+    assert [e["print_began"] for e in state["entries"]] == [True, False]
+    assert mp.call("app_journal", "plan", path) == [("BEGAN", "print"), ("NOT-YET", "print")]
+    kinds = [(r["txn_id"], r["kind"]) for r in read_file_as_documented(path)]
+    assert ("BEGAN", "printing") in kinds and ("NOT-YET", "printing") not in kinds

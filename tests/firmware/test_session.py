@@ -489,6 +489,18 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     assert lines[4:6] == ["非本人凭条请交大厅工作人员", UNCLAIMED]
 
 
+def test_a_receipt_whose_print_never_began_is_not_marked_a_reprint_later(kiosk: Kiosk) -> None:
+    """The roll ran out before the receipt: nothing came out. The resident left; the receipt
+    printed once paper is loaded is the first, not a copy (the journal says no print began)."""
+    result = kiosk.session(script=HAPPY, printer_faults=["paper_out"])
+    assert result["outcome"] == "paper_out" and result["receipts"] == []
+    later = kiosk.boot(paper="out", reload_after=2, rounds=2, visits=0)
+    assert len(later["receipts"]) == 1 and later["open"] == []
+    text = receipt_of(later["receipts"][0]).text()
+    assert "Reprint" not in text
+    assert UNCLAIMED in text  # its resident had gone
+
+
 def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
         kiosk: Kiosk) -> None:
     """The page says the receipt prints once paper is loaded: a resident who keeps the card in
@@ -502,6 +514,22 @@ def test_paper_loaded_while_the_resident_waits_prints_the_receipt_for_them(
     assert result["calls"].count("settle") == 1 and len(kiosk.settlements) == 1
     assert "Reprint - settled once only" in receipt_of(result["receipts"][0]).text()
     assert UNCLAIMED not in receipt_of(result["receipts"][0]).text()  # they are there for it
+
+
+def test_a_resident_told_to_wait_for_paper_is_not_dropped_while_the_card_is_in(
+        kiosk: Kiosk) -> None:
+    """"Please wait here": the clerk takes longer than the take-card time to load the roll.
+    The resident still gets the receipt and the done page, not an out-of-service page over
+    their card."""
+    take_card_ms, printer_poll_ms = 300, 20  # the rig's timeouts (app_session_cases)
+    polls = 3 * take_card_ms // printer_poll_ms
+    result = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"],
+                           reload_after=polls, keeps_card=True)
+    assert result["outcome"] == "settled"
+    assert titles(result)[-3:] == ["The printer is out of paper", "Printing a saved receipt",
+                                   "Settlement complete"]
+    assert "Out of service" not in titles(result)
+    assert len(result["receipts"]) == 1 and result["open"] == []
 
 
 def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(

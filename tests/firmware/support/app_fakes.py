@@ -108,7 +108,9 @@ class FakeDisplay:
 
 class FakePrinter:
     """paper: "ok" or "out"; faults: reasons raised by successive print_receipt calls (None:
-    print). "paper_out_during" also leaves the paper out, as a roll that ran out would."""
+    print). "paper_out" and "paper_out_during" also leave the paper out, as a roll that ran out
+    would; faults other than *_during and "unconfirmed" come before a byte is taken, as the
+    real driver refuses them."""
 
     def __init__(self, paper="ok", faults=None, reload_after=None):
         self.paper = paper
@@ -132,14 +134,16 @@ class FakePrinter:
         await asyncio.sleep_ms(0)
         if self.paper == "out":
             raise PrinterError("paper_out")
+        fault = self.faults.pop(0) if self.faults else None
+        if fault and fault.startswith("paper_out"):
+            self.paper = "out"  # the roll ran out (before this receipt, or during it)
+        if fault and not (fault.endswith("_during") or fault == "unconfirmed"):
+            raise PrinterError(fault)  # refused before a byte is sent, as the real driver does
         data = []
         for chunk in chunks:
             if not data or len(data[-1]) == 32:
                 data.append([])
             data[-1].append(chunk)
-        fault = self.faults.pop(0) if self.faults else None
-        if fault == "paper_out_during":
-            self.paper = "out"
         if fault:
             raise PrinterError(fault)
         self.receipts.append(data)
