@@ -105,6 +105,12 @@ class Kiosk:
                 await self.wait_card(False, self.timeouts["take_card"])
                 return
             self._card_may_be_left_in = False
+        # No paper: out of service now, not only once a resident has put their card in.
+        problem = await self.printer_problem()
+        if problem is not None:
+            self.log("printer_not_ready", problem=problem)
+            await self._out_of_service(T.printer_reason(problem))
+            return
         await self.show(screens.welcome())
         self.log("idle")
         if not await self.wait_card(True, self.timeouts["retry_open"]):
@@ -112,7 +118,7 @@ class Kiosk:
         problem = await self.printer_problem()
         if problem is not None:
             self.log("printer_not_ready", problem=problem)
-            await self.show(screens.out_of_service(T.printer_reason(problem)))
+            await self.show(screens.out_of_service(T.printer_reason(problem), True))
             # Long enough to be read (the take-card page follows at once otherwise, and the
             # resident never learns why): until the card comes out, or `message` ms.
             await self.wait_card(False, self.timeouts["message"])

@@ -123,8 +123,12 @@ def error(reason, card_in=False, pay=None, waiting=False):
                  yuan(pay))
 
 
-def out_of_service(reason):
-    return _page("error", texts.OUT_OF_SERVICE, texts.OUT_OF_SERVICE_REASONS[reason])
+def out_of_service(reason, card_in=False):
+    """`card_in`: a card went in meanwhile; its holder is told to take it back."""
+    lines = texts.OUT_OF_SERVICE_REASONS[reason]
+    if card_in:
+        lines = lines + ("", "") + texts.TAKE_CARD
+    return _page("error", texts.OUT_OF_SERVICE, lines)
 
 
 def take_card():

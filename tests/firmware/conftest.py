@@ -51,8 +51,14 @@ def mp_roomy(compiled: Path) -> Iterator[Worker]:
 
 @pytest.fixture
 def ptys() -> Iterator[dict[str, str]]:
-    """Pseudo-terminals for a unix kiosk's card reader, printer and display: {role: path}."""
+    """Pseudo-terminals for a unix kiosk's card reader, printer and display: {role: path}.
+    A printer answers on its line: a kiosk whose printer is silent stays out of service and
+    never shows the welcome page."""
+    from onestop.host.sim.printer import PrinterSim
+
     links = [SerialLink(role) for role in ("card", "printer", "display")]
+    printer = PrinterSim(links[1].device_path)
     yield {link.name: link.host_path for link in links}
+    printer.close()
     for link in links:
         link.close()

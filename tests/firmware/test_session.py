@@ -545,6 +545,18 @@ def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: K
     result = kiosk.boot(paper="out", rounds=1, script=HAPPY)
     assert result["reads"] == 0 and result["calls"] == []
     assert ["error", "Out of service"] in result["pages"]
+    # out of service from the start: the welcome page never invited a card
+    assert "welcome" not in [page for page, _ in result["pages"]]
+
+
+def test_paper_running_out_as_a_card_goes_in_tells_its_holder_to_take_it(kiosk: Kiosk) -> None:
+    # the roll ran out after the welcome page went up: the card is not read, and the
+    # out-of-service page over it says to take it back
+    result = kiosk.boot(runs_out_after=1, rounds=1, script=HAPPY)
+    assert result["reads"] == 0 and result["calls"] == []
+    assert result["pages"][-1] == ["error", "Out of service"]
+    assert result["last"]["error"]["l4"] == "请取走社保卡"
+    assert result["last"]["error"]["l5"] == "Please take your card"
 
 
 def test_an_unanswered_receipt_printed_is_sent_again_later(kiosk: Kiosk) -> None:

@@ -112,10 +112,11 @@ class FakePrinter:
     would; faults other than *_during and "unconfirmed" come before a byte is taken, as the
     real driver refuses them."""
 
-    def __init__(self, paper="ok", faults=None, reload_after=None):
+    def __init__(self, paper="ok", faults=None, reload_after=None, runs_out_after=None):
         self.paper = paper
         self.faults = list(faults or [])
         self.reload_after = reload_after  # status polls with the paper out before a clerk loads it
+        self.runs_out_after = runs_out_after  # status polls before the roll runs out while idle
         # The ESC/POS bytes of each receipt printed whole, as the chunks the kiosk sent, in
         # lists of at most 32 (no block larger than 256 bytes): joined only for the report,
         # outside the board's heap (the paper is not in it). See receipt_bytes.
@@ -123,6 +124,11 @@ class FakePrinter:
 
     async def status(self):
         await asyncio.sleep_ms(0)
+        if self.runs_out_after is not None:
+            self.runs_out_after -= 1
+            if self.runs_out_after < 0:
+                self.paper = "out"
+                self.runs_out_after = None
         if self.paper == "out" and self.reload_after is not None:
             self.reload_after -= 1
             if self.reload_after < 0:

@@ -39,8 +39,8 @@ def on_board_heap(run, heap=None):
 class Rig:
     """Everything a Kiosk needs, from a spec (plain values from the test):
     dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
-    gateway_state, paper, printer_faults, reload_after (and heap, for on_board_heap; card_in,
-    for the main loop)."""
+    gateway_state, paper, printer_faults, reload_after, runs_out_after (and heap, for
+    on_board_heap; card_in, for the main loop)."""
 
     def __init__(self, spec):
         gbk.set_table_dir(spec["tables"])
@@ -51,7 +51,7 @@ class Rig:
         resident.card = self.card
         self.display = F.FakeDisplay(resident)
         self.printer = F.FakePrinter(spec.get("paper", "ok"), spec.get("printer_faults"),
-                                     spec.get("reload_after"))
+                                     spec.get("reload_after"), spec.get("runs_out_after"))
         self.gateway = F.FakeGateway(KIOSK_ID, spec.get("people", {}), spec.get("gateway_state"),
                                      spec.get("faults"), spec.get("price_change", 0))
         self.gateway.card = self.card
