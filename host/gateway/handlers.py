@@ -44,6 +44,8 @@ TOTALS_FIELDS = (
 # Bytes the CBOR heads of a reply grow by as bills are added to its list: the list's head from
 # 1 to at most 3 bytes, the frame's payload head from 2 to 3 (a frame is at most 4096 bytes).
 HEAD_GROWTH = 3
+# More bills than one frame can hold (each takes well over MAX_FRAME / this many bytes).
+BILLS_READ_AT_MOST = 64
 
 
 @dataclass
@@ -167,16 +169,20 @@ class Handlers:
     # ------------------------------------------------------------ bills
     def pending_bills(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         person = self._person(ledger, request["psn_no"])
-        bills = [_bill_record(bill) for bill in ledger.pending_bills(person.psn_no)]
+        # Never more than a frame can hold: a resident with a backlog of thousands must not
+        # cost every kiosk on the gateway a read of them all.
+        bills = [_bill_record(bill)
+                 for bill in ledger.pending_bills(person.psn_no, limit=BILLS_READ_AT_MOST)]
         listed = self._bills_that_fit(request, person.psn_no, bills, now)
         reply = messages.reply(request, "pending_bills_reply", now, psn_no=person.psn_no,
                                bills=bills[:listed])
-        if listed == len(bills):
+        if listed == len(bills) < BILLS_READ_AT_MOST:
             return Handled(reply)
         # A frame holds a few dozen bills; the kiosk shows four and leaves the rest to the
         # counter. The oldest are listed; the operator hears of the resident's backlog.
         return Handled(reply, "bills_not_all_listed", {
-            "psn_no": person.psn_no, "listed": listed, "pending": len(bills)}, warn=True)
+            "psn_no": person.psn_no, "listed": listed,
+            "pending": ledger.count_pending_bills(person.psn_no)}, warn=True)
 
     def _bills_that_fit(self, request: dict[str, Any], psn_no: str,
                         bills: list[dict[str, Any]], now: int) -> int:

@@ -480,15 +480,20 @@ class SqlLedger(SqlStore):
         )
         return None if row is None else bill_from_row(row)
 
-    def pending_bills(self, psn_no: str) -> list[Bill]:
+    def pending_bills(self, psn_no: str, limit: int | None = None) -> list[Bill]:
         rows = self._read(
             lambda tx: tx.all(
                 f"SELECT {BILL_COLUMNS} FROM bills WHERE psn_no = ? AND status = 'pending' "
-                "ORDER BY bill_date, bill_id",
-                (psn_no,),
+                "ORDER BY bill_date, bill_id" + ("" if limit is None else " LIMIT ?"),
+                (psn_no,) if limit is None else (psn_no, limit),
             )
         )
         return [bill_from_row(row) for row in rows]
+
+    def count_pending_bills(self, psn_no: str) -> int:
+        row = self._read(lambda tx: tx.one(
+            "SELECT COUNT(*) FROM bills WHERE psn_no = ? AND status = 'pending'", (psn_no,)))
+        return int(row[0])
 
     # ------------------------------------------------------------------ accumulations
     def accumulations(self, psn_no: str, year: int) -> dict[str, int]:

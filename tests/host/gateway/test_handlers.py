@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from onestop.host.gateway.bills import demo_document
 from onestop.host.gateway.bills import seed_demo as seed_demo_residents
-from onestop.host.gateway.handlers import Handled, Handlers
+from onestop.host.gateway.handlers import BILLS_READ_AT_MOST, Handled, Handlers
 from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
@@ -357,6 +357,39 @@ def test_a_long_list_of_bills_is_cut_to_the_oldest_that_fit_one_frame(rig: Rig) 
     # a short list is listed whole, with nothing to report
     short = rig.ask("pending_bills", psn_no="P003")
     assert len(short.reply["bills"]) == len(rig.ledger.pending_bills("P003")) and not short.event
+
+
+def test_a_backlog_of_small_bills_is_counted_whole_though_only_a_frames_worth_is_read(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clinic's system sent a resident hundreds of bills: the reply lists the oldest that fit
+    # one frame (read with a LIMIT, not all of them), and the operator hears the whole count.
+    backlog = 3 * BILLS_READ_AT_MOST
+    for n in range(backlog):
+        rig.ledger.upsert_bill(Bill(
+            bill_id=f"S{n:03d}", psn_no="P001", fixmedins_name="所", mdtrtarea_admvs="130630",
+            med_type="outpatient_chronic", hosp_lv=1, referral=False,
+            date=f"2026-{1 + n // 28 % 12:02d}-{1 + n % 28:02d}",
+            items=({"name": "药", "class": "A", "amount": 100},)))
+    pending = rig.ledger.pending_bills("P001")
+    assert len(pending) == backlog + 1  # and the demo's own bill
+    assert rig.ledger.pending_bills("P001", limit=5) == pending[:5]
+    assert rig.ledger.count_pending_bills("P001") == len(pending)
+    read = []  # how many bills the handler had the ledger read
+    ledger_pending_bills = rig.ledger.pending_bills
+
+    def counted(psn_no, limit=None):
+        bills = ledger_pending_bills(psn_no, limit)
+        read.append(len(bills))
+        return bills
+
+    monkeypatch.setattr(rig.ledger, "pending_bills", counted)
+    handled = rig.ask("pending_bills", psn_no="P001")
+    assert read == [BILLS_READ_AT_MOST]
+    listed = handled.reply["bills"]
+    assert [b["bill_id"] for b in listed] == [b.bill_id for b in pending[:len(listed)]]
+    assert len(listed) < BILLS_READ_AT_MOST  # a frame holds fewer than are read
+    framing.encode(messages.seal(handled.reply, GATEWAY_KID, rig.key))
+    assert handled.fields == {"psn_no": "P001", "listed": len(listed), "pending": len(pending)}
 
 
 def test_a_person_of_another_insurance_type_is_not_settled_as_a_resident(rig: Rig) -> None:
