@@ -32,13 +32,18 @@ def demo_residents() -> dict[str, dict[str, Any]]:
     return {r["psn_no"]: r for r in data["residents"]}
 
 
+def residents_epilog() -> str:
+    """The simulated residents, for the --help of the commands that take --resident."""
+    return "residents: " + "; ".join(f"{k} {v['name']} ({v['note']})"
+                                     for k, v in demo_residents().items())
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     residents = demo_residents()
     parser = sub.add_parser(
         "demo", help="a resident's whole settlement, end to end, in simulation",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="residents: " + "; ".join(f"{k} {v['name']} ({v['note']})"
-                                         for k, v in residents.items()),
+        epilog=residents_epilog(),
     )
     parser.add_argument("--headless", action="store_true",
                         help="plain terminal output (the only mode in this build)")

@@ -243,7 +243,9 @@ class HmiScreen:
         return press + release
 
     # ------------------------------------------------------------------ view
-    def render_text(self) -> str:
+    def render_text(self, numbered: bool = False) -> str:
+        """The screen as a box of text; `numbered`: each button after its number (b0 is 1),
+        for a person who touches the buttons by number (the TUI's keys 1-4)."""
         inner = BOX_WIDTH - 4
         title = f" page {self.page_id} {self.page} "
         rows = ["+" + title.center(BOX_WIDTH - 2, "=") + "+"]
@@ -261,7 +263,8 @@ class HmiScreen:
         big = self.texts["big"]
         if big:
             row(" " * max((inner - display_width(big)) // 2, 0) + big)
-        buttons = [f"[ {self.texts[b]} ]" for b in ("b0", "b1", "b2", "b3")
+        buttons = [f"{index + 1} [ {self.texts[b]} ]" if numbered else f"[ {self.texts[b]} ]"
+                   for index, b in enumerate(("b0", "b1", "b2", "b3"))
                    if self.visible[b] and self.texts[b]]
         if buttons:
             rows.append("+" + "-" * (BOX_WIDTH - 2) + "+")
@@ -316,9 +319,9 @@ class DisplaySim:
         with self._changed:
             return list(self._screen.errors_sent)
 
-    def render_text(self) -> str:
+    def render_text(self, numbered: bool = False) -> str:
         with self._changed:
-            return self._screen.render_text()
+            return self._screen.render_text(numbered)
 
     def overflowing(self) -> list[str]:
         with self._changed:

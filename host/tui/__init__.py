@@ -9,24 +9,38 @@ Textual is imported only when the command runs, so `kiosk --help` stays quick.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from onestop.host.demo import DEFAULT_RESIDENT, DemoRefused, claim_workdir, demo_residents
+from onestop.host.demo import (
+    DEFAULT_RESIDENT,
+    DemoRefused,
+    claim_workdir,
+    demo_residents,
+    residents_epilog,
+)
 from onestop.host.signals import exit_on_stop_signals
+
+KEYS = ("keys: i insert card, o take card out, 1-4 touch on-screen button 1-4, p paper out/load, "
+        "c printer cover open/closed, n paper near end on/off, g stop/start gateway, "
+        "k cut the kiosk's power/power it on, r receipt in the whole left column, q quit")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "tui", help="a whole simulated kiosk in the terminal, driven by hand",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="keys: i insert card, o take card out, 1-4 touch a button, p paper out/load, "
-               "g stop/start gateway, q quit",
+        epilog=f"{KEYS}\n\n{residents_epilog()}",
     )
     parser.add_argument("--workdir", type=Path,
                         help="where the ledger, keys and kiosk flash go; an earlier run's "
-                             "files are moved aside (default: a new temporary directory)")
+                             "files are moved aside (default: a new temporary directory, "
+                             "removed at exit unless --keep)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary work directory at exit (its path is printed)")
     parser.add_argument("--resident", default=DEFAULT_RESIDENT, choices=sorted(demo_residents()),
                         metavar="ID", help=f"whose card is selected (default {DEFAULT_RESIDENT})")
     parser.set_defaults(func=run)
@@ -34,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     exit_on_stop_signals()  # until the app takes SIGTERM/SIGHUP over, and after it ends
+    made_here = args.workdir is None
     workdir: Path = (args.workdir or Path(tempfile.mkdtemp(prefix="kiosk-tui-"))).resolve()
     try:
         lock = claim_workdir(workdir)
@@ -43,9 +58,30 @@ def run(args: argparse.Namespace) -> int:
     from onestop.host.tui.app import KioskTui  # Textual is slow to import
 
     app = KioskTui(workdir, args.resident)
+    status = 1  # unless the app says otherwise: a signal or an error ended it
     try:
-        status = app.run()
+        app.run()
+        status = exit_status(app)
     finally:
         app.close_hall()  # a crash or a signal: no gateway or MicroPython left running
         lock.close()
-    return int(status or 0)
+        if made_here:
+            tidy_workdir(workdir, remove=not args.keep and status == 0)
+    return status
+
+
+def exit_status(app: Any) -> int:
+    """The command's exit status: the app's own, or non-zero if it ended on an exception
+    (then Textual's run() returns None, with its return_code 1)."""
+    if app.return_code:
+        return int(app.return_code)
+    return int(app.return_value or 0)
+
+
+def tidy_workdir(workdir: Path, remove: bool) -> None:
+    """Remove the temporary work directory the TUI made, else say where it is (after a failure
+    its gateway.log and the kiosk's flash tell what happened)."""
+    if remove:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"kiosk tui: the work directory is {workdir}", file=sys.stderr)

@@ -34,6 +34,19 @@ CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to b
 # log's measurements, for the bench, not for a technician).
 QUIET_KEYS = ("ev", "ms")
 
+# Below this the layout cannot hold the touch screen's box (55 columns) beside whole control
+# labels, or the screen above the status: a notice asks for a bigger terminal instead (a button
+# squeezed to 2 columns crashed Rich's text wrapping).
+MIN_COLUMNS = 78
+MIN_ROWS = 20
+ROOMY_ROWS = 30  # from here up the title bar is shown too
+TOO_SMALL = (f"terminal too small: make it at least {MIN_COLUMNS} columns and {MIN_ROWS} rows "
+             "(q quits)")
+# The firmware's take-card page is its "done" page without the amount paid (nothing settled);
+# the status names it so, not "done", which would suggest a finished settlement.
+TAKE_CARD_PAGE = "take card"
+STATUS_GAP = "   "
+
 # (button id, label, action) — each also has a key binding in BINDINGS.
 # Labels start with their key and fit the 10 columns a button has in an 80-column terminal.
 CONTROLS: tuple[tuple[str, str, str], ...] = (
@@ -44,9 +57,14 @@ CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("touch2", "3 touch 3", "touch(2)"),
     ("touch3", "4 touch 4", "touch(3)"),
     ("paper", "p paper", "paper"),
+    ("cover", "c cover", "cover"),
+    ("near-end", "n near end", "near_end"),
     ("gateway", "g gateway", "gateway"),
+    ("power", "k power", "power"),
+    ("receipt", "r receipt", "receipt"),
     ("quit", "q quit", "quit"),
 )
+TOUCH = Binding.Group("touch", compact=True)  # one "1234 touch" in the footer
 
 BUTTON_ACTIONS = {button_id: action for button_id, _label, action in CONTROLS}
 
@@ -57,30 +75,76 @@ def event_line(event: dict[str, Any]) -> str:
     return f"fw {event.get('ev', '?')} {rest}".rstrip()
 
 
+def pack_fields(fields: list[str], width: int) -> str:
+    """`fields` on as few lines of `width` as they fill, a line breaking only between fields
+    (a field wider than a whole line gets a line of its own)."""
+    lines: list[str] = []
+    for field in fields:
+        if lines and len(lines[-1]) + len(STATUS_GAP) + len(field) <= width:
+            lines[-1] += STATUS_GAP + field
+        else:
+            lines.append(field)
+    return "\n".join(lines)
+
+
+def screen_name(display: Any) -> str:
+    """The page's name for the status line (the take-card page is not a settlement done)."""
+    page = display.page
+    if page == "done" and not display.text("big"):
+        return TAKE_CARD_PAGE
+    return page
+
+
+class Refused(Exception):
+    """A control that cannot be done now (said in the log as it is, not as a failure)."""
+
+
+class KioskOff(Refused):
+    def __init__(self) -> None:
+        super().__init__("the kiosk is off (no firmware running): k powers it on")
+
+
 class KioskTui(App[int]):
     """A simulated kiosk to drive by hand. `hall_options` go to Hall (a test passes a stage)."""
 
     TITLE = "Onestop kiosk simulator"
     CSS = """
+    #main { height: 1fr; }
     #left { width: 55; }  /* the screen box (52) and its border, no more */
     #screen { height: auto; border: round $accent; }
     #receipt-box { height: 1fr; border: round $secondary; }
-    #right { width: 1fr; }
+    #left.-receipt-only #screen { display: none; }  /* r: the whole column for the receipt */
+    /* never squeezed below whole labels (a button of 2 columns crashed Rich's wrapping):
+       a terminal too narrow for them clips the pane, until the too-small notice replaces it */
+    #right { width: 1fr; min-width: 23; }
     #resident { margin-bottom: 1; }
     #controls { grid-size: 2; grid-rows: 1; grid-gutter: 0 1; height: auto; margin-bottom: 1; }
     #controls Button { width: 100%; height: 1; }
-    #status { height: auto; padding: 0 1; background: $boost; margin-bottom: 1; }
+    #status { height: auto; padding: 0 1; background: $boost; }
     #log { height: 1fr; border: round $primary; }
+    #too-small { display: none; padding: 1 1; }
+    Screen.-too-narrow #main, Screen.-too-short #main, Screen.-too-narrow #status,
+    Screen.-too-short #status { display: none; }
+    Screen.-too-narrow #too-small, Screen.-too-short #too-small { display: block; }
+    Screen.-short Header { display: none; }  /* its row to the receipt at 80x24 */
     """
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-too-narrow"), (MIN_COLUMNS, "-wide-enough")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-too-short"), (MIN_ROWS, "-short"), (ROOMY_ROWS, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("i", "insert", "Insert"),
+        Binding("i", "insert", "Card in"),
         Binding("o", "pull", "Card out"),
-        Binding("1", "touch(0)", "B1"),
-        Binding("2", "touch(1)", "B2"),
-        Binding("3", "touch(2)", "B3"),
-        Binding("4", "touch(3)", "B4"),
-        Binding("p", "paper", "Paper"),
-        Binding("g", "gateway", "Gateway"),
+        *(Binding(str(n + 1), f"touch({n})", f"B{n + 1}", group=TOUCH,
+                  tooltip=f"touch on-screen button {n + 1}") for n in range(4)),
+        Binding("p", "paper", "Paper", tooltip="paper out / load paper"),
+        # the printer's lesser sensors: on their buttons and in the Keys help, not the footer
+        Binding("c", "cover", "Cover", tooltip="open / close the printer's cover", show=False),
+        Binding("n", "near_end", "Near end", tooltip="paper near end / new roll", show=False),
+        Binding("g", "gateway", "Gateway", tooltip="stop / start the gateway"),
+        Binding("k", "power", "Power", tooltip="cut the kiosk's power / power it on"),
+        Binding("r", "receipt", "Receipt", tooltip="the receipt in the whole left column, "
+                                                   "or the touch screen back"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -93,7 +157,11 @@ class KioskTui(App[int]):
         self.hall: Any = None  # a Hall once built (typed loosely: the rig is imported lazily)
         self.ready = False  # the kiosk booted and idle: the controls work
         self.gateway_stopped_here = False  # by the (g) control, not on its own
+        self.power_cut_here = False  # the firmware stopped by the (k) control, not on its own
+        self._death_noted: Any = None  # the dead firmware already said so in the log
+        self._firmware_polled: Any = None  # whose events _events_seen counts
         self.closed = False
+        self._building = False  # a build was started: a close waits for it
         self._built = threading.Event()  # set once the build ended, whatever happened
         self._rig_lock = threading.Lock()  # one rig action at a time, in order
         self._close_lock = threading.Lock()
@@ -104,7 +172,7 @@ class KioskTui(App[int]):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Static("starting…", id="screen", markup=False)
                 with VerticalScroll(id="receipt-box"):
@@ -116,9 +184,10 @@ class KioskTui(App[int]):
                 with Grid(id="controls"):
                     for button_id, label, _action in CONTROLS:
                         yield Button(label, id=button_id, compact=True)
-                yield Static("starting…", id="status", markup=False)
                 yield RichLog(id="log", wrap=True, min_width=20, max_lines=2000)
-        yield Footer()
+        yield Static("starting…", id="status", markup=False)  # the whole width: fields whole
+        yield Static(TOO_SMALL, id="too-small", markup=False)
+        yield Footer(compact=True, show_command_palette=False)  # room for "q Quit" at 80
 
     def on_mount(self) -> None:
         self.query_one("#screen").border_title = "touch screen"
@@ -127,6 +196,7 @@ class KioskTui(App[int]):
         self._catch_stop_signals()
         self.say(f"work directory: {self.workdir}")
         self.say("starting the gateway, the simulated devices and the kiosk firmware …")
+        self._building = True
         self.build_hall()
 
     def _catch_stop_signals(self) -> None:
@@ -193,16 +263,17 @@ class KioskTui(App[int]):
 
     def _hall_ready(self) -> None:
         self.ready = True
+        self._poll()  # the firmware's ready/boot/idle lines first, then what they amount to
         self.say("the kiosk is up, showing its welcome page")
-        self._show_screen(self.hall.display.render_text())
-        self._refresh_status()
+        self._show_screen(self.hall.display.render_text(numbered=True))
         self.set_interval(POLL_S, self._poll)  # only now: the build waited on the same events
 
     def close_hall(self) -> None:
         """Stop the firmware, the devices and the gateway (waits for a build under way).
         Safe to call more than once and from any thread."""
         self.closed = True
-        self._built.wait(CLOSE_WAIT_S)
+        if self._building:  # an app that failed before it began a build has none to wait for
+            self._built.wait(CLOSE_WAIT_S)
         with self._close_lock:
             hall, self.hall = self.hall, None
             if hall is not None:
@@ -222,36 +293,76 @@ class KioskTui(App[int]):
     # ------------------------------------------------------------------ what is shown
     def _screen_changed(self, display: Any) -> None:
         """Called on the display simulator's thread at every change of the screen."""
-        self.on_ui(self._show_screen, display.render_text())
+        self.on_ui(self._show_screen, display.render_text(numbered=True))
 
     def _show_screen(self, text: str) -> None:
+        if self.hall is not None and not self.firmware_running(self.hall):
+            # no power, no picture: the last page must not look like a kiosk still serving
+            text = "(dark: the kiosk is off — k powers it on)"
         self.query_one("#screen", Static).update(text)
 
     def _poll(self) -> None:
         hall = self.hall
         if hall is None or hall.firmware is None:
             return
-        events = hall.firmware.drain()
-        for event in events[self._events_seen:]:
-            if "ev" in event:
-                self._write_log(event_line(event))
-        self._events_seen = len(events)
+        self._log_firmware_events(hall.firmware)
+        if not self.firmware_running(hall) and self._death_noted is not hall.firmware:
+            self._death_noted = hall.firmware
+            self._firmware_stopped(hall)
         receipt = hall.printer.last_receipt_text()
         if receipt and receipt != self._receipt_shown:
             self._receipt_shown = receipt
             self.query_one("#receipt", Static).update(receipt)
         self._refresh_status()
 
+    def _log_firmware_events(self, firmware: Any) -> None:
+        if firmware is not self._firmware_polled:  # booted again: a new process, a new log
+            self._firmware_polled, self._events_seen = firmware, 0
+        events = firmware.drain()
+        for event in events[self._events_seen:]:
+            if "ev" in event:
+                self._write_log(event_line(event))
+        self._events_seen = len(events)
+
+    def _firmware_stopped(self, hall: Any) -> None:
+        """The firmware process ended: say how once, and darken the screen."""
+        if not self.power_cut_here:
+            status = hall.firmware.proc.returncode
+            self.say(f"the firmware is not running: it exited on its own (status {status}); "
+                     "k powers the kiosk on")
+        self._show_screen("")
+
+    @staticmethod
+    def firmware_running(hall: Any) -> bool:
+        return hall.firmware is not None and hall.firmware.proc.poll() is None
+
+    def on_resize(self) -> None:
+        self._refresh_status()  # packed to the new width
+
     def _refresh_status(self) -> None:
         hall = self.hall
         if hall is None:
             return
-        fields = (f"gateway {self._gateway_state(hall)}",
-                  f"paper {'OUT' if hall.printer.paper_out else 'ok'}",
+        fields = [f"firmware {self._firmware_state(hall)}",
+                  f"gateway {self._gateway_state(hall)}",
+                  f"paper {self._paper_state(hall.printer)}",
                   f"card {'in' if hall.card.present else 'out'}",
-                  f"screen: {hall.display.page}", f"receipts: {len(hall.receipts())}")
-        # a narrow pane wraps between fields, never inside one ("screen:" / "welcome")
-        self._set_status("   ".join(field.replace(" ", "\u00a0") for field in fields))
+                  f"screen: {screen_name(hall.display)}", f"receipts: {len(hall.receipts())}"]
+        # packed here, as wrapping the text would break inside a field ("screen:" / "welcome")
+        self._set_status(pack_fields(fields, max(1, self.size.width - 2)))
+
+    def _firmware_state(self, hall: Any) -> str:
+        if self.firmware_running(hall):
+            return "on"
+        if self.power_cut_here:
+            return "off (power cut: k powers on)"
+        status = hall.firmware.proc.returncode if hall.firmware is not None else "?"
+        return f"not running (exited {status}: k powers on)"
+
+    @staticmethod
+    def _paper_state(printer: Any) -> str:
+        state = "OUT" if printer.paper_out else "near end" if printer.paper_near_end else "ok"
+        return state + (", cover OPEN" if printer.cover_open else "")
 
     def _gateway_state(self, hall: Any) -> str:
         if hall.gateway_running():
@@ -275,13 +386,34 @@ class KioskTui(App[int]):
 
     def action_insert(self) -> None:
         resident = self.resident
-        self.rig(f"insert {resident}'s card", lambda hall: hall.insert(resident))
+
+        def insert(hall: Any) -> None:
+            if hall.card.present:  # a slot holds one card: a second cannot go in over it
+                raise Refused("a card is already in: take it out first (o)")
+            hall.insert(resident)
+            self._say_if_off(hall, "the card is in the slot")
+
+        self.rig(f"insert {resident}'s card", insert)
 
     def action_pull(self) -> None:
-        self.rig("take the card out", lambda hall: hall.card.pull())
+        def pull(hall: Any) -> None:
+            hall.card.pull()
+            self._say_if_off(hall, "the card is out of the slot")
+
+        self.rig("take the card out", pull)
+
+    def _say_if_off(self, hall: Any, done: str) -> None:
+        """A card goes in or out of a kiosk without power too, but nothing reads it."""
+        if not self.firmware_running(hall):
+            self.say(f"{done}, but the kiosk is off: nothing reads it until k powers it on")
 
     def action_touch(self, index: int) -> None:
-        self.rig(f"touch button {index + 1}", lambda hall: hall.touch(f"b{index}"))
+        def touch(hall: Any) -> None:
+            if not self.firmware_running(hall):
+                raise KioskOff()
+            hall.touch(f"b{index}")
+
+        self.rig(f"touch on-screen button {index + 1}", touch)
 
     def action_paper(self) -> None:
         def toggle(hall: Any) -> None:
@@ -293,6 +425,45 @@ class KioskTui(App[int]):
                 self.say("paper out: the roll ran out")
 
         self.rig("paper out / load paper", toggle)
+
+    def action_cover(self) -> None:
+        def toggle(hall: Any) -> None:
+            hall.printer.cover_open = not hall.printer.cover_open
+            self.say("printer cover opened" if hall.printer.cover_open else
+                     "printer cover closed")
+
+        self.rig("open / close the printer cover", toggle)
+
+    def action_near_end(self) -> None:
+        def toggle(hall: Any) -> None:
+            hall.printer.paper_near_end = not hall.printer.paper_near_end
+            self.say("paper near end: the roll is running low" if hall.printer.paper_near_end
+                     else "paper near end cleared: a new roll")
+
+        self.rig("paper near end / new roll", toggle)
+
+    def action_receipt(self) -> None:
+        """The receipt takes the whole left column (its amounts in sight at 80x24), or not."""
+        self.query_one("#left").toggle_class("-receipt-only")
+
+    def action_power(self) -> None:
+        def toggle(hall: Any) -> None:
+            if self.firmware_running(hall):
+                self.power_cut_here = True
+                hall.power_cut()  # SIGKILL, as the hall's power failing
+                self.say("power cut: the kiosk is off (k powers it on)")
+            else:
+                self._power_on(hall)
+
+        self.rig("cut the kiosk's power / power it on", toggle)
+
+    def _power_on(self, hall: Any) -> None:
+        """Boot the firmware again on the same flash: its journal recovery runs first."""
+        self.say("power on: the kiosk boots on the same flash (an interrupted settlement "
+                 "is finished by its journal recovery)")
+        hall.power_cut()  # a firmware that died on its own: reap it, close its pipes
+        self.power_cut_here = False
+        hall.boot()  # until it says "ready"; recovery and the welcome page follow
 
     def action_gateway(self) -> None:
         def toggle(hall: Any) -> None:
@@ -323,6 +494,8 @@ class KioskTui(App[int]):
                 return
             try:
                 do(hall)
+            except Refused as exc:
+                self.say(f"{what}: {exc}")
             except Exception as exc:  # a refused touch, a gateway that will not start
                 # a RigError's first line; the rest is the hall's whole story, for tests
                 self.say(f"{what} failed: {getattr(exc, 'headline', exc)}")

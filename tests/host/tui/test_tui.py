@@ -5,6 +5,7 @@ shows and the ledger has the settlement; after quitting no process of the hall i
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shlex
@@ -20,6 +21,7 @@ import pytest
 from onestop.host.fwtools import stage_firmware
 from onestop.host.sim.card import Latency
 from onestop.host.tui.app import KioskTui
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import RichLog, Static
 
@@ -37,6 +39,35 @@ async def until(pilot: Pilot, ready: Callable[[], object], what: str,
     while not ready():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await pilot.pause(0.05)
+
+
+def kiosk_tui(tmp_path: Path, stage: Path, **timeouts_ms: int) -> KioskTui:
+    """The TUI on a quick kiosk (P002's card selected), its hall in `tmp_path`."""
+    return KioskTui(tmp_path / "work", "P002", hall_options={
+        "stage": stage, "card_latency": Latency.instant(),
+        "timeouts_ms": {**QUICK, **timeouts_ms}})
+
+
+def log_text(app: KioskTui) -> str:
+    """The log as one string without spaces (its lines wrap at the pane's width)."""
+    return "".join("".join(line.text.split()) for line in app.query_one("#log", RichLog).lines)
+
+
+def logged(app: KioskTui, message: str) -> Callable[[], bool]:
+    return lambda: "".join(message.split()) in log_text(app)
+
+
+def status_text(app: KioskTui) -> str:
+    return str(app.query_one("#status", Static).content)
+
+
+def screen_text(app: KioskTui) -> str:
+    return str(app.query_one("#screen", Static).content)
+
+
+async def quit_and_wait(pilot: Pilot, app: KioskTui) -> None:
+    await pilot.press("q")
+    await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -68,16 +99,11 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
             # P002 has one bill: a touch where there is no button is one line in the log, not
             # the hall's whole story (screens and firmware events) each time
-            log = app.query_one("#log", RichLog)
             await pilot.press("4")
-            refused = "touch button 4 failed: nothing to touch at 'b3': the bills page shows"
-
-            def log_text() -> str:  # its lines wrap at the pane's width: no spaces compared
-                return "".join("".join(line.text.split()) for line in log.lines)
-
-            await until(pilot, lambda: "".join(refused.split()) in log_text(),
-                        "the refused touch logged")
-            assert "+===" not in log_text() and "page2bills" not in log_text()
+            refused = ("touch on-screen button 4 failed: nothing to touch at 'b3': "
+                       "the bills page shows")
+            await until(pilot, logged(app, refused), "the refused touch logged")
+            assert "+===" not in log_text(app) and "page2bills" not in log_text(app)
             await pilot.press("1")
             await until(pilot, lambda: app.hall.display.page == "confirm", "the confirm page")
             assert await pilot.click("#touch0")  # the button does what the key does
@@ -90,28 +116,27 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             assert processes_mentioning(str(tmp_path)), "the scan sees the hall's processes"
 
             # The gateway dies on its own: the status says so, and g brings it back.
-            status = app.query_one("#status", Static)
-
-            def status_text() -> str:  # fields keep their spaces unbroken (U+00A0)
-                return str(status.content).replace("\u00a0", " ")
-
-            assert "gateway up" in status_text() and "receipts: 1" in status_text()
+            assert "gateway up" in status_text(app) and "receipts: 1" in status_text(app)
             await pilot.press("p")
-            await until(pilot, lambda: "paper OUT" in status_text(), "paper out shown")
-            await until(pilot, lambda: "paperout:therollranout" in log_text(),
+            await until(pilot, lambda: "paper OUT" in status_text(app), "paper out shown")
+            await until(pilot, logged(app, "paper out: the roll ran out"),
                         "the log saying what p did")
             await pilot.press("p")
-            await until(pilot, lambda: "paperloaded" in log_text(), "paper loaded said")
+            await until(pilot, logged(app, "paper loaded"), "paper loaded said")
+            await pilot.press("c")
+            await until(pilot, lambda: "cover OPEN" in status_text(app), "the cover open")
+            await pilot.press("c", "n")
+            await until(pilot, lambda: "paper near end   " in status_text(app),
+                        "the cover closed, the paper near its end")
             app.hall.gateway.kill()
             await until(pilot, lambda: "gateway DOWN (it exited on its own"
-                        in status_text(), "the status to show the gateway died")
+                        in status_text(app), "the status to show the gateway died")
             await pilot.press("g")
-            await until(pilot, lambda: "gateway up" in status_text(), "the gateway back")
+            await until(pilot, lambda: "gateway up" in status_text(app), "the gateway back")
             await pilot.press("g")
-            await until(pilot, lambda: "gateway DOWN   " in status_text(),
+            await until(pilot, lambda: "gateway DOWN   " in status_text(app),
                         "the gateway stopped by hand")
-            await pilot.press("q")
-            await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
+            await quit_and_wait(pilot, app)
         assert app.return_value == 0
         deadline = time.monotonic() + 10
         while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
@@ -166,7 +191,163 @@ async def test_every_control_label_is_whole_in_an_80_by_24_terminal(
                 label = str(button.label)
                 assert button.content_region.width >= len(label), (label, button.content_region)
             await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
-            await pilot.press("q")
-            await until(pilot, lambda: app.closed and app.hall is None, "the hall closed")
+            # The status's fields whole: it wrapped "screen:" / "welcome" in the right pane.
+            status = app.query_one("#status", Static)
+            lines = status_text(app).splitlines()
+            assert all(len(line) <= status.content_region.width for line in lines), lines
+            assert any("screen: welcome" in line for line in lines), lines
+            # The footer cut "q Quit" to "q".
+            from textual.widgets._footer import FooterKey
+
+            (quit_key,) = [key for key in app.query(FooterKey) if key.key == "q"]
+            assert quit_key.description == "Quit" and quit_key.region.right <= 80
+            # r: the receipt gets the whole left column (it had 3-6 rows; its amounts need 20)
+            receipt_box = app.query_one("#receipt-box")
+            await pilot.press("r")
+            await until(pilot, lambda: receipt_box.content_region.height >= 18,
+                        "the receipt to fill the column")
+            assert not app.query_one("#screen").display
+            await pilot.press("r")
+            await until(pilot, lambda: app.query_one("#screen").display, "the screen back")
+            await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
+
+
+async def test_any_terminal_size_is_survived_and_too_small_says_how_big(
+        tmp_path: Path, stage: Path) -> None:
+    """Under ~62 columns a control button squeezed to 2 columns crashed Rich's wrapping, at
+    start and on a resize. Now nothing crashes; a terminal too small says what size is needed."""
+    from onestop.host.tui.app import MIN_COLUMNS, MIN_ROWS
+
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(60, 24)) as pilot:
+            too_small = app.query_one("#too-small", Static)
+            main = app.query_one("#main")
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            assert too_small.display and not main.display
+            text = str(too_small.content)
+            assert f"at least {MIN_COLUMNS} columns and {MIN_ROWS} rows" in text
+            for size in ((80, 24), (61, 24), (40, 12), (12, 4), (MIN_COLUMNS, MIN_ROWS)):
+                await pilot.resize_terminal(*size)
+                await pilot.pause(0.2)  # rendered at that size: a crash would end run_test
+                fits = size >= (MIN_COLUMNS, MIN_ROWS)
+                assert (main.display, too_small.display) == (fits, not fits), size
+            await quit_and_wait(pilot, app)
+        assert app.return_code == 0
+    finally:
+        app.close_hall()
+
+
+async def test_a_second_card_is_refused_and_the_screen_numbers_its_buttons(
+        tmp_path: Path, stage: Path) -> None:
+    """A slot holds one card: `i` with one in swapped it (the firmware then settled the first
+    resident's bill with another's card in). And the screen's buttons carry the number of the
+    key that touches them, as the Keys help says."""
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            await pilot.press("i")
+            await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
+            first_card = app.hall.card.card
+            app.resident = "P001"
+            await pilot.press("i")
+            await until(pilot, logged(app, "a card is already in: take it out first (o)"),
+                        "the second card refused")
+            assert app.hall.card.card is first_card
+            await until(pilot, lambda: "1 [ 北京大学第一医院" in screen_text(app),
+                        "the bill's button numbered")
+            await pilot.press("1")
+            await until(pilot, lambda: "1 [ 确认 Confirm ]" in screen_text(app)
+                        and "2 [ 取消 Cancel ]" in screen_text(app), "confirm/cancel numbered")
+            tooltips = {b.key: b.tooltip for b in app.BINDINGS if isinstance(b, Binding)}
+            assert [tooltips[str(n)] for n in (1, 2, 3, 4)] == [
+                f"touch on-screen button {n}" for n in (1, 2, 3, 4)]
+            await quit_and_wait(pilot, app)
+    finally:
+        app.close_hall()
+
+
+async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recovery(
+        tmp_path: Path, stage: Path) -> None:
+    """A dead firmware was invisible (the screen frozen on its page, the status all fine) and
+    the power could not be cut. `k` cuts it (SIGKILL) and boots the same flash again: the
+    settlement interrupted before its receipt printed is finished by the journal's recovery."""
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            assert "firmware on   " in status_text(app)
+            await pilot.press("i")
+            await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
+            await pilot.press("1")
+            await until(pilot, lambda: app.hall.display.page == "confirm", "the confirm page")
+            await pilot.press("p", "1")  # the roll runs out, then the resident confirms
+            await until(pilot, lambda: app.hall.display.page == "error", "waiting for paper")
+            assert len(await asyncio.to_thread(app.hall.settlements)) == 1
+            await pilot.press("k")
+            await until(pilot, lambda: "firmware off (power cut" in status_text(app),
+                        "the status saying the power is off")
+            await until(pilot, lambda: "the kiosk is off" in screen_text(app), "a dark screen")
+            await pilot.press("2")
+            await until(pilot, logged(app, "touch on-screen button 2: the kiosk is off"),
+                        "a touch refused as the kiosk is off")
+            await pilot.press("p", "k")  # paper loaded, power on: the same flash boots
+            await until(pilot, lambda: len(app.hall.receipts()) == 1,
+                        "the receipt printed by recovery", 60)
+            await until(pilot, lambda: "firmware on   " in status_text(app), "firmware on")
+            # the card stayed in: the kiosk asks for it, which is not a settlement done
+            await until(pilot, lambda: "screen: take card" in status_text(app),
+                        "the take-card page named as such")
+            assert len(await asyncio.to_thread(app.hall.settlements)) == 1
+
+            app.hall.firmware.proc.kill()  # the firmware dies on its own
+            await until(pilot, lambda: "firmware not running (exited -9" in status_text(app),
+                        "the status saying the firmware died")
+            await until(pilot, logged(app, "the firmware is not running: it exited on its own"),
+                        "the log saying so")
+            await quit_and_wait(pilot, app)
+    finally:
+        app.close_hall()
+
+
+class HeadlessTui(KioskTui):
+    """For `kiosk tui` itself: no hall, headless; `quits_at_once` or its mount fails."""
+
+    fails = False
+
+    def build_hall(self) -> None:  # type: ignore[override]
+        self._built.set()  # nothing built: nothing to wait for at quit
+
+    def on_mount(self) -> None:
+        if self.fails:
+            raise RuntimeError("a bug in the TUI")
+        self.exit(0)
+
+    def run(self, **_options: object) -> int | None:  # type: ignore[override]
+        return super().run(headless=True, size=(80, 24))
+
+
+@pytest.mark.parametrize(("fails", "keep", "status", "left_behind"), [
+    (False, False, 0, False), (False, True, 0, True), (True, False, 1, True)])
+def test_kiosk_tui_exit_status_and_its_temporary_work_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fails: bool, keep: bool, status: int, left_behind: bool) -> None:
+    """An app that ended on an exception made `kiosk tui` exit 0 (Textual's run() returns None
+    then); and each run without --workdir left a /tmp/kiosk-tui-* behind. Now: non-zero, and the
+    directory it made is removed, unless kept (--keep, or a failure to look into)."""
+    import tempfile
+
+    from onestop.host import tui
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(HeadlessTui, "fails", fails)
+    monkeypatch.setattr("onestop.host.tui.app.KioskTui", HeadlessTui)
+    args = argparse.Namespace(workdir=None, keep=keep, resident="P002")
+    assert tui.run(args) == status
+    made = list(tmp_path.glob("kiosk-tui-*"))
+    assert bool(made) == left_behind, made
+    if left_behind:
+        assert str(made[0]) in capsys.readouterr().err
