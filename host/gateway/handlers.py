@@ -318,6 +318,10 @@ class Handlers:
 
     # ------------------------------------------------------------ 3201 reconcile
     def reconcile(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        try:  # the frame's pattern admits 2026-02-30, which no settlement is booked on
+            date.fromisoformat(request["date"])
+        except ValueError:
+            raise ProtocolError("invalid", f"{request['date']} is not a date") from None
         ours = {key: int(value) for key, value in
                 totals_for(ledger, request["date"], kiosk_id=request["kiosk"]).items()
                 if key in TOTALS_FIELDS}

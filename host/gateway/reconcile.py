@@ -98,7 +98,9 @@ def format_report(report: DayReport) -> str:
     rows.append(
         ["TOTAL", str(report.grand["count"]), *(format_yuan(report.grand[f]) for f in MONEY_FIELDS)]
     )
-    lines = [f"Reconciliation 3201 for {report.date} (amounts in yuan)", ""]
+    lines = [f"Reconciliation 3201 for {report.date} (amounts in yuan)",
+             # a settlement made at 01:00 in Beijing is 17:00 UTC the day before
+             "days as the gateways book them: China time, unless served with --timezone", ""]
     lines += _table(header, rows, "l" + "r" * (len(header) - 1))
     lines += ["", "per fund:"]
     # The name goes last: Chinese characters are double width and would skew later columns.

@@ -445,6 +445,9 @@ def test_reconcile_balances_the_kiosks_day_or_reports_the_gateways_totals(rig: R
     assert mismatch.reply["totals"] == ours
     assert mismatch.event == "reconcile_mismatch"
     assert mismatch.fields["mismatched"] == ["psn_cash_pay"]
+    # a day no calendar has is refused, not "balanced" with nothing on either side
+    zero = dict.fromkeys(ours, 0)
+    assert rig.refused("reconcile", date="2026-02-30", totals=zero) == "invalid"
 
 
 def test_simultaneous_settlements_for_one_person_stay_exact(rig: Rig, ledger_url: str) -> None:
