@@ -77,6 +77,9 @@ async def _finish(kiosk, entry, away):
             unclaimed = not (kiosk.doubt_card_in and await kiosk.card_present(False))
             await kiosk.show(screens.printing(saved=True))
             problem = await txns.print_receipt(entry, unclaimed)
+            if problem is None and not unclaimed:  # its resident is here: theirs to take
+                await kiosk.show(screens.take_card(receipt=True))
+                await kiosk.wait_card(False, kiosk.timeouts["take_card"])
         if problem is not None:
             return T.printer_reason(problem)
     if entry["state"] == J.PRINTED and not away[0]:

@@ -415,6 +415,7 @@ def test_a_doubt_found_settled_at_power_on_prints_for_the_resident_whose_card_is
     assert len(back["receipts"]) == 1 and back["open"] == []
     text = receipt_of(back["receipts"][0]).text()
     assert UNCLAIMED not in text and "Reprint" not in text
+    assert "Please take your card and receipt" in titles(back)
     assert len(kiosk.settlements) == 1
 
 
