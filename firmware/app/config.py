@@ -31,6 +31,9 @@ TIMEOUTS = {
     "confirm": 60000,  # the confirm page: a resident who walks away cancels
     "message": 8000,  # an error or notice page before going back to the welcome page
     "take_card": 60000,  # the done page waits this long for the card to be taken
+    # A resident told "please wait here" for paper is waited for while the card is in, up to
+    # this long (a clerk may be far); then the receipt is printed later, for the clerk.
+    "wait_paper": 900000,
     "poll": 250,  # how often a waiting page checks the card slot
     "printer_poll": 1000,  # how often the printer is asked whether paper is in, while waiting
     "doubt_poll": 5000,  # how often a settlement in doubt is asked about, while the card is in

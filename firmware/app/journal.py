@@ -12,8 +12,10 @@
 # pending:  the resident confirmed; written before `settle` is sent.
 #           {kind, txn_id, psn_no, bill_id, cash, name, ssn_masked, clinic, date}
 # settled:  the gateway-signed settlement, verified. {kind, txn_id, settlement}
-# printing: the first bytes of its receipt went to the printer (the entry stays settled, with
-#           print_began): a receipt printed after this says it is a reprint. {kind, txn_id}
+# printing: its receipt's first bytes are about to go to the printer, and may have gone (the
+#           entry stays settled, with print_began): a receipt printed after this says it is a
+#           reprint. Written once the printer has taken the print (a refusal writes none).
+#           {kind, txn_id}
 # printed:  the receipt came out of the printer. {kind, txn_id}
 # done:     the gateway knows the receipt was printed. {kind, txn_id}
 # aborted:  the settle never happened (refused, or unknown to the gateway). {kind, txn_id, reason}

@@ -139,14 +139,18 @@ class Kiosk:
     async def _out_of_service(self, reason):
         self.log("out_of_service", reason=reason)
         await self.show(screens.out_of_service(reason))
-        if reason != "paper_out" and reason != "printer_fault":
-            await self.wait_card(None, self.timeouts["retry_open"])
-            return
-        # A clerk is loading paper: print the waiting receipt as soon as the printer is ready.
+        printer = reason == "paper_out" or reason == "printer_fault"
+        told = False
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            if await self.printer_problem() is None:
+            # A clerk is loading paper: print the waiting receipt once the printer is ready.
+            if printer and await self.printer_problem() is None:
                 return
+            # A card put in meanwhile (not one held since a doubt, whose holder waits for its
+            # answer) is told to come back out; and it is not read when service resumes.
+            if not told and not self.doubt_card_in and await self.card_present(False):
+                await self.show(screens.out_of_service(reason, True))
+                self._card_may_be_left_in = told = True
             await self.wait_card(None, self.timeouts["printer_poll"])
 
     async def wait_card(self, present, timeout_ms):

@@ -154,12 +154,13 @@ class Session:
         while problem:
             # Saved, not printed. A resident still at the kiosk waits for the receipt: it
             # prints as soon as a clerk loads paper, not after they have given up and gone.
-            # The page says "please wait here": no time limit while the card is in (the kiosk
-            # serves nobody else without paper anyway).
+            # The page says "please wait here": for paper, the kiosk waits as long as a clerk
+            # may take (it serves nobody else without paper anyway); a fault needs a
+            # technician, and the resident is not kept.
             reason = T.printer_reason(problem)
             if await self.wait_with_card(reason, k.timeouts["printer_poll"],
                                          self._printer_ready, paid["psn_cash_pay"],
-                                         patient=True) is None:
+                                         patient=reason == "paper_out") is None:
                 return reason  # gone: recovery prints it when it can
             await self.enter("printing", screens.printing(saved=True))
             problem = await k.txns.print_receipt(entry)
@@ -230,17 +231,19 @@ class Session:
     async def wait_with_card(self, reason, every_ms, check, pay=None, patient=False):
         """The `reason` page (with `pay`, see screens.error) while the card is in, asking
         `check()` every `every_ms`: what it gives once it is not None; None once the card is
-        taken out (after the page was up `message` ms) or `take_card` ms pass, or with
-        `patient` (the page promised to wait), only once the card is out."""
+        taken out (after the page was up `message` ms) or `take_card` ms pass. `patient` (the
+        page promised to wait for paper): `wait_paper` ms instead, and a reader that does not
+        answer counts as the card gone (a broken reader must not hold the kiosk)."""
         k = self.k
         card_in = await k.card_present()
         await self.enter("error", screens.error(reason, card_in, pay, True))
         now = time.ticks_ms()
         readable = time.ticks_add(now, k.timeouts["message"])
-        deadline = time.ticks_add(now, k.timeouts["take_card"])
+        deadline = time.ticks_add(now, k.timeouts["wait_paper" if patient else "take_card"])
         asked = time.ticks_add(now, -every_ms)
-        while (card_in and patient) or time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            card_in = card_in and await k.card_present()  # once out, the visit is over
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            # once out, the visit is over
+            card_in = card_in and await k.card_present(not patient)
             if card_in and time.ticks_diff(time.ticks_ms(), asked) >= every_ms:
                 asked = time.ticks_ms()
                 answer = await check()

@@ -550,6 +550,20 @@ def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: K
     assert "welcome" not in [page for page, _ in result["pages"]]
 
 
+def test_a_card_put_in_while_out_of_service_is_told_to_come_out_and_never_read(
+        kiosk: Kiosk) -> None:
+    # No paper; someone puts their card in anyway and goes to find the clerk, leaving it. Once
+    # paper is loaded, the kiosk asks for it to be taken out: it never shows the absent
+    # holder's name and bills to whoever stands there.
+    result = kiosk.boot(paper="out", reload_after=5, rounds=3, script=HAPPY, walk_up=True,
+                        keeps_card=True)
+    assert result["reads"] == 0 and result["calls"] == []
+    told = [shown for page, shown in result["pages"] if page == "error"]
+    assert "Out of service" in told
+    assert result["last"]["error"]["l5"] == "Please take your card"  # on the same page
+    assert result["pages"][-1] == ["done", "Please take your card"]
+
+
 def test_paper_running_out_as_a_card_goes_in_tells_its_holder_to_take_it(kiosk: Kiosk) -> None:
     # the roll ran out after the welcome page went up: the card is not read, and the
     # out-of-service page over it says to take it back

@@ -33,18 +33,21 @@ class Resident:
     "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away);
     "b0@150": touch it 150 ms after the page shows (at once otherwise).
     Pages not in the script get "none". On a done or error page the resident takes the card
-    (unless keeps_card). `visits` is how many times they insert the card on the welcome page."""
+    (unless keeps_card). `visits` is how many times they insert the card on the welcome page
+    (`walk_up`: on an error page too, as one who does not read an out-of-service page)."""
 
-    def __init__(self, script, visits=1, keeps_card=False):
+    def __init__(self, script, visits=1, keeps_card=False, walk_up=False):
         self.script = script
         self.visits = visits
         self.keeps_card = keeps_card
+        self.walk_up = walk_up
         self.card = None
         self.pending = None  # the action for the page on screen, taken at the next poll
         self.pending_at = 0  # ticks_ms from which it is taken
 
     def saw(self, page):
-        if page == "welcome" and self.visits > 0 and not self.card.present:
+        if (page == "welcome" or (self.walk_up and page == "error")) and self.visits > 0 \
+                and not self.card.present:
             self.visits -= 1
             self.card.present = True
         elif page in ("done", "error") and not self.keeps_card:

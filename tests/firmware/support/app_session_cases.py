@@ -18,7 +18,7 @@ from onestop.protocol import messages
 KIOSK_ID = "K0001"
 TIMEOUTS = {"choose": 300, "confirm": 300, "message": 5, "take_card": 300, "poll": 5,
             "printer_poll": 20, "doubt_poll": 20, "retry_open": 40, "stall": 60000,
-            "touch_guard": 0}
+            "touch_guard": 0, "wait_paper": 3000}
 KEPT_PAGES = ("bills", "confirm", "done", "error")
 BOARD_DATA_HEAP = 64 * 1024
 
@@ -39,14 +39,14 @@ def on_board_heap(run, heap=None):
 class Rig:
     """Everything a Kiosk needs, from a spec (plain values from the test):
     dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
-    gateway_state, paper, printer_faults, reload_after, runs_out_after (and heap, for
+    gateway_state, paper, printer_faults, reload_after, runs_out_after, walk_up (and heap, for
     on_board_heap; card_in, for the main loop)."""
 
     def __init__(self, spec):
         gbk.set_table_dir(spec["tables"])
         self.events = []
         resident = F.Resident(spec.get("script", {}), spec.get("visits", 1),
-                              spec.get("keeps_card", False))
+                              spec.get("keeps_card", False), spec.get("walk_up", False))
         self.card = F.FakeCard(spec.get("card"), spec.get("card_error"))
         resident.card = self.card
         self.display = F.FakeDisplay(resident)
