@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 from zoneinfo import ZoneInfo
 
 from onestop.host.gateway import eventloop, fastwire, replay, storable
@@ -566,15 +566,20 @@ class GatewayServer:
         if self._shared is not None:
             self._shared.shares.add(self._shared.index, -1)
 
-    def attach_serial(self, spec: SerialSpec) -> None:
-        """Serve one serial line for as long as the gateway runs, reopening it if it drops.
-        SerialInUse if another gateway serves it now (a line absent now is waited for)."""
+    @staticmethod
+    def open_serial(spec: SerialSpec) -> SerialStream | None:
+        """The line opened (and locked) now; None if it is absent (attach_serial waits for
+        it); SerialInUse if another gateway serves it."""
         try:
-            first: SerialStream | None = SerialStream(spec)
+            return SerialStream(spec)
         except SerialInUse:
             raise
         except (OSError, ValueError):  # unplugged: _serve_serial says so and waits for it
-            first = None
+            return None
+
+    def attach_serial(self, spec: SerialSpec, first: SerialStream | None = None) -> None:
+        """Serve one serial line (`first`: already opened by open_serial) for as long as the
+        gateway runs, reopening it if it drops."""
         task = asyncio.get_running_loop().create_task(self._serve_serial(spec, first))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -785,24 +790,33 @@ async def start_gateway(
             await server.close()
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
                              f"{exc.strerror}") from None
-    try:  # the lines first: a line another gateway serves is refused before "listening"
-        for spec in serials:
-            server.attach_serial(spec)
-    except SerialInUse as exc:
+    # The lines first: a line another gateway serves is refused before "listening" (and the
+    # ones opened before it are closed, their locks released).
+    opened: list[SerialStream | None] = []
+
+    async def give_up(why: str) -> NoReturn:
+        for stream in opened:
+            if stream is not None:
+                await stream.close()
         if endpoint is not None:
             endpoint.close()
         await server.close()
-        raise ServeError(f"--serial {exc}") from None
+        raise ServeError(why) from None
+
+    try:
+        for spec in serials:
+            opened.append(server.open_serial(spec))
+    except SerialInUse as exc:
+        await give_up(f"--serial {exc}")
     try:
         if shared is None:
             address = await server.listen_tcp(*listen)
         else:
             address = server.accept_shared(shared)
     except OSError as exc:
-        if endpoint is not None:
-            endpoint.close()
-        await server.close()
-        raise ServeError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}") from None
+        await give_up(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+    for spec, stream in zip(serials, opened, strict=True):
+        server.attach_serial(spec, stream)
     if endpoint is not None:
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
