@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         lock = claim_workdir(workdir)
     except DemoRefused as exc:
         print(f"kiosk tui: {exc}", file=sys.stderr)
+        if made_here:
+            shutil.rmtree(workdir, ignore_errors=True)
         return 1
     from onestop.host.tui.app import KioskTui  # Textual is slow to import
 

@@ -158,6 +158,7 @@ class KioskTui(App[int]):
         self.ready = False  # the kiosk booted and idle: the controls work
         self.gateway_stopped_here = False  # by the (g) control, not on its own
         self.power_cut_here = False  # the firmware stopped by the (k) control, not on its own
+        self.failed_to_start = False  # the hall's build failed (its logs are worth keeping)
         self._death_noted: Any = None  # the dead firmware already said so in the log
         self._firmware_polled: Any = None  # whose events _events_seen counts
         self.closed = False
@@ -254,6 +255,7 @@ class KioskTui(App[int]):
             hall.boot().wait_event("idle", BOOT_TIMEOUT_S)
             hall.wait_welcome(BOOT_TIMEOUT_S)
         except Exception as exc:  # shown in the UI: the technician reads it there
+            self.failed_to_start = True  # quitting then exits non-zero, keeping the files
             self.say(f"the kiosk did not start: {exc}")
             self.on_ui(self._set_status, f"did not start: {exc}".splitlines()[0])
             return
@@ -280,7 +282,7 @@ class KioskTui(App[int]):
                 hall.close()
 
     async def action_quit(self) -> None:
-        await self.quit_with(0)
+        await self.quit_with(1 if self.failed_to_start else 0)
 
     async def quit_with(self, status: int) -> None:
         """Close the hall off the UI thread (it takes a moment), saying so, then exit."""
@@ -462,6 +464,7 @@ class KioskTui(App[int]):
         self.say("power on: the kiosk boots on the same flash (an interrupted settlement "
                  "is finished by its journal recovery)")
         hall.power_cut()  # a firmware that died on its own: reap it, close its pipes
+        self._death_noted = hall.firmware  # cut here, not dead on its own: nothing to report
         self.power_cut_here = False
         hall.boot()  # until it says "ready"; recovery and the welcome page follow
 

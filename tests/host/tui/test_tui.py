@@ -351,3 +351,24 @@ def test_kiosk_tui_exit_status_and_its_temporary_work_directory(
     assert bool(made) == left_behind, made
     if left_behind:
         assert str(made[0]) in capsys.readouterr().err
+
+
+async def test_a_kiosk_that_did_not_start_says_why_and_quitting_exits_non_zero(
+        tmp_path: Path, stage: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A broken install (no MicroPython, say): the technician reads why, quits, and the
+    # command's status says it failed (so its temporary work directory is kept to look into).
+    from onestop.host.tui import exit_status
+
+    def no_hall(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("no micropython binary on this machine")
+
+    monkeypatch.setattr("onestop.host.sim.rig.Hall", no_hall)  # imported when the hall is built
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, logged(app, "the kiosk did not start: no micropython binary"),
+                        "the reason in the log")
+            await quit_and_wait(pilot, app)
+        assert exit_status(app) == 1
+    finally:
+        app.close_hall()
