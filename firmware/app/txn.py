@@ -129,8 +129,13 @@ class Transactions:
         try:
             await self.printer.print_receipt(self._journaled(entry, chunks))
         except PrinterError as e:
-            self.log("print_failed", txn_id=entry["txn_id"], reason=e.reason)
-            return e.reason
+            if e.reason != "unconfirmed":
+                self.log("print_failed", txn_id=entry["txn_id"], reason=e.reason)
+                return e.reason
+            # All of it went out and the printer reports nothing wrong, only never said it
+            # finished (some models ignore GS r). Printing again would put a receipt in the
+            # tray at every try, for ever: it is taken as printed, and the log says so.
+            self.log("print_unconfirmed", txn_id=entry["txn_id"])
         self.journal.printed(entry["txn_id"])
         self.log("txn_printed", txn_id=entry["txn_id"])
         return None

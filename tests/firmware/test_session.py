@@ -533,6 +533,17 @@ def test_a_resident_told_to_wait_for_paper_is_not_dropped_while_the_card_is_in(
     assert len(result["receipts"]) == 1 and result["open"] == []
 
 
+def test_a_print_the_printer_never_confirms_is_not_printed_again_and_again(
+        kiosk: Kiosk) -> None:
+    """The whole receipt went out, the printer reports no fault, but never says it finished
+    (a model without GS r): printing again would feed a receipt at every try, for ever."""
+    result = kiosk.session(script=HAPPY, printer_faults=["unconfirmed"], keeps_card=True)
+    assert result["outcome"] == "settled" and result["open"] == []
+    assert result["receipts"] == []  # the one print (unconfirmed) only: no second copy
+    assert "print_unconfirmed" in result["events"]
+    assert result["calls"][-1] == "receipt_printed"
+
+
 def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(
         kiosk: Kiosk) -> None:
     """The cover was open: nothing came out, so the receipt printed once it is shut is the
