@@ -62,6 +62,11 @@ class Kiosk:
             self.doubt_card_in = False
         return present
 
+    def card_put_back(self):
+        """A visit's card seen taken out and a card put in again while its last page showed:
+        a new visit, to be read at once (not a card left in, told to come out)."""
+        self._card_may_be_left_in = False
+
     async def printer_problem(self):
         return T.printer_problem(await self.printer.status())
 
@@ -143,14 +148,15 @@ class Kiosk:
         told = False
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            # A clerk is loading paper: print the waiting receipt once the printer is ready.
-            if printer and await self.printer_problem() is None:
-                return
             # A card put in meanwhile (not one held since a doubt, whose holder waits for its
             # answer) is told to come back out; and it is not read when service resumes.
+            # Asked first: paper loaded the same moment must not let the card be read.
             if not told and not self.doubt_card_in and await self.card_present(False):
                 await self.show(screens.out_of_service(reason, True))
                 self._card_may_be_left_in = told = True
+            # A clerk is loading paper: print the waiting receipt once the printer is ready.
+            if printer and await self.printer_problem() is None:
+                return
             await self.wait_card(None, self.timeouts["printer_poll"])
 
     async def wait_card(self, present, timeout_ms):

@@ -77,8 +77,10 @@ async def _finish(kiosk, entry, away):
             unclaimed = not (kiosk.doubt_card_in and await kiosk.card_present(False))
             await kiosk.show(screens.printing(saved=True))
             problem = await txns.print_receipt(entry, unclaimed)
-            if problem is None and not unclaimed:  # its resident is here: theirs to take
-                await kiosk.show(screens.take_card(receipt=True))
+            if problem is None and not unclaimed:
+                # Its resident is here (after a blackout, or a doubt resolved): the visit's
+                # own done page, settled and what to pay, until the card is taken.
+                await kiosk.show(screens.done(T.record_of(entry["settlement"])["result"]))
                 await kiosk.wait_card(False, kiosk.timeouts["take_card"])
         if problem is not None:
             return T.printer_reason(problem)

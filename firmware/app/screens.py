@@ -131,6 +131,5 @@ def out_of_service(reason, card_in=False):
     return _page("error", texts.OUT_OF_SERVICE, lines)
 
 
-def take_card(receipt=False):
-    """`receipt`: one was just printed for the card's holder (a saved one, by recovery)."""
-    return _page("done", texts.TAKE_CARD_AND_RECEIPT if receipt else texts.TAKE_CARD)
+def take_card():
+    return _page("done", texts.TAKE_CARD)

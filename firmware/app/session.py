@@ -166,10 +166,15 @@ class Session:
             problem = await k.txns.print_receipt(entry)
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
+        shown = time.ticks_ms()
         await self.enter("done", screens.done(paid))
         await self.enter("reporting", None)
         await k.txns.report(entry)
         await k.wait_card(False, k.timeouts["take_card"])
+        # A resident who took the card at once still reads it: settled, and what to pay.
+        left = k.timeouts["message"] - time.ticks_diff(time.ticks_ms(), shown)
+        if left > 0:
+            await asyncio.sleep_ms(left)
         return "settled"
 
     async def _while_card_in(self, step):
@@ -266,12 +271,23 @@ class Session:
 
     async def fail(self, reason):
         """The error page for `reason`, then back to idle: shown for `message` ms, and while
-        the card is still in, until it is taken (or `take_card` ms pass)."""
+        the card is still in, until it is taken (or `take_card` ms pass). A card put in after
+        it was out (again, or another) ends it at once: a new visit, read at once, not shown
+        this page's reason or told to come back out."""
         k = self.k
         card_in = await k.card_present()
         await self.enter("error", screens.error(reason, card_in))
-        await asyncio.sleep_ms(k.timeouts["message"])
-        if card_in:
+        went_out = not card_in
+        deadline = time.ticks_add(time.ticks_ms(), k.timeouts["message"])
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            if not await k.card_present():
+                went_out = True
+            elif went_out:
+                k.card_put_back()
+                return reason
+            k.progress()
+            await asyncio.sleep_ms(k.timeouts["poll"])
+        if not went_out:
             await k.wait_card(False, k.timeouts["take_card"])
         return reason
 

@@ -22,7 +22,6 @@ HELLO = ("%s，您好", "Hello, %s")
 MORE_BILLS = ("另有%d笔费用请到窗口办理", "%d more: please ask at the counter")
 LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
-TAKE_CARD_AND_RECEIPT = ("请取走社保卡和凭条", "Please take your card and receipt")
 # While the kiosk waits on the printer or the gateway for a resident still there.
 WAIT_OR_LEAVE = ("请稍候，或取走社保卡离开", "Please wait here, or take your card to leave")
 CONFIRM_BUTTON = "确认 Confirm"

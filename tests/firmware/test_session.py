@@ -280,6 +280,20 @@ def test_a_card_nobody_holds_is_unknown(kiosk: Kiosk) -> None:
     assert titles(result)[-1] == "No insurance record for this card"
 
 
+def test_a_card_put_back_while_a_refusal_shows_is_read_as_a_new_visit(kiosk: Kiosk) -> None:
+    """The expired card is taken out and a card put in within the message's seconds: it was
+    left under the first card's 'This card has expired' for a minute, then told to come out.
+    Now it is read at once, a visit of its own."""
+    result = kiosk.boot(rounds=2, visits=1, script={**HAPPY, "error": "reinsert@30"},
+                        faults={"person_info": ["error:card_expired"]},
+                        timeouts={"message": 300})  # back in well before the page's time
+    assert result["reads"] == 2
+    shown = titles(result)
+    assert shown.count("This card has expired") == 1
+    assert "Please take your card" not in shown
+    assert "Settlement complete" in shown  # the second visit went the whole way
+
+
 def test_an_expired_card_is_refused_by_the_gateway(kiosk: Kiosk) -> None:
     result = kiosk.session(script=HAPPY, faults={"person_info": ["error:card_expired"]})
     assert result["outcome"] == "card_expired"
@@ -415,7 +429,9 @@ def test_a_doubt_found_settled_at_power_on_prints_for_the_resident_whose_card_is
     assert len(back["receipts"]) == 1 and back["open"] == []
     text = receipt_of(back["receipts"][0]).text()
     assert UNCLAIMED not in text and "Reprint" not in text
-    assert "Please take your card and receipt" in titles(back)
+    # the visit's own done page: settled, and what to pay
+    assert "Settlement complete" in titles(back)
+    assert back["last"]["done"]["big"] == "6,050.00"
     assert len(kiosk.settlements) == 1
 
 

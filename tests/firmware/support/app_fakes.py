@@ -31,7 +31,8 @@ def gateway_verifier():
 class Resident:
     """script: page name -> what the resident does when that page shows:
     "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away);
-    "b0@150": touch it 150 ms after the page shows (at once otherwise).
+    "b0@150": touch it 150 ms after the page shows (at once otherwise); on an error page,
+    "reinsert@30": take the card out and put it back 30 ms later.
     Pages not in the script get "none". On a done or error page the resident takes the card
     (unless keeps_card). `visits` is how many times they insert the card on the welcome page
     (`walk_up`: on an error page too, as one who does not read an out-of-service page)."""
@@ -55,6 +56,9 @@ class Resident:
         action, _, after_ms = self.script.get(page, "none").partition("@")
         self.pending = action
         self.pending_at = time.ticks_add(time.ticks_ms(), int(after_ms or 0))
+        if action == "reinsert":
+            self.card.present = False
+            self.card.back_at = self.pending_at
 
 
 class FakeCard:
@@ -63,9 +67,12 @@ class FakeCard:
         self.error = error  # a CardError code read_card raises
         self.present = present
         self.reads = 0
+        self.back_at = None  # ticks_ms at which a card taken out goes back in (reinsert)
 
     async def status(self):
         await asyncio.sleep_ms(0)
+        if self.back_at is not None and time.ticks_diff(time.ticks_ms(), self.back_at) >= 0:
+            self.present, self.back_at = True, None
         return "present" if self.present else "absent"
 
     async def read_card(self):

@@ -298,9 +298,17 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
             await until(pilot, lambda: len(app.hall.receipts()) == 1,
                         "the receipt printed by recovery", 60)
             await until(pilot, lambda: "firmware on   " in status_text(app), "firmware on")
-            # the card stayed in: the kiosk asks for it, which is not a settlement done
+            # the card stayed in: its holder sees the visit's done page, what to pay
+            await until(pilot, lambda: "screen: done" in status_text(app), "the done page")
+            assert "Settlement complete" in screen_text(app)
+            assert len(await asyncio.to_thread(app.hall.settlements)) == 1
+            # power cut and back with the card still in, nothing left to finish: the kiosk
+            # asks for the card, which is not a settlement done
+            await pilot.press("k")
+            await until(pilot, lambda: "firmware off (power cut" in status_text(app), "off")
+            await pilot.press("k")
             await until(pilot, lambda: "screen: take card" in status_text(app),
-                        "the take-card page named as such")
+                        "the take-card page named as such", 60)
             assert len(await asyncio.to_thread(app.hall.settlements)) == 1
 
             app.hall.firmware.proc.kill()  # the firmware dies on its own
