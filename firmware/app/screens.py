@@ -114,8 +114,10 @@ def error(reason, card_in=False, pay=None, waiting=False):
     trying for a resident who stays (the printer, the gateway): they may wait, or leave."""
     words = texts.ERRORS[reason]
     leave = ("", "")
-    if card_in:
-        leave = texts.WAIT_OR_LEAVE if waiting else texts.TAKE_CARD
+    if card_in and waiting:
+        leave = texts.WAIT_OR_LEAVE if pay is None else texts.WAIT_OR_LEAVE_RECEIPT
+    elif card_in:
+        leave = texts.TAKE_CARD
     if pay is None:
         return _page("error", words[:2], (words[2], words[3], "", "") + leave)
     # the amount's label last (l5), right above the amount in large digits

@@ -24,6 +24,9 @@ LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
 # While the kiosk waits on the printer or the gateway for a resident still there.
 WAIT_OR_LEAVE = ("请稍候，或取走社保卡离开", "Please wait here, or take your card to leave")
+# ...for a saved receipt: one who leaves gets it from staff (printed later, for the clerk).
+WAIT_OR_LEAVE_RECEIPT = ("请稍候，或离开后向工作人员领取凭条",
+                         "Please wait, or leave: staff will give you the receipt")
 CONFIRM_BUTTON = "确认 Confirm"
 CANCEL_BUTTON = "取消 Cancel"
 

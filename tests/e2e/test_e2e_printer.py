@@ -29,7 +29,7 @@ def confirm_without_paper(hall: Hall, since: int) -> None:
     """Confirm; the receipt cannot print: the resident is told the settlement is saved."""
     hall.touch("b0")
     message = wait_screen(hall, "error", since)
-    for words in (*PAPER_SAVED, "Please wait here, or take your card to leave"):
+    for words in (*PAPER_SAVED, "Please wait, or leave: staff will give you the receipt"):
         assert words in message
     assert len(hall.settlements()) == 1  # saved, and only once
     assert hall.receipts() == []

@@ -489,7 +489,8 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     # a resident who leaves now has nothing on paper: the amount they pay is on the screen
     assert (error["l5"], error["big"]) == ("个人支付(元) You pay (yuan)", "6,050.00")
     # the kiosk will print it for one who stays: they may wait, not only take the card
-    assert error["l3"] == "Please wait here, or take your card to leave"
+    # one who leaves learns where the receipt will be
+    assert error["l3"] == "Please wait, or leave: staff will give you the receipt"
     assert [state for _, state in result["open"]] == ["settled"]
     assert result["receipts"] == []
     # out of paper: out of service until a clerk loads the roll, then the receipt comes out

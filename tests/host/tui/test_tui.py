@@ -300,7 +300,8 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
             await until(pilot, lambda: "firmware on   " in status_text(app), "firmware on")
             # the card stayed in: its holder sees the visit's done page, what to pay
             await until(pilot, lambda: "screen: done" in status_text(app), "the done page")
-            assert "Settlement complete" in screen_text(app)
+            await until(pilot, lambda: "Settlement complete" in screen_text(app),
+                        "the done page drawn")
             assert len(await asyncio.to_thread(app.hall.settlements)) == 1
             # power cut and back with the card still in, nothing left to finish: the kiosk
             # asks for the card, which is not a settlement done
