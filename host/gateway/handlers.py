@@ -114,7 +114,10 @@ class Handlers:
         # What sign-in and the start-up log name: the policies' names, in the order given (not
         # the paths they were read from, which are this host's business).
         self.policy_name = ", ".join(policy.name for policy in self.policies.policies)
-        self._digests = {policy.name: policy_digest(policy) for policy in self.policies.policies}
+        # Each policy's digest by name: recorded with each settlement, and (rules.py) in the
+        # ledger's record of what this gateway settles by.
+        self.policy_digests = {policy.name: policy_digest(policy)
+                               for policy in self.policies.policies}
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
@@ -368,10 +371,10 @@ class Handlers:
         sources = self.policies.sources(claim.insu_admdvs, claim.mdtrtarea_admvs)
         assert sources is not None  # _policy_for refused the claim otherwise
         enrolment, treatment = sources
-        settled_by = {"name": enrolment.name, "digest": self._digests[enrolment.name]}
+        settled_by = {"name": enrolment.name, "digest": self.policy_digests[enrolment.name]}
         if treatment is not enrolment:
             settled_by["catalogue"] = treatment.name
-            settled_by["catalogue_digest"] = self._digests[treatment.name]
+            settled_by["catalogue_digest"] = self.policy_digests[treatment.name]
         return settled_by
 
     def _claim(self, person: Person, bill: Bill, now: int) -> Claim:

@@ -16,15 +16,14 @@ import socket
 from typing import Any
 
 from onestop.host.gateway.ledger.base import Ledger
-from onestop.host.settlement import Policy, policy_digest
 
 LIVE_S = 60  # a gateway that has not said what it settles by for this long is not serving
 FORGET_S = 7 * 24 * 3600  # ...and its record is removed after this long
 
 
-def rules_of(policies: tuple[Policy, ...], timezone: str) -> dict[str, Any]:
-    return {"policies": {policy.name: policy_digest(policy) for policy in policies},
-            "timezone": timezone}
+def rules_of(policy_digests: dict[str, str], timezone: str) -> dict[str, Any]:
+    """`policy_digests`: name -> digest, as the handlers computed them (Handlers.policy_digests)."""
+    return {"policies": dict(policy_digests), "timezone": timezone}
 
 
 def serving_name(gateway_kid: str, process: int) -> str:

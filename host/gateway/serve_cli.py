@@ -309,7 +309,7 @@ def _rules_watch(gateway: Any, timezone: str, process: int) -> Callable[[], None
     from onestop.host.gateway import rules
 
     service = gateway.server.service
-    ours = rules.rules_of(service.handlers.policies.policies, timezone)
+    ours = rules.rules_of(service.handlers.policy_digests, timezone)
     name = rules.serving_name(gateway.kid, process)
     told: dict[str, list[str]] = {}
 

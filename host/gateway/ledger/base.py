@@ -101,7 +101,7 @@ class Settlement:
     receipt_printed: bool = False
     delta: dict[str, int] = field(default_factory=dict)  # contributions to the accumulations
     acc_year: int | None = None  # the year whose accumulations took `delta`; set by the ledger
-    # The rules it was settled by ({"name", "digest"}: rules.policy_digest), kept in its
+    # The rules it was settled by ({"name", "digest"}: settlement.policy_digest), kept in its
     # `settled` audit event (chained, so not changeable behind the ledger), not in its row:
     # None on a settlement read back from the table.
     policy: dict[str, str] | None = None
