@@ -70,6 +70,14 @@ class Kiosk:
     async def printer_problem(self):
         return T.printer_problem(await self.printer.status())
 
+    async def _printer_not_ready(self):
+        """The out-of-service reason if the printer cannot print now (logged), else None."""
+        problem = await self.printer_problem()
+        if problem is None:
+            return None
+        self.log("printer_not_ready", problem=problem)
+        return T.printer_reason(problem)
+
     # ------------------------------------------------------------ the main loop
     async def serve(self, rounds=None):
         """Serve residents forever, or for `rounds` turns of the loop (each one welcome page,
@@ -111,19 +119,17 @@ class Kiosk:
                 return
             self._card_may_be_left_in = False
         # No paper: out of service now, not only once a resident has put their card in.
-        problem = await self.printer_problem()
-        if problem is not None:
-            self.log("printer_not_ready", problem=problem)
-            await self._out_of_service(T.printer_reason(problem))
+        reason = await self._printer_not_ready()
+        if reason is not None:
+            await self._out_of_service(reason)
             return
         await self.show(screens.welcome())
         self.log("idle")
         if not await self.wait_card(True, self.timeouts["retry_open"]):
             return
-        problem = await self.printer_problem()
-        if problem is not None:
-            self.log("printer_not_ready", problem=problem)
-            await self.show(screens.out_of_service(T.printer_reason(problem), True))
+        reason = await self._printer_not_ready()  # the roll may have run out meanwhile
+        if reason is not None:
+            await self.show(screens.out_of_service(reason, True))
             # Long enough to be read (the take-card page follows at once otherwise, and the
             # resident never learns why): until the card comes out, or `message` ms.
             await self.wait_card(False, self.timeouts["message"])
