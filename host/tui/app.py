@@ -127,6 +127,8 @@ class KioskTui(App[int]):
     Screen.-too-short #status { display: none; }
     Screen.-too-narrow #too-small, Screen.-too-short #too-small { display: block; }
     Screen.-short Header { display: none; }  /* its row to the receipt at 80x24 */
+    /* the compact footer sets group labels flush against the next key ("1234 touchp Paper") */
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
         (0, "-too-narrow"), (MIN_COLUMNS, "-wide-enough")]

@@ -201,6 +201,13 @@ async def test_every_control_label_is_whole_in_an_80_by_24_terminal(
 
             (quit_key,) = [key for key in app.query(FooterKey) if key.key == "q"]
             assert quit_key.description == "Quit" and quit_key.region.right <= 80
+            # ...and set the touch keys' label flush against the next key: "1234 touchp Paper"
+            from textual.widgets._footer import FooterLabel
+
+            (touch_label,) = app.query(FooterLabel)
+            (paper_key,) = [key for key in app.query(FooterKey) if key.key == "p"]
+            assert touch_label.region.right < paper_key.region.x, (touch_label.region,
+                                                                  paper_key.region)
             # r: the receipt gets the whole left column (it had 3-6 rows; its amounts need 20)
             receipt_box = app.query_one("#receipt-box")
             await pilot.press("r")
