@@ -20,6 +20,7 @@ Used by `kiosk demo`, the end-to-end tests and `kiosk bench firmware`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import shutil
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ from onestop.host.sim.tap import FrameTap
 
 ROLES = ("card", "printer", "display")
 WAIT_S = 30.0
+STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a dozen lines
 # The simulated kiosk's touch guard (the boards' default, firmware/app/config.py): presses
 # sooner than this after a page appears are ignored. The simulated resident touches a little
 # after it: the screen's page load and the kiosk's own confirmation of it take a moment.
@@ -99,8 +102,13 @@ class Firmware:
                                         heap_log=heap_log)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
+        # Its stderr (a traceback when it dies), read as it comes so that a chatty firmware
+        # never blocks on a full pipe; the last lines kept for whoever asks why it stopped.
+        self._stderr: deque[str] = deque(maxlen=STDERR_KEPT_LINES)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -109,6 +117,19 @@ class Firmware:
                 self.lines.put(json.loads(line))
             except ValueError:
                 self.lines.put({"ev": "text", "text": line.rstrip()})
+
+    def _read_stderr(self) -> None:
+        if self.proc.stderr is None:
+            return
+        with contextlib.suppress(ValueError, OSError):  # closed by power_cut
+            for line in self.proc.stderr:
+                self._stderr.append(line.rstrip())
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines the firmware wrote to stderr (all of them, once it has exited)."""
+        if self.proc.poll() is not None:
+            self._stderr_reader.join(timeout=1.0)
+        return list(self._stderr)
 
     def drain(self) -> list[dict[str, Any]]:
         # get_nowait: the TUI's poll and a rig action's story() may drain at once, and a
@@ -131,9 +152,7 @@ class Firmware:
             self.seen.append(event)
             if event.get("ev") == name:
                 return event
-        stderr = ""
-        if self.proc.poll() is not None and self.proc.stderr:
-            stderr = self.proc.stderr.read()
+        stderr = "\n".join(self.stderr_tail()) if self.proc.poll() is not None else ""
         raise RigError(f"the firmware never said {name!r}; last events {self.seen[-8:]} {stderr}")
 
     def power_cut(self) -> None:

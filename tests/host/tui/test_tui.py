@@ -319,11 +319,15 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
                         "the take-card page named as such", 60)
             assert len(await asyncio.to_thread(app.hall.settlements)) == 1
 
-            app.hall.firmware.proc.kill()  # the firmware dies on its own
-            await until(pilot, lambda: "firmware not running (exited -9" in status_text(app),
+            # the firmware dies on its own, with a traceback (SIGINT: MicroPython raises
+            # KeyboardInterrupt wherever it is, and nothing in the firmware catches it)
+            app.hall.firmware.proc.send_signal(signal.SIGINT)
+            await until(pilot, lambda: "firmware not running (exited" in status_text(app),
                         "the status saying the firmware died")
             await until(pilot, logged(app, "the firmware is not running: it exited on its own"),
                         "the log saying so")
+            # ...and what it said as it died (MicroPython writes the traceback on stdout)
+            await until(pilot, logged(app, "KeyboardInterrupt"), "the traceback in the log")
             await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
