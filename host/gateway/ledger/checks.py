@@ -49,6 +49,12 @@ def breakdown_problems(result: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"fund_pay_sumamt {result['fund_pay_sumamt']} != hifp_pay + hifmi_pay + maf_pay {funds}"
         )
+    parts = result["fulamt_ownpay_amt"] + result["preselfpay_amt"] + result["inscp_scp_amt"]
+    if result["medfee_sumamt"] != parts:
+        problems.append(
+            f"medfee_sumamt {result['medfee_sumamt']} != fulamt_ownpay_amt + preselfpay_amt + "
+            f"inscp_scp_amt {parts}"
+        )
     cash = result["medfee_sumamt"] - result["fund_pay_sumamt"]
     if result["psn_cash_pay"] != cash:
         problems.append(
