@@ -10,7 +10,8 @@
    forge or alter a settlement, even with the chain re-hashed around it.
 3. The money: every breakdown adds up (fund_pay_sumamt = hifp + hifmi + maf, psn_cash_pay =
    medfee - fund, nothing negative, medfee = the bill's total); a bill has at most one live
-   settlement; each person-year's accumulations = seeded start + deltas of live settlements.
+   settlement; each person-year's accumulations = seeded start + deltas of live settlements;
+   and each delta (not signed) is what the signed breakdown adds, in its settlement day's year.
 
 A chain rewritten from scratch by someone with write access, who also slips in a gateway key of
 his own to sign his settlements, verifies; to catch that too, keep the head hash printed here
@@ -27,11 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from onestop.host.keys import VerifyingKey
+from onestop.host.settlement import delta_of
 from onestop.protocol import cose, messages
 from onestop.protocol.errors import ProtocolError
 
 from .ledger import events as ev
-from .ledger.base import AuditSnapshot, Ledger, Settlement
+from .ledger.base import AuditSnapshot, Bill, Ledger, Settlement
 from .ledger.chain import GENESIS_HASH, canonical_json, event_hash
 from .ledger.checks import amounts_problems, breakdown_problems, plus, same_amounts
 from .ledger.rows import bill_content
@@ -267,6 +269,7 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
     problems = report.problems
     rows = {s.txn_id: s for s in snapshot.settlements}
     gateway_keys = {k.kid: k.public_key for k in snapshot.keys if k.role == "gateway"}
+    bills = {b.bill_id: b for b in snapshot.bills}
     stored: dict[str, Any] = {}
     for txn_id, settlement in rows.items():
         if not isinstance(settlement.result, dict) or not isinstance(settlement.delta, dict):
@@ -282,6 +285,11 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
         day_problem = _setl_date_problem(settlement)
         if day_problem:
             problems.append(f"settlement {txn_id}: {day_problem}")
+        # from the signed breakdown: a row whose result differs from it is named above
+        accumulated_problem = None if signed_problem else _delta_problem(
+            settlement, bills.get(settlement.bill_id))
+        if accumulated_problem:
+            problems.append(f"settlement {txn_id}: {accumulated_problem}")
         _check_flags(settlement, replayed, problems)
     malformed = set(rows) - set(stored)  # reported above; not "missing" as well
     # What only the event keeps (the policy) has no row to differ from: the chain guards it.
@@ -312,6 +320,23 @@ def _setl_date_problem(settlement: Settlement) -> str | None:
         return None
     return (f"setl_date {settlement.setl_date} is not the day of its signed setl_time "
             f"({moment:%Y-%m-%d %H:%M} UTC): moved to another day behind the ledger")
+
+
+def _delta_problem(settlement: Settlement, bill: Bill | None) -> str | None:
+    """The row's accumulation change (delta, year) must follow from its breakdown (which the
+    signature vouches for) and its day: neither is signed, and a delta or year edited behind
+    the ledger (with the chain re-hashed around it) would let later claims past the caps."""
+    if bill is None or breakdown_problems(settlement.result):
+        return None  # a settlement without its bill, or a broken breakdown: reported elsewhere
+    should = delta_of(settlement.result, bill.med_type)
+    if not same_amounts(settlement.delta, should):
+        return ("its accumulation change does not follow from its signed amounts: "
+                + _difference(settlement.delta, should))
+    year = settlement.setl_date[:4] if isinstance(settlement.setl_date, str) else None
+    if year is not None and settlement.acc_year is not None and str(settlement.acc_year) != year:
+        return (f"it counts in the accumulations of {settlement.acc_year}, not of its "
+                f"settlement day's year ({settlement.setl_date})")
+    return None
 
 
 def _signed_record_problem(settlement: Settlement, gateway_keys: dict[str, bytes]) -> str | None:

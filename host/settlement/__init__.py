@@ -14,6 +14,7 @@ from .accumulations import (
     ACCUMULATION_KEYS,
     AccumulationError,
     cancel,
+    delta_of,
     empty_accumulations,
 )
 from .claim import Claim, ClaimError, Item
@@ -35,6 +36,7 @@ __all__ = [
     "PolicyError",
     "PolicySet",
     "cancel",
+    "delta_of",
     "empty_accumulations",
     "load_policy",
     "load_policy_set",

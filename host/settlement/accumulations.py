@@ -49,6 +49,21 @@ def checked_accumulations(accumulations: Mapping[str, int]) -> dict[str, int]:
     return full
 
 
+def delta_of(breakdown: Mapping[str, int], med_type: str) -> dict[str, int]:
+    """What a settlement adds to the year's accumulations, from its breakdown alone: the
+    engine stores this, and the audit recomputes it from the signed breakdown (a delta edited
+    behind the ledger would let later claims past the funds' caps)."""
+    in_scope, hifp, hifmi = (breakdown["inscp_scp_amt"], breakdown["hifp_pay"],
+                             breakdown["hifmi_pay"])
+    delta = empty_accumulations()
+    delta[SERIOUS_BURDEN] = in_scope - hifp
+    delta[ASSISTANCE_BURDEN] = in_scope - hifp - hifmi
+    delta[hifp_paid_key(med_type)] = hifp
+    delta[HIFMI_PAID] = hifmi
+    delta[MAF_PAID] = breakdown["maf_pay"]
+    return delta
+
+
 def cancel(accumulations: Mapping[str, int], delta: Mapping[str, int]) -> dict[str, int]:
     """The accumulations with one settlement's contributions (its `delta`) taken back out."""
     now = checked_accumulations(accumulations)

@@ -13,6 +13,7 @@ from .accumulations import (
     MAF_PAID,
     SERIOUS_BURDEN,
     checked_accumulations,
+    delta_of,
     hifp_paid_key,
 )
 from .claim import Claim
@@ -94,11 +95,6 @@ def settle(policy: Policy, claim: Claim, accumulations: Mapping[str, int]) -> Ou
         "fund_pay_sumamt": funds,
         "psn_cash_pay": total - funds,
     }
-    delta = dict.fromkeys(before, 0)
-    delta[SERIOUS_BURDEN] = serious_after - serious_before
-    delta[ASSISTANCE_BURDEN] = assistance_after - assistance_before
-    delta[basic_paid_key] = hifp
-    delta[HIFMI_PAID] = hifmi
-    delta[MAF_PAID] = maf
+    delta = delta_of(breakdown, claim.med_type)
     after = {key: before[key] + delta[key] for key in before}
     return Outcome(breakdown=breakdown, after=after, delta=delta)

@@ -367,3 +367,42 @@ def test_sqlite_columns_holding_text_the_ledger_never_writes_are_problems(tmp_pa
     assert done.value.code == 1
     out = capsys.readouterr().out
     assert f"PROBLEM: {found}" in out and "audit FAILED" in out
+
+
+def test_an_accumulation_change_that_does_not_follow_from_the_signed_amounts_is_found(
+        busy, ledger_url):
+    """A settlement's delta (what it added to the year's accumulations) is not signed. Lowered
+    in the row, its event and the person's accumulations alike, the chain re-hashed, every sum
+    and the signature still held: the serious-illness fund's cap would let later claims past
+    it by the amount hidden. The delta must be what the signed breakdown adds."""
+
+    def hide_serious_illness(db):
+        (delta,) = db.run("SELECT delta FROM settlements WHERE txn_id = 'T-000003'")[0]
+        delta = json.loads(delta)
+        hidden = {key: delta[key] for key in ("hifmi_paid", "serious_burden")}
+        assert all(hidden.values())  # something to hide
+        forge_settlement(db, "T-000003", delta=canonical_json({**delta, **dict.fromkeys(
+            hidden, 0)}))
+        (amounts,) = db.run("SELECT amounts FROM accumulations WHERE psn_no = 'P2'")[0]
+        amounts = json.loads(amounts)
+        for key, value in hidden.items():
+            amounts[key] -= value
+        db.run("UPDATE accumulations SET amounts = ? WHERE psn_no = 'P2'",
+               (canonical_json(amounts),))
+
+    problems = problems_after(busy, ledger_url, hide_serious_illness)
+    one(problems, "settlement T-000003", "accumulation change does not follow from its signed",
+        "hifmi_paid is 0, should be")
+
+
+def test_a_settlement_counted_in_another_years_accumulations_is_found(busy, ledger_url, kit):
+    """Its delta moved to last year's accumulations (row, event and both years alike): this
+    year's room under the caps grows by it."""
+
+    def move_to_last_year(db):
+        last = kit.YEAR - 1
+        forge_settlement(db, "T-000003", acc_year=last)
+        db.run("UPDATE accumulations SET year = ? WHERE psn_no = 'P2'", (last,))
+
+    problems = problems_after(busy, ledger_url, move_to_last_year)
+    one(problems, "settlement T-000003", f"counts in the accumulations of {kit.YEAR - 1}")

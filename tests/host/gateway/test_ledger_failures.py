@@ -184,6 +184,7 @@ LOAD_SCRIPT = textwrap.dedent(
     import sys
     from onestop.host.gateway.ledger import Settlement, open_ledger
     from onestop.host.keys import SigningKey
+    from onestop.host.settlement import delta_of
     from onestop.protocol import messages
 
     url, count = sys.argv[1], int(sys.argv[2])
@@ -204,7 +205,7 @@ LOAD_SCRIPT = textwrap.dedent(
                               psn_no=bill.psn_no, bill_id=bill.bill_id, setl_time=SETL_TIME,
                               setl_date="2026-11-23", result=result,
                               signed=messages.seal_settlement(record, kid, key),
-                              request_digest=digest, delta={"hifp_paid_inpatient": fee // 2})
+                              request_digest=digest, delta=delta_of(result, bill.med_type))
         return build
 
     for n in range(count):
