@@ -25,7 +25,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from onestop.host.settlement.accumulations import ASSISTANCE_BURDEN, SERIOUS_BURDEN
+from onestop.host.settlement.accumulations import (
+    ASSISTANCE_BURDEN,
+    HIFMI_PAID,
+    MAF_PAID,
+    SERIOUS_BURDEN,
+)
 from onestop.host.settlement.vocabulary import (
     ASSISTANCE_CATEGORIES,
     CATALOGUE_CLASSES,
@@ -60,6 +65,10 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEMO_ACCUMULATION_KEYS = {
     "serious_burden": SERIOUS_BURDEN,  # compliant burden so far (serious-illness basis)
     "assistance_burden": ASSISTANCE_BURDEN,  # burden left after serious illness (assistance)
+    # what the funds already paid on those burdens (a seed must be a year the engine could
+    # have reached: a burden with nothing paid on it leaves the caps more room than it has)
+    "hifmi_paid": HIFMI_PAID,
+    "maf_paid": MAF_PAID,
 }
 
 

@@ -15,6 +15,7 @@ from onestop.host.gateway.bills import (
     seed_demo,
     ssn_check_digit_ok,
 )
+from onestop.host.settlement import load_policy
 
 PERSON = {
     "psn_no": "P101",
@@ -183,11 +184,19 @@ def test_seed_demo_loads_everyone_a_demo_needs(ledger):
         assert [b.bill_id for b in ledger.pending_bills(resident["psn_no"])] == [
             b["bill_id"] for b in resident["bills"]
         ]
-    # P005's year is already heavy: the burdens under the settlement engine's keys
+    # P005's year is already heavy: the burdens under the settlement engine's keys, with what
+    # the funds paid on them as the reference policy would have (a burden of 60,000 yuan with
+    # nothing paid on it left the serious-illness cap 31,000 yuan more room than it has)
     assert ledger.accumulations("P005", 2026) == {
         "serious_burden": 6_000_000,
-        "assistance_burden": 2_000_000,
+        "hifmi_paid": 3_100_000,
+        "assistance_burden": 2_900_000,
+        "maf_paid": 1_200_000,
     }
+    policy = load_policy("reference")
+    assert policy.serious_illness_schedule("illness_poor").payout_fen(0, 6_000_000, 0) \
+        == 3_100_000
+    assert policy.assistance_schedule("illness_poor").payout_fen(0, 2_900_000, 0) == 1_200_000
 
 
 def test_a_person_found_by_card_data_from_the_demo_deck(ledger):
