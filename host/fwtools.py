@@ -24,6 +24,7 @@ device and never leaves it: under the unix port for `--board unix`, over mpremot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -34,7 +35,8 @@ import stat
 import subprocess
 import sys
 import termios
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -558,25 +560,74 @@ for d in %r:
 _REMOVE_CODE = "import os\nfor p in %r:\n    os.remove(p)\n"
 
 
+# Service mode (firmware/app/config.py SERVICE_FILE): a kiosk's main.py starts the hardware
+# watchdog, which mpremote's Ctrl-C does not stop and nothing feeds afterwards: it would reset
+# the board in the middle of a copy. The flag file and a hard reset (which does stop it) boot
+# the board to its REPL instead; removing the flag and resetting boots the kiosk again.
+_ENTER_SERVICE = ("open(%r, 'w').close()\nimport time, machine\ntime.sleep_ms(100)\n"
+                  "machine.reset()\n")
+_LEAVE_SERVICE = ("import os, time, machine\nos.remove(%r)\ntime.sleep_ms(100)\n"
+                  "machine.reset()\n")
+SERVICE_FILE = "service"  # firmware/app/config.py SERVICE_FILE
+BOARD_BACK_S = 20.0  # a reset board's USB port comes back within this
+
+
+@contextlib.contextmanager
+def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
+    """The board's kiosk stopped (no watchdog) for the work inside; the kiosk boots again once
+    it is done. Work that fails leaves the board in service mode, at its REPL (a half-copied
+    firmware must not boot), unless `leave_after_error` (work that changes nothing when it
+    fails)."""
+    _mpremote(port, "exec", "--no-follow", _ENTER_SERVICE % SERVICE_FILE)
+    _wait_for_board(port)
+    try:
+        yield
+    except FirmwareToolError as exc:
+        if leave_after_error:
+            with contextlib.suppress(FirmwareToolError):
+                _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
+            raise
+        raise FirmwareToolError(
+            f"{exc}; the board stays in service mode (its REPL, no kiosk): run the command "
+            f"again, or remove the file {SERVICE_FILE!r} from its flash and reset it") from None
+    _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
+
+
+def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        time.sleep(0.5)  # the reset itself, and the USB port going away
+        try:
+            _mpremote(port, "exec", "pass")
+            return
+        except FirmwareToolError as exc:
+            if time.monotonic() > deadline:
+                raise FirmwareToolError(
+                    f"the board on {port} did not come back within {within_s:g} s of its "
+                    f"reset into service mode: {exc}") from None
+
+
 def deploy(port: str, stage: Path) -> None:
-    """Copy a stage to a board's flash root over mpremote, first removing the code an earlier
-    deploy left there that this stage does not replace."""
+    """Copy a stage to a board's flash root over mpremote, in service mode, first removing the
+    code an earlier deploy left there that this stage does not replace."""
     staged = stage_files(stage)
-    listing = _mpremote(port, "exec", _LIST_CODE % code_folders(staged))
-    on_board = [line.strip() for line in listing.splitlines() if line.strip()]
-    stale = stale_files(on_board, staged)
-    if stale:
-        _mpremote(port, "exec", _REMOVE_CODE % stale)
-    names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
-    _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
+    with service_mode(port):
+        listing = _mpremote(port, "exec", _LIST_CODE % code_folders(staged))
+        on_board = [line.strip() for line in listing.splitlines() if line.strip()]
+        stale = stale_files(on_board, staged)
+        if stale:
+            _mpremote(port, "exec", _REMOVE_CODE % stale)
+        names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
+        _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
 
 
 def provision_board(port: str, settings: dict[str, Any],
                     counter_above: int | None = None) -> dict[str, Any]:
-    """Provision a board that already runs the deployed firmware: its key is made by its own
-    random source (enable Wi-Fi first on an ESP32 so that source is truly random)."""
+    """Provision a board that already holds the deployed firmware, in service mode: its key is
+    made by its own random source (app/provision.py turns an ESP32's radio on first)."""
     code = _provision_code("", settings, counter_above)
-    return _provision_result(_mpremote(port, "exec", code))
+    with service_mode(port, leave_after_error=True):  # a refusal changes nothing
+        return _provision_result(_mpremote(port, "exec", code))
 
 
 # ---------------------------------------------------------------------------- settings

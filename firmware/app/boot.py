@@ -78,13 +78,24 @@ async def start(flash_dir, rounds=None):
 
 
 def main(flash_dir=""):
+    if flash.exists(flash.join(flash_dir, C.SERVICE_FILE)):
+        log("service_mode", file=C.SERVICE_FILE)
+        return
     try:
         asyncio.run(start(flash_dir))
     except (C.ConfigError, BoardError, KeystoreError, CounterError) as e:
         log("fault", error=str(e))
-        sys.exit(2)  # the unix launcher reports it; a board stays at the REPL for a technician
+        _stop(2)
     except (OSError, ValueError, ImportError) as e:
         # a UART that is not there, a malformed address, a board module that does not exist:
         # one fault line a technician can read, not a traceback
         log("fault", error="%s: %s" % (type(e).__name__, e))
-        sys.exit(2)
+        _stop(2)
+
+
+def _stop(status):
+    """A kiosk that cannot start: the unix launcher reports the exit status; a board stays at
+    its REPL for a technician (sys.exit in a board's main.py is a soft reboot, which would run
+    main.py again and fail again, in a loop mpremote struggles to break into)."""
+    if sys.platform == "linux":
+        sys.exit(status)

@@ -21,6 +21,10 @@ from app import flash
 CONFIG_FILE = "config.json"
 COUNTER_FILE = "counter"
 JOURNAL_FILE = "journal.bin"
+# Present at the flash root: the board boots to its REPL, no kiosk and no watchdog (once started
+# a watchdog cannot be stopped, and it would reset the board in the middle of `kiosk fw deploy`).
+# The kiosk tools write it, reset the board, work, remove it and reset again.
+SERVICE_FILE = "service"
 VERSION = 1
 KIOSK_ID_MAX = 24  # leaves room in a 40-character txn id for "-" counter "-" suffix
 ROLES = ("card", "printer", "display")

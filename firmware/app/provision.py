@@ -12,6 +12,7 @@ import json
 import os
 
 from app import config, counter, flash, keystore
+from boards.common import board_module
 
 
 def _existing_key(key_path):
@@ -50,6 +51,7 @@ def run(flash_dir, settings, counter_above=None):
         return
     new_key = key is None
     if new_key:
+        board_module(settings["board"]).prepare_random()  # an ESP32's radio on, say
         key = keystore.generate(key_path, os.urandom)
     config.save(flash_dir, settings)
     counter.initialise(counter_path, high)

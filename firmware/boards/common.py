@@ -9,7 +9,8 @@
 #   heap_baseline()             -> bytes of heap held once the firmware is loaded (the unix board
 #                               can first hold back the heap a board keeps its code in: flash)
 #   reset()                     restarts the board (the unix port exits; its launcher restarts it)
-# Only modules in boards/ import `machine`.
+# and, at module level, prepare_random(): called before provisioning makes the kiosk's key, it
+# makes os.urandom truly random (an ESP32's radio on). Only modules in boards/ import `machine`.
 import json
 import sys
 
@@ -37,10 +38,13 @@ def uart_spec(spec, role):
     return uarts[role]
 
 
+def board_module(name):
+    """boards/<name>: its Board, and prepare_random() for provisioning."""
+    return __import__("boards." + name, None, None, ["Board"], 0)
+
+
 def load_board(config, flash_dir):
-    name = config["board"]
-    module = __import__("boards." + name, None, None, ["Board"], 0)
-    return module.Board(config, flash_dir)
+    return board_module(config["board"]).Board(config, flash_dir)
 
 
 class NoWatchdog:

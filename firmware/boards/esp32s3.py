@@ -8,3 +8,13 @@ from boards.mcu import McuBoard
 
 class Board(McuBoard):
     name = "esp32s3"
+
+
+def prepare_random():
+    # The ESP32's hardware RNG (os.urandom) is truly random only while the radio runs; with
+    # Wi-Fi and Bluetooth off it is pseudo-random (Espressif, esp_random). The kiosk's signing
+    # key is made at provisioning, before main.py has brought Wi-Fi up: turn the radio on first
+    # (it need not connect).
+    import network
+
+    network.WLAN(network.STA_IF).active(True)

@@ -96,3 +96,7 @@ class Board(McuBoard):
         if s.get("kind") == "pio":
             return PioUart(s)
         return super().make_uart(role, s)
+
+
+def prepare_random():
+    """The RP2040's os.urandom draws on its ring oscillator's random bit, radio or not."""

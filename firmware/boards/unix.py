@@ -195,3 +195,7 @@ class Board:
 
     def reset(self):
         sys.exit(3)  # the launcher (or a test) restarts the process: a reboot
+
+
+def prepare_random():
+    """The unix port's os.urandom is the host's getrandom(): random already."""

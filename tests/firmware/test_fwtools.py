@@ -282,12 +282,24 @@ def test_deploy_replaces_stale_code_and_keeps_the_kiosks_own_files(
         (board / name).parent.mkdir(parents=True, exist_ok=True)
         (board / name).write_bytes(data)
 
+    fakes = tmp_path / "fakes"  # the board's machine module: reset() is noted
+    fakes.mkdir()
+    (fakes / "machine.py").write_text("def reset():\n    print('RESET')\n")
+    resets: list[bool] = []  # whether the service flag was there at each reset
+
     def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
         if args[0] == "exec":
-            done = subprocess.run([micropython_binary(), "-c", args[1]], cwd=board,
-                                  capture_output=True, text=True, check=True)
+            code = args[-1]
+            done = subprocess.run([micropython_binary(), "-c", code], cwd=board,
+                                  capture_output=True, text=True, check=True,
+                                  env={"MICROPYPATH": f"{fakes}:.frozen"})
+            if "RESET" in done.stdout:
+                assert args[1] == "--no-follow"  # the board goes away: nothing to follow
+                resets.append((board / fwtools.SERVICE_FILE).exists())
             return done.stdout
         assert args[:2] == ("cp", "-r") and args[-1] == ":" and cwd is not None
+        # copied with the kiosk stopped: its watchdog would reset the board mid-copy
+        assert resets == [True] and (board / fwtools.SERVICE_FILE).exists()
         for name in args[2:-1]:
             if (cwd / name).is_dir():
                 shutil.copytree(cwd / name, board / name, dirs_exist_ok=True)
@@ -297,9 +309,11 @@ def test_deploy_replaces_stale_code_and_keeps_the_kiosks_own_files(
 
     monkeypatch.setattr(fwtools, "_mpremote", mpremote)
     stage = stage_firmware(tmp_path / "stage", "esp32s3", compiled=True, tables=False)
+    monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
     fwtools.deploy("/dev/fake", stage)
     on_board = {p.relative_to(board).as_posix() for p in board.rglob("*") if p.is_file()}
-    assert on_board == fwtools.stage_files(stage) | set(kept)
+    assert on_board == fwtools.stage_files(stage) | set(kept)  # the service flag gone too
+    assert resets == [True, False]  # reset into service mode, then out of it: the kiosk boots
     assert all((board / name).read_bytes() == data for name, data in kept.items())
 
 
@@ -372,6 +386,18 @@ def test_an_unprovisioned_kiosk_says_so_and_stops(tmp_path: Path) -> None:
     assert fault["ev"] == "fault" and "provision the kiosk first" in fault["error"]
 
 
+def test_a_kiosk_in_service_mode_boots_to_nothing_and_starts_no_watchdog(
+        tmp_path: Path, ptys: dict[str, str]) -> None:
+    """The flag `kiosk fw deploy` and `provision` put on a board's flash before they reset it:
+    no kiosk, no watchdog (which would reset the board mid-copy), the REPL for the tools."""
+    provision_unix(tmp_path / "flash", settings(ptys))
+    (tmp_path / "flash" / "service").write_text("")
+    proc = start_unix_firmware(tmp_path / "flash", tmp_path / "stage", compiled=False)
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert [json.loads(line)["ev"] for line in out.splitlines()] == ["service_mode"]
+
+
 def test_kiosk_fw_run_on_an_unprovisioned_folder_is_one_line_and_writes_nothing(
         tmp_path: Path) -> None:
     flash = tmp_path / "flash"
@@ -441,3 +467,59 @@ def test_kiosk_bench_firmware_names_the_residents_it_knows() -> None:
     result = kiosk("bench", "firmware", "--resident", "P999")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "invalid choice: 'P999'" in result.stderr and "'P002'" in result.stderr
+
+
+FAKE_NETWORK = """
+import os
+STA_IF = 0
+calls = []
+
+
+class WLAN:
+    def __init__(self, interface):
+        self.interface = interface
+
+    def active(self, on=None):
+        try:
+            os.stat(FLASH + "/kiosk.key")
+            key_made = True
+        except OSError:
+            key_made = False
+        calls.append([self.interface, on, key_made])
+"""
+FAKE_MACHINE = "class Pin:\n    pass\n\n\nclass UART:\n    pass\n"
+PROVISION_ON_ESP32 = """
+import json
+import network
+network.FLASH = {flash!r}
+from app import provision
+provision.run({flash!r}, json.loads({settings!r}))
+print(json.dumps(network.calls))
+"""
+
+
+def test_an_esp32_turns_its_radio_on_before_it_makes_its_key(tmp_path: Path) -> None:
+    """An ESP32's os.urandom is truly random only while its radio runs, and at provisioning
+    nothing has brought Wi-Fi up yet: the key would come from a pseudo-random generator."""
+    from onestop.host.mpy import library_root, micropython_binary
+
+    stage = stage_firmware(tmp_path / "esp", "esp32s3", compiled=False, tables=False)
+    fakes = tmp_path / "fakes"  # the board's own modules, standing in on the unix port
+    fakes.mkdir()
+    (fakes / "network.py").write_text(FAKE_NETWORK)
+    (fakes / "machine.py").write_text(FAKE_MACHINE)
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    esp32 = dict(settings(), board="esp32s3", gateway={"kind": "tcp", "host": "10.0.0.1",
+                                                       "port": 7000})
+    esp32.pop("uarts")
+    script = tmp_path / "provision.py"
+    script.write_text(PROVISION_ON_ESP32.format(flash=str(flash), settings=json.dumps(esp32)))
+    run = subprocess.run(
+        [micropython_binary(), str(script)], capture_output=True, text=True, timeout=60,
+        env={"MICROPYPATH": ":".join([str(fakes), str(stage), str(library_root()), ".frozen"])})
+    assert run.returncode == 0, run.stdout + run.stderr
+    *lines, calls = run.stdout.strip().splitlines()
+    assert json.loads(lines[-1])["new_key"] is True
+    assert json.loads(calls) == [[0, True, False]]  # station interface on, before the key
+    assert (flash / "kiosk.key").exists()
