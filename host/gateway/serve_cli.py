@@ -273,8 +273,8 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
 
     gateway.server.service.on_signer_revoked = key_revoked
     # The gateway's process: a worker's supervisor, whose workers are one gateway.
-    compare_rules = _rules_watch(gateway, args.timezone,
-                                 os.getppid() if worker is not None else os.getpid())
+    compare_rules, forget_rules = _rules_watch(
+        gateway, args.timezone, os.getppid() if worker is not None else os.getpid())
     compare_rules()
     watch = asyncio.create_task(_watch_key(gateway, stop, revoked, compare_rules))
     try:
@@ -286,6 +286,7 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None =
         if revoked:
             gateway.log.error("gateway_key_revoked", kid=gateway.kid, status=revoked[0])
         gateway.log.info("stopping", signal=heard[0] if heard else None)
+        forget_rules()  # no longer serving: no other gateway is to warn against this one
         await gateway.close()
     return 3 if revoked else 0
 
@@ -303,9 +304,12 @@ async def _watch_parent(parent: int, stop: asyncio.Event, heard: list[str]) -> N
         await asyncio.sleep(PARENT_CHECK_S)
 
 
-def _rules_watch(gateway: Any, timezone: str, process: int) -> Callable[[], None]:
+def _rules_watch(gateway: Any, timezone: str,
+                 process: int) -> tuple[Callable[[], None], Callable[[], None]]:
     """Record what this gateway settles by in the ledger and warn (`rules_differ`, once per
-    change) of live gateways on it that settle otherwise: see rules.py."""
+    change) of live gateways on it that settle otherwise: see rules.py. Returns (compare,
+    forget): forget removes the record as the gateway stops (a gateway restarted with a new
+    policy was warned against its own stopped self for a minute, LIVE_S)."""
     from onestop.host.gateway import rules
 
     service = gateway.server.service
@@ -327,7 +331,13 @@ def _rules_watch(gateway: Any, timezone: str, process: int) -> Callable[[], None
         told.clear()
         told.update(differ)
 
-    return compare
+    def forget() -> None:
+        try:
+            service.ledger.forget_serving([name])
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; the record ages out
+            gateway.log.warning("rules_forget_failed", error=str(exc)[:200])
+
+    return compare, forget
 
 
 async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str],

@@ -121,3 +121,31 @@ def test_records_of_gateways_long_stopped_are_removed(ledger) -> None:
     ours = {"policies": {}, "timezone": "Asia/Shanghai"}
     assert rules.record_and_compare(ledger, "gw-new@host/13", ours, now) == {}  # none live
     assert set(ledger.serving_records()) == {"gw-recent@host/12", "gw-new@host/13"}
+
+
+def test_a_gateway_restarted_with_another_policy_is_not_warned_against_its_stopped_self(
+        db: str, tmp_path: Path) -> None:
+    """The operator's update: stop the gateway, start it with the new policy file. The stopped
+    one's record said it was serving for another minute, and the new one warned against it
+    (an alert to page on, with nothing to act on)."""
+    from onestop.host.gateway.ledger import open_ledger
+
+    other = regional_policy(tmp_path, "reference", None, preselfpay_percent=20)
+    key = tmp_path / "gateway.key"
+    new_gateway_key(db, key)
+    before = GatewayProcess(db, key, tmp_path / "before.log")
+    before.start()
+    assert before.stop() == 0
+    ledger = open_ledger(db)
+    try:
+        assert ledger.serving_records() == {}  # said it stopped serving
+        after = GatewayProcess(db, key, tmp_path / "after.log", extra=("--policy", other))
+        try:
+            after.start()
+            time.sleep(1.0)  # its start-up comparison is done by then
+            assert told(logged(after)) == []
+            assert len(ledger.serving_records()) == 1
+        finally:
+            after.stop()
+    finally:
+        ledger.close()
