@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -760,8 +761,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise FirmwareToolError(f"--out {out}: {exc.strerror or exc}") from None
     info = stage_info(stage) or {}
     print(f"staged {args.board} firmware in {stage} ({info.get('modules', 0)} modules compiled)")
-    names = " ".join(sorted(p.name for p in stage.iterdir() if p.name != STAMP))
-    print(f"copy it to a board: cd {stage} && mpremote cp -r {names} :")
+    if args.board != "unix":
+        print(f"copy it to the board: kiosk fw deploy --board {args.board} --build {stage} "
+              "--port PORT")
     return 0
 
 
@@ -801,10 +803,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
     state = "new key made on the device" if result["new_key"] else "existing key kept"
     print(f"provisioned kiosk {result['kiosk_id']} ({where}); {state}")
     print(f"kiosk public key: {result['public_key']}")
-    print("enrol it at the gateway:")
-    ledger = describe(args.db) if args.db else "LEDGER_URL"  # no password on the screen
-    print(f"  kiosk gateway enroll --db {ledger} --kiosk-id {result['kiosk_id']} "
-          f"--public-key {result['public_key']}")
+    # quoted: a PostgreSQL URL's "?schema=" is a pattern to the shell (zsh refuses the line)
+    ledger = shlex.quote(describe(args.db)) if args.db else "LEDGER_URL"  # no password shown
+    enroll = (f"kiosk gateway enroll --db {ledger} --kiosk-id {result['kiosk_id']} "
+              f"--public-key {result['public_key']}")
+    if result["new_key"]:
+        print(f"enrol it at the gateway:\n  {enroll}")
+    else:
+        print(f"the gateway knows this key if it was enrolled before; if not:\n  {enroll}")
     return 0
 
 

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "?schema= or SQLite file given must be empty, and is kept)")
     parser.add_argument("--workers", type=int, default=DEFAULT_GATEWAY_WORKERS, metavar="N",
                         help="gateway processes (kiosk gateway serve --workers; default "
-                             f"{DEFAULT_GATEWAY_WORKERS}: one per core of the issue's machine)")
+                             f"{DEFAULT_GATEWAY_WORKERS}: one per core of a 2-core machine)")
     parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS, metavar="S",
                         help="seconds the kiosks run before measuring starts (default "
                         f"{WARMUP_SECONDS:g}; their settlements are checked in the ledger too)")

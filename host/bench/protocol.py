@@ -37,8 +37,6 @@ SEED = bytes(range(0x40, 0x60))  # a fixed kiosk key: the figures do not depend 
 SIGN_TARGET_MS = 8.0
 VERIFY_TARGET_MS = 15.0
 BOARD_HEAP = "64K"
-IMPORT_TARGET_KB = 22  # design budget (not the issue's target): live heap after import
-ROUND_TRIP_TARGET_KB = 34  # design budget: the round trip's heap, leaving ~30 KB of 64 for the app
 PROTOCOL_MODULES = ("errors", "cbor", "framing", "cose", "sha512", "ed25519", "messages")
 KIOSK_KID = "KIOSK-0001"  # mp_protocol_bench.KIOSK
 GATEWAY_KID = "gw-2026-01"
@@ -280,9 +278,10 @@ def _print_report(
     modules = "  ".join(f"{name} {imports[name]:,}" for name in PROTOCOL_MODULES)
     print(f"    live after import, by module (B)          {modules}")
     total = imports["total"]
-    verdict = "within" if total <= IMPORT_TARGET_KB * 1024 else "over"
+    # Source modules compiled into the heap: a board runs them frozen, in flash (the kiosk's
+    # own budget, with its code frozen, is what `kiosk bench firmware` measures).
     print(f"    live after importing all of them          {total:>9,} B   "
-          f"design budget {IMPORT_TARGET_KB} KB: {verdict}")
+          "(compiled into the heap here; frozen in flash on a board)")
     print(f"    live: + kiosk key and gateway key         {heap['keys_bytes']:>9,} B")
     print(f"    allocated by one seal, collector paused   {heap['seal_bytes']:>9,} B")
     print(f"    allocated by one open, collector paused   {heap['open_bytes']:>9,} B")
@@ -297,12 +296,9 @@ def _print_report(
     if smallest is None:
         print("    smallest heap that imports, seals and opens: more than the largest tried")
     else:
-        verdict = "within" if smallest <= ROUND_TRIP_TARGET_KB else "over"
-        print(
-            f"    smallest heap that imports, seals and opens: {smallest} KB   "
-            f"design budget {ROUND_TRIP_TARGET_KB} KB: {verdict}"
-        )
+        print(f"    smallest heap that imports, seals and opens: {smallest} KB   "
+              "(imports included)")
         fits = "yes" if smallest <= heap_limit else "no"
         left = f"; {heap_limit - smallest} KB left for the app" if smallest <= heap_limit else ""
         print(f"    seal+open fits in {heap_limit}K heap: {fits}{left}   "
-              f"target (issue): fits in 64K: {'met' if fits == 'yes' else 'NOT met'}")
+              f"target: fits in 64K: {'met' if fits == 'yes' else 'NOT met'}")

@@ -27,6 +27,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from onestop.host.settlement.vocabulary import (
+    ASSISTANCE_CATEGORIES,
+    CATALOGUE_CLASSES,
+    HOSPITAL_LEVELS,
+    MED_TYPES,
+    SETTLED_INSURANCE_TYPES,
+)
+
 if TYPE_CHECKING:
     from .ledger.base import Ledger
 
@@ -330,12 +338,31 @@ def keys_list(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- bills
+IMPORT_FORMAT = f"""\
+a bill (money in integer fen; 1 yuan = 100 fen):
+  {{"bill_id": "B-130602-0101", "psn_no": "P101", "fixmedins_name": "保定市第一中心医院",
+   "mdtrtarea_admvs": "130602", "med_type": "inpatient", "hosp_lv": 2, "referral": false,
+   "date": "2026-11-20",
+   "items": [{{"name": "床位费", "class": "A", "amount": 120000}}]}}
+  med_type: {", ".join(MED_TYPES)}; hosp_lv: {", ".join(map(str, HOSPITAL_LEVELS))};
+  class: {", ".join(CATALOGUE_CLASSES)} (the catalogue: A in scope, B in scope after its
+  share paid first, C paid in full by the resident); mdtrtarea_admvs: the 6-digit region
+  code where treated; referral: referred there (off-site treatment).
+a person (once per resident; matched by card at the kiosk):
+  {{"psn_no": "P101", "name": "张三", "ssn": "130630195603120048", "card_no": "HB0000101",
+   "insu_admdvs": "130630", "assistance": "none"}}
+  assistance: {", ".join(ASSISTANCE_CATEGORIES)}; insu_admdvs: the region code where
+  insured; optional "insutype" ({", ".join(map(str, SETTLED_INSURANCE_TYPES))}).
+"""
+
 def _add_import_bills(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "import-bills",
         help="import bills (and residents) from the clinics' JSON",
         description='Import a JSON array of bills, or {"persons": [...], "bills": [...]}. '
         "Validated whole before anything is written; importing again changes nothing.",
+        epilog=IMPORT_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _db(parser)
     parser.add_argument("file", type=Path, metavar="FILE.json")

@@ -443,3 +443,27 @@ def test_a_mistyped_sqlite_url_is_refused_not_taken_as_a_folder_named_sqlite(
     assert kiosk("gateway", "init", "--db", url) == 1
     assert "bad SQLite ledger URL" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_format_import_bills_help_shows_imports_as_shown(db, tmp_path, capsys):
+    """An operator writes the clinics' file from `import-bills --help`: its examples must be
+    what the command takes (they found the fields by trial and error, one error at a time)."""
+    from onestop.host.gateway.cli import IMPORT_FORMAT
+
+    examples, lines = [], iter(IMPORT_FORMAT.splitlines())
+    for line in lines:  # an example: from a line "  {" to the line that ends with "}"
+        if line.startswith("  {"):
+            text = line
+            while not text.endswith("}"):
+                text += next(lines)
+            examples.append(json.loads(text))
+    bill, person = examples
+    path = tmp_path / "clinic.json"
+    path.write_text(json.dumps({"persons": [person], "bills": [bill]}, ensure_ascii=False))
+    assert kiosk("gateway", "import-bills", "--db", db, str(path)) == 0
+    ledger = open_ledger(db)
+    try:
+        (stored,) = ledger.pending_bills(person["psn_no"])
+        assert stored.bill_id == bill["bill_id"] and stored.medfee_sumamt == 120_000
+    finally:
+        ledger.close()
