@@ -210,12 +210,15 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
     from onestop.host.gateway.server import GatewayConfig, ServeError
     from onestop.host.gateway.transports import SerialSpec, parse_host_port
 
-    try:
-        listen = parse_host_port(args.listen)
-        serials = [SerialSpec.parse(text) for text in args.serial]
-        metrics_at = parse_host_port(args.metrics) if args.metrics else None
-    except ValueError as exc:
-        raise ServeError(str(exc)) from None
+    def option(name: str, parse: Callable[[str], Any], text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:  # which option it was: `--metrics 9400` named none
+            raise ServeError(f"{name} {text}: {exc}") from None
+
+    listen = option("--listen", parse_host_port, args.listen)
+    serials = [option("--serial", SerialSpec.parse, text) for text in args.serial]
+    metrics_at = option("--metrics", parse_host_port, args.metrics) if args.metrics else None
     if args.workers < 1:
         raise ServeError(f"--workers must be at least 1, not {args.workers}")
     _check_serials(serials, args.serial)

@@ -68,6 +68,12 @@ def test_metrics_ports_past_65535_for_a_worker_are_refused(db: str) -> None:
     assert "above 65535" in line
 
 
+def test_an_address_without_a_host_names_its_option(db: str) -> None:
+    # it said "expected HOST:PORT, got '9400'": of --listen or --metrics?
+    line = serve(db, "--metrics", "9400")
+    assert line == "kiosk gateway serve: --metrics 9400: expected HOST:PORT, got '9400'"
+
+
 def test_metrics_ports_up_to_65535_are_accepted(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["gateway", "serve", "--db", f"sqlite:///{tmp_path / 'l.db'}",
