@@ -33,7 +33,7 @@ from onestop.protocol import cose, messages
 from onestop.protocol.errors import ProtocolError
 
 from .ledger import events as ev
-from .ledger.base import AuditSnapshot, Bill, Ledger, Settlement
+from .ledger.base import AuditSnapshot, Ledger, Settlement
 from .ledger.chain import GENESIS_HASH, canonical_json, event_hash
 from .ledger.checks import amounts_problems, breakdown_problems, plus, same_amounts
 from .ledger.rows import bill_content
@@ -147,6 +147,8 @@ class _Replay:
         self.bills: dict[str, dict[str, Any]] = {}
         self.seeds: dict[tuple[str, int], dict[str, int]] = {}
         self.settled: dict[str, dict[str, Any]] = {}
+        # each settlement's bill as it stood when settled (cancelled, a bill may be corrected)
+        self.bill_when_settled: dict[str, dict[str, Any]] = {}
         self.cancelled: dict[str, dict[str, Any]] = {}
         self.printed: set[str] = set()
 
@@ -176,6 +178,9 @@ class _Replay:
             if data["txn_id"] in self.settled:
                 problems.append(f"{where}: txn {data['txn_id']} settled twice")
             self.settled[data["txn_id"]] = data
+            bill = self.bills.get(data["bill_id"])
+            if bill is not None:
+                self.bill_when_settled[data["txn_id"]] = bill
         elif kind == ev.CANCELLED:
             self._cancel(data, where, problems)
         elif kind == ev.RECEIPT_PRINTED:
@@ -269,7 +274,6 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
     problems = report.problems
     rows = {s.txn_id: s for s in snapshot.settlements}
     gateway_keys = {k.kid: k.public_key for k in snapshot.keys if k.role == "gateway"}
-    bills = {b.bill_id: b for b in snapshot.bills}
     stored: dict[str, Any] = {}
     for txn_id, settlement in rows.items():
         if not isinstance(settlement.result, dict) or not isinstance(settlement.delta, dict):
@@ -287,7 +291,7 @@ def _check_settlements(snapshot: AuditSnapshot, replayed: _Replay, report: Audit
             problems.append(f"settlement {txn_id}: {day_problem}")
         # from the signed breakdown: a row whose result differs from it is named above
         accumulated_problem = None if signed_problem else _delta_problem(
-            settlement, bills.get(settlement.bill_id))
+            settlement, replayed.bill_when_settled.get(txn_id))
         if accumulated_problem:
             problems.append(f"settlement {txn_id}: {accumulated_problem}")
         _check_flags(settlement, replayed, problems)
@@ -322,20 +326,26 @@ def _setl_date_problem(settlement: Settlement) -> str | None:
             f"({moment:%Y-%m-%d %H:%M} UTC): moved to another day behind the ledger")
 
 
-def _delta_problem(settlement: Settlement, bill: Bill | None) -> str | None:
+def _delta_problem(settlement: Settlement, bill: dict[str, Any] | None) -> str | None:
     """The row's accumulation change (delta, year) must follow from its breakdown (which the
-    signature vouches for) and its day: neither is signed, and a delta or year edited behind
-    the ledger (with the chain re-hashed around it) would let later claims past the caps."""
-    if bill is None or breakdown_problems(settlement.result):
-        return None  # a settlement without its bill, or a broken breakdown: reported elsewhere
-    should = delta_of(settlement.result, bill.med_type)
+    signature vouches for), its bill as it was when settled, and its day: neither is signed,
+    and a delta or year edited behind the ledger (with the chain re-hashed around it) would
+    let later claims past the caps."""
+    if (bill is None or not isinstance(bill.get("med_type"), str)
+            or breakdown_problems(settlement.result)):
+        return None  # no bill (or a malformed one), a broken breakdown: reported elsewhere
+    should = delta_of(settlement.result, bill["med_type"])
     if not same_amounts(settlement.delta, should):
         return ("its accumulation change does not follow from its signed amounts: "
                 + _difference(settlement.delta, should))
-    year = settlement.setl_date[:4] if isinstance(settlement.setl_date, str) else None
-    if year is not None and settlement.acc_year is not None and str(settlement.acc_year) != year:
+    # The gateway counts it in its settlement day's year; Ledger.settle without a year, in
+    # its bill's (the treatment's).
+    years = {text[:4] for text in (settlement.setl_date, bill.get("date"))
+             if isinstance(text, str)}
+    if settlement.acc_year is not None and years and str(settlement.acc_year) not in years:
         return (f"it counts in the accumulations of {settlement.acc_year}, not of its "
-                f"settlement day's year ({settlement.setl_date})")
+                f"settlement day's year ({settlement.setl_date}) or its bill's "
+                f"({bill.get('date')})")
     return None
 
 

@@ -406,3 +406,31 @@ def test_a_settlement_counted_in_another_years_accumulations_is_found(busy, ledg
 
     problems = problems_after(busy, ledger_url, move_to_last_year)
     one(problems, "settlement T-000003", f"counts in the accumulations of {kit.YEAR - 1}")
+
+
+def test_a_bill_corrected_after_its_settlement_was_cancelled_is_no_problem(
+        demo_people, kit):
+    """Cancelled, a bill is pending again and its clinic may correct it, med_type included;
+    settled again, both settlements are right: each by its bill as it stood then."""
+    from dataclasses import replace
+
+    kit.settle(demo_people, "T-000001", "P1", "B1")
+    demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+    corrected = replace(kit.bill("B1", "P1"), med_type="outpatient_chronic")
+    demo_people.upsert_bill(corrected)
+    kit.settle(demo_people, "T-000002", "P1", "B1")
+    report = audit(demo_people)
+    assert report.ok, report.problems
+
+
+def test_a_settlement_counted_in_its_bills_year_by_the_ledgers_default_is_no_problem(
+        demo_people, kit):
+    """Ledger.settle without a year counts a settlement in its bill's year (a bill treated on
+    30 December, settled in the new year): not a problem, though the gateway passes the day's."""
+    from dataclasses import replace
+
+    demo_people.upsert_bill(replace(kit.bill("B9", "P1"), date=f"{kit.YEAR - 1}-12-30"))
+    stored = kit.settle(demo_people, "T-000001", "P1", "B9")
+    assert stored.acc_year == kit.YEAR - 1 and stored.setl_date.startswith(str(kit.YEAR))
+    report = audit(demo_people)
+    assert report.ok, report.problems
