@@ -579,8 +579,14 @@ def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
     it is done. Work that fails leaves the board in service mode, at its REPL (a half-copied
     firmware must not boot), unless `leave_after_error` (work that changes nothing when it
     fails)."""
+    # (the reset waits 100 ms, as mpremote's own `reset`: mpremote is gone by then)
     _mpremote(port, "exec", "--no-follow", _ENTER_SERVICE % SERVICE_FILE)
     _wait_for_board(port)
+    # --no-follow hides an error in the code sent: the flag must be there (a full flash, say)
+    if SERVICE_FILE not in _mpremote(port, "exec", "import os\nprint(os.listdir())"):
+        raise FirmwareToolError(
+            f"the board on {port} did not enter service mode (no {SERVICE_FILE!r} file on its "
+            "flash after the reset: is the flash full or read-only?); nothing was copied")
     try:
         yield
     except FirmwareToolError as exc:
@@ -591,7 +597,12 @@ def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
         raise FirmwareToolError(
             f"{exc}; the board stays in service mode (its REPL, no kiosk): run the command "
             f"again, or remove the file {SERVICE_FILE!r} from its flash and reset it") from None
-    _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
+    try:
+        _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
+    except FirmwareToolError as exc:
+        raise FirmwareToolError(
+            f"{exc}; the work is done but the board may still be in service mode (its REPL, "
+            f"no kiosk): remove the file {SERVICE_FILE!r} from its flash and reset it") from None
 
 
 def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:

@@ -97,5 +97,5 @@ def _stop(status):
     """A kiosk that cannot start: the unix launcher reports the exit status; a board stays at
     its REPL for a technician (sys.exit in a board's main.py is a soft reboot, which would run
     main.py again and fail again, in a loop mpremote struggles to break into)."""
-    if sys.platform == "linux":
+    if sys.platform not in ("esp32", "rp2"):  # the unix port (linux, darwin)
         sys.exit(status)

@@ -332,7 +332,8 @@ class KioskTui(App[int]):
         """The firmware process ended: say how once, and darken the screen."""
         if not self.power_cut_here:
             status = hall.firmware.proc.returncode
-            # what it said as it died (a MicroPython traceback): the technician's first clue
+            # what it wrote to stderr as it died (the port's own fatal errors; a Python
+            # traceback goes to stdout, already in the log): the technician's first clue
             for line in hall.firmware.stderr_tail():
                 self._write_log(f"firmware: {line}")
             self.say(f"the firmware is not running: it exited on its own (status {status}); "

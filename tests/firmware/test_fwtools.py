@@ -523,3 +523,23 @@ def test_an_esp32_turns_its_radio_on_before_it_makes_its_key(tmp_path: Path) -> 
     assert json.loads(lines[-1])["new_key"] is True
     assert json.loads(calls) == [[0, True, False]]  # station interface on, before the key
     assert (flash / "kiosk.key").exists()
+
+
+def test_a_board_that_did_not_enter_service_mode_gets_nothing_copied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`exec --no-follow` hides an error in the code it sends (the flag file unwritable on a
+    full flash): the watchdog would still run, and the copy would be cut by it."""
+    from onestop.host import fwtools
+
+    calls: list[tuple[str, ...]] = []
+
+    def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+        calls.append(args)
+        return "['boot.py', 'main.py']\n" if "listdir" in args[-1] else ""  # no flag there
+
+    monkeypatch.setattr(fwtools, "_mpremote", mpremote)
+    monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
+    stage = stage_firmware(tmp_path / "stage", "esp32s3", compiled=False, tables=False)
+    with pytest.raises(FirmwareToolError, match="did not enter service mode"):
+        fwtools.deploy("/dev/fake", stage)
+    assert not any(args[0] == "cp" for args in calls)
