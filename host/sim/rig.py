@@ -41,14 +41,14 @@ from onestop.host.fwtools import provision_unix, stage_firmware, start_unix_firm
 from onestop.host.gateway.kiosk_client import pinned_gateway_key
 from onestop.host.gateway.ledger import open_ledger
 from onestop.host.gateway.ledger.base import Settlement
-from onestop.host.sim.card import CardReaderSim, Latency
+from onestop.host.sim.card import Latency
 from onestop.host.sim.cards import deck_card
 from onestop.host.sim.display import DisplaySim
 from onestop.host.sim.link import SerialLink
-from onestop.host.sim.printer import PrinterSim, Receipt
+from onestop.host.sim.peripherals import Peripherals
+from onestop.host.sim.printer import Receipt
 from onestop.host.sim.tap import FrameTap
 
-ROLES = ("card", "printer", "display")
 WAIT_S = 30.0
 STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a dozen lines
 # The simulated kiosk's touch guard (the boards' default, firmware/app/config.py): presses
@@ -201,8 +201,8 @@ class Hall:
         self.firmware: Firmware | None = None
         self.gateway: GatewayProcess | None = None
         self.tap: FrameTap | None = None
+        self.devices: Peripherals | None = None
         self.links: dict[str, SerialLink] = {}
-        self._devices: list[CardReaderSim | PrinterSim | DisplaySim] = []
         try:
             self._build(baud, stage, capture, card_latency, timeouts_ms, ledger_from)
         except BaseException:
@@ -228,20 +228,16 @@ class Hall:
         self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
         with closing(open_ledger(self.db)) as ledger:
             gateway_kid, verifier = pinned_gateway_key(ledger)
-        self.links = {role: SerialLink(role, baud=baud) for role in ROLES}
-        self.card = CardReaderSim(self.links["card"].device_path,
-                                  latency=card_latency or Latency())
-        self._devices.append(self.card)
-        self.printer = PrinterSim(self.links["printer"].device_path)
-        self._devices.append(self.printer)
-        self.display = DisplaySim(self.links["display"].device_path, on_change=self._screen)
-        self._devices.append(self.display)
+        self.devices = Peripherals(baud, card_latency, on_screen=self._screen)
+        self.links = self.devices.links
+        self.card, self.printer, self.display = (
+            self.devices.card, self.devices.printer, self.devices.display)
         self.flash = folder / "flash"
         settings = {
             "version": 1, "board": "unix", "kiosk_id": self.kiosk_id,
             "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": tap.port},
             "gateway_kid": gateway_kid, "gateway_public_key": verifier.public_key.hex(),
-            "uarts": {role: link.host_path for role, link in self.links.items()},
+            "uarts": self.devices.uarts(),
             "heap_log": True,
         }
         timeouts = {"touch_guard": TOUCH_GUARD_MS, **(timeouts_ms or {})}
@@ -366,10 +362,8 @@ class Hall:
 
     def close(self) -> None:
         self.power_cut()
-        for device in self._devices:
-            device.close()
-        for link in self.links.values():
-            link.close()
+        if self.devices is not None:
+            self.devices.close()
         if self.tap is not None:
             self.tap.close()
         if self.gateway is not None:
