@@ -963,4 +963,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--heap-log", action="store_true")
     run.set_defaults(func=_guarded(cmd_run))
 
+    from onestop.host.sim import devices_cli
+
+    devices_cli.register(commands)
     fw.set_defaults(func=lambda _args: (fw.print_help(), 2)[1])
