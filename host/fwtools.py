@@ -543,6 +543,15 @@ def stale_files(board_files: Iterable[str], staged: set[str]) -> list[str]:
                   if name.split("/", 1)[0] in folders and name not in staged)
 
 
+def frozen_image_files(staged: set[str]) -> dict[str, str]:
+    """What the flash needs beside an image with the firmware frozen in (manifest.py), stage
+    path -> flash path: main.py, the GBK tables, and the pin map at the flash root. Nothing in
+    a code folder: the flash comes first on the import path, and its app/ or boards/ folder
+    (even with no module in it) would hide the frozen package of that name."""
+    return {name: name.rsplit("/", 1)[-1] for name in staged
+            if name == "main.py" or not name.endswith((".py", ".mpy"))}
+
+
 # Run on the board by mpremote exec: every file under the given folders, one path a line.
 _LIST_CODE = """import os
 def walk(d):
@@ -619,18 +628,51 @@ def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:
                     f"reset into service mode: {exc}") from None
 
 
-def deploy(port: str, stage: Path) -> None:
+# Run on the board: the given folders removed with everything in them.
+_REMOVE_FOLDERS = """import os
+def rm(d):
+    try:
+        entries = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in entries:
+        if e[1] == 0x4000:
+            rm(d + "/" + e[0])
+        else:
+            os.remove(d + "/" + e[0])
+    os.rmdir(d)
+for d in %r:
+    rm(d)
+"""
+
+
+def deploy(port: str, stage: Path, frozen: bool = False) -> None:
     """Copy a stage to a board's flash root over mpremote, in service mode, first removing the
-    code an earlier deploy left there that this stage does not replace."""
+    code an earlier deploy left there that this stage does not replace. `frozen`: the board's
+    image has the firmware frozen in: only what the flash needs besides is copied, every
+    module file in the code folders is removed, and the image is checked to hold the kiosk."""
     staged = stage_files(stage)
     with service_mode(port):
-        listing = _mpremote(port, "exec", _LIST_CODE % code_folders(staged))
-        on_board = [line.strip() for line in listing.splitlines() if line.strip()]
-        stale = stale_files(on_board, staged)
-        if stale:
-            _mpremote(port, "exec", _REMOVE_CODE % stale)
-        names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
-        _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
+        if frozen:
+            _mpremote(port, "exec", _REMOVE_FOLDERS % code_folders(staged))
+            for name, on_flash in sorted(frozen_image_files(staged).items()):
+                _mpremote(port, "cp", name, f":{on_flash}", cwd=stage)
+        else:
+            listing = _mpremote(port, "exec", _LIST_CODE % code_folders(staged))
+            on_board = [line.strip() for line in listing.splitlines() if line.strip()]
+            stale = stale_files(on_board, staged)
+            if stale:
+                _mpremote(port, "exec", _REMOVE_CODE % stale)
+            names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
+            _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
+            return
+        try:  # no module file is left on the flash: the kiosk's code must be the image's
+            _mpremote(port, "exec", "import app.boot")
+        except FirmwareToolError as exc:
+            raise FirmwareToolError(
+                f"--frozen: the board's image has no kiosk firmware frozen in ({exc}); flash "
+                "an image built with the stage's manifest.py (hardware/hil.md), or deploy "
+                "without --frozen") from None
 
 
 def provision_board(port: str, settings: dict[str, Any],
@@ -786,8 +828,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     else:
         check_port(args.port)  # before a build is staged for it
         stage = stage_firmware(DEFAULT_BUILD / args.board, args.board, compiled=True)
-    deploy(args.port, stage)
-    print(f"deployed {stage} to {args.port}")
+    deploy(args.port, stage, frozen=args.frozen)
+    print(f"deployed {stage} to {args.port}" + (" (beside its frozen image)" if args.frozen
+                                                 else ""))
     return 0
 
 
@@ -927,6 +970,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dep.add_argument("--board", choices=BOARDS[1:], required=True)
     dep.add_argument("--port", required=True, help="the board's USB serial port")
     dep.add_argument("--build", metavar="DIR", help="an existing `kiosk fw build` output")
+    dep.add_argument("--frozen", action="store_true",
+                     help="the board's image has the firmware frozen in (the Pico W needs it): "
+                     "copy only main.py, the pin map and the GBK tables, remove module files")
     dep.set_defaults(func=_guarded(cmd_deploy))
 
     prov = commands.add_parser(

@@ -20,14 +20,16 @@ class BoardError(Exception):
 
 
 def find_spec(name):
-    """The pin map boards/<name>.json, looked up along sys.path (it is staged beside boards/)."""
+    """The pin map boards/<name>.json, looked up along sys.path (it is staged beside boards/);
+    or <name>.json there, as a frozen image's flash holds it (a boards/ folder on the flash
+    would hide the frozen boards package)."""
     for root in sys.path:
-        path = (root + "/" if root else "") + "boards/" + name + ".json"
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except OSError:
-            continue
+        for place in ("boards/", ""):
+            try:
+                with open((root + "/" if root else "") + place + name + ".json") as f:
+                    return json.load(f)
+            except OSError:
+                continue
     raise BoardError("no boards/%s.json on the import path" % name)
 
 

@@ -543,3 +543,56 @@ def test_a_board_that_did_not_enter_service_mode_gets_nothing_copied(
     with pytest.raises(FirmwareToolError, match="did not enter service mode"):
         fwtools.deploy("/dev/fake", stage)
     assert not any(args[0] == "cp" for args in calls)
+
+
+@pytest.mark.parametrize("image_has_the_kiosk", [True, False])
+def test_a_frozen_deploy_leaves_no_module_on_the_flash_and_checks_the_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_has_the_kiosk: bool) -> None:
+    """A Pico W runs the kiosk frozen into its image (its heap cannot hold the code too): the
+    flash gets main.py, the pin map and the tables, and no module file, which would be
+    imported before the frozen one; an image without the kiosk is said, in service mode."""
+    from onestop.host import fwtools
+    from onestop.host.mpy import micropython_binary
+
+    stage = stage_firmware(tmp_path / "stage", "rp2040", compiled=True, tables=False)
+    image = tmp_path / "image"  # the modules frozen into the board's MicroPython image
+    image.mkdir()
+    if image_has_the_kiosk:
+        for folder in ("app", "boards", "drivers", "onestop"):  # modules only: no pin map
+            shutil.copytree(stage / folder, image / folder,
+                            ignore=shutil.ignore_patterns("*.json"))
+    (image / "machine.py").write_text("def reset():\n    pass\n")
+    board = tmp_path / "board"
+    for name in ("app/session.mpy", "drivers/old.py", "config.json", "kiosk.key"):
+        (board / name).parent.mkdir(parents=True, exist_ok=True)
+        (board / name).write_bytes(b"x")
+
+    def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+        if args[0] == "exec":
+            done = subprocess.run([micropython_binary(), "-c", args[-1]], cwd=board,
+                                  capture_output=True, text=True,
+                                  env={"MICROPYPATH": f"{image}:.frozen"})
+            if done.returncode:
+                raise FirmwareToolError(f"mpremote exec: {done.stdout.strip()[-200:]}")
+            return done.stdout
+        assert args[0] == "cp" and cwd is not None and args[2].startswith(":")
+        shutil.copy2(cwd / args[1], board / args[2][1:])
+        return ""
+
+    monkeypatch.setattr(fwtools, "_mpremote", mpremote)
+    monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
+    if not image_has_the_kiosk:
+        with pytest.raises(FirmwareToolError,
+                           match="(?s)no kiosk firmware frozen in.*service mode"):
+            fwtools.deploy("/dev/fake", stage, frozen=True)
+        assert (board / fwtools.SERVICE_FILE).exists()  # it must not boot without its code
+        return
+    fwtools.deploy("/dev/fake", stage, frozen=True)
+    on_board = {p.relative_to(board).as_posix() for p in board.rglob("*") if p.is_file()}
+    assert on_board == {"main.py", "rp2040.json", "config.json", "kiosk.key"}
+    assert not any(p.is_dir() for p in board.iterdir())  # an empty app/ hid the frozen app
+    # the frozen boards package finds its pin map at the flash root
+    spec = json.loads(mpremote("/dev/fake", "exec", "import json\n"
+                               "from boards.common import find_spec\n"
+                               "print(json.dumps(find_spec('rp2040')))"))
+    assert spec == json.loads((stage / "boards" / "rp2040.json").read_text())
