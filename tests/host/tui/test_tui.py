@@ -333,6 +333,27 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
         app.close_hall()
 
 
+async def test_what_a_dying_firmware_wrote_to_stderr_is_in_the_log(
+        tmp_path: Path, stage: Path) -> None:
+    """The unix port's own fatal errors go to stderr, which the technician never saw: only
+    "exited on its own (status 1)". (The rig's reading of stderr is tested in
+    tests/host/sim/test_rig_firmware.py; here, that the TUI shows what it read.)"""
+    app = KioskTui(tmp_path / "work", "P002", hall_options={
+        "stage": stage, "card_latency": Latency.instant(), "timeouts_ms": QUICK})
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            firmware = app.hall.firmware
+            firmware.stderr_tail = lambda: ["FATAL: uncaught NLR 0x7f00"]
+            firmware.proc.kill()
+            await until(pilot, logged(app, "the firmware is not running: it exited on its own"),
+                        "the log saying it died")
+            assert logged(app, "firmware: FATAL: uncaught NLR 0x7f00")(), log_text(app)[-800:]
+            await quit_and_wait(pilot, app)
+    finally:
+        app.close_hall()
+
+
 class HeadlessTui(KioskTui):
     """For `kiosk tui` itself: no hall, headless; `quits_at_once` or its mount fails."""
 
