@@ -62,7 +62,10 @@ class SqliteLedger(SqlLedger):
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         super().__init__(str(path))
-        self.path = Path(path)
+        # The file itself, through any symbolic link: it is made private (a dangling link was
+        # followed by SQLite and made with the umask's mode), and SQLite keeps its -wal file
+        # beside the target, where the durable flush must find it.
+        self.path = Path(os.path.realpath(path))
         self._busy_timeout_s = busy_timeout_s
         self._writers = threading.Lock()  # threads of this process take turns here first
         self._lock_fd: int | None = None

@@ -213,3 +213,22 @@ def test_serving_gateways_record_what_they_settle_by_one_row_each(ledger) -> Non
         "gw-b@host2": ('{"timezone": "UTC"}', 1_005),
     }
     ledger.check_schema()  # beside the schema version, which it leaves alone
+
+
+def test_a_ledger_reached_through_a_symbolic_link_is_private_and_durable(tmp_path, kit):
+    """An operator's ledger path that is a link to where the file will be: SQLite followed it
+    and made the file with the umask's mode (names and full ID numbers readable by all), and the
+    durable flush looked for the -wal file beside the link: every write said it had failed."""
+    target = tmp_path / "data" / "ledger.sqlite"
+    target.parent.mkdir()
+    link = tmp_path / "ledger.sqlite"
+    link.symlink_to(target)
+    ledger = open_ledger(f"sqlite:///{link}")
+    try:
+        ledger.init()
+        ledger.upsert_person(kit.person("P1", 1))  # a durable write: it used to raise
+        assert oct(target.stat().st_mode & 0o777) == "0o600"
+        assert oct(target.with_name("ledger.sqlite-wal").stat().st_mode & 0o777) == "0o600"
+    finally:
+        ledger.close()
+    assert link.is_symlink()  # left as the operator made it
