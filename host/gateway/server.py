@@ -143,6 +143,11 @@ class FrameService:
         try:
             # open() also checks that the signer's kid is the kiosk the request names
             _kid, request = fastwire.open(payload, lambda kid: self._verifier(kid, used))
+            if request["t"] not in fastwire.REQUESTS:
+                # A reply or error is never a kiosk's to send; open() ties only a request's
+                # `kiosk` to its signer, so this one's may name another kiosk: refused before
+                # the ledger is asked anything about that kiosk.
+                raise ProtocolError("invalid", f"{request['t']} is not a request")
             replay.check_fresh(request, now, self.stale_after_s)
             replay.check_counter_range(request)
             storable.check_text(request)

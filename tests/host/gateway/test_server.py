@@ -187,6 +187,27 @@ async def test_a_retry_on_a_new_connection_gets_the_same_settlement(site: Site) 
     assert 'onestop_settlements_total{kind="retry"} 1.0' in site.metrics()
 
 
+async def test_a_reply_sent_by_a_kiosk_is_refused_before_the_kiosk_it_names_is_looked_at(
+    site: Site,
+) -> None:
+    """A reply's `kiosk` is not tied to its signer (only a request's is): K-01 sending a
+    sign_in_reply that names K-02 got a gateway-signed error addressed to K-02, counted under
+    K-02's key status ("revoked": "kiosk K-02 is active")."""
+    kiosk = await site.kiosk("K-01")
+    await site.kiosk("K-02")
+    client = kiosk.client
+    theirs = messages.request("sign_in", "K-02", 5_000, os.urandom(8), client.now(),
+                              fw="x", board="y")
+    sent = messages.reply(theirs, "sign_in_reply", client.now(), sign_no="S1", now=client.now(),
+                          gateway="gw", policy="reference")
+    reply = await refusal(kiosk, framing.encode(messages.seal(sent, "K-01", client.key)))
+    assert (reply["t"], reply["code"]) == ("error", "invalid")
+    assert "sign_in_reply is not a request" in reply["msg"]
+    scraped = site.metrics()
+    assert 'onestop_errors_total{code="invalid"} 1.0' in scraped
+    assert 'code="revoked"' not in scraped
+
+
 async def test_unauthenticatable_frames_get_a_signed_error_and_the_link_stays_up(
     site: Site,
 ) -> None:
