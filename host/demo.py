@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="where the ledger, keys, kiosk flash and receipt go "
                              "(default: a new temporary directory)")
     parser.add_argument("--capture", type=Path, metavar="FILE",
-                        help="write every kiosk-gateway frame as JSON lines")
+                        help="write every kiosk-gateway frame as JSON lines (they hold the "
+                        "residents' names and full ID numbers: the file is the owner's only)")
     parser.set_defaults(func=run)
 
 
@@ -153,7 +155,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.capture:
             try:
-                capture = open(args.capture, "w", encoding="utf-8")
+                # the frames hold the residents' names and full ID numbers: owner only
+                fd = os.open(args.capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                             0o600)
+                os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
+                capture = open(fd, "w", encoding="utf-8")
             except OSError as exc:
                 raise DemoRefused(f"--capture {args.capture}: {exc.strerror}") from None
         aside = set_aside_previous_demo(workdir)

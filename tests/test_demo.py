@@ -101,6 +101,11 @@ def keys_from_the_command_the_demo_states(demo: dict[str, Any]) -> dict[str, dic
     return {key["kid"]: key for key in json.loads(listed.stdout)}
 
 
+def test_the_capture_file_is_its_owners_only(demo: dict[str, Any]) -> None:
+    # its frames hold the residents' names and full ID numbers (frames are signed, not sealed)
+    assert oct(demo["capture"].stat().st_mode & 0o777) == "0o600"
+
+
 def test_every_captured_frame_is_signed_by_the_kiosk_or_the_gateway(
         demo: dict[str, Any]) -> None:
     keys = keys_from_the_command_the_demo_states(demo)
