@@ -168,7 +168,8 @@ def gateway_init(args: argparse.Namespace) -> int:
             "here first)")
     for folder in {key_path.parent, *([location.path.parent] if location.path else [])}:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            # new folders its owner's only whatever the umask: they hold the key and ledger
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise CommandError(f"cannot make the folder {folder}: {exc.strerror}") from None
     with _open(args.db, create=True) as ledger:

@@ -77,8 +77,14 @@ def test_keys_list_shows_each_kiosks_last_counter_for_a_lost_counter_file(db, ca
 
 def test_init_makes_the_key_folder_and_a_key_it_cannot_write_leaves_no_ledger(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    assert kiosk("gateway", "init", "--db", url, "--key", str(tmp_path / "keys" / "gw.key")) == 0
+    old_umask = os.umask(0)  # an operator's shell with a careless umask
+    try:
+        assert kiosk("gateway", "init", "--db", url, "--key",
+                     str(tmp_path / "keys" / "gw.key")) == 0
+    finally:
+        os.umask(old_umask)
     assert load_signing_key(tmp_path / "keys" / "gw.key")
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700  # made for the key
     (tmp_path / "blocked").write_text("a file where the key's folder should be")
     other = f"sqlite:///{tmp_path / 'other.sqlite'}"
     capsys.readouterr()
