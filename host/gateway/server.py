@@ -71,6 +71,20 @@ ACCEPT_RETRY_S = 0.25
 ACCEPT_WARN_EVERY_S = 10.0
 # A ledger batch that took this long held up every kiosk of the gateway: logged as a warning.
 SLOW_LEDGER_S = 1.0
+# A TCP client whose frames are refused this many times in a row (bad frames, unknown keys,
+# frames too large...) is disconnected: a kiosk never does that, and each refusal costs a
+# signature and a log line while other kiosks wait. It may connect again.
+MAX_REFUSED_IN_A_ROW = 32
+# Frames one connection may have answered in one pass of the event loop before the others get
+# theirs: a client sending thousands of small frames at once must not hold the loop.
+FRAMES_PER_PASS = 8
+# A frame begun must end within this (a kiosk sends each whole; 4 KB at 9600 baud is 4 s): a
+# client trickling a byte at a time would otherwise hold its connection past the idle timeout.
+FRAME_DEADLINE_S = 30.0
+# "refused" log lines: at most this many per window; the rest are counted in one line (the
+# metrics count every one), so a flood of bad frames cannot fill the disk with log.
+REFUSED_LOG_BURST = 100
+REFUSED_LOG_WINDOW_S = 10.0
 
 
 @dataclass(slots=True)
@@ -352,9 +366,12 @@ class TcpConnection(asyncio.Protocol):
         self._eof = False  # the kiosk half-closed: close once its frames are answered
         self._lost = False  # the connection is gone
         self._last_heard = 0.0
+        self._partial_since: float | None = None  # when the unfinished frame began
         self._idle: asyncio.TimerHandle | None = None
         self._reason = "closed by peer"
         self._gauge: Any = None
+        self._refused_in_a_row = 0
+        self._pump_scheduled = False
 
     # ---- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -378,14 +395,20 @@ class TcpConnection(asyncio.Protocol):
         self._idle = loop.call_at(self._last_heard + server.idle_timeout_s, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        self._last_heard = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_heard = now = loop.time()
         deframer = self.deframer
         before = dict(deframer.stats)
         deframer.receive_data(data)
         if deframer.stats != before:
             self.server._count_discarded(before, deframer.stats)
-            for _ in range(deframer.stats["too_large"] - before["too_large"]):
-                self._write(self.server.service.too_large(), "error")
+            too_large = deframer.stats["too_large"] - before["too_large"]
+            if not self._paused:  # a client not reading its answers gets no more of them
+                for _ in range(min(too_large, MAX_REFUSED_IN_A_ROW)):
+                    self._write(self.server.service.too_large(), "error")
+            if self._refused(sum(deframer.stats.values()) - sum(before.values())):
+                return
+        self._track_partial(now)
         self._pump()
         if deframer.waiting > MAX_FRAMES_AHEAD and not self._not_reading:
             self._not_reading = True
@@ -428,7 +451,16 @@ class TcpConnection(asyncio.Protocol):
     # ---- frames
     def _pump(self) -> None:
         server = self.server
-        while not (self._busy or self._paused or self._lost or server._closing):
+        self._pump_scheduled = False
+        answered = 0
+        transport = self.transport
+        while not (self._busy or self._paused or self._lost or server._closing
+                   or (transport is not None and transport.is_closing())):
+            if answered >= FRAMES_PER_PASS:  # the other connections' turn; then the rest
+                if not self._pump_scheduled:
+                    self._pump_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._pump)
+                return
             payload = self.deframer.next_frame()
             if payload is None:
                 return
@@ -439,10 +471,39 @@ class TcpConnection(asyncio.Protocol):
             prepared = server.service.prepare(payload)
             if isinstance(prepared, Processed):
                 self._answer(prepared, started)
+                answered += 1
                 continue
             self._busy = True
             server.batcher.submit_then(
                 prepared, lambda result, started=started: self._answered(result, started))
+
+    def _refused(self, frames: int) -> bool:
+        """Count frames refused in a row (0: one was served); True if the connection is
+        closed for them."""
+        if not frames:
+            self._refused_in_a_row = 0
+            return False
+        self._refused_in_a_row += frames
+        if self._refused_in_a_row < MAX_REFUSED_IN_A_ROW or self._lost:
+            return False
+        self.server.metrics.warning("refused_in_a_row")
+        self.server.log.warning("disconnected_for_refusals", transport="tcp", peer=self.peer,
+                                refused=self._refused_in_a_row)
+        self.close(f"{self._refused_in_a_row} frames refused in a row")
+        return True
+
+    def _track_partial(self, now: float) -> None:
+        """Start the clock of an unfinished frame (FRAME_DEADLINE_S), or stop it."""
+        if not self.deframer.buffered:
+            self._partial_since = None
+            return
+        if self._partial_since is not None:
+            return
+        self._partial_since = now
+        deadline = now + FRAME_DEADLINE_S
+        if self._idle is not None and self._idle.when() > deadline:
+            self._idle.cancel()
+            self._idle = asyncio.get_running_loop().call_at(deadline, self._check_idle)
 
     def _answered(self, result: Processed, started: float) -> None:
         self._busy = False
@@ -457,6 +518,7 @@ class TcpConnection(asyncio.Protocol):
     def _answer(self, result: Processed, started: float) -> None:
         self._write(result.reply, result.reply_type)
         self.server._account(result, self.peer, time.perf_counter() - started)
+        self._refused(1 if result.code is not None else 0)
 
     def _write(self, sealed: bytes, reply_type: str) -> None:
         transport = self.transport
@@ -467,11 +529,17 @@ class TcpConnection(asyncio.Protocol):
     # ---- ending
     def _check_idle(self) -> None:
         loop = asyncio.get_running_loop()
-        due = self._last_heard + self.server.idle_timeout_s
-        if loop.time() < due:
-            self._idle = loop.call_at(due, self._check_idle)
+        now = loop.time()
+        if self._partial_since is not None and now >= self._partial_since + FRAME_DEADLINE_S:
+            self.close(f"a frame not finished in {FRAME_DEADLINE_S:g} s")
             return
-        self.close("idle timeout")
+        due = self._last_heard + self.server.idle_timeout_s
+        if now >= due:
+            self.close("idle timeout")
+            return
+        if self._partial_since is not None:
+            due = min(due, self._partial_since + FRAME_DEADLINE_S)
+        self._idle = loop.call_at(due, self._check_idle)
 
     def close(self, reason: str) -> None:
         self._reason = reason
@@ -500,6 +568,9 @@ class GatewayServer:
         self._shared: SharedListener | None = None
         self._accept_failures = 0  # since the last accept_failed warning
         self._accept_warned_at = -ACCEPT_WARN_EVERY_S
+        self._refused_logged = 0  # "refused" lines in this window
+        self._refused_unlogged = 0  # ...and those not written
+        self._refused_window: asyncio.TimerHandle | None = None
         self._closing = False
 
     # ------------------------------------------------------------ listeners
@@ -682,9 +753,8 @@ class GatewayServer:
         latency_ms = round(elapsed * 1000, 2)
         if result.code is not None:
             self.metrics.error(result.code)
-            self.log.warning("refused", kiosk=result.kiosk, t=result.request_type,
-                             code=result.code, msg=result.msg, peer=peer,
-                             latency_ms=latency_ms)
+            self._log_refused(kiosk=result.kiosk, t=result.request_type, code=result.code,
+                              msg=result.msg, peer=peer, latency_ms=latency_ms)
             return
         handled = result.handled
         if handled is None:
@@ -700,6 +770,23 @@ class GatewayServer:
         else:
             self.log.debug("served", kiosk=result.kiosk, t=result.request_type,
                            latency_ms=latency_ms)
+
+    def _log_refused(self, **fields: Any) -> None:
+        if self._refused_window is None:  # a window opens with its first refusal
+            self._refused_window = asyncio.get_running_loop().call_later(
+                REFUSED_LOG_WINDOW_S, self._end_refused_window)
+        if self._refused_logged < REFUSED_LOG_BURST:
+            self._refused_logged += 1
+            self.log.warning("refused", **fields)
+        else:
+            self._refused_unlogged += 1
+
+    def _end_refused_window(self) -> None:
+        if self._refused_unlogged:
+            self.log.warning("refused_unlogged", frames=self._refused_unlogged,
+                             seconds=REFUSED_LOG_WINDOW_S, logged=self._refused_logged)
+        self._refused_logged = self._refused_unlogged = 0
+        self._refused_window = None
 
     # ------------------------------------------------------------ shutdown
     async def close(self) -> None:

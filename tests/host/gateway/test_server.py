@@ -304,6 +304,92 @@ async def test_a_silent_client_is_disconnected_after_the_idle_timeout(site: Site
     )
 
 
+async def drain_until_closed(reader: asyncio.StreamReader, within_s: float = 10.0) -> int:
+    """Read what the gateway sends until it hangs up; the bytes read."""
+    read = 0
+    async with asyncio.timeout(within_s):
+        while chunk := await reader.read(65536):
+            read += len(chunk)
+    return read
+
+
+async def test_a_client_whose_frames_are_refused_again_and_again_is_disconnected(
+        site: Site) -> None:
+    """A robustness probe sent 11,000 empty frames (6 bytes each, a signed error each): one
+    connection held the loop for seconds and another kiosk's visit timed out."""
+    steady = await site.kiosk("K-STEADY")
+    reader, writer = await site.raw()
+    writer.write(fastwire.encode_frame(b"") * 11_000)
+    answered = await drain_until_closed(reader)
+    writer.close()
+    assert 0 < answered < 40 * 200  # some errors, then the door: not 11,000 of them
+    assert any(e["event"] == "disconnected_for_refusals" and e["refused"] >= 32
+               for e in site.events())
+    settled = await settle_bill(steady, "P001", "B-130630-0001", "TXN-STEADY-02")
+    assert settled["t"] == "settle_reply"
+    assert 'onestop_warnings_total{event="refused_in_a_row"} 1.0' in site.metrics()
+
+
+async def test_a_client_sending_oversized_frames_and_reading_nothing_is_cut_off(
+        site: Site) -> None:
+    """Each over-long run got a too_large reply, written whether the client read or not: the
+    gateway's memory grew by 5 MB a second for as long as the client sent."""
+    reader, writer = await site.raw()
+    run = b"\x01" * (framing.MAX_FRAME + 100) + b"\x00"
+    with pytest.raises(ConnectionError):
+        async with asyncio.timeout(10):
+            for _ in range(100_000):  # 420 MB, unless the gateway hangs up first
+                writer.write(run)
+                await writer.drain()
+    writer.close()
+    assert any(e["event"] == "disconnected_for_refusals" for e in site.events())
+
+
+async def test_a_frame_trickled_a_byte_at_a_time_is_cut_off_at_its_deadline(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each byte reset the idle timer: a frame never finished held its connection (and a file
+    descriptor) for as long as its client liked."""
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "FRAME_DEADLINE_S", 0.6)
+    reader, writer = await site.raw()
+    started = time.monotonic()
+    with pytest.raises((ConnectionError, TimeoutError, AssertionError)):
+        async with asyncio.timeout(5):
+            for _ in range(100):  # 1 byte every 0.1 s: well within the idle timeout
+                writer.write(b"\x05")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                assert not reader.at_eof()
+    assert time.monotonic() - started < 3
+    writer.close()
+    assert any(e["event"] == "disconnected" and "not finished" in e["reason"]
+               for e in site.events())
+
+
+async def test_refused_frames_beyond_a_burst_are_counted_in_one_log_line(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One warning per refused frame let a flood of bad frames fill the disk with log (and a
+    full disk stops the ledger for every kiosk)."""
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "REFUSED_LOG_BURST", 5)
+    monkeypatch.setattr(server, "REFUSED_LOG_WINDOW_S", 0.5)
+    reader, writer = await site.raw()
+    writer.write(framing.encode(b"\xff not cbor") * 20)
+    async with asyncio.timeout(5):
+        while sum(e["event"] == "refused" for e in site.events()) < 5:
+            await asyncio.sleep(0.05)
+        while not any(e["event"] == "refused_unlogged" for e in site.events()):
+            await asyncio.sleep(0.05)
+    writer.close()
+    events = site.events()
+    assert sum(e["event"] == "refused" for e in events) == 5
+    (summary,) = [e for e in events if e["event"] == "refused_unlogged"]
+    assert summary["frames"] == 15
+    assert 'onestop_errors_total{code="malformed"} 20.0' in site.metrics()  # every one
+
+
 async def test_a_kiosk_vanishing_mid_frame_does_not_disturb_another(site: Site) -> None:
     steady = await site.kiosk("K-STEADY")
     flaky = await site.kiosk("K-FLAKY")
