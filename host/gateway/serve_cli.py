@@ -99,6 +99,9 @@ def run_serve(args: argparse.Namespace) -> int:
     args.parent_pid = os.getppid() if args.stop_with_parent else None
     logs.configure(args.log_level)
     logs.skip_caller_lookup()
+    from onestop.host.gateway.server import raise_fd_limit
+
+    raise_fd_limit()  # a descriptor per kiosk: as many as the system allows this process
     try:
         if args.stop_with_parent and args.workers > 1:
             raise ServeError("--stop-with-parent serves as one process: not with --workers")

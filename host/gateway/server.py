@@ -22,6 +22,7 @@ waits for the ledger; the other workers keep serving.
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,23 @@ FRAME_DEADLINE_S = 30.0
 # metrics count every one), so a flood of bad frames cannot fill the disk with log.
 REFUSED_LOG_BURST = 100
 REFUSED_LOG_WINDOW_S = 10.0
+# Connections past this share of the process's file descriptors are warned of: at the limit the
+# listener can take no more, and kiosks are turned away with nothing in the log.
+FD_WARN_SHARE = 0.9
+FD_WARN_EVERY_S = 60.0
+
+
+def raise_fd_limit() -> int:
+    """The soft limit on open files raised to the hard one (a kiosk is a connection, a
+    connection a descriptor); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 @dataclass(slots=True)
@@ -387,6 +405,7 @@ class TcpConnection(asyncio.Protocol):
                 server._uncount()
             return
         server._connections.add(self)
+        server._count_descriptors()
         self._gauge = server.metrics.connections.labels(transport="tcp")
         self._gauge.inc()
         server.log.debug("connected", transport="tcp", peer=self.peer)
@@ -571,6 +590,8 @@ class GatewayServer:
         self._refused_logged = 0  # "refused" lines in this window
         self._refused_unlogged = 0  # ...and those not written
         self._refused_window: asyncio.TimerHandle | None = None
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._fd_warned_at = -FD_WARN_EVERY_S
         self._closing = False
 
     # ------------------------------------------------------------ listeners
@@ -771,6 +792,18 @@ class GatewayServer:
             self.log.debug("served", kiosk=result.kiosk, t=result.request_type,
                            latency_ms=latency_ms)
 
+    def _count_descriptors(self) -> None:
+        connections = len(self._connections)
+        if connections < self.fd_limit * FD_WARN_SHARE:
+            return
+        now = time.monotonic()
+        if now >= self._fd_warned_at + FD_WARN_EVERY_S:
+            self._fd_warned_at = now
+            self.metrics.warning("connections_near_fd_limit")
+            self.log.warning("connections_near_fd_limit", connections=connections,
+                             fd_limit=self.fd_limit,
+                             remedy="raise the open-files limit (ulimit -n, LimitNOFILE=)")
+
     def _log_refused(self, **fields: Any) -> None:
         if self._refused_window is None:  # a window opens with its first refusal
             self._refused_window = asyncio.get_running_loop().call_later(
@@ -912,7 +945,7 @@ async def start_gateway(
     if endpoint is not None:
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
-             event_loop=eventloop.loop_name())
+             event_loop=eventloop.loop_name(), fd_limit=server.fd_limit)
     return RunningGateway(server, endpoint, address, log, kid)
 
 

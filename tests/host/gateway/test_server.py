@@ -390,6 +390,37 @@ async def test_refused_frames_beyond_a_burst_are_counted_in_one_log_line(
     assert 'onestop_errors_total{code="malformed"} 20.0' in site.metrics()  # every one
 
 
+async def test_connections_near_the_open_files_limit_are_warned_of(site: Site) -> None:
+    """At the limit the listener takes no one more, and kiosks were turned away with nothing in
+    the log (a probe at ulimit -n 200: 179 connections, then silence)."""
+    server = site.running.server
+    server.fd_limit = 10  # as if the process could open 10 files
+    links = [await site.raw() for _ in range(10)]
+    await asyncio.sleep(0.2)
+    (warning,) = [e for e in site.events() if e["event"] == "connections_near_fd_limit"]
+    assert warning["connections"] == 9 and warning["fd_limit"] == 10  # once, not per link
+    assert "ulimit -n" in warning["remedy"]
+    for _reader, writer in links:
+        writer.close()
+
+
+def test_serve_raises_its_open_files_limit_to_the_hard_one() -> None:
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import resource\n"
+            "from onestop.host.gateway.server import raise_fd_limit\n"
+            "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 200:
+        pytest.skip("needs a finite hard limit above 200")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard)))
+    assert done.stdout.split() == [str(hard), str(hard)]
+
+
 async def test_a_kiosk_vanishing_mid_frame_does_not_disturb_another(site: Site) -> None:
     steady = await site.kiosk("K-STEADY")
     flaky = await site.kiosk("K-FLAKY")
