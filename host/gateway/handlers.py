@@ -160,7 +160,12 @@ class Handlers:
         person = ledger.find_person(card["ssn"], card["card_no"])
         if person is None:
             raise ProtocolError("unknown_person", "no insured person holds this card")
-        if card["expiry"] < self.today(now).isoformat():
+        try:  # the frame's pattern is digits only: 9999-99-99 sorted after every real day
+            expiry = date.fromisoformat(card["expiry"])
+        except ValueError:
+            raise ProtocolError("invalid", f"the card's expiry {card['expiry']} is no day of "
+                                "the calendar") from None
+        if expiry < self.today(now):
             raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
         reply = messages.reply(
             request, "person_info_reply", now, psn_no=person.psn_no, name=person.name,

@@ -114,6 +114,13 @@ def test_person_info_refuses_an_unknown_card_and_an_expired_one(rig: Rig) -> Non
     assert rig.refused("person_info", card=card_of(rig.residents["P007"])) == "card_expired"
 
 
+def test_a_card_expiry_no_calendar_has_is_refused(rig: Rig) -> None:
+    # the frame's pattern takes any digits: 9999-99-99 sorted after every real day, so passed
+    for expiry in ("9999-99-99", "2030-02-30"):
+        card = dict(card_of(rig.residents["P001"]), expiry=expiry)
+        assert rig.refused("person_info", card=card) == "invalid"
+
+
 def test_pending_bills_lists_the_residents_open_bills(rig: Rig) -> None:
     reply = rig.ask("pending_bills", psn_no="P001").reply
     assert [(b["bill_id"], b["medfee_sumamt"]) for b in reply["bills"]] == [
