@@ -552,21 +552,22 @@ def frozen_image_files(staged: set[str]) -> dict[str, str]:
             if name == "main.py" or not name.endswith((".py", ".mpy"))}
 
 
-# Run on the board by mpremote exec: every file under the given folders, one path a line.
-_LIST_CODE = """import os
-def walk(d):
+# Run on the board by mpremote exec: every file under a folder, then the folder (absent: none).
+_WALK = """import os
+def walk(d, on_file, on_folder):
     try:
         entries = list(os.ilistdir(d))
     except OSError:
         return
     for e in entries:
         if e[1] == 0x4000:
-            walk(d + "/" + e[0])
+            walk(d + "/" + e[0], on_file, on_folder)
         else:
-            print(d + "/" + e[0])
-for d in %r:
-    walk(d)
+            on_file(d + "/" + e[0])
+    on_folder(d)
 """
+# every file under the given folders, one path a line
+_LIST_CODE = _WALK + "for d in %r:\n    walk(d, print, lambda d: None)\n"
 _REMOVE_CODE = "import os\nfor p in %r:\n    os.remove(p)\n"
 
 
@@ -629,21 +630,7 @@ def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:
 
 
 # Run on the board: the given folders removed with everything in them.
-_REMOVE_FOLDERS = """import os
-def rm(d):
-    try:
-        entries = list(os.ilistdir(d))
-    except OSError:
-        return
-    for e in entries:
-        if e[1] == 0x4000:
-            rm(d + "/" + e[0])
-        else:
-            os.remove(d + "/" + e[0])
-    os.rmdir(d)
-for d in %r:
-    rm(d)
-"""
+_REMOVE_FOLDERS = _WALK + "for d in %r:\n    walk(d, os.remove, os.rmdir)\n"
 
 
 def deploy(port: str, stage: Path, frozen: bool = False) -> None:
