@@ -40,24 +40,16 @@ def key_data(record: KeyRecord) -> dict[str, Any]:
 
 
 def person_data(person: Person) -> dict[str, Any]:
-    # The audit log is read by operators: the ID number appears masked, as everywhere else;
-    # its digest lets the audit see a change to the digits the mask hides (the birth date).
+    # The audit log is read by operators: the ID number appears masked, as everywhere else.
     return {
         "psn_no": person.psn_no,
         "name": person.name,
         "ssn_masked": mask_id(person.ssn),
-        "ssn_digest": ssn_digest(person),
         "card_no": person.card_no,
         "insu_admdvs": person.insu_admdvs,
         "assistance": person.assistance,
         "insutype": person.insutype,
     }
-
-
-def ssn_digest(person: Person) -> str:
-    """SHA-256 of the person's number and full ID number. (Not a secret from whoever reads
-    the ledger: its persons table holds the ID number itself.)"""
-    return digest_hex(f"{person.psn_no}\n{person.ssn}".encode())
 
 
 def bill_data(bill: Bill) -> dict[str, Any]:

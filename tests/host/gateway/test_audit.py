@@ -434,24 +434,3 @@ def test_a_settlement_counted_in_its_bills_year_by_the_ledgers_default_is_no_pro
     assert stored.acc_year == kit.YEAR - 1 and stored.setl_date.startswith(str(kit.YEAR))
     report = audit(demo_people)
     assert report.ok, report.problems
-
-
-def test_an_id_number_changed_only_where_the_mask_hides_it_is_found(busy, ledger_url):
-    """The audit log shows ID numbers masked (first 6, last 4): a birth date rewritten in the
-    persons table (which decides whose card a kiosk's person_info matches) went unseen."""
-    def rewrite_birth_date(db):
-        (ssn,) = db.run("SELECT ssn FROM persons WHERE psn_no = 'P1'")[0]
-        db.run("UPDATE persons SET ssn = ? WHERE psn_no = 'P1'",
-               (ssn[:6] + "19991231" + ssn[14:],))
-
-    one(problems_after(busy, ledger_url, rewrite_birth_date), "person P1", "ssn_digest")
-
-
-def test_person_events_written_before_the_digest_existed_still_verify(busy, ledger_url):
-    def as_an_older_version_wrote_them(db):
-        for (seq,) in db.run("SELECT seq FROM audit_log WHERE kind IN "
-                             "('person_added', 'person_updated') ORDER BY seq"):
-            db.rewrite_event(seq, lambda body: {k: v for k, v in body.items()
-                                                if k != "ssn_digest"})
-
-    assert problems_after(busy, ledger_url, as_an_older_version_wrote_them) == []
