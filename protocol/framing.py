@@ -186,6 +186,11 @@ class Deframer:
         """Bytes of an unfinished frame held (0 while dropping an over-long run)."""
         return len(self._partial)
 
+    @property
+    def in_frame(self):
+        """Inside a frame: bytes of one held, or an over-long one being dropped."""
+        return self._overflow or bool(self._partial)
+
     def reset(self):
         """Drop an unfinished frame (link reset or read timeout); returns the bytes dropped."""
         dropped = len(self._partial)

@@ -72,10 +72,15 @@ ACCEPT_RETRY_S = 0.25
 ACCEPT_WARN_EVERY_S = 10.0
 # A ledger batch that took this long held up every kiosk of the gateway: logged as a warning.
 SLOW_LEDGER_S = 1.0
-# A TCP client whose frames are refused this many times in a row (bad frames, unknown keys,
-# frames too large...) is disconnected: a kiosk never does that, and each refusal costs a
-# signature and a log line while other kiosks wait. It may connect again.
+# A TCP client whose frames are refused this many times in a row for its own fault (frames
+# that are not frames, not signed by a key we know, not a valid request, replayed, too large)
+# is disconnected: a kiosk never does that, and each refusal costs a signature and a log line
+# while other kiosks wait. It may connect again. A refusal for the ledger's sake (unavailable),
+# a bug's (internal) or a resident's (card_expired, bill_settled...) is no fault of the link.
 MAX_REFUSED_IN_A_ROW = 32
+LINK_FAULTS = frozenset({"malformed", "bad_signature", "unknown_kiosk", "revoked", "replay",
+                         "invalid", "unsupported_version", "too_large", "stale"})
+DISCARDS = ("cobs", "crc", "too_large")  # Deframer.stats that are a link's fault ("empty" is not)
 # Frames one connection may have answered in one pass of the event loop before the others get
 # theirs: a client sending thousands of small frames at once must not hold the loop.
 FRAMES_PER_PASS = 8
@@ -178,8 +183,9 @@ class FrameService:
             if request["t"] not in fastwire.REQUESTS:
                 # A reply or error is never a kiosk's to send; open() ties only a request's
                 # `kiosk` to its signer, so this one's may name another kiosk: refused before
-                # the ledger is asked anything about that kiosk.
-                raise ProtocolError("invalid", f"{request['t']} is not a request")
+                # the ledger is asked anything about that kiosk, in an error addressed to no one.
+                t, request = request["t"], None
+                raise ProtocolError("invalid", f"{t} is not a request")
             replay.check_fresh(request, now, self.stale_after_s)
             replay.check_counter_range(request)
             storable.check_text(request)
@@ -418,6 +424,7 @@ class TcpConnection(asyncio.Protocol):
         self._last_heard = now = loop.time()
         deframer = self.deframer
         before = dict(deframer.stats)
+        ended_before = deframer.waiting + sum(before.values())
         deframer.receive_data(data)
         if deframer.stats != before:
             self.server._count_discarded(before, deframer.stats)
@@ -425,9 +432,11 @@ class TcpConnection(asyncio.Protocol):
             if not self._paused:  # a client not reading its answers gets no more of them
                 for _ in range(min(too_large, MAX_REFUSED_IN_A_ROW)):
                     self._write(self.server.service.too_large(), "error")
-            if self._refused(sum(deframer.stats.values()) - sum(before.values())):
+            if self._refused(sum(deframer.stats[k] - before[k] for k in DISCARDS)):
                 return
-        self._track_partial(now)
+        # a frame ended in this chunk: the next one's clock starts now
+        ended = deframer.waiting + sum(deframer.stats.values()) > ended_before
+        self._track_partial(now, restart=ended)
         self._pump()
         if deframer.waiting > MAX_FRAMES_AHEAD and not self._not_reading:
             self._not_reading = True
@@ -482,6 +491,7 @@ class TcpConnection(asyncio.Protocol):
                 return
             payload = self.deframer.next_frame()
             if payload is None:
+                self._close_when_answered()  # a half-closed link whose frames are all answered
                 return
             if self._not_reading and self.deframer.waiting <= MAX_FRAMES_AHEAD // 2:
                 self._not_reading = False
@@ -503,7 +513,9 @@ class TcpConnection(asyncio.Protocol):
             self._refused_in_a_row = 0
             return False
         self._refused_in_a_row += frames
-        if self._refused_in_a_row < MAX_REFUSED_IN_A_ROW or self._lost:
+        transport = self.transport
+        if (self._refused_in_a_row < MAX_REFUSED_IN_A_ROW or self._lost
+                or (transport is not None and transport.is_closing())):
             return False
         self.server.metrics.warning("refused_in_a_row")
         self.server.log.warning("disconnected_for_refusals", transport="tcp", peer=self.peer,
@@ -511,12 +523,13 @@ class TcpConnection(asyncio.Protocol):
         self.close(f"{self._refused_in_a_row} frames refused in a row")
         return True
 
-    def _track_partial(self, now: float) -> None:
-        """Start the clock of an unfinished frame (FRAME_DEADLINE_S), or stop it."""
-        if not self.deframer.buffered:
+    def _track_partial(self, now: float, restart: bool = False) -> None:
+        """Start the clock of an unfinished frame (FRAME_DEADLINE_S), or stop it; `restart`:
+        a frame ended, so the one under way began now."""
+        if not self.deframer.in_frame:
             self._partial_since = None
             return
-        if self._partial_since is not None:
+        if self._partial_since is not None and not restart:
             return
         self._partial_since = now
         deadline = now + FRAME_DEADLINE_S
@@ -537,7 +550,10 @@ class TcpConnection(asyncio.Protocol):
     def _answer(self, result: Processed, started: float) -> None:
         self._write(result.reply, result.reply_type)
         self.server._account(result, self.peer, time.perf_counter() - started)
-        self._refused(1 if result.code is not None else 0)
+        if result.code is None:
+            self._refused(0)
+        elif result.code in LINK_FAULTS:
+            self._refused(1)
 
     def _write(self, sealed: bytes, reply_type: str) -> None:
         transport = self.transport
@@ -549,6 +565,8 @@ class TcpConnection(asyncio.Protocol):
     def _check_idle(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if self._not_reading and self._partial_since is not None:
+            self._partial_since = now  # we stopped reading it: its clock waits for us
         if self._partial_since is not None and now >= self._partial_since + FRAME_DEADLINE_S:
             self.close(f"a frame not finished in {FRAME_DEADLINE_S:g} s")
             return
@@ -827,6 +845,9 @@ class GatewayServer:
         (its settlement commits; the kiosk resolves it with settlement_query), then the ledger
         closes."""
         self._closing = True
+        if self._refused_window is not None:  # the window's count, before the log ends
+            self._refused_window.cancel()
+            self._end_refused_window()
         if self._shared is not None:
             asyncio.get_running_loop().remove_reader(self._shared.listener.fileno())
         for server in self._tcp:

@@ -367,6 +367,76 @@ async def test_a_frame_trickled_a_byte_at_a_time_is_cut_off_at_its_deadline(
                for e in site.events())
 
 
+async def test_a_half_closed_link_with_many_frames_closes_once_they_are_answered(
+        site: Site) -> None:
+    # answered 8 a pass, the rest on the next: the last pass never closed the link, which then
+    # waited for the idle timeout (the review's reproduction: 20 frames and a half-close)
+    site.running.server.idle_timeout_s = 60
+    reader, writer = await site.raw()
+    writer.write(framing.encode(b"\xff not cbor") * 20)
+    writer.write_eof()
+    async with asyncio.timeout(3):
+        answers = await reader.read()  # to the gateway's own close
+    assert answers.count(b"\x00") == 20
+    writer.close()
+
+
+async def test_a_kiosk_that_sends_a_delimiter_before_each_frame_is_served(site: Site) -> None:
+    """A 0x00 before a frame (resynchronising a link after noise) is an empty frame, not a
+    fault: 40 requests sent so in one write got no answer and a disconnect."""
+    kiosk = await site.kiosk("K-SYNC")
+    wire = b"".join(b"\x00" + framing.encode(kiosk.client.request(
+        "sign_in", fw="1.0.0", board="esp32s3")[1]) for _ in range(40))
+    reader, writer = await site.raw()
+    writer.write(wire)
+    replies = []
+    deframer = framing.Deframer()
+    async with asyncio.timeout(10):
+        while len(replies) < 40:
+            chunk = await reader.read(65536)
+            assert chunk, "the gateway hung up"
+            deframer.receive_data(chunk)
+            while (payload := deframer.next_frame()) is not None:
+                replies.append(kiosk.client.open_reply(payload))
+    assert {reply["t"] for reply in replies} == {"sign_in_reply"}
+    writer.close()
+
+
+async def test_the_frame_deadline_runs_per_frame_and_through_a_dropped_run(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "FRAME_DEADLINE_S", 0.5)
+    site.running.server.idle_timeout_s = 60
+    # frames that each end within the deadline, the next always begun in the same write:
+    # served for as long as the client sends (the clock restarts as each frame ends)
+    kiosk = await site.kiosk("K-PIPE")
+    reader, writer = await site.raw()
+    frames = [framing.encode(kiosk.client.request("sign_in", fw="1", board="b")[1])
+              for _ in range(15)]
+    wire = b"".join(frames)
+    step = len(frames[0])
+    cuts = [0, *range(step // 2, len(wire), step), len(wire)]  # each write ends one, begins one
+    for begin, end in zip(cuts, cuts[1:], strict=False):
+        writer.write(wire[begin:end])
+        await asyncio.sleep(0.1)  # 1.6 s in all, always inside a frame
+    await asyncio.sleep(0.3)
+    assert not any("not finished" in str(e.get("reason")) for e in site.events())
+    writer.close()
+    # a run past a frame's size, then a byte at a time: dropped, yet still inside a frame
+    reader, writer = await site.raw()
+    writer.write(b"\x01" * 5000)
+    with pytest.raises((ConnectionError, AssertionError)):
+        async with asyncio.timeout(5):
+            for _ in range(40):
+                writer.write(b"\x01")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                assert not reader.at_eof()
+    writer.close()
+    assert any("not finished" in str(e.get("reason")) for e in site.events())
+
+
 async def test_refused_frames_beyond_a_burst_are_counted_in_one_log_line(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     """One warning per refused frame let a flood of bad frames fill the disk with log (and a
