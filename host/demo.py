@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shlex
+import stat
 import sys
 import tempfile
 import threading
@@ -158,8 +159,13 @@ def _run(args: argparse.Namespace) -> int:
                 # the frames hold the residents' names and full ID numbers: owner only
                 fd = os.open(args.capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                              0o600)
-                os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
-                capture = open(fd, "w", encoding="utf-8")
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/null, say
+                        os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
+                    capture = open(fd, "w", encoding="utf-8")
+                except OSError:
+                    os.close(fd)
+                    raise
             except OSError as exc:
                 raise DemoRefused(f"--capture {args.capture}: {exc.strerror}") from None
         aside = set_aside_previous_demo(workdir)

@@ -600,7 +600,7 @@ def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
     try:
         yield
     except FirmwareToolError as exc:
-        if leave_after_error:
+        if leave_after_error or isinstance(exc, NothingChanged):
             with contextlib.suppress(FirmwareToolError):
                 _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
             raise
@@ -633,6 +633,24 @@ def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:
 _REMOVE_FOLDERS = _WALK + "for d in %r:\n    walk(d, os.remove, os.rmdir)\n"
 
 
+class NothingChanged(FirmwareToolError):
+    """Refused before anything on the board was changed: service mode is left."""
+
+
+# The kiosk's code from the image alone: the flash (sys.path's '') left out of the search.
+_IMPORT_FROZEN = "import sys\nsys.path[:] = [p for p in sys.path if p]\nimport app.boot\n"
+
+
+def _check_frozen_image(port: str) -> None:
+    try:
+        _mpremote(port, "exec", _IMPORT_FROZEN)
+    except FirmwareToolError as exc:
+        raise NothingChanged(
+            f"--frozen: the board's image has no kiosk firmware frozen in ({exc}); flash an "
+            "image built with the stage's manifest.py (hardware/hil.md), or deploy without "
+            "--frozen; nothing on the flash was changed") from None
+
+
 def deploy(port: str, stage: Path, frozen: bool = False) -> None:
     """Copy a stage to a board's flash root over mpremote, in service mode, first removing the
     code an earlier deploy left there that this stage does not replace. `frozen`: the board's
@@ -641,6 +659,7 @@ def deploy(port: str, stage: Path, frozen: bool = False) -> None:
     staged = stage_files(stage)
     with service_mode(port):
         if frozen:
+            _check_frozen_image(port)  # before anything on the flash is removed
             _mpremote(port, "exec", _REMOVE_FOLDERS % code_folders(staged))
             for name, on_flash in sorted(frozen_image_files(staged).items()):
                 _mpremote(port, "cp", name, f":{on_flash}", cwd=stage)
@@ -653,13 +672,6 @@ def deploy(port: str, stage: Path, frozen: bool = False) -> None:
             names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
             _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
             return
-        try:  # no module file is left on the flash: the kiosk's code must be the image's
-            _mpremote(port, "exec", "import app.boot")
-        except FirmwareToolError as exc:
-            raise FirmwareToolError(
-                f"--frozen: the board's image has no kiosk firmware frozen in ({exc}); flash "
-                "an image built with the stage's manifest.py (hardware/hil.md), or deploy "
-                "without --frozen") from None
 
 
 def provision_board(port: str, settings: dict[str, Any],

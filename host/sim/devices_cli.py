@@ -35,7 +35,8 @@ class DeviceConsole:
 
     def __init__(self, devices_factory: Callable[..., Peripherals], out: TextIO) -> None:
         self.out = out
-        self._lock = threading.Lock()  # screen changes come from the display's thread
+        # screen changes come from the display's thread, commands from the main one
+        self._lock = threading.RLock()
         self._receipts_shown = 0
         self.devices = devices_factory(on_screen=self._screen)
 
@@ -48,16 +49,21 @@ class DeviceConsole:
         self._new_receipts()
 
     def _new_receipts(self) -> None:
-        receipts = [r for r in self.devices.printer.receipts if r.cut]
-        for receipt in receipts[self._receipts_shown:]:
-            self.say(f"--- receipt\n{receipt.text()}")
-        self._receipts_shown = max(self._receipts_shown, len(receipts))
+        with self._lock:  # each receipt shown once, whichever thread sees it first
+            receipts = [r for r in self.devices.printer.receipts if r.cut]
+            for receipt in receipts[self._receipts_shown:]:
+                self.say(f"--- receipt\n{receipt.text()}")
+            self._receipts_shown = max(self._receipts_shown, len(receipts))
 
     def run(self, command: str) -> bool:
         """One command; False to stop. A mistake is said, never fatal."""
         from onestop.host.sim.cards import deck_card
 
-        words = shlex.split(command)
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:  # an unbalanced quote
+            self.say(f"not a command ({exc}): {command.strip()}")
+            return True
         if not words:
             return True
         verb, args = words[0], words[1:]

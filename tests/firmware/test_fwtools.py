@@ -583,9 +583,10 @@ def test_a_frozen_deploy_leaves_no_module_on_the_flash_and_checks_the_image(
     monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
     if not image_has_the_kiosk:
         with pytest.raises(FirmwareToolError,
-                           match="(?s)no kiosk firmware frozen in.*service mode"):
+                           match="(?s)no kiosk firmware frozen in.*nothing on the flash"):
             fwtools.deploy("/dev/fake", stage, frozen=True)
-        assert (board / fwtools.SERVICE_FILE).exists()  # it must not boot without its code
+        assert (board / "app" / "session.mpy").exists()  # checked before anything was removed
+        assert not (board / fwtools.SERVICE_FILE).exists()  # so the old kiosk boots again
         return
     fwtools.deploy("/dev/fake", stage, frozen=True)
     on_board = {p.relative_to(board).as_posix() for p in board.rglob("*") if p.is_file()}

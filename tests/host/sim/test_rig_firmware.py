@@ -29,3 +29,16 @@ def test_what_the_firmware_wrote_to_stderr_is_kept_for_whoever_asks_why_it_stopp
     assert tail[-1] == "FATAL: the flash is unreadable"
     assert tail[-2] == "noise 9999" and len(tail) <= 40
     assert firmware.proc.returncode == 4
+
+
+def test_a_typed_command_with_an_unbalanced_quote_is_said_not_fatal() -> None:
+    # `kiosk fw devices` ended with a traceback at `card "P001`
+    import io
+    from types import SimpleNamespace
+
+    from onestop.host.sim.devices_cli import DeviceConsole
+
+    out = io.StringIO()
+    console = DeviceConsole(lambda **_kw: SimpleNamespace(close=lambda: None), out)
+    assert console.run('card "P001') is True  # the console goes on
+    assert "not a command (No closing quotation)" in out.getvalue()
