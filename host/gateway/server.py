@@ -51,6 +51,7 @@ from onestop.host.gateway.ledger.base import (
 from onestop.host.gateway.logs import EventLog
 from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint
 from onestop.host.gateway.transports import ByteStream, SerialInUse, SerialSpec, SerialStream
+from onestop.host.gateway.workers import BACKLOG
 from onestop.host.keys import KeyFileError, SigningKey, VerifyingKey, load_signing_key
 from onestop.host.settlement import PolicyError
 from onestop.protocol import framing, messages
@@ -616,8 +617,10 @@ class GatewayServer:
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Start accepting kiosks; returns the bound address (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
+        # the kernel's queue as deep as the workers' (a hall's kiosks all reconnect at once
+        # after a restart; uvloop's default of 100 left the rest to SYN retries, 1 s each)
         server = await loop.create_server(lambda: TcpConnection(self), host, port,
-                                          reuse_address=True)
+                                          reuse_address=True, backlog=BACKLOG)
         self._tcp.append(server)
         bound = server.sockets[0].getsockname()
         self.log.info("listening", transport="tcp", host=bound[0], port=bound[1])
