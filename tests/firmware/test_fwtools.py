@@ -597,3 +597,25 @@ def test_a_frozen_deploy_leaves_no_module_on_the_flash_and_checks_the_image(
                                "from boards.common import find_spec\n"
                                "print(json.dumps(find_spec('rp2040')))"))
     assert spec == json.loads((stage / "boards" / "rp2040.json").read_text())
+
+
+def test_a_refused_provisioning_boots_the_kiosk_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """app/provision.py checks everything before it writes: a refusal changed nothing, so the
+    board leaves service mode (a damaged counter, say, must not leave a kiosk dark)."""
+    from onestop.host import fwtools
+
+    sent: list[str] = []
+
+    def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+        sent.append(args[-1])
+        if "listdir" in args[-1]:
+            return "['main.py', 'service']\n"
+        if "app.provision" in args[-1]:
+            return '{"error": "counter file is damaged"}\n'
+        return ""
+
+    monkeypatch.setattr(fwtools, "_mpremote", mpremote)
+    monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
+    with pytest.raises(FirmwareToolError, match="provisioning refused: counter file is damaged$"):
+        fwtools.provision_board("/dev/fake", settings())
+    assert sent[-1] == fwtools._LEAVE_SERVICE % fwtools.SERVICE_FILE
