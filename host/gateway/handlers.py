@@ -48,6 +48,15 @@ HEAD_GROWTH = 3
 BILLS_READ_AT_MOST = 64
 
 
+def calendar_day(text: str, what: str) -> date:
+    """A frame's date_text as a day; ProtocolError invalid if no calendar has it (the frame's
+    pattern admits any digits)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ProtocolError("invalid", f"{what} {text} is no day of the calendar") from None
+
+
 @dataclass
 class Handled:
     """A handler's reply, plus what the server should log and count about it."""
@@ -160,12 +169,8 @@ class Handlers:
         person = ledger.find_person(card["ssn"], card["card_no"])
         if person is None:
             raise ProtocolError("unknown_person", "no insured person holds this card")
-        try:  # the frame's pattern is digits only: 9999-99-99 sorted after every real day
-            expiry = date.fromisoformat(card["expiry"])
-        except ValueError:
-            raise ProtocolError("invalid", f"the card's expiry {card['expiry']} is no day of "
-                                "the calendar") from None
-        if expiry < self.today(now):
+        # 9999-99-99 matches the frame's pattern and sorted after every real day
+        if calendar_day(card["expiry"], "the card's expiry") < self.today(now):
             raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
         reply = messages.reply(
             request, "person_info_reply", now, psn_no=person.psn_no, name=person.name,
@@ -326,10 +331,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 3201 reconcile
     def reconcile(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        try:  # the frame's pattern admits 2026-02-30, which no settlement is booked on
-            date.fromisoformat(request["date"])
-        except ValueError:
-            raise ProtocolError("invalid", f"{request['date']} is not a date") from None
+        calendar_day(request["date"], "the day")  # 2026-02-30 matches the frame's pattern
         ours = {key: int(value) for key, value in
                 totals_for(ledger, request["date"], kiosk_id=request["kiosk"]).items()
                 if key in TOTALS_FIELDS}
