@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from onestop.host.fwtools import ROLES
 from onestop.host.sim.card import CardReaderSim, Latency
 from onestop.host.sim.display import DisplaySim
 from onestop.host.sim.link import SerialLink
 from onestop.host.sim.printer import PrinterSim
-
-ROLES = ("card", "printer", "display")
 
 
 class Peripherals:
