@@ -80,8 +80,10 @@ SLOW_LEDGER_S = 1.0
 # a bug's (internal) or a resident's (card_expired, bill_settled...) is no fault of the link.
 MAX_REFUSED_IN_A_ROW = 32
 LINK_FAULTS = frozenset({"malformed", "bad_signature", "unknown_kiosk", "revoked", "replay",
-                         "invalid", "unsupported_version", "too_large", "stale"})
-DISCARDS = ("cobs", "crc", "too_large")  # Deframer.stats that are a link's fault ("empty" is not)
+                         "invalid", "unsupported_version", "stale"})
+# Frames the Deframer drops (its stats), by the error code they count under: each a link's
+# fault too (an empty frame, a lone delimiter, is none: it may resynchronise a line).
+DISCARDED = {"too_large": "too_large", "cobs": "malformed", "crc": "malformed"}
 # Frames one connection may have answered in one pass of the event loop before the others get
 # theirs: a client sending thousands of small frames at once must not hold the loop.
 FRAMES_PER_PASS = 8
@@ -433,7 +435,7 @@ class TcpConnection(asyncio.Protocol):
             if not self._paused:  # a client not reading its answers gets no more of them
                 for _ in range(min(too_large, MAX_REFUSED_IN_A_ROW)):
                     self._write(self.server.service.too_large(), "error")
-            if self._refused(sum(deframer.stats[k] - before[k] for k in DISCARDS)):
+            if self._refused(sum(deframer.stats[k] - before[k] for k in DISCARDED)):
                 return
         # a frame ended in this chunk: the next one's clock starts now
         ended = deframer.waiting + sum(deframer.stats.values()) > ended_before
@@ -780,8 +782,7 @@ class GatewayServer:
         self.metrics.frame("out", reply_type)
 
     def _count_discarded(self, before: dict[str, int], after: dict[str, int]) -> None:
-        for stat, code in (("too_large", "too_large"), ("cobs", "malformed"),
-                           ("crc", "malformed")):
+        for stat, code in DISCARDED.items():
             for _ in range(after[stat] - before[stat]):
                 self.metrics.error(code)
 
