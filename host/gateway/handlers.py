@@ -172,6 +172,8 @@ class Handlers:
         # 9999-99-99 matches the frame's pattern and sorted after every real day
         if calendar_day(card["expiry"], "the card's expiry") < self.today(now):
             raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
+        # Last, after every refusal: this resident is the one this kiosk may now ask about.
+        ledger.record_card_read(request["kiosk"], person.psn_no, now)
         reply = messages.reply(
             request, "person_info_reply", now, psn_no=person.psn_no, name=person.name,
             ssn_masked=mask_id(person.ssn), insutype=person.insutype,
@@ -181,7 +183,7 @@ class Handlers:
 
     # ------------------------------------------------------------ bills
     def pending_bills(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._person(ledger, request["psn_no"])
+        person = self._card_holder(ledger, request)
         # Never more than a frame can hold: a resident with a backlog of thousands must not
         # cost every kiosk on the gateway a read of them all.
         bills = [_bill_record(bill)
@@ -212,7 +214,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 2206 pre-settle
     def pre_settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._person(ledger, request["psn_no"])
+        person = self._card_holder(ledger, request)
         bill = self._pending_bill(ledger, person, request["bill_id"])
         claim = self._claim(person, bill, now)
         policy = self._policy_for(claim)
@@ -222,7 +224,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 2207 settle
     def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._person(ledger, request["psn_no"])
+        person = self._card_holder(ledger, request)
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
         setl_date = self.today(now)
@@ -347,10 +349,14 @@ class Handlers:
         }, warn=True)
 
     # ------------------------------------------------------------ helpers
-    def _person(self, ledger: Ledger, psn_no: str) -> Person:
-        person = ledger.get_person(psn_no)
+    def _card_holder(self, ledger: Ledger, request: dict[str, Any]) -> Person:
+        """The person the request names, if theirs is the card its kiosk read last: a kiosk
+        serves the resident at it, and its key alone (a stolen board's) opens no one's bills.
+        Not read there and not insured are one answer, so it learns nothing of who exists."""
+        person = ledger.card_holder(request["kiosk"], request["psn_no"])
         if person is None:
-            raise ProtocolError("unknown_person", f"no insured person {psn_no}")
+            raise ProtocolError("unknown_person", f"{request['psn_no']} is not the insured "
+                                "person whose card this kiosk read last")
         return person
 
     def _pending_bill(self, ledger: Ledger, person: Person, bill_id: str) -> Bill:

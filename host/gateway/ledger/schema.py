@@ -6,7 +6,10 @@ can compare them with its events character for character. Hashes are hex text.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Versions `init` brings up to SCHEMA_VERSION by creating what they lack (each change since
+# them only added tables): 1 had no card_reads.
+UPGRADABLE_VERSIONS = ("1",)
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -34,6 +37,14 @@ TABLES: tuple[str, ...] = (
         insutype INTEGER NOT NULL
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS persons_by_card ON persons (ssn, card_no)",
+    # The card each kiosk read last (person_info): a kiosk asks for that resident's bills and
+    # settles them, no one else's, so a kiosk's key alone (a stolen board's) cannot read or
+    # settle residents by psn_no. Not money, not audited: replaced at every card.
+    """CREATE TABLE IF NOT EXISTS card_reads (
+        kiosk_id TEXT PRIMARY KEY,
+        psn_no TEXT NOT NULL REFERENCES persons (psn_no),
+        read_at BIGINT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS bills (
         bill_id TEXT PRIMARY KEY,
         psn_no TEXT NOT NULL REFERENCES persons (psn_no),

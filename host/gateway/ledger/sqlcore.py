@@ -52,7 +52,7 @@ from .rows import (
     settlement_from_row,
     settlement_values,
 )
-from .schema import SCHEMA_VERSION, statements
+from .schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
 from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
@@ -100,6 +100,10 @@ class SqlLedger(SqlStore):
                 "ON CONFLICT (name) DO NOTHING",
                 (SCHEMA_VERSION,),
             )
+            # An older ledger has just been given the tables it lacked: it is up to date.
+            for old in UPGRADABLE_VERSIONS:
+                tx.run("UPDATE ledger_meta SET value = ? "
+                       "WHERE name = 'schema_version' AND value = ?", (SCHEMA_VERSION, old))
             tx.run(
                 "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) "
                 "ON CONFLICT (id) DO NOTHING",
@@ -115,6 +119,13 @@ class SqlLedger(SqlStore):
     def _check_schema(self, tx: Tx) -> None:
         row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
         version = None if row is None else row[0]
+        if version in UPGRADABLE_VERSIONS:
+            raise LedgerError(
+                f"the ledger at {self.where} has schema version {version}, from an earlier "
+                f"Onestop; this gateway needs version {SCHEMA_VERSION}: run `kiosk gateway "
+                "init --db URL` (with --key as when it was made) to bring it up to date (it "
+                "adds tables; nothing stored changes)"
+            )
         if version != SCHEMA_VERSION:
             raise LedgerError(
                 f"the ledger at {self.where} has schema version {version}; this gateway "
@@ -436,6 +447,24 @@ class SqlLedger(SqlStore):
         row = self._read(
             lambda tx: tx.one(f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ?", (psn_no,))
         )
+        return None if row is None else person_from_row(row)
+
+    def record_card_read(self, kiosk_id: str, psn_no: str, now: int) -> None:
+        self._write(lambda tx: tx.run(
+            "INSERT INTO card_reads (kiosk_id, psn_no, read_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (kiosk_id) DO UPDATE SET psn_no = excluded.psn_no, "
+            "read_at = excluded.read_at",
+            (kiosk_id, psn_no, now),
+        ))
+
+    def card_holder(self, kiosk_id: str, psn_no: str) -> Person | None:
+        # One statement, as get_person was: a resident not read at this kiosk and one who does
+        # not exist look alike to it.
+        row = self._read(lambda tx: tx.one(
+            f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ? "
+            "AND psn_no = (SELECT psn_no FROM card_reads WHERE kiosk_id = ?)",
+            (psn_no, kiosk_id),
+        ))
         return None if row is None else person_from_row(row)
 
     # ------------------------------------------------------------------ bills

@@ -402,12 +402,34 @@ def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
     # after rolling back an upgrade, the old `kiosk` must not read or write the newer ledger
     with closing(open_ledger(db)) as ledger:
         ledger._write(lambda tx: tx.run(
-            "UPDATE ledger_meta SET value = '2' WHERE name = 'schema_version'"))
+            "UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'"))
     for argv in (["gateway", "enroll", "--db", db, "--kiosk-id", "K-9",
                   "--public-key", KIOSK_PUBLIC],
                  ["gateway", "audit", "--db", db]):
         assert kiosk(*argv) != 0
-        assert "has schema version 2; this gateway knows version 1" in capsys.readouterr().err
+        assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
+
+
+def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_init(db, tmp_path, capsys):
+    # An earlier Onestop's ledger (schema 1: no card_reads) with residents in it: serve and the
+    # operator's commands name the remedy, and `init` adds what it lacks, keeping everything.
+    assert kiosk("gateway", "seed-demo", "--db", db) == 0
+    with closing(open_ledger(db)) as ledger:
+        ledger._write(lambda tx: (tx.run("DROP TABLE card_reads"), tx.run(
+            "UPDATE ledger_meta SET value = '1' WHERE name = 'schema_version'")))
+    capsys.readouterr()
+    assert kiosk("gateway", "audit", "--db", db) != 0
+    said = capsys.readouterr().err
+    assert "has schema version 1, from an earlier Onestop" in said
+    assert "run `kiosk gateway init --db URL`" in said
+    key = ["--key", str(tmp_path / "gw.key")] if db.startswith("postgresql") else []
+    assert kiosk("gateway", "init", "--db", db, *key) == 0
+    assert "kept the existing key file" in capsys.readouterr().out
+    assert kiosk("gateway", "audit", "--db", db) == 0
+    with closing(open_ledger(db)) as ledger:
+        assert ledger.get_person("P001") is not None
+        ledger.record_card_read("K-1", "P001", 1_795_400_000)  # the new table is there
+        assert ledger.card_holder("K-1", "P001") is not None
 
 
 def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(

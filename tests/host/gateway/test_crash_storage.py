@@ -54,6 +54,7 @@ async def test_a_full_disk_refuses_clearly_writes_nothing_half_and_recovers(
     try:
         kiosk = await KioskConnection.open_tcp(client, "127.0.0.1", port)
         refusal, in_doubt = None, None
+        await kiosk.call("person_info", card=resident.card)
         for bill_id in resident.bill_ids:
             try:
                 pre = await kiosk.call("pre_settle", psn_no=resident.psn_no, bill_id=bill_id)

@@ -37,6 +37,25 @@ def card_of(resident: dict[str, Any]) -> dict[str, str]:
     return {key: resident[key] for key in ("ssn", "card_no", "card_id", "name", "issue", "expiry")}
 
 
+def demo_card(psn_no: str) -> dict[str, str]:
+    """The card of demo resident psn_no (`kiosk gateway seed-demo`)."""
+    (resident,) = [r for r in demo_document()["residents"] if r["psn_no"] == psn_no]
+    return card_of(resident)
+
+
+def card_of_person(ledger: Ledger, psn_no: str) -> dict[str, str]:
+    """A valid card for a person in the ledger (demo or not), as a kiosk reads it."""
+    person = ledger.get_person(psn_no)
+    assert person is not None, psn_no
+    return {"ssn": person.ssn, "card_no": person.card_no,
+            "card_id": (person.card_no + "0" * 16)[:16], "name": person.name,
+            "issue": "2020-01-01", "expiry": "2099-12-31"}
+
+
+# The requests a kiosk makes about the resident whose card it has read (person_info).
+ABOUT_THE_CARD_HOLDER = ("pending_bills", "pre_settle", "settle")
+
+
 def enrol_signer(ledger: Ledger, kid: str, key: SigningKey) -> None:
     """The handlers' gateway key, active in the ledger, as `kiosk gateway init` records it: a
     settle signs only while it is."""
@@ -53,14 +72,27 @@ class Rig:
         enrol_signer(ledger, GATEWAY_KID, self.key)
         self.residents = seed_demo(ledger)
         self._ctr = 0
+        self.read: dict[str, str] = {}  # the psn_no of the card each kiosk read last
 
-    def ask(self, t: str, kiosk: str = "K-01", now: int = NOW, **body: Any) -> Handled:
+    def read_card(self, psn_no: str, kiosk: str = "K-01", now: int = NOW) -> Handled:
+        """The resident puts their card in the kiosk: its person_info."""
+        return self.ask("person_info", kiosk=kiosk, now=now,
+                        card=card_of_person(self.ledger, psn_no))
+
+    def ask(self, t: str, kiosk: str = "K-01", now: int = NOW, card_in: bool = True,
+            **body: Any) -> Handled:
+        """A request from `kiosk`. Unless card_in=False, one about a resident comes (as from a
+        kiosk) after their card was read there: person_info first if it was not."""
+        if card_in and t in ABOUT_THE_CARD_HOLDER and self.read.get(kiosk) != body["psn_no"]:
+            self.read_card(body["psn_no"], kiosk, now)
         self._ctr += 1
         request = messages.validate(
             messages.request(t, kiosk, self._ctr, os.urandom(8), now, **body)
         )
         handled = self.handlers.handle(self.ledger, request, now)
         messages.seal(handled.reply, GATEWAY_KID, self.key)  # raises unless frames.cddl-valid
+        if t == "person_info":
+            self.read[kiosk] = handled.reply["psn_no"]
         return handled
 
     def refused(self, t: str, **body: Any) -> str:
@@ -126,7 +158,36 @@ def test_pending_bills_lists_the_residents_open_bills(rig: Rig) -> None:
     assert [(b["bill_id"], b["medfee_sumamt"]) for b in reply["bills"]] == [
         ("B-130630-0001", 2_420_000)
     ]
-    assert rig.refused("pending_bills", psn_no="P999") == "unknown_person"
+    assert rig.refused("pending_bills", psn_no="P999", card_in=False) == "unknown_person"
+
+
+def test_a_kiosk_asks_only_about_the_resident_whose_card_it_read_last(rig: Rig) -> None:
+    # A kiosk's key alone (a stolen board's) must not open anyone's bills by psn_no, let alone
+    # settle them: the person named must be the one whose card the kiosk read last.
+    bill = rig.residents["P002"]["bills"][0]["bill_id"]
+    rig.read_card("P001", kiosk="K-01")
+    for t, body in (("pending_bills", {}), ("pre_settle", {"bill_id": bill}),
+                    ("settle", {"bill_id": bill, "txn_id": "TXN-NOTREAD1", "confirmed_cash": 0})):
+        # another resident at this kiosk; this resident at a kiosk that never read the card
+        assert rig.refused(t, psn_no="P002", card_in=False, **body) == "unknown_person"
+        assert rig.refused(t, psn_no="P002", kiosk="K-02", card_in=False,
+                           **body) == "unknown_person"
+    assert rig.ledger.get_settlement("TXN-NOTREAD1") is None
+    assert rig.ledger.get_bill(bill).status == "pending"
+    # said exactly as for no one at all: the refusal tells a kiosk nothing of who is insured
+    with pytest.raises(ProtocolError) as not_read:
+        rig.ask("pending_bills", psn_no="P002", card_in=False)
+    with pytest.raises(ProtocolError) as no_one:
+        rig.ask("pending_bills", psn_no="P999", card_in=False)
+    assert not_read.value.msg.replace("P002", "P999") == no_one.value.msg
+    # the next card replaces the last: P001 is no longer this kiosk's to ask about
+    rig.read_card("P002", kiosk="K-01")
+    assert rig.ask("pending_bills", psn_no="P002", card_in=False).reply["bills"]
+    assert rig.refused("pending_bills", psn_no="P001", card_in=False) == "unknown_person"
+    # a card refused (expired) replaces nothing, and opens nothing
+    assert rig.refused("person_info", card=card_of(rig.residents["P007"])) == "card_expired"
+    assert rig.refused("pending_bills", psn_no="P007", card_in=False) == "unknown_person"
+    assert rig.ask("pending_bills", psn_no="P002", card_in=False).reply["bills"]
 
 
 def test_once_the_gateways_key_is_revoked_a_settle_signs_nothing_and_a_retry_is_answered(
@@ -510,6 +571,8 @@ def test_simultaneous_settlements_for_one_person_stay_exact(rig: Rig, ledger_url
         except ProtocolError as exc:
             outcomes[bill.bill_id] = exc.code
 
+    for index in range(len(bills)):  # the resident's card at each kiosk
+        rig.read_card("P005", f"K-{index:02d}")
     threads = [threading.Thread(target=kiosk, args=(n, b)) for n, b in enumerate(bills)]
     for thread in threads:
         thread.start()

@@ -24,7 +24,7 @@ from onestop.host.keys import SigningKey
 from onestop.host.settlement import Claim, Policy, load_policy, policy_digest, settle
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
-from test_handlers import enrol_signer
+from test_handlers import card_of_person, enrol_signer
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())
@@ -81,6 +81,7 @@ class Rig:
 
     def settle(self, psn_no: str, bill_id: str, txn_id: str) -> tuple[dict[str, int], Handled]:
         """The pre-settlement the resident is shown, and the settle that confirms it."""
+        self.ask("person_info", card=card_of_person(self.ledger, psn_no))
         pre = self.ask("pre_settle", psn_no=psn_no, bill_id=bill_id).reply["result"]
         settled = self.ask("settle", psn_no=psn_no, bill_id=bill_id, txn_id=txn_id,
                            confirmed_cash=pre["psn_cash_pay"])
@@ -140,6 +141,7 @@ def test_a_resident_of_a_region_no_policy_covers_is_refused_and_nothing_is_writt
     ledger: Ledger, tmp_path: Path
 ) -> None:
     rig = Rig(ledger, [regional_policy(tmp_path, "test-4101", ["4101"])])  # no default
+    rig.ask("person_info", card=card_of_person(ledger, LOCAL[0]))
     with pytest.raises(ProtocolError) as caught:
         rig.ask("pre_settle", psn_no=LOCAL[0], bill_id=LOCAL[1])
     # "invalid": the kiosk shows its service-refused page, and the counter settles the bill

@@ -29,6 +29,7 @@ from onestop.host.gateway.ledger import Ledger
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import load_policy, policy_digest
 from onestop.protocol import cbor, cose, messages
+from test_handlers import card_of_person
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = int(datetime(2026, 11, 23, 10, 0, tzinfo=TZ).timestamp())  # 02:00 UTC
@@ -86,6 +87,7 @@ class Site:
 
     def settle(self, txn_id: str, now: int = NOW) -> bytes:
         """The signed settlement the kiosk receives and prints as the QR code."""
+        self.ask("person_info", now=now, card=card_of_person(self.ledger, RESIDENT))
         pre = self.ask("pre_settle", now=now, psn_no=RESIDENT, bill_id=BILL)
         reply = self.ask("settle", now=now, psn_no=RESIDENT, bill_id=BILL, txn_id=txn_id,
                          confirmed_cash=pre["result"]["psn_cash_pay"])

@@ -33,7 +33,7 @@ from onestop.host.gateway.ledger import KeyRecord, Ledger
 from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
 from onestop.host.keys import SigningKey, save_signing_key
 from onestop.protocol import cbor, cose, framing, messages
-from test_handlers import card_of, seed_demo
+from test_handlers import card_of, demo_card, seed_demo
 
 ZERO_HEADER = ("", 0, bytes(8))
 IDLE_TIMEOUT_S = 0.5
@@ -103,8 +103,12 @@ async def site(ledger: Ledger, ledger_url: str, tmp_path: Path) -> AsyncIterator
 
 
 async def settle_bill(
-    kiosk: KioskConnection, psn_no: str, bill_id: str, txn_id: str
+    kiosk: KioskConnection, psn_no: str, bill_id: str, txn_id: str, card_read: bool = False
 ) -> dict[str, Any]:
+    """A demo resident's bill settled as a kiosk does it: their card read (unless card_read:
+    it was, on this kiosk), the price shown, confirmed."""
+    if not card_read:
+        await kiosk.call("person_info", card=demo_card(psn_no))
     pre = await kiosk.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
     return await kiosk.call(
         "settle",
@@ -133,7 +137,7 @@ async def test_a_resident_settles_end_to_end(site: Site) -> None:
     assert person["ssn_masked"] == "130630********0048"
     bills = await kiosk.call("pending_bills", psn_no="P001")
     assert [b["bill_id"] for b in bills["bills"]] == ["B-130630-0001"]
-    settled = await settle_bill(kiosk, "P001", "B-130630-0001", "TXN-E2E-0001")
+    settled = await settle_bill(kiosk, "P001", "B-130630-0001", "TXN-E2E-0001", card_read=True)
     record = kiosk.client.open_settlement(settled["settlement"])
     await kiosk.call("receipt_printed", txn_id="TXN-E2E-0001", setl_id=record["setl_id"])
     stored = site.ledger.get_settlement("TXN-E2E-0001")
@@ -246,6 +250,7 @@ async def test_a_revoked_kiosk_is_refused(site: Site) -> None:
 
 async def test_a_replayed_frame_is_refused_even_a_settle(site: Site) -> None:
     kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=demo_card("P001"))
     pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
     request, sealed = kiosk.client.request(
         "settle",
@@ -511,7 +516,7 @@ async def test_logs_are_json_lines_with_no_id_number_in_them(site: Site) -> None
     kiosk = await site.kiosk()
     resident = site.residents["P005"]
     await kiosk.call("person_info", card=card_of(resident))
-    await settle_bill(kiosk, "P005", "B-130602-0005", "TXN-LOGGED-01")
+    await settle_bill(kiosk, "P005", "B-130602-0005", "TXN-LOGGED-01", card_read=True)
     text = site.log.getvalue()
     events = site.events()  # every line parses as one JSON object
     settled = [e for e in events if e["event"] == "settled"]
@@ -541,6 +546,7 @@ async def test_a_database_that_goes_away_gets_a_clear_error_and_comes_back(
     site = await _start_site(ledger, f"{ledger_url}&application_name={marker}", tmp_path)
     try:
         kiosk = await site.kiosk()
+        await kiosk.call("person_info", card=demo_card("P001"))
         pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
         with psycopg.connect(os.environ["ONESTOP_TEST_PG"], autocommit=True) as admin:
             cut = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -585,6 +591,7 @@ async def test_a_lock_held_elsewhere_is_waited_for_a_bounded_time_and_the_operat
     schema = ledger_url.split("schema=")[1].split("&")[0]
     try:
         kiosk = await site.kiosk()
+        await kiosk.call("person_info", card=demo_card("P001"))
         pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
         scraped: list[str] = []
         scraper = threading.Timer(0.7, lambda: scraped.append(site.metrics()))
@@ -791,6 +798,7 @@ async def test_a_counter_too_high_to_keep_is_invalid_and_costs_no_other_kiosk(
 async def test_text_with_a_nul_character_is_invalid_on_either_ledger(site: Site) -> None:
     # a CBOR text string may hold NUL; PostgreSQL text cannot, and "unavailable" would be wrong
     kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=demo_card("P001"))
     with pytest.raises(GatewayRefused) as refused:
         await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001\x00")
     assert refused.value.code == "invalid"
@@ -828,7 +836,10 @@ async def test_a_kiosk_that_half_closes_still_gets_every_answer(site: Site) -> N
     requests = []
     for n, psn_no in enumerate(("P001", "P002", "P003")):
         bill_id = site.residents[psn_no]["bills"][0]["bill_id"]
+        await pricing.call("person_info", card=demo_card(psn_no))
         pre = await pricing.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
+        # each resident's card, then their settle: six frames, all sent before any answer
+        requests.append(client.request("person_info", card=demo_card(psn_no)))
         requests.append(client.request(
             "settle", psn_no=psn_no, bill_id=bill_id, txn_id=f"TXN-HALF-{n:04d}",
             confirmed_cash=pre["result"]["psn_cash_pay"]))
@@ -843,7 +854,7 @@ async def test_a_kiosk_that_half_closes_still_gets_every_answer(site: Site) -> N
     while (payload := deframer.next_frame()) is not None:
         answers.append(payload)
     assert [client.check_reply(request, payload)["t"] for (request, _), payload
-            in zip(requests, answers, strict=True)] == ["settle_reply"] * 3
+            in zip(requests, answers, strict=True)] == ["person_info_reply", "settle_reply"] * 3
     assert all(site.ledger.get_settlement(f"TXN-HALF-{n:04d}") for n in range(3))
     writer.close()
 

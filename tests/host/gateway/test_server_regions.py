@@ -15,7 +15,7 @@ from onestop.host.gateway import logs
 from onestop.host.gateway.kiosk_client import GatewayRefused, KioskConnection, enroll_kiosk
 from onestop.host.gateway.ledger import Ledger
 from onestop.host.gateway.server import GatewayConfig, start_gateway
-from test_handlers import seed_demo
+from test_handlers import demo_card, seed_demo
 from test_handlers_regions import LOCAL, OFFSITE, TO_BEIJING, regional_policy
 
 
@@ -39,6 +39,7 @@ async def serve_with(ledger: Ledger, url: str, folder: Path, policies: tuple[str
 
 
 async def settle(kiosk: KioskConnection, psn_no: str, bill_id: str, txn_id: str) -> int:
+    await kiosk.call("person_info", card=demo_card(psn_no))
     pre = await kiosk.call("pre_settle", psn_no=psn_no, bill_id=bill_id)
     cash = pre["result"]["psn_cash_pay"]
     await kiosk.call("settle", psn_no=psn_no, bill_id=bill_id, txn_id=txn_id,
@@ -102,6 +103,7 @@ async def test_a_region_no_policy_covers_is_refused_over_the_wire(
     henan = regional_policy(tmp_path, "test-4101", ["4101"])
 
     async def visit(kiosk: KioskConnection) -> None:
+        await kiosk.call("person_info", card=demo_card(LOCAL[0]))
         with pytest.raises(GatewayRefused) as refused:
             await kiosk.call("pre_settle", psn_no=LOCAL[0], bill_id=LOCAL[1])
         assert refused.value.code == "invalid"

@@ -45,6 +45,7 @@ async def test_every_retry_to_the_other_gateway_returns_the_same_settlement(
         retried = 0
         try:
             for resident in hall.residents[index]:
+                await near.call("person_info", card=resident.card)  # their card, at this kiosk
                 for bill_id in resident.bill_ids[:4]:
                     pre = await near.call("pre_settle", psn_no=resident.psn_no, bill_id=bill_id)
                     ask = {"psn_no": resident.psn_no, "bill_id": bill_id,

@@ -45,6 +45,7 @@ async def test_two_workers_share_the_port_and_the_ledger(
             connection = connections[index]
             try:
                 resident = residents[index]
+                await connection.call("person_info", card=resident.card)
                 pre = await connection.call("pre_settle", psn_no=resident.psn_no,
                                             bill_id=resident.bill_ids[0])
                 reply = await connection.call(
