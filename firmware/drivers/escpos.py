@@ -31,7 +31,11 @@ Printer(reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250):
           before printing, nothing sent: "offline", "paper_out", "cover_open", "error"
           after sending, receipt incomplete (reprint it): "paper_out_during",
           "cover_open_during", "error_during", "offline_during",
-          "unconfirmed" (the printer never confirmed the end of the receipt)
+          "unconfirmed_during" (a printer that confirms receipts did not confirm this one:
+          part of it, or its GS r, was lost on the line; asked once, the next unconfirmed
+          print is "unconfirmed"),
+          "unconfirmed" (the printer never confirmed the end of the receipt: some models
+          ignore GS r; nothing says it was not printed)
     bytes_sent: bytes of the last receipt sent (0 when it was refused before sending).
 
 The reader must return at least one byte per read(1) (asyncio.StreamReader over a UART, or over
@@ -59,6 +63,7 @@ _GS_R_PAPER = b"\x1dr\x01"  # processed in order: its answer means everything be
 _QR_PRINT = b"\x1d(k\x03\x001Q0"
 _QR_ECC = {"L": 48, "M": 49, "Q": 50, "H": 51}
 _QR_MAX_DATA = const(7089)
+_DRAIN_MS = const(20)  # a byte already waiting is read at once; silence this long ends a drain
 _TEXT_PIECE = const(32)  # characters encoded per chunk: bounds each chunk to 64 bytes
 
 _TEXT = const(0)  # part kinds of a Receipt
@@ -265,7 +270,9 @@ class Printer:
         self.print_timeout_ms = print_timeout_ms
         self.poll_ms = poll_ms
         self.bytes_sent = 0
-        self._unanswered = False  # a query may still be answered late: drain before the next
+        # Whether this printer answers GS r, learnt from its answers: once it has, a receipt it
+        # does not confirm is one the line may have eaten (see print_receipt).
+        self.confirms = False
 
     async def _send(self, data):
         self._writer.write(data)
@@ -281,8 +288,7 @@ class Printer:
 
     async def _discard_input(self):
         for _ in range(64):
-            if await self._read_byte(20) is None:
-                self._unanswered = False
+            if await self._read_byte(_DRAIN_MS) is None:
                 return
 
     async def _realtime_reply(self):
@@ -300,12 +306,13 @@ class Printer:
         return _status(offline_reply, await self._realtime_reply())
 
     async def status(self):
-        if self._unanswered:
-            await self._discard_input()
+        # The two replies are told apart only by their order: a byte come unasked (doubled on
+        # the line, a late answer, noise) would shift every later pair by one, and near-end
+        # paper would read as a cover open for good. Whatever is waiting goes first.
+        await self._discard_input()
         try:
             return await asyncio.wait_for_ms(self._query_status(), self.timeout_ms)
         except asyncio.TimeoutError:
-            self._unanswered = True
             return _status(None, None)
 
     async def _wait_printed(self):
@@ -317,15 +324,14 @@ class Printer:
             if byte is None:
                 # Still busy, or stopped: a stopped printer never answers GS r but does answer
                 # DLE EOT, so ask why rather than wait out the whole timeout.
-                self._unanswered = True
                 await self._send(_DLE_EOT_OFFLINE)
             elif is_realtime_reply(byte):
                 cover_open, paper_stop, error = parse_offline(byte)
                 if cover_open or paper_stop or error:
                     return False
             elif is_paper_sensor_reply(byte):
+                self.confirms = True
                 return True
-        self._unanswered = True
         return False
 
     async def print_receipt(self, chunks):
@@ -345,5 +351,11 @@ class Printer:
         if reason:
             raise PrinterError(reason, after)
         if not confirmed:
+            if self.confirms:
+                # It confirmed receipts before: this one's GS r, or part of it, was lost on the
+                # line. Printed again once (the next unconfirmed one is taken as printed: a
+                # printer that stopped answering GS r must not print each receipt for ever).
+                self.confirms = False
+                raise PrinterError("unconfirmed_during", after)
             raise PrinterError("unconfirmed", after)
         return after

@@ -3,7 +3,7 @@
 One end (`device_path`) is opened by a device simulator with pyserial; the other (`host_path`) by
 the firmware (MicroPython unix port) or the gateway as its serial port. The relay paces bytes
 like a real UART at `baud` (10 bits per byte: start, 8 data, stop), counts them in each
-direction, and can be unplugged to simulate a pulled cable.
+direction, can be unplugged to simulate a pulled cable, and can garble what crosses (`faults`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Callable
 
 
 class _End:
@@ -30,6 +31,9 @@ class SerialLink:
         self.connected = True
         self.bytes_to_device = 0  # host -> device
         self.bytes_to_host = 0  # device -> host
+        # Line faults (a cheap cable): "to_device" / "to_host" -> a function given each chunk
+        # as it crosses, returning the bytes that arrive (noise, a byte doubled, one dropped).
+        self.faults: dict[str, Callable[[bytes], bytes]] = {}
         self._device = _End()
         self._host = _End()
         self._stop = threading.Event()
@@ -71,6 +75,9 @@ class SerialLink:
                 return
             if not chunk or not self.connected:
                 continue
+            fault = self.faults.get(counter)
+            if fault is not None:
+                chunk = fault(chunk)
             if self.pace:
                 time.sleep(len(chunk) * 10 / self.baud)
             setattr(self, "bytes_" + counter, getattr(self, "bytes_" + counter) + len(chunk))

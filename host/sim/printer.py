@@ -12,6 +12,8 @@ the 384-dot head, skips commands it does not know the way real printers do (coun
 - `paper_left_lines`: paper on the roll, in text lines (None: endless). When the roll runs out
   mid-receipt the receipt is closed as truncated, `paper_out` turns on and the rest is lost.
 - `paper_near_end`: the near-end sensor (also on once 30 lines or fewer are left).
+- `answers_gs_r`: off, `GS r` goes unanswered (models that ignore it, or a command lost on the
+  line).
 
 `PrinterSim(device_path)` runs an interpreter behind a pyserial port on a background thread:
 `receipts` (cut or truncated), `current` (being printed), `last_receipt_text()`,
@@ -151,6 +153,8 @@ class EscPosInterpreter:
         self._cover_open = False
         self.paper_near_end = False
         self.paper_left_lines = paper_left_lines
+        # Some models ignore GS r; off, this one does too (or its GS r is lost on the line).
+        self.answers_gs_r = True
         self.receipts: list[Receipt] = []
         self.current = Receipt()
         self.unknown_commands: list[bytes] = []
@@ -337,7 +341,9 @@ class EscPosInterpreter:
         if cmd == ord("r"):
             if not self._need(3):
                 return 0
-            if self._buf[2] in (1, 49):
+            if not self.answers_gs_r:
+                pass
+            elif self._buf[2] in (1, 49):
                 replies.append(self._paper_sensor_status())
             else:
                 replies.append(0)  # drawer status: no drawer
@@ -542,6 +548,14 @@ class PrinterSim:
     @paper_left_lines.setter
     def paper_left_lines(self, lines: int | None) -> None:
         self._set("paper_left_lines", lines)
+
+    @property
+    def answers_gs_r(self) -> bool:
+        return self._printer.answers_gs_r
+
+    @answers_gs_r.setter
+    def answers_gs_r(self, answers: bool) -> None:
+        self._set("answers_gs_r", answers)
 
     def load_paper(self, lines: int | None = None) -> None:
         with self._changed:

@@ -139,6 +139,60 @@ def test_printer_plugged_back_in_answers_again(mp: Worker, link: SerialLink,
     assert print_receipt(mp, link, tables)["printed"]
 
 
+@pytest.fixture
+def kept(mp: Worker, link: SerialLink) -> Iterator[Worker]:
+    """The firmware with one Printer open on the link, kept across calls."""
+    mp.call("escpos_session", "open_printer", link.host_path)
+    yield mp
+    mp.call("escpos_session", "close_printer")
+
+
+def test_a_status_byte_doubled_on_the_line_does_not_shift_the_answers_after_it(
+        kept: Worker, link: SerialLink, printer: PrinterSim) -> None:
+    # DLE EOT 2 and DLE EOT 4 are answered with bytes told apart only by their order: one byte
+    # doubled by a cheap cable shifted every later pair, and near-end paper read as a cover
+    # open (0x1E has bit 2), putting the kiosk out of service for good.
+    printer.paper_near_end = True
+    doubled = []
+
+    def double_the_first_byte(chunk: bytes) -> bytes:
+        if doubled:
+            return chunk
+        doubled.append(chunk[:1])
+        return chunk[:1] + chunk
+
+    link.faults["to_host"] = double_the_first_byte
+    kept.call("escpos_session", "kept_status")  # the one the doubled byte came in
+    assert doubled
+    for _ in range(3):
+        assert kept.call("escpos_session", "kept_status") == {
+            "online": True, "paper": "near_end", "cover_open": False, "error": False}
+
+
+def test_a_receipt_a_confirming_printer_does_not_confirm_is_printed_again_once(
+        kept: Worker, printer: PrinterSim, tables: str) -> None:
+    # A printer that answered GS r before and not now: the receipt (or its GS r) was lost on
+    # the line, so it is reported for a reprint, not taken as printed. Once: a printer that
+    # has stopped answering GS r must not print every receipt for ever.
+    assert kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)["printed"]
+    printer.answers_gs_r = False
+    again = kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)
+    assert (again["printed"], again["reason"]) == (False, "unconfirmed_during")
+    last = kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)
+    assert (last["printed"], last["reason"]) == (False, "unconfirmed")
+    printer.answers_gs_r = True
+    assert kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)["printed"]
+
+
+def test_a_printer_that_never_answers_gs_r_has_its_receipts_taken_as_printed(
+        kept: Worker, printer: PrinterSim, tables: str) -> None:
+    printer.answers_gs_r = False  # some models ignore it
+    for _ in range(2):
+        result = kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)
+        assert (result["printed"], result["reason"]) == (False, "unconfirmed")
+    assert len(printer.receipts) == 2 and not printer.receipts[-1].truncated
+
+
 def test_printing_one_receipt_allocates_little(mp_roomy: Worker, link: SerialLink,
                                                printer: PrinterSim, tables: str,
                                                record_property) -> None:

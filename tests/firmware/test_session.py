@@ -561,6 +561,18 @@ def test_a_print_the_printer_never_confirms_is_not_printed_again_and_again(
     assert result["calls"][-1] == "receipt_printed"
 
 
+def test_a_receipt_the_printer_did_not_confirm_this_time_is_printed_again_for_the_resident(
+        kiosk: Kiosk) -> None:
+    """A printer that confirms receipts did not confirm this one (the line ate part of it, or
+    its GS r): the resident still there gets it again, marked as a reprint."""
+    result = kiosk.session(script=HAPPY, printer_faults=["unconfirmed_during"], keeps_card=True)
+    assert result["outcome"] == "settled" and result["open"] == []
+    [reprint] = result["receipts"]
+    assert "Reprint - settled once only" in receipt_of(reprint).text()
+    assert "print_unconfirmed" not in result["events"]
+    assert titles(result)[-2:] == ["Printing a saved receipt", "Settlement complete"]
+
+
 def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(
         kiosk: Kiosk) -> None:
     """The cover was open: nothing came out, so the receipt printed once it is shut is the

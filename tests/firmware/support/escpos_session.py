@@ -61,6 +61,30 @@ def print_receipt(path, table_dir, spec, timeout_ms=300, poll_ms=100):
         port.close()
 
 
+# One printer kept across calls (the pytest side changes the line or the printer between them)
+_kept = {}
+
+
+def open_printer(path, print_timeout_ms=1500):
+    port, printer = _printer(path, 300, 100)
+    printer.print_timeout_ms = print_timeout_ms
+    _kept["port"], _kept["printer"] = port, printer
+
+
+def kept_status():
+    return asyncio.run(_kept["printer"].status())
+
+
+def kept_print(table_dir, spec):
+    gbk.set_table_dir(table_dir)
+    return asyncio.run(_print(_kept["printer"], spec))
+
+
+def close_printer():
+    _kept.pop("port").close()
+    _kept.clear()
+
+
 def print_receipt_measured(path, table_dir, spec):
     """Print one receipt; report heap: bytes allocated in all (GC off) and bytes kept after."""
     gbk.set_table_dir(table_dir)
