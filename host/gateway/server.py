@@ -273,9 +273,13 @@ class FrameService:
                      now: int) -> Processed:
         """The kiosk hears that the ledger is unavailable and whether its request may have
         been stored; where the ledger is (host, role, schema, file) and why, only the log."""
-        told = ("the gateway's ledger is unavailable; the request may have been stored: ask "
-                "with settlement_query" if error.at_commit else
-                "the gateway's ledger is unavailable; nothing was stored")
+        if not error.at_commit:
+            told = "the gateway's ledger is unavailable; nothing was stored"
+        elif _type(request) in Handlers.WRITES:
+            told = ("the gateway's ledger is unavailable; the request may have been stored: "
+                    "ask with settlement_query")
+        else:  # a read: nothing of it needs finding out (a person_info asked again re-reads)
+            told = "the gateway's ledger is unavailable; ask again"
         return self._refuse(request, "unavailable", told, now, detail=str(error))
 
     def _refuse(self, request: dict[str, Any] | None, code: str, msg: str, now: int,

@@ -40,6 +40,14 @@ INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables 
 # what settlements hold each other up (milliseconds), below a kiosk's 10 s reply timeout.
 LOCK_WAIT_MS = 3000
 _SETS_LOCK_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)lock[_-]timeout=")  # not deadlock_timeout
+# A session that stops talking inside a transaction (its gateway frozen by a paused VM, a swap
+# storm, a partition) is ended by the server after this long, and its row locks with it: every
+# write takes the audit chain's head, so one such session stopped every gateway on the ledger
+# until TCP gave up on it (hours). No ledger transaction pauses between statements for more
+# than milliseconds.
+IDLE_IN_TRANSACTION_MS = 5000
+_SETS_IDLE_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)idle[_-]in[_-]transaction[_-]session[_-]"
+                                r"timeout=")
 
 
 class PostgresLedger(SqlLedger):
@@ -65,6 +73,8 @@ class PostgresLedger(SqlLedger):
             settings += f" -c search_path={self.location.schema}"
         if not _SETS_LOCK_TIMEOUT.search(settings):
             settings += f" -c lock_timeout={LOCK_WAIT_MS}"
+        if not _SETS_IDLE_TIMEOUT.search(settings):
+            settings += f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
         options["options"] = settings.strip()
         return psycopg.connect(self.location.dsn or "", **options)
 

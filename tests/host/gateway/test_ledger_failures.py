@@ -168,6 +168,29 @@ def test_lock_waits_are_bounded_and_the_operators_own_server_settings_kept(
     assert shown(dsn, "lock_timeout", "work_mem", "deadlock_timeout") == ["3s", "7MB", "2s"]
 
 
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_session_gone_silent_in_a_transaction_does_not_stop_the_others(
+        demo_people, kit, ledger_url, monkeypatch):
+    """A gateway frozen mid-transaction (a paused VM) holding the audit chain's head, which
+    every write takes: the server ends its session and the others settle, instead of all of
+    them being refused until TCP gives up on it (hours)."""
+    from onestop.host.gateway.ledger import postgres
+
+    monkeypatch.setattr(postgres, "IDLE_IN_TRANSACTION_MS", 1000)
+    frozen = open_ledger(ledger_url)
+    try:
+        conn = frozen._connection()
+        conn.execute("BEGIN")
+        conn.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        # ...and says nothing more: the lock is the other gateway's for at most 3 s (lock_timeout)
+        stored = kit.settle(demo_people, "T-000001", "P1", "B1")
+        assert stored.status == "settled"
+        with pytest.raises(psycopg.Error, match="idle-in-transaction"):
+            conn.execute("SELECT 1")  # its session was ended by the server
+    finally:
+        frozen.close()
+
+
 def test_postgresql_that_cannot_be_reached_is_a_clear_error():
     unreachable = open_ledger("postgresql://postgres@127.0.0.1:1/nowhere")
     try:

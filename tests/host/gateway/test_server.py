@@ -575,6 +575,33 @@ async def test_a_database_that_goes_away_gets_a_clear_error_and_comes_back(
         await site.close()
 
 
+async def test_a_commit_that_failed_tells_a_read_to_ask_again_and_a_settle_to_query(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A connection lost at COMMIT: only a write may have been stored (settlement_query tells);
+    # a person_info or pre_settle was told to ask with settlement_query too.
+    from onestop.host.gateway.ledger.base import LedgerError, RequestOutcome
+
+    kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=demo_card("P001"))
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    lost = LedgerError("the connection was lost at COMMIT")
+    lost.at_commit = True
+    ledger = site.running.server.service.ledger
+    monkeypatch.setattr(ledger, "run_requests", lambda jobs: [
+        RequestOutcome("failed", error=lost) for _ in jobs])
+    told = {}
+    for t, body in (("pre_settle", {"bill_id": "B-130630-0001"}),
+                    ("settle", {"bill_id": "B-130630-0001", "txn_id": new_txn_id(),
+                                "confirmed_cash": pre["result"]["psn_cash_pay"]})):
+        with pytest.raises(GatewayRefused) as refused:
+            await kiosk.call(t, psn_no="P001", **body)
+        told[t] = (refused.value.code, refused.value.reply["msg"])
+    assert told == {
+        "pre_settle": ("unavailable", "the gateway's ledger is unavailable; ask again"),
+        "settle": ("unavailable", "the gateway's ledger is unavailable; the request may have "
+                   "been stored: ask with settlement_query")}
+
+
 async def test_a_lock_held_elsewhere_is_waited_for_a_bounded_time_and_the_operator_told(
         ledger: Ledger, ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An operator's psql session holds the settlements table: the gateway (whose kiosks all
