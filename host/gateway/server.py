@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from onestop.host.gateway.ledger.base import (
 )
 from onestop.host.gateway.logs import EventLog
 from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint
+from onestop.host.gateway.stallwatch import StallWatch
 from onestop.host.gateway.transports import ByteStream, SerialInUse, SerialSpec, SerialStream
 from onestop.host.gateway.workers import BACKLOG
 from onestop.host.keys import KeyFileError, SigningKey, VerifyingKey, load_signing_key
@@ -326,6 +328,11 @@ class Batcher:
         self._scheduled = False
         self._running_since: float | None = None  # monotonic: the batch in the ledger now
         self._slow = slow  # told (seconds, requests) of a batch over SLOW_LEDGER_S
+
+    def batch_started(self) -> float | None:
+        """When the batch in the ledger now started (monotonic), or None (read from another
+        thread: the stall watch)."""
+        return self._running_since
 
     def busy_seconds(self) -> float:
         """How long the batch in the ledger has been running; 0 when none is (read from the
@@ -606,6 +613,11 @@ class GatewayServer:
         self.idle_timeout_s = idle_timeout_s
         self.batcher = Batcher(service, max_batch, slow=self._ledger_slow)
         metrics.watch_ledger(self.batcher.busy_seconds)
+        loop_thread = threading.get_ident()  # where the batches run
+        self._stall_watch = StallWatch(self.batcher.batch_started,
+                                       lambda: service.ledger.interrupt(loop_thread),
+                                       self._ledger_stalled)
+        self._stall_watch.start()
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[TcpConnection] = set()
@@ -795,6 +807,11 @@ class GatewayServer:
         self.metrics.warning("ledger_slow")
         self.log.warning("ledger_slow", seconds=round(seconds, 3), requests=requests)
 
+    def _ledger_stalled(self, event: str, **fields: Any) -> None:
+        # On the stall watch's thread, while the loop waits (the log writes at once there).
+        self.metrics.warning(event)
+        self.log.warning(event, **fields)
+
     def _account(self, result: Processed, peer: str, elapsed: float) -> None:
         self.metrics.frame("in", result.request_type)
         latency_ms = round(elapsed * 1000, 2)
@@ -868,6 +885,7 @@ class GatewayServer:
         for server in self._tcp:
             await server.wait_closed()
         self.batcher.drain()  # frames received whole still get their ledger work done
+        self._stall_watch.stop()
         self.service.ledger.close()
 
 

@@ -171,6 +171,9 @@ class Ledger(Protocol):
     def close(self) -> None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
     def exposure(self) -> str | None: ...  # who else can read the stored data, if anyone
+    # break the connection thread `thread_id` waits on in a transaction (a database that
+    # stopped answering): its call fails with LedgerError at once; False if it cannot
+    def interrupt(self, thread_id: int) -> bool: ...
     # atomically: work() (calls on this ledger) as one durable write transaction, all or
     # nothing; work may run more than once (a conflict retries it whole)
     def atomically(self, work: Callable[[], T]) -> T: ...

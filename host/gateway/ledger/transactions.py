@@ -90,6 +90,7 @@ class SqlStore:
         self._connections: list[Any] = []
         self._connections_guard = threading.Lock()
         self._closed = False
+        self._in_use: dict[int, Any] = {}  # thread id -> the connection its transaction uses
 
     # ------------------------------------------------------------------ backend hooks
     def _connect(self) -> Any:
@@ -126,6 +127,17 @@ class SqlStore:
         raise NotImplementedError
 
     def _connection_unusable(self, conn: Any) -> bool:
+        return False
+
+    def interrupt(self, thread_id: int) -> bool:
+        """Break the connection `thread_id`'s transaction is waiting on (called from another
+        thread): the wait ends in a driver error, so LedgerError, and the connection is
+        replaced. False if that thread is in no transaction or the backend cannot."""
+        conn = self._in_use.get(thread_id)
+        return conn is not None and self._break(conn)
+
+    def _break(self, conn: Any) -> bool:
+        """Make `conn`'s pending call fail now (from another thread); False if impossible."""
         return False
 
     def tune_for_serving(self) -> None:
@@ -192,7 +204,14 @@ class SqlStore:
         return result
 
     def _run(self, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
-        conn = self._begun(write, durable)
+        thread = threading.get_ident()
+        try:
+            return self._run_on(thread, work, write, durable)
+        finally:
+            self._in_use.pop(thread, None)
+
+    def _run_on(self, thread: int, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
+        conn = self._begun(thread, write, durable)
         tx = Tx(conn, self._translate, self.pipelined)
         self._local.tx = tx
         try:
@@ -213,7 +232,7 @@ class SqlStore:
             raise self._failure(conn, exc, committing=write) from exc
         return result
 
-    def _begun(self, write: bool, durable: bool) -> Any:
+    def _begun(self, thread: int, write: bool, durable: bool) -> Any:
         """A connection with a transaction begun. A kept connection that turns out dead at
         BEGIN (the server restarted, failed over, or closed it as idle) is replaced once:
         nothing has run yet, so a kiosk is not told `unavailable` for a database that is up."""
@@ -224,6 +243,7 @@ class SqlStore:
             except LedgerError as exc:
                 exc.at_begin = True
                 raise
+            self._in_use[thread] = conn
             try:
                 self._begin(conn, write, durable)
                 return conn

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -573,6 +574,88 @@ async def test_a_database_that_goes_away_gets_a_clear_error_and_comes_back(
             ledger.get_settlement("TXN-DBGONE-01").setl_date)] == ["TXN-DBGONE-01"]
     finally:
         await site.close()
+
+
+class FreezingProxy:
+    """A TCP relay to the database that can stop passing bytes while keeping every
+    connection open: a server that hangs (a stuck disk, a frozen pooler), not one that dies."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.frozen = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
+        source.settimeout(0.05)
+        while not self._closed.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                sink.close()
+                return
+            sink.sendall(data)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+
+
+async def test_a_database_that_stops_answering_is_told_of_while_it_lasts_and_cut_off(
+        ledger: Ledger, ledger_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger runs on the event loop: a database that keeps the link up and answers
+    nothing held every kiosk of the gateway, silently, for as long as it lasted. The stall is
+    logged while it lasts, and the connection is broken: kiosks are answered `unavailable`."""
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("a database server that hangs is a PostgreSQL event")
+    from onestop.host.gateway import stallwatch
+    from onestop.host.gateway.ledger import postgres
+
+    monkeypatch.setattr(stallwatch, "WARN_AFTER_S", 0.5)
+    monkeypatch.setattr(stallwatch, "BREAK_AFTER_S", 1.5)
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 2)
+    parts = urllib.parse.urlsplit(ledger_url)
+    proxy = FreezingProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    user = f"{parts.username}@" if parts.username else ""
+    via_proxy = parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}").geturl()
+    site = await _start_site(ledger, via_proxy, tmp_path)
+    try:
+        kiosk = await site.kiosk()
+        await kiosk.call("person_info", card=demo_card("P001"))
+        proxy.frozen.set()
+        with pytest.raises(GatewayRefused) as refused:
+            await kiosk.call("person_info", card=demo_card("P001"), timeout=30)
+        assert refused.value.code == "unavailable"
+        warned = [e["event"] for e in site.events() if e["level"] == "warning"]
+        assert "ledger_stalled" in warned and "ledger_connection_broken" in warned
+        assert 'onestop_warnings_total{event="ledger_stalled"} 1.0' in site.metrics()
+        proxy.frozen.clear()  # it answers again: the gateway carries on by itself
+        kiosk = await site.connect(kiosk.client)  # (the test's idle timeout closed the other)
+        assert (await kiosk.call("person_info", card=demo_card("P001")))["psn_no"] == "P001"
+    finally:
+        proxy.frozen.clear()
+        await site.close()
+        proxy.close()
 
 
 async def test_a_commit_that_failed_tells_a_read_to_ask_again_and_a_settle_to_query(

@@ -1,0 +1,61 @@
+"""A thread that watches the ledger work running on the gateway's event loop.
+
+The gateway runs its ledger batches on the loop's thread (no thread hop per batch), so while
+one waits no kiosk of this gateway is answered. A lock is waited for at most lock_timeout and
+a dead link is noticed by TCP, but a database that keeps the link up and answers nothing (a
+hung server, a stuck disk, a frozen pooler) was waited for without end, kiosks timing out,
+and the operator heard of it (`ledger_slow`) only once it was over. This thread tells the
+operator while it lasts (`ledger_stalled`) and, past BREAK_AFTER_S, breaks the connection
+waited on: the batch is answered `unavailable` (a settle's kiosk asks settlement_query, as
+after any lost link) and the next batch opens a new connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+WARN_AFTER_S = 5.0
+# Under a kiosk's 10 s reply timeout; above the two lock waits a batch may make (2 x 3 s).
+BREAK_AFTER_S = 8.0
+CHECK_EVERY_S = 0.5
+
+
+class StallWatch:
+    def __init__(self, batch_started: Callable[[], float | None],
+                 interrupt: Callable[[], bool], warn: Callable[..., None]) -> None:
+        self._batch_started = batch_started  # monotonic start of the batch under way, or None
+        self._interrupt = interrupt
+        self._warn = warn  # (event, **fields), called on this thread
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledger-stall-watch",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        warned: Any = None  # the batch (its start) already warned of, and broken
+        broken: Any = None
+        while not self._stop.wait(CHECK_EVERY_S):
+            since = self._batch_started()
+            if since is None:
+                continue
+            waited = round(time.monotonic() - since, 1)
+            if waited >= WARN_AFTER_S and warned != since:
+                warned = since
+                self._warn("ledger_stalled", seconds=waited,
+                           hint="the database takes no answer back; kiosks wait meanwhile")
+            if waited >= BREAK_AFTER_S and broken != since:
+                broken = since
+                if self._interrupt():
+                    self._warn("ledger_connection_broken", seconds=waited,
+                               hint="the batch is answered unavailable; a new connection "
+                               "is opened for the next")
