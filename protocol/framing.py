@@ -3,6 +3,9 @@
 The same framing runs on UART and TCP. COBS removes every 0x00 from the frame, so 0x00 always
 marks a frame boundary and a receiver that joins mid-stream, or loses bytes, resynchronises at
 the next one. The CRC-32 (binascii.crc32 of the payload) catches corruption COBS cannot see.
+On a serial line the transports also write a 0x00 before each frame (not `encode`, whose bytes
+the vectors pin): noise on an idle line is then a run of its own, not the head of the next
+frame; the empty run between two delimiters is counted in `.stats["empty"]` and skipped.
 
     deframer = Deframer()
     deframer.receive_data(chunk)          # any split of the stream

@@ -186,6 +186,7 @@ class _TcpLink(asyncio.Protocol):
     StreamWriter, which matters when one process drives hundreds of kiosks)."""
 
     transport = "tcp"
+    frame_lead = b""
 
     def __init__(self) -> None:
         self.peer = "?"
@@ -281,7 +282,7 @@ class KioskConnection:
     async def call(self, t: str, timeout: float = 10.0, **body: Any) -> dict[str, Any]:
         """Send one request and return the verified reply (GatewayRefused for an `error`)."""
         request, sealed = self.client.request(t, **body)
-        await self.stream.write(fastwire.encode_frame(sealed))
+        await self.stream.write(self.stream.frame_lead + fastwire.encode_frame(sealed))
         async with asyncio.timeout(timeout):
             while True:
                 payload = await self.receive_payload()

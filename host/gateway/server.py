@@ -794,7 +794,7 @@ class GatewayServer:
             self._account(result, stream.peer, time.perf_counter() - started)
 
     async def _send(self, stream: ByteStream, sealed: bytes, reply_type: str) -> None:
-        await stream.write(fastwire.encode_frame(sealed))
+        await stream.write(stream.frame_lead + fastwire.encode_frame(sealed))
         self.metrics.frame("out", reply_type)
 
     def _count_discarded(self, before: dict[str, int], after: dict[str, int]) -> None:

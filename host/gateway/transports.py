@@ -1,7 +1,8 @@
 """Byte streams the gateway serves frames over: asyncio TCP and serial lines (pyserial).
 
 Both look the same to the server — `read()` a chunk (b"" at the end), `write(bytes)`, `close()` —
-so one connection loop and one framing serve the LAN and a USB/RS-485 cable alike.
+so one connection loop and one framing serve the LAN and a USB/RS-485 cable alike. One difference:
+a serial line's frames are written after a 0x00 of their own (`frame_lead`), see SerialStream.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DEFAULT_BAUD = 115200
 class ByteStream(Protocol):
     transport: str  # "tcp" | "serial": a metrics label
     peer: str  # for logs
+    frame_lead: bytes  # written before each frame: b"\x00" on a serial line, b"" on TCP
 
     async def read(self) -> bytes: ...  # b"" once the peer is gone
     async def write(self, data: bytes) -> None: ...
@@ -57,6 +59,7 @@ class SerialSpec:
 
 class TcpStream:
     transport = "tcp"
+    frame_lead = b""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -101,11 +104,20 @@ class SerialInUse(OSError):
 class SerialStream:
     """A serial port driven by the event loop: pyserial configures the line (baud, raw 8N1),
     the loop watches its file descriptor, so no thread blocks on a read. The line is locked
-    (flock, pyserial's `exclusive`): a second gateway given the same line is refused."""
+    (flock, pyserial's `exclusive`): a second gateway given the same line is refused.
+
+    Each frame is written after a 0x00 of its own (`frame_lead`), not only ended by one: noise
+    on an idle line (a cable brushed, an adapter powered, a peer at another baud rate) would
+    otherwise be taken for the head of the next frame, whose CRC then fails, and the frame,
+    a kiosk's reply, be lost to a whole reply timeout. With it the noise ends as a run of its
+    own, discarded; the empty run between two frames' delimiters is skipped by the deframer."""
 
     transport = "serial"
+    frame_lead = b"\x00"
 
     def __init__(self, spec: SerialSpec) -> None:
+        self.device = spec.device
+        self.baud = spec.baud
         self.peer = f"{spec.device}@{spec.baud}"
         try:
             self._port = serial.Serial(spec.device, spec.baud, timeout=0, write_timeout=0,

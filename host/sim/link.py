@@ -3,7 +3,8 @@
 One end (`device_path`) is opened by a device simulator with pyserial; the other (`host_path`) by
 the firmware (MicroPython unix port) or the gateway as its serial port. The relay paces bytes
 like a real UART at `baud` (10 bits per byte: start, 8 data, stop), counts them in each
-direction, can be unplugged to simulate a pulled cable, and can garble what crosses (`faults`).
+direction, can be unplugged to simulate a pulled cable, can garble what crosses (`faults`)
+and can have noise put on it (`inject`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class SerialLink:
 
     def plug(self) -> None:
         self.connected = True
+
+    def inject(self, to: str, data: bytes) -> None:
+        """Bytes neither end sent (line noise, a peer at another baud rate) arrive at the
+        device's end (`to="device"`) or the host's (`to="host"`)."""
+        end = self._device if to == "device" else self._host
+        os.write(end.master, data)
 
     def reset_counters(self) -> None:
         self.bytes_to_device = self.bytes_to_host = 0

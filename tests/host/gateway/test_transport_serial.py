@@ -122,3 +122,29 @@ async def test_a_missing_serial_line_is_logged_once_and_served_when_plugged_in(
         (back,) = [e for e in events if e["event"] == "listening" and e.get("device")]
         assert back["down_s"] == 0
         await _settle_over(link, ledger)  # and a kiosk on it is served
+
+
+NOISE = bytes([0x55, 0xAA, 0x13, 0x7F])  # a cable brushed: a few bytes, no delimiter among them
+
+
+async def test_noise_on_an_idle_line_costs_neither_end_its_next_frame(
+        ledger: Ledger, tmp_path: Path) -> None:
+    """Frames were only ended by 0x00, so noise on an idle line became the head of the next
+    frame, which then failed its CRC: the kiosk's request or the gateway's answer was lost and
+    the kiosk waited out its reply timeout (10 s) before asking again. Each end now writes a
+    0x00 before each frame too, and the noise is discarded on its own."""
+    async with serial_gateway(ledger, tmp_path) as (_running, link):
+        residents = seed_demo(ledger)
+        client = enroll_kiosk(ledger, "K-SERIAL")
+        kiosk = await KioskConnection.open_serial(client, link.device_path, 115200)
+        try:
+            await kiosk.call("sign_in", fw="1.0.0", board="rp2040")
+            link.inject("device", NOISE)  # towards the kiosk, ahead of the gateway's answer
+            await asyncio.sleep(0.2)
+            person = await kiosk.call("person_info", card=card_of(residents["P003"]), timeout=5)
+            link.inject("host", NOISE)  # towards the gateway, ahead of the kiosk's request
+            await asyncio.sleep(0.2)
+            bills = await kiosk.call("pending_bills", psn_no=person["psn_no"], timeout=5)
+        finally:
+            await kiosk.close()
+        assert bills["bills"]
