@@ -92,8 +92,9 @@ FRAMES_PER_PASS = 8
 # A frame begun must end within this (a kiosk sends each whole; 4 KB at 9600 baud is 4 s): a
 # client trickling a byte at a time would otherwise hold its connection past the idle timeout.
 FRAME_DEADLINE_S = 30.0
-# "refused" log lines: at most this many per window; the rest are counted in one line (the
-# metrics count every one), so a flood of bad frames cannot fill the disk with log.
+# "refused" log lines (and "discarded", a serial line's frames that were not frames): at most
+# this many per window, together; the rest are counted in one line (the metrics count every
+# one), so a flood of bad frames cannot fill the disk with log.
 REFUSED_LOG_BURST = 100
 REFUSED_LOG_WINDOW_S = 10.0
 # Connections past this share of the process's file descriptors are warned of: at the limit the
@@ -780,7 +781,8 @@ class GatewayServer:
                        chunk: bytes) -> None:
         before = dict(deframer.stats)
         deframer.receive_data(chunk)
-        self._count_discarded(before, deframer.stats)
+        self._count_discarded(before, deframer.stats,
+                              stream if isinstance(stream, SerialStream) else None)
         for _ in range(deframer.stats["too_large"] - before["too_large"]):
             await self._send(stream, self.service.too_large(), "error")
         while (payload := deframer.next_frame()) is not None:
@@ -797,10 +799,17 @@ class GatewayServer:
         await stream.write(stream.frame_lead + fastwire.encode_frame(sealed))
         self.metrics.frame("out", reply_type)
 
-    def _count_discarded(self, before: dict[str, int], after: dict[str, int]) -> None:
+    def _count_discarded(self, before: dict[str, int], after: dict[str, int],
+                         line: SerialStream | None = None) -> None:
+        """Count the frames the deframer dropped; on a serial line, log them too: a technician
+        must tell noise or a wrong baud rate (garbage coming in) from a cut cable (nothing)."""
         for stat, code in DISCARDED.items():
             for _ in range(after[stat] - before[stat]):
                 self.metrics.error(code)
+                if line is not None:
+                    self._log_refused(event="discarded", transport="serial", device=line.device,
+                                      baud=line.baud, code=code, reason=stat,
+                                      hint="line noise or a wrong baud rate")
 
     def _ledger_slow(self, seconds: float, requests: int) -> None:
         # Every kiosk of this gateway waited meanwhile: the operator hears of it at once.
@@ -847,13 +856,13 @@ class GatewayServer:
                              fd_limit=self.fd_limit,
                              remedy="raise the open-files limit (ulimit -n, LimitNOFILE=)")
 
-    def _log_refused(self, **fields: Any) -> None:
+    def _log_refused(self, event: str = "refused", **fields: Any) -> None:
         if self._refused_window is None:  # a window opens with its first refusal
             self._refused_window = asyncio.get_running_loop().call_later(
                 REFUSED_LOG_WINDOW_S, self._end_refused_window)
         if self._refused_logged < REFUSED_LOG_BURST:
             self._refused_logged += 1
-            self.log.warning("refused", **fields)
+            self.log.warning(event, **fields)
         else:
             self._refused_unlogged += 1
 

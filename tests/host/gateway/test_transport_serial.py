@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from onestop.host.gateway import eventloop, logs
@@ -148,3 +149,31 @@ async def test_noise_on_an_idle_line_costs_neither_end_its_next_frame(
         finally:
             await kiosk.close()
         assert bills["bills"]
+
+
+async def test_garbage_on_the_line_is_logged_naming_the_line_a_burst_at_a_time(
+        ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line at the wrong baud rate (or a noisy one) delivers garbage: it was only counted in
+    a metric, so the log read the same as a cut cable's. It is logged now, naming the line and
+    what to suspect, with the refusals' limit on how many lines a flood may write."""
+    from onestop.host.gateway import server
+
+    monkeypatch.setattr(server, "REFUSED_LOG_BURST", 5)
+    monkeypatch.setattr(server, "REFUSED_LOG_WINDOW_S", 0.5)
+    log = io.StringIO()
+    async with serial_gateway(ledger, tmp_path, log=log) as (_running, link):
+        link.inject("host", (NOISE + b"\x00") * 20)  # 20 runs that are not frames
+
+        def events() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in log.getvalue().splitlines()]
+
+        async with asyncio.timeout(10):
+            while not any(e["event"] == "refused_unlogged" for e in events()):
+                await asyncio.sleep(0.05)
+        discarded = [e for e in events() if e["event"] == "discarded"]
+        assert len(discarded) == 5
+        assert {(e["device"], e["baud"], e["code"]) for e in discarded} == {
+            (link.host_path, 115200, "malformed")}
+        assert "wrong baud rate" in discarded[0]["hint"]
+        (summary,) = [e for e in events() if e["event"] == "refused_unlogged"]
+        assert summary["frames"] == 15
