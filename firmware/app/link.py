@@ -14,6 +14,10 @@
 #   GatewayUntrusted, not GatewayUnreachable. The gateway answers, but this kiosk was given the
 #   wrong gateway key (or something else answers in its place): a technician's fault to fix,
 #   not a network one to wait out.
+# - On a serial line each request is written after a 0x00 of its own: noise on the idle line
+#   (a cable brushed) then ends as a run the gateway discards, instead of heading the request,
+#   which would fail its CRC and cost a whole reply timeout. Runs that came in and were no
+#   frame are logged once per exchange (line noise, or the two ends at different baud rates).
 import asyncio
 import gc
 import os
@@ -24,6 +28,8 @@ from onestop.protocol.errors import ProtocolError
 
 READ_SIZE = 256
 RID_SIZE = 8
+_LEAD = b"\x00"  # written before each frame on a serial line
+_NOISE_HINT = "line noise or a wrong baud rate"
 
 
 class GatewayError(Exception):
@@ -161,24 +167,41 @@ class GatewayLink:
                                    self.clock.now(), **body)
         frame = framing.encode(messages.seal(request, self.kiosk_id, self.signer))
         self.stats["requests"] += 1
+        if not self.over_tcp:
+            writer.write(_LEAD)
         writer.write(frame)
         await writer.drain()
         del frame
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["gateway_reply"])
-        while True:
-            payload = self._deframer.next_frame()
-            if payload is None:
-                await self._receive(reader, deadline)
-                continue
-            reply = self._open(payload)
-            if reply is None:
-                continue
-            if not messages.is_reply_to(reply, request) and not _unauthenticated_error(reply):
-                self.stats["unmatched"] += 1
-                continue
-            if reply["t"] == "error":
-                raise GatewayError(reply["code"], reply["msg"], reply.get("now"))
-            return reply
+        bad = self._discarded()
+        try:
+            while True:
+                payload = self._deframer.next_frame()
+                if payload is None:
+                    await self._receive(reader, deadline)
+                    continue
+                reply = self._open(payload)
+                if reply is None:
+                    continue
+                if not messages.is_reply_to(reply, request) and \
+                        not _unauthenticated_error(reply):
+                    self.stats["unmatched"] += 1
+                    continue
+                if reply["t"] == "error":
+                    raise GatewayError(reply["code"], reply["msg"], reply.get("now"))
+                return reply
+        finally:
+            bad = self._discarded() - bad
+            if bad:  # once per exchange, however many
+                if self.over_tcp:
+                    self._note("gateway_frames_discarded", t=t, frames=bad)
+                else:
+                    self._note("gateway_frames_discarded", t=t, frames=bad, hint=_NOISE_HINT)
+
+    def _discarded(self):
+        """Runs received that were no frame (bad COBS or CRC, over-long), so far."""
+        stats = self._deframer.stats
+        return stats["cobs"] + stats["crc"] + stats["too_large"]
 
     async def _receive(self, reader, deadline):
         left = time.ticks_diff(deadline, time.ticks_ms())

@@ -1,13 +1,17 @@
 """The kiosk's gateway link (firmware/app/link.py) under MicroPython, precompiled, against a
 scripted gateway on TCP: only the answer to the request outstanding is taken, noise and late
 answers are skipped, a stale clock is fixed from the gateway's `now`, and silence is retried
-with a new counter each time before giving up."""
+with a new counter each time before giving up. And on a serial line (a pty, as the unix board
+opens a kiosk's): noise on the idle line costs no request."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import threading
 import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,3 +229,97 @@ def test_why_an_exchange_was_retried_is_logged_in_words(mp: StageWorker, tmp_pat
     assert result["results"] == [{"t": "sign_in_reply", "ctr": 3}]
     retries = [error for event, error in result["notes"] if event == "gateway_retry"]
     assert retries == ["no answer in time", "connection closed by the gateway"]  # was _Closed
+
+
+
+# ---------------------------------------------------------------- on a serial line
+
+NOISE = bytes([0x55, 0xAA, 0x13, 0x7F])  # a cable brushed: a few bytes, no delimiter among them
+
+
+class SerialGateway:
+    """A gateway on a pty whose kiosk end is the symbolic link `path`; its answer to each
+    request follows `script`: "answer"; "noise" (noise reaches the gateway on the line, then
+    the answer: the kiosk's next request comes after it); "garbage" (a run that is no frame
+    reaches the kiosk, then the answer)."""
+
+    def __init__(self, path: Path, script: list[str]) -> None:
+        self.path = path
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        self._plug()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        if self.path.is_symlink():
+            self.path.unlink()
+        self.path.symlink_to(os.ttyname(self.slave))
+
+    def _unplug(self) -> None:
+        for fd in (self.master, self.slave):
+            os.close(fd)
+
+    def _run(self) -> None:
+        deframer = framing.Deframer()
+        kiosk_key = VerifyingKey(SigningKey(KIOSK_SEED).public_key)
+        while not self._stop.is_set():
+            if not select.select([self.master], [], [], 0.05)[0]:
+                continue
+            try:
+                deframer.receive_data(os.read(self.master, 4096))
+            except OSError:  # no kiosk has the line open yet
+                time.sleep(0.05)
+                continue
+            while (payload := deframer.next_frame()) is not None:
+                _kid, request = messages.open(payload, lambda _kid: kiosk_key)
+                self.requests.append(request)
+                action = self.script.pop(0) if self.script else "answer"
+                if action == "noise":
+                    os.write(self.slave, NOISE)  # on the line, towards the gateway
+                if action == "garbage":
+                    os.write(self.master, b"\x00" + NOISE + b"\x00")
+                answer = messages.reply(request, "sign_in_reply", NOW, sign_no="S1", now=NOW,
+                                        gateway="scripted", policy="test")
+                os.write(self.master, b"\x00" + framing.encode(
+                    messages.seal(answer, "gw-test", GATEWAY)))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._unplug()
+
+
+def run_serial(mp: StageWorker, tmp_path: Path, script: list[str],
+               requests: int) -> tuple[dict[str, Any], SerialGateway]:
+    gateway = SerialGateway(tmp_path / "ttyUSB-gateway", script)
+    try:
+        result = mp.call("app_link", "run", dict(
+            path=str(gateway.path), dir=str(tmp_path), kiosk=KIOSK, seed=KIOSK_SEED,
+            gateway_kid="gw-test", gateway_public=GATEWAY.public_key.hex(),
+            requests=[("sign_in", {"fw": "test", "board": "unix"})] * requests))
+    finally:
+        gateway.close()
+    return result, gateway
+
+
+def test_noise_on_an_idle_serial_line_costs_the_next_request_nothing(
+        mp: StageWorker, tmp_path: Path) -> None:
+    # The noise headed the kiosk's next request, which failed its CRC at the gateway: the
+    # kiosk waited out its reply timeout (10 s on a kiosk) and asked again.
+    result, gateway = run_serial(mp, tmp_path, ["noise", "answer"], requests=2)
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1},
+                                 {"t": "sign_in_reply", "ctr": 2}]
+    assert [event for event, _error in result["notes"]] == []  # no gateway_retry
+    assert len(gateway.requests) == 2
+
+
+def test_what_came_in_on_the_serial_line_and_was_no_frame_is_logged(
+        mp: StageWorker, tmp_path: Path) -> None:
+    result, _gateway = run_serial(mp, tmp_path, ["garbage"], requests=1)
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
+    assert [event for event, _error in result["notes"]] == ["gateway_frames_discarded"]
+

@@ -1,11 +1,12 @@
-# Runs under MicroPython (a firmware stage on the path): app.link.GatewayLink over TCP against a
+# Runs under MicroPython (a firmware stage on the path): app.link.GatewayLink over TCP, or over a
+# serial line (a pty at spec["path"], opened by the unix board as a kiosk's is), against a
 # gateway the test runs, one request after another; plain results back to the test.
 import asyncio
 import binascii
 
 from app.clock import Clock
 from app.counter import Counter
-from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntrusted
+from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntrusted, connector
 from onestop.protocol import ed25519
 
 TIMEOUTS = {"gateway_connect": 1000, "gateway_reply": 400, "gateway_attempts": 3,
@@ -16,6 +17,13 @@ async def _run(spec):
     async def connect():
         return await asyncio.open_connection("127.0.0.1", spec["port"])
 
+    over_tcp = True
+    if spec.get("path"):
+        from boards.unix import Board
+
+        gateway = {"kind": "serial", "path": spec["path"], "baud": 115200}
+        connect, over_tcp = connector(Board({"gateway": gateway}, spec["dir"]), gateway)
+
     clock = Clock()
     clock.offset = spec.get("skew", 0)
     counter = Counter(spec["dir"] + "/counter")
@@ -25,7 +33,7 @@ async def _run(spec):
     link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock,
                        spec["gateway_kid"],
                        ed25519.VerifyingKey(binascii.unhexlify(spec["gateway_public"])),
-                       connect, True, timeouts, lambda event, **fields: notes.append(
+                       connect, over_tcp, timeouts, lambda event, **fields: notes.append(
                            [event, fields.get("error")]))
     results = []
     for t, body in spec["requests"]:
