@@ -18,6 +18,8 @@
 #   (a cable brushed) then ends as a run the gateway discards, instead of heading the request,
 #   which would fail its CRC and cost a whole reply timeout. Runs that came in and were no
 #   frame are logged once per exchange (line noise, or the two ends at different baud rates).
+# - A serial line that fails (OSError: EIO once a USB adapter is unplugged) is opened again at
+#   the next attempt, as TCP connects again; the board closes the old one then.
 import asyncio
 import gc
 import os
@@ -95,6 +97,7 @@ class GatewayLink:
         self.timeouts = timeouts
         self._log = log
         self._streams = None
+        self._reopen = False  # the serial line failed: say so when it opens again
         self._deframer = framing.Deframer()
         self._buf = bytearray(READ_SIZE)
         self.signed_in = False
@@ -162,6 +165,9 @@ class GatewayLink:
         if self._streams is None:
             self._streams = await asyncio.wait_for_ms(self._connect(),
                                                       self.timeouts["gateway_connect"])
+            if self._reopen:
+                self._reopen = False
+                self._note("gateway_line_reopened")
         reader, writer = self._streams
         request = messages.request(t, self.kiosk_id, self.counter.next(), os.urandom(RID_SIZE),
                                    self.clock.now(), **body)
@@ -242,8 +248,14 @@ class GatewayLink:
         if self.over_tcp:
             self.stats["reconnects"] += 1
             await self.close()
-        else:
-            self._deframer.reset()  # a serial line stays open: only drop a half-read frame
+            return
+        self._deframer.reset()  # a half-read frame
+        if isinstance(error, OSError) and self._streams is not None:
+            # The line itself failed (EIO: its adapter unplugged, its pty gone): the next
+            # attempt, after the usual pause, opens it again (the board closes this one then).
+            self._streams = None
+            self._reopen = True
+            self.stats["reconnects"] += 1
 
     def _note(self, event, **fields):
         if self._log is not None:

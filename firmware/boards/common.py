@@ -3,7 +3,10 @@
 #   name                        "unix" | "esp32s3" | "rp2040"
 #   spec                        its hardware/boards/<name>.json (UART settings, pins)
 #   await open_uart(role)       -> (asyncio.StreamReader, asyncio.StreamWriter) for card, printer,
-#                               display or gateway; a read returns what has arrived (>= 1 byte)
+#                               display or gateway; a read returns what has arrived (>= 1 byte).
+#                               Called again for a role (the gateway link after its line failed),
+#                               it opens the UART anew and closes the one it gave before (or gives
+#                               its one hardware UART again)
 #   await start_network()       brings up the LAN before a TCP gateway is dialled (no-op if none)
 #   watchdog(timeout_ms)        -> an object with feed(); resets a hung board
 #   heap_baseline()             -> bytes of heap held once the firmware is loaded (the unix board

@@ -156,6 +156,7 @@ class Board:
         self.config = config
         self.flash_dir = flash_dir
         self.spec = find_spec(self.name)
+        self._ports = {}  # role -> its open pty, closed when the role's UART is opened again
 
     async def open_uart(self, role):
         default_baud = uart_spec(self.spec, role)["baud"]
@@ -169,12 +170,19 @@ class Board:
         kind, where, arg = parse_endpoint(text, default_baud)
         if kind == "tcp":
             return await asyncio.open_connection(where, arg)
+        old = self._ports.pop(role, None)
+        if old is not None:  # opened again after it failed (the device went away): let it go
+            try:
+                old.close()
+            except OSError:
+                pass
         try:
             port = open_pty(where, arg)
         except OSError as e:
             # still an OSError (the gateway link retries one), but saying which device and path
             raise OSError(e.errno, "cannot open the %s's UART %s"
                           % (_DEVICES.get(role, role), where)) from None
+        self._ports[role] = port
         return asyncio.StreamReader(port), asyncio.StreamWriter(port, {})
 
     async def start_network(self):

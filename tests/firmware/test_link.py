@@ -2,7 +2,8 @@
 scripted gateway on TCP: only the answer to the request outstanding is taken, noise and late
 answers are skipped, a stale clock is fixed from the gateway's `now`, and silence is retried
 with a new counter each time before giving up. And on a serial line (a pty, as the unix board
-opens a kiosk's): noise on the idle line costs no request."""
+opens a kiosk's): noise on the idle line costs no request, and a line that goes away and comes
+back at the same path is opened again."""
 
 from __future__ import annotations
 
@@ -241,7 +242,8 @@ class SerialGateway:
     """A gateway on a pty whose kiosk end is the symbolic link `path`; its answer to each
     request follows `script`: "answer"; "noise" (noise reaches the gateway on the line, then
     the answer: the kiosk's next request comes after it); "garbage" (a run that is no frame
-    reaches the kiosk, then the answer)."""
+    reaches the kiosk, then the answer); "replug" (no answer: the kiosk's end of the line goes
+    away, as a USB adapter unplugged, and a new one comes at the same path)."""
 
     def __init__(self, path: Path, script: list[str]) -> None:
         self.path = path
@@ -278,6 +280,12 @@ class SerialGateway:
                 _kid, request = messages.open(payload, lambda _kid: kiosk_key)
                 self.requests.append(request)
                 action = self.script.pop(0) if self.script else "answer"
+                if action == "replug":
+                    self._unplug()
+                    time.sleep(0.2)
+                    self._plug()
+                    deframer.reset()
+                    break
                 if action == "noise":
                     os.write(self.slave, NOISE)  # on the line, towards the gateway
                 if action == "garbage":
@@ -323,3 +331,14 @@ def test_what_came_in_on_the_serial_line_and_was_no_frame_is_logged(
     assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}]
     assert [event for event, _error in result["notes"]] == ["gateway_frames_discarded"]
 
+
+def test_a_serial_line_that_goes_away_and_comes_back_is_opened_again(
+        mp: StageWorker, tmp_path: Path) -> None:
+    # Every request failed with EIO, settlement queries too, until the kiosk was restarted.
+    # (Gone mid-request, the line reads empty until the reply timeout; the next write fails.)
+    result, gateway = run_serial(mp, tmp_path, ["answer", "replug", "answer"], requests=2)
+    assert [r["t"] for r in result["results"]] == ["sign_in_reply", "sign_in_reply"]
+    assert [r["ctr"] for r in gateway.requests][-1] == result["results"][1]["ctr"]
+    assert [event for event, _error in result["notes"]][-1] == "gateway_line_reopened"
+    assert "[Errno 5] EIO" in [error for _event, error in result["notes"]]
+    assert result["stats"]["reconnects"] == 1
