@@ -13,7 +13,9 @@ FOLDER/ledger.sqlite` lists the keys), `gateway.key`, `gateway.log`, the kiosk's
 the firmware `stage/` (unless a stage is given). Faults a test or the TUI may cause: pull the card
 (`card.pull_after`, ...), paper out (`printer.paper_out`, `printer.paper_left_lines`), stop, kill
 and restart the gateway (`stop_gateway`, `start_gateway`), cut the link one way
-(`tap.blocked`), cut the power (`power_cut`).
+(`tap.blocked`), cut the power (`power_cut`). With `serial_gateway=True` the kiosk reaches its
+gateway over a serial line instead (`kiosk gateway serve --serial`; `gateway_line`, a simulated
+cable that can be unplugged or have noise put on it), with no tap.
 
 Used by `kiosk demo`, the end-to-end tests and `kiosk bench firmware`.
 """
@@ -188,7 +190,7 @@ class Hall:
                  on_screen: Callable[[DisplaySim], None] | None = None,
                  card_latency: Latency | None = None,
                  timeouts_ms: dict[str, int] | None = None,
-                 ledger_from: Path | None = None) -> None:
+                 ledger_from: Path | None = None, serial_gateway: bool = False) -> None:
         """`ledger_from`: a folder made by prepare_ledger to copy the ledger and gateway key
         from (otherwise they are made here, unless the folder already has them)."""
         self.folder = folder
@@ -201,6 +203,8 @@ class Hall:
         self.firmware: Firmware | None = None
         self.gateway: GatewayProcess | None = None
         self.tap: FrameTap | None = None
+        self.gateway_line: SerialLink | None = None
+        self._serial_gateway = serial_gateway
         self.devices: Peripherals | None = None
         self.links: dict[str, SerialLink] = {}
         try:
@@ -221,11 +225,18 @@ class Hall:
                     shutil.copy2(ledger_from / name, folder / name)
             else:
                 prepare_ledger(folder)
+        extra: tuple[str, ...] = ()
+        if self._serial_gateway:
+            self.gateway_line = line = SerialLink("gateway", baud)
+            extra = ("--serial", f"{line.host_path}@{baud}")
+            gateway_at = {"kind": "serial", "path": line.device_path, "baud": baud}
         # A demo or TUI killed outright must not leave its gateway serving the hall's ledger.
         self.gateway = gateway = GatewayProcess(self.db, key, folder / "gateway.log",
-                                                stop_with_parent=True)
+                                                stop_with_parent=True, extra=extra)
         gateway.start()
-        self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
+        if not self._serial_gateway:
+            self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
+            gateway_at = {"kind": "tcp", "host": "127.0.0.1", "port": tap.port}
         with closing(open_ledger(self.db)) as ledger:
             gateway_kid, verifier = pinned_gateway_key(ledger)
         self.devices = Peripherals(baud, card_latency, on_screen=self._screen)
@@ -235,7 +246,7 @@ class Hall:
         self.flash = folder / "flash"
         settings = {
             "version": 1, "board": "unix", "kiosk_id": self.kiosk_id,
-            "gateway": {"kind": "tcp", "host": "127.0.0.1", "port": tap.port},
+            "gateway": gateway_at,
             "gateway_kid": gateway_kid, "gateway_public_key": verifier.public_key.hex(),
             "uarts": self.devices.uarts(),
             "heap_log": True,
@@ -279,9 +290,10 @@ class Hall:
 
     def start_gateway(self) -> None:
         """Start the gateway again (on a new port; the tap follows it)."""
-        assert self.gateway is not None and self.tap is not None
+        assert self.gateway is not None
         self.gateway.start()
-        self.tap.retarget("127.0.0.1", self.gateway.port)
+        if self.tap is not None:
+            self.tap.retarget("127.0.0.1", self.gateway.port)
 
     # ---------------------------------------------------------------- the kiosk
     def boot(self) -> Firmware:
@@ -368,3 +380,5 @@ class Hall:
             self.tap.close()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.gateway_line is not None:
+            self.gateway_line.close()

@@ -30,12 +30,14 @@ HallFactory = Callable[..., Hall]
 
 @pytest.fixture
 def make_hall(tmp_path: Path, stage: Path, ledger_template: Path) -> Iterator[HallFactory]:
-    """make_hall(**timeouts_ms) -> a booted hall with the QUICK timeouts (and these)."""
+    """make_hall(**timeouts_ms) -> a booted hall with the QUICK timeouts (and these);
+    make_hall(serial_gateway=True, ...): its kiosk reaches the gateway over a serial line."""
     halls: list[Hall] = []
 
-    def make(**timeouts: int) -> Hall:
+    def make(serial_gateway: bool = False, **timeouts: int) -> Hall:
         hall = Hall(tmp_path / f"hall{len(halls)}", stage=stage, ledger_from=ledger_template,
-                    card_latency=Latency.instant(), timeouts_ms={**QUICK, **timeouts})
+                    card_latency=Latency.instant(), timeouts_ms={**QUICK, **timeouts},
+                    serial_gateway=serial_gateway)
         halls.append(hall)
         hall.boot()
         return hall
