@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
-from conftest import HallFactory
+from onestop.host.sim.rig import Hall
+
+HallFactory = Callable[..., Hall]  # the make_hall fixture (a conftest is not importable here)
 
 NOISE = bytes([0x55, 0xAA, 0x13, 0x7F])  # a cable brushed between residents: no 0x00 among them
 
