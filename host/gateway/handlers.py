@@ -333,7 +333,10 @@ class Handlers:
 
     # ------------------------------------------------------------ 3201 reconcile
     def reconcile(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        calendar_day(request["date"], "the day")  # 2026-02-30 matches the frame's pattern
+        day = calendar_day(request["date"], "the day")  # 2026-02-30 matches the pattern
+        if day > self.today(now):  # no settlement yet: "balanced" would vouch for nothing
+            raise ProtocolError("invalid", f"the day {request['date']} has not come yet "
+                                f"(today is {self.today(now).isoformat()})")
         ours = {key: int(value) for key, value in
                 totals_for(ledger, request["date"], kiosk_id=request["kiosk"]).items()
                 if key in TOTALS_FIELDS}
@@ -395,7 +398,15 @@ class Handlers:
             raise ProtocolError("invalid", f"{person.psn_no} has insurance type "
                                 f"{person.insutype}, which this gateway's policy does not "
                                 "settle: the counter settles it")
-        return Claim.from_bill(person, bill, self.today(now).isoformat())
+        today = self.today(now)
+        if bill.date > today.isoformat():
+            # Treatment cannot come after its settlement: this gateway's clock is behind (a
+            # host without its time: it would settle into that year's accumulations, with
+            # that year's caps) or the bill's date is wrong. The counter settles it.
+            raise ProtocolError("invalid", f"bill {bill.bill_id} is dated {bill.date}, after "
+                                f"today ({today.isoformat()}) by the gateway's clock: the "
+                                "clock or the bill's date is wrong")
+        return Claim.from_bill(person, bill, today.isoformat())
 
     def _own_settlement(self, ledger: Ledger, request: dict[str, Any]) -> Settlement:
         stored = ledger.get_settlement(request["txn_id"])

@@ -516,6 +516,25 @@ def test_reconcile_balances_the_kiosks_day_or_reports_the_gateways_totals(rig: R
     # a day no calendar has is refused, not "balanced" with nothing on either side
     zero = dict.fromkeys(ours, 0)
     assert rig.refused("reconcile", date="2026-02-30", totals=zero) == "invalid"
+    # nor is a day still to come (today is 2026-11-23 here): nothing settled on it yet
+    assert rig.refused("reconcile", date="2026-11-24", totals=zero) == "invalid"
+    assert rig.ask("reconcile", date="2026-11-22", totals=zero).reply["stmt_rslt"] == 0
+
+
+def test_a_bill_dated_after_the_gateways_today_is_not_priced_or_settled(rig: Rig) -> None:
+    # A gateway host whose clock is behind (booted without its time: 1970) settled a bill of
+    # 2026 into 1970's accumulations, fresh caps and all, and the audit found nothing wrong.
+    long_ago = int(datetime(1970, 1, 11, 10, 0, tzinfo=TZ).timestamp())
+    bill = "B-130630-0001"  # dated 2026-11-22
+    for t, body in (("pre_settle", {}),
+                    ("settle", {"txn_id": "TXN-CLOCK-01", "confirmed_cash": 0})):
+        with pytest.raises(ProtocolError) as refused:
+            rig.ask(t, now=long_ago, psn_no="P001", bill_id=bill, **body)
+        assert refused.value.code == "invalid"
+        assert "after today (1970-01-11) by the gateway's clock" in refused.value.msg
+    assert rig.ledger.get_settlement("TXN-CLOCK-01") is None
+    assert rig.ledger.get_bill(bill).status == "pending"
+    assert rig.settle("P001", bill, "TXN-CLOCK-02").settlement == "new"  # the clock right
 
 
 def test_simultaneous_settlements_for_one_person_stay_exact(rig: Rig, ledger_url: str) -> None:
