@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from onestop.host.settlement.accumulations import (
     ASSISTANCE_BURDEN,
@@ -40,6 +41,7 @@ from onestop.host.settlement.vocabulary import (
     SETTLED_INSURANCE_TYPES,
 )
 
+from .config import SETTLEMENT_TIMEZONE
 from .ledger.base import Bill, Ledger, Person
 from .ledger.chain import canonical_json
 from .ledger.rows import bill_content
@@ -141,13 +143,24 @@ def _date(entry: Mapping[str, Any], name: str, where: str) -> str:
     except ValueError:
         raise _fail(f"{where}.{name}", "is not a real date") from None
     # A bill is for treatment already given: a later date is a clinic system's slip (a year
-    # typed wrong), and would be settled into that year's accumulations. A day of slack: the
-    # clinic's clock may run in another zone than this host's.
-    latest = datetime.date.today() + datetime.timedelta(days=1)
+    # typed wrong), and would be settled into that year's accumulations. Today is China's (as
+    # the gateways book settlements, whatever this host's zone), and a day of slack for a
+    # clinic's clock.
+    today = datetime.datetime.now(ZoneInfo(SETTLEMENT_TIMEZONE)).date()
+    latest = today + datetime.timedelta(days=1)
     if day > latest:
         raise _fail(f"{where}.{name}", f"is after {latest.isoformat()}: a bill's date is the "
                     "day of the treatment, which cannot be in the future")
     return value
+
+
+def birth_date(ssn: str) -> str | None:
+    """The birth date an ID number holds (GB 11643: digits 7-14), as YYYY-MM-DD; None if
+    those digits are no day."""
+    try:
+        return datetime.date(int(ssn[6:10]), int(ssn[10:12]), int(ssn[12:14])).isoformat()
+    except ValueError:
+        return None
 
 
 def ssn_check_digit_ok(ssn: str) -> bool:
@@ -295,11 +308,17 @@ def check_against_ledger(ledger: Ledger, persons: list[Person], bills: list[Bill
             # one resident, one psn_no: a second would split the year's accumulations and caps
             raise _fail(where, f"ID number {mask_id(person.ssn)} is already person "
                                f"{other.psn_no}'s")
-    in_file = {p.psn_no for p in persons}
+    in_file = {p.psn_no: p for p in persons}
     for index, bill in enumerate(bills):
         where = f"bills[{index}] ({bill.bill_id})"
-        if bill.psn_no not in in_file and ledger.get_person(bill.psn_no) is None:
+        person = in_file.get(bill.psn_no) or ledger.get_person(bill.psn_no)
+        if person is None:
             raise _fail(where, f"person {bill.psn_no} is neither in the file nor in the ledger")
+        born = birth_date(person.ssn)
+        if born is not None and bill.date < born:
+            # a year typed wrong (1900 for 2026): the kiosk listed it first, oldest first
+            raise _fail(where, f"is dated {bill.date}, before {bill.psn_no} was born ({born}, "
+                               "from the ID number): a bill's date is the day of the treatment")
         stored = ledger.get_bill(bill.bill_id)
         if stored is not None and stored.status != "pending":
             if canonical_json(bill_content(stored)) != canonical_json(bill_content(bill)):

@@ -85,6 +85,9 @@ def test_a_plain_array_of_bills_for_known_people_is_accepted(ledger, tmp_path):
         ({"bill__med_type": "dental"}, "bills[0].med_type"),
         ({"bill__date": "2026-02-30"}, "bills[0].date"),
         ({"bill__date": "2099-01-01"}, "bills[0].date: is after "),
+        # born 1956-03-12 (the ID number): a year typed wrong, listed first at the kiosk
+        ({"bill__date": "1900-01-01"}, "bills[0] (B-130630-0101): is dated 1900-01-01, before "
+         "P101 was born (1956-03-12"),
         ({"bill__referral": "no"}, "bills[0].referral"),
         ({"bill__mdtrtarea_admvs": "1306"}, "bills[0].mdtrtarea_admvs"),
         ({"bill__date": None}, "bills[0].date: missing"),
