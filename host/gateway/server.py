@@ -75,6 +75,8 @@ ACCEPT_RETRY_S = 0.25
 ACCEPT_WARN_EVERY_S = 10.0
 # A ledger batch that took this long held up every kiosk of the gateway: logged as a warning.
 SLOW_LEDGER_S = 1.0
+# Gateways on one ledger whose clocks differ by less than this are not told apart at start-up.
+CLOCK_SLACK_S = 600
 # A TCP client whose frames are refused this many times in a row for its own fault (frames
 # that are not frames, not signed by a key we know, not a valid request, replayed, too large)
 # is disconnected: a kiosk never does that, and each refusal costs a signature and a log line
@@ -957,6 +959,11 @@ async def start_gateway(
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
     ledger = open_ledger(config.db)
+    try:
+        _check_clock(ledger, time.time())
+    except ServeError:
+        ledger.close()
+        raise
     ledger.tune_for_serving()
     exposed = ledger.exposure()
     if exposed is not None:  # made by an older version, or copied: the operator must know
@@ -1003,6 +1010,22 @@ async def start_gateway(
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
              event_loop=eventloop.loop_name(), fd_limit=server.fd_limit)
     return RunningGateway(server, endpoint, address, log, kid)
+
+
+def _check_clock(ledger: Any, now: float) -> None:
+    """Refuse to serve by a clock that reads before the ledger's latest settlement: a host
+    that booted without its time (1970) dates settlements by it and counts them in that year's
+    accumulations, with that year's caps, and neither the kiosks (they take the gateway's time)
+    nor the audit could tell."""
+    latest = ledger.latest_settlement_time()
+    if latest is None or now >= latest - CLOCK_SLACK_S:
+        return
+
+    def utc(seconds: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    raise ServeError(f"this host's clock reads {utc(now)}, before the ledger's latest "
+                     f"settlement ({utc(latest)}): settlements would be dated, and counted in "
+                     "the year, by it. Set the clock (NTP) and start again")
 
 
 def check_config(config: GatewayConfig) -> None:

@@ -779,6 +779,10 @@ class SqlLedger(SqlStore):
             for seq, kind, txn_id, body, prev_hash, digest in rows
         ]
 
+    def latest_settlement_time(self) -> int | None:
+        row = self._read(lambda tx: tx.one("SELECT max(setl_time) FROM settlements"))
+        return None if row is None or row[0] is None else int(row[0])
+
     def settlements_on(self, date: str) -> list[Settlement]:
         rows = self._read(
             lambda tx: tx.all(

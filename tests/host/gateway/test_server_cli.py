@@ -114,3 +114,23 @@ def test_the_settlement_day_is_chinas_whatever_this_machines_zone(
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_serve_by_a_clock_behind_the_ledgers_settlements_is_refused(
+        ledger_file: Path, tmp_path: Path, kit, capsys: pytest.CaptureFixture[str]) -> None:
+    # A host that booted without its time (1970, or a day behind) would date settlements, and
+    # count them in that year's accumulations with its caps, by its clock: nothing else could
+    # tell (the kiosks take the gateway's time, the audit checks the dates against each other).
+    save_signing_key(tmp_path / "gateway.key", SigningKey(kit.GATEWAY_SEED))
+    with open_ledger(f"sqlite:///{ledger_file}") as ledger:
+        kit.enrol_gateway(ledger)
+        ledger.upsert_person(kit.person("P1", 1))
+        ledger.upsert_bill(kit.bill("B1", "P1"))
+        kit.settle(ledger, "T-000001", "P1", "B1")
+    with sqlite3.connect(ledger_file) as conn:  # settled by a gateway whose clock was right
+        conn.execute("UPDATE settlements SET setl_time = ?", (int(time.time()) + 86_400,))
+    conn.close()
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    err = capsys.readouterr().err
+    assert "this host's clock reads" in err and "before the ledger's latest settlement" in err
+    assert "Set the clock (NTP)" in err
