@@ -15,6 +15,12 @@ from app.session import Session
 from drivers.cardreader import CardError
 
 WATCHDOG_FEED_MS = 1000
+# Status polls in a row the card reader has not answered before it is taken for broken: the
+# welcome page would ask for a card it cannot read (out of service instead, until it answers).
+READER_DOWN_AFTER = 3
+# How often the screen is looked after while no touch is awaited: redrawn after a restart (a
+# brown-out brings it back blank, on its first page) or after a page it did not take.
+SCREEN_CHECK_MS = 1000
 
 
 class Kiosk:
@@ -39,6 +45,11 @@ class Kiosk:
         # one to tell if recovery finds nothing was settled. Any poll that sees the slot empty
         # clears it, so a card put in later is never told about another's settlement.
         self.doubt_card_in = True
+        self._reader_errors = 0  # status polls in a row the card reader did not answer
+        self._page = None  # the page shown last, to redraw
+        self._screen_ok = True  # the screen took that page
+        self._restarts = 0  # the screen's restarts already redrawn after
+        self._screen_checked = time.ticks_ms()
 
     # ------------------------------------------------------------ services for the session
     def progress(self):
@@ -46,21 +57,60 @@ class Kiosk:
         self._progress = time.ticks_ms()
 
     async def show(self, page):
+        self._page = page
         name, shown = page
-        try:
-            await self.display.show(name, shown)
-        except OSError as e:
-            self.log("display_error", error=str(e))
+        error = None
+        for _ in range(2):
+            # Once more if the screen did not take it: one instruction garbled on the line left
+            # the resident on the wrong page, whose buttons did nothing.
+            try:
+                if await self.display.show(name, shown):
+                    if not self._screen_ok:
+                        self.log("display_back", page=name)
+                    self._screen_ok = True
+                    return
+                error = self.display.last_error
+            except OSError as e:
+                error = str(e)
+        if self._screen_ok:  # once per spell: keep_screen tries again every second
+            self.log("display_error", page=name, error=error)
+        self._screen_ok = False
+
+    async def keep_screen(self, read=True):
+        """The page shown last, drawn again if the screen restarted or did not take it; at
+        most once every SCREEN_CHECK_MS. `read`: take in what the screen sent first (no touch
+        is being awaited, so nothing else reads it)."""
+        if time.ticks_diff(time.ticks_ms(), self._screen_checked) < SCREEN_CHECK_MS:
+            return
+        self._screen_checked = time.ticks_ms()
+        if read:
+            await self.display.read_events(10)
+        restarted = self.display.restarts != self._restarts
+        if restarted:
+            self._restarts = self.display.restarts
+            self.log("display_restarted")
+        if (restarted or not self._screen_ok) and self._page is not None:
+            await self.show(self._page)
 
     async def card_present(self, if_unknown=True):
         try:
             present = await self.card.status() == "present"
         except CardError as e:
-            self.log("card_status_error", code=e.code)
+            self._reader_errors += 1
+            if self._reader_errors == 1:  # once per spell, not at every poll
+                self.log("card_status_error", code=e.code)
             return if_unknown
+        if self._reader_errors:
+            if self.reader_down():
+                self.log("card_reader_back", unanswered=self._reader_errors)
+            self._reader_errors = 0
         if not present:
             self.doubt_card_in = False
         return present
+
+    def reader_down(self):
+        """The card reader has not answered READER_DOWN_AFTER status polls in a row."""
+        return self._reader_errors >= READER_DOWN_AFTER
 
     def card_put_back(self):
         """A visit's card seen taken out and a card put in again while its last page showed:
@@ -118,6 +168,10 @@ class Kiosk:
                 await self.wait_card(False, self.timeouts["take_card"])
                 return
             self._card_may_be_left_in = False
+        # A reader that does not answer cannot read the card the welcome page asks for.
+        if self.reader_down():
+            await self._out_of_service("reader_fault")
+            return
         # No paper: out of service now, not only once a resident has put their card in.
         reason = await self._printer_not_ready()
         if reason is not None:
@@ -151,6 +205,7 @@ class Kiosk:
         self.log("out_of_service", reason=reason)
         await self.show(screens.out_of_service(reason))
         printer = reason == "paper_out" or reason == "printer_fault"
+        reader = reason == "reader_fault"
         told = False
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
@@ -162,6 +217,10 @@ class Kiosk:
                 self._card_may_be_left_in = told = True
             # A clerk is loading paper: print the waiting receipt once the printer is ready.
             if printer and await self.printer_problem() is None:
+                return
+            if reader and (told or self.doubt_card_in):
+                await self.card_present(False)  # not asked above: is the reader back?
+            if reader and not self.reader_down():
                 return
             await self.wait_card(None, self.timeouts["printer_poll"])
 
@@ -177,6 +236,9 @@ class Kiosk:
                     await self.card_present(True)
             elif await self.card_present(not present) == present:
                 return True
+            elif present and self.reader_down():
+                return False  # no card can be read: out of service instead (_idle)
+            await self.keep_screen()
             await asyncio.sleep_ms(self.timeouts["poll"])
         return False
 

@@ -231,6 +231,7 @@ class Session:
                 return touch[1]
             if not await k.card_present():
                 return CARD_OUT
+            await k.keep_screen(False)  # next_touch has read what the screen sent
             k.progress()
 
     async def wait_with_card(self, reason, every_ms, check, pay=None, patient=False):
@@ -257,6 +258,7 @@ class Session:
             if not card_in and time.ticks_diff(readable, time.ticks_ms()) <= 0:
                 return None
             k.progress()
+            await k.keep_screen()
             await asyncio.sleep_ms(k.timeouts["poll"])
         return None
 
@@ -286,6 +288,7 @@ class Session:
                 k.card_put_back()
                 return reason
             k.progress()
+            await k.keep_screen()
             await asyncio.sleep_ms(k.timeouts["poll"])
         if not went_out:
             await k.wait_card(False, k.timeouts["take_card"])

@@ -87,6 +87,8 @@ OUT_OF_SERVICE_REASONS = {
     "in_doubt": ("正在核实上一笔结算", "Checking the last settlement with the insurance service"),
     "settlement_invalid": ("结算凭证无法核验，请联系工作人员",
                            "A settlement could not be verified, please ask staff"),
+    "reader_fault": ("读卡器故障，请联系工作人员",
+                     "The card reader has a problem, please ask staff"),
     "fault": ("设备需要维护，请联系工作人员", "This kiosk needs service, please ask staff"),
 }
 

@@ -28,6 +28,8 @@ Display(reader, writer, timeout_ms=500):
     errors, last_error               count and code of the error replies seen (bkcmd=2: the
                                      screen answers failures only), e.g. 0x1A invalid variable
     restarts                         times the screen announced a restart (redraw the page)
+    await read_events(timeout_ms)    take in what the screen sent meanwhile (for `restarts`
+                                     while no touch is awaited)
 
 Replies are read one byte at a time so a stream that blocks until a read is filled (a pty on
 the unix port) never stalls the event loop.
@@ -222,14 +224,22 @@ class Display:
         name = component_name(event[2])
         return (event[1], name) if name in BUTTONS else None
 
-    async def _confirmation(self):
+    async def _confirmation(self, until_page=True):
         while True:
             event = await self._next_event()
-            if event[0] == "page":
+            if event[0] == "page" and until_page:
                 return event[1]
             press = self._press(event)
             if press and len(self._touches) < _QUEUE_MAX:
                 self._touches.append(press)
+
+    async def read_events(self, timeout_ms):
+        """Take in what the screen has sent (a restart is counted in `restarts`; presses on the
+        page are kept for next_touch), for up to `timeout_ms`."""
+        try:
+            await asyncio.wait_for_ms(self._confirmation(False), timeout_ms)
+        except asyncio.TimeoutError:
+            pass
 
     async def _next_press(self):
         while True:

@@ -90,6 +90,11 @@ class FakeDisplay:
         self.resident = resident
         self.pages = []  # [page, t_en] of every page shown
         self.last = {}  # page -> the texts it showed last
+        self.restarts = 0
+        self.last_error = None
+
+    async def read_events(self, timeout_ms):
+        await asyncio.sleep_ms(0)
 
     async def show(self, page, texts):
         await asyncio.sleep_ms(0)
