@@ -42,6 +42,9 @@ INIT_LOCK = 0x0E57_0901  # advisory lock: two `init`s at once create the tables 
 # its event loop, so an unbounded wait would freeze every kiosk it serves, silently. Far above
 # what settlements hold each other up (milliseconds), below a kiosk's 10 s reply timeout.
 LOCK_WAIT_MS = 3000
+# The rest of a batch, run again after one of its requests ran out of LOCK_WAIT_MS, waits this
+# long (SqlLedger._run_batch): a row lock spares it, a table lock fails it soon.
+RERUN_LOCK_WAIT_MS = 500
 _SETS_LOCK_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)lock[_-]timeout=")  # not deadlock_timeout
 # A session that stops talking inside a transaction (its gateway frozen by a paused VM, a swap
 # storm, a partition) is ended by the server after this long, and its row locks with it: every
@@ -94,6 +97,9 @@ class PostgresLedger(SqlLedger):
 
     def _translate(self, sql: str) -> str:
         return _to_psycopg(sql)
+
+    def _shorten_lock_wait(self, tx: Tx) -> None:
+        tx.run(f"SET LOCAL lock_timeout = {int(RERUN_LOCK_WAIT_MS)}")
 
     def _break(self, conn: Any) -> bool:
         # Shut the socket down under the waiting call: it returns with an error at once (the

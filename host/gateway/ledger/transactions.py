@@ -136,6 +136,9 @@ class SqlStore:
         conn = self._in_use.get(thread_id)
         return conn is not None and self._break(conn)
 
+    def _shorten_lock_wait(self, tx: Tx) -> None:
+        """For the rest of `tx`: a lock held elsewhere is waited for only briefly."""
+
     def _break(self, conn: Any) -> bool:
         """Make `conn`'s pending call fail now (from another thread); False if impossible."""
         return False
