@@ -21,6 +21,9 @@ READER_DOWN_AFTER = 3
 # How often the screen is looked after while no touch is awaited: redrawn after a restart (a
 # brown-out brings it back blank, on its first page) or after a page it did not take.
 SCREEN_CHECK_MS = 1000
+# A screen that takes no page (unplugged, dead) is tried again this often: each try waits out
+# its answer (2 x 500 ms), which the polls for a card would otherwise wait behind every second.
+SCREEN_RETRY_MS = 5000
 
 
 class Kiosk:
@@ -72,9 +75,10 @@ class Kiosk:
                 error = self.display.last_error
             except OSError as e:
                 error = str(e)
-        if self._screen_ok:  # once per spell: keep_screen tries again every second
+        if self._screen_ok:  # once per spell: keep_screen tries again every SCREEN_RETRY_MS
             self.log("display_error", page=name, error=error)
         self._screen_ok = False
+        self._screen_checked = time.ticks_add(time.ticks_ms(), SCREEN_RETRY_MS - SCREEN_CHECK_MS)
 
     async def keep_screen(self, read=True):
         """The page shown last, drawn again if the screen restarted or did not take it; at

@@ -87,3 +87,17 @@ def test_a_card_reader_that_stops_answering_takes_the_kiosk_out_of_service(
     assert "card_reader_back" in events(hall)
     hall.settle_first_bill("P001")
     hall.wait_page("done")
+
+
+def test_a_screen_unplugged_and_plugged_back_is_drawn_again_and_logged_once(
+        hall: Hall) -> None:
+    at_welcome(hall)
+    events(hall)
+    hall.links["display"].unplug()
+    hall.links["display"].inject("device", RESTART)  # it comes back blank, unheard
+    assert hall.display.wait_for(lambda d: d.text("t_en") == "", 5)
+    hall.firmware.wait_event("display_error", timeout=10)  # the redraw it could not confirm
+    hall.links["display"].plug()
+    hall.firmware.wait_event("display_back", timeout=15)
+    assert hall.display.wait_for(lambda d: d.page == "welcome" and d.text("t_en") != "", 5)
+    assert events(hall).count("display_error") <= 1  # once per spell, not at every try
