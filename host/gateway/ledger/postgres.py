@@ -72,6 +72,10 @@ class PostgresLedger(SqlLedger):
         options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
         given = conninfo_to_dict(self.location.dsn or "")
         options.update({k: v for k, v in LINK_CHECKS.items() if k not in given})
+        if "application_name" not in given:
+            # pg_stat_activity then says which gateway (host, process) holds a lock or a
+            # transaction: the one to look at when the others report locks held elsewhere
+            options["application_name"] = f"onestop {socket.gethostname()}/{os.getpid()}"
         # The server settings of the URL, else of PGOPTIONS (libpq reads it only when no
         # options are given, and we always give some), are kept.
         settings = given.get("options", os.environ.get("PGOPTIONS", ""))
@@ -138,7 +142,9 @@ class PostgresLedger(SqlLedger):
         if isinstance(exc, pg_errors.LockNotAvailable):
             error = LedgerError(
                 f"ledger {self.where}: another session held a lock it needs for over "
-                f"{LOCK_WAIT_MS / 1000:g} s ({_first_line(exc)}); nothing was written"
+                f"{LOCK_WAIT_MS / 1000:g} s ({_first_line(exc)}); nothing was written. "
+                "pg_stat_activity names the sessions in a transaction (gateways as "
+                "'onestop HOST/PID')"
             )
             error.busy = True
             return error

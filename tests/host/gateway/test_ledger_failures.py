@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,9 @@ def test_lock_waits_are_bounded_and_the_operators_own_server_settings_kept(
             other.close()
 
     assert ledger._connection().execute("SHOW lock_timeout").fetchone()[0] == "3s"
+    # which gateway a session is, for an operator looking for who holds a lock
+    name = ledger._connection().execute("SHOW application_name").fetchone()[0]
+    assert name == f"onestop {socket.gethostname()}/{os.getpid()}"
     dsn = os.environ["ONESTOP_TEST_PG"]
     given = dsn + ("&" if "?" in dsn else "?") + \
         "options=-c%20lock_timeout%3D5s%20-c%20work_mem%3D9MB"
