@@ -84,15 +84,16 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
             return
         self._pending.append(line)
-        if self._scheduled:
-            return
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: now
+        except RuntimeError:
+            # No loop in this thread (start-up, or another thread: the stall watch, whose
+            # warning is for while the loop is held): now, with whatever the loop left waiting.
             self._write_pending()
             return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.acquire()

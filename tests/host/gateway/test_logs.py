@@ -76,3 +76,21 @@ def test_lines_still_waiting_are_written_by_flush(sink) -> None:
 
     asyncio.run(log_and_flush_before_the_turn_ends())
     assert len(lines(sink)) == 1  # the scheduled write found nothing left to write
+
+
+def test_a_line_from_another_thread_is_written_while_the_loop_is_held(sink) -> None:
+    # The stall watch warns from its thread while the loop is held by the ledger: its line
+    # waited behind the loop turn's lines, to be written when the stall was over.
+    import threading
+
+    log = logs.EventLog()
+
+    async def held_by_the_ledger() -> None:
+        log.info("settled", kiosk="K-1")  # this turn's line, waiting for the turn's end
+        watch = threading.Thread(target=lambda: log.warning("ledger_stalled", seconds=5.0))
+        watch.start()
+        watch.join()  # the loop is still held (this coroutine has not yielded)
+        assert [e["event"] for e in lines(sink)] == ["settled", "ledger_stalled"]
+
+    asyncio.run(held_by_the_ledger())
+    assert len(lines(sink)) == 2
