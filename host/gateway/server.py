@@ -618,7 +618,8 @@ class GatewayServer:
         metrics.watch_ledger(self.batcher.busy_seconds)
         loop_thread = threading.get_ident()  # where the batches run
         self._stall_watch = StallWatch(self.batcher.batch_started,
-                                       lambda: service.ledger.interrupt(loop_thread),
+                                       lambda after: service.ledger.interrupt(loop_thread,
+                                                                              after),
                                        self._ledger_stalled)
         self._stall_watch.start()
         self._tcp: list[asyncio.Server] = []

@@ -25,8 +25,10 @@ CHECK_EVERY_S = 0.5
 
 class StallWatch:
     def __init__(self, batch_started: Callable[[], float | None],
-                 interrupt: Callable[[], bool], warn: Callable[..., None]) -> None:
+                 interrupt: Callable[[float], bool], warn: Callable[..., None]) -> None:
         self._batch_started = batch_started  # monotonic start of the batch under way, or None
+        # break the loop's transaction if it has run that many seconds (Ledger.interrupt:
+        # never one whose COMMIT has gone out)
         self._interrupt = interrupt
         self._warn = warn  # (event, **fields), called on this thread
         self._stop = threading.Event()
@@ -42,8 +44,7 @@ class StallWatch:
             self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        warned: Any = None  # the batch (its start) already warned of, and broken
-        broken: Any = None
+        warned: Any = None  # the batch (its start) already warned of
         while not self._stop.wait(CHECK_EVERY_S):
             since = self._batch_started()
             if since is None:
@@ -52,10 +53,10 @@ class StallWatch:
             if waited >= WARN_AFTER_S and warned != since:
                 warned = since
                 self._warn("ledger_stalled", seconds=waited,
-                           hint="the database takes no answer back; kiosks wait meanwhile")
-            if waited >= BREAK_AFTER_S and broken != since:
-                broken = since
-                if self._interrupt():
-                    self._warn("ledger_connection_broken", seconds=waited,
-                               hint="the batch is answered unavailable; a new connection "
-                               "is opened for the next")
+                           hint="the database gives no answer; kiosks wait meanwhile")
+            # Measured by the transaction itself: a batch of slow but answered ones is not
+            # broken, nor the next batch's when this one ended a moment ago.
+            if waited >= BREAK_AFTER_S and self._interrupt(BREAK_AFTER_S):
+                self._warn("ledger_connection_broken", seconds=waited,
+                           hint="its batch is answered unavailable (nothing was stored); a "
+                           "new connection is opened for the next")

@@ -29,6 +29,10 @@ class LedgerError(Exception):
     # fails, the rest of its batch runs once more together (SqlLedger._run_batch), never each
     # alone into the same wait.
     busy: bool = False
+    # True when the gateway broke the connection of a transaction the database left
+    # unanswered (stallwatch): nothing was stored, and the rest of its batch fails with it
+    # rather than wait again, request by request.
+    interrupted: bool = False
 
 
 class TxnConflict(Exception):
@@ -171,9 +175,10 @@ class Ledger(Protocol):
     def close(self) -> None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
     def exposure(self) -> str | None: ...  # who else can read the stored data, if anyone
-    # break the connection thread `thread_id` waits on in a transaction (a database that
-    # stopped answering): its call fails with LedgerError at once; False if it cannot
-    def interrupt(self, thread_id: int) -> bool: ...
+    # break the connection of thread `thread_id`'s transaction, if it has run older_than_s
+    # and is not committing (a database that stopped answering): its call fails with
+    # LedgerError(interrupted) at once; False if there is none such, or it cannot
+    def interrupt(self, thread_id: int, older_than_s: float) -> bool: ...
     # atomically: work() (calls on this ledger) as one durable write transaction, all or
     # nothing; work may run more than once (a conflict retries it whole)
     def atomically(self, work: Callable[[], T]) -> T: ...

@@ -344,7 +344,7 @@ class SqlLedger(SqlStore):
                 others = self._run_batch(jobs[:stuck] + jobs[stuck + 1:], careful,
                                          lock_retry=False)
                 return others[:stuck] + [RequestOutcome("failed", error=exc)] + others[stuck:]
-            if exc.at_commit or exc.at_begin or exc.busy or len(jobs) == 1:
+            if exc.at_commit or exc.at_begin or exc.busy or exc.interrupted or len(jobs) == 1:
                 return [RequestOutcome("failed", error=exc) for _ in jobs]
         except Exception as exc:  # a bug met by one job (nothing was written): only its own
             if len(jobs) == 1:

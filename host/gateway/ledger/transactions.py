@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -77,6 +78,18 @@ class Tx:
         self._cursor.executemany(self._translate(sql), [tuple(row) for row in rows])
 
 
+class _InUse:
+    """A thread's transaction under way, as interrupt() sees it."""
+
+    __slots__ = ("conn", "since", "committing", "broken")
+
+    def __init__(self, conn: Any, since: float) -> None:
+        self.conn = conn
+        self.since = since  # monotonic: when it began
+        self.committing = False  # its COMMIT is on its way: never broken then
+        self.broken = False  # by interrupt()
+
+
 class SqlStore:
     """Per-thread connections and all-or-nothing transactions; subclasses supply the driver."""
 
@@ -90,7 +103,9 @@ class SqlStore:
         self._connections: list[Any] = []
         self._connections_guard = threading.Lock()
         self._closed = False
-        self._in_use: dict[int, Any] = {}  # thread id -> the connection its transaction uses
+        # thread id -> its transaction under way (for interrupt(), from another thread)
+        self._in_use: dict[int, _InUse] = {}
+        self._in_use_guard = threading.Lock()
 
     # ------------------------------------------------------------------ backend hooks
     def _connect(self) -> Any:
@@ -129,12 +144,20 @@ class SqlStore:
     def _connection_unusable(self, conn: Any) -> bool:
         return False
 
-    def interrupt(self, thread_id: int) -> bool:
-        """Break the connection `thread_id`'s transaction is waiting on (called from another
-        thread): the wait ends in a driver error, so LedgerError, and the connection is
-        replaced. False if that thread is in no transaction or the backend cannot."""
-        conn = self._in_use.get(thread_id)
-        return conn is not None and self._break(conn)
+    def interrupt(self, thread_id: int, older_than_s: float) -> bool:
+        """Break the connection thread `thread_id`'s transaction waits on (called from another
+        thread), if that transaction has run `older_than_s` and has not sent its COMMIT: the
+        wait ends in a LedgerError (`interrupted`, nothing stored) and the connection is
+        replaced. Never a COMMIT: cut off, it may still complete on the server after the kiosk
+        was told to ask, and a query made meanwhile would hear not_found. False if there is
+        no such transaction or the backend cannot break one."""
+        with self._in_use_guard:
+            use = self._in_use.get(thread_id)
+            if use is None or use.committing or use.broken or \
+                    time.monotonic() - use.since < older_than_s:
+                return False
+            use.broken = self._break(use.conn)
+            return use.broken
 
     def _shorten_lock_wait(self, tx: Tx) -> None:
         """For the rest of `tx`: a lock held elsewhere is waited for only briefly."""
@@ -211,7 +234,8 @@ class SqlStore:
         try:
             return self._run_on(thread, work, write, durable)
         finally:
-            self._in_use.pop(thread, None)
+            with self._in_use_guard:
+                self._in_use.pop(thread, None)
 
     def _run_on(self, thread: int, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
         conn = self._begun(thread, write, durable)
@@ -228,11 +252,15 @@ class SqlStore:
                 raise self._failure(conn, exc, committing=False) from exc
             raise
         self._local.tx = None
+        with self._in_use_guard:  # from here on interrupt() leaves it alone
+            use = self._in_use[thread]
+            use.committing = not use.broken
         try:
             self._end(conn, commit=True)
         except self.driver_errors as exc:
             self._rollback_quietly(conn)
-            raise self._failure(conn, exc, committing=write) from exc
+            # broken before the COMMIT went out: nothing was stored
+            raise self._failure(conn, exc, committing=write and not use.broken) from exc
         return result
 
     def _begun(self, thread: int, write: bool, durable: bool) -> Any:
@@ -246,14 +274,15 @@ class SqlStore:
             except LedgerError as exc:
                 exc.at_begin = True
                 raise
-            self._in_use[thread] = conn
+            with self._in_use_guard:
+                self._in_use[thread] = _InUse(conn, time.monotonic())
             try:
                 self._begin(conn, write, durable)
                 return conn
             except self.driver_errors as exc:
                 error = self._failure(conn, exc, committing=False)
                 error.at_begin = True  # nothing ran
-                if kept and getattr(self._local, "conn", None) is None:
+                if kept and not error.interrupted and getattr(self._local, "conn", None) is None:
                     continue  # it was discarded as dead: the next try opens a new one
                 raise error from exc
 
@@ -264,6 +293,15 @@ class SqlStore:
             pass  # the transaction is gone either way; the connection is checked below
 
     def _failure(self, conn: Any, exc: BaseException, committing: bool) -> LedgerError:
+        use = self._in_use.get(threading.get_ident())
+        if use is not None and use.broken:  # by interrupt(): the database answered nothing
+            self._discard(conn)
+            error = LedgerError(
+                f"ledger {self.where}: the database answered nothing for "
+                f"{time.monotonic() - use.since:.0f} s; the gateway broke the connection "
+                "(nothing was stored)")
+            error.interrupted = True
+            return error
         if self._connection_unusable(conn):
             self._discard(conn)  # the next call opens a fresh one
         error = self._storage_error(exc, committing)

@@ -276,3 +276,77 @@ def test_the_rest_of_a_batch_run_again_after_a_lock_wait_waits_only_briefly(
         assert waits == ["123ms"]  # K-2 ran once, in the second run: with the short wait
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_batch_whose_database_stopped_answering_fails_whole_when_its_link_is_broken(
+        enrolled: Ledger, ledger_url: str, monkeypatch) -> None:
+    """The stall watch breaks the connection of a transaction the database left unanswered:
+    every request of the batch is answered at once, nothing stored; before, the rest were run
+    again one by one, each opening a connection to the silent server (a connect timeout each,
+    the gateway's loop held all the while)."""
+    import threading
+
+    from onestop.host.gateway.ledger import postgres
+    from test_server import FreezingProxy
+
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 2)
+    proxy = FreezingProxy.to(ledger_url)
+    ledger = open_ledger(proxy.url(ledger_url))
+    loop_thread = threading.get_ident()
+
+    def the_database_stops_answering(joined: Ledger) -> None:
+        proxy.frozen.set()
+        joined._read(lambda tx: tx.one("SELECT 1"))
+
+    def watch() -> None:
+        while not ledger.interrupt(loop_thread, 0.3):
+            time.sleep(0.05)
+
+    try:
+        assert statuses(ledger.run_requests([job("K-1", 1)])) == ["done"]  # connected
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        outcomes = ledger.run_requests([job("K-1", 2, the_database_stops_answering),
+                                        job("K-2", 1), job("K-3", 1, durable=True)])
+        watcher.join(timeout=5)
+        assert statuses(outcomes) == ["failed"] * 3
+        assert all(o.error.interrupted and not o.error.at_commit for o in outcomes)
+        assert "answered nothing" in str(outcomes[0].error)
+        assert proxy.accepted == 1  # no request was run again on a new connection
+        proxy.frozen.clear()
+        assert statuses(ledger.run_requests([job("K-2", 2)])) == ["done"]  # it carries on
+    finally:
+        proxy.frozen.clear()
+        ledger.close()
+        proxy.close()
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_a_transaction_whose_commit_has_gone_out_is_never_broken(
+        enrolled: Ledger, ledger_url: str, kit, monkeypatch) -> None:
+    """A COMMIT cut off may still complete on the server: the kiosk, told to ask, could ask
+    before it did and hear not_found, and take a settlement that then stands for one that
+    never happened. A commit that takes long is waited for."""
+    import threading
+
+    ledger = open_ledger(ledger_url)
+    loop_thread = threading.get_ident()
+    real_end = ledger._end
+    refused: list[bool] = []
+
+    def slow_commit(conn, commit: bool) -> None:
+        if commit:  # a disk that takes its time: the watch tries meanwhile
+            refused.append(ledger.interrupt(loop_thread, 0.0))
+        real_end(conn, commit)
+
+    monkeypatch.setattr(ledger, "_end", slow_commit)
+    try:
+        outcomes = ledger.run_requests([
+            job("K-1", 1, lambda joined: kit.settle(joined, "TXN-COMMIT-1", "P1", "B1"),
+                durable=True)])
+        assert statuses(outcomes) == ["done"]
+        assert refused == [False]
+        assert ledger.get_settlement("TXN-COMMIT-1") is not None
+    finally:
+        ledger.close()

@@ -580,11 +580,17 @@ class FreezingProxy:
     """A TCP relay to the database that can stop passing bytes while keeping every
     connection open: a server that hangs (a stuck disk, a frozen pooler), not one that dies."""
 
+    @classmethod
+    def to(cls, ledger_url: str) -> FreezingProxy:
+        parts = urllib.parse.urlsplit(ledger_url)
+        return cls((parts.hostname or "127.0.0.1", parts.port or 5432))
+
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.frozen = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        self.accepted = 0  # connections made through it
         self._closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -594,6 +600,7 @@ class FreezingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             server = socket.create_connection(self.target)
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
@@ -613,7 +620,15 @@ class FreezingProxy:
             if not data:
                 sink.close()
                 return
+            while self.frozen.is_set() and not self._closed.is_set():
+                time.sleep(0.05)  # what came in as it froze is held too
             sink.sendall(data)
+
+    def url(self, ledger_url: str) -> str:
+        """`ledger_url` (PostgreSQL) through this proxy."""
+        parts = urllib.parse.urlsplit(ledger_url)
+        user = f"{parts.username}@" if parts.username else ""
+        return parts._replace(netloc=f"{user}127.0.0.1:{self.port}").geturl()
 
     def close(self) -> None:
         self._closed.set()
@@ -634,11 +649,8 @@ async def test_a_database_that_stops_answering_is_told_of_while_it_lasts_and_cut
     monkeypatch.setattr(stallwatch, "WARN_AFTER_S", 0.5)
     monkeypatch.setattr(stallwatch, "BREAK_AFTER_S", 1.5)
     monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 2)
-    parts = urllib.parse.urlsplit(ledger_url)
-    proxy = FreezingProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    user = f"{parts.username}@" if parts.username else ""
-    via_proxy = parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}").geturl()
-    site = await _start_site(ledger, via_proxy, tmp_path)
+    proxy = FreezingProxy.to(ledger_url)
+    site = await _start_site(ledger, proxy.url(ledger_url), tmp_path)
     try:
         kiosk = await site.kiosk()
         await kiosk.call("person_info", card=demo_card("P001"))
