@@ -46,11 +46,12 @@ LOCK_WAIT_MS = 3000
 # long (SqlLedger._run_batch): a row lock spares it, a table lock fails it soon.
 RERUN_LOCK_WAIT_MS = 500
 _SETS_LOCK_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)lock[_-]timeout=")  # not deadlock_timeout
-# A session that stops talking inside a transaction (its gateway frozen by a paused VM, a swap
-# storm, a partition) is ended by the server after this long, and its row locks with it: every
-# write takes the audit chain's head, so one such session stopped every gateway on the ledger
-# until TCP gave up on it (hours). No ledger transaction pauses between statements for more
-# than milliseconds.
+# A serving gateway's session that stops talking inside a transaction (its gateway frozen by a
+# paused VM, a swap storm, a partition) is ended by the server after this long, and its row
+# locks with it: every write takes the audit chain's head, so one such session stopped every
+# gateway on the ledger until TCP gave up on it (hours). A gateway's transactions pause between
+# statements for milliseconds; an operator's audit of a large ledger converts rows for longer
+# between its reads, so the operator's commands are not limited.
 IDLE_IN_TRANSACTION_MS = 5000
 _SETS_IDLE_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)idle[_-]in[_-]transaction[_-]session[_-]"
                                 r"timeout=")
@@ -67,6 +68,13 @@ class PostgresLedger(SqlLedger):
         where = describe(location.dsn) + (f" (schema {location.schema})" if location.schema else "")
         super().__init__(where)
         self.location = location
+        self._serving = False  # tune_for_serving: the idle-in-transaction limit applies
+
+    def _settings(self) -> str:
+        """The server settings of the URL, else of PGOPTIONS (libpq reads it only when no
+        options are given, and we always give some): kept, and added to."""
+        given = conninfo_to_dict(self.location.dsn or "")
+        return str(given.get("options", os.environ.get("PGOPTIONS", "")))
 
     def _connect(self) -> psycopg.Connection[Any]:
         options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
@@ -76,14 +84,12 @@ class PostgresLedger(SqlLedger):
             # pg_stat_activity then says which gateway (host, process) holds a lock or a
             # transaction: the one to look at when the others report locks held elsewhere
             options["application_name"] = f"onestop {socket.gethostname()}/{os.getpid()}"
-        # The server settings of the URL, else of PGOPTIONS (libpq reads it only when no
-        # options are given, and we always give some), are kept.
-        settings = given.get("options", os.environ.get("PGOPTIONS", ""))
+        settings = self._settings()
         if self.location.schema:
             settings += f" -c search_path={self.location.schema}"
         if not _SETS_LOCK_TIMEOUT.search(settings):
             settings += f" -c lock_timeout={LOCK_WAIT_MS}"
-        if not _SETS_IDLE_TIMEOUT.search(settings):
+        if self._serving and not _SETS_IDLE_TIMEOUT.search(settings):
             settings += f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
         options["options"] = settings.strip()
         return psycopg.connect(self.location.dsn or "", **options)
@@ -104,6 +110,12 @@ class PostgresLedger(SqlLedger):
 
     def _shorten_lock_wait(self, tx: Tx) -> None:
         tx.run(f"SET LOCAL lock_timeout = {int(RERUN_LOCK_WAIT_MS)}")
+
+    def tune_for_serving(self) -> None:
+        self._serving = True
+        conn = getattr(self._local, "conn", None)  # opened at start-up, before: limited too
+        if conn is not None and not _SETS_IDLE_TIMEOUT.search(self._settings()):
+            conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
 
     def _break(self, conn: Any) -> bool:
         # Shut the socket down under the waiting call: it returns with an error at once (the

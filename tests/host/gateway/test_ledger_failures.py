@@ -181,9 +181,15 @@ def test_a_session_gone_silent_in_a_transaction_does_not_stop_the_others(
     from onestop.host.gateway.ledger import postgres
 
     monkeypatch.setattr(postgres, "IDLE_IN_TRANSACTION_MS", 1000)
+    # an operator's commands are not limited: an audit converts rows between its reads
+    assert demo_people._connection().execute(
+        "SHOW idle_in_transaction_session_timeout").fetchone()[0] == "0"
     frozen = open_ledger(ledger_url)
+    frozen._connection()  # serve reads the ledger (its clock check) before it tunes it
+    frozen.tune_for_serving()
     try:
         conn = frozen._connection()
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1s"
         conn.execute("BEGIN")
         conn.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
         # ...and says nothing more: the lock is the other gateway's for at most 3 s (lock_timeout)
