@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gateway = sub.add_parser("gateway", help="the gateway: ledger, keys, bills, audit, serve")
     commands = gateway.add_subparsers(dest="gateway_command", metavar="COMMAND")
     _add_init(commands)
+    _add_upgrade(commands)
     _add_enroll(commands)
     _add_revoke(commands)
     _add_import_bills(commands)
@@ -119,6 +120,33 @@ def _open(url: str, create: bool = False) -> closing[Ledger]:
             ledger.close()
             raise
     return closing(ledger)
+
+
+# ---------------------------------------------------------------------------- upgrade
+def _add_upgrade(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "upgrade",
+        help="bring a ledger made by an earlier Onestop up to date (no keys are touched)",
+        description="Add what this version's ledger schema has and an earlier one's lacks "
+        "(nothing stored changes; no key is made or enrolled). Run it once after upgrading, "
+        "with every gateway on the ledger stopped: one still running the earlier version "
+        "would not keep what the new one needs.",
+    )
+    _db(parser)
+    parser.set_defaults(func=_guarded("gateway upgrade", gateway_upgrade))
+
+
+def gateway_upgrade(args: argparse.Namespace) -> int:
+    from .config import where
+    from .ledger import open_ledger
+
+    with closing(open_ledger(args.db, create=False)) as ledger:
+        before = ledger.upgrade()
+    if before is None:
+        print(f"ledger {where(args.db)} is up to date")
+    else:
+        print(f"ledger {where(args.db)} brought from schema version {before} up to date")
+    return 0
 
 
 # ---------------------------------------------------------------------------- init

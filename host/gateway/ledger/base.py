@@ -173,6 +173,8 @@ class Ledger(Protocol):
     def init(self) -> None: ...  # create the schema if absent (idempotent)
     def check_schema(self) -> None: ...  # LedgerError unless made by `init` of this version
     def close(self) -> None: ...
+    # a ledger of an earlier schema brought up to date: the version it had, None if current
+    def upgrade(self) -> str | None: ...
     def tune_for_serving(self) -> None: ...  # extension: settings for a long-running gateway
     def exposure(self) -> str | None: ...  # who else can read the stored data, if anyone
     # break the connection of thread `thread_id`'s transaction, if it has run older_than_s

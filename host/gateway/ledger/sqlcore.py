@@ -113,6 +113,26 @@ class SqlLedger(SqlStore):
 
         self._write(create)
 
+    def upgrade(self) -> str | None:
+        """Bring a ledger of an upgradable earlier schema up to date (what init adds to it);
+        the version it had, or None if it was up to date. LedgerError for anything else (no
+        ledger here, or a version this code does not know)."""
+        def version(tx: Tx) -> str | None:
+            row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
+            return None if row is None else str(row[0])
+
+        try:
+            found = self._read(version)
+        except LedgerError as exc:
+            raise LedgerError(f"no ledger at {self.where} to upgrade ({exc}): "
+                              "`kiosk gateway init` makes one") from None
+        if found == SCHEMA_VERSION:
+            return None
+        if found not in UPGRADABLE_VERSIONS:
+            self._read(self._check_schema)  # says which version it is, and what to do
+        self.init()
+        return found
+
     def check_schema(self) -> None:
         self._read(self._check_schema)
 
@@ -122,8 +142,8 @@ class SqlLedger(SqlStore):
         if version in UPGRADABLE_VERSIONS:
             raise LedgerError(
                 f"the ledger at {self.where} has schema version {version}, from an earlier "
-                f"Onestop; this gateway needs version {SCHEMA_VERSION}: run `kiosk gateway "
-                "init --db URL` (with --key as when it was made) to bring it up to date (it "
+                f"Onestop; this gateway needs version {SCHEMA_VERSION}: stop every gateway "
+                "on it and run `kiosk gateway upgrade --db URL` to bring it up to date (it "
                 "adds tables; nothing stored changes)"
             )
         if version != SCHEMA_VERSION:

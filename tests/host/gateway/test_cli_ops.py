@@ -410,7 +410,7 @@ def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
         assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
 
 
-def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_init(db, tmp_path, capsys):
+def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_upgrade(db, tmp_path, capsys):
     # An earlier Onestop's ledger (schema 1: no card_reads) with residents in it: serve and the
     # operator's commands name the remedy, and `init` adds what it lacks, keeping everything.
     assert kiosk("gateway", "seed-demo", "--db", db) == 0
@@ -421,15 +421,32 @@ def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_init(db, tmp_pa
     assert kiosk("gateway", "audit", "--db", db) != 0
     said = capsys.readouterr().err
     assert "has schema version 1, from an earlier Onestop" in said
-    assert "run `kiosk gateway init --db URL`" in said
-    key = ["--key", str(tmp_path / "gw.key")] if db.startswith("postgresql") else []
-    assert kiosk("gateway", "init", "--db", db, *key) == 0
-    assert "kept the existing key file" in capsys.readouterr().out
+    assert "run `kiosk gateway upgrade --db URL`" in said
+    with closing(open_ledger(db)) as ledger:
+        keys_before = ledger.list_keys()
+    assert kiosk("gateway", "upgrade", "--db", db) == 0
+    assert "brought from schema version 1 up to date" in capsys.readouterr().out
+    with closing(open_ledger(db)) as ledger:
+        assert ledger.list_keys() == keys_before  # no key made or enrolled
+    assert kiosk("gateway", "upgrade", "--db", db) == 0  # again: nothing to do
+    assert "is up to date" in capsys.readouterr().out
     assert kiosk("gateway", "audit", "--db", db) == 0
     with closing(open_ledger(db)) as ledger:
         assert ledger.get_person("P001") is not None
         ledger.record_card_read("K-1", "P001", 1_795_400_000)  # the new table is there
         assert ledger.card_holder("K-1", "P001") is not None
+
+
+def test_upgrade_makes_no_ledger_and_leaves_a_newer_one_alone(db, tmp_path, capsys):
+    missing = f"sqlite:///{tmp_path / 'nothing-here.sqlite'}"
+    assert kiosk("gateway", "upgrade", "--db", missing) != 0
+    assert not (tmp_path / "nothing-here.sqlite").exists()
+    with closing(open_ledger(db)) as ledger:
+        ledger._write(lambda tx: tx.run(
+            "UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'"))
+    capsys.readouterr()
+    assert kiosk("gateway", "upgrade", "--db", db) != 0
+    assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
 
 
 def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(
