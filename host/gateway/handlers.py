@@ -46,6 +46,10 @@ TOTALS_FIELDS = (
 HEAD_GROWTH = 3
 # More bills than one frame can hold (each takes well over MAX_FRAME / this many bytes).
 BILLS_READ_AT_MOST = 64
+# A card read answers for its resident this long: a visit from card to settle takes minutes
+# (its pages time out after one); a kiosk's key must not open the last resident's bills for
+# ever after.
+CARD_READ_VALID_S = 30 * 60
 
 
 def calendar_day(text: str, what: str) -> date:
@@ -166,12 +170,18 @@ class Handlers:
     # ------------------------------------------------------------ 1101 person info
     def person_info(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         card = request["card"]
-        person = ledger.find_person(card["ssn"], card["card_no"])
-        if person is None:
-            raise ProtocolError("unknown_person", "no insured person holds this card")
-        # 9999-99-99 matches the frame's pattern and sorted after every real day
-        if calendar_day(card["expiry"], "the card's expiry") < self.today(now):
-            raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
+        try:
+            person = ledger.find_person(card["ssn"], card["card_no"])
+            if person is None:
+                raise ProtocolError("unknown_person", "no insured person holds this card")
+            # 9999-99-99 matches the frame's pattern and sorted after every real day
+            if calendar_day(card["expiry"], "the card's expiry") < self.today(now):
+                raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
+        except ProtocolError:
+            # Another card is in: the last resident's visit is over (a read-only request's
+            # writes stand though it is refused: Ledger.run_requests)
+            ledger.forget_card_read(request["kiosk"])
+            raise
         # Last, after every refusal: this resident is the one this kiosk may now ask about.
         ledger.record_card_read(request["kiosk"], person.psn_no, now)
         reply = messages.reply(
@@ -183,7 +193,7 @@ class Handlers:
 
     # ------------------------------------------------------------ bills
     def pending_bills(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._card_holder(ledger, request)
+        person = self._card_holder(ledger, request, now)
         # Never more than a frame can hold: a resident with a backlog of thousands must not
         # cost every kiosk on the gateway a read of them all.
         bills = [_bill_record(bill)
@@ -214,7 +224,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 2206 pre-settle
     def pre_settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._card_holder(ledger, request)
+        person = self._card_holder(ledger, request, now)
         bill = self._pending_bill(ledger, person, request["bill_id"])
         claim = self._claim(person, bill, now)
         policy = self._policy_for(claim)
@@ -224,7 +234,7 @@ class Handlers:
 
     # ------------------------------------------------------------ 2207 settle
     def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._card_holder(ledger, request)
+        person = self._card_holder(ledger, request, now)
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
         setl_date = self.today(now)
@@ -352,11 +362,12 @@ class Handlers:
         }, warn=True)
 
     # ------------------------------------------------------------ helpers
-    def _card_holder(self, ledger: Ledger, request: dict[str, Any]) -> Person:
+    def _card_holder(self, ledger: Ledger, request: dict[str, Any], now: int) -> Person:
         """The person the request names, if theirs is the card its kiosk read last: a kiosk
         serves the resident at it, and its key alone (a stolen board's) opens no one's bills.
         Not read there and not insured are one answer, so it learns nothing of who exists."""
-        person = ledger.card_holder(request["kiosk"], request["psn_no"])
+        person = ledger.card_holder(request["kiosk"], request["psn_no"],
+                                    now - CARD_READ_VALID_S)
         if person is None:
             raise ProtocolError("unknown_person", f"{request['psn_no']} is not the insured "
                                 "person whose card this kiosk read last")

@@ -306,7 +306,9 @@ class SqlLedger(SqlStore):
         with them — nothing of the first attempt is kept). The commit is durable (on disk
         before this returns) if any job is `durable`. A batch of read-only
         requests only (person_info, pending_bills, pre_settle, sign_in) writes only their
-        counters and commits without waiting for the disk: visible at once to every connection
+        counters (and person_info the card its kiosk read; a non-durable job's writes stand
+        even if it is refused) and commits without waiting for the disk: visible at once to
+        every connection
         and every gateway, so a replay is refused as long as the ledger runs, and on disk with
         the next durable commit (each settle, cancel, receipt...) or the backend's background
         flush (SQLite: within sqlite.FLUSH_AFTER_S; PostgreSQL: its WAL writer, within
@@ -482,13 +484,16 @@ class SqlLedger(SqlStore):
             (kiosk_id, psn_no, now),
         ))
 
-    def card_holder(self, kiosk_id: str, psn_no: str) -> Person | None:
+    def forget_card_read(self, kiosk_id: str) -> None:
+        self._write(lambda tx: tx.run("DELETE FROM card_reads WHERE kiosk_id = ?", (kiosk_id,)))
+
+    def card_holder(self, kiosk_id: str, psn_no: str, read_since: int) -> Person | None:
         # One statement, as get_person was: a resident not read at this kiosk and one who does
         # not exist look alike to it.
         row = self._read(lambda tx: tx.one(
-            f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ? "
-            "AND psn_no = (SELECT psn_no FROM card_reads WHERE kiosk_id = ?)",
-            (psn_no, kiosk_id),
+            f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ? AND psn_no = ("
+            "SELECT psn_no FROM card_reads WHERE kiosk_id = ? AND read_at >= ?)",
+            (psn_no, kiosk_id, read_since),
         ))
         return None if row is None else person_from_row(row)
 

@@ -434,7 +434,7 @@ def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_upgrade(db, tmp
     with closing(open_ledger(db)) as ledger:
         assert ledger.get_person("P001") is not None
         ledger.record_card_read("K-1", "P001", 1_795_400_000)  # the new table is there
-        assert ledger.card_holder("K-1", "P001") is not None
+        assert ledger.card_holder("K-1", "P001", 1_795_400_000) is not None
 
 
 def test_upgrade_makes_no_ledger_and_leaves_a_newer_one_alone(db, tmp_path, capsys):

@@ -14,7 +14,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from onestop.host.gateway.bills import demo_document
 from onestop.host.gateway.bills import seed_demo as seed_demo_residents
-from onestop.host.gateway.handlers import BILLS_READ_AT_MOST, Handled, Handlers
+from onestop.host.gateway.handlers import (
+    BILLS_READ_AT_MOST,
+    CARD_READ_VALID_S,
+    Handled,
+    Handlers,
+)
 from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
@@ -184,10 +189,17 @@ def test_a_kiosk_asks_only_about_the_resident_whose_card_it_read_last(rig: Rig) 
     rig.read_card("P002", kiosk="K-01")
     assert rig.ask("pending_bills", psn_no="P002", card_in=False).reply["bills"]
     assert rig.refused("pending_bills", psn_no="P001", card_in=False) == "unknown_person"
-    # a card refused (expired) replaces nothing, and opens nothing
+    # a card refused (expired) opens nothing, and ends the last resident's turn: another
+    # card is in
     assert rig.refused("person_info", card=card_of(rig.residents["P007"])) == "card_expired"
     assert rig.refused("pending_bills", psn_no="P007", card_in=False) == "unknown_person"
-    assert rig.ask("pending_bills", psn_no="P002", card_in=False).reply["bills"]
+    assert rig.refused("pending_bills", psn_no="P002", card_in=False) == "unknown_person"
+    # and a card read answers for half an hour, not for ever
+    rig.read_card("P002", kiosk="K-01")
+    later = NOW + CARD_READ_VALID_S
+    assert rig.ask("pending_bills", psn_no="P002", card_in=False, now=later).reply["bills"]
+    assert rig.refused("pending_bills", psn_no="P002", card_in=False,
+                       now=later + 1) == "unknown_person"
 
 
 def test_once_the_gateways_key_is_revoked_a_settle_signs_nothing_and_a_retry_is_answered(
@@ -534,7 +546,8 @@ def test_a_bill_dated_after_the_gateways_today_is_not_priced_or_settled(rig: Rig
         assert "after today (1970-01-11) by the gateway's clock" in refused.value.msg
     assert rig.ledger.get_settlement("TXN-CLOCK-01") is None
     assert rig.ledger.get_bill(bill).status == "pending"
-    assert rig.settle("P001", bill, "TXN-CLOCK-02").settlement == "new"  # the clock right
+    rig.read_card("P001")  # the clock right (the card read in 1970 answers no more)
+    assert rig.settle("P001", bill, "TXN-CLOCK-02").settlement == "new"
 
 
 def test_simultaneous_settlements_for_one_person_stay_exact(rig: Rig, ledger_url: str) -> None:
