@@ -196,8 +196,11 @@ class Handlers:
         person = self._card_holder(ledger, request, now)
         # Never more than a frame can hold: a resident with a backlog of thousands must not
         # cost every kiosk on the gateway a read of them all.
+        today = self.today(now).isoformat()
+        # A bill dated after today cannot be priced (_claim): not offered to the resident.
         bills = [_bill_record(bill)
-                 for bill in ledger.pending_bills(person.psn_no, limit=BILLS_READ_AT_MOST)]
+                 for bill in ledger.pending_bills(person.psn_no, limit=BILLS_READ_AT_MOST)
+                 if bill.date <= today]
         listed = self._bills_that_fit(request, person.psn_no, bills, now)
         reply = messages.reply(request, "pending_bills_reply", now, psn_no=person.psn_no,
                                bills=bills[:listed])

@@ -546,6 +546,9 @@ def test_a_bill_dated_after_the_gateways_today_is_not_priced_or_settled(rig: Rig
         assert "after today (1970-01-11) by the gateway's clock" in refused.value.msg
     assert rig.ledger.get_settlement("TXN-CLOCK-01") is None
     assert rig.ledger.get_bill(bill).status == "pending"
+    # nor offered: the bills page lists what can be settled
+    listed = rig.ask("pending_bills", now=long_ago, psn_no="P001").reply["bills"]
+    assert bill not in [b["bill_id"] for b in listed]
     rig.read_card("P001")  # the clock right (the card read in 1970 answers no more)
     assert rig.settle("P001", bill, "TXN-CLOCK-02").settlement == "new"
 
