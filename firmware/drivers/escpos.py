@@ -270,9 +270,11 @@ class Printer:
         self.print_timeout_ms = print_timeout_ms
         self.poll_ms = poll_ms
         self.bytes_sent = 0
-        # Whether this printer answers GS r, learnt from its answers: once it has, a receipt it
-        # does not confirm is one the line may have eaten (see print_receipt).
-        self.confirms = False
+        # Whether this printer answers GS r: None until the first status() that finds it
+        # ready asks (so the first receipt after a boot is covered too), then learnt from its
+        # answers. Once it has answered, a receipt it does not confirm is one the line may have
+        # eaten (see print_receipt).
+        self.confirms = None
 
     async def _send(self, data):
         self._writer.write(data)
@@ -311,9 +313,25 @@ class Printer:
         # paper would read as a cover open for good. Whatever is waiting goes first.
         await self._discard_input()
         try:
-            return await asyncio.wait_for_ms(self._query_status(), self.timeout_ms)
+            status = await asyncio.wait_for_ms(self._query_status(), self.timeout_ms)
         except asyncio.TimeoutError:
             return _status(None, None)
+        if self.confirms is None and _refusal(status, "") is None:
+            await self._ask_confirms()
+        return status
+
+    async def _ask_confirms(self):
+        """Ask once, with nothing to print, whether this printer answers GS r (at once if it
+        does; a stopped printer would not, so only a ready one is asked)."""
+        await self._send(_GS_R_PAPER)
+        for _ in range(4):  # past a stray byte or two
+            byte = await self._read_byte(self.timeout_ms)
+            if byte is None:
+                break
+            if is_paper_sensor_reply(byte):
+                self.confirms = True
+                return
+        self.confirms = False
 
     async def _wait_printed(self):
         """True once the printer confirms everything sent is printed; False if it stopped."""

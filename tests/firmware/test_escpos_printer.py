@@ -184,6 +184,16 @@ def test_a_receipt_a_confirming_printer_does_not_confirm_is_printed_again_once(
     assert kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)["printed"]
 
 
+def test_the_first_receipt_after_a_boot_is_covered_too(
+        kept: Worker, printer: PrinterSim, tables: str) -> None:
+    # The printer is asked whether it answers GS r when it is first found ready, not only
+    # after a receipt it confirmed: a first receipt eaten by the line was taken as printed.
+    assert kept.call("escpos_session", "kept_status")["online"]
+    printer.answers_gs_r = False  # this receipt's GS r is lost
+    first = kept.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)
+    assert (first["printed"], first["reason"]) == (False, "unconfirmed_during")
+
+
 def test_a_printer_that_never_answers_gs_r_has_its_receipts_taken_as_printed(
         kept: Worker, printer: PrinterSim, tables: str) -> None:
     printer.answers_gs_r = False  # some models ignore it
