@@ -164,18 +164,23 @@ class Kiosk:
     async def _idle(self):
         """The welcome page until a card goes in (then serve it) or it is time to look at the
         open txns again."""
-        if self._card_may_be_left_in:
-            # A card still in from the last visit (or from before a reboot) must come out
-            # first, or it would be served again.
-            if await self.card_present(False):
-                await self.show(screens.take_card())
-                await self.wait_card(False, self.timeouts["take_card"])
-                return
-            self._card_may_be_left_in = False
         # A reader that does not answer cannot read the card the welcome page asks for.
         if self.reader_down():
             await self._out_of_service("reader_fault")
             return
+        if self._card_may_be_left_in:
+            # A card still in from the last visit (or from before a reboot) must come out
+            # first, or it would be served again. Only a reader that says the slot is empty
+            # says so: one that did not answer says nothing (asked again, then out of service).
+            present = await self.card_present(None)
+            if present is None:
+                await asyncio.sleep_ms(self.timeouts["poll"])
+                return
+            if present:
+                await self.show(screens.take_card())
+                await self.wait_card(False, self.timeouts["take_card"])
+                return
+            self._card_may_be_left_in = False
         # No paper: out of service now, not only once a resident has put their card in.
         reason = await self._printer_not_ready()
         if reason is not None:

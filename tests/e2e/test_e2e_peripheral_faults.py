@@ -101,3 +101,24 @@ def test_a_screen_unplugged_and_plugged_back_is_drawn_again_and_logged_once(
     hall.firmware.wait_event("display_back", timeout=15)
     assert hall.display.wait_for(lambda d: d.page == "welcome" and d.text("t_en") != "", 5)
     assert events(hall).count("display_error") <= 1  # once per spell, not at every try
+
+
+def test_a_card_left_in_while_the_reader_stopped_answering_is_not_served_again(
+        hall: Hall) -> None:
+    # The reader's silence read as "the slot is empty" and cleared the kiosk's note that the
+    # last visit's card might still be in: once the reader answered again, that card started
+    # a new visit instead of being asked to come out.
+    at_welcome(hall)
+    hall.settle_first_bill("P001")
+    hall.wait_page("done")  # the resident leaves the card in
+    assert hall.firmware is not None
+    hall.firmware.wait_event("session_end", timeout=15)
+    hall.links["card"].unplug()
+    assert hall.display.wait_for(lambda d: d.text("t_en") == "Out of service", 15)
+    seen = len(hall.firmware.drain())
+    hall.links["card"].plug()
+    assert hall.display.wait_for(lambda d: d.text("t_en") == "Please take your card", 10)
+    after = hall.firmware.drain()[seen:]
+    assert "card_reader_back" in [e.get("ev") for e in after]
+    # the card was not read again as a new visit's
+    assert [e for e in after if e.get("ev") == "step" and e.get("step") == "reading"] == []
