@@ -52,13 +52,16 @@ def mp_roomy(compiled: Path) -> Iterator[Worker]:
 @pytest.fixture
 def ptys() -> Iterator[dict[str, str]]:
     """Pseudo-terminals for a unix kiosk's card reader, printer and display: {role: path}.
-    A printer answers on its line: a kiosk whose printer is silent stays out of service and
-    never shows the welcome page."""
+    A card reader and a printer answer on their lines: a kiosk whose reader or printer is
+    silent stays out of service and never shows the welcome page."""
+    from onestop.host.sim.card import CardReaderSim
     from onestop.host.sim.printer import PrinterSim
 
     links = [SerialLink(role) for role in ("card", "printer", "display")]
+    reader = CardReaderSim(links[0].device_path)
     printer = PrinterSim(links[1].device_path)
     yield {link.name: link.host_path for link in links}
     printer.close()
+    reader.close()
     for link in links:
         link.close()
