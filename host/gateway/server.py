@@ -960,11 +960,6 @@ async def start_gateway(
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
     ledger = open_ledger(config.db)
-    try:
-        _check_clock(ledger, time.time())
-    except ServeError:
-        ledger.close()
-        raise
     ledger.tune_for_serving()
     exposed = ledger.exposure()
     if exposed is not None:  # made by an older version, or copied: the operator must know
@@ -1013,12 +1008,11 @@ async def start_gateway(
     return RunningGateway(server, endpoint, address, log, kid)
 
 
-def _check_clock(ledger: Any, now: float) -> None:
-    """Refuse to serve by a clock that reads before the ledger's latest settlement: a host
-    that booted without its time (1970) dates settlements by it and counts them in that year's
-    accumulations, with that year's caps, and neither the kiosks (they take the gateway's time)
-    nor the audit could tell."""
-    latest = ledger.latest_settlement_time()
+def _check_clock(latest: int | None, now: float) -> None:
+    """Refuse to serve by a clock that reads before the ledger's latest settlement (`latest`):
+    a host that booted without its time (1970) dates settlements by it and counts them in that
+    year's accumulations, with that year's caps, and neither the kiosks (they take the
+    gateway's time) nor the audit could tell."""
     if latest is None or now >= latest - CLOCK_SLACK_S:
         return
 
@@ -1030,7 +1024,8 @@ def _check_clock(ledger: Any, now: float) -> None:
 
 
 def check_config(config: GatewayConfig) -> None:
-    """What start_gateway would refuse (key, ledger, policy), as a ServeError, without serving."""
+    """What start_gateway would refuse (key, ledger, clock, policy), as a ServeError, without
+    serving."""
     signer, kid = _gateway_identity(config)
     try:
         Handlers(signer, kid, config.policy, config.tz)
@@ -1039,7 +1034,8 @@ def check_config(config: GatewayConfig) -> None:
 
 
 def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
-    """The gateway's signing key and the kid it is enrolled under in this ledger."""
+    """The gateway's signing key and the kid it is enrolled under in this ledger (whose clock
+    check, _check_clock, is made in the same read)."""
     try:
         key_path = config.key_path or default_key_path(config.db)
     except LedgerUrlError as exc:
@@ -1055,10 +1051,12 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
         try:
             ledger.check_schema()  # a gateway older than its ledger must not write to it
             records = ledger.list_keys()
+            latest = ledger.latest_settlement_time()
         finally:
             ledger.close()
     except (LedgerError, LedgerUrlError) as exc:
         raise ServeError(f"cannot open the ledger {describe(config.db)}: {exc}") from None
+    _check_clock(latest, time.time())
     for record in records:
         if record.role == "gateway" and record.public_key == signer.public_key:
             if record.status == "active":

@@ -278,5 +278,7 @@ class Ledger(Protocol):
     # each event: {"seq": int, "kind": str, "txn_id": str | None, "body": canonical JSON text,
     #              "prev_hash": hex, "hash": hex}; hash = sha256(prev_hash bytes + body UTF-8)
     def settlements_on(self, date: str) -> list[Settlement]: ...  # by setl_date, all statuses
-    def latest_settlement_time(self) -> int | None: ...  # the highest setl_time; None if none
+    # the latest setl_time (of the latest setl_date: gateways in other --timezones may
+    # order a few hours differently); None if no settlement
+    def latest_settlement_time(self) -> int | None: ...
     def audit_snapshot(self) -> AuditSnapshot: ...  # extension: for `kiosk gateway audit`

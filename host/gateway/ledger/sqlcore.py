@@ -810,7 +810,11 @@ class SqlLedger(SqlStore):
         ]
 
     def latest_settlement_time(self) -> int | None:
-        row = self._read(lambda tx: tx.one("SELECT max(setl_time) FROM settlements"))
+        # The latest day's first (settlements_by_date), so start-up reads one day's rows, not
+        # the whole table.
+        row = self._read(lambda tx: tx.one(
+            "SELECT max(setl_time) FROM settlements WHERE setl_date = "
+            "(SELECT max(setl_date) FROM settlements)"))
         return None if row is None or row[0] is None else int(row[0])
 
     def settlements_on(self, date: str) -> list[Settlement]:

@@ -134,3 +134,6 @@ def test_serve_by_a_clock_behind_the_ledgers_settlements_is_refused(
     err = capsys.readouterr().err
     assert "this host's clock reads" in err and "before the ledger's latest settlement" in err
     assert "Set the clock (NTP)" in err
+    # with workers: refused once, up front, before any worker is started
+    assert serve("--db", f"sqlite:///{ledger_file}", "--workers", "2") == 2
+    assert capsys.readouterr().err.count("before the ledger's latest settlement") == 1
