@@ -5,9 +5,9 @@ one waits no kiosk of this gateway is answered. A lock is waited for at most loc
 a dead link is noticed by TCP, but a database that keeps the link up and answers nothing (a
 hung server, a stuck disk, a frozen pooler) was waited for without end, kiosks timing out,
 and the operator heard of it (`ledger_slow`) only once it was over. This thread tells the
-operator while it lasts (`ledger_stalled`) and, past BREAK_AFTER_S, breaks the connection
-waited on: the batch is answered `unavailable` (a settle's kiosk asks settlement_query, as
-after any lost link) and the next batch opens a new connection.
+operator while it lasts (`ledger_stalled`) and breaks the connection of a transaction that
+has itself waited BREAK_AFTER_S (never one whose COMMIT has gone out: Ledger.interrupt): its
+batch is answered `unavailable`, nothing stored, and the next batch opens a new connection.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 WARN_AFTER_S = 5.0
-# Under a kiosk's 10 s reply timeout; above the two lock waits a batch may make (2 x 3 s).
+# Under a kiosk's 10 s reply timeout; above a transaction's lock wait (3 s, 0.5 s when its
+# batch runs again after one).
 BREAK_AFTER_S = 8.0
 CHECK_EVERY_S = 0.5
 
