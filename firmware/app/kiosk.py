@@ -49,6 +49,11 @@ class Kiosk:
         # clears it, so a card put in later is never told about another's settlement.
         self.doubt_card_in = True
         self._reader_errors = 0  # status polls in a row the card reader did not answer
+        # Out of service for this reason, already logged (a spell is logged once, not at every
+        # retry: hours of paper out were a line every 20 s in the board's log); and the
+        # printer problem already logged.
+        self._out_reason = None
+        self._printer_logged = None
         self._page = None  # the page shown last, to redraw
         self._screen_ok = True  # the screen took that page
         self._restarts = 0  # the screen's restarts already redrawn after
@@ -127,10 +132,11 @@ class Kiosk:
     async def _printer_not_ready(self):
         """The out-of-service reason if the printer cannot print now (logged), else None."""
         problem = await self.printer_problem()
-        if problem is None:
-            return None
-        self.log("printer_not_ready", problem=problem)
-        return T.printer_reason(problem)
+        if problem != self._printer_logged:
+            if problem is not None:
+                self.log("printer_not_ready", problem=problem)
+            self._printer_logged = problem
+        return None if problem is None else T.printer_reason(problem)
 
     # ------------------------------------------------------------ the main loop
     async def serve(self, rounds=None):
@@ -186,6 +192,9 @@ class Kiosk:
         if reason is not None:
             await self._out_of_service(reason)
             return
+        if self._out_reason is not None:
+            self.log("back_in_service", was=self._out_reason)
+            self._out_reason = None
         await self.show(screens.welcome())
         self.log("idle")
         if not await self.wait_card(True, self.timeouts["retry_open"]):
@@ -211,7 +220,9 @@ class Kiosk:
             await self.show(screens.error("service_refused", True))
 
     async def _out_of_service(self, reason):
-        self.log("out_of_service", reason=reason)
+        if reason != self._out_reason:
+            self.log("out_of_service", reason=reason)
+            self._out_reason = reason
         await self.show(screens.out_of_service(reason))
         printer = reason == "paper_out" or reason == "printer_fault"
         reader = reason == "reader_fault"

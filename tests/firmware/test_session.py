@@ -590,6 +590,20 @@ def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: K
     assert "welcome" not in [page for page, _ in result["pages"]]
 
 
+def test_a_spell_out_of_service_is_logged_once_and_its_end_too(kiosk: Kiosk) -> None:
+    # Hours without paper were an out_of_service and a printer_not_ready line at every retry
+    # (every 20 s) in the board's log: the technician looks for when it began and ended.
+    out = kiosk.boot(paper="out", rounds=4, visits=0)
+    assert out["events"].count("out_of_service") == 1
+    assert out["events"].count("printer_not_ready") == 1
+    assert "back_in_service" not in out["events"]
+    back = kiosk.boot(paper="out", reload_after=4, rounds=4, visits=0)
+    assert back["events"].count("out_of_service") == 1
+    assert back["events"].count("back_in_service") == 1
+    assert back["events"].index("out_of_service") < back["events"].index("back_in_service")
+    assert back["pages"][-1][0] == "welcome"
+
+
 def test_a_card_put_in_while_out_of_service_is_told_to_come_out_and_never_read(
         kiosk: Kiosk) -> None:
     # No paper; someone puts their card in anyway and goes to find the clerk, leaving it. Once
