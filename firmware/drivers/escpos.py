@@ -22,7 +22,8 @@ Status (DLE EOT n is answered at once, even while the printer is busy; see hardw
     parse_offline(byte) -> (cover_open, paper_stop, error)    (reply to DLE EOT 2)
     is_realtime_reply(byte) / is_paper_sensor_reply(byte): tell DLE EOT from GS r replies apart.
 
-Printer(reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250):
+Printer(reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250,
+        unconfirmed_wait_ms=5000):
     await status() -> {"online": bool, "paper": "ok"|"near_end"|"out",
                        "cover_open": bool, "error": bool}
         online False: no valid answer within timeout_ms (then paper is "unknown")
@@ -35,7 +36,9 @@ Printer(reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250):
           part of it, or its GS r, was lost on the line; asked once, the next unconfirmed
           print is "unconfirmed"),
           "unconfirmed" (the printer never confirmed the end of the receipt: some models
-          ignore GS r; nothing says it was not printed)
+          ignore GS r; nothing says it was not printed). A printer known to ignore GS r is
+          given unconfirmed_wait_ms to print (watched for a stop meanwhile), not the whole
+          print_timeout_ms: its resident would wait 20 s at every visit.
     bytes_sent: bytes of the last receipt sent (0 when it was refused before sending).
 
 The reader must return at least one byte per read(1) (asyncio.StreamReader over a UART, or over
@@ -263,11 +266,14 @@ def _refusal(status, suffix):
 
 # ----------------------------------------------------------------------------- async adapter
 class Printer:
-    def __init__(self, reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250):
+    def __init__(self, reader, writer, timeout_ms=500, print_timeout_ms=20000, poll_ms=250,
+                 unconfirmed_wait_ms=5000):
         self._reader = reader
         self._writer = writer
         self.timeout_ms = timeout_ms
         self.print_timeout_ms = print_timeout_ms
+        # A long receipt (25 cm) on a slow 58 mm printer (50 mm/s) prints in 5 s.
+        self.unconfirmed_wait_ms = unconfirmed_wait_ms
         self.poll_ms = poll_ms
         self.bytes_sent = 0
         # Whether this printer answers GS r: None until the first status() that finds it
@@ -336,7 +342,9 @@ class Printer:
     async def _wait_printed(self):
         """True once the printer confirms everything sent is printed; False if it stopped."""
         await self._send(_GS_R_PAPER)
-        deadline = time.ticks_add(time.ticks_ms(), self.print_timeout_ms)
+        # A printer that ignores GS r will not confirm: it is given the time a receipt takes.
+        wait = self.unconfirmed_wait_ms if self.confirms is False else self.print_timeout_ms
+        deadline = time.ticks_add(time.ticks_ms(), wait)
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
             byte = await self._read_byte(self.poll_ms)
             if byte is None:

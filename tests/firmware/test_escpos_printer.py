@@ -203,6 +203,21 @@ def test_a_printer_that_never_answers_gs_r_has_its_receipts_taken_as_printed(
     assert len(printer.receipts) == 2 and not printer.receipts[-1].truncated
 
 
+def test_a_printer_that_ignores_gs_r_is_given_a_receipts_time_not_the_whole_timeout(
+        mp: Worker, link: SerialLink, printer: PrinterSim, tables: str) -> None:
+    # Its residents waited the whole print timeout (20 s) at every visit for a confirmation
+    # that never comes: once the printer is known to ignore GS r, a receipt's time will do.
+    printer.answers_gs_r = False
+    mp.call("escpos_session", "open_printer", link.host_path, 30_000, 1_000)
+    try:
+        result = mp.call("escpos_session", "kept_print", tables, SETTLEMENT_RECEIPT)
+    finally:
+        mp.call("escpos_session", "close_printer")
+    assert (result["printed"], result["reason"]) == (False, "unconfirmed")
+    assert result["took_ms"] < 10_000  # the 1 s given, not the 30 s timeout
+    assert len(printer.receipts) == 1 and not printer.receipts[-1].truncated
+
+
 def test_printing_one_receipt_allocates_little(mp_roomy: Worker, link: SerialLink,
                                                printer: PrinterSim, tables: str,
                                                record_property) -> None:

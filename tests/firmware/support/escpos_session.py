@@ -2,6 +2,7 @@
 # and hands results back to the pytest side.
 import asyncio
 import gc
+import time
 
 from drivers import escpos, gbk
 
@@ -65,9 +66,11 @@ def print_receipt(path, table_dir, spec, timeout_ms=300, poll_ms=100):
 _kept = {}
 
 
-def open_printer(path, print_timeout_ms=1500):
+def open_printer(path, print_timeout_ms=1500, unconfirmed_wait_ms=None):
     port, printer = _printer(path, 300, 100)
     printer.print_timeout_ms = print_timeout_ms
+    if unconfirmed_wait_ms is not None:
+        printer.unconfirmed_wait_ms = unconfirmed_wait_ms
     _kept["port"], _kept["printer"] = port, printer
 
 
@@ -77,7 +80,10 @@ def kept_status():
 
 def kept_print(table_dir, spec):
     gbk.set_table_dir(table_dir)
-    return asyncio.run(_print(_kept["printer"], spec))
+    started = time.ticks_ms()
+    result = asyncio.run(_print(_kept["printer"], spec))
+    result["took_ms"] = time.ticks_diff(time.ticks_ms(), started)
+    return result
 
 
 def close_printer():
