@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from onestop.host.gateway.masking import mask_id
 
 LOGGER_NAME = "onestop.gateway"
+LIBRARY_EVENT = "library_log"  # the event of a line a library logged (see configure)
 
 # Field names whose values are identity numbers (social security number, card number).
 ID_FIELDS = frozenset({"ssn", "card_no", "card_id", "id_no"})
@@ -62,7 +63,10 @@ class JsonLineFormatter(logging.Formatter):
             "event": record.getMessage(),
             **self.static,
         }
-        entry.update(_masked(getattr(record, "fields", {})))
+        if hasattr(record, "fields"):
+            entry.update(_masked(record.fields))
+        else:  # a library's own line (psycopg, asyncio, a Python warning): named, kept whole
+            entry.update(event=LIBRARY_EVENT, logger=record.name, message=record.getMessage())
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return _ENCODER.encode(entry)
@@ -158,4 +162,23 @@ def configure(level: str = "info", stream: TextIO | None = None,
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    _take_library_lines(handler)
     return handler
+
+
+_library_handler: logging.Handler | None = None
+
+
+def _take_library_lines(handler: logging.Handler) -> None:
+    """Warnings and errors that libraries log (psycopg's, asyncio's) and Python's warnings
+    go to the same stream as JSON lines too: a plain-text line among them broke the operator's
+    collector, which expects one JSON object per line."""
+    global _library_handler
+    root = logging.getLogger()
+    if _library_handler is not None:
+        root.removeHandler(_library_handler)
+    _library_handler = handler
+    root.addHandler(handler)
+    if root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)  # a library's info and debug lines stay out
+    logging.captureWarnings(True)

@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -94,3 +96,29 @@ def test_a_line_from_another_thread_is_written_while_the_loop_is_held(sink) -> N
 
     asyncio.run(held_by_the_ledger())
     assert len(lines(sink)) == 2
+
+
+
+LIBRARY_LINES = """
+import logging, warnings
+from onestop.host.gateway import logs
+logs.configure("info", static={"worker": 1})
+logs.EventLog().info("listening", port=7000)
+logging.getLogger("psycopg").warning("error ignored in rollback on %s", "<conn>")
+logging.getLogger("psycopg").info("a library's chatter below warning")
+warnings.warn("an old setting", DeprecationWarning, stacklevel=1)
+"""
+
+
+def test_a_librarys_warning_and_a_python_warning_are_json_lines_too() -> None:
+    # psycopg's own warnings (and Python's) came out as plain text among the JSON lines, and
+    # broke the operator's collector.
+    run = subprocess.run([sys.executable, "-W", "always", "-c", LIBRARY_LINES],
+                         capture_output=True, text=True, timeout=60, check=True)
+    entries = [json.loads(line) for line in run.stderr.splitlines()]  # every line is JSON
+    assert [entry["event"] for entry in entries] == [
+        "listening", logs.LIBRARY_EVENT, logs.LIBRARY_EVENT]
+    _, psycopg, warned = entries
+    assert (psycopg["level"], psycopg["logger"], psycopg["worker"]) == ("warning", "psycopg", 1)
+    assert psycopg["message"] == "error ignored in rollback on <conn>"
+    assert warned["logger"] == "py.warnings" and "an old setting" in warned["message"]
