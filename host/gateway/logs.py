@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from onestop.host.gateway.masking import mask_id
+from onestop.host.gateway.masking import mask_id, mask_ids_in_text
 
 LOGGER_NAME = "onestop.gateway"
 LIBRARY_EVENT = "library_log"  # the event of a line a library logged (see configure)
@@ -65,8 +65,10 @@ class JsonLineFormatter(logging.Formatter):
         }
         if hasattr(record, "fields"):
             entry.update(_masked(record.fields))
-        else:  # a library's own line (psycopg, asyncio, a Python warning): named, kept whole
-            entry.update(event=LIBRARY_EVENT, logger=record.name, message=record.getMessage())
+        else:  # a library's own line (psycopg, asyncio, a Python warning): named; an ID
+            # number it quotes (a row in a database error) masked
+            entry.update(event=LIBRARY_EVENT, logger=record.name,
+                         message=mask_ids_in_text(record.getMessage()))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return _ENCODER.encode(entry)

@@ -105,6 +105,7 @@ from onestop.host.gateway import logs
 logs.configure("info", static={"worker": 1})
 logs.EventLog().info("listening", port=7000)
 logging.getLogger("psycopg").warning("error ignored in rollback on %s", "<conn>")
+logging.getLogger("psycopg").warning("Key (ssn)=(130630196001010048) already exists")
 logging.getLogger("psycopg").info("a library's chatter below warning")
 warnings.warn("an old setting", DeprecationWarning, stacklevel=1)
 """
@@ -117,8 +118,9 @@ def test_a_librarys_warning_and_a_python_warning_are_json_lines_too() -> None:
                          capture_output=True, text=True, timeout=60, check=True)
     entries = [json.loads(line) for line in run.stderr.splitlines()]  # every line is JSON
     assert [entry["event"] for entry in entries] == [
-        "listening", logs.LIBRARY_EVENT, logs.LIBRARY_EVENT]
-    _, psycopg, warned = entries
+        "listening", logs.LIBRARY_EVENT, logs.LIBRARY_EVENT, logs.LIBRARY_EVENT]
+    _, psycopg, quoted, warned = entries
+    assert quoted["message"] == "Key (ssn)=(130630********0048) already exists"
     assert (psycopg["level"], psycopg["logger"], psycopg["worker"]) == ("warning", "psycopg", 1)
     assert psycopg["message"] == "error ignored in rollback on <conn>"
     assert warned["logger"] == "py.warnings" and "an old setting" in warned["message"]
