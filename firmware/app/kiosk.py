@@ -54,6 +54,7 @@ class Kiosk:
         # printer problem already logged.
         self._out_reason = None
         self._printer_logged = None
+        self.paper_low = False  # the printer said its roll is near its end (logged once)
         self._page = None  # the page shown last, to redraw
         self._screen_ok = True  # the screen took that page
         self._restarts = 0  # the screen's restarts already redrawn after
@@ -127,7 +128,18 @@ class Kiosk:
         self._card_may_be_left_in = False
 
     async def printer_problem(self):
-        return T.printer_problem(await self.printer.status())
+        status = await self.printer.status()
+        self._note_paper(status["paper"])
+        return T.printer_problem(status)
+
+    def _note_paper(self, paper):
+        """A roll near its end is logged once, when the sensor first says so (the welcome
+        page tells the staff too); a new roll ends it. No answer, or no paper, changes
+        nothing here: the printer's problem is dealt with on its own."""
+        if paper == "near_end" and not self.paper_low:
+            self.log("paper_near_end")
+        if paper == "near_end" or paper == "ok":
+            self.paper_low = paper == "near_end"
 
     async def _printer_not_ready(self):
         """The out-of-service reason if the printer cannot print now (logged), else None."""
@@ -195,9 +207,9 @@ class Kiosk:
         if self._out_reason is not None:
             self.log("back_in_service", was=self._out_reason)
             self._out_reason = None
-        await self.show(screens.welcome())
-        self.log("idle")
-        if not await self.wait_card(True, self.timeouts["retry_open"]):
+        if self._page is None or self._page[0] != "welcome":
+            self.log("idle")  # once per spell at the welcome page, not at every retry
+        if not await self._welcome():
             return
         reason = await self._printer_not_ready()  # the roll may have run out meanwhile
         if reason is not None:
@@ -218,6 +230,28 @@ class Kiosk:
             self.log("session_crashed", error=repr(e))
             sys.print_exception(e)
             await self.show(screens.error("service_refused", True))
+
+    async def _welcome(self):
+        """The welcome page until a card goes in (True) or `retry_open` ms pass (False). The
+        printer is asked every `printer_poll` ms meanwhile: paper run out or a cover opened
+        takes the kiosk out of service at once (an idle kiosk noticed only at its next retry,
+        20 s on, inviting cards meanwhile), and a roll near its end shows on the page."""
+        low = self.paper_low
+        await self.show(screens.welcome(low))
+        deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
+        while True:
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0 or self.reader_down():
+                return False
+            if await self.wait_card(True, min(left, self.timeouts["printer_poll"])):
+                return True
+            reason = await self._printer_not_ready()
+            if reason is not None:
+                await self._out_of_service(reason)
+                return False
+            if self.paper_low != low:
+                low = self.paper_low
+                await self.show(screens.welcome(low))
 
     async def _out_of_service(self, reason):
         if reason != self._out_reason:

@@ -32,8 +32,11 @@ def _notice(page, words):
     return _page(page, words[:2], words[2:])
 
 
-def welcome():
-    return _notice("welcome", texts.WELCOME)
+def welcome(paper_low=False):
+    """`paper_low`: the roll is near its end; a line for the staff at the bottom."""
+    if not paper_low:
+        return _notice("welcome", texts.WELCOME)
+    return _page("welcome", texts.WELCOME[:2], texts.WELCOME[2:] + ("", "") + texts.PAPER_LOW)
 
 
 def reading():

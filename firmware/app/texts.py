@@ -5,6 +5,8 @@
 
 WELCOME = ("医保自助结算", "Medical insurance self-service",
            "请插入社保卡", "Please insert your social security card")
+# Under the welcome page's words while the roll is near its end: for the hall's staff.
+PAPER_LOW = ("打印纸即将用完，请工作人员换纸", "Paper running low - staff: please add a roll")
 READING = ("正在读卡", "Reading your card", "请勿拔卡", "Please do not remove your card")
 LOOKUP = ("正在查询", "Looking up your bills", "请稍候", "Please wait")
 PRICING = ("正在计算", "Working out what insurance pays", "请稍候", "Please wait")

@@ -490,9 +490,10 @@ class EscPosInterpreter:
         self._line = Line(align=self.align)
 
     def load_paper(self, lines: int | None = None) -> None:
-        """A technician loads a new roll (None: endless)."""
+        """A technician loads a new roll (None: endless): no longer out, nor near its end."""
         self.paper_left_lines = lines
         self.paper_out = False
+        self.paper_near_end = False
 
 
 class PrinterSim:

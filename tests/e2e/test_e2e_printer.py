@@ -5,6 +5,8 @@ told it is saved, and once paper is loaded the receipt prints exactly once, whol
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from e2e_support import (
     WAIT_S,
     Before,
@@ -18,6 +20,8 @@ from e2e_support import (
     wait_screen,
 )
 from onestop.host.sim.rig import Hall
+
+HallFactory = Callable[..., Hall]  # the make_hall fixture
 
 RESIDENT = "P002"
 PAPER_SAVED = ("The printer is out of paper",
@@ -141,3 +145,37 @@ def test_paper_out_when_a_card_goes_in_serves_nobody_until_loaded(hall: Hall) ->
     assert seen.you_pay == settlement.result["psn_cash_pay"]
     assert len(hall.receipts()) == 1
     assert hall.printer.wait_for_receipts(1, WAIT_S)
+
+
+def test_paper_running_out_at_the_welcome_page_is_noticed_at_once(
+        make_hall: HallFactory) -> None:
+    # An idle kiosk asked the printer only at its retry (20 s): meanwhile the welcome page went
+    # on inviting cards with no paper in, and a technician testing it thought it had failed.
+    hall = make_hall(retry_open=60_000)
+    since = at_welcome(hall)
+    hall.printer.paper_out = True
+    notice = wait_screen(hall, "error", since, timeout=5)
+    for words in OUT_OF_SERVICE:
+        assert words in notice
+    hall.printer.load_paper()
+    hall.wait_welcome(timeout=5)
+
+
+def test_a_roll_near_its_end_is_shown_to_the_staff_and_logged_once(
+        make_hall: HallFactory) -> None:
+    # The sensor's near-end was read and dropped: nobody knew before the roll ran out under a
+    # resident.
+    hall = make_hall(retry_open=60_000)
+    at_welcome(hall)
+    assert hall.firmware is not None
+    hall.firmware.drain()
+    hall.printer.paper_near_end = True
+    assert hall.display.wait_for(lambda d: "Paper running low" in d.text("l5"), 5)
+    assert "打印纸即将用完" in hall.display.text("l4")
+    assert hall.display.text("l1") == "Please insert your social security card"
+    settle_visit(hall, RESIDENT)  # near its end still prints
+    hall.printer.load_paper()  # a new roll
+    assert hall.display.wait_for(
+        lambda d: d.page == "welcome" and d.text("l5") == "", 5)
+    logged = [event.get("ev") for event in hall.firmware.drain()]
+    assert logged.count("paper_near_end") == 1
