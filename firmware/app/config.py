@@ -47,6 +47,9 @@ TIMEOUTS = {
     "gateway_connect": 5000,
     "gateway_reply": 10000,  # per attempt
     "gateway_attempts": 3,
+    # A TCP link quiet this long may have been closed by the gateway (its idle timeout):
+    # found closed, it is connected again at once (see app/link.py).
+    "gateway_idle": 5000,
     "backoff_first": 500,  # the first pause between attempts; doubles each time
     "backoff_max": 8000,
     "retry_open": 20000,  # idle: how often to retry unfinished transactions

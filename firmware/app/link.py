@@ -20,6 +20,11 @@
 #   frame are logged once per exchange (line noise, or the two ends at different baud rates).
 # - A serial line that fails (OSError: EIO once a USB adapter is unplugged) is opened again at
 #   the next attempt, as TCP connects again; the board closes the old one then.
+# - A TCP connection left quiet for `gateway_idle` ms or more may have been closed by the
+#   gateway meanwhile (its idle timeout, 2 minutes): found closed at the next request, it is
+#   connected again and the request sent again at once, unlogged and not counted as an
+#   attempt. In a hall most visits are minutes apart: each began with a retry line in the log
+#   and a pause the resident waited through.
 import asyncio
 import gc
 import os
@@ -98,6 +103,8 @@ class GatewayLink:
         self._log = log
         self._streams = None
         self._reopen = False  # the serial line failed: say so when it opens again
+        self._quiet_since = None  # ticks_ms of the last answer on the open TCP connection
+        self._was_quiet = False  # this exchange went out on a connection quiet for a while
         self._deframer = framing.Deframer()
         self._buf = bytearray(READ_SIZE)
         self.signed_in = False
@@ -114,6 +121,7 @@ class GatewayLink:
         attempts = attempts or self.timeouts["gateway_attempts"]
         pause = self.timeouts["backoff_first"]
         clock_fixed = False
+        reopened = False
         tries = 0
         self._untrusted = 0
         while True:
@@ -127,6 +135,12 @@ class GatewayLink:
                     continue
                 raise
             except (OSError, asyncio.TimeoutError, _Closed) as e:
+                if isinstance(e, _Closed) and self._was_quiet and not reopened:
+                    reopened = True  # closed while quiet: not a failed attempt
+                    tries -= 1
+                    self.stats["reconnects"] += 1
+                    await self.close()
+                    continue
                 await self._drop(t, e)
                 if tries >= attempts:
                     self.signed_in = False  # sign in again once the gateway is back
@@ -152,6 +166,7 @@ class GatewayLink:
     async def close(self):
         streams = self._streams
         self._streams = None
+        self._quiet_since = None
         self._deframer.reset()
         if streams is not None and self.over_tcp:
             try:
@@ -169,6 +184,8 @@ class GatewayLink:
                 self._reopen = False
                 self._note("gateway_line_reopened")
         reader, writer = self._streams
+        self._was_quiet = self._quiet_since is not None and time.ticks_diff(
+            time.ticks_ms(), self._quiet_since) >= self.timeouts.get("gateway_idle", 5000)
         request = messages.request(t, self.kiosk_id, self.counter.next(), os.urandom(RID_SIZE),
                                    self.clock.now(), **body)
         frame = framing.encode(messages.seal(request, self.kiosk_id, self.signer))
@@ -193,6 +210,8 @@ class GatewayLink:
                         not _unauthenticated_error(reply):
                     self.stats["unmatched"] += 1
                     continue
+                if self.over_tcp:
+                    self._quiet_since = time.ticks_ms()
                 if reply["t"] == "error":
                     raise GatewayError(reply["code"], reply["msg"], reply.get("now"))
                 return reply
