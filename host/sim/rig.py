@@ -12,7 +12,8 @@ The hall's files live in its folder: `ledger.sqlite` (so `kiosk keys list --db
 FOLDER/ledger.sqlite` lists the keys), `gateway.key`, `gateway.log`, the kiosk's `flash/` and
 the firmware `stage/` (unless a stage is given). Faults a test or the TUI may cause: pull the card
 (`card.pull_after`, ...), paper out (`printer.paper_out`, `printer.paper_left_lines`), stop, kill
-and restart the gateway (`stop_gateway`, `start_gateway`), cut the link one way
+and restart the gateway (`stop_gateway`, `start_gateway`: while it is down the tap does not
+listen, so the kiosk is refused as by a hall's gateway host), cut the link one way
 (`tap.blocked`), cut the power (`power_cut`). With `serial_gateway=True` the kiosk reaches its
 gateway over a serial line instead (`kiosk gateway serve --serial`; `gateway_line`, a simulated
 cable that can be unplugged or have noise put on it), with no tap.
@@ -235,7 +236,9 @@ class Hall:
                                                 stop_with_parent=True, extra=extra)
         gateway.start()
         if not self._serial_gateway:
-            self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture).start()
+            # the tap listens only while the gateway runs: a kiosk is refused, as in a hall
+            self.tap = tap = FrameTap("127.0.0.1", gateway.port, capture,
+                                      upstream_alive=self.gateway_running).start()
             gateway_at = {"kind": "tcp", "host": "127.0.0.1", "port": tap.port}
         with closing(open_ledger(self.db)) as ledger:
             gateway_kid, verifier = pinned_gateway_key(ledger)
@@ -279,6 +282,8 @@ class Hall:
     def stop_gateway(self, kill: bool = False) -> None:
         """Stop the gateway: SIGTERM (an operator stops it), or SIGKILL (its machine dies)."""
         assert self.gateway is not None
+        if self.tap is not None:
+            self.tap.listen(False)  # a kiosk connecting from now on is refused
         if kill:
             self.gateway.kill()
         else:
@@ -294,6 +299,7 @@ class Hall:
         self.gateway.start()
         if self.tap is not None:
             self.tap.retarget("127.0.0.1", self.gateway.port)
+            self.tap.listen(True)
 
     # ---------------------------------------------------------------- the kiosk
     def boot(self) -> Firmware:

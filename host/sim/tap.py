@@ -10,13 +10,22 @@ wire), calls `on_frame(dir, frame)` for each whole frame before the bytes that c
 passed on (so a test can act between a request and the gateway seeing it), and can be pointed
 at another gateway (`retarget`) for the connections that follow, as when a gateway restarts on a
 new port.
+
+A tap listens only while its gateway can be reached (`upstream_alive`, asked every
+`WATCH_S`; `listen(False)` / `listen(True)` at once): in a hall a kiosk that connects to a gateway
+that is down is refused (ECONNREFUSED), as by the gateway's host; a tap that accepted and then
+hung up would make it log "connection closed by the gateway" instead. It keeps its port while
+it does not listen, as the gateway's address stays the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +34,17 @@ from typing import IO
 from onestop.protocol import framing
 
 WAYS: tuple[str, ...] = ("k2g", "g2k")
+WATCH_S = 0.1  # how often a tap asks whether its gateway is still there
 
 
 class FrameTap:
-    def __init__(self, upstream_host: str, upstream_port: int, capture: IO[str] | None) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, capture: IO[str] | None,
+                 upstream_alive: Callable[[], bool] | None = None) -> None:
         self.upstream = (upstream_host, upstream_port)
+        # asked on the tap's thread: False, and the tap stops listening until it is True again
+        self.upstream_alive = upstream_alive
+        self._wanted = True  # listen(False) holds the tap closed whatever upstream_alive says
+        self._server: asyncio.Server | None = None
         self.capture = capture
         self.frames = 0  # frames passed on, both directions
         self.frames_by_dir = dict.fromkeys(WAYS, 0)
@@ -51,6 +66,18 @@ class FrameTap:
             raise RuntimeError("frame tap did not start")
         return self
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def listen(self, on: bool) -> None:
+        """Listen (again, on the same port) or stop listening, before this returns: a kiosk's
+        connection is then refused, as by a host whose gateway is not running. Connections
+        already open stay as they are. RuntimeError if the port was taken meanwhile."""
+        self._wanted = on
+        future = asyncio.run_coroutine_threadsafe(self._set_listening(on), self._loop)
+        future.result(timeout=5)
+
     def retarget(self, upstream_host: str, upstream_port: int) -> None:
         """Connections made from now on go to this gateway (open ones stay where they are)."""
         self.upstream = (upstream_host, upstream_port)
@@ -62,19 +89,48 @@ class FrameTap:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", 0)
-        )
-        self.port = server.sockets[0].getsockname()[1]
+        self._loop.run_until_complete(self._set_listening(True))
+        watcher = self._loop.create_task(self._watch())
         self._ready.set()
         self._loop.run_forever()
-        server.close()
+        watcher.cancel()
+        self._loop.run_until_complete(asyncio.gather(watcher, return_exceptions=True))
+        if self._server is not None:
+            self._server.close()
+
+    async def _set_listening(self, on: bool) -> None:
+        if on and self._server is None:
+            # the port it had (0 the first time: any free one); SO_REUSEADDR, as start_server
+            # sets on Unix, lets it bind again at once
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            self.port = self._server.sockets[0].getsockname()[1]
+        elif not on and self._server is not None:
+            server, self._server = self._server, None
+            server.close()  # a connection still in its backlog is reset
+
+    async def _watch(self) -> None:
+        """Listen only while the gateway is there (one that died on its own too)."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            alive = self.upstream_alive
+            if alive is None:
+                continue
+            with contextlib.suppress(OSError):  # the port taken meanwhile: try again later
+                await self._set_listening(self._wanted and alive())
 
     async def _accept(self, kr: asyncio.StreamReader, kw: asyncio.StreamWriter) -> None:
         try:
             gr, gw = await asyncio.open_connection(*self.upstream)
         except OSError:
+            # the gateway went away since the watcher last looked: reset, as close to a
+            # refusal as an accepted connection can be, and stop listening at once
+            sock = kw.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             kw.close()
+            if self.upstream_alive is not None:
+                await self._set_listening(False)
             return
         await asyncio.gather(self._pump(kr, gw, "k2g"), self._pump(gr, kw, "g2k"))
 

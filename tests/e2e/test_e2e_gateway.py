@@ -47,6 +47,11 @@ def one_settlement_one_receipt(hall: Hall, before: Before) -> None:
     assert settlement.setl_id in receipt.text()
 
 
+def retry_errors(hall: Hall) -> list[str]:
+    assert hall.firmware is not None
+    return [str(e["error"]) for e in hall.firmware.drain() if e.get("ev") == "gateway_retry"]
+
+
 def test_gateway_down_then_back(hall: Hall) -> None:
     before = before_visit(hall, RESIDENT)
     hall.stop_gateway()
@@ -58,11 +63,33 @@ def test_gateway_down_then_back(hall: Hall) -> None:
     hall.card.pull()
     hall.wait_welcome()
     assert hall.settlements() == [] and hall.printer.receipts == []
+    # As in a hall: a gateway that is down refuses the connection. The tap in between
+    # accepted and hung up, and the kiosk's log said "connection closed by the gateway".
+    errors = retry_errors(hall)
+    assert errors and all("ECONNREFUSED" in error for error in errors), errors
 
     hall.start_gateway()
     seen = settle_visit(hall, RESIDENT)
     one_settlement_one_receipt(hall, before)
     assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]
+
+
+def test_a_gateway_that_died_on_its_own_refuses_the_kiosk(hall: Hall) -> None:
+    """Not stopped through the hall: its process ended (here SIGKILL, from outside)."""
+    assert hall.gateway is not None
+    since = at_welcome(hall)
+    retry_errors(hall)
+    hall.gateway.kill()
+    hall.insert(RESIDENT)
+    for words in UNREACHABLE:
+        assert words in wait_screen(hall, "error", since)
+    errors = retry_errors(hall)
+    assert errors and all("ECONNREFUSED" in error for error in errors), errors
+    hall.card.pull()
+    hall.wait_welcome()
+    hall.start_gateway()
+    settle_visit(hall, RESIDENT)
+    assert len(hall.settlements()) == 1
 
 
 def test_a_kiosk_pinned_to_another_gateway_key_says_so_and_settles_nothing(hall: Hall) -> None:
