@@ -9,14 +9,17 @@ firmware under `micropython` with the board's 64 KB data heap. Every frame betwe
 gateway passes a `FrameTap`, which can record them.
 
 The hall's files live in its folder: `ledger.sqlite` (so `kiosk keys list --db
-FOLDER/ledger.sqlite` lists the keys), `gateway.key`, `gateway.log`, the kiosk's `flash/` and
-the firmware `stage/` (unless a stage is given). Faults a test or the TUI may cause: pull the card
-(`card.pull_after`, ...), paper out (`printer.paper_out`, `printer.paper_left_lines`), stop, kill
-and restart the gateway (`stop_gateway`, `start_gateway`: while it is down the tap does not
-listen, so the kiosk is refused as by a hall's gateway host), cut the link one way
-(`tap.blocked`), cut the power (`power_cut`). With `serial_gateway=True` the kiosk reaches its
-gateway over a serial line instead (`kiosk gateway serve --serial`; `gateway_line`, a simulated
-cable that can be unplugged or have noise put on it), with no tap.
+FOLDER/ledger.sqlite` lists the keys), `gateway.key`, `gateway.log`, `firmware.log` (every line
+the firmware wrote, stamped with the host's time), `receipts/` (each receipt printed, as text
+and PNG), the kiosk's `flash/` and the firmware `stage/` (unless a stage is given).
+
+Faults a test or the TUI may cause: pull the card (`card.pull_after`, ...), paper out
+(`printer.paper_out`, `printer.paper_left_lines`), stop, kill and restart the gateway
+(`stop_gateway`, `start_gateway`: while it is down the tap does not listen, so the kiosk is
+refused as by a hall's gateway host), cut the link one way (`tap.blocked`), cut the power
+(`power_cut`). With `serial_gateway=True` the kiosk reaches its gateway over a serial line
+instead (`kiosk gateway serve --serial`; `gateway_line`, a simulated cable that can be unplugged
+or have noise put on it), with no tap.
 
 Used by `kiosk demo`, the end-to-end tests and `kiosk bench firmware`.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import queue
 import shutil
 import subprocess
@@ -35,7 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +55,8 @@ from onestop.host.sim.link import SerialLink
 from onestop.host.sim.peripherals import Peripherals
 from onestop.host.sim.printer import Receipt
 from onestop.host.sim.tap import FrameTap
+
+log = logging.getLogger("onestop.sim.rig")
 
 WAIT_S = 30.0
 STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a dozen lines
@@ -84,6 +90,38 @@ def kiosk_cli(*args: str) -> str:
 
 
 LEDGER_FILES = ("ledger.sqlite", "gateway.key")
+FIRMWARE_LOG = "firmware.log"  # every line the firmware wrote, each boot's after the last's
+RECEIPTS = "receipts"  # each receipt printed: NNN.txt and NNN.png (NNN-incomplete.* if torn)
+
+
+class ReceiptFiles:
+    """Each receipt the printer finishes (cut, or torn off by paper out or an opened cover)
+    saved in `folder` as text (as `Receipt.text()` reads) and as the PNG `kiosk demo` makes.
+    Numbered from 001 on, after any already there."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.saved: list[Path] = []  # the text files, in order
+        self._lock = threading.Lock()
+        numbers = [int(p.name[:3]) for p in folder.glob("[0-9][0-9][0-9]*.txt")] \
+            if folder.exists() else []
+        self._next = max(numbers, default=0) + 1
+
+    def __call__(self, receipt: Receipt) -> None:
+        """The printer's on_receipt (its thread): a failure to save is logged, not raised."""
+        from onestop.host.sim.receipt_render import render_png
+
+        with self._lock:
+            name = f"{self._next:03d}" + ("-incomplete" if receipt.truncated else "")
+            self._next += 1
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                text = self.folder / f"{name}.txt"
+                text.write_text(receipt.text() + "\n", encoding="utf-8")
+                self.saved.append(text)
+                render_png(receipt, self.folder / f"{name}.png")
+            except Exception:  # a full disk, no font: the kiosk goes on printing
+                log.exception("could not save receipt %s in %s", name, self.folder)
 
 
 def prepare_ledger(folder: Path) -> Path:
@@ -97,12 +135,28 @@ def prepare_ledger(folder: Path) -> Path:
     return folder
 
 
-class Firmware:
-    """The firmware process and its JSON-line event log, read on a thread."""
+def wall_clock() -> str:
+    """The host's local time to the millisecond, as firmware.log stamps its lines."""
+    return datetime.now().isoformat(sep=" ", timespec="milliseconds")
 
-    def __init__(self, flash: Path, stage: Path, heap_log: bool = True) -> None:
+
+class Firmware:
+    """The firmware process and its JSON-line event log, read on a thread.
+
+    With `log_path`, every line it writes is also appended there as it comes, after the host's
+    time (the firmware's own `ms` is its uptime): its stdout as written (JSON lines, a
+    traceback's lines), its stderr after "stderr: ", and a "--- power on" / "--- power cut"
+    line when it starts and is cut. It outlives the process, unlike `seen`."""
+
+    def __init__(self, flash: Path, stage: Path, heap_log: bool = True,
+                 log_path: Path | None = None) -> None:
+        self._log_lock = threading.Lock()
+        self._log: IO[str] | None = None
+        if log_path is not None:
+            self._log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed at power_cut)
         self.proc = start_unix_firmware(flash, stage, heapsize="64K", compiled=True,
                                         heap_log=heap_log)
+        self._write_log(f"--- power on (firmware process {self.proc.pid})")
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         # Its stderr (a traceback when it dies), read as it comes so that a chatty firmware
@@ -113,9 +167,16 @@ class Firmware:
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_reader.start()
 
+    def _write_log(self, line: str) -> None:
+        with self._log_lock:
+            if self._log is not None and not self._log.closed:
+                self._log.write(f"{wall_clock()} {line}\n")
+                self._log.flush()  # read while the kiosk runs, and kept if this process dies
+
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            self._write_log(line.rstrip("\n"))
             try:
                 self.lines.put(json.loads(line))
             except ValueError:
@@ -127,6 +188,7 @@ class Firmware:
         with contextlib.suppress(ValueError, OSError):  # closed by power_cut
             for line in self.proc.stderr:
                 self._stderr.append(line.rstrip())
+                self._write_log("stderr: " + line.rstrip())
 
     def stderr_tail(self) -> list[str]:
         """The last lines the firmware wrote to stderr (all of them, once it has exited)."""
@@ -160,12 +222,23 @@ class Firmware:
 
     def power_cut(self) -> None:
         """SIGKILL: nothing in the firmware runs, as when the hall's power fails."""
-        if self.proc.poll() is None:
+        running = self.proc.poll() is None
+        if running:
             self.proc.kill()
         self.proc.wait()
+        # what it wrote before it died, into the log, before the pipes go
+        self._reader.join(timeout=1.0)
+        self._stderr_reader.join(timeout=1.0)
+        if running:
+            self._write_log("--- power cut")
+        elif self._log is not None and not self._log.closed:
+            self._write_log(f"--- the firmware had exited (status {self.proc.returncode})")
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
+        with self._log_lock:
+            if self._log is not None:
+                self._log.close()
 
 
 @dataclass(frozen=True)
@@ -208,6 +281,7 @@ class Hall:
         self._serial_gateway = serial_gateway
         self.devices: Peripherals | None = None
         self.links: dict[str, SerialLink] = {}
+        self.receipt_files = ReceiptFiles(folder / RECEIPTS)
         try:
             self._build(baud, stage, capture, card_latency, timeouts_ms, ledger_from)
         except BaseException:
@@ -246,6 +320,7 @@ class Hall:
         self.links = self.devices.links
         self.card, self.printer, self.display = (
             self.devices.card, self.devices.printer, self.devices.display)
+        self.printer.on_receipt = self.receipt_files
         self.flash = folder / "flash"
         settings = {
             "version": 1, "board": "unix", "kiosk_id": self.kiosk_id,
@@ -303,7 +378,7 @@ class Hall:
 
     # ---------------------------------------------------------------- the kiosk
     def boot(self) -> Firmware:
-        self.firmware = Firmware(self.flash, self.stage)
+        self.firmware = Firmware(self.flash, self.stage, log_path=self.folder / FIRMWARE_LOG)
         self.firmware.wait_event("ready")
         return self.firmware
 

@@ -169,6 +169,7 @@ class KioskTui(App[int]):
         self._rig_lock = threading.Lock()  # one rig action at a time, in order
         self._close_lock = threading.Lock()
         self._events_seen = 0
+        self._receipts_said = 0  # receipt files already named in the log
         self._receipt_shown = ""
         self._ui_thread = threading.get_ident()
 
@@ -317,7 +318,16 @@ class KioskTui(App[int]):
         if receipt and receipt != self._receipt_shown:
             self._receipt_shown = receipt
             self.query_one("#receipt", Static).update(receipt)
+        self._say_receipts_saved(hall)
         self._refresh_status()
+
+    def _say_receipts_saved(self, hall: Any) -> None:
+        """Each printed receipt is kept in the work directory: say where, once."""
+        saved = hall.receipt_files.saved
+        for path in saved[self._receipts_said:]:
+            self._write_log(f"receipt saved: {path} (and {path.with_suffix('.png').name})")
+            self.query_one("#receipt-box").border_title = f"last receipt: {path.name}"
+        self._receipts_said = len(saved)
 
     def _log_firmware_events(self, firmware: Any) -> None:
         if firmware is not self._firmware_polled:  # booted again: a new process, a new log

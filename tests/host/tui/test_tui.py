@@ -111,6 +111,14 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             receipt = app.query_one("#receipt", Static)
             printed = app.hall.receipts()[0].text()
             await until(pilot, lambda: str(receipt.content) == printed, "the receipt shown")
+            # kept in the work directory, with the firmware's log (the panels' are lost at exit)
+            work = tmp_path / "work"
+            await until(pilot, logged(app, f"receipt saved: {work / 'receipts' / '001.txt'}"),
+                        "the receipt's file named in the log")
+            assert (work / "receipts" / "001.txt").read_text(encoding="utf-8") == printed + "\n"
+            assert (work / "receipts" / "001.png").stat().st_size > 0
+            firmware_log = (work / "firmware.log").read_text(encoding="utf-8")
+            assert '"ev": "idle"' in firmware_log and "--- power on" in firmware_log
             settlements = await asyncio.to_thread(app.hall.settlements)
             assert len(settlements) == 1
             assert processes_mentioning(str(tmp_path)), "the scan sees the hall's processes"
