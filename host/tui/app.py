@@ -365,9 +365,16 @@ class KioskTui(App[int]):
                   f"gateway {self._gateway_state(hall)}",
                   f"paper {self._paper_state(hall.printer)}",
                   f"card {'in' if hall.card.present else 'out'}",
-                  f"screen: {screen_name(hall.display)}", f"receipts: {len(hall.receipts())}"]
+                  f"screen: {self._screen_state(hall)}", f"receipts: {len(hall.receipts())}"]
         # packed here, as wrapping the text would break inside a field ("screen:" / "welcome")
         self._set_status(pack_fields(fields, max(1, self.size.width - 2)))
+
+    def _screen_state(self, hall: Any) -> str:
+        """What the resident sees, as the touch-screen panel shows it: nothing while the kiosk
+        is off (the simulator still holds the last page it was sent)."""
+        if not self.firmware_running(hall):
+            return "dark (kiosk off)"
+        return screen_name(hall.display)
 
     def _firmware_state(self, hall: Any) -> str:
         if self.firmware_running(hall):

@@ -306,6 +306,8 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
             await until(pilot, lambda: "firmware off (power cut" in status_text(app),
                         "the status saying the power is off")
             await until(pilot, lambda: "the kiosk is off" in screen_text(app), "a dark screen")
+            # the status agrees with the panel (it said "screen: printing")
+            assert "screen: dark (kiosk off)" in status_text(app), status_text(app)
             await pilot.press("2")
             await until(pilot, logged(app, "touch on-screen button 2: the kiosk is off"),
                         "a touch refused as the kiosk is off")
@@ -336,6 +338,9 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
                         "the log saying so")
             # ...and what it said as it died (MicroPython writes the traceback on stdout)
             await until(pilot, logged(app, "KeyboardInterrupt"), "the traceback in the log")
+            await until(pilot, lambda: "screen: dark (kiosk off)" in status_text(app),
+                        "the status's screen dark, as the panel (it said welcome)")
+            assert "the kiosk is off" in screen_text(app)
             await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
