@@ -57,19 +57,49 @@ def run(args: argparse.Namespace) -> int:
         if made_here:
             shutil.rmtree(workdir, ignore_errors=True)
         return 1
+    if made_here and args.keep:  # said now too: the terminal may be gone at the end
+        say(f"kiosk tui: the work directory is {workdir} (kept at exit: --keep)")
     from onestop.host.tui.app import KioskTui  # Textual is slow to import
 
     app = KioskTui(workdir, args.resident)
     status = 1  # unless the app says otherwise: a signal or an error ended it
+    done = False
+
+    def finish(status: int) -> None:
+        """Once, whichever way the app ends: its hall closed, the directory let go and, if
+        it was made here, removed unless kept."""
+        nonlocal done
+        if done:
+            return
+        done = True
+        app.close_hall()  # a crash or a signal: no gateway or MicroPython left running
+        lock.close()
+        if made_here:
+            tidy_workdir(workdir, remove=not args.keep and removable(app, status))
+
+    app.before_exit = finish  # the app's last resort when a stop signal's quit hangs
     try:
         app.run()
         status = exit_status(app)
     finally:
-        app.close_hall()  # a crash or a signal: no gateway or MicroPython left running
-        lock.close()
-        if made_here:
-            tidy_workdir(workdir, remove=not args.keep and status == 0)
+        finish(status)
     return status
+
+
+def removable(app: Any, status: int) -> bool:
+    """Whether the temporary work directory goes at exit (without --keep): after q, or after a
+    stop signal (a closed terminal window or ssh session, `kill`): nobody could read where it
+    was kept, and it holds the residents' names and ID numbers and the gateway's key. Kept
+    after a failure a technician quit with q (the path is printed) to look into."""
+    return status == 0 or app.stop_signal is not None
+
+
+def say(message: str) -> None:
+    """A line on stderr, if there is still a terminal to take it (a closed one gives EIO)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def exit_status(app: Any) -> int:
@@ -86,4 +116,4 @@ def tidy_workdir(workdir: Path, remove: bool) -> None:
     if remove:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
-        print(f"kiosk tui: the work directory is {workdir}", file=sys.stderr)
+        say(f"kiosk tui: the work directory is {workdir}")

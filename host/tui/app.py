@@ -161,6 +161,10 @@ class KioskTui(App[int]):
         self.gateway_stopped_here = False  # by the (g) control, not on its own
         self.power_cut_here = False  # the firmware stopped by the (k) control, not on its own
         self.failed_to_start = False  # the hall's build failed (its logs are worth keeping)
+        self.stop_signal: int | None = None  # SIGHUP, SIGTERM: what ended the app, if one did
+        # called with the exit status when a stop signal's orderly quit hangs and the process
+        # is ended without the UI (`kiosk tui` tidies its work directory there)
+        self.before_exit: Callable[[int], None] | None = None
         self._death_noted: Any = None  # the dead firmware already said so in the log
         self._firmware_polled: Any = None  # whose events _events_seen counts
         self.closed = False
@@ -214,6 +218,7 @@ class KioskTui(App[int]):
 
     def _stop_signal(self, signum: int) -> None:
         # The exit status a shell reports for a process ended by the signal, as elsewhere.
+        self.stop_signal = signum
         self.run_worker(self.quit_with(128 + signum), exclusive=True, group="quit")
         threading.Thread(target=self._exit_anyway, args=(128 + signum,), daemon=True).start()
 
@@ -222,8 +227,12 @@ class KioskTui(App[int]):
         closed window or a dropped ssh, and the UI cannot draw or restore it), close the hall
         and end without the UI, so nothing is left holding the work directory."""
         time.sleep(STOP_GRACE_S)
-        self.close_hall()
-        os._exit(status)
+        try:
+            self.close_hall()
+            if self.before_exit is not None:
+                self.before_exit(status)
+        finally:
+            os._exit(status)
 
     # ------------------------------------------------------------------ from any thread
     def on_ui(self, func: Callable[..., Any], *args: Any) -> None:

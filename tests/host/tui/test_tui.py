@@ -156,13 +156,19 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to close a real terminal")
-def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [False, True], ids=["temporary", "kept"])
+def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(
+        tmp_path: Path, keep: bool) -> None:
     """A technician's window closed (tmux kill-session, as a dropped ssh): the TUI cannot draw
     or restore that terminal any more, yet it must end and leave nothing holding the work
-    directory (its lock would refuse the next `kiosk tui` there)."""
-    session = f"onestop-tui-{os.getpid()}"
-    command = shlex.join([sys.executable, "-m", "onestop.host.cli", "tui", "--workdir",
-                          str(tmp_path / "work")])
+    directory (its lock would refuse the next `kiosk tui` there). Its temporary work directory
+    (the ledger: residents' names and ID numbers; the gateway's key) was left behind, and the
+    message saying so went to the dead terminal: now it is removed, as at q, unless --keep."""
+    session = f"onestop-tui-{os.getpid()}-{int(keep)}"
+    tmp = tmp_path / "tmp"  # where kiosk tui makes its temporary work directory
+    tmp.mkdir()
+    command = shlex.join(["env", f"TMPDIR={tmp}", sys.executable, "-m", "onestop.host.cli",
+                          "tui", *(["--keep"] if keep else [])])
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
                     command], check=True)
     try:
@@ -174,11 +180,19 @@ def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(tmp_path: Pa
                 break
             time.sleep(0.2)
         assert "page 0 welcome" in pane, pane
+        (workdir,) = tmp.glob("kiosk-tui-*")
+        assert (workdir / "ledger.sqlite").exists()
+        tui = Path("/proc") / subprocess.run(  # env ran it in its own process
+            ["tmux", "display-message", "-p", "-t", session, "#{pane_pid}"],
+            capture_output=True, text=True, check=True).stdout.strip()
         subprocess.run(["tmux", "kill-session", "-t", session], check=True)
         deadline = time.monotonic() + 45
-        while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+        while ((left := processes_mentioning(str(tmp_path))) or tui.exists()) \
+                and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"still running after the terminal closed: {left}"
+        assert not tui.exists(), "kiosk tui still running after the terminal closed"
+        assert workdir.exists() == keep, sorted(p.name for p in workdir.iterdir())
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for line in processes_mentioning(str(tmp_path)):
