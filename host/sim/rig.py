@@ -114,14 +114,18 @@ class ReceiptFiles:
         with self._lock:
             name = f"{self._next:03d}" + ("-incomplete" if receipt.truncated else "")
             self._next += 1
+            text = self.folder / f"{name}.txt"
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                text = self.folder / f"{name}.txt"
                 text.write_text(receipt.text() + "\n", encoding="utf-8")
-                self.saved.append(text)
-                render_png(receipt, self.folder / f"{name}.png")
-            except Exception:  # a full disk, no font: the kiosk goes on printing
+            except OSError:  # a full disk: the kiosk goes on printing
                 log.exception("could not save receipt %s in %s", name, self.folder)
+                return
+            try:
+                render_png(receipt, self.folder / f"{name}.png")
+            except Exception:  # a full disk, a font Pillow cannot read
+                log.exception("could not draw receipt %s in %s", name, self.folder)
+            self.saved.append(text)  # once both are there
 
 
 def prepare_ledger(folder: Path) -> Path:
