@@ -90,7 +90,7 @@ class ScreenPrinter:
 LOCK_FILE = "demo.lock"  # held while a demo runs in the directory
 DEMO_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm",
               "ledger.sqlite-writer.lock", "gateway.key", "gateway.log", "flash", "stage",
-              "receipt.png", "firmware.log", "receipts")
+              "receipt.png", "firmware.log", "receipts", "bills")
 
 
 def set_aside_previous_demo(workdir: Path) -> Path | None:

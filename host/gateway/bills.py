@@ -10,6 +10,8 @@ and a file that would change a settled bill is refused whole.
 
 `kiosk gateway seed-demo` loads host/sim/demo_residents.json — the residents the card
 simulator's deck holds, their bills, and starting accumulations where a resident has them.
+`demo_bills_again` makes a bills file that gives them their bills again, as new ones (the
+simulated hall's way to go on after each resident has been served: `kiosk tui`'s `b`).
 """
 
 from __future__ import annotations
@@ -401,3 +403,19 @@ def _demo_seed(psn_no: str, entry: Any, where: str) -> Seed:
 def seed_demo(ledger: Ledger) -> ImportSummary:
     persons, bills, seeds = parse_demo(demo_document())
     return import_records(ledger, persons, bills, seeds)
+
+
+def settlement_today() -> datetime.date:
+    """Today where settlements are booked (China), whatever this host's zone."""
+    return datetime.datetime.now(ZoneInfo(SETTLEMENT_TIMEZONE)).date()
+
+
+def demo_bills_again(day: datetime.date, round_tag: str) -> dict[str, Any]:
+    """A bills file (`import-bills`' format) with every demo resident's bills once more as new
+    bills: each bill_id followed by `-round_tag`, dated `day`, the rest as in the demo file."""
+    bills = []
+    for resident in demo_document()["residents"]:
+        for entry in resident.get("bills", []):
+            bills.append({**entry, "bill_id": f"{entry['bill_id']}-{round_tag}",
+                          "date": day.isoformat()})
+    return {"bills": bills}

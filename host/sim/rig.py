@@ -91,6 +91,7 @@ def kiosk_cli(*args: str) -> str:
 
 LEDGER_FILES = ("ledger.sqlite", "gateway.key")
 FIRMWARE_LOG = "firmware.log"  # every line the firmware wrote, each boot's after the last's
+BILLS = "bills"  # bills files imported into the ledger by new_demo_bills
 RECEIPTS = "receipts"  # each receipt printed: NNN.txt and NNN.png (NNN-incomplete.* if torn)
 
 
@@ -379,6 +380,29 @@ class Hall:
         if self.tap is not None:
             self.tap.retarget("127.0.0.1", self.gateway.port)
             self.tap.listen(True)
+
+    # ---------------------------------------------------------------- the ledger
+    def new_demo_bills(self) -> tuple[Path, str]:
+        """Give every demo resident their demo bills again as new bills, dated today (new bill
+        ids: `<demo bill id>-<YYYYMMDD>-<round>`), imported as an operator imports the clinics'
+        bills (`kiosk gateway import-bills`) from a file kept in FOLDER/bills/. The file and
+        the command's summary line ("persons: ...; bills: N added, ...")."""
+        from onestop.host.gateway.bills import demo_bills_again, demo_document, settlement_today
+
+        day = settlement_today()
+        first = next(bill["bill_id"] for resident in demo_document()["residents"]
+                     for bill in resident.get("bills", []))
+        with closing(open_ledger(self.db)) as ledger:
+            round_no = 1
+            while ledger.get_bill(f"{first}-{day:%Y%m%d}-{round_no}") is not None:
+                round_no += 1
+        tag = f"{day:%Y%m%d}-{round_no}"
+        path = self.folder / BILLS / f"demo-{tag}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(demo_bills_again(day, tag), ensure_ascii=False, indent=1),
+                        encoding="utf-8")
+        out = kiosk_cli("gateway", "import-bills", "--db", self.db, str(path))
+        return path, out.strip().splitlines()[-1]
 
     # ---------------------------------------------------------------- the kiosk
     def boot(self) -> Firmware:

@@ -145,6 +145,8 @@ class KioskTui(App[int]):
         Binding("n", "near_end", "Near end", tooltip="paper near end / new roll", show=False),
         Binding("g", "gateway", "Gateway", tooltip="stop / start the gateway"),
         Binding("k", "power", "Power", tooltip="cut the kiosk's power / power it on"),
+        Binding("b", "new_bills", "New bills", show=False,
+                tooltip="new bills for every demo resident, dated today"),
         Binding("r", "receipt", "Receipt", tooltip="the receipt in the whole left column, "
                                                    "or the touch screen back"),
         Binding("q", "quit", "Quit"),
@@ -475,6 +477,14 @@ class KioskTui(App[int]):
                      else "paper near end cleared: a new roll")
 
         self.rig("paper near end / new roll", toggle)
+
+    def action_new_bills(self) -> None:
+        def new_bills(hall: Any) -> None:
+            path, summary = hall.new_demo_bills()
+            self.say(f"new bills for the demo residents, dated today: {summary} "
+                     f"(imported from {path})")
+
+        self.rig("new bills for the demo residents", new_bills)
 
     def action_receipt(self) -> None:
         """The receipt takes the whole left column (its amounts in sight at 80x24), or not."""

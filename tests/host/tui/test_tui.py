@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from onestop.host.fwtools import stage_firmware
+from onestop.host.gateway.bills import settlement_today
 from onestop.host.sim.card import Latency
 from onestop.host.tui.app import KioskTui
 from textual.binding import Binding
@@ -122,6 +123,22 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             settlements = await asyncio.to_thread(app.hall.settlements)
             assert len(settlements) == 1
             assert processes_mentioning(str(tmp_path)), "the scan sees the hall's processes"
+
+            # P002's one bill is settled: b gives every demo resident new bills, so the
+            # training goes on without a restart (it was "No bills waiting" for everyone)
+            await pilot.press("o")
+            await until(pilot, lambda: app.hall.display.page == "welcome", "the welcome page")
+            await pilot.press("b")
+            await until(pilot, logged(app, "new bills for the demo residents, dated today: "
+                                           "persons: 0 added"), "the new bills imported")
+            today = settlement_today()  # China's, as the bills are dated
+            bills_file = work / "bills" / f"demo-{today:%Y%m%d}-1.json"
+            assert logged(app, f"7 added, 0 updated, 0 unchanged (imported from {bills_file})")()
+            await pilot.press("i")
+            await until(pilot, lambda: app.hall.display.page == "bills", "P002's new bill")
+            assert today.isoformat() in app.hall.display.text("b0")
+            await pilot.press("o")
+            await until(pilot, lambda: app.hall.display.page == "welcome", "the welcome page")
 
             # The gateway dies on its own: the status says so, and g brings it back.
             assert "gateway up" in status_text(app) and "receipts: 1" in status_text(app)
