@@ -225,6 +225,17 @@ class CardReaderSim:
         with self._lock:
             self._fault = _Fault(n_apdus, "mute")
 
+    @property
+    def pending_fault(self) -> str | None:
+        """The scripted fault still to fire ("pull", "pull_mid", "mute"), if any."""
+        fault = self._fault
+        return fault.kind if fault is not None else None
+
+    def cancel_fault(self) -> None:
+        """Forget a scripted fault that has not fired yet."""
+        with self._lock:
+            self._fault = None
+
     def corrupt_incoming(self, n_frames: int) -> None:
         """The next `n_frames` command frames arrive damaged (noise on the kiosk's transmit
         line): the module answers each with BCC_ERROR and does nothing."""

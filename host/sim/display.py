@@ -337,6 +337,17 @@ class DisplaySim:
                 self._serial.write(events)
         return bool(events)
 
+    def restart(self) -> None:
+        """The screen powers up again (its cable plugged back in): blank on its first page,
+        anything it had half received forgotten, and it tells the kiosk so, as a real one does
+        at start-up."""
+        with self._changed:
+            self._screen._buf.clear()
+            reply = self._screen.receive(b"rest" + END)
+            self._settled = False
+        with self._write_lock:
+            self._serial.write(reply)
+
     def wait_for(self, predicate: Callable[[DisplaySim], bool], timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self._settled and predicate(self), timeout)

@@ -3,13 +3,15 @@
 One end (`device_path`) is opened by a device simulator with pyserial; the other (`host_path`) by
 the firmware (MicroPython unix port) or the gateway as its serial port. The relay paces bytes
 like a real UART at `baud` (10 bits per byte: start, 8 data, stop), counts them in each
-direction, can be unplugged to simulate a pulled cable, can garble what crosses (`faults`)
-and can have noise put on it (`inject`).
+direction, can be unplugged to simulate a pulled cable, can garble what crosses (`faults`;
+`noise()` puts a noisy cable's garbling on both directions) and can have noise put on it
+(`inject`).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import select
 import threading
 import time
@@ -24,6 +26,22 @@ class _End:
         self.path = os.ttyname(self.slave)
 
 
+def line_noise(every: int, seed: int | None = None) -> Callable[[bytes], bytes]:
+    """A noisy cable's garbling, for `SerialLink.faults`: about one chunk in `every` that
+    crosses has one bit of one byte flipped (a chunk is what the relay read at once: a
+    command or reply of a few bytes on a quiet line)."""
+    rng = random.Random(seed)
+
+    def garble(chunk: bytes) -> bytes:
+        if not chunk or rng.randrange(every):
+            return chunk
+        damaged = bytearray(chunk)
+        damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+        return bytes(damaged)
+
+    return garble
+
+
 class SerialLink:
     def __init__(self, name: str, baud: int = 115200, pace: bool = True) -> None:
         self.name = name
@@ -35,6 +53,7 @@ class SerialLink:
         # Line faults (a cheap cable): "to_device" / "to_host" -> a function given each chunk
         # as it crosses, returning the bytes that arrive (noise, a byte doubled, one dropped).
         self.faults: dict[str, Callable[[bytes], bytes]] = {}
+        self._noise: dict[str, Callable[[bytes], bytes]] = {}  # noise()'s, in faults
         self._device = _End()
         self._host = _End()
         self._stop = threading.Event()
@@ -61,6 +80,22 @@ class SerialLink:
 
     def plug(self) -> None:
         self.connected = True
+
+    @property
+    def noisy(self) -> bool:
+        return bool(self._noise) and all(self.faults.get(way) is self._noise.get(way)
+                                         for way in self._noise)
+
+    def noise(self, every: int | None, seed: int | None = None) -> None:
+        """Noise on the cable both ways (`line_noise(every)`), or none (`every=None`)."""
+        for way in ("to_device", "to_host"):
+            if self.faults.get(way) is self._noise.get(way):
+                self.faults.pop(way, None)
+        self._noise = {}
+        if every is not None:
+            self._noise = {way: line_noise(every, None if seed is None else seed + n)
+                           for n, way in enumerate(("to_device", "to_host"))}
+            self.faults.update(self._noise)
 
     def inject(self, to: str, data: bytes) -> None:
         """Bytes neither end sent (line noise, a peer at another baud rate) arrive at the
