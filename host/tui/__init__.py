@@ -23,17 +23,14 @@ from onestop.host.demo import (
     residents_epilog,
 )
 from onestop.host.signals import exit_on_stop_signals
-
-KEYS = ("keys: i insert card, o take card out, 1-4 touch on-screen button 1-4, p paper out/load, "
-        "c printer cover open/closed, n paper near end on/off, g stop/start gateway, "
-        "k cut the kiosk's power/power it on, r receipt in the whole left column, q quit")
+from onestop.host.tui.keys import help_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "tui", help="a whole simulated kiosk in the terminal, driven by hand",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"{KEYS}\n\n{residents_epilog()}",
+        epilog="keys:\n" + "\n".join(help_lines()) + f"\n\n{residents_epilog()}",
     )
     parser.add_argument("--workdir", type=Path,
                         help="where the ledger, keys and kiosk flash go; an earlier run's "

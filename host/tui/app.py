@@ -3,8 +3,10 @@ real MicroPython firmware, `onestop.host.sim.rig.Hall`) on one terminal, for fie
 
 Left, the touch screen as the resident sees it and the last receipt; right, the controls (each a
 button and a key); below them the status and a log of the firmware's events and what was done.
-Every blocking rig call runs on a thread worker, so the screen keeps updating while, say, a
-touch waits out the kiosk's touch guard.
+Every key is in keys.KEYS: the bindings, the help screen (? or F1) and the faults panel (f, each
+fault the simulator can cause, with its state) are made from it. Every blocking rig call runs on
+a thread worker, so the screen keeps updating while, say, a touch waits out the kiosk's touch
+guard.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from onestop.host.demo import DEFAULT_RESIDENT, demo_residents, set_aside_previous_demo
+from onestop.host.tui.keys import FAULT_KEYS, KEYS, Key, help_lines
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, RichLog, Select, Static
 
 POLL_S = 0.2  # how often the firmware log and the printer are looked at
@@ -47,8 +51,8 @@ TOO_SMALL = (f"terminal too small: make it at least {MIN_COLUMNS} columns and {M
 TAKE_CARD_PAGE = "take card"
 STATUS_GAP = "   "
 
-# (button id, label, action) — each also has a key binding in BINDINGS.
-# Labels start with their key and fit the 10 columns a button has in an 80-column terminal.
+# (button id, label, action) — each also has a key binding in BINDINGS (from keys.KEYS).
+# Labels start with their key and fit the 11 columns a button has in a 78-column terminal.
 CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("insert", "i card in", "insert"),
     ("pull", "o card out", "pull"),
@@ -61,12 +65,42 @@ CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("near-end", "n near end", "near_end"),
     ("gateway", "g gateway", "gateway"),
     ("power", "k power", "power"),
+    ("faults", "f faults", "faults"),
+    ("new-bills", "b new bills", "new_bills"),
     ("receipt", "r receipt", "receipt"),
+    ("help", "? help", "help"),
     ("quit", "q quit", "quit"),
 )
-TOUCH = Binding.Group("touch", compact=True)  # one "1234 touch" in the footer
+# What the footer shows (the first key of each), in this order, with these words: 79 columns,
+# all of it at 80 (at 78 "q quit" loses its end: it is a button too). The touches are one
+# entry, "1-4 touch". Every key is on the help screen (? or F1), every fault on the faults
+# panel (f).
+FOOTER: dict[str, str] = {
+    "help": "help", "insert": "in", "pull": "out", "touch(0)": "touch", "paper": "paper",
+    "cover": "cover", "near_end": "near end", "gateway": "gateway", "power": "power",
+    "quit": "quit"}
+FOOTER_DISPLAY = {"touch(0)": "1-4"}
+
+
+def key_bindings() -> list[BindingType]:
+    """The app's bindings: the footer's first, in its order, then the rest of keys.KEYS."""
+    footer_first = sorted(KEYS, key=lambda k: list(FOOTER).index(k.action)
+                          if k.action in FOOTER else len(FOOTER))
+    bindings: list[BindingType] = []
+    for key in footer_first:
+        shown = key.shown.split()
+        for n, name in enumerate(key.keys.split(",")):
+            bindings.append(Binding(
+                name, key.action, FOOTER.get(key.action) or key.does,
+                show=n == 0 and key.action in FOOTER, tooltip=key.does,
+                key_display=FOOTER_DISPLAY.get(key.action) or
+                (shown[n] if n < len(shown) else None)))
+    return bindings
+
 
 BUTTON_ACTIONS = {button_id: action for button_id, _label, action in CONTROLS}
+# Action of each fault key, by its button id on the faults panel.
+FAULT_BUTTONS = {f"fault-{key.action}": key for key in FAULT_KEYS}
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -95,6 +129,36 @@ def screen_name(display: Any) -> str:
     return page
 
 
+# Faults the status line lists after FAULTS, so (the others show in their own fields).
+STATUS_FAULTS = {"pull_mid_read": "card pull armed", "card_line_noise": "card line noisy",
+                 "replies_lost": "gateway replies lost"}
+CARD_KINDS = {"wrong_app": "bank card", "mute": "mute card"}  # deck labels -> what they are
+MID_READ_APDUS = 4  # y: the card is pulled while the reader exchanges the read's 5th APDU
+PAPER_ENDS_LINES = 10  # e: lines left on the roll, fewer than a receipt has
+NOISE_EVERY = 10  # z: one chunk in this many crossing the card reader's line is garbled
+
+
+def unpadded(button: Button) -> Button:
+    """No column lost either side of a label: with a button's default line-pad of 1,
+    "o card out" had 9 of its 11 columns at 78 and lost "out". (Set here: the stylesheet
+    parser takes no 0 for line-pad.)"""
+    button.styles.line_pad = 0
+    return button
+
+
+def card_kind(card_reader: Any) -> str:
+    """What is in the slot: a resident's card by psn_no, "bank card", "mute card"; "" if
+    none."""
+    card = card_reader.card
+    if card is None:
+        return ""
+    return CARD_KINDS.get(card.label, card.label)
+
+
+def screen_plugged(hall: Any) -> bool:
+    return bool(hall.links["display"].connected)
+
+
 class Refused(Exception):
     """A control that cannot be done now (said in the log as it is, not as a failure)."""
 
@@ -117,9 +181,9 @@ class KioskTui(App[int]):
     /* never squeezed below whole labels (a button of 2 columns crashed Rich's wrapping):
        a terminal too narrow for them clips the pane, until the too-small notice replaces it */
     #right { width: 1fr; min-width: 23; }
-    #resident { margin-bottom: 1; }
+    #resident { margin-bottom: 1; }  /* compact: one row */
     #controls { grid-size: 2; grid-rows: 1; grid-gutter: 0 1; height: auto; margin-bottom: 1; }
-    #controls Button { width: 100%; height: 1; }
+    #controls Button { width: 100%; height: 1; }  /* line-pad 0: in compose */
     #status { height: auto; padding: 0 1; background: $boost; }
     #log { height: 1fr; border: round $primary; }
     #too-small { display: none; padding: 1 1; }
@@ -127,30 +191,12 @@ class KioskTui(App[int]):
     Screen.-too-short #status { display: none; }
     Screen.-too-narrow #too-small, Screen.-too-short #too-small { display: block; }
     Screen.-short Header { display: none; }  /* its row to the receipt at 80x24 */
-    /* the compact footer sets group labels flush against the next key ("1234 touchp Paper") */
-    Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
         (0, "-too-narrow"), (MIN_COLUMNS, "-wide-enough")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
         (0, "-too-short"), (MIN_ROWS, "-short"), (ROOMY_ROWS, "-tall")]
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("i", "insert", "Card in"),
-        Binding("o", "pull", "Card out"),
-        *(Binding(str(n + 1), f"touch({n})", f"B{n + 1}", group=TOUCH,
-                  tooltip=f"touch on-screen button {n + 1}") for n in range(4)),
-        Binding("p", "paper", "Paper", tooltip="paper out / load paper"),
-        # the printer's lesser sensors: on their buttons and in the Keys help, not the footer
-        Binding("c", "cover", "Cover", tooltip="open / close the printer's cover", show=False),
-        Binding("n", "near_end", "Near end", tooltip="paper near end / new roll", show=False),
-        Binding("g", "gateway", "Gateway", tooltip="stop / start the gateway"),
-        Binding("k", "power", "Power", tooltip="cut the kiosk's power / power it on"),
-        Binding("b", "new_bills", "New bills", show=False,
-                tooltip="new bills for every demo resident, dated today"),
-        Binding("r", "receipt", "Receipt", tooltip="the receipt in the whole left column, "
-                                                   "or the touch screen back"),
-        Binding("q", "quit", "Quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = key_bindings()
 
     def __init__(self, workdir: Path, resident: str = DEFAULT_RESIDENT,
                  hall_options: dict[str, Any] | None = None) -> None:
@@ -178,6 +224,9 @@ class KioskTui(App[int]):
         self._receipts_said = 0  # receipt files already named in the log
         self._receipt_shown = ""
         self._ui_thread = threading.get_ident()
+        self._main_screen: Any = None
+        self.gateway_killed_here = False  # by the (G) control
+        self.card_pull_armed = False  # (y): the next card read loses its card
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -190,19 +239,28 @@ class KioskTui(App[int]):
             with Vertical(id="right"):
                 residents = demo_residents()
                 yield Select([(f"{k} {v['name']}", k) for k, v in residents.items()],
-                             value=self.resident, allow_blank=False, id="resident")
+                             value=self.resident, allow_blank=False, id="resident",
+                             compact=True)
                 with Grid(id="controls"):
                     for button_id, label, _action in CONTROLS:
-                        yield Button(label, id=button_id, compact=True)
+                        yield unpadded(Button(label, id=button_id, compact=True))
                 yield RichLog(id="log", wrap=True, min_width=20, max_lines=2000)
         yield Static("starting…", id="status", markup=False)  # the whole width: fields whole
         yield Static(TOO_SMALL, id="too-small", markup=False)
         yield Footer(compact=True, show_command_palette=False)  # room for "q Quit" at 80
 
+    def _q(self, selector: str, expect_type: type[Any] | None = None) -> Any:
+        """A widget of the main screen, also while a panel (help, faults) is over it (the
+        app's own query looks at the screen on top)."""
+        screen = self._main_screen or self.screen
+        return screen.query_one(selector, expect_type) if expect_type else \
+            screen.query_one(selector)
+
     def on_mount(self) -> None:
-        self.query_one("#screen").border_title = "touch screen"
-        self.query_one("#receipt-box").border_title = "last receipt"
-        self.query_one("#log").border_title = "log"
+        self._main_screen = self.screen
+        self._q("#screen").border_title = "touch screen"
+        self._q("#receipt-box").border_title = "last receipt"
+        self._q("#log").border_title = "log"
         self._catch_stop_signals()
         self.say(f"work directory: {self.workdir}")
         self.say("starting the gateway, the simulated devices and the kiosk firmware …")
@@ -251,7 +309,7 @@ class KioskTui(App[int]):
         self.on_ui(self._write_log, message)
 
     def _write_log(self, message: str) -> None:
-        self.query_one("#log", RichLog).write(Text(message))
+        self._q("#log", RichLog).write(Text(message))
 
     # ------------------------------------------------------------------ start and stop
     @work(thread=True, group="build")
@@ -315,7 +373,9 @@ class KioskTui(App[int]):
         if self.hall is not None and not self.firmware_running(self.hall):
             # no power, no picture: the last page must not look like a kiosk still serving
             text = "(dark: the kiosk is off — k powers it on)"
-        self.query_one("#screen", Static).update(text)
+        elif self.hall is not None and not screen_plugged(self.hall):
+            text = "(dark: the screen's cable is unplugged — s plugs it in)"
+        self._q("#screen", Static).update(text)
 
     def _poll(self) -> None:
         hall = self.hall
@@ -328,8 +388,11 @@ class KioskTui(App[int]):
         receipt = hall.printer.last_receipt_text()
         if receipt and receipt != self._receipt_shown:
             self._receipt_shown = receipt
-            self.query_one("#receipt", Static).update(receipt)
+            self._q("#receipt", Static).update(receipt)
         self._say_receipts_saved(hall)
+        if self.card_pull_armed and hall.card.pending_fault is None:
+            self.card_pull_armed = False
+            self._write_log("the card was pulled out during the read (as y armed it)")
         self._refresh_status()
 
     def _say_receipts_saved(self, hall: Any) -> None:
@@ -337,7 +400,7 @@ class KioskTui(App[int]):
         saved = hall.receipt_files.saved
         for path in saved[self._receipts_said:]:
             self._write_log(f"receipt saved: {path} (and {path.with_suffix('.png').name})")
-            self.query_one("#receipt-box").border_title = f"last receipt: {path.name}"
+            self._q("#receipt-box").border_title = f"last receipt: {path.name}"
         self._receipts_said = len(saved)
 
     def _log_firmware_events(self, firmware: Any) -> None:
@@ -375,16 +438,59 @@ class KioskTui(App[int]):
         fields = [f"firmware {self._firmware_state(hall)}",
                   f"gateway {self._gateway_state(hall)}",
                   f"paper {self._paper_state(hall.printer)}",
-                  f"card {'in' if hall.card.present else 'out'}",
+                  f"card {self._card_state(hall)}",
                   f"screen: {self._screen_state(hall)}", f"receipts: {len(hall.receipts())}"]
+        faults = [f"{key.shown} {STATUS_FAULTS[key.action]}" for key in FAULT_KEYS
+                  if key.action in STATUS_FAULTS and self.fault_state(hall, key.action)]
+        if faults:  # each its own field, its key first (the key undoes it)
+            faults[0] = "FAULTS: " + faults[0]
+            fields.extend(faults)
         # packed here, as wrapping the text would break inside a field ("screen:" / "welcome")
         self._set_status(pack_fields(fields, max(1, self.size.width - 2)))
+        if isinstance(self.screen, FaultsScreen):
+            self.screen.refresh_labels()
+
+    def fault_state(self, hall: Any, action: str) -> str:
+        """A fault's state as the faults panel shows it ("" when it is not there)."""
+        printer, card = hall.printer, hall.card
+        gateway_down = not hall.gateway_running()
+        state = {
+            "wrong_card": "in the slot" if card_kind(card) == "bank card" else "",
+            "mute_card": "in the slot" if card_kind(card) == "mute card" else "",
+            "pull_mid_read": "ARMED" if self.card_pull_armed else "",
+            "paper": "OUT" if printer.paper_out else "",
+            "paper_ends": f"{printer.paper_left_lines} lines left"
+            if printer.paper_left_lines is not None and not printer.paper_out else "",
+            "near_end": "ON" if printer.paper_near_end else "",
+            "cover": "OPEN" if printer.cover_open else "",
+            "power": "OFF" if not self.firmware_running(hall) else "",
+            "screen_cable": "UNPLUGGED" if not screen_plugged(hall) else "",
+            "card_line_noise": "ON" if hall.links["card"].noisy else "",
+            "gateway": "DOWN" if gateway_down and not self.gateway_killed_here else "",
+            "gateway_kill": "KILLED" if gateway_down and self.gateway_killed_here else "",
+            "replies_lost": "LOST" if hall.tap is not None and "g2k" in hall.tap.blocked
+            else "",
+        }
+        return state.get(action, "")
+
+    def fault_label(self, key: Key) -> str:
+        """A fault's button on the faults panel: its key, its name, its state."""
+        hall = self.hall
+        state = self.fault_state(hall, key.action) if hall is not None else ""
+        return f"{key.shown}  {key.name}: {state or 'no'}"
+
+    @staticmethod
+    def _card_state(hall: Any) -> str:
+        kind = card_kind(hall.card)
+        return f"in ({kind})" if kind else "out"
 
     def _screen_state(self, hall: Any) -> str:
         """What the resident sees, as the touch-screen panel shows it: nothing while the kiosk
-        is off (the simulator still holds the last page it was sent)."""
+        is off or the screen's cable is out (the simulator still holds the last page)."""
         if not self.firmware_running(hall):
             return "dark (kiosk off)"
+        if not screen_plugged(hall):
+            return "dark (cable unplugged: s)"
         return screen_name(hall.display)
 
     def _firmware_state(self, hall: Any) -> str:
@@ -398,17 +504,21 @@ class KioskTui(App[int]):
     @staticmethod
     def _paper_state(printer: Any) -> str:
         state = "OUT" if printer.paper_out else "near end" if printer.paper_near_end else "ok"
+        if printer.paper_left_lines is not None and not printer.paper_out:
+            state += f", {printer.paper_left_lines} lines left"
         return state + (", cover OPEN" if printer.cover_open else "")
 
     def _gateway_state(self, hall: Any) -> str:
         if hall.gateway_running():
             return "up"
+        if self.gateway_killed_here:
+            return "DOWN (killed -9: g starts it)"
         if self.gateway_stopped_here:
             return "DOWN"
         return "DOWN (it exited on its own: see gateway.log; g starts it)"
 
     def _set_status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        self._q("#status", Static).update(text)
 
     # ------------------------------------------------------------------ controls
     async def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -447,9 +557,132 @@ class KioskTui(App[int]):
         def touch(hall: Any) -> None:
             if not self.firmware_running(hall):
                 raise KioskOff()
+            if not screen_plugged(hall):
+                raise Refused("the screen is dark: its cable is unplugged (s plugs it in)")
             hall.touch(f"b{index}")
 
         self.rig(f"touch on-screen button {index + 1}", touch)
+
+    def action_wrong_card(self) -> None:
+        self._insert_card("wrong_app", "a bank card is in the slot: no social-security "
+                                       "application on it (o takes it out)")
+
+    def action_mute_card(self) -> None:
+        self._insert_card("mute", "a mute card is in the slot: it never answers the reader "
+                                  "(o takes it out)")
+
+    def _insert_card(self, deck_key: str, done: str) -> None:
+        def insert(hall: Any) -> None:
+            from onestop.host.sim.cards import deck_card
+
+            if hall.card.present:
+                raise Refused("a card is already in: take it out first (o)")
+            hall.card.insert(deck_card(deck_key))
+            self.say(done)
+            self._say_if_off(hall, "the card is in the slot")
+
+        self.rig(f"insert a {CARD_KINDS[deck_key]}", insert)
+
+    def action_pull_mid_read(self) -> None:
+        def toggle(hall: Any) -> None:
+            if self.card_pull_armed:
+                hall.card.cancel_fault()
+                self.card_pull_armed = False
+                self.say("card pull disarmed: the next read goes through")
+            else:
+                hall.card.pull_after(MID_READ_APDUS, mid_apdu=True)
+                self.card_pull_armed = True
+                self.say(f"card pull armed: the next card read loses its card during its "
+                         f"{MID_READ_APDUS + 1}th command (i inserts one; y disarms)")
+
+        self.rig("card pulled mid-read: arm / disarm", toggle)
+
+    def action_paper_ends(self) -> None:
+        def toggle(hall: Any) -> None:
+            printer = hall.printer
+            if printer.paper_out:
+                raise Refused("the paper is out already: p loads a new roll")
+            if printer.paper_left_lines is not None:
+                printer.paper_left_lines = None
+                self.say("a full roll again: the next receipt prints whole")
+            else:
+                printer.paper_left_lines = PAPER_ENDS_LINES
+                self.say(f"the roll is nearly done: {PAPER_ENDS_LINES} lines left, the next "
+                         "receipt runs it out (e gives a full roll; once out, p loads one)")
+
+        self.rig("paper ends mid-receipt / a full roll", toggle)
+
+    def action_screen_cable(self) -> None:
+        def toggle(hall: Any) -> None:
+            link = hall.links["display"]
+            if link.connected:
+                link.unplug()
+                self.say("the screen's cable is unplugged: the screen is dark and hears "
+                         "nothing (s plugs it in)")
+            else:
+                link.plug()
+                hall.display.restart()  # powered again, it starts afresh and says so
+                self.say("the screen's cable is plugged in: the screen restarts, blank, "
+                         "until the kiosk draws its page again")
+            self.on_ui(self._show_screen, hall.display.render_text(numbered=True))
+
+        self.rig("unplug / plug in the screen's cable", toggle)
+
+    def action_card_line_noise(self) -> None:
+        def toggle(hall: Any) -> None:
+            link = hall.links["card"]
+            if link.noisy:
+                link.noise(None)
+                self.say("the card reader's line is clean again")
+            else:
+                link.noise(NOISE_EVERY)
+                self.say(f"noise on the card reader's line: about one transfer in "
+                         f"{NOISE_EVERY} garbled (z cleans it)")
+
+        self.rig("noise on the card reader's line on / off", toggle)
+
+    def action_gateway_kill(self) -> None:
+        def kill(hall: Any) -> None:
+            if not hall.gateway_running():
+                raise Refused("the gateway is not running: g starts it")
+            hall.stop_gateway(kill=True)
+            self.gateway_killed_here = True
+            self.gateway_stopped_here = True
+            self.say("gateway killed (kill -9, as when its machine dies): g starts it")
+
+        self.rig("kill the gateway (-9)", kill)
+
+    def action_replies_lost(self) -> None:
+        def toggle(hall: Any) -> None:
+            if hall.tap is None:
+                raise Refused("this hall's kiosk reaches its gateway over a serial line")
+            if "g2k" in hall.tap.blocked:
+                hall.tap.blocked.discard("g2k")
+                self.say("the gateway's replies arrive again")
+            else:
+                hall.tap.blocked.add("g2k")
+                self.say("the network loses the gateway's replies: requests still reach it "
+                         "(l mends it)")
+
+        self.rig("the gateway's replies lost / arriving", toggle)
+
+    def action_faults(self) -> None:
+        if isinstance(self.screen, FaultsScreen):
+            self.screen.dismiss()
+        else:
+            self.push_screen(FaultsScreen())
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_receipt_scroll(self, pages: int) -> None:
+        """PgDn/PgUp: the receipt by a page (its amounts below the fold at 80x24)."""
+        box = self._q("#receipt-box")
+        if pages > 0:
+            box.scroll_page_down(animate=False)
+        else:
+            box.scroll_page_up(animate=False)
 
     def action_paper(self) -> None:
         def toggle(hall: Any) -> None:
@@ -488,7 +721,7 @@ class KioskTui(App[int]):
 
     def action_receipt(self) -> None:
         """The receipt takes the whole left column (its amounts in sight at 80x24), or not."""
-        self.query_one("#left").toggle_class("-receipt-only")
+        self._q("#left").toggle_class("-receipt-only")
 
     def action_power(self) -> None:
         def toggle(hall: Any) -> None:
@@ -518,7 +751,7 @@ class KioskTui(App[int]):
                 self.say("gateway stopped")
             else:
                 hall.start_gateway()
-                self.gateway_stopped_here = False
+                self.gateway_stopped_here = self.gateway_killed_here = False
                 self.say("gateway started")
 
         self.rig("stop / start the gateway", toggle)
@@ -545,3 +778,65 @@ class KioskTui(App[int]):
                 # a RigError's first line; the rest is the hall's whole story, for tests
                 self.say(f"{what} failed: {getattr(exc, 'headline', exc)}")
         self.on_ui(self._refresh_status)
+
+
+HELP_WIDTH = 80  # the help box's, where the terminal has room
+
+
+class HelpScreen(ModalScreen[None]):
+    """? or F1: every key, by what it works on."""
+
+    CSS = """
+    HelpScreen { align: center middle; }
+    #help-box { width: 80; max-width: 100%; height: auto; max-height: 100%;
+                border: round $accent; padding: 0 1; background: $surface; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "dismiss", "close", show=False)]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "keys"
+            box.border_subtitle = "Esc closes · ↑ ↓ PgUp PgDn scroll"
+            # its lines as wide as the box leaves them (border, padding, scroll bar)
+            width = min(HELP_WIDTH, self.app.size.width) - 6
+            yield Static("\n".join(help_lines(width)), id="help-text", markup=False)
+
+
+class FaultsScreen(ModalScreen[None]):
+    """f: every fault the simulator can cause, its state, a button for each; their keys work
+    here too."""
+
+    CSS = """
+    FaultsScreen { align: center middle; }
+    #faults-box { width: 60; max-width: 100%; height: auto; max-height: 100%;
+                  border: round $warning; padding: 0 1; background: $surface; }
+    #faults-box Button { width: 100%; height: 1; content-align: left middle;
+                         text-align: left; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f", "dismiss", "close", show=False),
+        *(Binding(name, f"app.{key.action}", key.name, show=False)
+          for key in FAULT_KEYS for name in key.keys.split(",")),
+    ]
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        assert isinstance(app, KioskTui)
+        with VerticalScroll(id="faults-box") as box:
+            box.border_title = "faults: a key or a click causes one, again undoes it"
+            box.border_subtitle = "Esc or f closes"
+            for key in FAULT_KEYS:
+                yield unpadded(Button(app.fault_label(key), id=f"fault-{key.action}",
+                                      compact=True))
+
+    def refresh_labels(self) -> None:
+        app = self.app
+        assert isinstance(app, KioskTui)
+        for key in FAULT_KEYS:
+            self.query_one(f"#fault-{key.action}", Button).label = app.fault_label(key)
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        key = FAULT_BUTTONS.get(event.button.id or "")
+        if key is not None:
+            await self.app.run_action(key.action)

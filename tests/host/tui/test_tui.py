@@ -135,8 +135,8 @@ async def test_a_settlement_by_hand_then_quit_leaves_no_process(
             bills_file = work / "bills" / f"demo-{today:%Y%m%d}-1.json"
             assert logged(app, f"7 added, 0 updated, 0 unchanged (imported from {bills_file})")()
             await pilot.press("i")
-            await until(pilot, lambda: app.hall.display.page == "bills", "P002's new bill")
-            assert today.isoformat() in app.hall.display.text("b0")
+            await until(pilot, lambda: today.isoformat() in screen_text(app),
+                        "P002's new bill, dated today")
             await pilot.press("o")
             await until(pilot, lambda: app.hall.display.page == "welcome", "the welcome page")
 
@@ -216,43 +216,67 @@ def test_a_closed_terminal_ends_kiosk_tui_and_everything_it_started(
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
 
 
-async def test_every_control_label_is_whole_in_an_80_by_24_terminal(
-        tmp_path: Path, stage: Path) -> None:
-    """A technician's laptop terminal: the controls' labels were cut to "Touch" (which one?)."""
+@pytest.mark.parametrize("size", [(80, 24), (78, 20)], ids=["80x24", "78x20"])
+async def test_every_control_label_is_whole_and_every_key_has_help(
+        tmp_path: Path, stage: Path, size: tuple[int, int]) -> None:
+    """A technician's laptop terminal, and the smallest the TUI takes: the controls' labels
+    were cut ("Touch": which one?; at 78x20 "o card", "n near"); ? and F1 did nothing, the keys'
+    help was under Ctrl-P, which the footer did not show, nor c and n; the receipt's amounts
+    were below the fold with no key to scroll to them."""
+    from onestop.host.tui.app import FOOTER, HelpScreen
+    from onestop.host.tui.keys import KEYS
     from textual.widgets import Button
+    from textual.widgets._footer import FooterKey
 
+    width, _height = size
     app = KioskTui(tmp_path / "work", "P002", hall_options={
         "stage": stage, "card_latency": Latency.instant(), "timeouts_ms": QUICK})
     try:
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with app.run_test(size=size) as pilot:
             await pilot.pause(0.2)
             for button in app.query(Button):
-                label = str(button.label)
-                assert button.content_region.width >= len(label), (label, button.content_region)
+                label = str(button.label)  # whole, with the padding a button puts around it
+                needed = len(label) + 2 * button.styles.line_pad
+                assert button.content_region.width >= needed, (label, button.content_region)
             await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
             # The status's fields whole: it wrapped "screen:" / "welcome" in the right pane.
             status = app.query_one("#status", Static)
             lines = status_text(app).splitlines()
             assert all(len(line) <= status.content_region.width for line in lines), lines
             assert any("screen: welcome" in line for line in lines), lines
-            # The footer cut "q Quit" to "q".
-            from textual.widgets._footer import FooterKey
-
-            (quit_key,) = [key for key in app.query(FooterKey) if key.key == "q"]
-            assert quit_key.description == "Quit" and quit_key.region.right <= 80
-            # ...and set the touch keys' label flush against the next key: "1234 touchp Paper"
-            from textual.widgets._footer import FooterLabel
-
-            (touch_label,) = app.query(FooterLabel)
-            (paper_key,) = [key for key in app.query(FooterKey) if key.key == "p"]
-            assert touch_label.region.right < paper_key.region.x, (touch_label.region,
-                                                                  paper_key.region)
+            # The footer: help first, c and n there, everything whole at 80 ("q quit" is a
+            # button too, and at 78 loses its end)
+            shown = {key.action: key for key in app.query(FooterKey)}
+            assert set(shown) == set(FOOTER) - {"touch(1)", "touch(2)", "touch(3)"}
+            assert shown["help"].key == "question_mark" and shown["help"].region.x == 0
+            for action, key in shown.items():
+                if width >= 80 or action != "quit":
+                    assert key.region.right <= width, (action, key.region)
+            # ? and F1: every key of the app on the help screen
+            for opener in ("question_mark", "f1"):
+                await pilot.press(opener)
+                await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+                text = str(app.screen.query_one("#help-text", Static).content)
+                for key in KEYS:
+                    assert f"  {key.shown}  " in text, key
+                    assert " ".join(key.does.split()[:3]) in " ".join(text.split()), key
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "closed")
             # r: the receipt gets the whole left column (it had 3-6 rows; its amounts need 20)
             receipt_box = app.query_one("#receipt-box")
             await pilot.press("r")
-            await until(pilot, lambda: receipt_box.content_region.height >= 18,
+            await until(pilot, lambda: receipt_box.content_region.height >= 14,
                         "the receipt to fill the column")
             assert not app.query_one("#screen").display
+            # PgDn / ] and PgUp / [ scroll it (a receipt is 45 lines; here a stand-in)
+            app.query_one("#receipt", Static).update("\n".join(f"line {n}" for n in range(45)))
+            await pilot.pause(0.1)
+            for down, up in (("pagedown", "pageup"), ("right_square_bracket",
+                                                      "left_square_bracket")):
+                await pilot.press(down)
+                await until(pilot, lambda: receipt_box.scroll_y > 0, f"{down} scrolls")
+                await pilot.press(up, up)
+                await until(pilot, lambda: receipt_box.scroll_y == 0, f"{up} scrolls back")
             await pilot.press("r")
             await until(pilot, lambda: app.query_one("#screen").display, "the screen back")
             await quit_and_wait(pilot, app)
@@ -455,5 +479,116 @@ async def test_a_kiosk_that_did_not_start_says_why_and_quitting_exits_non_zero(
                         "the reason in the log")
             await quit_and_wait(pilot, app)
         assert exit_status(app) == 1
+    finally:
+        app.close_hall()
+
+
+async def test_each_fault_is_caused_shown_and_undone(tmp_path: Path, stage: Path) -> None:
+    """Only paper, cover, near end, gateway stop and power could be caused from the TUI. Now
+    also a wrong card, a mute card, a card pulled mid-read, paper ending mid-receipt, the
+    screen's cable, noise on the card reader's line, the gateway killed and its replies lost:
+    each shows in the status line or the log, and its key (or the faults panel) undoes it."""
+    from onestop.host.tui.app import FaultsScreen
+    from textual.widgets import Button
+
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            hall = app.hall
+
+            async def served_with(words: str, what: str) -> None:
+                await until(pilot, lambda: words in screen_text(app), what)
+                await pilot.press("o")
+                await until(pilot, lambda: hall.display.page == "welcome"
+                            and "card out" in status_text(app), "the card out, welcome")
+
+            # the wrong card and the mute card
+            await pilot.press("w")
+            await until(pilot, lambda: "card in (bank card)" in status_text(app), "bank card")
+            await served_with("This is not a social security card", "the wrong card refused")
+            await pilot.press("m")
+            await until(pilot, lambda: "card in (mute card)" in status_text(app), "mute card")
+            await served_with("The card could not be read", "the mute card refused")
+
+            # the card pulled mid-read: armed, undone, armed again and fired
+            await pilot.press("y")
+            armed = "FAULTS: y card pull armed"
+            await until(pilot, lambda: armed in status_text(app), "the pull armed")
+            await pilot.press("y")
+            await until(pilot, lambda: armed not in status_text(app), "the pull disarmed")
+            assert hall.card.pending_fault is None
+            await pilot.press("y", "i")
+            await until(pilot, logged(app, "the card was pulled out during the read"),
+                        "the pull said to have happened")
+            await until(pilot, lambda: "Card taken out" in screen_text(app), "the kiosk says")
+            assert armed not in status_text(app) and "card out" in status_text(app)
+            await until(pilot, lambda: hall.display.page == "welcome", "the welcome page")
+
+            # the screen's cable: dark, touches refused; plugged in, the kiosk redraws it
+            await pilot.press("s")
+            await until(pilot, lambda: "screen: dark (cable unplugged: s)" in status_text(app),
+                        "the screen dark in the status")
+            assert "the screen's cable is unplugged" in screen_text(app)
+            await pilot.press("1")
+            await until(pilot, logged(app, "the screen is dark: its cable is unplugged"),
+                        "a touch refused")
+            await pilot.press("s")
+            await until(pilot, logged(app, "fw display_restarted"), "the kiosk hears it")
+            await until(pilot, lambda: "page 0 welcome" in screen_text(app)
+                        and "Please insert" in screen_text(app), "the welcome page redrawn")
+            assert "screen: welcome" in status_text(app)
+
+            # noise on the card reader's line: the kiosk's log shows the reader failing
+            await pilot.press("z")
+            noisy = "FAULTS: z card line noisy"
+            await until(pilot, lambda: noisy in status_text(app), "the noise in the status")
+            await until(pilot, logged(app, "fw card_status_error"), "the reader failing", 60)
+            await pilot.press("z")
+            await until(pilot, lambda: noisy not in status_text(app), "the line clean")
+            assert not hall.links["card"].noisy and not hall.links["card"].faults
+
+            # the gateway killed (-9), then started; its replies lost, then arriving again
+            await pilot.press("G")
+            await until(pilot, lambda: "gateway DOWN (killed -9" in status_text(app),
+                        "the gateway killed")
+            assert hall.gateway.process.returncode == -signal.SIGKILL
+            await pilot.press("g")
+            await until(pilot, lambda: "gateway up" in status_text(app), "the gateway back")
+            await pilot.press("l")
+            lost = "FAULTS: l gateway replies lost"
+            await until(pilot, lambda: lost in status_text(app), "the replies lost")
+            assert "g2k" in hall.tap.blocked
+            await pilot.press("l")
+            await until(pilot, lambda: lost not in status_text(app), "the replies back")
+
+            # the faults panel: each fault's state; a click or a key there causes one
+            await pilot.press("f")
+            await until(pilot, lambda: isinstance(app.screen, FaultsScreen), "the panel")
+            cover = app.screen.query_one("#fault-cover", Button)
+            assert str(cover.label) == "c  printer cover open: no"
+            await pilot.click("#fault-cover")
+            await until(pilot, lambda: hall.printer.cover_open, "the cover opened by a click")
+            await until(pilot, lambda: str(cover.label) == "c  printer cover open: OPEN",
+                        "the panel showing it")
+            await pilot.press("c")
+            await until(pilot, lambda: not hall.printer.cover_open, "closed by its key there")
+
+            # the paper runs out during the next receipt: torn, and printed whole once loaded
+            await pilot.press("e")
+            await until(pilot, lambda: "paper ok, 10 lines left" in status_text(app),
+                        "the roll nearly done")
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, FaultsScreen), "closed")
+            await pilot.press("i")
+            await until(pilot, lambda: hall.display.page == "bills", "the bills")
+            await pilot.press("1")
+            await until(pilot, lambda: hall.display.page == "confirm", "the confirm page")
+            await pilot.press("1")
+            await until(pilot, lambda: "paper OUT" in status_text(app), "the paper run out")
+            await until(pilot, logged(app, "receipts/001-incomplete.txt"), "the torn receipt")
+            await pilot.press("p")
+            await until(pilot, lambda: len(hall.receipts()) == 1, "printed whole", 60)
+            await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
