@@ -419,11 +419,13 @@ class Hall:
         if not self.display.wait_for_page(page, timeout):
             raise RigError(f"the screen never showed {page!r}:\n{self.story()}")
 
-    def touch(self, component: str) -> None:
+    def touch(self, component: str, wait: bool = True) -> None:
         """Touch `component` as a person does: not before the page has been up for the
-        kiosk's touch guard (a press sooner is ignored as meant for the page before)."""
-        wait = self.display.page_shown_at + self.touch_guard_s + READING_MARGIN_S
-        time.sleep(max(0.0, wait - time.monotonic()))
+        kiosk's touch guard (a press sooner is ignored as meant for the page before). Without
+        `wait`, at once, as a finger that double-taps."""
+        if wait:
+            until = self.display.page_shown_at + self.touch_guard_s + READING_MARGIN_S
+            time.sleep(max(0.0, until - time.monotonic()))
         if not self.display.touch(component):
             raise RigError(f"nothing to touch at {component!r}: the {self.display.page} page "
                            f"shows no such button\n{self.story()}")

@@ -30,6 +30,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, RichLog, Select, Static
 
+READING_MARGIN_S = 0.15  # as the hall's: a held touch lands this long after the guard
 POLL_S = 0.2  # how often the firmware log and the printer are looked at
 BOOT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0  # a stop signal's orderly quit gets this long before the process just ends
@@ -152,11 +153,32 @@ def card_kind(card_reader: Any) -> str:
     card = card_reader.card
     if card is None:
         return ""
-    return CARD_KINDS.get(card.label, card.label)
+    label = str(card.label)
+    return CARD_KINDS.get(label, label)
 
 
 def screen_plugged(hall: Any) -> bool:
     return bool(hall.links["display"].connected)
+
+
+def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: bool,
+                  touched_before: bool, held_s: float = 0.0) -> str:
+    """What became of a touch, as the log says it. `age_s`: how long the page had been up when
+    the touch reached the screen; `pressed_on_it`: the key was pressed while this page was up
+    (else on the page before it); `touched_before`: a touch already went to this page and the
+    kiosk had not moved on (it was still answering it)."""
+    if touched_before:
+        return (f"ignored by the kiosk: it was still answering the touch before, on this "
+                f"{page} page, and drops a touch meant for the page it leaves")
+    if age_s < guard_s:
+        return (f"ignored by the kiosk as too soon: it reached the {page} page {age_s:.2f} s "
+                f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s)")
+    if not pressed_on_it:
+        return f"delivered on the {page} page, which appeared after the key was pressed"
+    if held_s > 0:
+        return (f"delivered on the {page} page, held {held_s:.2f} s until it had been up for "
+                f"the kiosk's touch guard ({guard_s:.2f} s)")
+    return f"delivered on the {page} page"
 
 
 class Refused(Exception):
@@ -227,6 +249,7 @@ class KioskTui(App[int]):
         self._main_screen: Any = None
         self.gateway_killed_here = False  # by the (G) control
         self.card_pull_armed = False  # (y): the next card read loses its card
+        self._touched_page_at: float | None = None  # the page (its shown_at) last touched
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -554,14 +577,45 @@ class KioskTui(App[int]):
             self.say(f"{done}, but the kiosk is off: nothing reads it until k powers it on")
 
     def action_touch(self, index: int) -> None:
+        # the page the technician had in front of them when they pressed the key
+        pressed_on = self.hall.display.page_shown_at if self.hall is not None else None
+
         def touch(hall: Any) -> None:
             if not self.firmware_running(hall):
                 raise KioskOff()
             if not screen_plugged(hall):
                 raise Refused("the screen is dark: its cable is unplugged (s plugs it in)")
-            hall.touch(f"b{index}")
+            self.say(f"touch on-screen button {index + 1}: "
+                     f"{self._touch(hall, f'b{index}', pressed_on)}")
 
         self.rig(f"touch on-screen button {index + 1}", touch)
+
+    def _touch(self, hall: Any, component: str, pressed_on: float | None) -> str:
+        """Touch `component` as a finger on the screen would, and say what became of it: a
+        touch on the page the key was pressed on waits out the kiosk's touch guard (a key
+        pressed as a page appears is not lost); one whose page changed since lands at once,
+        as a double tap's second touch does, and the kiosk ignores it if too soon."""
+        display = hall.display
+        shown_at, page = display.page_shown_at, display.page
+        guard = hall.touch_guard_s
+        if shown_at == self._touched_page_at:  # the kiosk has not answered the last touch yet
+            hall.touch(component, wait=False)
+            return touch_outcome(page, time.monotonic() - shown_at, guard,
+                                 pressed_on_it=True, touched_before=True)
+        if shown_at != pressed_on:
+            hall.touch(component, wait=False)
+            age = time.monotonic() - shown_at
+            if age >= guard:
+                self._touched_page_at = shown_at
+            return touch_outcome(page, age, guard, pressed_on_it=False, touched_before=False)
+        held = max(0.0, shown_at + guard + READING_MARGIN_S - time.monotonic())
+        hall.touch(component)  # waits out the guard
+        if display.page_shown_at != shown_at:  # a page came meanwhile (a timeout, say)
+            return touch_outcome(display.page, time.monotonic() - display.page_shown_at,
+                                 guard, pressed_on_it=False, touched_before=False)
+        self._touched_page_at = shown_at
+        return touch_outcome(page, time.monotonic() - shown_at, guard, pressed_on_it=True,
+                             touched_before=False, held_s=held)
 
     def action_wrong_card(self) -> None:
         self._insert_card("wrong_app", "a bank card is in the slot: no social-security "

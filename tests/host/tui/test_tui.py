@@ -592,3 +592,56 @@ async def test_each_fault_is_caused_shown_and_undone(tmp_path: Path, stage: Path
             await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
+
+
+async def test_a_double_tap_says_whether_the_second_touch_was_ignored(
+        tmp_path: Path, stage: Path) -> None:
+    """1 1 on the bills page logged "> touch on-screen button 1" twice, and nothing told
+    whether the kiosk took the second (confirming the settlement) or ignored it."""
+    app = kiosk_tui(tmp_path, stage, touch_guard=600)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            hall = app.hall
+            await pilot.press("i")
+            await until(pilot, lambda: "1 [ " in screen_text(app), "the bills drawn")
+            await pilot.press("1", "1")
+            await until(pilot, logged(app, "touch on-screen button 1: delivered on the bills "
+                                           "page"), "the first touch taken", 10)
+            await until(pilot, logged(app, "touch on-screen button 1: ignored by the kiosk"),
+                        "the second said to be ignored", 10)
+            await until(pilot, lambda: hall.display.page == "confirm", "the confirm page")
+            await pilot.pause(1.5)  # past the guard: the kiosk took no second touch
+            assert hall.display.page == "confirm" and hall.settlements() == []
+            # a touch pressed as soon as a page is up is held for the guard, and taken
+            await pilot.press("o")
+            await until(pilot, lambda: hall.display.page == "welcome", "the welcome page")
+            await pilot.press("i")
+            await until(pilot, lambda: "1 [ " in screen_text(app), "the bills drawn")
+            await pilot.press("1")
+            await until(pilot, logged(app, "touch on-screen button 1: delivered on the bills "
+                                           "page, held"), "the touch held for the guard")
+            await until(pilot, lambda: hall.display.page == "confirm", "confirm again")
+            assert hall.settlements() == []
+            await quit_and_wait(pilot, app)
+    finally:
+        app.close_hall()
+
+
+def test_what_became_of_a_touch_is_said_for_each_case() -> None:
+    from onestop.host.tui.app import touch_outcome
+
+    def said(age: float, *, pressed_on_it: bool, touched_before: bool,
+             held_s: float = 0.0) -> str:
+        return touch_outcome("confirm", age, 0.6, pressed_on_it=pressed_on_it,
+                             touched_before=touched_before, held_s=held_s)
+
+    assert said(2.0, pressed_on_it=True, touched_before=False) == "delivered on the confirm page"
+    assert said(0.8, pressed_on_it=True, touched_before=False, held_s=0.5).startswith(
+        "delivered on the confirm page, held 0.50 s")
+    assert said(0.1, pressed_on_it=False, touched_before=False).startswith(
+        "ignored by the kiosk as too soon: it reached the confirm page 0.10 s after")
+    assert said(0.9, pressed_on_it=False, touched_before=False) == (
+        "delivered on the confirm page, which appeared after the key was pressed")
+    assert said(3.0, pressed_on_it=True, touched_before=True).startswith(
+        "ignored by the kiosk: it was still answering the touch before")
