@@ -226,9 +226,16 @@ class Session:
             if left <= 0:
                 return TIMEOUT
             touch = await k.display.next_touch(min(left, k.timeouts["poll"]))
-            if (touch is not None and touch[1] in buttons
-                    and time.ticks_diff(time.ticks_ms(), shown) >= k.timeouts["touch_guard"]):
-                return touch[1]
+            if touch is not None:
+                # A press too soon after the page came up was meant for the page before (a
+                # double tap): ignored, and said so (a resident's "it settled when I tapped
+                # twice" is answered from the log).
+                if touch[1] not in buttons:
+                    k.log("touch_ignored", button=touch[1], why="not_on_page")
+                elif time.ticks_diff(time.ticks_ms(), shown) < k.timeouts["touch_guard"]:
+                    k.log("touch_ignored", button=touch[1], why="too_soon")
+                else:
+                    return touch[1]
             if not await k.card_present():
                 return CARD_OUT
             await k.keep_screen(False)  # next_touch has read what the screen sent

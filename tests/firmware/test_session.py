@@ -131,9 +131,11 @@ def test_a_tap_the_instant_a_page_appears_is_not_taken_as_confirming(kiosk: Kios
     assert [page for page, _ in rushed["pages"]][:5] == [
         "reading", "processing", "bills", "processing", "confirm"]
     assert rushed["outcome"] == "timeout" and settled_nothing(rushed)
+    assert rushed["events"].count("touch_ignored") == 1  # the log says the tap was ignored
     read_first = kiosk.session(script={"bills": "b0@150", "confirm": "b0@150"},
                                timeouts={"touch_guard": 100})
     assert read_first["outcome"] == "settled"
+    assert "touch_ignored" not in read_first["events"]
 
 
 def test_bills_page_greets_the_resident_and_lists_each_bill(kiosk: Kiosk) -> None:
