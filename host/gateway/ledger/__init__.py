@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..config import parse_ledger_url, relative_hint
 from .base import (
+    AuditReader,
     AuditSnapshot,
     Bill,
     BillUnavailable,
@@ -20,9 +21,11 @@ from .base import (
     Settlement,
     TxnConflict,
     UnknownTxn,
+    UnreadableRecord,
 )
 
 __all__ = [
+    "AuditReader",
     "AuditSnapshot",
     "Bill",
     "BillUnavailable",
@@ -35,6 +38,7 @@ __all__ = [
     "Settlement",
     "TxnConflict",
     "UnknownTxn",
+    "UnreadableRecord",
     "open_ledger",
 ]
 

@@ -6,7 +6,7 @@ processes). Every method that writes commits durably before it returns. Money is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -168,6 +168,29 @@ class AuditSnapshot:
     keys: list[KeyRecord]
 
 
+class UnreadableRecord(ValueError):
+    """A row the ledger cannot read back as it writes it (text where a number belongs, JSON
+    that is not JSON...): written behind the ledger. Raised by an AuditReader."""
+
+
+class AuditReader(Protocol):
+    """What `kiosk gateway audit` reads, from one consistent snapshot of the ledger, a row at a
+    time: nothing here holds a whole table in memory. Each key-ordered iterator orders its keys
+    by code point (Python's order of str), so that two of them can be merged by key. A row
+    that cannot be converted raises UnreadableRecord."""
+
+    def head(self) -> tuple[int, str] | None: ...  # the (seq, hash) the ledger says is last
+    # the audit log in seq order: (seq, kind, txn_id, body, prev_hash, hash)
+    def events(self) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
+    def event_body(self, seq: int) -> str | None: ...  # one event's body text (by its seq)
+    def keys(self) -> list[KeyRecord]: ...  # all of them (a few per kiosk)
+    def persons(self) -> Iterator[Person]: ...  # by psn_no
+    def bills(self) -> Iterator[Bill]: ...  # by bill_id
+    def settlements(self) -> Iterator[Settlement]: ...  # by txn_id, cancelled ones included
+    # ((psn_no, year), amounts) by psn_no, then year
+    def accumulations(self) -> Iterator[tuple[tuple[str, int], Any]]: ...
+
+
 class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
@@ -281,4 +304,7 @@ class Ledger(Protocol):
     # the latest setl_time (of the latest setl_date: gateways in other --timezones may
     # order a few hours differently); None if no settlement
     def latest_settlement_time(self) -> int | None: ...
-    def audit_snapshot(self) -> AuditSnapshot: ...  # extension: for `kiosk gateway audit`
+    def audit_snapshot(self) -> AuditSnapshot: ...  # extension: the whole ledger, in memory
+    # extension, for `kiosk gateway audit`: work(reader) inside one consistent read snapshot,
+    # the reader streaming the tables (whatever their size, a batch of rows in memory at once)
+    def audit_read(self, work: Callable[[AuditReader], T]) -> T: ...

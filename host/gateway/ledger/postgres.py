@@ -14,6 +14,7 @@ transaction.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import socket
@@ -53,6 +54,9 @@ _SETS_LOCK_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)lock[_-]timeout=")  # not dead
 # statements for milliseconds; an operator's audit of a large ledger converts rows for longer
 # between its reads, so the operator's commands are not limited.
 IDLE_IN_TRANSACTION_MS = 5000
+# Rows a server-side cursor (Tx.stream: the audit's reads) fetches per round trip: a few MB
+# at most, whatever the table's size.
+STREAM_BATCH_ROWS = 1000
 _SETS_IDLE_TIMEOUT = re.compile(r"(^|\s)(-c\s*|--)idle[_-]in[_-]transaction[_-]session[_-]"
                                 r"timeout=")
 
@@ -93,6 +97,16 @@ class PostgresLedger(SqlLedger):
             settings += f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
         options["options"] = settings.strip()
         return psycopg.connect(self.location.dsn or "", **options)
+
+    def _stream_cursor(self, conn: Any) -> Any:
+        # A named cursor is a server-side one (DECLARE ... inside the transaction begun here):
+        # the server keeps the result and hands it over STREAM_BATCH_ROWS at a time.
+        cursor = conn.cursor(name=f"onestop_stream_{next(_STREAM_NAMES)}")
+        cursor.itersize = STREAM_BATCH_ROWS
+        return cursor
+
+    def _order_key(self, column: str) -> str:
+        return f'{column} COLLATE "C"'
 
     def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
         if not write:
@@ -174,6 +188,9 @@ class PostgresLedger(SqlLedger):
                 f"ledger {self.where} is unavailable ({_first_line(exc)}); nothing was written"
             )
         return LedgerError(f"ledger {self.where}: {_first_line(exc)}; nothing was written")
+
+
+_STREAM_NAMES = itertools.count(1)
 
 
 @functools.lru_cache(maxsize=256)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from . import events
 from .base import (
     MAX_COUNTER,
+    AuditReader,
     AuditSnapshot,
     Bill,
     BillUnavailable,
@@ -35,6 +36,7 @@ from .base import (
     Settlement,
     TxnConflict,
     UnknownTxn,
+    UnreadableRecord,
 )
 from .chain import GENESIS_HASH, canonical_json, event_hash
 from .checks import amounts_problems, minus, plus, same_amounts
@@ -56,6 +58,7 @@ from .schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
 from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
+T = TypeVar("T")
 KEY_ROLES = ("gateway", "kiosk")
 # A request's replay check: store its counter if it is above the last one seen from the kiosk
 # *and* the kiosk's key is still the active one its frame was verified with (a revocation that
@@ -88,6 +91,11 @@ class SqlLedger(SqlStore):
 
     def _prepare_schema(self, tx: Tx) -> None:
         """Anything init needs before the tables (PostgreSQL: the schema, an init lock)."""
+
+    def _order_key(self, column: str) -> str:
+        """`column` as an ORDER BY term that sorts text by code point, as Python sorts str
+        (SQLite's default BINARY collation does; PostgreSQL's may follow a locale)."""
+        return column
 
     # ------------------------------------------------------------------ lifecycle
     def init(self) -> None:
@@ -858,3 +866,69 @@ class SqlLedger(SqlStore):
             )
 
         return self._read(work)
+
+    def audit_read(self, work: Callable[[AuditReader], T]) -> T:
+        """work(reader) in one read transaction (PostgreSQL: REPEATABLE READ, so every read
+        sees the same snapshot; SQLite: one read transaction on WAL, likewise)."""
+        return self._read(lambda tx: work(_SqlAuditReader(tx, self._order_key)))
+
+
+def _readable(convert: Callable[[Sequence[Any]], T], row: Sequence[Any]) -> T:
+    try:
+        return convert(row)
+    except (TypeError, ValueError) as exc:  # a column holds what the ledger never writes
+        raise UnreadableRecord(str(exc)) from exc
+
+
+def _event_row(row: Sequence[Any]) -> tuple[int, str, str | None, str, str, str]:
+    seq, kind, txn_id, body, prev_hash, digest = row
+    return int(seq), kind, txn_id, body, prev_hash, digest
+
+
+def _accumulation_row(row: Sequence[Any]) -> tuple[tuple[str, int], Any]:
+    psn_no, year, amounts = row
+    return (psn_no, int(year)), json.loads(amounts)
+
+
+class _SqlAuditReader:
+    """The AuditReader of one read transaction: each table streamed in key order."""
+
+    def __init__(self, tx: Tx, order_key: Callable[[str], str]) -> None:
+        self._tx = tx
+        self._key = order_key
+
+    def _rows(self, sql: str, convert: Callable[[Sequence[Any]], T]) -> Iterator[T]:
+        for row in self._tx.stream(sql):
+            yield _readable(convert, row)
+
+    def head(self) -> tuple[int, str] | None:
+        row = self._tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return None if row is None else _readable(lambda r: (int(r[0]), r[1]), row)
+
+    def events(self) -> Iterator[tuple[int, str, str | None, str, str, str]]:
+        return self._rows("SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log "
+                          "ORDER BY seq", _event_row)
+
+    def event_body(self, seq: int) -> str | None:
+        row = self._tx.one("SELECT body FROM audit_log WHERE seq = ?", (seq,))
+        return None if row is None else row[0]
+
+    def keys(self) -> list[KeyRecord]:
+        return [_readable(key_from_row, row)
+                for row in self._tx.all(f"SELECT {KEY_COLUMNS} FROM keys")]
+
+    def persons(self) -> Iterator[Person]:
+        return self._rows(f"SELECT {PERSON_COLUMNS} FROM persons "
+                          f"ORDER BY {self._key('psn_no')}", person_from_row)
+
+    def bills(self) -> Iterator[Bill]:
+        return self._rows(f"SELECT {BILL_COLUMNS} FROM bills ORDER BY {self._key('bill_id')}",
+                          bill_from_row)
+
+    def settlements(self) -> Iterator[Settlement]:
+        return self._rows(f"SELECT {SETTLEMENT_COLUMNS} FROM settlements "
+                          f"ORDER BY {self._key('txn_id')}", settlement_from_row)
+
+    def accumulations(self) -> Iterator[tuple[tuple[str, int], Any]]:
+        return self._rows("SELECT psn_no, year, amounts FROM accumulations "
+                          f"ORDER BY {self._key('psn_no')}, year", _accumulation_row)

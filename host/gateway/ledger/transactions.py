@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from .base import LedgerError
@@ -42,11 +42,14 @@ class Tx:
     """One open transaction on one connection (one cursor, reused for every statement)."""
 
     def __init__(self, conn: Any, translate: Callable[[str], str],
-                 pipelined: bool = False) -> None:
+                 pipelined: bool = False,
+                 stream_cursor: Callable[[Any], Any] | None = None) -> None:
         self._conn = conn
         self._cursor = conn.cursor()
         self._translate = translate
         self._pipelined = pipelined  # the driver can send statements without waiting (psycopg)
+        # a cursor that fetches a query's rows a batch at a time (see `stream`)
+        self._stream_cursor = stream_cursor or (lambda c: c.cursor())
         self.events: list[Any] = []  # audit events to link to the chain before the commit
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -54,6 +57,17 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._cursor.execute(self._translate(sql), tuple(params)).fetchall())
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a query one by one, never all of them held at once: SQLite steps its own
+        cursor; PostgreSQL reads a server-side cursor a batch at a time. Other statements may
+        run on this transaction between two rows (on their own cursor)."""
+        cursor = self._stream_cursor(self._conn)
+        try:
+            cursor.execute(self._translate(sql), tuple(params))
+            yield from cursor
+        finally:
+            cursor.close()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows it changed."""
@@ -136,6 +150,11 @@ class SqlStore:
 
     def _translate(self, sql: str) -> str:
         raise NotImplementedError
+
+    def _stream_cursor(self, conn: Any) -> Any:
+        """A cursor for Tx.stream: one that holds a batch of rows at a time, not all of them
+        (the driver's plain cursor does, for SQLite)."""
+        return conn.cursor()
 
     def _storage_error(self, exc: BaseException, committing: bool) -> LedgerError:
         """A LedgerError that says what went wrong in words an operator can act on."""
@@ -239,7 +258,7 @@ class SqlStore:
 
     def _run_on(self, thread: int, work: Callable[[Tx], T], write: bool, durable: bool) -> T:
         conn = self._begun(thread, write, durable)
-        tx = Tx(conn, self._translate, self.pipelined)
+        tx = Tx(conn, self._translate, self.pipelined, self._stream_cursor)
         self._local.tx = tx
         try:
             result = work(tx)
