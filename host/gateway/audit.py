@@ -269,7 +269,8 @@ class _Audit:
 
     def _check_persons(self) -> None:
         for psn_no, person, facts in _merge(self.reader.persons(), _psn_no, _groups(self.persons)):
-            last = (facts[-1][0], *facts[-1][1]) if facts else None
+            events = list(facts)  # a resident's: added, updated now and then
+            last = (events[-1][0], *events[-1][1]) if events else None
             self._compare_one("person", psn_no, None if person is None else ev.person_data(person),
                               last, self.person_problems)
 
@@ -327,7 +328,7 @@ class _Audit:
             if live:
                 self.person_years.add(psn_no, year, told.seq, (DELTA, delta))
 
-    def _replay_settlement(self, txn_id: str, facts: list[tuple[int, Any]]) -> _Told:
+    def _replay_settlement(self, txn_id: str, facts: Iterable[tuple[int, Any]]) -> _Told:
         """What the events of txn_id (in seq order) say of it."""
         told = _Told()
         for seq, fact in facts:
@@ -489,10 +490,11 @@ def _cancel_problem(seq: int, txn_id: str, told: _Told, fact: Any) -> str | None
 
 # ---------------------------------------------------------------------------- merging by key
 def _merge(rows: Iterable[R], key_of: Callable[[R], K],
-           groups: Iterator[tuple[K, list[tuple[int, Any]]]]
-           ) -> Iterator[tuple[K, R | None, list[tuple[int, Any]]]]:
+           groups: Iterator[tuple[K, Iterable[tuple[int, Any]]]]
+           ) -> Iterator[tuple[K, R | None, Iterable[tuple[int, Any]]]]:
     """Rows and groups of events, both ordered by key, side by side: (key, its row or None,
-    its events, in seq order, or []), for every key either has, in key order."""
+    its events in seq order, or none), for every key either has, in key order. A key's events
+    are to be iterated before the next key is asked for (see _groups)."""
     row_iter = iter(rows)
     row, row_key = _next_row(row_iter, key_of, None)
     group = next(groups, None)
@@ -530,14 +532,16 @@ def _is_key(key: Any) -> bool:
 
 
 def _groups(records: SortedRecords, numbered: bool = False
-            ) -> Iterator[tuple[Any, list[tuple[int, Any]]]]:
-    """The sorted records by key ((key, number) if `numbered`): (key, [(seq, value)...])."""
+            ) -> Iterator[tuple[Any, Iterator[tuple[int, Any]]]]:
+    """The sorted records by key ((key, number) if `numbered`): (key, its (seq, value)s). Each
+    key's records are read as they are iterated (a person-year may have thousands): iterate
+    them before asking for the next key."""
     if numbered:
         for (key, number), same in groupby(records, key=lambda r: (r[0], r[1])):
-            yield (key, number), [(seq, value) for _, _, seq, value in same]
+            yield (key, number), ((seq, value) for _, _, seq, value in same)
     else:
         for key, same in groupby(records, key=lambda r: r[0]):
-            yield key, [(seq, value) for _, _, seq, value in same]
+            yield key, ((seq, value) for _, _, seq, value in same)
 
 
 def _psn_no(person: Any) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 CACHE_KIB = 8 * 1024  # the scratch database's page cache (and its sorter's memory), in KiB
-WRITE_BATCH = 2000  # records kept in Python before they go to the scratch database
+WRITE_BATCH = 1000  # records kept in Python (per table) before they go to the scratch database
 
 
 class Scratch:
