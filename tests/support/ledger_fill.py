@@ -67,27 +67,39 @@ def fill(ledger: Any, settlements: int, *, persons: int = 500, cancel_every: int
                 settlement.record(), GATEWAY_KID, key))
         return build
 
-    def some(first: int, count: int) -> None:
-        for n in range(first, first + count):
-            psn_no = people[n % persons]
-            bill_id, txn_id = f"FB{n:09d}", f"FT-{n:09d}-fill"
-            ledger.upsert_bill(Bill(
-                bill_id=bill_id, psn_no=psn_no, fixmedins_name="涞源县医院",
-                mdtrtarea_admvs="130630", med_type="outpatient_chronic", hosp_lv=1,
-                referral=False, date="2026-11-20",
-                items=({"name": "甲类药品", "class": "A", "amount": 10_000 + n % 5_000},
-                       {"name": "乙类药品", "class": "B", "amount": 2_000 + n % 700})))
-            ledger.settle(txn_id, txn_id.encode(), KIOSK, psn_no, bill_id, build_for(txn_id))
-            if cancel_every and n % cancel_every == cancel_every - 1:
-                ledger.cancel(txn_id, KIOSK, SETL_DAY)
-            else:
-                ledger.mark_receipt_printed(txn_id)
+    def settle_one(n: int) -> None:
+        psn_no = people[n % persons]
+        bill_id, txn_id = f"FB{n:09d}", f"FT-{n:09d}-fill"
+        ledger.upsert_bill(Bill(
+            bill_id=bill_id, psn_no=psn_no, fixmedins_name="涞源县医院",
+            mdtrtarea_admvs="130630", med_type="outpatient_chronic", hosp_lv=1,
+            referral=False, date="2026-11-20",
+            items=({"name": "甲类药品", "class": "A", "amount": 10_000 + n % 5_000},
+                   {"name": "乙类药品", "class": "B", "amount": 2_000 + n % 700})))
+        ledger.settle(txn_id, txn_id.encode(), KIOSK, psn_no, bill_id, build_for(txn_id))
+        if not cancelled(n):
+            ledger.mark_receipt_printed(txn_id)
 
-    done = 0
-    while done < settlements:
-        count = min(batch, settlements - done)
-        ledger.atomically(lambda first=start + done, count=count: some(first, count))
-        done += count
+    def cancelled(n: int) -> bool:
+        return bool(cancel_every) and n % cancel_every == cancel_every - 1
+
+    pending: list[int] = []
+
+    def flush() -> None:
+        if pending:
+            ledger.atomically(lambda: [settle_one(n) for n in pending])
+            pending.clear()
+
+    for n in range(start, start + settlements):
+        pending.append(n)
+        if cancelled(n):
+            # in a transaction of its own, once its settlement's event is in the chain (a
+            # cancel looks there for the resident's later settlements), as a kiosk's would be
+            flush()
+            ledger.cancel(f"FT-{n:09d}-fill", KIOSK, SETL_DAY)
+        elif len(pending) >= batch:
+            flush()
+    flush()
 
 
 def main(argv: list[str] | None = None) -> int:
