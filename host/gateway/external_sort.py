@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import marshal
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from .ledger.base import LedgerError
+
 CACHE_KIB = 8 * 1024  # the scratch database's page cache (and its sorter's memory), in KiB
 WRITE_BATCH = 1000  # records kept in Python (per table) before they go to the scratch database
+
+
+class ScratchError(LedgerError):
+    """The scratch database failed (the temporary folder full or not writable): the audit
+    cannot go on, and says where it needed room."""
+
+
+def _failed(exc: sqlite3.Error) -> ScratchError:
+    return ScratchError(f"the audit's scratch space in the temporary folder "
+                        f"({tempfile.gettempdir()}; TMPDIR sets another) failed: {exc}")
 
 
 class Scratch:
@@ -24,11 +37,14 @@ class Scratch:
     `with` block's end) deletes it."""
 
     def __init__(self) -> None:
-        # "": a private temporary database, in memory until its cache fills, then on disk
-        self._conn = sqlite3.connect("", isolation_level=None)
-        for pragma in (f"cache_size = -{CACHE_KIB}", "journal_mode = OFF", "synchronous = OFF",
-                       "temp_store = FILE"):
-            self._conn.execute(f"PRAGMA {pragma}")
+        try:
+            # "": a private temporary database, in memory until its cache fills, then on disk
+            self._conn = sqlite3.connect("", isolation_level=None)
+            for pragma in (f"cache_size = -{CACHE_KIB}", "journal_mode = OFF",
+                           "synchronous = OFF", "temp_store = FILE"):
+                self._conn.execute(f"PRAGMA {pragma}")
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
         self._tables = 0
 
     def table(self) -> SortedRecords:
@@ -54,8 +70,11 @@ class SortedRecords:
         self._conn = conn
         self._name = name
         self._pending: list[tuple[str, int, int, bytes]] = []
-        conn.execute(f"CREATE TABLE {name} (k TEXT NOT NULL, n INTEGER NOT NULL, "
-                     "s INTEGER NOT NULL, v BLOB NOT NULL)")
+        try:
+            conn.execute(f"CREATE TABLE {name} (k TEXT NOT NULL, n INTEGER NOT NULL, "
+                         "s INTEGER NOT NULL, v BLOB NOT NULL)")
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
 
     def add(self, key: str, number: int, seq: int, value: Any) -> None:
         self._pending.append((key, number, seq, marshal.dumps(value)))
@@ -63,21 +82,28 @@ class SortedRecords:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
+        if not self._pending:
+            return
+        try:
             self._conn.execute("BEGIN")  # one transaction per batch
             self._conn.executemany(f"INSERT INTO {self._name} VALUES (?, ?, ?, ?)",
                                    self._pending)
             self._conn.execute("COMMIT")
-            self._pending.clear()
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
+        self._pending.clear()
 
     def __iter__(self) -> Iterator[tuple[str, int, int, Any]]:
         """Every record, sorted; the table is emptied afterwards (its pages reused)."""
         self._flush()
         loads = marshal.loads
-        cursor = self._conn.execute(f"SELECT k, n, s, v FROM {self._name} ORDER BY k, n, s")
         try:
-            for key, number, seq, value in cursor:
-                yield key, number, seq, loads(value)
-        finally:
-            cursor.close()
-        self._conn.execute(f"DELETE FROM {self._name}")
+            cursor = self._conn.execute(f"SELECT k, n, s, v FROM {self._name} ORDER BY k, n, s")
+            try:
+                for key, number, seq, value in cursor:
+                    yield key, number, seq, loads(value)
+            finally:
+                cursor.close()
+            self._conn.execute(f"DELETE FROM {self._name}")
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
