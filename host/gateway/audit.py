@@ -50,7 +50,13 @@ from .external_sort import Scratch, SortedRecords
 from .ledger import events as ev
 from .ledger.base import AuditReader, Bill, Ledger, LedgerError, Settlement, UnreadableRecord
 from .ledger.chain import GENESIS_HASH, canonical_json
-from .ledger.checks import amounts_problems, breakdown_problems, plus, same_amounts
+from .ledger.checks import (
+    BREAKDOWN_FIELDS,
+    amounts_problems,
+    breakdown_problems,
+    plus,
+    same_amounts,
+)
 from .ledger.rows import bill_content
 
 K = TypeVar("K")
@@ -109,7 +115,9 @@ def verify(reader: AuditReader) -> AuditReport:
 #                                   ("p",)                                      receipt printed
 #   bills:        bill_id        -> ("b", envelope, body sha256, med_type, date)  imported/updated
 #                                   ("t", txn_id, first settled seq, live, medfee_sumamt,
-#                                     delta check or None)   each settlement, at its settled seq
+#                                     delta check or None)   each settlement, at its last
+#                                     settled seq (the check: its row's setl_time, breakdown
+#                                     values, delta, setl_date, acc_year)
 #   person-years: (psn_no, year) -> ("seed", amounts) | ("delta", delta of a live settlement)
 # A row is the same as its event when canonical JSON of the row's record with the event's
 # envelope (kind, seq, at) and event-only fields (a settlement's policy) added is the event's
@@ -362,7 +370,8 @@ class _Audit:
         if not isinstance(settlement.result, dict) or not isinstance(settlement.delta, dict):
             problem(BREAKDOWN, "its result or delta is not a record (written behind the ledger)")
             return True, None
-        for broken in breakdown_problems(settlement.result):
+        broken_breakdown = breakdown_problems(settlement.result)
+        for broken in broken_breakdown:
             problem(BREAKDOWN, broken)
         signed_problem = _signed_record_problem(settlement, gateway_keys)
         if signed_problem:
@@ -379,11 +388,14 @@ class _Audit:
         if settlement.receipt_printed != told.printed:
             problem(FLAGS, "receipt_printed differs from the audit log")
         # The delta follows from the signed breakdown (a row whose result differs from it is
-        # named above) and the bill as it stood when settled: checked with the bills.
-        if signed_problem or told.fact is None:
+        # named above) and the bill as it stood when settled: checked with the bills. (A
+        # breakdown that does not add up is named above; its delta is not checked.) The
+        # breakdown goes as its values, in BREAKDOWN_FIELDS order: it has those and no other.
+        if signed_problem or broken_breakdown or told.fact is None:
             return False, None
-        return False, (settlement.setl_time, settlement.result, settlement.delta,
-                       settlement.setl_date, settlement.acc_year)
+        return False, (settlement.setl_time,
+                       tuple(settlement.result[name] for name in BREAKDOWN_FIELDS),
+                       settlement.delta, settlement.setl_date, settlement.acc_year)
 
     def _check_bills(self) -> None:
         for bill_id, bill, facts in _merge(self.reader.bills(), _bill_id, _groups(self.bills)):
@@ -406,7 +418,8 @@ class _Audit:
                 self._check_bill(bill, [(txn, medfee) for _, txn, medfee in sorted(live)])
 
     def _check_delta(self, txn_id: str, check: Any, bill_event: Any) -> None:
-        setl_time, result, delta, setl_date, acc_year = check
+        setl_time, amounts, delta, setl_date, acc_year = check
+        result = dict(zip(BREAKDOWN_FIELDS, amounts, strict=True))
         _, _, _, med_type, date = bill_event
         problem = _delta_problem(result, delta, setl_date, acc_year,
                                  {"med_type": med_type, "date": date})
