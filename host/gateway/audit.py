@@ -20,15 +20,15 @@ compare.
 
 What it costs. Everything is read in one consistent snapshot of the ledger (Ledger.audit_read:
 on PostgreSQL one REPEATABLE READ transaction for the whole run), a batch of rows at a time:
-its memory does not grow with the ledger (a few tens of MB, whatever its size). The audit log
-is read once, in seq order, checking the chain as it goes; what each event says of a resident,
-a bill, a settlement or a person-year goes to a scratch sort (external_sort.py: a private
-temporary SQLite file, about 150 bytes per event, deleted at the end). Then each table is read
-in key order beside its events sorted by the same key (a merge join), and the person-years'
-totals are added up as integers, one person-year at a time. Only a row whose event says
-otherwise is looked at again (its event read back by seq, to name the fields that differ).
-The time is about linear in the ledger's size, most of it checking each settlement's
-signature.
+its memory does not grow with the ledger (about 50 MB, whatever its size). The audit log is
+read once, in seq order, checking the chain as it goes; what each event says of a resident, a
+bill, a settlement or a person-year goes to a scratch sort (external_sort.py: a private
+temporary SQLite file in TMPDIR, deleted at the end; about 1.4 KB of disk per settlement at
+its largest). Then each table is read in key order beside its events sorted by the same key (a
+merge join), and the person-years' totals are added up as integers, one person-year at a time.
+Only a row whose event says otherwise is looked at again (its event read back by seq, to name
+the fields that differ). The time is linear in the ledger's size: about 0.3 ms of one core per
+settlement, nearly half of it checking its signature.
 """
 
 from __future__ import annotations
