@@ -260,6 +260,7 @@ class Handlers:
             if breakdown["psn_cash_pay"] != confirmed:
                 raise AmountChanged(breakdown["psn_cash_pay"], confirmed)
             record = {
+                # A new number at each call: the ledger builds again if another has it.
                 "setl_id": "S" + setl_date.strftime("%Y%m%d") + self._new_id(),
                 "txn_id": request["txn_id"],
                 "kiosk": request["kiosk"],

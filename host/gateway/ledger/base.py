@@ -273,7 +273,10 @@ class Ledger(Protocol):
         - else call build(accumulations of the bill's year, bill) -> Settlement (which carries
           `delta`), store it, add delta to the accumulations, mark the bill settled, append an
           audit event; commit (fsync); return (settlement, True).
-        `build` may raise to abort (nothing is written).
+        `build` may raise to abort (nothing is written). It is called again, in the same
+        transaction, when the settlement number (setl_id) it chose is another settlement's:
+        each call must choose a new one (at the third number taken, LedgerError: nothing is
+        written). A txn_id stored meanwhile by another transaction is answered as above.
         `year` (extension): the accumulation year when it is not the bill's, e.g. the
         settlement date's year as the settlement engine counts it (Claim.year).
         The built settlement must match the request (txn_id, kiosk_id, psn_no, bill_id,

@@ -70,6 +70,9 @@ ADVANCE_IF_KEY_ACTIVE = (
     "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr"
 )
 KEY_STATUSES = ("active", "revoked")
+# A settlement whose number (setl_id) is taken is built again with a new one, this many times
+# in all: two random 40-bit numbers of one day meet now and then, three in a row never do.
+SETL_ID_ATTEMPTS = 3
 
 
 def _check_counter(ctr: Any) -> None:
@@ -668,21 +671,37 @@ class SqlLedger(SqlStore):
                 raise BillUnavailable("bill_settled", f"bill {bill_id} is already settled")
             acc_year = int(bill.date[:4]) if year is None else year
             before = self._lock_accumulations(tx, psn_no, acc_year)
-            built = build(dict(before), bill)
-            problems = built_settlement_problems(
-                built, txn_id, request_digest, kiosk_id, psn_no, bill
-            )
-            if problems:
-                raise ValueError(f"refusing to store settlement {txn_id}: " + "; ".join(problems))
-            settlement = replace(built, status="settled", receipt_printed=False, acc_year=acc_year)
+            taken: list[str] = []  # settlement numbers built that another settlement has
+            while True:
+                built = build(dict(before), bill)
+                problems = built_settlement_problems(
+                    built, txn_id, request_digest, kiosk_id, psn_no, bill
+                )
+                if problems:
+                    raise ValueError(f"refusing to store settlement {txn_id}: "
+                                     + "; ".join(problems))
+                settlement = replace(built, status="settled", receipt_printed=False,
+                                     acc_year=acc_year)
+                # No conflict target: a txn_id or a setl_id already stored inserts nothing
+                # (no error, which on PostgreSQL would undo the whole batch), and says which.
+                if tx.run(
+                    f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    settlement_values(settlement, acc_year),
+                ):
+                    break
+                if tx.one("SELECT 1 FROM settlements WHERE txn_id = ?", (txn_id,)) is not None:
+                    raise TxnRace(txn_id)  # stored by another transaction meanwhile
+                # Its setl_id is another settlement's: numbers are random (the gateway's have
+                # 40 bits a day), so two of a busy day's meet now and then. Built again, it
+                # gets a new one, in this same request.
+                taken.append(settlement.setl_id)
+                if len(taken) >= SETL_ID_ATTEMPTS:
+                    raise LedgerError(
+                        f"settlement {txn_id}: the settlement numbers built for it "
+                        f"({', '.join(taken)}) were all taken already; the numbers are not "
+                        "random enough; nothing was stored")
             after = plus(before, settlement.delta)
-            inserted = tx.run(
-                f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING",
-                settlement_values(settlement, acc_year),
-            )
-            if not inserted:
-                raise TxnRace(txn_id)
             self._store_accumulations(tx, psn_no, acc_year, after)
             tx.run("UPDATE bills SET status = 'settled' WHERE bill_id = ?", (bill_id,))
             self._append_event(tx, events.SETTLED, events.settled_data(settlement))

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from onestop.host.gateway.audit import audit
 from onestop.host.gateway.ledger import (
     BillUnavailable,
+    KeyRecord,
     LedgerError,
+    RequestJob,
     TxnConflict,
     UnknownTxn,
     open_ledger,
 )
+from onestop.host.keys import SigningKey
 
 
 def test_settle_stores_the_settlement_marks_the_bill_and_adds_to_the_accumulations(
@@ -112,6 +116,86 @@ def test_a_build_that_raises_leaves_nothing_behind(demo_people, kit):
     assert demo_people.accumulations("P1", kit.YEAR) == {}
     assert demo_people.audit_events() == events_before
     kit.settle(demo_people, "T-000001", "P1", "B1")  # and the txn can still be settled
+
+
+def numbered(kit, build, *setl_ids: str):
+    """`build`, its settlements numbered setl_ids in turn (the last one ever after), signed
+    under each number: as the gateway's build draws a new random number at each call."""
+    calls: list[str] = []
+
+    def renumbered(accumulations, bill):
+        setl_id = setl_ids[min(len(calls), len(setl_ids) - 1)]
+        calls.append(setl_id)
+        settlement = replace(build(accumulations, bill), setl_id=setl_id)
+        return replace(settlement, signed=kit.sign_record(settlement))
+
+    renumbered.calls = calls
+    return renumbered
+
+
+def test_a_settlement_number_already_taken_is_drawn_again_in_the_same_request(demo_people, kit):
+    # setl_id is random (40 bits a day): on a busy day two settlements draw the same one now
+    # and then. The second must be settled all the same, under a new number, not refused as
+    # "unavailable ... nothing was stored" (and then "not_found" to the kiosk's query).
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    events_before = len(demo_people.audit_events())
+    digest = kit.digest("T-000002")
+    build = numbered(kit, kit.build("T-000002", digest), first.setl_id, "S-FRESH-NUMBER")
+
+    stored, created = demo_people.settle("T-000002", digest, kit.KIOSK, "P1", "B2", build)
+
+    assert created and build.calls == [first.setl_id, "S-FRESH-NUMBER"]
+    assert stored.setl_id == "S-FRESH-NUMBER"
+    assert demo_people.get_settlement("T-000002") == stored
+    assert demo_people.get_settlement("T-000001") == first  # untouched
+    assert demo_people.get_bill("B2").status == "settled"
+    # its delta added once, not once per number drawn
+    assert demo_people.accumulations("P1", kit.YEAR) == {
+        key: 2 * value for key, value in first.delta.items()}
+    events = demo_people.audit_events()[events_before:]
+    assert [(e["kind"], e["txn_id"]) for e in events] == [("settled", "T-000002")]
+    assert '"setl_id":"S-FRESH-NUMBER"' in events[0]["body"]
+    assert audit(demo_people).ok
+
+
+def test_a_settlement_number_taken_again_and_again_stores_nothing(demo_people, kit):
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    events_before = demo_people.audit_events()
+    digest = kit.digest("T-000002")
+    build = numbered(kit, kit.build("T-000002", digest), first.setl_id)  # a broken generator
+
+    with pytest.raises(LedgerError, match="were all taken already"):
+        demo_people.settle("T-000002", digest, kit.KIOSK, "P1", "B2", build)
+
+    assert len(build.calls) == 3
+    assert demo_people.get_settlement("T-000002") is None
+    assert demo_people.get_bill("B2").status == "pending"
+    assert demo_people.accumulations("P1", kit.YEAR) == first.delta
+    assert demo_people.audit_events() == events_before
+
+
+def test_a_taken_settlement_number_in_a_batch_spares_the_batch(demo_people, kit):
+    # The gateway runs many kiosks' requests in one transaction (run_requests), on PostgreSQL
+    # without savepoints at first: the number drawn again must not fail the transaction.
+    key = SigningKey.generate().public_key
+    demo_people.add_key(KeyRecord(kid=kit.KIOSK, role="kiosk", public_key=key, status="active"))
+    digests = {txn: kit.digest(txn) for txn in ("T-000001", "T-000002")}
+
+    def settle(txn, psn_no, bill_id, *numbers):
+        def work(ledger):
+            build = numbered(kit, kit.build(txn, digests[txn]), *numbers)
+            return ledger.settle(txn, digests[txn], kit.KIOSK, psn_no, bill_id, build)[0]
+        return work
+
+    outcomes = demo_people.run_requests([
+        RequestJob(kit.KIOSK, 1, key, settle("T-000001", "P1", "B1", "S-SAME"), durable=True),
+        RequestJob(kit.KIOSK, 2, key, settle("T-000002", "P2", "B4", "S-SAME", "S-OTHER"),
+                   durable=True),
+    ])
+
+    assert [(o.status, o.value.setl_id) for o in outcomes] == [("done", "S-SAME"),
+                                                                ("done", "S-OTHER")]
+    assert demo_people.get_settlement("T-000002").setl_id == "S-OTHER"
 
 
 @pytest.mark.parametrize(
