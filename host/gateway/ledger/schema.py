@@ -6,10 +6,17 @@ can compare them with its events character for character. Hashes are hex text.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "2"
-# Versions `init` brings up to SCHEMA_VERSION by creating what they lack (each change since
-# them only added tables): 1 had no card_reads.
-UPGRADABLE_VERSIONS = ("1",)
+SCHEMA_VERSION = "3"
+# Versions `init` (and `upgrade`) bring up to SCHEMA_VERSION by creating the tables and indexes
+# they lack and dropping the indexes in RETIRED (each change since them only added tables or
+# changed indexes: nothing stored changes). 1 had no card_reads; 1 and 2 indexed settlements
+# by setl_date alone and audit_log's key revocations not at all.
+UPGRADABLE_VERSIONS = ("1", "2")
+# Indexes of earlier versions that this one replaced: dropped when a ledger is brought up to
+# date (every index is one more write for each settlement).
+RETIRED: tuple[str, ...] = (
+    "DROP INDEX IF EXISTS settlements_by_date",  # now settlements_by_day_kiosk
+)
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -80,7 +87,10 @@ TABLES: tuple[str, ...] = (
         status TEXT NOT NULL CHECK (status IN ('settled', 'cancelled')),
         receipt_printed INTEGER NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS settlements_by_date ON settlements (setl_date)",
+    # A day's settlements (the audit, the latest day at start-up), and one kiosk's of a day:
+    # a kiosk's reconcile reads its own rows only, not the whole day's (the operator's
+    # report groups the day by kiosk in this order too).
+    "CREATE INDEX IF NOT EXISTS settlements_by_day_kiosk ON settlements (setl_date, kiosk_id)",
     # A cancel looks up the person's other settlements of the year, and the order they were
     # made in (their `settled` events): see SqlLedger.cancel.
     "CREATE INDEX IF NOT EXISTS settlements_by_person ON settlements (psn_no, acc_year)",
@@ -93,6 +103,10 @@ TABLES: tuple[str, ...] = (
         hash TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS settled_events ON audit_log (txn_id) WHERE kind = 'settled'",
+    # The key revocations, for verify-receipt (whether a revoked key signed before or after):
+    # a handful of rows. Partial, so another event's insert only tests its kind, and adds no
+    # index entry (an index on kind would add one to every settlement's event).
+    "CREATE INDEX IF NOT EXISTS key_revocations ON audit_log (seq) WHERE kind = 'key_revoked'",
     # The chain's head in one row: appending locks it, so events are numbered and linked one
     # at a time even when several gateways write to one PostgreSQL ledger.
     """CREATE TABLE IF NOT EXISTS audit_head (

@@ -54,7 +54,7 @@ from .rows import (
     settlement_from_row,
     settlement_values,
 )
-from .schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
+from .schema import RETIRED, SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
 from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
@@ -111,10 +111,14 @@ class SqlLedger(SqlStore):
                 "ON CONFLICT (name) DO NOTHING",
                 (SCHEMA_VERSION,),
             )
-            # An older ledger has just been given the tables it lacked: it is up to date.
-            for old in UPGRADABLE_VERSIONS:
-                tx.run("UPDATE ledger_meta SET value = ? "
-                       "WHERE name = 'schema_version' AND value = ?", (SCHEMA_VERSION, old))
+            # An older ledger has just been given the tables and indexes it lacked; without
+            # the indexes this version replaced, it is up to date.
+            row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
+            if row is not None and row[0] in UPGRADABLE_VERSIONS:
+                for ddl in RETIRED:
+                    tx.run(ddl)
+                tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'",
+                       (SCHEMA_VERSION,))
             tx.run(
                 "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) "
                 "ON CONFLICT (id) DO NOTHING",
@@ -155,7 +159,7 @@ class SqlLedger(SqlStore):
                 f"the ledger at {self.where} has schema version {version}, from an earlier "
                 f"Onestop; this gateway needs version {SCHEMA_VERSION}: stop every gateway "
                 "on it and run `kiosk gateway upgrade --db URL` to bring it up to date (it "
-                "adds tables; nothing stored changes)"
+                "adds tables and indexes; nothing stored changes)"
             )
         if version != SCHEMA_VERSION:
             raise LedgerError(
@@ -837,8 +841,8 @@ class SqlLedger(SqlStore):
         ]
 
     def latest_settlement_time(self) -> int | None:
-        # The latest day's first (settlements_by_date), so start-up reads one day's rows, not
-        # the whole table.
+        # The latest day's first (settlements_by_day_kiosk, whose first column is the day),
+        # so start-up reads one day's rows, not the whole table.
         row = self._read(lambda tx: tx.one(
             "SELECT max(setl_time) FROM settlements WHERE setl_date = "
             "(SELECT max(setl_date) FROM settlements)"))

@@ -407,27 +407,74 @@ def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
                   "--public-key", KIOSK_PUBLIC],
                  ["gateway", "audit", "--db", db]):
         assert kiosk(*argv) != 0
-        assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
+        assert "has schema version 99; this gateway knows version 3" in capsys.readouterr().err
 
 
-def test_a_ledger_of_the_earlier_schema_is_brought_up_to_date_by_upgrade(db, tmp_path, capsys):
-    # An earlier Onestop's ledger (schema 1: no card_reads) with residents in it: serve and the
-    # operator's commands name the remedy, and `init` adds what it lacks, keeping everything.
-    assert kiosk("gateway", "seed-demo", "--db", db) == 0
+def indexes(ledger, table: str) -> set[str]:
+    """The names of the indexes made for `table` (not those of its keys and UNIQUE columns)."""
+    if ledger.blob_type == "BLOB":  # SQLite: its own indexes for keys have no sql
+        sql = ("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+               "AND sql IS NOT NULL")
+    else:  # the catalogues alone (pg_indexes would read every schema's index definitions,
+        # and fail on one that another test drops meanwhile)
+        sql = ("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+               "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n "
+               "ON n.oid = t.relnamespace WHERE n.nspname = current_schema() "
+               "AND t.relname = ? AND NOT i.indisunique")
+    return {name for (name,) in ledger._read(lambda tx: tx.all(sql, (table,)))}
+
+
+NEW_INDEXES = {"settlements": {"settlements_by_day_kiosk", "settlements_by_person"},
+               "audit_log": {"settled_events", "key_revocations"}}
+
+
+def make_earlier(ledger, version: str) -> None:
+    """`ledger` as an earlier Onestop left it: schema 2 indexed settlements by setl_date alone
+    and had no index of key revocations; 1 had no card_reads either."""
+    def work(tx):
+        tx.run("DROP INDEX settlements_by_day_kiosk")
+        tx.run("DROP INDEX key_revocations")
+        tx.run("CREATE INDEX settlements_by_date ON settlements (setl_date)")
+        if version == "1":
+            tx.run("DROP TABLE card_reads")
+        tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'", (version,))
+    ledger._write(work)
+
+
+def test_a_new_ledger_has_one_index_of_settlements_by_day(db):
+    # each index is one more write for every settlement: the day's index was replaced by the
+    # day-and-kiosk one, not joined by it
     with closing(open_ledger(db)) as ledger:
-        ledger._write(lambda tx: (tx.run("DROP TABLE card_reads"), tx.run(
-            "UPDATE ledger_meta SET value = '1' WHERE name = 'schema_version'")))
+        assert indexes(ledger, "settlements") == NEW_INDEXES["settlements"]
+        assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
+        db, version, tmp_path, capsys, kit):
+    # An earlier Onestop's ledger with residents and settlements in it: serve and the
+    # operator's commands name the remedy, and `upgrade` adds what it lacks, drops the index it
+    # replaced, and keeps everything stored.
+    assert kiosk("gateway", "seed-demo", "--db", db) == 0
+    settle_one(db, kit)
+    with closing(open_ledger(db)) as ledger:
+        make_earlier(ledger, version)
+        settlements_before = ledger.settlements_on(kit.SETTLE_DAY)
+        assert len(settlements_before) == 1
     capsys.readouterr()
     assert kiosk("gateway", "audit", "--db", db) != 0
     said = capsys.readouterr().err
-    assert "has schema version 1, from an earlier Onestop" in said
+    assert f"has schema version {version}, from an earlier Onestop" in said
     assert "run `kiosk gateway upgrade --db URL`" in said
     with closing(open_ledger(db)) as ledger:
         keys_before = ledger.list_keys()
     assert kiosk("gateway", "upgrade", "--db", db) == 0
-    assert "brought from schema version 1 up to date" in capsys.readouterr().out
+    assert f"brought from schema version {version} up to date" in capsys.readouterr().out
     with closing(open_ledger(db)) as ledger:
         assert ledger.list_keys() == keys_before  # no key made or enrolled
+        assert indexes(ledger, "settlements") == NEW_INDEXES["settlements"]
+        assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
+        assert ledger.settlements_on(kit.SETTLE_DAY) == settlements_before
     assert kiosk("gateway", "upgrade", "--db", db) == 0  # again: nothing to do
     assert "is up to date" in capsys.readouterr().out
     assert kiosk("gateway", "audit", "--db", db) == 0
@@ -446,7 +493,7 @@ def test_upgrade_makes_no_ledger_and_leaves_a_newer_one_alone(db, tmp_path, caps
             "UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'"))
     capsys.readouterr()
     assert kiosk("gateway", "upgrade", "--db", db) != 0
-    assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
+    assert "has schema version 99; this gateway knows version 3" in capsys.readouterr().err
 
 
 def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(

@@ -76,7 +76,7 @@ def test_serve_on_a_ledger_newer_than_this_gateway_is_refused(
         conn.execute("UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'")
     conn.close()
     assert serve("--db", f"sqlite:///{ledger_file}") == 2
-    assert "has schema version 99; this gateway knows version 2" in capsys.readouterr().err
+    assert "has schema version 99; this gateway knows version 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [
