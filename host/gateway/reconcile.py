@@ -2,18 +2,20 @@
 and per fund. Cancelled settlements are left out: the money never moved.
 
 `totals_for` answers a kiosk's `reconcile` frame (frames.cddl `totals_record`); `day_report`
-and `format_report` are `kiosk gateway reconcile`.
+and `format_report` are `kiosk gateway reconcile`. The database counts and sums
+(Ledger.settlement_sums): a kiosk's totals read its own rows of the day, not the whole day's
+(a gateway worker answers its other kiosks meanwhile), and the day's report is one grouped
+query, its memory the per-kiosk totals whatever the day's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from onestop.host.settlement.money import format_yuan
 
-from .ledger.base import Ledger, Settlement
+from .ledger.base import Ledger, SettlementSums
 
 MONEY_FIELDS: tuple[str, ...] = (
     "medfee_sumamt",
@@ -36,23 +38,18 @@ FUNDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def totals_of(settlements: Iterable[Settlement]) -> dict[str, int]:
-    """Count and money totals of the settled (not cancelled) settlements given."""
+def totals_for(ledger: Ledger, date: str, kiosk_id: str | None = None) -> dict[str, int]:
+    """The day's totals_record, for one kiosk or (None) the whole ledger."""
     totals = dict.fromkeys(TOTALS_FIELDS, 0)
-    for settlement in settlements:
-        if settlement.status != "settled":
-            continue
-        totals["count"] += 1
-        for field in MONEY_FIELDS:
-            totals[field] += int(settlement.result[field])
+    for sums in ledger.settlement_sums(date, MONEY_FIELDS, kiosk_id=kiosk_id, status="settled"):
+        _add(totals, sums)
     return totals
 
 
-def totals_for(ledger: Ledger, date: str, kiosk_id: str | None = None) -> dict[str, int]:
-    """The day's totals_record, for one kiosk or (None) the whole ledger."""
-    return totals_of(
-        s for s in ledger.settlements_on(date) if kiosk_id is None or s.kiosk_id == kiosk_id
-    )
+def _add(totals: dict[str, int], sums: SettlementSums) -> None:
+    totals["count"] += sums.count
+    for field in MONEY_FIELDS:
+        totals[field] += sums.sums[field]
 
 
 @dataclass(frozen=True)
@@ -64,13 +61,21 @@ class DayReport:
 
 
 def day_report(ledger: Ledger, date: str) -> DayReport:
-    settlements = ledger.settlements_on(date)
-    kiosks = sorted({s.kiosk_id for s in settlements if s.status == "settled"})
+    per_kiosk: dict[str, dict[str, int]] = {}
+    grand = dict.fromkeys(TOTALS_FIELDS, 0)
+    cancelled = 0
+    for sums in ledger.settlement_sums(date, MONEY_FIELDS):  # one row per kiosk and status
+        if sums.status == "settled":
+            _add(per_kiosk.setdefault(sums.kiosk_id, dict.fromkeys(TOTALS_FIELDS, 0)), sums)
+            _add(grand, sums)
+        elif sums.status == "cancelled":
+            cancelled += sums.count
     return DayReport(
         date=date,
-        per_kiosk={k: totals_of(s for s in settlements if s.kiosk_id == k) for k in kiosks},
-        grand=totals_of(settlements),
-        cancelled=sum(1 for s in settlements if s.status == "cancelled"),
+        # in id order as Python sorts (a PostgreSQL collation may sort otherwise)
+        per_kiosk={kiosk: per_kiosk[kiosk] for kiosk in sorted(per_kiosk)},
+        grand=grand,
+        cancelled=cancelled,
     )
 
 

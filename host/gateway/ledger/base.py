@@ -6,7 +6,7 @@ processes). Every method that writes commits durably before it returns. Money is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -116,6 +116,16 @@ class Settlement:
         return {"setl_id": self.setl_id, "txn_id": self.txn_id, "kiosk": self.kiosk_id,
                 "psn_no": self.psn_no, "bill_id": self.bill_id, "setl_time": self.setl_time,
                 "result": self.result}
+
+
+@dataclass(frozen=True)
+class SettlementSums:
+    """A day's settlements of one kiosk in one status, counted and summed by the database."""
+
+    kiosk_id: str
+    status: str  # "settled" | "cancelled"
+    count: int
+    sums: dict[str, int]  # result field -> its total over these settlements, integer fen
 
 
 @dataclass(slots=True)
@@ -304,6 +314,12 @@ class Ledger(Protocol):
     # each event: {"seq": int, "kind": str, "txn_id": str | None, "body": canonical JSON text,
     #              "prev_hash": hex, "hash": hex}; hash = sha256(prev_hash bytes + body UTF-8)
     def settlements_on(self, date: str) -> list[Settlement]: ...  # by setl_date, all statuses
+    # The day's settlements (setl_date), of one kiosk and in one status if given, counted and
+    # their result's integer `fields` summed, one SettlementSums per kiosk and status (none
+    # for a kiosk and status without settlements), in no particular order: computed by the
+    # database, which reads only the kiosk's rows when given one.
+    def settlement_sums(self, date: str, fields: Sequence[str], *, kiosk_id: str | None = None,
+                        status: str | None = None) -> list[SettlementSums]: ...
     # the latest setl_time (of the latest setl_date: gateways in other --timezones may
     # order a few hours differently); None if no settlement
     def latest_settlement_time(self) -> int | None: ...

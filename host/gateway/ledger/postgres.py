@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 import socket
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -149,6 +150,13 @@ class PostgresLedger(SqlLedger):
 
     def _connection_unusable(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
+
+    def _result_integers(self, fields: Sequence[str]) -> tuple[str, list[str]]:
+        # Each row's JSON parsed once, into typed columns (->> per field parsed it once per
+        # field, and as jsonb: 5 times slower over a day's settlements).
+        columns = ", ".join(f'"{name}" bigint' for name in fields)
+        return (f", json_to_record(s.result::json) AS r({columns})",
+                [f'r."{name}"' for name in fields])
 
     def _prepare_schema(self, tx: Tx) -> None:
         tx.one("SELECT pg_advisory_xact_lock(?)", (INIT_LOCK,))

@@ -16,6 +16,7 @@ Statements are written with ``?`` placeholders and a ``{lock}`` marker where Pos
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -34,6 +35,7 @@ from .base import (
     RequestJob,
     RequestOutcome,
     Settlement,
+    SettlementSums,
     TxnConflict,
     UnknownTxn,
     UnreadableRecord,
@@ -70,6 +72,7 @@ ADVANCE_IF_KEY_ACTIVE = (
     "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr"
 )
 KEY_STATUSES = ("active", "revoked")
+FIELD_NAME = re.compile(r"[a-z_]+")  # a settlement result's field (settlement_sums)
 # A settlement whose number (setl_id) is taken is built again with a new one, this many times
 # in all: two random 40-bit numbers of one day meet now and then, three in a row never do.
 SETL_ID_ATTEMPTS = 3
@@ -857,6 +860,39 @@ class SqlLedger(SqlStore):
             )
         )
         return [settlement_from_row(row) for row in rows]
+
+    def _result_integers(self, fields: Sequence[str]) -> tuple[str, list[str]]:
+        """For a query of `settlements s`: what to join to it, and the SQL of each of `fields`
+        (plain names) of its JSON `result` as an integer."""
+        return "", [f"CAST(json_extract(s.result, '$.{name}') AS INTEGER)" for name in fields]
+
+    def settlement_sums(self, date: str, fields: Sequence[str], *, kiosk_id: str | None = None,
+                        status: str | None = None) -> list[SettlementSums]:
+        for name in fields:
+            if not FIELD_NAME.fullmatch(name):  # it is written into the statement
+                raise ValueError(f"not a settlement result field: {name!r}")
+        where, params = "s.setl_date = ?", [date]
+        for column, value in (("kiosk_id", kiosk_id), ("status", status)):
+            if value is not None:
+                where += f" AND s.{column} = ?"
+                params.append(value)
+        joined, values = self._result_integers(fields)
+        sums = "".join(f", SUM({value})" for value in values)
+        # settlements_by_day_kiosk: the day's rows by kiosk, only the kiosk's when given one
+        rows = self._read(lambda tx: tx.all(
+            f"SELECT s.kiosk_id, s.status, COUNT(*){sums} FROM settlements s{joined} "
+            f"WHERE {where} GROUP BY s.kiosk_id, s.status", params))
+        found = []
+        for kiosk, state, count, *totals in rows:
+            if any(total is None for total in totals):  # a result without the field
+                raise LedgerError(f"settlements of {date} at {kiosk} lack a result field of "
+                                  f"{', '.join(fields)}: run `kiosk gateway audit`")
+            # exact integers: SQLite sums them as such, PostgreSQL as numeric (Decimal)
+            found.append(SettlementSums(kiosk_id=kiosk, status=state, count=int(count),
+                                        sums={name: int(total)
+                                              for name, total in zip(fields, totals,
+                                                                     strict=True)}))
+        return found
 
     def audit_snapshot(self) -> AuditSnapshot:
         def work(tx: Tx) -> AuditSnapshot:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, Person, Settlement, open_ledger
+from onestop.host.gateway.ledger.transactions import Tx
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import delta_of
 from onestop.protocol import messages
@@ -211,3 +213,42 @@ def db(tmp_path: Path) -> str:
         ledger.init()
         provision_gateway(ledger, tmp_path / "gateway.key")
     return url
+
+
+# ---------------------------------------------------------------- what the ledger runs
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, int]]:
+    """The statements the ledger runs from here on: (sql, params, rows it fetched); with
+    `query_plan`, tests tell a query that reads a few rows from one that reads a table."""
+    ran: list[tuple[str, tuple, int]] = []
+    fetch_all, fetch_one = Tx.all, Tx.one
+
+    def all_(self: Tx, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        rows = fetch_all(self, sql, params)
+        ran.append((sql, tuple(params), len(rows)))
+        return rows
+
+    def one(self: Tx, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = fetch_one(self, sql, params)
+        ran.append((sql, tuple(params), 0 if row is None else 1))
+        return row
+
+    monkeypatch.setattr(Tx, "all", all_)
+    monkeypatch.setattr(Tx, "one", one)
+    return ran
+
+
+@pytest.fixture
+def query_plan() -> Callable[[Ledger, str, Sequence[Any]], str]:
+    """plan(ledger, sql, params): how the database runs `sql` (EXPLAIN; PostgreSQL told to use
+    an index whenever it can: on a small table it would rather read it all)."""
+    return plan
+
+
+def plan(ledger: Any, sql: str, params: Sequence[Any]) -> str:
+    if ledger.blob_type == "BLOB":  # SQLite
+        rows = ledger._read(lambda tx: tx.all("EXPLAIN QUERY PLAN " + sql, params))
+        return "\n".join(str(row[-1]) for row in rows)
+    rows = ledger._read(lambda tx: (tx.run("SET LOCAL enable_seqscan = off"),
+                                    tx.all("EXPLAIN " + sql, params))[1])
+    return "\n".join(str(row[0]) for row in rows)
