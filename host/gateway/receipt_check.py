@@ -235,9 +235,9 @@ def _check_revocation(ledger: Ledger, key: KeyRecord, record: dict[str, Any],
 
 def last_revocation(ledger: Ledger, kid: str) -> dict[str, Any] | None:
     """The audit log's last key_revoked event of `kid` (its body: at, seq...), None if none
-    (the log is read whole: only for revoked keys)."""
+    (the revocations alone are read, by their index: not the whole log)."""
     found = None
-    for event in ledger.audit_events():
+    for event in ledger.key_revocations():
         if event["kind"] != ev.KEY_REVOKED:
             continue
         body = json.loads(event["body"])

@@ -296,6 +296,16 @@ class SqlLedger(SqlStore):
         rows = self._read(lambda tx: tx.all(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY role, kid"))
         return [key_from_row(row) for row in rows]
 
+    def key_revocations(self) -> list[dict[str, Any]]:
+        # By key_revocations, the partial index of these events: the kind is a literal, for the
+        # planner to see that the index's condition holds (for a parameter it may not).
+        rows = self._read(lambda tx: tx.all(
+            "SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log "
+            f"WHERE kind = '{events.KEY_REVOKED}' ORDER BY seq"))
+        return [{"seq": int(seq), "kind": kind, "txn_id": txn_id, "body": body,
+                 "prev_hash": prev_hash, "hash": digest}
+                for seq, kind, txn_id, body, prev_hash, digest in rows]
+
     # ------------------------------------------------------------------ replay guard
     def last_counters(self) -> dict[str, int]:
         rows = self._read(lambda tx: tx.all("SELECT kiosk_id, ctr FROM counters"))

@@ -25,7 +25,7 @@ from onestop.host.cli import main
 from onestop.host.fwtools import FIRMWARE_DIR
 from onestop.host.gateway.bills import seed_demo
 from onestop.host.gateway.handlers import Handlers
-from onestop.host.gateway.ledger import Ledger
+from onestop.host.gateway.ledger import KeyRecord, Ledger
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import load_policy, policy_digest
 from onestop.protocol import cbor, cose, messages
@@ -267,6 +267,48 @@ def test_recorded_after_its_key_was_revoked_is_not_valid_whatever_time_it_claims
     assert status == 1
     assert out.splitlines()[-1].startswith(
         f"NOT VALID 无效: signed with gateway key {site.kit.GATEWAY_KID} after it was revoked")
+
+
+def test_the_keys_last_revocation_decides_not_its_first_nor_another_keys(
+        site, ledger, ledger_url, kit, capsys):
+    """Revoked, restored, a settlement, revoked again, then another gateway key revoked: the
+    settlement came before the key's last revocation (though after its first), so genuine."""
+    other = SigningKey(b"\x05" * 32)
+    ledger.add_key(KeyRecord("gw-other", "gateway", other.public_key, "active"))
+    ledger.set_key_status(site.kit.GATEWAY_KID, "revoked")
+    ledger.set_key_status(site.kit.GATEWAY_KID, "active")
+    signed = site.settle("K0001-000001-aaaa", now=int(time.time()) + 1)
+    ledger.set_key_status(site.kit.GATEWAY_KID, "revoked")
+    ledger.set_key_status("gw-other", "revoked")
+    [_, last] = [event for event in ledger.audit_events() if event["kind"] == "key_revoked"
+                 and f'"kid":"{site.kit.GATEWAY_KID}"' in event["body"]]
+    status, out, _ = verify(ledger_url, "--json", qr_text(signed), capsys=capsys)
+    report = json.loads(out)
+    assert status == 0 and report["genuine"], report
+    assert report["revoked_at"] == json.loads(last["body"])["at"]
+    assert "after it signed this settlement" in report["verdict"]
+
+
+def test_a_revoked_keys_receipt_reads_the_revocations_not_the_whole_audit_log(
+        site, ledger, ledger_url, monkeypatch, statements, query_plan, capsys):
+    # The audit log holds an event for every settlement and more (hundreds of thousands):
+    # reading all of it for each receipt took a second and half a gigabyte.
+    signed = site.settle("K0001-000001-aaaa", now=int(time.time()) - 3600)
+    ledger.set_key_status(site.kit.GATEWAY_KID, "revoked")
+
+    def whole_log(_ledger):
+        raise AssertionError("verify-receipt read the whole audit log")
+
+    monkeypatch.setattr(type(ledger), "audit_events", whole_log)
+    statements.clear()
+    status, out, _ = verify(ledger_url, qr_text(signed), capsys=capsys)
+
+    assert status == 0, out
+    assert "after it signed this settlement" in out.splitlines()[-1]
+    [(sql, params, fetched)] = [s for s in statements if "key_revoked" in s[0]]
+    assert fetched == 1  # the one revocation
+    assert not any("FROM audit_log ORDER BY" in s[0] for s in statements)
+    assert "key_revocations" in query_plan(ledger, sql, params)
 
 
 @pytest.mark.parametrize("text, why", [
