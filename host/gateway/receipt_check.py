@@ -253,12 +253,12 @@ def find_settlement(ledger: Ledger, record: dict[str, Any]) -> Settlement | None
     by_txn = ledger.get_settlement(record["txn_id"])
     if by_txn is not None and by_txn.setl_id == record["setl_id"]:
         return by_txn
-    # No lookup by setl_id in the Ledger API: the day's settlements, that day being the
-    # gateway's (the date in the setl_id) or China's for setl_time.
-    for day in _days(record):
-        for settlement in ledger.settlements_on(day):
-            if settlement.setl_id == record["setl_id"]:
-                return settlement
+    # The one numbered so (by the index of setl_id, not the whole day's settlements), if it
+    # was booked on a day the receipt may be: the gateway's (the date in the setl_id) or
+    # China's for setl_time.
+    numbered = ledger.settlement_numbered(record["setl_id"])
+    if numbered is not None and numbered.setl_date in _days(record):
+        return numbered
     return by_txn
 
 

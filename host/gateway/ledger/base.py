@@ -298,6 +298,7 @@ class Ledger(Protocol):
         ...
 
     def get_settlement(self, txn_id: str) -> Settlement | None: ...
+    def settlement_numbered(self, setl_id: str) -> Settlement | None: ...  # by its setl_id
     # txn_id's `settled` audit event's body (events.settled_data with its kind, seq and at),
     # None if it has none: what only the event keeps (the policy it was settled by), and where
     # in the ledger's order it came.

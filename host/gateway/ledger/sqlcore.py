@@ -734,6 +734,11 @@ class SqlLedger(SqlStore):
         )
         return None if row is None else settlement_from_row(row)
 
+    def settlement_numbered(self, setl_id: str) -> Settlement | None:
+        row = self._read(lambda tx: tx.one(  # setl_id is UNIQUE: its index finds the row
+            f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE setl_id = ?", (setl_id,)))
+        return None if row is None else settlement_from_row(row)
+
     def settled_event(self, txn_id: str) -> dict[str, Any] | None:
         row = self._read(lambda tx: tx.one(
             f"SELECT body FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}' "

@@ -26,6 +26,7 @@ from onestop.host.fwtools import FIRMWARE_DIR
 from onestop.host.gateway.bills import seed_demo
 from onestop.host.gateway.handlers import Handlers
 from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.receipt_check import china_time, find_settlement
 from onestop.host.keys import SigningKey
 from onestop.host.settlement import load_policy, policy_digest
 from onestop.protocol import cbor, cose, messages
@@ -217,6 +218,38 @@ def test_a_signed_record_the_ledger_disagrees_with_names_the_field(site, ledger_
     assert out.splitlines()[-1] == (
         f"NOT VALID 无效: it differs from the ledger in result.psn_cash_pay (receipt "
         f"{yuan(cash + 100)}, ledger {yuan(cash)} yuan)")
+
+
+def test_a_settlement_number_with_another_txn_id_is_found_by_its_number_not_the_days_list(
+        site, ledger, ledger_url, monkeypatch, capsys):
+    # Looked up by the index of setl_id: reading the whole day's settlements took 2 s and
+    # 490 MB on a day of 120,000, for each such receipt (an altered one, a forger's).
+    record = record_of(site.settle("K0001-000001-aaaa"))
+    record["txn_id"] = "K0001-000099-ffff"
+    other = messages.seal_settlement(record, site.kit.GATEWAY_KID, site.key)
+
+    def whole_day(_ledger, _day):
+        raise AssertionError("verify-receipt read the whole day's settlements")
+
+    monkeypatch.setattr(type(ledger), "settlements_on", whole_day)
+    status, out, _ = verify(ledger_url, qr_text(other), capsys=capsys)
+    assert status == 1
+    assert "ledger      differs" in out
+    assert out.splitlines()[-1] == (
+        "NOT VALID 无效: it differs from the ledger in txn_id (receipt K0001-000099-ffff, "
+        "ledger K0001-000001-aaaa)")
+
+
+def test_a_settlement_of_that_number_booked_on_another_day_is_not_the_receipts(demo_people, kit):
+    # The days a receipt may be booked on: its setl_id's date and China's for its setl_time.
+    # A settlement of that number booked on neither (numbered without a date, by another
+    # system) is not taken for it, as when the days' settlements were searched.
+    stored = kit.settle(demo_people, "T-000001", "P1", "B1", setl_date="2026-11-25")
+    assert stored.setl_id == "S-T-000001" and china_time(stored.setl_time) < "2026-11-24"
+    record = dict(stored.record(), txn_id="T-000099")
+    assert find_settlement(demo_people, record) is None
+    on_its_day = kit.settle(demo_people, "T-000002", "P1", "B2")  # booked on setl_time's day
+    assert find_settlement(demo_people, dict(on_its_day.record(), txn_id="T-000098")) == on_its_day
 
 
 def test_a_cancelled_settlement_says_cancelled(site, ledger_url, capsys):
