@@ -128,7 +128,7 @@ def _add_upgrade(commands: argparse._SubParsersAction) -> None:
         "upgrade",
         help="bring a ledger made by an earlier Onestop up to date (no keys are touched)",
         description="Add the tables and indexes this version's ledger schema has and an "
-        "earlier one's lacks, and drop the indexes it replaced (nothing stored changes; no key "
+        "earlier one's lacks (nothing stored changes; no key "
         "is made or enrolled). Run it once after upgrading, "
         "with every gateway on the ledger stopped: one still running the earlier version "
         "would not keep what the new one needs.",

@@ -56,7 +56,7 @@ from .rows import (
     settlement_from_row,
     settlement_values,
 )
-from .schema import RETIRED, SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
+from .schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
 from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
@@ -114,12 +114,10 @@ class SqlLedger(SqlStore):
                 "ON CONFLICT (name) DO NOTHING",
                 (SCHEMA_VERSION,),
             )
-            # An older ledger has just been given the tables and indexes it lacked; without
-            # the indexes this version replaced, it is up to date.
+            # An older ledger has just been given the tables and indexes it lacked: it is up
+            # to date.
             row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
             if row is not None and row[0] in UPGRADABLE_VERSIONS:
-                for ddl in RETIRED:
-                    tx.run(ddl)
                 tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'",
                        (SCHEMA_VERSION,))
             tx.run(
@@ -859,8 +857,8 @@ class SqlLedger(SqlStore):
         ]
 
     def latest_settlement_time(self) -> int | None:
-        # The latest day's first (settlements_by_day_kiosk, whose first column is the day),
-        # so start-up reads one day's rows, not the whole table.
+        # The latest day's first (settlements_by_date), so start-up reads one day's rows, not
+        # the whole table.
         row = self._read(lambda tx: tx.one(
             "SELECT max(setl_time) FROM settlements WHERE setl_date = "
             "(SELECT max(setl_date) FROM settlements)"))
@@ -893,7 +891,8 @@ class SqlLedger(SqlStore):
                 params.append(value)
         joined, values = self._result_integers(fields)
         sums = "".join(f", SUM({value})" for value in values)
-        # settlements_by_day_kiosk: the day's rows by kiosk, only the kiosk's when given one
+        # settlements_by_date: the day's rows, summed by the database (no signed copies, no
+        # row per settlement into Python)
         rows = self._read(lambda tx: tx.all(
             f"SELECT s.kiosk_id, s.status, COUNT(*){sums} FROM settlements s{joined} "
             f"WHERE {where} GROUP BY s.kiosk_id, s.status", params))
