@@ -175,7 +175,12 @@ class SqlStore:
             if use is None or use.committing or use.broken or \
                     time.monotonic() - use.since < older_than_s:
                 return False
-            use.broken = self._break(use.conn)
+            # Marked before the break: the waiting thread's error, which the break causes, must
+            # find it so (else it is taken for a lost connection and the batch run again, job by
+            # job, each connecting to the silent server: seen under load).
+            use.broken = True
+            if not self._break(use.conn):
+                use.broken = False
             return use.broken
 
     def _shorten_lock_wait(self, tx: Tx) -> None:
