@@ -104,7 +104,6 @@ class GatewayLink:
         self._streams = None
         self._reopen = False  # the serial line failed: say so when it opens again
         self._quiet_since = None  # ticks_ms of the last answer on the open TCP connection
-        self._was_quiet = False  # this exchange went out on a connection quiet for a while
         self._deframer = framing.Deframer()
         self._buf = bytearray(READ_SIZE)
         self.signed_in = False
@@ -126,6 +125,7 @@ class GatewayLink:
         self._untrusted = 0
         while True:
             tries += 1
+            quiet = self._quiet()
             try:
                 return await self._exchange(t, body)
             except GatewayError as e:
@@ -135,7 +135,7 @@ class GatewayLink:
                     continue
                 raise
             except (OSError, asyncio.TimeoutError, _Closed) as e:
-                if isinstance(e, _Closed) and self._was_quiet and not reopened:
+                if isinstance(e, _Closed) and quiet and not reopened:
                     reopened = True  # closed while quiet: not a failed attempt
                     tries -= 1
                     self.stats["reconnects"] += 1
@@ -175,6 +175,12 @@ class GatewayLink:
             except OSError:
                 pass
 
+    def _quiet(self):
+        """The open TCP connection has been quiet `gateway_idle` ms or more."""
+        since = self._quiet_since
+        return since is not None and \
+            time.ticks_diff(time.ticks_ms(), since) >= self.timeouts["gateway_idle"]
+
     # ------------------------------------------------------------ one attempt
     async def _exchange(self, t, body):
         if self._streams is None:
@@ -184,8 +190,6 @@ class GatewayLink:
                 self._reopen = False
                 self._note("gateway_line_reopened")
         reader, writer = self._streams
-        self._was_quiet = self._quiet_since is not None and time.ticks_diff(
-            time.ticks_ms(), self._quiet_since) >= self.timeouts.get("gateway_idle", 5000)
         request = messages.request(t, self.kiosk_id, self.counter.next(), os.urandom(RID_SIZE),
                                    self.clock.now(), **body)
         frame = framing.encode(messages.seal(request, self.kiosk_id, self.signer))

@@ -10,7 +10,7 @@ from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntru
 from onestop.protocol import ed25519
 
 TIMEOUTS = {"gateway_connect": 1000, "gateway_reply": 400, "gateway_attempts": 3,
-            "backoff_first": 20, "backoff_max": 80}
+            "gateway_idle": 5000, "backoff_first": 20, "backoff_max": 80}
 
 
 async def _run(spec):
