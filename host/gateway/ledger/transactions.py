@@ -41,15 +41,14 @@ class TxnRace(Exception):
 class Tx:
     """One open transaction on one connection (one cursor, reused for every statement)."""
 
-    def __init__(self, conn: Any, translate: Callable[[str], str],
-                 pipelined: bool = False,
-                 stream_cursor: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, conn: Any, translate: Callable[[str], str], pipelined: bool,
+                 stream_cursor: Callable[[Any], Any]) -> None:
         self._conn = conn
         self._cursor = conn.cursor()
         self._translate = translate
         self._pipelined = pipelined  # the driver can send statements without waiting (psycopg)
         # a cursor that fetches a query's rows a batch at a time (see `stream`)
-        self._stream_cursor = stream_cursor or (lambda c: c.cursor())
+        self._stream_cursor = stream_cursor
         self.events: list[Any] = []  # audit events to link to the chain before the commit
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
