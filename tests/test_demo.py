@@ -64,7 +64,7 @@ def expected_breakdown(workdir: Path) -> tuple[str, dict[str, int], str]:
     from the bill and person in the demo's ledger and the accumulations it was seeded with."""
     with closing(open_ledger(f"sqlite:///{workdir / 'ledger.sqlite'}")) as ledger:
         person = ledger.get_person(DEFAULT_RESIDENT)
-        (settlement,) = ledger.audit_snapshot().settlements
+        (settlement,) = ledger.audit_read(lambda read: list(read.settlements()))
         bill = ledger.get_bill(settlement.bill_id)
     assert person is not None and bill is not None and bill.psn_no == DEFAULT_RESIDENT
     claim = Claim.from_bill(person, bill, settlement.setl_date)
@@ -211,4 +211,4 @@ def test_the_expired_card_demo_shows_the_refusal_and_succeeds(tmp_path: Path) ->
     assert "The kiosk refused this card, as it must: it expired on 2024-05-01" in run.stdout
     assert SCREEN.findall(run.stdout)[-1] in ("error", "welcome")
     with closing(open_ledger(f"sqlite:///{tmp_path / 'work' / 'ledger.sqlite'}")) as ledger:
-        assert ledger.audit_snapshot().settlements == []
+        assert ledger.audit_read(lambda read: list(read.settlements())) == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..config import parse_ledger_url, relative_hint
 from .base import (
     AuditReader,
-    AuditSnapshot,
     Bill,
     BillUnavailable,
     KeyRecord,
@@ -27,7 +26,6 @@ from .base import (
 
 __all__ = [
     "AuditReader",
-    "AuditSnapshot",
     "Bill",
     "BillUnavailable",
     "KeyRecord",

@@ -165,19 +165,6 @@ class RequestOutcome:
     error: BaseException | None = None
 
 
-@dataclass(frozen=True)
-class AuditSnapshot:
-    """Everything the auditor compares, read in one consistent snapshot of the ledger."""
-
-    events: list[dict[str, Any]]  # as audit_events()
-    head: tuple[int, str] | None  # (seq, hash hex) the ledger says is its last event
-    settlements: list[Settlement]  # every settlement, cancelled ones included
-    accumulations: dict[tuple[str, int], dict[str, int]]  # (psn_no, year) -> amounts
-    bills: list[Bill]
-    persons: list[Person]
-    keys: list[KeyRecord]
-
-
 class UnreadableRecord(ValueError):
     """A row the ledger cannot read back as it writes it (text where a number belongs, JSON
     that is not JSON...): written behind the ledger. Raised by an AuditReader."""
@@ -326,7 +313,6 @@ class Ledger(Protocol):
     # the latest setl_time (of the latest setl_date: gateways in other --timezones may
     # order a few hours differently); None if no settlement
     def latest_settlement_time(self) -> int | None: ...
-    def audit_snapshot(self) -> AuditSnapshot: ...  # extension: the whole ledger, in memory
     # extension, for `kiosk gateway audit`: work(reader) inside one consistent read snapshot,
     # the reader streaming the tables (whatever their size, a batch of rows in memory at once)
     def audit_read(self, work: Callable[[AuditReader], T]) -> T: ...

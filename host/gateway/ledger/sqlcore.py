@@ -26,7 +26,6 @@ from . import events
 from .base import (
     MAX_COUNTER,
     AuditReader,
-    AuditSnapshot,
     Bill,
     BillUnavailable,
     KeyRecord,
@@ -297,12 +296,7 @@ class SqlLedger(SqlStore):
     def key_revocations(self) -> list[dict[str, Any]]:
         # By key_revocations, the partial index of these events: the kind is a literal, for the
         # planner to see that the index's condition holds (for a parameter it may not).
-        rows = self._read(lambda tx: tx.all(
-            "SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log "
-            f"WHERE kind = '{events.KEY_REVOKED}' ORDER BY seq"))
-        return [{"seq": int(seq), "kind": kind, "txn_id": txn_id, "body": body,
-                 "prev_hash": prev_hash, "hash": digest}
-                for seq, kind, txn_id, body, prev_hash, digest in rows]
+        return self._read(lambda tx: self._events(tx, f"WHERE kind = '{events.KEY_REVOKED}'"))
 
     # ------------------------------------------------------------------ replay guard
     def last_counters(self) -> dict[str, int]:
@@ -842,8 +836,9 @@ class SqlLedger(SqlStore):
         return self._read(self._events)
 
     @staticmethod
-    def _events(tx: Tx) -> list[dict[str, Any]]:
-        rows = tx.all("SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log ORDER BY seq")
+    def _events(tx: Tx, where: str = "") -> list[dict[str, Any]]:
+        rows = tx.all("SELECT seq, kind, txn_id, body, prev_hash, hash FROM audit_log "
+                      f"{where} ORDER BY seq")
         return [
             {
                 "seq": int(seq),
@@ -907,38 +902,6 @@ class SqlLedger(SqlStore):
                                               for name, total in zip(fields, totals,
                                                                      strict=True)}))
         return found
-
-    def audit_snapshot(self) -> AuditSnapshot:
-        def work(tx: Tx) -> AuditSnapshot:
-            head = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
-            accumulations = {
-                (psn_no, int(year)): json.loads(amounts)
-                for psn_no, year, amounts in tx.all(
-                    "SELECT psn_no, year, amounts FROM accumulations ORDER BY psn_no, year"
-                )
-            }
-            return AuditSnapshot(
-                events=self._events(tx),
-                head=None if head is None else (int(head[0]), head[1]),  # None: deleted
-                settlements=[
-                    settlement_from_row(row)
-                    for row in tx.all(
-                        f"SELECT {SETTLEMENT_COLUMNS} FROM settlements ORDER BY setl_time, txn_id"
-                    )
-                ],
-                accumulations=accumulations,
-                bills=[
-                    bill_from_row(row)
-                    for row in tx.all(f"SELECT {BILL_COLUMNS} FROM bills ORDER BY bill_id")
-                ],
-                persons=[
-                    person_from_row(row)
-                    for row in tx.all(f"SELECT {PERSON_COLUMNS} FROM persons ORDER BY psn_no")
-                ],
-                keys=[key_from_row(row) for row in tx.all(f"SELECT {KEY_COLUMNS} FROM keys")],
-            )
-
-        return self._read(work)
 
     def audit_read(self, work: Callable[[AuditReader], T]) -> T:
         """work(reader) in one read transaction (PostgreSQL: REPEATABLE READ, so every read
