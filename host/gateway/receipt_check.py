@@ -29,7 +29,6 @@ from onestop.protocol.errors import ProtocolError
 from .audit import SignedSettlementError, open_signed_settlement, record_differences
 from .bills import UNSHOWABLE
 from .config import SETTLEMENT_TIMEZONE
-from .ledger import events as ev
 from .ledger.base import KeyRecord, Ledger, Settlement
 from .masking import mask_id
 
@@ -238,8 +237,6 @@ def last_revocation(ledger: Ledger, kid: str) -> dict[str, Any] | None:
     (the revocations alone are read, by their index: not the whole log)."""
     found = None
     for event in ledger.key_revocations():
-        if event["kind"] != ev.KEY_REVOKED:
-            continue
         body = json.loads(event["body"])
         if body.get("kid") == kid and isinstance(body.get("at"), int) \
                 and isinstance(body.get("seq"), int):

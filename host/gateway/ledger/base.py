@@ -300,7 +300,9 @@ class Ledger(Protocol):
     # printed, whether by this call or an earlier one; False if there is no such settlement.
 
     # ---- audit and reconciliation
-    def audit_events(self) -> list[dict[str, Any]]: ...  # in order, each with prev hash and hash
+    # in order, each with prev hash and hash: the whole log in memory (tests, small ledgers;
+    # `kiosk gateway audit` streams it through audit_read)
+    def audit_events(self) -> list[dict[str, Any]]: ...
     # each event: {"seq": int, "kind": str, "txn_id": str | None, "body": canonical JSON text,
     #              "prev_hash": hex, "hash": hex}; hash = sha256(prev_hash bytes + body UTF-8)
     def settlements_on(self, date: str) -> list[Settlement]: ...  # by setl_date, all statuses
