@@ -103,12 +103,15 @@ def settle_digest(request: dict[str, Any]) -> bytes:
 
 
 class Handlers:
-    # Requests whose handler may write to the ledger: their transaction commits durably before
-    # the reply. The others only read (their replay counter aside, see Ledger.run_requests).
+    # Requests whose handler writes settlements: a refusal undoes what it wrote. The others
+    # only read (their replay counter aside, see Ledger.run_requests) but for person_info's
+    # card read, which stands though the card is refused.
     WRITES = frozenset({"settle", "cancel", "receipt_printed"})
-    # Requests whose reply must wait for the disk: the writes, and the reads that vouch for
-    # stored settlements (a settlement_query's answer, a reconcile's totals).
-    DURABLE = WRITES | {"settlement_query", "reconcile"}
+    # Requests whose reply must wait for the disk: the writes, the reads that vouch for stored
+    # settlements (a settlement_query's answer, a reconcile's totals), and person_info, whose
+    # card read the resident's next requests stand on (lost in a power cut, an insured resident
+    # would be told at the next step that there is no record of them).
+    DURABLE = WRITES | {"settlement_query", "reconcile", "person_info"}
 
     def __init__(
         self,
@@ -178,8 +181,8 @@ class Handlers:
             if calendar_day(card["expiry"], "the card's expiry") < self.today(now):
                 raise ProtocolError("card_expired", f"the card expired on {card['expiry']}")
         except ProtocolError:
-            # Another card is in: the last resident's visit is over (a read-only request's
-            # writes stand though it is refused: Ledger.run_requests)
+            # Another card is in: the last resident's visit is over (not a WRITES request:
+            # its writes stand though it is refused, RequestJob.undo_refused)
             ledger.forget_card_read(request["kiosk"])
             raise
         # Last, after every refusal: this resident is the one this kiosk may now ask about.

@@ -210,7 +210,8 @@ class FrameService:
 
         job = RequestJob(kiosk_id=request["kiosk"], ctr=request["ctr"],
                          public_key=used[-1].public_key, work=work,
-                         durable=request["t"] in handlers.DURABLE)
+                         durable=request["t"] in handlers.DURABLE,
+                         undo_refused=request["t"] in handlers.WRITES)
         return Prepared(request, now, job)
 
     def run(self, prepared: Sequence[Prepared]) -> list[RequestOutcome]:

@@ -134,11 +134,14 @@ class RequestJob:
     as one transaction.
 
     `work(ledger)` runs inside that transaction: the ledger calls it makes join it. If it
-    raises (a refusal), what it wrote is undone but the counter advance stays: a refused frame
-    is spent too. `durable`: the answer must wait for the disk — the work may write (settle,
-    cancel, receipt_printed), or its answer vouches for stored settlements (settlement_query,
-    reconcile); otherwise only the counter advance is written and the commit need not wait for
-    the disk (see SqlLedger.run_requests for what that allows).
+    raises (a refusal), the counter advance stays (a refused frame is spent too) and, if
+    `undo_refused`, what it wrote is undone (a settle refused halfway leaves nothing); otherwise
+    its writes stand (person_info, refusing a card, forgets the card read before it).
+    `durable`: the answer must wait for the disk — the work writes what the kiosk relies on
+    (settle, cancel, receipt_printed, person_info's card read), or its answer vouches for
+    stored settlements (settlement_query, reconcile); otherwise only the counter advance is
+    written and the commit need not wait for the disk (see SqlLedger.run_requests for what
+    that allows).
     """
 
     kiosk_id: str
@@ -146,6 +149,7 @@ class RequestJob:
     public_key: bytes  # the key the frame's signature was verified with
     work: Callable[[Any], Any]
     durable: bool = True
+    undo_refused: bool = True
 
 
 @dataclass(slots=True)

@@ -321,13 +321,13 @@ class SqlLedger(SqlStore):
         """Each job's replay check and work as its own transaction — and all of them in one
         commit (group commit): under load one disk flush answers many requests.
 
-        A refusal undoes only its own request's writes (a savepoint; since refusals of writing
-        requests are rare, a batch first runs without savepoints and, if one comes, runs again
-        with them — nothing of the first attempt is kept). The commit is durable (on disk
-        before this returns) if any job is `durable`. A batch of read-only
-        requests only (person_info, pending_bills, pre_settle, sign_in) writes only their
-        counters (and person_info the card its kiosk read; a non-durable job's writes stand
-        even if it is refused) and commits without waiting for the disk: visible at once to
+        A refusal of an `undo_refused` job undoes only its own request's writes (a savepoint;
+        since refusals of writing requests are rare, a batch first runs without savepoints and,
+        if one comes, runs again with them — nothing of the first attempt is kept); another
+        job's writes stand though it is refused. The commit is durable (on disk before this
+        returns) if any job is `durable`. A batch of read-only requests only (pending_bills,
+        pre_settle, sign_in) writes only their counters and commits without waiting for
+        the disk: visible at once to
         every connection
         and every gateway, so a replay is refused as long as the ledger runs, and on disk with
         the next durable commit (each settle, cancel, receipt...) or the backend's background
@@ -415,8 +415,8 @@ class SqlLedger(SqlStore):
     def _run_request(self, tx: Tx, job: RequestJob, careful: bool = True,
                      counted: int | None = None) -> RequestOutcome:
         """One job inside the batch's transaction, its counter already advanced (`counted`)
-        or not yet (None). A durable job may write before it refuses: `careful` puts its work
-        in a savepoint (undone alone on a refusal); otherwise such a refusal raises
+        or not yet (None). An `undo_refused` job may write before it refuses: `careful` puts
+        its work in a savepoint (undone alone on a refusal); otherwise such a refusal raises
         _NeedsSavepoint, and the caller runs the batch again carefully."""
         if counted is None:
             (counted,) = self._advance_counters(tx, [job])
@@ -427,7 +427,7 @@ class SqlLedger(SqlStore):
                                                                   job.public_key):
                 return RequestOutcome("key", value=None if row is None else row[1])
             return RequestOutcome("replay")
-        savepoint = job.durable and careful
+        savepoint = job.undo_refused and careful
         if savepoint:
             tx.run("SAVEPOINT request")
         events = len(tx.events)
@@ -436,7 +436,7 @@ class SqlLedger(SqlStore):
         except (LedgerError, TransientConflict, TxnRace, *self.driver_errors):
             raise  # storage: the whole batch is undone (and run again, or answered failed)
         except Exception as exc:  # a refusal (or a bug): undo its writes, keep the counter
-            if job.durable and not careful:
+            if job.undo_refused and not careful:
                 raise _NeedsSavepoint from exc
             if savepoint:
                 tx.run("ROLLBACK TO SAVEPOINT request")

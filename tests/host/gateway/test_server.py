@@ -192,6 +192,40 @@ async def test_a_retry_on_a_new_connection_gets_the_same_settlement(site: Site) 
     assert 'onestop_settlements_total{kind="retry"} 1.0' in site.metrics()
 
 
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_card_read_is_on_disk_before_the_kiosk_hears_of_it(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card read is what the resident's next requests stand on: lost in a power cut of the
+    gateway's machine just after the answer, the insured resident would be told at the next
+    step that there is no record of them."""
+    from onestop.host.gateway.ledger import sqlite
+
+    monkeypatch.setattr(sqlite, "FLUSH_AFTER_S", 3600.0)  # only the commit itself may flush
+    flushed: list[int] = []
+    real = sqlite.os.fdatasync
+    monkeypatch.setattr(sqlite.os, "fdatasync", lambda fd: (flushed.append(fd), real(fd))[1])
+    kiosk = await site.kiosk()
+    flushed.clear()
+    await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert flushed, "person_info was answered before its card read reached the disk"
+    await kiosk.call("pending_bills", psn_no="P001")  # a read as before: no wait for the disk
+    assert len(flushed) == 1
+
+
+async def test_a_refused_card_ends_the_last_residents_turn_at_the_kiosk(site: Site) -> None:
+    """Another card in, refused (expired): what the refusal wrote (the last card read
+    forgotten) stands, though person_info waits for the disk like a settle."""
+    kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=card_of(site.residents["P001"]))
+    assert (await kiosk.call("pending_bills", psn_no="P001"))["bills"]
+    with pytest.raises(GatewayRefused) as expired:
+        await kiosk.call("person_info", card=card_of(site.residents["P007"]))
+    assert expired.value.code == "card_expired"
+    with pytest.raises(GatewayRefused) as gone:
+        await kiosk.call("pending_bills", psn_no="P001")
+    assert gone.value.code == "unknown_person"
+
+
 async def test_a_reply_sent_by_a_kiosk_is_refused_before_the_kiosk_it_names_is_looked_at(
     site: Site,
 ) -> None:
