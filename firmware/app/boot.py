@@ -12,7 +12,7 @@ from app.counter import Counter, CounterError
 from app.heap import Collecting, HeapLog
 from app.journal import Journal
 from app.keystore import KEY_FILE, KeystoreError
-from app.log import log
+from app.log import date_lines_by, log
 from boards.common import BoardError, load_board
 
 GBK_TABLE = "gbk_u2g.bin"
@@ -62,7 +62,9 @@ async def start(flash_dir, rounds=None):
     card = CardReader(*await board.open_uart("card"))
     printer = Printer(*await board.open_uart("printer"))
     connect, over_tcp = connector(board, cfg["gateway"])
-    link = GatewayLink(cfg["kiosk_id"], key, counter, Clock(), cfg["gateway_kid"], gateway_key,
+    clock = Clock()
+    date_lines_by(clock)
+    link = GatewayLink(cfg["kiosk_id"], key, counter, clock, cfg["gateway_kid"], gateway_key,
                        connect, over_tcp, timeouts, log)
 
     def open_settlement(data):

@@ -36,8 +36,9 @@ BOOT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0  # a stop signal's orderly quit gets this long before the process just ends
 CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to be built
 # Firmware log keys not worth a technician's screen space (events without "ev" are the heap
-# log's measurements, for the bench, not for a technician).
-QUIET_KEYS = ("ev", "ms")
+# log's measurements, for the bench, not for a technician; the pane is watched live, and
+# firmware.log has the host's time).
+QUIET_KEYS = ("ev", "ms", "at")
 
 # Below this the layout cannot hold the touch screen's box (55 columns) beside whole control
 # labels, or the screen above the status: a notice asks for a bigger terminal instead (a button

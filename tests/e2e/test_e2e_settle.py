@@ -6,6 +6,7 @@ engine computes for that bill and person.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from e2e_support import Before, before_visit, printed_of, receipt_amounts, settle_visit
@@ -90,3 +91,18 @@ def test_a_resident_settles_exactly_as_the_engine_computes(
             referred = engine(before, bill.bill_id, day, referral=True)
             assert expected["hifp_pay"] < referred["hifp_pay"]
 
+
+
+def test_the_boards_log_lines_say_when_once_the_gateway_has_told_the_time(hall: Hall) -> None:
+    """`ms` (uptime) wraps every 12.4 days on a board, which has no real-time clock: from the
+    first sign-in on, a line's `at` is Unix seconds on the gateway's clock, to set it beside
+    the gateway's log weeks later."""
+    started = time.time()
+    settle_visit(hall, "P001")
+    assert hall.firmware is not None
+    lines = hall.firmware.drain()
+    (ready,) = [line for line in lines if line.get("ev") == "ready"]
+    assert "at" not in ready  # booted, not yet signed in: no date to give
+    dated = [line for line in lines if "at" in line]
+    assert {"txn_done", "session_end"} <= {line.get("ev") for line in dated}
+    assert all(started - 2 <= line["at"] <= time.time() + 2 for line in dated)
