@@ -2,19 +2,23 @@
 warnings, and how long the ledger work under way has run.
 
 Each gateway owns its own registry, so several gateways (or tests) in one process never share
-or clash over counters. `serve_http` exposes it on the `--metrics HOST:PORT` address.
+or clash over counters. `MetricsEndpoint` exposes it on the `--metrics HOST:PORT` address.
+Under `serve --workers N` that address shows every worker's series, each labelled with its
+`worker` (WorkersCollector): one scrape target per gateway, as an operator expects.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 # Settlement latency buckets (seconds): the target is p99 <= 150 ms, so resolve well below it.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -131,11 +135,82 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # scrapes are not events; the gateway's own log stays JSON lines
 
 
+# A worker's own endpoint is asked by worker 0 while Prometheus waits for the page: a worker
+# that does not answer in this time is left out of that scrape (onestop_worker_up 0).
+WORKER_SCRAPE_TIMEOUT_S = 2.0
+# When a series was created: a sample of its histogram in a registry, but a gauge family of its
+# own once written out and read back, so merged it would come twice. Left out of the merged
+# page (Prometheus does without it).
+CREATED = "_created"
+
+
+def workers_page(registry: CollectorRegistry,
+                 ports: Callable[[], Iterable[tuple[int, int]]]) -> CollectorRegistry:
+    """What worker 0 of `serve --workers N` shows on --metrics: see WorkersCollector."""
+    page = CollectorRegistry(auto_describe=False)  # nothing is read until a scrape
+    page.register(WorkersCollector(registry, ports))
+    return page
+
+
+class WorkersCollector:
+    """Every worker's series as one page, each sample labelled `worker`: worker 0's (this
+    process's) from its registry, the others' read from their own endpoints on loopback
+    (`ports()`: (worker, port) of each that has one). Labelled rather than summed: a worker
+    started again begins its counters at 0, which Prometheus reads as a reset of that
+    worker's series only."""
+
+    _own = 0
+
+    def __init__(self, registry: CollectorRegistry,
+                 ports: Callable[[], Iterable[tuple[int, int]]]) -> None:
+        self._registry = registry
+        self._ports = ports
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        up = GaugeMetricFamily("onestop_worker_up", "Whether a gateway worker's metrics were "
+                               "read for this scrape (0: it did not answer).", labels=["worker"])
+        for worker, families in self._each_worker(up):
+            for family in families:
+                if family.name.endswith(CREATED):
+                    continue  # read back from a page it is a family of its own: see CREATED
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+                into.samples.extend(sample._replace(labels={**sample.labels,
+                                                            "worker": str(worker)})
+                                    for sample in family.samples
+                                    if not sample.name.endswith(CREATED))
+        yield from merged.values()
+        yield up
+
+    def _each_worker(self, up: GaugeMetricFamily) -> Iterator[tuple[int, list[Metric]]]:
+        found = {self._own: -1, **dict(self._ports())}
+        for worker in sorted(found):
+            if worker == self._own:
+                families = list(self._registry.collect())
+            else:
+                try:
+                    families = _scrape(found[worker])
+                except (OSError, ValueError):  # restarting, or stuck: this scrape goes on
+                    up.add_metric([str(worker)], 0)
+                    continue
+            up.add_metric([str(worker)], 1)
+            yield worker, families
+
+
+def _scrape(port: int) -> list[Metric]:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=WORKER_SCRAPE_TIMEOUT_S) as page:
+        return list(text_string_to_metric_families(page.read().decode()))
+
+
 class MetricsEndpoint:
     """The HTTP endpoint Prometheus scrapes (/metrics); stopped with the gateway."""
 
-    def __init__(self, metrics: GatewayMetrics, host: str, port: int) -> None:
-        self._server = make_server(host, port, make_wsgi_app(metrics.registry),
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._server = make_server(host, port, make_wsgi_app(registry),
                                    _ThreadingWSGIServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},

@@ -77,8 +77,8 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="gateway processes accepting from one listening socket, kiosks "
                              "spread evenly over them, e.g. one per core (default 1); worker 0 "
-                             "serves the serial lines, "
-                             "worker i its metrics on the --metrics port + i")
+                             "serves the serial lines, and on --metrics every worker's metrics "
+                             "(labelled worker)")
     parser.add_argument("--timezone", metavar="ZONE", default=SETTLEMENT_TIMEZONE,
                         help="time zone of the settlement day and year (default "
                              f"{SETTLEMENT_TIMEZONE}, as the kiosks' clocks and the national "
@@ -118,16 +118,17 @@ def _serve_workers(args: argparse.Namespace) -> int:
     from onestop.host.gateway import logs
     from onestop.host.gateway.logs import EventLog
     from onestop.host.gateway.server import ServeError, check_config
-    from onestop.host.gateway.workers import WorkersError, supervise
+    from onestop.host.gateway.workers import MetricsPorts, WorkersError, supervise
 
     config, listen, _serials, metrics_at = _config(args)
     check_config(config)  # one clear line now, not one per worker
-    _check_metrics_ports(metrics_at, args.workers)
+    _check_metrics_port(metrics_at)
+    ports = MetricsPorts(args.workers) if metrics_at is not None else None
 
     def run_worker(index: int, listener: Any, shares: Any, ready_fd: int | None) -> int:
         logs.configure(args.log_level, static={"worker": index})
         try:
-            return eventloop.run(_serve(args, worker=(index, listener, shares),
+            return eventloop.run(_serve(args, worker=(index, listener, shares, ports),
                                         ready_fd=ready_fd))
         except ServeError as exc:
             print(f"kiosk gateway serve (worker {index}): {exc}", file=sys.stderr)
@@ -178,23 +179,21 @@ def _check_serials(serials: list[SerialSpec], texts: list[str]) -> None:
         seen[path] = text
 
 
-def _check_metrics_ports(metrics_at: tuple[str, int] | None, workers: int) -> None:
-    """Refuse now a metrics port some worker could not bind: that worker would fail to start."""
+def _check_metrics_port(metrics_at: tuple[str, int] | None) -> None:
+    """Refuse now a metrics port worker 0 could not bind: one line, not a worker's exit."""
     import socket
 
     from onestop.host.gateway.server import ServeError
 
     if metrics_at is None or not metrics_at[1]:
-        return  # port 0: each worker picks a free one
-    host, first = metrics_at
-    for port in range(first, first + workers):
-        try:
-            with socket.socket() as sock:  # as MetricsEndpoint binds: IPv4, SO_REUSEADDR
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-        except OSError as exc:
-            raise ServeError(f"cannot serve metrics on {host}:{port}: "
-                             f"{exc.strerror}") from None
+        return  # port 0: a free one is picked
+    host, port = metrics_at
+    try:
+        with socket.socket() as sock:  # as MetricsEndpoint binds: IPv4, SO_REUSEADDR
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise ServeError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
 
 
 def _timezone(name: str | None) -> tzinfo | None:
@@ -225,10 +224,6 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
     if args.workers < 1:
         raise ServeError(f"--workers must be at least 1, not {args.workers}")
     _check_serials(serials, args.serial)
-    if metrics_at is not None and metrics_at[1] and metrics_at[1] + args.workers - 1 > 65535:
-        # worker i serves metrics on PORT + i: the last one must still be a port
-        raise ServeError(f"--metrics port {metrics_at[1]} + {args.workers - 1} (worker "
-                         f"{args.workers - 1}'s metrics) is above 65535; give a lower port")
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")
     policies = args.policy or [DEFAULT_POLICY]
@@ -238,14 +233,14 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
         tz=_timezone(args.timezone),
         idle_timeout_s=args.idle_timeout,
     )
-    if worker:  # worker 0 serves the serial lines and the metrics port as given
+    if worker:  # worker 0 serves the serial lines and the metrics address as given
         serials = []
-        if metrics_at is not None and metrics_at[1]:
-            metrics_at = (metrics_at[0], metrics_at[1] + worker)
+        if metrics_at is not None:  # its own, on loopback, for worker 0 to read
+            metrics_at = ("127.0.0.1", 0)
     return config, listen, serials, metrics_at
 
 
-async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any] | None = None,
+async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any, Any] | None = None,
                  ready_fd: int | None = None) -> int:
     from onestop.host.gateway.server import SharedListener, start_gateway
 

@@ -50,7 +50,7 @@ from onestop.host.gateway.ledger.base import (
     RequestOutcome,
 )
 from onestop.host.gateway.logs import EventLog
-from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint
+from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint, workers_page
 from onestop.host.gateway.stallwatch import StallWatch
 from onestop.host.gateway.transports import ByteStream, SerialInUse, SerialSpec, SerialStream
 from onestop.host.gateway.workers import BACKLOG
@@ -913,6 +913,7 @@ class SharedListener:
     index: int
     listener: socket.socket
     shares: Any
+    metrics_ports: Any = None  # workers.MetricsPorts under --metrics: where each worker's are
 
 
 class ServeError(Exception):
@@ -943,6 +944,14 @@ class RunningGateway:
             self.metrics_endpoint.close()
 
 
+def _metrics_page(metrics: GatewayMetrics, shared: SharedListener | None) -> Any:
+    """What the metrics endpoint shows: this gateway's registry; under --workers, worker 0's
+    shows every worker's (the others', on loopback, are for it to read)."""
+    if shared is None or shared.metrics_ports is None or shared.index:
+        return metrics.registry
+    return workers_page(metrics.registry, shared.metrics_ports.known)
+
+
 async def start_gateway(
     config: GatewayConfig,
     listen: tuple[str, int],
@@ -970,7 +979,7 @@ async def start_gateway(
     endpoint = None
     if metrics_at is not None:  # before the kiosks' port: "listening" means all is up
         try:
-            endpoint = MetricsEndpoint(metrics, *metrics_at)
+            endpoint = MetricsEndpoint(_metrics_page(metrics, shared), *metrics_at)
         except OSError as exc:
             await server.close()
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "
@@ -1003,6 +1012,8 @@ async def start_gateway(
     for spec, stream in zip(serials, opened, strict=True):
         server.attach_serial(spec, stream)
     if endpoint is not None:
+        if shared is not None and shared.metrics_ports is not None and shared.index:
+            shared.metrics_ports.set(shared.index, endpoint.port)  # for worker 0 to read
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
              event_loop=eventloop.loop_name(), fd_limit=server.fd_limit)

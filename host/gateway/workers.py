@@ -16,8 +16,9 @@ waited longer.)
 
 The workers share the ledger as separate gateways do: SQLite writers take turns on the ledger's
 lock file, PostgreSQL orders them with row locks. Serial lines are served by worker 0 (a line
-has one reader); with --metrics PORT, worker i serves its own metrics on PORT + i (each is a
-scrape target; port 0 picks free ports, named in each worker's `metrics` event).
+has one reader). With --metrics HOST:PORT, worker 0 serves that address and shows every
+worker's series there, labelled `worker`: the others serve theirs on a loopback port of their
+own (MetricsPorts) for worker 0 to read at each scrape.
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ class ConnectionShares:
     def more_than_least(self, index: int) -> bool:
         """Whether worker `index` holds more connections than the least loaded worker."""
         return self._counts[index] > min(self._counts)
+
+
+class MetricsPorts:
+    """Each worker's own metrics port (0: none yet), in memory shared like ConnectionShares:
+    a worker writes its slot once it serves them, worker 0 reads them all at a scrape."""
+
+    def __init__(self, workers: int) -> None:
+        self._memory = mmap.mmap(-1, 4 * workers)
+        self._ports = memoryview(self._memory).cast("i")
+
+    def set(self, index: int, port: int) -> None:
+        self._ports[index] = port
+
+    def known(self) -> list[tuple[int, int]]:
+        """(worker, port) of each worker that has served its metrics."""
+        return [(index, port) for index, port in enumerate(self._ports) if port]
 
 
 def open_listener(host: str, port: int) -> tuple[socket.socket, tuple[str, int]]:

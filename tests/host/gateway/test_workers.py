@@ -145,3 +145,79 @@ async def test_sighup_stops_the_gateway_cleanly(
     stopping = [e["signal"] for e in events if e["event"] == "stopping"]
     # each worker stopped itself; with several, the supervisor tells them with SIGTERM
     assert stopping == (["SIGHUP"] if workers == 1 else ["SIGTERM"] * workers)
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The metrics page on `port`: (sample name, its labels as text) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    return {(sample.name, ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))):
+            sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def test_every_workers_metrics_are_on_the_one_metrics_address(
+        ledger: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    """One scrape target per gateway: each worker's series there, labelled `worker` (worker i
+    served its own on PORT + i, N targets to configure); a worker gone is said so."""
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("the metrics do not depend on the backend")
+    provision_gateway(ledger, tmp_path / "gateway.key")
+    today = date.today().isoformat()
+    rng = random.Random(7)
+    kiosks = 8
+    clients = [enroll_kiosk(ledger, f"K-M{index:02d}") for index in range(kiosks)]
+    residents = [generate_residents(ledger, index, 1, 1, today, rng)[0]
+                 for index in range(kiosks)]
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(ledger_url, tmp_path / "gateway.key", log, workers=2,
+                             extra=("--metrics", "127.0.0.1:0"))
+    try:
+        port = await asyncio.to_thread(gateway.start)
+        events = [json.loads(line) for line in log.read_text().splitlines()
+                  if line.startswith("{")]
+        (metrics_port,) = [e["port"] for e in events
+                           if e["event"] == "metrics" and e["worker"] == 0]
+        connections = [await KioskConnection.open_tcp(client, "127.0.0.1", port)
+                       for client in clients]
+        for connection, resident in zip(connections, residents, strict=True):
+            await connection.call("person_info", card=resident.card)
+            pre = await connection.call("pre_settle", psn_no=resident.psn_no,
+                                        bill_id=resident.bill_ids[0])
+            await connection.call("settle", psn_no=resident.psn_no,
+                                  bill_id=resident.bill_ids[0], txn_id=new_txn_id(),
+                                  confirmed_cash=pre["result"]["psn_cash_pay"])
+        page = await asyncio.to_thread(scrape, metrics_port)
+        settled = {labels: value for (name, labels), value in page.items()
+                   if name == "onestop_settlements_total"}
+        # the kiosks spread over both workers: the page has each one's, and all of them
+        assert set(settled) == {"kind=new,worker=0", "kind=new,worker=1"}
+        assert sum(settled.values()) == kiosks
+        assert page[("onestop_connections", "transport=tcp,worker=0")] + page[
+            ("onestop_connections", "transport=tcp,worker=1")] == kiosks
+        assert page[("onestop_worker_up", "worker=0")] == page[("onestop_worker_up",
+                                                                "worker=1")] == 1.0
+        for connection in connections:
+            await connection.close()
+
+        assert gateway.process is not None
+        os.kill(worker_pids(gateway.process.pid)[1], signal.SIGKILL)  # worker 1: forked last
+        gone = await asyncio.to_thread(scrape, metrics_port)
+        assert gone[("onestop_worker_up", "worker=1")] == 0.0
+        assert gone[("onestop_settlements_total", "kind=new,worker=0")] == settled[
+            "kind=new,worker=0"]
+        assert not [key for key in gone if "worker=1" in key[1]
+                    and key[0] != "onestop_worker_up"]
+        for _ in range(100):  # started again after RESTART_DELAY_S: its counts begin anew
+            back = await asyncio.to_thread(scrape, metrics_port)
+            if back[("onestop_worker_up", "worker=1")] == 1.0:
+                break
+            await asyncio.sleep(0.1)
+        assert back[("onestop_worker_up", "worker=1")] == 1.0
+        assert ("onestop_settlements_total", "kind=new,worker=1") not in back
+    finally:
+        assert await asyncio.to_thread(gateway.stop) == 0
