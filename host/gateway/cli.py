@@ -8,6 +8,7 @@
     kiosk gateway audit --db URL [--json]
     kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
     kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
+    kiosk gateway backup --db URL --to FILE
     kiosk keys list --db PATH_OR_URL [--json]
 
 `kiosk gateway serve` is added by serve_cli.py. Exit status: 0 done, 1 refused or failed (the
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_audit(commands)
     _add_reconcile(commands)
     _add_verify_receipt(commands)
+    _add_backup(commands)
     _add_serve(commands)
     gateway.set_defaults(func=lambda _args: (gateway.print_help(), 2)[1])
 
@@ -79,6 +81,12 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
             raise
         return  # not part of this build
     serve_cli.register_serve(commands)
+
+
+def _add_backup(commands: argparse._SubParsersAction) -> None:
+    from .backup_cli import register_backup  # it imports this module's helpers
+
+    register_backup(commands)
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
