@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from onestop.host.cli import main
 from onestop.host.gateway.audit import audit
+from onestop.host.gateway.config import parse_ledger_url
 from onestop.host.gateway.ledger import open_ledger
 
 
@@ -59,6 +60,9 @@ def test_the_copy_is_private_verified_and_a_ledger_as_it_stands(
         os.umask(old_umask)
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600  # residents' names and ID numbers
     assert sorted(p.name for p in backups.iterdir()) == ["ledger-1.sqlite"]  # nothing partial
+    # a stopped gateway's ledger is left as it was: no -wal or -shm of the backup's beside it
+    site = Path(parse_ledger_url(db).path or "").parent
+    assert not [p for p in site.iterdir() if p.name.endswith(("-wal", "-shm"))]
     with open_ledger(f"sqlite:///{copy}", create=False) as ledger:
         ledger.check_schema()
         report = audit(ledger)
