@@ -8,6 +8,7 @@ is left at FILE); 2 a PostgreSQL ledger (not copied by this command).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,8 +44,8 @@ def gateway_backup(args: argparse.Namespace) -> int:
 
     location = parse_ledger_url(args.db)
     if location.path is None:
-        print(f"kiosk gateway backup: {pg_dump_advice(location.dsn or '', location.schema)}",
-              file=sys.stderr)
+        advice = pg_dump_advice(location.dsn or "", location.schema, args.to)
+        print(f"kiosk gateway backup: {advice}", file=sys.stderr)
         return PG_DUMP_EXIT
     audited: list[AuditReport] = []
     times = [time.monotonic()]
@@ -88,13 +89,14 @@ def _verified(copy: Path) -> AuditReport:
     return report
 
 
-def pg_dump_advice(dsn: str, schema: str | None) -> str:
+def pg_dump_advice(dsn: str, schema: str | None, target: Path) -> str:
     """The pg_dump command for the ledger at `dsn` (its ?schema= taken out), password masked."""
     from .config import describe
 
     only = f" --schema={schema}" if schema else ""
     return ("a PostgreSQL ledger is backed up by PostgreSQL, not by this command: "
-            f"pg_dump --format=custom{only} --file=FILE '{describe(dsn)}' "
+            f"pg_dump --format=custom{only} --file={shlex.quote(str(target))} "
+            f"'{describe(dsn)}' "
             "(one consistent snapshot while gateways serve; the password from ~/.pgpass), "
             "or the server's own backups (pg_basebackup, WAL archiving); restore with "
             "pg_restore, then check it with `kiosk gateway audit`")

@@ -92,7 +92,7 @@ def test_a_postgresql_ledger_is_pointed_to_pg_dump(capsys: pytest.CaptureFixture
     url = "postgresql://onestop:s3cret@dbhost/onestop?schema=hall_ledger&sslmode=require"
     assert kiosk("gateway", "backup", "--db", url, "--to", str(tmp_path / "x")) == 2
     err = refusal(capsys)
-    assert ("pg_dump --format=custom --schema=hall_ledger --file=FILE "
+    assert (f"pg_dump --format=custom --schema=hall_ledger --file={tmp_path / 'x'} "
             "'postgresql://onestop:***@dbhost/onestop?sslmode=require'") in err
     assert "s3cret" not in err  # `ps` and the journal are no place for it
     assert not (tmp_path / "x").exists()
