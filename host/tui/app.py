@@ -133,11 +133,17 @@ def screen_name(display: Any) -> str:
 
 # Faults the status line lists after FAULTS, so (the others show in their own fields).
 STATUS_FAULTS = {"pull_mid_read": "card pull armed", "card_line_noise": "card line noisy",
+                 "printer_line_noise": "printer line noisy",
+                 "screen_line_noise": "screen line noisy",
                  "replies_lost": "gateway replies lost"}
+# The noise keys: the device's link in the hall, and its name as the log says it.
+NOISY_LINES = {"card_line_noise": ("card", "the card reader's line"),
+               "printer_line_noise": ("printer", "the printer's line"),
+               "screen_line_noise": ("display", "the touch screen's line")}
 CARD_KINDS = {"wrong_app": "bank card", "mute": "mute card"}  # deck labels -> what they are
 MID_READ_APDUS = 4  # y: the card is pulled while the reader exchanges the read's 5th APDU
 PAPER_ENDS_LINES = 10  # e: lines left on the roll, fewer than a receipt has
-NOISE_EVERY = 10  # z: one chunk in this many crossing the card reader's line is garbled
+NOISE_EVERY = 10  # z x v: one chunk in this many crossing the line is garbled
 
 
 def unpadded(button: Button) -> Button:
@@ -489,7 +495,8 @@ class KioskTui(App[int]):
             "cover": "OPEN" if printer.cover_open else "",
             "power": "OFF" if not self.firmware_running(hall) else "",
             "screen_cable": "UNPLUGGED" if not screen_plugged(hall) else "",
-            "card_line_noise": "ON" if hall.links["card"].noisy else "",
+            **{action: "ON" if hall.links[device].noisy else ""
+               for action, (device, _line) in NOISY_LINES.items()},
             "gateway": "DOWN" if gateway_down and not self.gateway_killed_here else "",
             "gateway_kill": "KILLED" if gateway_down and self.gateway_killed_here else "",
             "replies_lost": "LOST" if hall.tap is not None and "g2k" in hall.tap.blocked
@@ -684,17 +691,28 @@ class KioskTui(App[int]):
         self.rig("unplug / plug in the screen's cable", toggle)
 
     def action_card_line_noise(self) -> None:
+        self._line_noise("card_line_noise", "z")
+
+    def action_printer_line_noise(self) -> None:
+        self._line_noise("printer_line_noise", "x")
+
+    def action_screen_line_noise(self) -> None:
+        self._line_noise("screen_line_noise", "v")
+
+    def _line_noise(self, action: str, key: str) -> None:
+        device, line = NOISY_LINES[action]
+
         def toggle(hall: Any) -> None:
-            link = hall.links["card"]
+            link = hall.links[device]
             if link.noisy:
                 link.noise(None)
-                self.say("the card reader's line is clean again")
+                self.say(f"{line} is clean again")
             else:
                 link.noise(NOISE_EVERY)
-                self.say(f"noise on the card reader's line: about one transfer in "
-                         f"{NOISE_EVERY} garbled (z cleans it)")
+                self.say(f"noise on {line}: about one transfer in {NOISE_EVERY} garbled "
+                         f"({key} cleans it)")
 
-        self.rig("noise on the card reader's line on / off", toggle)
+        self.rig(f"noise on {line} on / off", toggle)
 
     def action_gateway_kill(self) -> None:
         def kill(hall: Any) -> None:

@@ -60,6 +60,12 @@ KEYS: tuple[Key, ...] = (
     Key("z", "z", "card_line_noise", "noise on the card reader's line (a bad cable) on / off",
         KIOSK, fault=True,
         name="noise on the card reader's line"),
+    Key("x", "x", "printer_line_noise", "noise on the printer's line (a bad cable) on / off",
+        KIOSK, fault=True,
+        name="noise on the printer's line"),
+    Key("v", "v", "screen_line_noise", "noise on the touch screen's line (a bad cable) on / "
+        "off", KIOSK, fault=True,
+        name="noise on the screen's line"),
     Key("g", "g", "gateway", "stop the gateway (in order) / start it", GATEWAY, fault=True,
         name="gateway stopped"),
     Key("G", "G", "gateway_kill", "kill the gateway (kill -9: its machine died); g starts it",

@@ -548,6 +548,24 @@ async def test_each_fault_is_caused_shown_and_undone(tmp_path: Path, stage: Path
             await until(pilot, lambda: noisy not in status_text(app), "the line clean")
             assert not hall.links["card"].noisy and not hall.links["card"].faults
 
+            # on the printer's line: its status garbled, the kiosk out of service until clean
+            await pilot.press("x")
+            await until(pilot, lambda: "FAULTS: x printer line noisy" in status_text(app),
+                        "the printer's noise in the status")
+            await until(pilot, logged(app, "fw printer_not_ready"), "the printer failing", 60)
+            await pilot.press("x")
+            await until(pilot, logged(app, "fw back_in_service"), "back in service", 60)
+            assert not hall.links["printer"].noisy and not hall.links["printer"].faults
+            # and on the screen's (pages drawn through it go wrong: the kiosk redraws them)
+            await pilot.press("v")
+            await until(pilot, lambda: "FAULTS: v screen line noisy" in status_text(app),
+                        "the screen's noise in the status")
+            assert hall.links["display"].noisy
+            await pilot.press("v")
+            await until(pilot, lambda: "screen line noisy" not in status_text(app),
+                        "the screen's line clean")
+            assert not hall.links["display"].noisy and not hall.links["display"].faults
+
             # the gateway killed (-9), then started; its replies lost, then arriving again
             await pilot.press("G")
             await until(pilot, lambda: "gateway DOWN (killed -9" in status_text(app),
