@@ -53,6 +53,8 @@ TIMEOUTS = {
     "backoff_first": 500,  # the first pause between attempts; doubles each time
     "backoff_max": 8000,
     "retry_open": 20000,  # idle: how often to retry unfinished transactions
+    # How often the kiosk signs in, between visits: how the operator knows it is alive.
+    "heartbeat": 600000,
     "watchdog": 8000,  # hardware watchdog period (an RP2040 allows at most 8388)
     "stall": 120000,  # no progress this long and the watchdog is left to reset the board
 }

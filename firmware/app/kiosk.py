@@ -10,8 +10,9 @@ import time
 
 from app import recovery, screens
 from app import txn as T
+from app.link import GatewayError, GatewayUnreachable
 from app.log import log
-from app.session import Session
+from app.session import FW_VERSION, Session
 from drivers.cardreader import CardError
 
 WATCHDOG_FEED_MS = 1000
@@ -58,6 +59,8 @@ class Kiosk:
         self._page = None  # the page shown last, to redraw
         self._screen_ok = True  # the screen took that page
         self._restarts = 0  # the screen's restarts already redrawn after
+        self._heartbeat_at = time.ticks_ms()  # of the last sign-in _heartbeat tried, or boot
+        self._heartbeat_failing = False  # logged once per spell
         self._screen_checked = time.ticks_ms()
 
     # ------------------------------------------------------------ services for the session
@@ -160,6 +163,7 @@ class Kiosk:
         blocked = await self._recover()
         done = 0
         while True:
+            await self._heartbeat()
             if blocked:
                 await self._out_of_service(blocked)
             else:
@@ -168,6 +172,24 @@ class Kiosk:
             if rounds is not None and done >= rounds:
                 return
             blocked = await self._recover() if self.journal.open_txns() else None
+
+    async def _heartbeat(self):
+        """Sign in every `heartbeat` ms, busy or idle, in service or not (a visit signs in
+        first too): the gateway's record of it is how the operator knows this kiosk is alive
+        (`kiosk keys list`), and its reply sets the clock again. One attempt, between visits: a
+        gateway away is tried again next time, and no resident waits on it."""
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._heartbeat_at) < self.timeouts["heartbeat"]:
+            return
+        self._heartbeat_at = now
+        try:
+            await self.link.sign_in(FW_VERSION, self.board_name, attempts=1)
+        except (GatewayError, GatewayUnreachable) as e:  # GatewayUntrusted too
+            if not self._heartbeat_failing:
+                self.log("heartbeat_failed", error=str(e))
+            self._heartbeat_failing = True
+            return
+        self._heartbeat_failing = False
 
     async def _recover(self):
         """recovery.finish_open; if it crashes (a bug, the heap exhausted), the kiosk stays out

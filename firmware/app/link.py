@@ -156,8 +156,8 @@ class GatewayLink:
                 await asyncio.sleep_ms(pause + pause * os.urandom(1)[0] // 512)
                 pause = min(pause * 2, self.timeouts["backoff_max"])
 
-    async def sign_in(self, fw, board):
-        reply = await self.call("sign_in", fw=fw, board=board)
+    async def sign_in(self, fw, board, attempts=0):
+        reply = await self.call("sign_in", attempts, fw=fw, board=board)
         self.clock.set(reply["now"])
         self.sign_no = reply["sign_no"]
         self.signed_in = True

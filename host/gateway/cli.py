@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from onestop.host.settlement.vocabulary import (
     ASSISTANCE_CATEGORIES,
@@ -36,8 +37,10 @@ from onestop.host.settlement.vocabulary import (
     SETTLED_INSURANCE_TYPES,
 )
 
+from .config import SETTLEMENT_TIMEZONE
+
 if TYPE_CHECKING:
-    from .ledger.base import Ledger
+    from .ledger.base import Ledger, SignIn
 
 KIOSK_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # frames.cddl kiosk_id_text
 PUBLIC_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -343,36 +346,65 @@ def _revoke_gateway_key(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- keys list
-def key_json(record: Any) -> dict[str, str]:
-    return {
+def key_json(record: Any, signed_in: SignIn | None = None) -> dict[str, Any]:
+    shown: dict[str, Any] = {
         "kid": record.kid,
         "role": record.role,
         "alg": record.alg,
         "public_key": record.public_key.hex(),
         "status": record.status,
     }
+    if record.role == "kiosk":  # its last sign_in: Unix seconds, and what it ran; or nulls
+        shown.update(signed_in_at=signed_in and signed_in.at, fw=signed_in and signed_in.fw,
+                     board=signed_in and signed_in.board)
+    return shown
 
 
 def keys_list(args: argparse.Namespace) -> int:
     with _open(args.db) as ledger:
         records = ledger.list_keys()
         counters = ledger.last_counters()
+        sign_ins = ledger.sign_ins()
     if args.json:
-        print(json.dumps([key_json(r) for r in records], indent=2))
+        print(json.dumps([key_json(r, sign_ins.get(r.kid)) for r in records], indent=2))
         return 0
     if not records:
         print("no keys: run `kiosk gateway init` and `kiosk gateway enroll`")
         return 0
     width = max(len(r.kid) for r in records)
+    now = int(datetime.datetime.now().timestamp())
     for record in records:
         # a kiosk's last counter: what `kiosk fw provision --counter-above` needs after its
-        # counter file was lost
+        # counter file was lost; its last sign-in: whether it is alive
         last = ""
         if record.role == "kiosk":
-            last = f"  last counter {counters.get(record.kid, 0)}"
+            last = (f"  last counter {counters.get(record.kid, 0)}  "
+                    f"{_signed_in(sign_ins.get(record.kid), now)}")
         print(f"{record.kid:<{width}}  {record.role:<7}  {record.alg}  "
               f"{record.public_key.hex()}  {record.status}{last}")  # fmt: skip
     return 0
+
+
+def _signed_in(signed_in: SignIn | None, now: int) -> str:
+    """A kiosk's last sign-in for a person: on the settlement day's clock, and how long ago (a
+    kiosk signs in every few minutes, idle or busy: one not heard of for longer is off, cut
+    from the network, or stuck)."""
+    if signed_in is None:
+        return "never signed in"
+    at = datetime.datetime.fromtimestamp(signed_in.at, ZoneInfo(SETTLEMENT_TIMEZONE))
+    return (f"signed in {at:%Y-%m-%d %H:%M} {at:%z}, {_ago(now - signed_in.at)} "
+            f"({signed_in.fw} on {signed_in.board})")
+
+
+def _ago(seconds: int) -> str:
+    if seconds >= 86400:
+        days = seconds // 86400
+        return f"{days} day{'s' if days > 1 else ''} ago"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h ago"
+    if seconds >= 60:
+        return f"{seconds // 60} min ago"
+    return "just now"
 
 
 # ---------------------------------------------------------------------------- bills

@@ -163,6 +163,8 @@ class Handlers:
 
     # ------------------------------------------------------------ 9001 sign-in
     def sign_in(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+        # At boot and every few minutes after: the operator's sign that the kiosk is alive
+        ledger.record_sign_in(request["kiosk"], request["fw"], request["board"], now)
         stamp = datetime.fromtimestamp(now, self.tz).strftime("%Y%m%d%H%M%S")
         reply = messages.reply(
             request, "sign_in_reply", now, sign_no=stamp + self._new_id(), now=now,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from contextlib import closing
 
 from e2e_support import (
     WAIT_S,
@@ -21,10 +23,12 @@ from e2e_support import (
     up_to_confirm,
     wait_screen,
 )
+from onestop.host.gateway.ledger import SignIn, open_ledger
 from onestop.host.keys import SigningKey
-from onestop.host.sim.rig import Hall
+from onestop.host.sim.rig import Hall, kiosk_cli
 from onestop.protocol import cbor, cose
 
+HallFactory = Callable[..., Hall]  # the make_hall fixture (a conftest is not importable here)
 RESIDENT = "P001"
 UNREACHABLE = ("Cannot reach the insurance service", "Nothing was settled")
 IN_DOUBT = ("Settlement not yet confirmed",
@@ -196,3 +200,21 @@ def test_gateway_killed_before_the_settle_reached_it(hall: Hall) -> None:
     seen = settle_visit(hall, RESIDENT)
     one_settlement_one_receipt(hall, before)
     assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]
+
+
+def test_an_idle_kiosk_signs_in_every_heartbeat_and_the_operator_sees_it(
+        make_hall: HallFactory) -> None:
+    hall = make_hall(heartbeat=1000)
+    assert hall.firmware is not None
+    started = int(time.time())
+    deadline = time.monotonic() + WAIT_S
+    seen: SignIn | None = None
+    while time.monotonic() < deadline and seen is None:  # no resident: only its heartbeat
+        with closing(open_ledger(hall.db)) as ledger:
+            seen = ledger.sign_ins().get(hall.kiosk_id)
+        time.sleep(0.2)
+    assert seen is not None and seen.at >= started - 1
+    assert (seen.fw, seen.board) == ("onestop-fw 1.0", "unix")
+    listed = kiosk_cli("keys", "list", "--db", hall.db)
+    (line,) = [line for line in listed.splitlines() if line.startswith(hall.kiosk_id)]
+    assert line.endswith("just now (onestop-fw 1.0 on unix)")

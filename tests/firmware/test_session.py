@@ -695,3 +695,27 @@ def test_signs_in_again_after_the_gateway_was_unreachable(kiosk: Kiosk) -> None:
     result = kiosk.boot(rounds=2, visits=2, script=HAPPY,
                         faults={"pending_bills": ["unreachable"]})
     assert result["calls"].count("sign_in") == 2
+
+
+def test_the_kiosk_signs_in_every_heartbeat_between_visits_idle_or_not(kiosk: Kiosk) -> None:
+    """A kiosk no resident used for a day was invisible to the operator: dead or idle looked
+    alike. It signs in every `heartbeat` (busy or idle), one attempt each, never in a visit."""
+    quiet = kiosk.boot(rounds=3, visits=0)
+    assert quiet["calls"] == []  # not due yet (10 minutes by default)
+    due = kiosk.boot(rounds=3, visits=1, script=HAPPY, timeouts={"heartbeat": 0})
+    # each round begins with one; the visit's own sign_in is not needed after it
+    assert due["calls"][:2] == ["sign_in", "person_info"]
+    assert due["calls"].count("sign_in") == 3
+    assert due["attempts"][due["calls"].index("sign_in")] == 1
+    assert "settle" in due["calls"]
+
+
+def test_a_heartbeat_the_gateway_does_not_answer_is_logged_once_and_keeps_the_kiosk_open(
+        kiosk: Kiosk) -> None:
+    result = kiosk.boot(rounds=4, visits=0, timeouts={"heartbeat": 0},
+                        faults={"sign_in": ["unreachable", "unreachable", "ok", "unreachable"]})
+    assert result["calls"] == ["sign_in"] * 4
+    # once per spell: the first of two failures in a row, and the one after a success
+    assert result["events"].count("heartbeat_failed") == 2
+    assert "out_of_service" not in result["events"]
+    assert result["pages"][-1][0] == "welcome"

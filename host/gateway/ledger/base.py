@@ -128,6 +128,15 @@ class SettlementSums:
     sums: dict[str, int]  # result field -> its total over these settlements, integer fen
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """A kiosk's last sign_in: when (Unix seconds, the gateway's clock), and what it runs."""
+
+    at: int
+    fw: str
+    board: str
+
+
 @dataclass(slots=True)
 class RequestJob:
     """One authenticated request for `Ledger.run_requests`: its replay check and its work, run
@@ -243,6 +252,9 @@ class Ledger(Protocol):
     def forget_card_read(self, kiosk_id: str) -> None: ...
     # the person psn_no if theirs is the card kiosk_id read last, at read_since or later
     def card_holder(self, kiosk_id: str, psn_no: str, read_since: int) -> Person | None: ...
+    # a kiosk's sign_in (it is alive, with this firmware), and each kiosk's last one
+    def record_sign_in(self, kiosk_id: str, fw: str, board: str, now: int) -> None: ...
+    def sign_ins(self) -> dict[str, SignIn]: ...
     def upsert_bill(self, bill: Bill) -> str: ...  # "added" | "updated" | "unchanged"
     # upsert_bill: idempotent import; never un-settles (bill.status is ignored). A pending bill
     # may be corrected; changing a settled bill raises BillUnavailable("bill_settled", ...); a

@@ -6,11 +6,11 @@ can compare them with its events character for character. Hashes are hex text.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # Versions `init` (and `upgrade`) bring up to SCHEMA_VERSION by creating the tables and indexes
 # they lack (each change since them only added some: nothing stored changes). 1 had no
-# card_reads; 1 and 2 had no index of audit_log's key revocations.
-UPGRADABLE_VERSIONS = ("1", "2")
+# card_reads; 1 and 2 had no index of audit_log's key revocations; 1 to 3 no sign_ins.
+UPGRADABLE_VERSIONS = ("1", "2", "3")
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -45,6 +45,14 @@ TABLES: tuple[str, ...] = (
         kiosk_id TEXT PRIMARY KEY,
         psn_no TEXT NOT NULL REFERENCES persons (psn_no),
         read_at BIGINT NOT NULL
+    )""",
+    # Each kiosk's last sign_in (at boot, and every few minutes after, kiosk or idle): what
+    # tells the operator a kiosk is alive (`kiosk keys list`). Not money, not audited.
+    """CREATE TABLE IF NOT EXISTS sign_ins (
+        kiosk_id TEXT PRIMARY KEY,
+        signed_in_at BIGINT NOT NULL,
+        fw TEXT NOT NULL,
+        board TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS bills (
         bill_id TEXT PRIMARY KEY,

@@ -35,6 +35,7 @@ from .base import (
     RequestOutcome,
     Settlement,
     SettlementSums,
+    SignIn,
     TxnConflict,
     UnknownTxn,
     UnreadableRecord,
@@ -506,6 +507,19 @@ class SqlLedger(SqlStore):
 
     def forget_card_read(self, kiosk_id: str) -> None:
         self._write(lambda tx: tx.run("DELETE FROM card_reads WHERE kiosk_id = ?", (kiosk_id,)))
+
+    def record_sign_in(self, kiosk_id: str, fw: str, board: str, now: int) -> None:
+        self._write(lambda tx: tx.run(
+            "INSERT INTO sign_ins (kiosk_id, signed_in_at, fw, board) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kiosk_id) DO UPDATE SET signed_in_at = excluded.signed_in_at, "
+            "fw = excluded.fw, board = excluded.board",
+            (kiosk_id, now, fw, board),
+        ))
+
+    def sign_ins(self) -> dict[str, SignIn]:
+        rows = self._read(lambda tx: tx.all(
+            "SELECT kiosk_id, signed_in_at, fw, board FROM sign_ins"))
+        return {kiosk_id: SignIn(int(at), fw, board) for kiosk_id, at, fw, board in rows}
 
     def card_holder(self, kiosk_id: str, psn_no: str, read_since: int) -> Person | None:
         # One statement, as get_person was: a resident not read at this kiosk and one who does

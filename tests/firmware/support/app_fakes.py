@@ -211,8 +211,8 @@ class FakeGateway:
         self._key = gateway_key()
         self.card = None  # the FakeCard, for "card_swapped"
 
-    async def sign_in(self, fw, board):
-        await self.call("sign_in", fw=fw, board=board)
+    async def sign_in(self, fw, board, attempts=0):
+        await self.call("sign_in", attempts, fw=fw, board=board)
         self.signed_in = True
 
     async def call(self, t, attempts=0, **body):

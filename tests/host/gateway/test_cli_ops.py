@@ -3,19 +3,23 @@ argument parser), on both ledger backends."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from contextlib import closing
+from zoneinfo import ZoneInfo
 
 import pytest
 from onestop.host.cli import main
 from onestop.host.gateway.bills import demo_document
 from onestop.host.gateway.config import parse_ledger_url
 from onestop.host.gateway.ledger import open_ledger
+from onestop.host.gateway.ledger.schema import SCHEMA_VERSION
 from onestop.host.keys import SigningKey, load_signing_key
 
 KIOSK_PUBLIC = SigningKey(bytes(range(32))).public_key.hex()
@@ -70,9 +74,33 @@ def test_keys_list_shows_each_kiosks_last_counter_for_a_lost_counter_file(db, ca
     capsys.readouterr()
     assert kiosk("keys", "list", "--db", db) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line for line in lines if line.startswith("K0001")][0].endswith("last counter 4117")
-    assert [line for line in lines if line.startswith("K0002")][0].endswith("last counter 0")
+    assert "  last counter 4117  " in [line for line in lines if line.startswith("K0001")][0]
+    assert "  last counter 0  " in [line for line in lines if line.startswith("K0002")][0]
     assert "counter" not in [line for line in lines if line.startswith("gw-")][0]
+
+
+def test_keys_list_says_when_each_kiosk_last_signed_in(db, capsys):
+    """A kiosk signs in every 10 minutes, idle or busy: one not heard of for longer is off or
+    cut off, which the operator could not tell from an idle one."""
+    for kiosk_id, seed in (("K0001", 1), ("K0002", 2)):
+        public = SigningKey(bytes([seed]) * 32).public_key.hex()
+        assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", kiosk_id,
+                     "--public-key", public) == 0
+    now = int(time.time())
+    with closing(open_ledger(db)) as ledger:
+        ledger.record_sign_in("K0001", "onestop-fw 1.0", "esp32s3", now - 3 * 3600 - 60)
+    capsys.readouterr()
+    assert kiosk("keys", "list", "--db", db) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = datetime.datetime.fromtimestamp(now - 3 * 3600 - 60, ZoneInfo("Asia/Shanghai"))
+    assert [line for line in lines if line.startswith("K0001")][0].endswith(
+        f"signed in {at:%Y-%m-%d %H:%M} +0800, 3 h ago (onestop-fw 1.0 on esp32s3)")
+    assert [line for line in lines if line.startswith("K0002")][0].endswith("never signed in")
+    shown = {record["kid"]: record for record in keys_json(db, capsys)}
+    assert (shown["K0001"]["signed_in_at"], shown["K0001"]["fw"], shown["K0001"]["board"]) \
+        == (now - 3 * 3600 - 60, "onestop-fw 1.0", "esp32s3")
+    assert (shown["K0002"]["signed_in_at"], shown["K0002"]["fw"]) == (None, None)
+    assert "signed_in_at" not in next(r for r in shown.values() if r["role"] == "gateway")
 
 
 def test_init_makes_the_key_folder_and_a_key_it_cannot_write_leaves_no_ledger(tmp_path, capsys):
@@ -407,7 +435,8 @@ def test_operator_commands_refuse_a_ledger_newer_than_they_are(db, capsys):
                   "--public-key", KIOSK_PUBLIC],
                  ["gateway", "audit", "--db", db]):
         assert kiosk(*argv) != 0
-        assert "has schema version 99; this gateway knows version 3" in capsys.readouterr().err
+        assert (f"has schema version 99; this gateway knows version {SCHEMA_VERSION}"
+                in capsys.readouterr().err)
 
 
 def indexes(ledger, table: str) -> set[str]:
@@ -429,10 +458,12 @@ NEW_INDEXES = {"settlements": {"settlements_by_date", "settlements_by_person"},
 
 
 def make_earlier(ledger, version: str) -> None:
-    """`ledger` as an earlier Onestop left it: schema 2 had no index of key revocations; 1 had
-    no card_reads either."""
+    """`ledger` as an earlier Onestop left it: 3 had no sign_ins; 2 no index of key
+    revocations either; 1 no card_reads either."""
     def work(tx):
-        tx.run("DROP INDEX key_revocations")
+        tx.run("DROP TABLE sign_ins")
+        if version != "3":
+            tx.run("DROP INDEX key_revocations")
         if version == "1":
             tx.run("DROP TABLE card_reads")
         tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'", (version,))
@@ -446,7 +477,7 @@ def test_a_new_ledger_has_one_index_of_settlements_by_day(db):
         assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
+@pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
         db, version, tmp_path, capsys, kit):
     # An earlier Onestop's ledger with residents and settlements in it: serve and the
@@ -477,8 +508,10 @@ def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
     assert kiosk("gateway", "audit", "--db", db) == 0
     with closing(open_ledger(db)) as ledger:
         assert ledger.get_person("P001") is not None
-        ledger.record_card_read("K-1", "P001", 1_795_400_000)  # the new table is there
+        ledger.record_card_read("K-1", "P001", 1_795_400_000)  # the new tables are there
         assert ledger.card_holder("K-1", "P001", 1_795_400_000) is not None
+        ledger.record_sign_in("K-1", "fw", "board", 1_795_400_000)
+        assert ledger.sign_ins()["K-1"].at == 1_795_400_000
 
 
 def test_upgrade_makes_no_ledger_and_leaves_a_newer_one_alone(db, tmp_path, capsys):
@@ -490,7 +523,8 @@ def test_upgrade_makes_no_ledger_and_leaves_a_newer_one_alone(db, tmp_path, caps
             "UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'"))
     capsys.readouterr()
     assert kiosk("gateway", "upgrade", "--db", db) != 0
-    assert "has schema version 99; this gateway knows version 3" in capsys.readouterr().err
+    assert (f"has schema version 99; this gateway knows version {SCHEMA_VERSION}"
+            in capsys.readouterr().err)
 
 
 def test_three_slashes_are_a_relative_path_and_the_operator_is_told_which_file(

@@ -20,7 +20,7 @@ from onestop.host.gateway.handlers import (
     Handled,
     Handlers,
 )
-from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, open_ledger
+from onestop.host.gateway.ledger import Bill, KeyRecord, Ledger, SignIn, open_ledger
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.settlement import Claim, load_policy, settle
 from onestop.protocol import cbor, framing, messages
@@ -131,6 +131,8 @@ def rig(ledger: Ledger) -> Rig:
 
 def test_sign_in_tells_the_board_the_time_and_the_policy(rig: Rig) -> None:
     reply = rig.ask("sign_in", fw="1.0.0", board="esp32s3").reply
+    # recorded: the operator sees when each kiosk was last alive, and what it runs
+    assert rig.ledger.sign_ins() == {"K-01": SignIn(NOW, "1.0.0", "esp32s3")}
     assert reply["now"] == NOW
     assert reply["policy"] == "reference"
     assert reply["gateway"] == GATEWAY_KID

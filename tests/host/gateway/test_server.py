@@ -134,6 +134,7 @@ async def test_a_resident_settles_end_to_end(site: Site) -> None:
     kiosk = await site.kiosk()
     signed_in = await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
     assert signed_in["gateway"] == "gateway-01"
+    assert site.ledger.sign_ins()["K-01"].board == "esp32s3"  # the kiosk is seen alive
     person = await kiosk.call("person_info", card=card_of(site.residents["P001"]))
     assert person["ssn_masked"] == "130630********0048"
     bills = await kiosk.call("pending_bills", psn_no="P001")
