@@ -120,7 +120,7 @@ def error(reason, card_in=False, pay=None, waiting=False):
     if card_in and waiting:
         leave = texts.WAIT_OR_LEAVE if pay is None else texts.WAIT_OR_LEAVE_RECEIPT
     elif card_in:
-        leave = texts.TAKE_CARD
+        leave = texts.TAKE_THIS_CARD if reason == "wrong_card" else texts.TAKE_CARD
     if pay is None:
         return _page("error", words[:2], (words[2], words[3], "", "") + leave)
     # the amount's label last (l5), right above the amount in large digits

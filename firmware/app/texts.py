@@ -24,6 +24,8 @@ HELLO = ("%s，您好", "Hello, %s")
 MORE_BILLS = ("另有%d笔费用请到窗口办理", "%d more: please ask at the counter")
 LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
+# ...when the card in the slot is not a social-security card (a bank card put in by mistake).
+TAKE_THIS_CARD = ("请取出此卡", "Please take this card out")
 # While the kiosk waits on the printer or the gateway for a resident still there.
 WAIT_OR_LEAVE = ("请稍候，或取走社保卡离开", "Please wait here, or take your card to leave")
 # ...for a saved receipt: one who leaves gets it from staff (printed later, for the clerk).

@@ -104,7 +104,9 @@ def test_a_card_that_cannot_be_served_is_refused_clearly(
     message = wait_screen(hall, "error", since)
     for words in says:
         assert words in message
-    assert "Please take your card" in message  # it is still in the slot
+    # it is still in the slot (a bank card is not called a social security card)
+    take = "Please take this card out" if card == "wrong_app" else "Please take your card"
+    assert take in message
     hall.card.pull()
     wait_screen(hall, "welcome", since + 1)
     assert "bills" not in shown_after(hall, since)

@@ -719,3 +719,14 @@ def test_a_heartbeat_the_gateway_does_not_answer_is_logged_once_and_keeps_the_ki
     assert result["events"].count("heartbeat_failed") == 2
     assert "out_of_service" not in result["events"]
     assert result["pages"][-1][0] == "welcome"
+
+
+# ---------------------------------------------------------------------------- an elderly resident
+def test_a_wrong_card_is_asked_out_as_this_card_not_as_a_social_security_card(
+        kiosk: Kiosk) -> None:
+    """A bank card put in by mistake: "this is not a social security card ... please take
+    your social security card" sends its holder looking for a card that is not in the slot."""
+    result = kiosk.session(card_error="wrong_application")
+    error = result["last"]["error"]
+    assert error["t_en"] == "This is not a social security card"
+    assert (error["l4"], error["l5"]) == ("请取出此卡", "Please take this card out")
