@@ -45,7 +45,8 @@ YUAN = "元"
 # Error and notice pages, by the reason a session ended.
 ERRORS = {
     "card_unreadable": ("无法读取社保卡", "The card could not be read",
-                        "请取出后重新插入", "Please take it out and insert it again"),
+                        "请取出后重新插入，仍不行请到窗口办理",
+                        "Take it out and insert it again, or ask at the counter"),
     "card_removed": ("社保卡已取出", "Card taken out",
                      "已取消，未结算", "Cancelled, nothing was settled"),
     "wrong_card": ("这不是社保卡", "This is not a social security card",
@@ -61,7 +62,8 @@ ERRORS = {
     "amount_changed": ("金额已变化", "The amount has changed",
                        "未结算，请重新插卡查看", "Nothing was settled: insert your card again"),
     "gateway_unreachable": ("网络连接中断", "Cannot reach the insurance service",
-                            "未结算，请稍后再试", "Nothing was settled, please try again later"),
+                            "未结算，请稍后再试或到窗口办理",
+                            "Nothing was settled: try again later, or ask at the counter"),
     "gateway_untrusted": ("无法核验保险服务", "The insurance service could not be verified",
                           "未结算，请联系工作人员", "Nothing was settled, please ask staff"),
     "service_refused": ("暂时无法办理", "Service unavailable",
@@ -78,7 +80,8 @@ ERRORS = {
                  "系统将自动核实，绝不重复结算",
                  "It will be checked automatically and never settled twice"),
     "not_settled": ("未能结算", "Not settled",
-                    "未结算，请稍后再试", "Nothing was settled, please try again later"),
+                    "未结算，请稍后再试或到窗口办理",
+                    "Nothing was settled: try again later, or ask at the counter"),
     "settlement_invalid": ("结算凭证无法核验", "The settlement could not be verified",
                            "请联系工作人员", "Please ask a member of staff"),
 }

@@ -730,3 +730,12 @@ def test_a_wrong_card_is_asked_out_as_this_card_not_as_a_social_security_card(
     error = result["last"]["error"]
     assert error["t_en"] == "This is not a social security card"
     assert (error["l4"], error["l5"]) == ("请取出此卡", "Please take this card out")
+
+
+@pytest.mark.parametrize("reason", ["card_unreadable", "gateway_unreachable", "not_settled"])
+def test_a_page_that_says_try_again_also_says_where_to_go_if_it_keeps_failing(
+        mp: StageWorker, reason: str) -> None:
+    """A resident who came to the hall is not sent home with only "try again": a damaged
+    chip fails every time, and the counter settles the bill while the network is down."""
+    page, shown = mp.call("app.screens", "error", reason, True)
+    assert "窗口" in shown["l0"] and "counter" in shown["l1"]
