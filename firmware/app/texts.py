@@ -26,8 +26,10 @@ LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
 # ...when the card in the slot is not a social-security card (a bank card put in by mistake).
 TAKE_THIS_CARD = ("请取出此卡", "Please take this card out")
-# While the kiosk waits on the printer or the gateway for a resident still there.
-WAIT_OR_LEAVE = ("请稍候，或取走社保卡离开", "Please wait here, or take your card to leave")
+# While the kiosk waits on the gateway (a settlement in doubt) for a resident still there;
+# one who leaves learns at the counter how it ended (and gets the receipt, if it settled).
+WAIT_OR_LEAVE = ("请稍候，或取卡离开后到窗口查询",
+                 "Please wait, or take your card and ask at the counter")
 # ...for a saved receipt: one who leaves gets it from staff (printed later, for the clerk).
 WAIT_OR_LEAVE_RECEIPT = ("请稍候，或离开后向工作人员领取凭条",
                          "Please wait, or leave: staff will give you the receipt")

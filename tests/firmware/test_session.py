@@ -739,3 +739,16 @@ def test_a_page_that_says_try_again_also_says_where_to_go_if_it_keeps_failing(
     chip fails every time, and the counter settles the bill while the network is down."""
     page, shown = mp.call("app.screens", "error", reason, True)
     assert "窗口" in shown["l0"] and "counter" in shown["l1"]
+
+
+def test_a_resident_who_leaves_a_settlement_in_doubt_is_told_where_to_learn_how_it_ended(
+        kiosk: Kiosk) -> None:
+    """'Please wait, or take your card to leave': one who leaves has no receipt and does not
+    know whether the bill was settled; the counter can tell them (and hand over the receipt
+    that recovery prints for the clerk)."""
+    result = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
+                                                 "settlement_query": ["unreachable"]})
+    assert result["outcome"] == "in_doubt"
+    page = result["last"]["error"]
+    assert page["t_en"] == "Settlement not yet confirmed"
+    assert "窗口" in page["l4"] and "counter" in page["l5"]
