@@ -21,7 +21,9 @@ NOTHING_TO_PAY = ("您无需再缴费", "You have nothing more to pay")
 BILLS = ("请选择要结算的费用", "Choose a bill to settle")
 CONFIRM = ("请确认结算", "Please check and confirm")
 HELLO = ("%s，您好", "Hello, %s")
-MORE_BILLS = ("另有%d笔费用请到窗口办理", "%d more: please ask at the counter")
+# More bills than buttons: the rest are listed when the card goes in again.
+MORE_BILLS = ("另有%d笔费用，办完本笔后请重新插卡",
+              "%d more: insert your card again after this one")
 LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
 # ...when the card in the slot is not a social-security card (a bank card put in by mistake).

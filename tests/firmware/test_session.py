@@ -752,3 +752,14 @@ def test_a_resident_who_leaves_a_settlement_in_doubt_is_told_where_to_learn_how_
     page = result["last"]["error"]
     assert page["t_en"] == "Settlement not yet confirmed"
     assert "窗口" in page["l4"] and "counter" in page["l5"]
+
+
+def test_a_resident_with_more_bills_than_buttons_is_told_the_kiosk_settles_them_too(
+        mp: StageWorker) -> None:
+    """Four buttons: the fifth and sixth bills are settled here too, by inserting the card
+    again after this one (they are listed then); not sent to queue at the counter."""
+    bill = ZHANG["bills"][0]
+    page, shown = mp.call("app.screens", "bills", "欧阳秀兰", [bill] * 6)
+    assert (shown["l2"], shown["l3"]) == ("另有2笔费用，办完本笔后请重新插卡",
+                                          "2 more: insert your card again after this one")
+    assert [shown[f"b{i}"] for i in range(4)] == [shown["b0"]] * 4
