@@ -763,3 +763,12 @@ def test_a_resident_with_more_bills_than_buttons_is_told_the_kiosk_settles_them_
     assert (shown["l2"], shown["l3"]) == ("另有2笔费用，办完本笔后请重新插卡",
                                           "2 more: insert your card again after this one")
     assert [shown[f"b{i}"] for i in range(4)] == [shown["b0"]] * 4
+
+
+@pytest.mark.parametrize("reason", ["timeout", "card_removed"])
+def test_a_visit_cut_short_says_it_can_be_started_again(mp: StageWorker, reason: str) -> None:
+    """A slow reader whose page timed out, or whose card slipped out, reads 'cancelled,
+    nothing was settled': and what now? The card goes in again, and the visit starts over."""
+    page, shown = mp.call("app.screens", "error", reason, reason == "timeout")
+    assert "重新插卡" in shown["l0"] and "insert your card" in shown["l1"]
+    assert "nothing was settled" in shown["l1"].lower()
