@@ -107,6 +107,9 @@ def build(entry, record, kiosk_id, again=False, unclaimed=False):
     r.bold(False)
     if result["psn_cash_pay"] > 0:
         r.line(texts.RECEIPT_PAY_AT)
+    else:  # as the done page says it: 0.00 alone may still be queued with
+        r.line(texts.NOTHING_TO_PAY[0])
+        r.line(texts.NOTHING_TO_PAY[1])
     r.align(LEFT)
     r.line(RULE)
     yield from r.take()
@@ -122,6 +125,8 @@ def build(entry, record, kiosk_id, again=False, unclaimed=False):
     yield from r.take()
     r.line(texts.RECEIPT_FOOT[0])
     r.line(texts.RECEIPT_FOOT[1])
+    r.line(texts.RECEIPT_HELP[0])
+    r.line(texts.RECEIPT_HELP[1])
     r.feed(1)
     r.cut()
     yield from r.chunks()

@@ -123,3 +123,5 @@ RECEIPT_FIELDS = {
 }
 RECEIPT_PAY_AT = "请到窗口缴费 Pay at the counter"  # fits 32 columns
 RECEIPT_FOOT = ("扫码核验结算凭证", "Scan to verify this settlement")
+# What to do if something on it looks wrong: the receipt goes home, the kiosk's screen does not.
+RECEIPT_HELP = ("如有疑问请持本凭条到窗口咨询", "Any problem? Ask at the counter")  # 32 columns

@@ -772,3 +772,25 @@ def test_a_visit_cut_short_says_it_can_be_started_again(mp: StageWorker, reason:
     page, shown = mp.call("app.screens", "error", reason, reason == "timeout")
     assert "重新插卡" in shown["l0"] and "insert your card" in shown["l1"]
     assert "nothing was settled" in shown["l1"].lower()
+
+
+def test_the_receipt_says_where_to_go_if_something_on_it_is_wrong(kiosk: Kiosk) -> None:
+    """The resident takes the receipt home: if an amount looks wrong, or a relative has a
+    question, the paper itself says where to bring it."""
+    rows = [row.strip() for row in
+            receipt_of(kiosk.session(script=HAPPY)["receipts"][0]).text().splitlines()]
+    assert "如有疑问请持本凭条到窗口咨询" in rows
+    assert "Any problem? Ask at the counter" in rows
+
+
+def test_a_resident_who_owes_nothing_reads_it_on_the_receipt_as_on_the_screen(
+        kiosk: Kiosk) -> None:
+    """Medical assistance pays all that is left: the done page says 'You have nothing more
+    to pay'; the receipt said only 0.00, which an elderly resident may still queue with."""
+    tekun = {"person": dict(ZHANG["person"], assistance="tekun"), "bills": ZHANG["bills"]}
+    result = kiosk.session(script=HAPPY, people={ZHANG_CARD["ssn"]: tekun})
+    assert result["outcome"] == "settled"
+    assert result["last"]["done"]["big"] == "0.00"
+    rows = [row.strip() for row in receipt_of(result["receipts"][0]).text().splitlines()]
+    assert "您无需再缴费" in rows and "You have nothing more to pay" in rows
+    assert "请到窗口缴费 Pay at the counter" not in rows

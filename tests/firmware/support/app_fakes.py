@@ -176,11 +176,12 @@ def receipt_bytes(receipt):
     return b"".join([chunk for chunks in receipt for chunk in chunks])
 
 
-def breakdown(total):
-    """A plausible one-stop split of a bill (integer fen): the funds pay, the rest is own-pay."""
+def breakdown(total, assistance="none"):
+    """A plausible one-stop split of a bill (integer fen): the funds pay, the rest is own-pay;
+    for a special-hardship (tekun) resident medical assistance pays all the rest."""
     hifp = total * 60 // 100
     hifmi = total * 10 // 100
-    maf = total * 5 // 100
+    maf = total - hifp - hifmi if assistance == "tekun" else total * 5 // 100
     funds = hifp + hifmi + maf
     return {"medfee_sumamt": total, "fulamt_ownpay_amt": 0, "preselfpay_amt": 0,
             "inscp_scp_amt": total, "act_pay_dedc": 0, "hifp_pay": hifp, "hifmi_pay": hifmi,
@@ -255,6 +256,9 @@ class FakeGateway:
                 return self.people[ssn]
         raise GatewayError("unknown_person", psn_no)
 
+    def _assistance(self, psn_no):
+        return self._person(psn_no)["person"].get("assistance", "none")
+
     def _bill(self, psn_no, bill_id):
         for bill in self._person(psn_no)["bills"]:
             if bill["bill_id"] == bill_id:
@@ -277,7 +281,7 @@ class FakeGateway:
     def _pre_settle(self, fault, psn_no, bill_id):
         bill = self._bill(psn_no, bill_id)
         return {"t": "pre_settle_reply", "bill_id": bill_id,
-                "result": breakdown(bill["medfee_sumamt"])}
+                "result": breakdown(bill["medfee_sumamt"], self._assistance(psn_no))}
 
     def _settle(self, fault, psn_no, bill_id, txn_id, confirmed_cash):
         state = self.state
@@ -286,7 +290,8 @@ class FakeGateway:
                     "settlement": state["settlements"][txn_id]}
         if bill_id in state["bills_settled"]:
             raise GatewayError("bill_settled", bill_id)
-        result = breakdown(self._bill(psn_no, bill_id)["medfee_sumamt"] + self.price_change)
+        result = breakdown(self._bill(psn_no, bill_id)["medfee_sumamt"] + self.price_change,
+                           self._assistance(psn_no))
         if result["psn_cash_pay"] != confirmed_cash:
             raise GatewayError("amount_changed", "now " + str(result["psn_cash_pay"]))
         state["setl_seq"] += 1
