@@ -49,6 +49,16 @@ class Base64url:
             yield piece.replace(b"+", b"-").replace(b"/", b"_").rstrip(b"=")
 
 
+def mask_name(name):
+    """The name with all but its first and last characters starred (one of two: the first
+    kept), as the ID number is masked: the receipt is left in trays and handed on."""
+    if len(name) < 2:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
 def qr_module(length):
     """The largest module (dots) at which a QR code holding `length` bytes fits the paper."""
     for version in range(len(_QR_CAPACITY_L)):
@@ -86,7 +96,7 @@ def build(entry, record, kiosk_id, again=False, unclaimed=False):
     r.align(LEFT)
     r.line(RULE)
     yield from r.take()
-    r.row(fields["name"], entry["name"] or "")
+    r.row(fields["name"], mask_name(entry["name"] or ""))
     r.row(fields["ssn"], entry["ssn_masked"] or "")
     r.line(fields["clinic"])
     r.line(entry["clinic"] or "")

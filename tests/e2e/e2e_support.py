@@ -166,6 +166,13 @@ def receipt_amounts(receipt: Receipt | str) -> dict[str, int]:
     return amounts
 
 
+def masked_name(name: str) -> str:
+    """The resident's name as the receipt prints it (app.receipt.mask_name): 张*兰, 王*."""
+    if len(name) < 2:
+        return name
+    return name[0] + "*" * (len(name) - 2) + (name[-1] if len(name) > 2 else "*")
+
+
 def printed_of(breakdown: dict[str, int]) -> dict[str, int]:
     """The fields of a breakdown a receipt prints."""
     return {key: breakdown[key] for key in (*RECEIPT_LABELS, "psn_cash_pay")}

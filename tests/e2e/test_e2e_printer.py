@@ -12,6 +12,7 @@ from e2e_support import (
     Before,
     at_welcome,
     before_visit,
+    masked_name,
     printed_of,
     receipt_amounts,
     settle_visit,
@@ -62,7 +63,8 @@ def paper_loaded_prints_once(hall: Hall, before: Before, since: int) -> None:
     expected = before.expected(settlement)
     assert settlement.result == expected
     assert receipt_amounts(receipt) == printed_of(expected)
-    assert before.person.name in receipt.text() and settlement.setl_id in receipt.text()
+    assert masked_name(before.person.name) in receipt.text()  # masked, as the ID number is
+    assert settlement.setl_id in receipt.text()
     # printed with the next resident's card in: it asks them to hand it to the clerk
     assert "Not yours? Hand it to the clerk" in receipt.text()
     assert "Printing a saved receipt" in wait_screen(hall, "printing", loaded)

@@ -168,7 +168,7 @@ def test_the_receipt_shows_who_what_and_a_verifiable_settlement(kiosk: Kiosk) ->
     text = receipt.text()
     assert receipt.cut and not receipt.truncated
     assert "Reprint" not in text  # the first print is the receipt, not a copy
-    for expected in ("医疗保障结算凭条", "张秀兰", "130630********0048", "涞源县医院",
+    for expected in ("医疗保障结算凭条", "张*兰", "130630********0048", "涞源县医院",
                      "2026-11-20", "14,520.00", "2,420.00", "1,210.00", "6,050.00",
                      "SETL000001", "K0001"):
         assert expected in text
@@ -794,3 +794,20 @@ def test_a_resident_who_owes_nothing_reads_it_on_the_receipt_as_on_the_screen(
     rows = [row.strip() for row in receipt_of(result["receipts"][0]).text().splitlines()]
     assert "您无需再缴费" in rows and "You have nothing more to pay" in rows
     assert "请到窗口缴费 Pay at the counter" not in rows
+
+
+@pytest.mark.parametrize("name, masked", [("张秀兰", "张*兰"), ("王明", "王*"),
+                                          ("欧阳秀兰", "欧**兰"), ("李", "李")])
+def test_the_receipt_masks_the_name_as_it_masks_the_id_number(mp: StageWorker, name: str,
+                                                              masked: str) -> None:
+    """A receipt is left in the tray, dropped, handed to the clerk by whoever finds it: it
+    names the clinic and the bill, so the name is masked as the ID number is (enough for the
+    resident and the counter to know it, with the settlement number)."""
+    assert mp.call("app.receipt", "mask_name", name) == masked
+
+
+def test_the_printed_receipt_carries_the_masked_name_only(kiosk: Kiosk) -> None:
+    rows = receipt_of(kiosk.session(script=HAPPY)["receipts"][0]).text().splitlines()
+    (name_row,) = [row for row in rows if row.startswith("姓名 Name")]
+    assert name_row.endswith(" 张*兰") and display_width(name_row) == 32  # flush right
+    assert not [row for row in rows if "张秀兰" in row]
