@@ -42,8 +42,10 @@ TIMEOUTS = {
     "printer_poll": 1000,  # how often the printer is asked whether paper is in, while waiting
     "doubt_poll": 5000,  # how often a settlement in doubt is asked about, while the card is in
     # A press this soon after a page appears is ignored: it was meant for the page before (a
-    # double tap on a bill lands where the confirm page puts its Confirm button).
-    "touch_guard": 600,
+    # double tap on a bill lands where the confirm page puts its Confirm button). An elderly
+    # resident's second tap, when the first seemed to do nothing, comes a second or so later;
+    # no one has read a page's amounts that soon.
+    "touch_guard": 1500,
     "gateway_connect": 5000,
     "gateway_reply": 10000,  # per attempt
     "gateway_attempts": 3,

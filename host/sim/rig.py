@@ -63,7 +63,7 @@ STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a
 # The simulated kiosk's touch guard (the boards' default, firmware/app/config.py): presses
 # sooner than this after a page appears are ignored. The simulated resident touches a little
 # after it: the screen's page load and the kiosk's own confirmation of it take a moment.
-TOUCH_GUARD_MS = 600
+TOUCH_GUARD_MS = 1500
 READING_MARGIN_S = 0.15
 # The components a kiosk page shows text in (hardware/display-pages.json), top to bottom.
 COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3")

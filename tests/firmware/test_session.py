@@ -811,3 +811,32 @@ def test_the_printed_receipt_carries_the_masked_name_only(kiosk: Kiosk) -> None:
     (name_row,) = [row for row in rows if row.startswith("姓名 Name")]
     assert name_row.endswith(" 张*兰") and display_width(name_row) == 32  # flush right
     assert not [row for row in rows if "张秀兰" in row]
+
+
+def default_timeouts(mp: StageWorker) -> dict[str, int]:
+    """The firmware's own timeouts (app.config.TIMEOUTS), as a kiosk provisioned without
+    overrides runs them."""
+    cfg = {"version": 1, "board": "unix", "kiosk_id": "K0001", "gateway_kid": "gw",
+           "gateway": {"kind": "tcp", "host": "10.0.0.2", "port": 7700},
+           "gateway_public_key": "00" * 32}
+    return mp.call("app.config", "check", cfg)["timeouts_ms"]
+
+
+def test_a_slow_second_tap_on_a_bill_does_not_confirm_unread(kiosk: Kiosk,
+                                                             mp: StageWorker) -> None:
+    """An elderly resident taps the third bill, sees nothing happen at once, and taps it
+    again a second later: the confirm page is up by then, and its Confirm button lies under
+    the left end of the third and fourth bill rows. That tap is not a confirmation: nobody
+    has read the page's amounts within a second and a half of it appearing."""
+    guard = default_timeouts(mp)["touch_guard"]
+    bills = ZHANG["bills"] + [dict(ZHANG["bills"][1], bill_id=f"B-000{n}") for n in (3, 4)]
+    people = {ZHANG_CARD["ssn"]: {"person": ZHANG["person"], "bills": bills}}
+    timeouts = {"touch_guard": guard, "choose": guard + 1000, "confirm": 3000}
+    choose = f"b2@{guard + 100}"  # a bill chosen once its page has been read
+    again = kiosk.session(script={"bills": choose, "confirm": "b0@1000"}, people=people,
+                          timeouts=timeouts)
+    assert [page for page, _ in again["pages"]][2:5] == ["bills", "processing", "confirm"]
+    assert again["outcome"] == "timeout" and settled_nothing(again)
+    read = kiosk.session(script={"bills": choose, "confirm": "b0@2000"}, people=people,
+                         timeouts=timeouts)
+    assert read["outcome"] == "settled"
