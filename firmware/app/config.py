@@ -11,7 +11,7 @@
 #    "uarts": {"card": "/dev/pts/3@115200", "printer": "...", "display": "tcp:127.0.0.1:9003"},
 #                                                     (unix only: pty path[@baud] or tcp:host:port)
 #    "network": {"ssid": "...", "password": "..."},   (boards with Wi-Fi, optional)
-#    "timeouts_ms": {"confirm": 60000, ...},          (optional overrides of TIMEOUTS below)
+#    "timeouts_ms": {"confirm": 90000, ...},          (optional overrides of TIMEOUTS below)
 #    "heap_log": false}                               (log heap figures per session step)
 import json
 
@@ -31,8 +31,11 @@ ROLES = ("card", "printer", "display")
 
 # Every wait has a limit (milliseconds), so a kiosk never hangs on a resident or a device.
 TIMEOUTS = {
-    "choose": 60000,  # the bills page
-    "confirm": 60000,  # the confirm page: a resident who walks away cancels
+    # The pages that wait for a choice: long enough for a slow reader with poor eyes (they
+    # give up without a warning, and the visit starts over); the card in the slot holds the
+    # kiosk for its holder anyway.
+    "choose": 120000,  # the bills page
+    "confirm": 120000,  # the confirm page: a resident who walks away cancels
     "message": 8000,  # an error or notice page before going back to the welcome page
     "take_card": 60000,  # the done page waits this long for the card to be taken
     # A resident told "please wait here" for paper is waited for while the card is in, up to

@@ -840,3 +840,13 @@ def test_a_slow_second_tap_on_a_bill_does_not_confirm_unread(kiosk: Kiosk,
     read = kiosk.session(script={"bills": choose, "confirm": "b0@2000"}, people=people,
                          timeouts=timeouts)
     assert read["outcome"] == "settled"
+
+
+def test_the_pages_that_wait_for_a_choice_give_a_slow_reader_two_minutes(
+        mp: StageWorker) -> None:
+    """The confirm page is six lines in two languages and an amount to check against the
+    clinic's paper bill: a minute is not always enough for poor eyes, and the page gives up
+    without a warning (the visit starts over from the card). The card in the slot holds the
+    kiosk for its holder anyway, so a longer wait costs no one else anything."""
+    timeouts = default_timeouts(mp)
+    assert timeouts["choose"] >= 120_000 and timeouts["confirm"] >= 120_000
