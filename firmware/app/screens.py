@@ -8,10 +8,11 @@ from drivers.escpos import text_width
 
 LINES = 6
 BUTTONS = 4
-# A bill button is one 63-column row and 60 bytes: clinic, date and amount. 15 Chinese
-# characters leave room for the largest amount; a longer name ends in "…", so it is not
-# mistaken for another clinic.
-CLINIC_CHARS = 15
+# A bill button is one 63-column row and 60 bytes: clinic, date and the bill's total (labelled
+# 总额: a bare amount reads as what the resident is about to pay). 14 Chinese characters leave
+# room for the largest amount; a longer name ends in "…", so it is not mistaken for another
+# clinic.
+CLINIC_CHARS = 14
 LABEL_COLUMNS = 35  # the confirm page's amounts line up after the longest label
 AMOUNT_COLUMNS = 13  # 99,999,999.99: a line is 48 columns, as wide as the simulator's box
 
@@ -63,7 +64,8 @@ def bill_button(bill):
     clinic = bill["fixmedins_name"]
     if len(clinic) > CLINIC_CHARS:
         clinic = clinic[:CLINIC_CHARS - 1] + "…"
-    return "%s %s %s%s" % (clinic, bill["date"], yuan(bill["medfee_sumamt"]), texts.YUAN)
+    return "%s %s %s%s%s" % (clinic, bill["date"], texts.BILL_TOTAL, yuan(bill["medfee_sumamt"]),
+                             texts.YUAN)
 
 
 def bills(name, bill_list):

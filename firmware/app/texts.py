@@ -45,6 +45,7 @@ ASSISTANCE = ("医疗救助", "Medical assistance")
 TOTAL = ("费用总额", "Total bill")
 YOU_PAY = ("个人支付(元)", "You pay (yuan)")
 YUAN = "元"
+BILL_TOTAL = "总额"  # before a bill's amount on its button: the total, not what is paid
 
 # Error and notice pages, by the reason a session ended.
 ERRORS = {

@@ -142,8 +142,8 @@ def test_bills_page_greets_the_resident_and_lists_each_bill(kiosk: Kiosk) -> Non
     bills = kiosk.session(script=HAPPY)["last"]["bills"]
     assert bills["t_zh"] == "请选择要结算的费用"
     assert bills["l0"] == "张秀兰，您好"
-    assert bills["b0"] == "涞源县医院 2026-11-20 24,200.00元"
-    assert bills["b1"] == "涞源县中医院 2026-11-21 350.50元"
+    assert bills["b0"] == "涞源县医院 2026-11-20 总额24,200.00元"
+    assert bills["b1"] == "涞源县中医院 2026-11-21 总额350.50元"
     assert "b2" not in bills
 
 
@@ -206,7 +206,7 @@ def test_a_long_clinic_name_ends_in_an_ellipsis_on_its_bill_button(mp: StageWork
     bill = {"fixmedins_name": "中国医学科学院北京协和医院河北分院门诊部", "date": "2026-11-20",
             "medfee_sumamt": 9_999_999_999}
     button = mp.call("app.screens", "bill_button", bill)
-    assert button == "中国医学科学院北京协和医院河… 2026-11-20 99,999,999.99元"
+    assert button == "中国医学科学院北京协和医院… 2026-11-20 总额99,999,999.99元"
     bill["fixmedins_name"] = "中国医学科学院北京协和医院"  # 13 characters: whole
     assert mp.call("app.screens", "bill_button", bill).startswith("中国医学科学院北京协和医院 ")
 
@@ -850,3 +850,16 @@ def test_the_pages_that_wait_for_a_choice_give_a_slow_reader_two_minutes(
     kiosk for its holder anyway, so a longer wait costs no one else anything."""
     timeouts = default_timeouts(mp)
     assert timeouts["choose"] >= 120_000 and timeouts["confirm"] >= 120_000
+
+
+def test_a_bill_button_says_its_amount_is_the_total_not_what_is_paid(mp: StageWorker) -> None:
+    """'北京大学第一医院 2026-11-18 136,500.00元' on a button, under 'choose a bill to
+    settle', reads to an elderly resident as what they are about to pay; it is the bill's
+    total, before the funds' shares (the confirm page shows what they pay)."""
+    button = mp.call("app.screens", "bill_button", ZHANG["bills"][0])
+    assert button == "涞源县医院 2026-11-20 总额24,200.00元"
+    longest = {"fixmedins_name": "中国医学科学院北京协和医院河北分院门诊部",
+               "date": "2026-11-20", "medfee_sumamt": 9_999_999_999}
+    button = mp.call("app.screens", "bill_button", longest)
+    assert len(button.encode("gbk")) <= 60  # the button's txt_maxl: nothing cut off
+    assert button.endswith(" 总额99,999,999.99元")
