@@ -33,7 +33,7 @@ RESIDENT = "P001"
 UNREACHABLE = ("Cannot reach the insurance service", "Nothing was settled")
 IN_DOUBT = ("Settlement not yet confirmed",
             "It will be checked automatically and never settled twice")
-CHECKING = ("Out of service", "Checking the last settlement with the insurance service")
+CHECKING = ("Out of service", "Checking the last settlement")
 
 
 def request_type(frame: bytes) -> str:

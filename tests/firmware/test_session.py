@@ -863,3 +863,14 @@ def test_a_bill_button_says_its_amount_is_the_total_not_what_is_paid(mp: StageWo
     button = mp.call("app.screens", "bill_button", longest)
     assert len(button.encode("gbk")) <= 60  # the button's txt_maxl: nothing cut off
     assert button.endswith(" 总额99,999,999.99元")
+
+
+def test_pages_that_end_a_visit_with_nothing_done_say_where_to_ask(mp: StageWorker) -> None:
+    """'No bills waiting' to a resident holding the clinic's paper bill (not uploaded yet,
+    or settled at the hospital), or 'out of service: checking the last settlement' for as
+    long as the gateway is away: both left an elderly resident at the kiosk not knowing
+    whether to wait, come back or queue."""
+    page, shown = mp.call("app.screens", "error", "no_bills", True)
+    assert "窗口" in shown["l0"] and "counter" in shown["l1"]
+    page, shown = mp.call("app.screens", "out_of_service", "in_doubt")
+    assert "窗口" in shown["l0"] and "counter" in shown["l1"]
