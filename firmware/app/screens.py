@@ -13,6 +13,8 @@ BUTTONS = 4
 # room for the largest amount; a longer name ends in "…", so it is not mistaken for another
 # clinic.
 CLINIC_CHARS = 14
+# The confirm page's first line, clinic and date, is a body line: 31 Chinese characters.
+CONFIRM_CLINIC_CHARS = 26
 LABEL_COLUMNS = 35  # the confirm page's amounts line up after the longest label
 AMOUNT_COLUMNS = 13  # 99,999,999.99: a line is 48 columns, as wide as the simulator's box
 
@@ -60,10 +62,14 @@ def printing(saved=False):
     return _notice("printing", texts.REPRINTING if saved else texts.PRINTING)
 
 
-def bill_button(bill):
+def _clinic(bill, chars):
+    """The clinic's name in at most `chars` characters, a cut one ending in "…"."""
     clinic = bill["fixmedins_name"]
-    if len(clinic) > CLINIC_CHARS:
-        clinic = clinic[:CLINIC_CHARS - 1] + "…"
+    return clinic if len(clinic) <= chars else clinic[:chars - 1] + "…"
+
+
+def bill_button(bill):
+    clinic = _clinic(bill, CLINIC_CHARS)
     return "%s %s %s%s%s" % (clinic, bill["date"], texts.BILL_TOTAL, yuan(bill["medfee_sumamt"]),
                              texts.YUAN)
 
@@ -96,7 +102,7 @@ def confirm(bill, result):
     """The bill's total, each fund's share (the receipt's order), and in large digits what
     the resident pays."""
     lines = [
-        "%s %s" % (bill["fixmedins_name"], bill["date"]),
+        "%s %s" % (_clinic(bill, CONFIRM_CLINIC_CHARS), bill["date"]),
         share_line(texts.TOTAL, result["medfee_sumamt"]),
         share_line(texts.BASIC, result["hifp_pay"]),
         share_line(texts.SERIOUS, result["hifmi_pay"]),

@@ -874,3 +874,18 @@ def test_pages_that_end_a_visit_with_nothing_done_say_where_to_ask(mp: StageWork
     assert "窗口" in shown["l0"] and "counter" in shown["l1"]
     page, shown = mp.call("app.screens", "out_of_service", "in_doubt")
     assert "窗口" in shown["l0"] and "counter" in shown["l1"]
+
+
+def test_a_long_clinic_name_does_not_push_the_date_off_the_confirm_page(
+        mp: StageWorker) -> None:
+    """The confirm page's first line is the clinic and the date: a name longer than the line
+    (31 Chinese characters of 24 px) hid the date the resident checks the bill by."""
+    clinic = "河北省保定市涞源县王家庄乡中心卫生院附属社区卫生服务站门诊部"  # 30 characters
+    bill = dict(ZHANG["bills"][0], fixmedins_name=clinic)
+    result = {"medfee_sumamt": 2420000, "hifp_pay": 1452000, "hifmi_pay": 242000,
+              "maf_pay": 121000, "psn_cash_pay": 605000}
+    page, shown = mp.call("app.screens", "confirm", bill, result)
+    assert shown["l0"].endswith("… 2026-11-20") and shown["l0"].startswith(clinic[:20])
+    assert display_width(shown["l0"]) <= 63
+    short = dict(bill, fixmedins_name="涞源县医院")
+    assert mp.call("app.screens", "confirm", short, result)[1]["l0"] == "涞源县医院 2026-11-20"
