@@ -26,7 +26,7 @@ HallFactory = Callable[..., Hall]  # the make_hall fixture
 
 RESIDENT = "P002"
 PAPER_SAVED = ("The printer is out of paper",
-               "Your settlement is saved; receipt prints once paper is loaded")
+               "Your settlement is saved; ask staff to load paper to print it")
 OUT_OF_SERVICE = ("Out of service", "The printer is out of paper, please ask staff")
 
 

@@ -487,7 +487,7 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     result = kiosk.session(script=HAPPY, printer_faults=["paper_out_during"])
     assert result["outcome"] == "paper_out"
     error = result["last"]["error"]
-    assert error["l1"] == "Your settlement is saved; receipt prints once paper is loaded"
+    assert error["l1"] == "Your settlement is saved; ask staff to load paper to print it"
     # a resident who leaves now has nothing on paper: the amount they pay is on the screen
     assert (error["l5"], error["big"]) == ("个人支付(元) You pay (yuan)", "6,050.00")
     # the kiosk will print it for one who stays: they may wait, not only take the card
@@ -889,3 +889,14 @@ def test_a_long_clinic_name_does_not_push_the_date_off_the_confirm_page(
     assert display_width(shown["l0"]) <= 63
     short = dict(bill, fixmedins_name="涞源县医院")
     assert mp.call("app.screens", "confirm", short, result)[1]["l0"] == "涞源县医院 2026-11-20"
+
+
+@pytest.mark.parametrize("reason", ["paper_out", "printer_fault"])
+def test_a_resident_waiting_on_the_printer_is_told_to_fetch_staff(mp: StageWorker,
+                                                                  reason: str) -> None:
+    """'Receipt prints once paper is loaded': by whom? The kiosk tells no one in the hall
+    (the gateway hears nothing of its printer), so a resident told to wait would wait out
+    the quarter of an hour for a clerk who does not know."""
+    page, shown = mp.call("app.screens", "error", reason, True, 605000, True)
+    assert "工作人员" in shown["l0"] and "ask staff" in shown["l1"]
+    assert "saved" in shown["l1"]  # still first: the money part is done
