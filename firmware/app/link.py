@@ -40,13 +40,17 @@ _NOISE_HINT = "line noise or a wrong baud rate"
 
 
 class GatewayError(Exception):
-    """The gateway answered with an `error` frame: it refused the request."""
+    """The gateway answered with an `error` frame: it refused the request. `bound` False: the
+    error echoes no request (the gateway could not authenticate a frame, frames.cddl), so it is
+    not known to be about this one: anyone on the link can replay such an error, signed as it
+    is, in place of any answer. Shown, never taken as the outcome of a settle (txn.py)."""
 
-    def __init__(self, code, msg="", now=None):
+    def __init__(self, code, msg="", now=None, bound=True):
         super().__init__(code, msg)
         self.code = code
         self.msg = msg
         self.now = now
+        self.bound = bound
 
 
 class GatewayUnreachable(Exception):
@@ -210,14 +214,16 @@ class GatewayLink:
                 reply = self._open(payload)
                 if reply is None:
                     continue
-                if not messages.is_reply_to(reply, request) and \
-                        not _unauthenticated_error(reply):
+                bound = messages.is_reply_to(reply, request)
+                if not bound and not _unauthenticated_error(reply):
                     self.stats["unmatched"] += 1
                     continue
                 if self.over_tcp:
                     self._quiet_since = time.ticks_ms()
                 if reply["t"] == "error":
-                    raise GatewayError(reply["code"], reply["msg"], reply.get("now"))
+                    # The clock is set only from an error that answers this request.
+                    raise GatewayError(reply["code"], reply["msg"],
+                                       reply.get("now") if bound else None, bound)
                 return reply
         finally:
             bad = self._discarded() - bad

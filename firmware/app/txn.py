@@ -78,7 +78,9 @@ class Transactions:
                                          bill_id=entry["bill_id"], txn_id=entry["txn_id"],
                                          confirmed_cash=entry["cash"])
         except GatewayError as e:
-            if e.code in IN_DOUBT_CODES:
+            # An error that echoes no request (e.bound False) may be a replayed one while the
+            # settle went through: only a settlement_query can tell.
+            if e.code in IN_DOUBT_CODES or not e.bound:
                 return IN_DOUBT, e.code
             self.journal.aborted(entry["txn_id"], e.code)
             self.log("txn_aborted", txn_id=entry["txn_id"], reason=e.code)

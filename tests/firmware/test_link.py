@@ -72,6 +72,10 @@ class ScriptedGateway:
                 if action == "hangup":  # the connection closed with no answer
                     writer.close()
                     return
+                if action == "unbound_error":  # signed, about no request: anyone's to replay
+                    writer.write(self._seal(messages.error_reply(None, "bad_signature", "bad",
+                                                                 NOW)))
+                    continue
                 if action == "stale":
                     writer.write(self._seal(messages.error_reply(request, "stale", "clock", NOW,
                                                                  now=NOW)))
@@ -180,6 +184,15 @@ def test_a_stale_clock_is_set_from_the_gateway_and_the_request_sent_again(
     result, gateway = run(mp, tmp_path, ["stale", "answer"], skew=-100000)
     assert result["results"] == [{"t": "sign_in_reply", "ctr": 2}]
     assert abs(gateway.requests[1]["ts"] - NOW) <= 2 and abs(result["offset"]) < 1e9
+
+
+def test_an_error_that_echoes_no_request_is_raised_as_not_bound_to_it(
+        mp: StageWorker, tmp_path: Path) -> None:
+    # The gateway could not authenticate a frame: its error names no kiosk, counter or rid.
+    # It is still shown (a kiosk whose key is not enrolled must hear so), but it is not the
+    # answer to this request: a settle must not be journaled aborted on it (txn.py).
+    result, _ = run(mp, tmp_path, ["unbound_error"])
+    assert result["results"] == [{"error": "bad_signature", "bound": False}]
 
 
 def test_silence_is_retried_with_a_new_counter_then_given_up(mp: StageWorker,

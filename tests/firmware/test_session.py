@@ -353,6 +353,20 @@ def test_a_lost_settle_reply_is_resolved_while_the_resident_waits(kiosk: Kiosk) 
     assert len(result["state"]["settlements"]) == 1 and len(result["receipts"]) == 1
 
 
+def test_an_error_that_answers_no_request_leaves_a_settle_in_doubt_not_aborted(
+        kiosk: Kiosk) -> None:
+    # A man in the middle lets the settle through (the ledger settles it) and hands the kiosk,
+    # in place of the reply, an `error` the gateway signed about some unauthenticated frame
+    # (kiosk "", ctr 0: it echoes no request, so anyone can get one and replay it). Taken as
+    # the gateway's refusal, the txn was journaled aborted: settled in the ledger, never
+    # printed, never asked about again.
+    result = kiosk.session(script=HAPPY, faults={"settle": ["spoofed_error:bad_signature"]})
+    assert result["outcome"] == "settled"
+    assert result["calls"][-3:] == ["settle", "settlement_query", "receipt_printed"]
+    assert len(result["state"]["settlements"]) == 1 and len(result["receipts"]) == 1
+    assert result["open"] == []
+
+
 def test_a_settle_that_never_arrived_is_found_not_settled(kiosk: Kiosk) -> None:
     result = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"]})
     assert result["outcome"] == "not_settled"

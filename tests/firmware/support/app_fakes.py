@@ -197,7 +197,10 @@ class FakeGateway:
     "lost_reply" (done, but the answer never arrives), "error:CODE" (refused), "bad_signature"
     (a settlement signed by another key), "memory_error" (MemoryError, nothing sent),
     "card_swapped" (answered; meanwhile the card is taken out and another put in: `card` is
-    the FakeCard), "card_put_in" (answered; meanwhile a card is put in), "ok" (no fault)."""
+    the FakeCard), "card_put_in" (answered; meanwhile a card is put in), "spoofed_error:CODE"
+    (done, but in place of the answer comes a gateway-signed error about an unauthenticated
+    frame, which echoes no request: one captured earlier, put on the link by a man in the
+    middle), "ok" (no fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -243,6 +246,10 @@ class FakeGateway:
         if fault == "lost_reply":
             self.signed_in = False
             raise GatewayUnreachable(t + ": the answer was lost")
+        if fault.startswith("spoofed_error:"):
+            error = GatewayError(fault[14:], "scripted")
+            error.bound = False  # as app.link raises it for an error that echoes nothing
+            raise error
         return reply
 
     # ------------------------------------------------------------ handlers

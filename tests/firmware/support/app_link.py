@@ -41,7 +41,8 @@ async def _run(spec):
             reply = await link.call(t, **body)
             results.append({"t": reply["t"], "ctr": reply["ctr"]})
         except GatewayError as e:
-            results.append({"error": e.code})
+            results.append({"error": e.code} if getattr(e, "bound", True)
+                           else {"error": e.code, "bound": False})
         except GatewayUntrusted:
             results.append({"untrusted": True})
         except GatewayUnreachable:
