@@ -132,7 +132,8 @@ def __getattr__(name):
 # ---------------------------------------------------------------- validation
 def _find(name, start, end, mark):
     """Where the body of the _SPEC entry `mark` + name[start:end] begins, or -1 (compared in
-    place: no slice or needle is made)."""
+    place: no slice or needle is made). The name is the entry's whole name, up to its first
+    space: "sign_in fw:tstr" names no entry."""
     size = len(_SPEC)
     at = _SPEC.find(mark)
     while at >= 0:
@@ -141,7 +142,7 @@ def _find(name, start, end, mark):
         while k < end and i < size and _SPEC[i] == name[k]:
             i += 1
             k += 1
-        if k == end and _SPEC.startswith(" ", i):
+        if k == end and _SPEC.find(" ", at + 2, i + 1) == i:
             return i + 1
         at = _SPEC.find(mark, at + 2)
     return -1

@@ -111,6 +111,24 @@ def test_a_newer_major_version_gets_its_own_error_code(runtime):
     assert info.value.code == "unsupported_version"
 
 
+@pytest.mark.parametrize("t, body", [
+    ("sign_in fw:tstr", {"board": "unix"}),
+    ("settle psn_no:%psn bill_id:tstr", {"txn_id": "T-HALL0101-000041", "confirmed_cash": 0}),
+    ("settlement_query_reply txn_id:%txn", {"status": "settled"}),
+    ("pending_bills ", {"psn_no": "P1"}),
+], ids=["sign_in", "settle", "query_reply", "trailing_space"])
+def test_a_type_is_a_whole_name_not_the_head_of_a_line_of_the_spec(runtime, t, body):
+    # validate found a type's fields by the first spec entry starting with `t`: a type that
+    # ran on into the entry's field list ("sign_in fw:tstr") was checked against the fields
+    # after it only, and a signed frame frames.cddl refuses was accepted.
+    msg = dict({k: SETTLE[k] for k in ("v", "kiosk", "ctr", "rid", "ts")}, t=t, **body)
+    assert not cddl_accepts(msg)
+    data = make_vectors.sign1(cbor2.dumps(msg, canonical=True), KIOSK, SEEDS[KIOSK])
+    with pytest.raises(ProtocolError) as info:
+        runtime.call("sig_keys", "open", data, PUBS)
+    assert info.value.code == "invalid" and reason(info.value).startswith("message.t: ")
+
+
 def test_a_tampered_frame_is_refused_before_its_content_is_read(runtime):
     data = bytearray(runtime.call("sig_keys", "seal", SETTLE, KIOSK, SEEDS[KIOSK]))
     data[-70] ^= 0x01  # inside the payload
