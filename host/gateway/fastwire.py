@@ -177,6 +177,7 @@ class Checkers:
             for t, check in self._maps_of(name):
                 self.by_type[t].append(check)
         self.settlement = self._rule("settlement_record")
+        self.kiosk_id = self._rule("kiosk_id_text")  # the text a request's kiosk (its kid) is
 
     # ---- which rules are messages
     def _alternatives(self, name: str) -> list[str]:

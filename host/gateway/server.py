@@ -263,6 +263,11 @@ class FrameService:
     def _verifier(self, kid: str, used: list[KeyRecord]) -> VerifyingKey:
         record = self._keys.get(kid)
         if record is None:
+            # A request names the kiosk that signed it, and frames.cddl's kiosk_id_text admits
+            # no other kid: any other text (one holding a NUL, which PostgreSQL cannot even be
+            # asked about) is no enrolled kiosk, and the ledger is not asked.
+            if not fastwire.CHECKS.kiosk_id(kid):
+                raise ProtocolError("unknown_kiosk", f"no kiosk {kid} is enrolled")
             record = self.ledger.get_key(kid)
             if record is None or record.role != "kiosk":
                 raise ProtocolError("unknown_kiosk", f"no kiosk {kid} is enrolled")

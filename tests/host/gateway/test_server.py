@@ -275,6 +275,24 @@ async def test_unauthenticatable_frames_get_a_signed_error_and_the_link_stays_up
         assert f'onestop_errors_total{{code="{code}"}} 1.0' in scraped
 
 
+async def test_a_kid_no_ledger_can_hold_is_an_unknown_kiosk(site: Site) -> None:
+    """A kid is looked up before anything ties it to an enrolled kiosk. One holding a NUL
+    (UTF-8, 1..64 bytes: a valid kid) failed the lookup on PostgreSQL: anyone on the network
+    was answered "unavailable", put a ledger outage in the log and the metrics, and, that being
+    no link fault, was never disconnected for it. It is a kiosk no one enrolled."""
+    kiosk = await site.kiosk("K-01")
+    client = kiosk.client
+    request = messages.request("sign_in", "K-01", 1, os.urandom(8), client.now(), fw="x",
+                               board="y")
+    for kid in ("K-01\x00", "\x00"):
+        sent = framing.encode(cose.sign1(cbor.dumps(request), kid, client.key))
+        reply = await refusal(kiosk, sent)
+        assert (reply["t"], reply["code"], header(reply)) == ("error", "unknown_kiosk",
+                                                               ZERO_HEADER)
+    assert (await kiosk.call("sign_in", fw="1.0.0", board="esp32s3"))["t"] == "sign_in_reply"
+    assert not [e for e in site.events() if e.get("code") in ("unavailable", "internal")]
+
+
 async def test_a_revoked_kiosk_is_refused(site: Site) -> None:
     kiosk = await site.kiosk("K-01")
     await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
