@@ -242,13 +242,27 @@ class Handlers:
 
     # ------------------------------------------------------------ 2207 settle
     def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._card_holder(ledger, request, now)
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
+        # A retry of a settle the ledger holds (same kiosk, same request) is answered with it
+        # whatever card the kiosk read since, as a settlement_query is: refused unknown_person
+        # (the card read lapsed between the attempts), the kiosk would journal a settlement
+        # the ledger holds as aborted. Anything else needs the card read, as before.
+        held = ledger.get_settlement(request["txn_id"])
+        if held is not None and held.kiosk_id == request["kiosk"] \
+                and held.request_digest == digest:
+            person = None
+            psn_no = held.psn_no
+        else:
+            person = self._card_holder(ledger, request, now)
+            psn_no = person.psn_no
         setl_date = self.today(now)
         used: list[Policy] = []  # the policy build settled with, for the log
 
-        def build(accumulations: dict[str, int], bill: Bill) -> Settlement:
+        def build(accumulations: dict[str, int], bill: Bill,
+                  person: Person | None = person) -> Settlement:
+            if person is None:  # the settlement held above is gone: never, but not unchecked
+                person = self._card_holder(ledger, request, now)
             # In the settlement's own transaction: once a revocation has committed, no
             # settlement signed with the key can (the server's periodic check only stops it).
             key = ledger.get_key(self.gateway_kid)
@@ -285,7 +299,7 @@ class Handlers:
         try:
             # The accumulation year is the settlement date's, as the engine counts it.
             stored, created = ledger.settle(
-                request["txn_id"], digest, request["kiosk"], person.psn_no, request["bill_id"],
+                request["txn_id"], digest, request["kiosk"], psn_no, request["bill_id"],
                 build, year=setl_date.year,
             )
         except TxnConflict:

@@ -295,6 +295,31 @@ def test_a_retry_gets_the_same_bytes_and_a_changed_request_is_a_conflict(rig: Ri
     )
 
 
+def test_a_retry_is_answered_after_the_card_read_has_lapsed(rig: Rig) -> None:
+    """The settle was stored and its reply lost; the kiosk's next attempt comes after the card
+    read stopped answering for the resident (half an hour since it, or, by a stolen key of the
+    kiosk, another card read meanwhile). Refused unknown_person, the kiosk journaled a settlement
+    the ledger holds as aborted: never printed, never asked about again. A retry is answered
+    with the stored settlement whatever the kiosk read since; a new settle still is not."""
+    rig.read_card("P001")
+    first = rig.settle("P001", "B-130630-0001", "TXN-LAPSED1")
+    cash = rig.record(first.reply["settlement"])["result"]["psn_cash_pay"]
+    body = {"psn_no": "P001", "bill_id": "B-130630-0001", "txn_id": "TXN-LAPSED1",
+            "confirmed_cash": cash}
+    later = NOW + CARD_READ_VALID_S + 1
+    retry = rig.ask("settle", card_in=False, now=later, **body)
+    assert (retry.settlement, retry.reply["settlement"]) == ("retry", first.reply["settlement"])
+    rig.read_card("P002")
+    retry = rig.ask("settle", card_in=False, **body)
+    assert (retry.settlement, retry.reply["settlement"]) == ("retry", first.reply["settlement"])
+    # not a retry (another amount, another kiosk): the card read is asked for, as before
+    assert rig.refused("settle", card_in=False, **dict(body, confirmed_cash=cash + 1)) \
+        == "unknown_person"
+    assert rig.refused("settle", card_in=False, kiosk="K-02", **body) == "unknown_person"
+    assert rig.refused("settle", card_in=False, now=later, **dict(
+        body, txn_id="TXN-LAPSED2")) == "unknown_person"
+
+
 def test_a_changed_amount_is_refused_and_nothing_is_written(rig: Rig) -> None:
     pre = rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001").reply
     with pytest.raises(ProtocolError) as caught:
