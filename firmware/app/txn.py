@@ -18,9 +18,12 @@ ABORTED = "aborted"  # the settle certainly did not happen
 IN_DOUBT = "in_doubt"  # it may have: only a settlement_query can tell
 INVALID = "settlement_invalid"  # the gateway's answer failed verification
 
-# Refusals that may come from a gateway that failed after committing the settlement: no better
-# than no answer at all. Every other refusal means the ledger was not changed.
-IN_DOUBT_CODES = ("internal", "unavailable")
+# Refusals that may come from a gateway that failed after committing the settlement, and
+# "replay": the gateway had seen the frame's counter, maybe on a copy of this very frame that
+# settled (a man in the middle sends it twice, or to two gateways of one ledger, and hands back
+# the second answer). No better than no answer at all. Every other refusal means the ledger
+# was not changed.
+IN_DOUBT_CODES = ("internal", "unavailable", "replay")
 
 
 def record_of(settlement):

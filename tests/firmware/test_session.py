@@ -367,6 +367,18 @@ def test_an_error_that_answers_no_request_leaves_a_settle_in_doubt_not_aborted(
     assert result["open"] == []
 
 
+def test_a_settle_refused_as_a_replay_of_itself_is_in_doubt_not_aborted(kiosk: Kiosk) -> None:
+    # A man in the middle sends the kiosk's settle frame twice (to the gateway, or to two
+    # gateways of one ledger): the first copy settles, the second is refused "replay", and
+    # that refusal, echoing the frame's own counter and rid, is the one the kiosk gets. It was
+    # journaled aborted: settled in the ledger, never printed.
+    result = kiosk.session(script=HAPPY, faults={"settle": ["duplicated"]})
+    assert result["outcome"] == "settled"
+    assert result["calls"][-3:] == ["settle", "settlement_query", "receipt_printed"]
+    assert len(result["state"]["settlements"]) == 1 and len(result["receipts"]) == 1
+    assert result["open"] == []
+
+
 def test_a_settle_that_never_arrived_is_found_not_settled(kiosk: Kiosk) -> None:
     result = kiosk.session(script=HAPPY, faults={"settle": ["unreachable"]})
     assert result["outcome"] == "not_settled"

@@ -200,7 +200,9 @@ class FakeGateway:
     the FakeCard), "card_put_in" (answered; meanwhile a card is put in), "spoofed_error:CODE"
     (done, but in place of the answer comes a gateway-signed error about an unauthenticated
     frame, which echoes no request: one captured earlier, put on the link by a man in the
-    middle), "ok" (no fault)."""
+    middle), "duplicated" (done, by a copy of the frame a man in the middle sent first; the
+    answer to the frame itself, refused "replay" as its counter was seen, is what comes back),
+    "ok" (no fault)."""
 
     def __init__(self, kiosk_id, people, state=None, faults=None, price_change=0):
         self.kiosk_id = kiosk_id
@@ -246,6 +248,8 @@ class FakeGateway:
         if fault == "lost_reply":
             self.signed_in = False
             raise GatewayUnreachable(t + ": the answer was lost")
+        if fault == "duplicated":
+            raise GatewayError("replay", "counter already seen")
         if fault.startswith("spoofed_error:"):
             error = GatewayError(fault[14:], "scripted")
             error.bound = False  # as app.link raises it for an error that echoes nothing
