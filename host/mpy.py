@@ -7,6 +7,7 @@ run on both runtimes without paying an interpreter start per call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -42,13 +43,20 @@ def protocol_dir() -> Path:
 def library_root(dest: Path | None = None) -> Path:
     """A directory usable as MicroPython's sys.path entry holding `onestop/protocol`.
 
-    The protocol package is linked, not copied, so edits are seen at once.
+    The protocol package is linked, not copied, so edits are seen at once. The default
+    directory is named after the checkout too: one per user alone was shared by every checkout
+    tested at once on the machine, each relinking it to its own protocol/, so MicroPython ran
+    whichever one linked last.
     """
-    root = Path(dest) if dest else Path(tempfile.gettempdir()) / f"onestop-mplib-{os.getuid()}"
+    target = protocol_dir()
+    if dest:
+        root = Path(dest)
+    else:
+        tag = hashlib.sha256(str(target).encode()).hexdigest()[:12]
+        root = Path(tempfile.gettempdir()) / f"onestop-mplib-{os.getuid()}-{tag}"
     pkg = root / "onestop"
     pkg.mkdir(parents=True, exist_ok=True)
     link = pkg / "protocol"
-    target = protocol_dir()
     if link.is_symlink() and Path(os.readlink(link)) != target:
         link.unlink()
     if not link.exists():
