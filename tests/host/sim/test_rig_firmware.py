@@ -3,6 +3,7 @@ technician (the TUI's log) and the tests (RigError), and never blocks the firmwa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,12 @@ def test_each_receipt_is_saved_as_text_and_png_numbered_after_those_there(
     assert "receipt incomplete" in (folder / "006-incomplete.txt").read_text(encoding="utf-8")
     for name in ("005.png", "006-incomplete.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulated_kiosks_touch_guard_is_the_boards_default() -> None:
+    # the simulated resident and the hardware-less kiosk tests time their touches by it
+    from onestop.host.sim.rig import TOUCH_GUARD_MS
+
+    config = Path(__file__).resolve().parents[3] / "firmware" / "app" / "config.py"
+    found = re.search(r'"touch_guard": (\d+)', config.read_text(encoding="utf-8"))
+    assert found is not None and int(found.group(1)) == TOUCH_GUARD_MS
