@@ -155,11 +155,9 @@ def workers_page(registry: CollectorRegistry,
 class WorkersCollector:
     """Every worker's series as one page, each sample labelled `worker`: worker 0's (this
     process's) from its registry, the others' read from their own endpoints on loopback
-    (`ports()`: (worker, port) of each that has one). Labelled rather than summed: a worker
-    started again begins its counters at 0, which Prometheus reads as a reset of that
-    worker's series only."""
-
-    _own = 0
+    (`ports()`: (worker, port) of each other worker that serves them). Labelled rather than
+    summed: a worker started again begins its counters at 0, which Prometheus reads as a
+    reset of that worker's series only."""
 
     def __init__(self, registry: CollectorRegistry,
                  ports: Callable[[], Iterable[tuple[int, int]]]) -> None:
@@ -186,16 +184,15 @@ class WorkersCollector:
         yield up
 
     def _each_worker(self, up: GaugeMetricFamily) -> Iterator[tuple[int, list[Metric]]]:
-        found = {self._own: -1, **dict(self._ports())}
-        for worker in sorted(found):
-            if worker == self._own:
-                families = list(self._registry.collect())
-            else:
-                try:
-                    families = _scrape(found[worker])
-                except (OSError, ValueError):  # restarting, or stuck: this scrape goes on
-                    up.add_metric([str(worker)], 0)
-                    continue
+        """(worker, its families) of each worker that answered; `up` says which did."""
+        up.add_metric(["0"], 1)
+        yield 0, list(self._registry.collect())
+        for worker, port in sorted(self._ports()):
+            try:
+                families = _scrape(port)
+            except (OSError, ValueError):  # restarting, or stuck: this scrape goes on
+                up.add_metric([str(worker)], 0)
+                continue
             up.add_metric([str(worker)], 1)
             yield worker, families
 
