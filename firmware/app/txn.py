@@ -163,6 +163,8 @@ class Transactions:
         except GatewayUnreachable:
             return False  # stays `printed`; retried while the kiosk is idle
         except GatewayError as e:
+            if e.code in IN_DOUBT_CODES or not e.bound:
+                return False  # not known to be recorded (as for a settle): sent again later
             # A refusal will not change on a retry; the resident has the receipt either way.
             self.log("report_refused", txn_id=entry["txn_id"], code=e.code)
         self.journal.done(entry["txn_id"])

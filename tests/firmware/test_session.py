@@ -926,3 +926,22 @@ def test_a_resident_waiting_on_the_printer_is_told_to_fetch_staff(mp: StageWorke
     page, shown = mp.call("app.screens", "error", reason, True, 605000, True)
     assert "工作人员" in shown["l0"] and "ask staff" in shown["l1"]
     assert "saved" in shown["l1"]  # still first: the money part is done
+
+
+@pytest.mark.parametrize("fault", ["error:unavailable", "spoofed_error:invalid", "duplicated"])
+def test_a_receipt_report_the_ledger_may_not_have_recorded_is_sent_again_later(
+        kiosk: Kiosk, fault: str) -> None:
+    """The gateway's ledger failing (unavailable), an error that echoes no request (anyone
+    on the link can hand one back), or a replay refusal do not say the mark is stored: the txn
+    was closed as reported all the same, and the ledger's receipt mark was lost for good."""
+    result = kiosk.session(script=HAPPY, faults={"receipt_printed": [fault]})
+    assert result["outcome"] == "settled"
+    assert [state for _, state in result["open"]] == ["printed"]
+    later = kiosk.boot(rounds=1, visits=0)
+    assert later["calls"][0] == "receipt_printed" and later["open"] == []
+    assert later["receipts"] == []  # never printed twice
+
+
+def test_a_receipt_report_refused_for_good_is_not_sent_again(kiosk: Kiosk) -> None:
+    result = kiosk.session(script=HAPPY, faults={"receipt_printed": ["error:invalid"]})
+    assert result["open"] == [] and "report_refused" in result["events"]
