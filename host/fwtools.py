@@ -746,6 +746,9 @@ def _check_baud(baud: str, where: str) -> int:
     return int(baud)
 
 
+HALL_COLUMNS = 32  # a receipt line (58 mm paper, 12x24 font)
+
+
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     if not KIOSK_ID.fullmatch(args.kiosk_id):
         raise FirmwareToolError("--kiosk-id: 1-24 letters, digits, '_' or '-'")
@@ -772,9 +775,25 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     elif settings["uarts"]:
         raise FirmwareToolError("--uart is for --board unix; a board's UARTs are its pin map")
     _check_board_network(args, settings["gateway"])
+    if args.hall is not None:
+        settings["hall"] = _check_hall(args.hall)
     if args.wifi_ssid:
         settings["network"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
     return settings
+
+
+def _check_hall(name: str) -> str:
+    """The hall's name as the receipt prints it: one line of the 58 mm paper, in GBK."""
+    name = name.strip()
+    try:
+        encoded = name.encode("gbk")
+    except UnicodeEncodeError as exc:
+        raise FirmwareToolError(f"--hall: {name[exc.start]!r} cannot be printed (the printer "
+                                "prints GBK)") from None
+    if not name or len(encoded) > HALL_COLUMNS:  # a GBK character is 2 bytes and 2 columns
+        raise FirmwareToolError(f"--hall: 1 to {HALL_COLUMNS} columns (a Chinese character "
+                                f"is 2), one line of the receipt; {len(encoded)} given")
+    return name
 
 
 def _check_board_network(args: argparse.Namespace, gateway: dict[str, Any]) -> None:
@@ -984,6 +1003,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       metavar="tcp:HOST:PORT|serial:PATH[@BAUD]")  # fmt: skip
     prov.add_argument("--uart", action="append", default=[], metavar="ROLE=PATH[@BAUD]",
                       help="unix: card, printer and display pty paths (or tcp:HOST:PORT)")
+    prov.add_argument("--hall", metavar="NAME",
+                      help="the hall's name, printed under each receipt's title (GBK; at most "
+                           f"{HALL_COLUMNS} columns: {HALL_COLUMNS // 2} Chinese characters)")
     prov.add_argument("--wifi-ssid")
     prov.add_argument("--wifi-password")
     prov.add_argument("--heap-log", action="store_true", help="log heap figures per step")

@@ -70,7 +70,8 @@ async def start(flash_dir, rounds=None):
     def open_settlement(data):
         return messages.open_settlement(data, gateway_key)
 
-    txns = Transactions(journal, link, printer, open_settlement, cfg["kiosk_id"], counter, log)
+    txns = Transactions(journal, link, printer, open_settlement, cfg["kiosk_id"], counter, log,
+                        cfg["hall"])
     heap = HeapLog(heap_log_wanted(cfg))
     kiosk = Kiosk(board.name, timeouts, display, card, printer, link, journal, txns, heap,
                   board.watchdog(timeouts["watchdog"]))

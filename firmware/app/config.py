@@ -12,6 +12,7 @@
 #                                                     (unix only: pty path[@baud] or tcp:host:port)
 #    "network": {"ssid": "...", "password": "..."},   (boards with Wi-Fi, optional)
 #    "timeouts_ms": {"confirm": 90000, ...},          (optional overrides of TIMEOUTS below)
+#    "hall": "城关镇便民服务中心",                     (optional: printed on each receipt)
 #    "heap_log": false}                               (log heap figures per session step)
 import json
 
@@ -111,6 +112,9 @@ def check(cfg):
     cfg["timeouts_ms"] = timeouts
     cfg.setdefault("uarts", {})
     cfg.setdefault("heap_log", False)
+    cfg.setdefault("hall", "")
+    if not isinstance(cfg["hall"], str):
+        raise ConfigError("config.json: hall must be text")
     return cfg
 
 

@@ -68,12 +68,13 @@ def qr_module(length):
     return 1
 
 
-def build(entry, record, kiosk_id, again=False, unclaimed=False):
+def build(entry, record, kiosk_id, again=False, unclaimed=False, hall=""):
     """The receipt for a settled txn, as the chunks to send: `entry` from the journal (who,
     which bill), `record` the verified settlement_record (what was paid); `again`: marked as a
     reprint, so two receipts of one settlement never read as two payments; `unclaimed`: its
     resident is not at the kiosk, so whoever finds it is asked to hand it to the clerk. Made a
-    few lines at a time as the printer takes them (Receipt.take), never whole."""
+    few lines at a time as the printer takes them (Receipt.take), never whole. `hall`: where
+    the kiosk stands, under the title (the counter a resident brings it to learns the place)."""
     result = record["result"]
     fields = texts.RECEIPT_FIELDS
     r = Receipt()
@@ -93,6 +94,8 @@ def build(entry, record, kiosk_id, again=False, unclaimed=False):
         r.line(texts.RECEIPT_UNCLAIMED[0])
         r.line(texts.RECEIPT_UNCLAIMED[1])
         r.bold(False)
+    if hall:  # after the notices, which belong right under the title
+        r.line(hall)
     r.align(LEFT)
     r.line(RULE)
     yield from r.take()

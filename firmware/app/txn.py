@@ -52,12 +52,14 @@ def printer_reason(code):
 
 
 class Transactions:
-    def __init__(self, journal, link, printer, open_settlement, kiosk_id, counter, log):
+    def __init__(self, journal, link, printer, open_settlement, kiosk_id, counter, log,
+                 hall=""):
         self.journal = journal
         self.link = link
         self.printer = printer
         self.open_settlement = open_settlement  # bytes -> settlement_record, checks the signature
         self.kiosk_id = kiosk_id
+        self.hall = hall  # printed on each receipt, under its title
         self.counter = counter
         self.log = log
 
@@ -130,7 +132,8 @@ class Transactions:
         (bytes went to the printer before paper ran out or the power was cut) says it is a
         reprint. `unclaimed`: nobody is at the kiosk for it (receipt.build)."""
         record = record_of(entry["settlement"])
-        chunks = receipt.build(entry, record, self.kiosk_id, entry["print_began"], unclaimed)
+        chunks = receipt.build(entry, record, self.kiosk_id, entry["print_began"], unclaimed,
+                               self.hall)
         try:
             await self.printer.print_receipt(self._journaled(entry, chunks))
         except PrinterError as e:

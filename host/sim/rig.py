@@ -64,6 +64,8 @@ STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a
 # sooner than this after a page appears are ignored. The simulated resident touches a little
 # after it: the screen's page load and the kiosk's own confirmation of it take a moment.
 TOUCH_GUARD_MS = 1500
+# The simulated kiosk's hall, printed on its receipts (kiosk fw provision --hall).
+DEMO_HALL = "演示镇便民服务中心"
 READING_MARGIN_S = 0.15
 # The components a kiosk page shows text in (hardware/display-pages.json), top to bottom.
 COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3")
@@ -333,6 +335,7 @@ class Hall:
             "gateway_kid": gateway_kid, "gateway_public_key": verifier.public_key.hex(),
             "uarts": self.devices.uarts(),
             "heap_log": True,
+            "hall": DEMO_HALL,
         }
         timeouts = {"touch_guard": TOUCH_GUARD_MS, **(timeouts_ms or {})}
         self.touch_guard_s = timeouts["touch_guard"] / 1000

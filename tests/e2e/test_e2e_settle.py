@@ -18,7 +18,7 @@ from e2e_support import (
     settle_visit,
 )
 from onestop.host.settlement import Claim, load_policy, settle
-from onestop.host.sim.rig import Hall
+from onestop.host.sim.rig import DEMO_HALL, Hall
 
 POLICY = load_policy("reference")
 
@@ -114,3 +114,12 @@ def test_the_boards_log_lines_say_when_once_the_gateway_has_told_the_time(hall: 
     dated = [line for line in lines if "at" in line]
     assert {"txn_done", "session_end"} <= {line.get("ev") for line in dated}
     assert all(started - 2 <= line["at"] <= time.time() + 2 for line in dated)
+
+
+def test_the_receipt_names_the_hall_under_its_title(hall: Hall) -> None:
+    """The counter a resident brings a receipt to learns where it was printed (the kiosk id
+    alone said nothing to a clerk); `kiosk fw provision --hall` gives the name."""
+    settle_visit(hall, "P001")
+    (receipt,) = hall.receipts()
+    lines = [line.strip() for line in receipt.text().splitlines() if line.strip()]
+    assert lines.index(DEMO_HALL) == 2  # under the title (its two lines), before the rest

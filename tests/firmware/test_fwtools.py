@@ -113,7 +113,8 @@ def test_kiosk_fw_provision_prints_the_key_and_the_enroll_command(tmp_path: Path
                    "--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
                    "--gateway-kid", "gw-test", "--gateway", "serial:/dev/pts/9@57600",
                    "--uart", "card=/dev/pts/1", "--uart", "printer=/dev/pts/2",
-                   "--uart", "display=tcp:127.0.0.1:9003", "--db", "sqlite:///ledger.sqlite")
+                   "--uart", "display=tcp:127.0.0.1:9003", "--db", "sqlite:///ledger.sqlite",
+                   "--hall", "城关镇便民服务中心")
     assert result.returncode == 0, result.stderr
     public = SigningKey((tmp_path / "kiosk.key").read_bytes()).public_key.hex()
     assert f"kiosk public key: {public}" in result.stdout
@@ -122,6 +123,7 @@ def test_kiosk_fw_provision_prints_the_key_and_the_enroll_command(tmp_path: Path
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["gateway"] == {"kind": "serial", "path": "/dev/pts/9", "baud": 57600}
     assert config["uarts"]["display"] == "tcp:127.0.0.1:9003"
+    assert config["hall"] == "城关镇便民服务中心"  # printed on each receipt
 
 
 def test_kiosk_fw_provision_says_what_is_missing(tmp_path: Path) -> None:
@@ -139,6 +141,9 @@ def test_kiosk_fw_provision_says_what_is_missing(tmp_path: Path) -> None:
     ("--gateway", "tcp:10.0.0.2:99999", "the port must be 1 to 65535"),
     ("--gateway", "tcp:10.0.0.2:0", "the port must be 1 to 65535"),
     ("--gateway", "serial:/tmp/gw@12345", "the baud rate must be a standard one"),
+    # the hall's name: one line of the receipt, in what the printer prints
+    ("--hall", "城关镇人民政府便民服务中心自助服务区", "--hall: 1 to 32 columns"),
+    ("--hall", "城关镇\U0001f3e5", "cannot be printed"),
 ])
 def test_provisioning_refuses_what_the_kiosk_could_never_use(
         tmp_path: Path, option: str, value: str, says: str) -> None:
