@@ -22,6 +22,7 @@ waits for the ledger; the other workers keep serving.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import socket
 import threading
@@ -1021,6 +1022,7 @@ async def start_gateway(
             shared.metrics_ports.set(shared.index, endpoint.port)  # for worker 0 to read
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
+             pid=os.getpid(),  # which process a worker is, for the operator's kill or py-spy
              event_loop=eventloop.loop_name(), fd_limit=server.fd_limit)
     return RunningGateway(server, endpoint, address, log, kid)
 
