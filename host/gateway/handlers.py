@@ -244,18 +244,19 @@ class Handlers:
     def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
-        # A retry of a settle the ledger holds (same kiosk, same request) is answered with it
-        # whatever card the kiosk read since, as a settlement_query is: refused unknown_person
-        # (the card read lapsed between the attempts), the kiosk would journal a settlement
-        # the ledger holds as aborted. Anything else needs the card read, as before.
-        held = ledger.get_settlement(request["txn_id"])
-        if held is not None and held.kiosk_id == request["kiosk"] \
-                and held.request_digest == digest:
-            person = None
-            psn_no = held.psn_no
-        else:
-            person = self._card_holder(ledger, request, now)
-            psn_no = person.psn_no
+        try:
+            person: Person | None = self._card_holder(ledger, request, now)
+        except ProtocolError:
+            # A retry of a settle the ledger holds (same kiosk, same request) is answered with
+            # it whatever card the kiosk read since, as a settlement_query is: refused (the
+            # card read lapsed between the attempts), the kiosk would journal a settlement the
+            # ledger holds as aborted. Looked up only then: the usual settle reads nothing more.
+            held = ledger.get_settlement(request["txn_id"])
+            if held is None or held.kiosk_id != request["kiosk"] \
+                    or held.request_digest != digest:
+                raise
+            person = None  # ledger.settle finds it stored and answers with it
+        psn_no = request["psn_no"]  # the held one's too: the digest covers it
         setl_date = self.today(now)
         used: list[Policy] = []  # the policy build settled with, for the log
 
