@@ -3,8 +3,9 @@
 
 Pages and components are fixed by the HMI (hardware/display-pages.json, hardware/display.md):
     PAGES     welcome 0, reading 1, bills 2, confirm 3, processing 4, printing 5, done 6, error 7
-    TEXTS     t_zh 1, t_en 2, l0..l5 3..8, b0..b3 9..12, big 13 (every page has all of them)
-    BUTTONS   b0..b3: the only components that send touch events
+    TEXTS     t_zh 1, t_en 2, l0..l5 3..8, b0..b3 9..12, big 13, more 14 (every page has all)
+    BUTTONS   b0..b3, more: the only components that send touch events (more: a strip over
+              the titles, shown while a page that waits for a choice counts down its end)
 
 Codec (no I/O):
     page_command(name) -> bytes           b'page confirm\\xff\\xff\\xff'
@@ -21,6 +22,10 @@ Display(reader, writer, timeout_ms=500):
         `page` a page name, `texts` {component: text}; components not given are cleared and
         buttons without text hidden. Ends with `sendme`, whose answer confirms the screen is on
         that page: True if it is, False if it never answered or is elsewhere.
+    await update(texts) -> None
+        sets the texts given on the page shown (buttons among them shown when they have text,
+        hidden otherwise; what a hidden `more` covered drawn again), no page change, no
+        confirmation; presses already received are kept
     await next_touch(timeout_ms) -> (page_id, component_name) or None
         the next press on a button of the page shown last; releases, presses left over from an
         earlier page and other replies are skipped.
@@ -42,10 +47,13 @@ from micropython import const
 
 END = b"\xff\xff\xff"
 PAGES = ("welcome", "reading", "bills", "confirm", "processing", "printing", "done", "error")
-TEXTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "b0", "b1", "b2", "b3", "big")
-COMPONENT_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)  # of TEXTS, in order
-TXT_MAXL = (40, 60, 80, 80, 80, 80, 80, 80, 60, 60, 60, 60, 20)  # bytes, of TEXTS, in order
-BUTTONS = ("b0", "b1", "b2", "b3")
+TEXTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "b0", "b1", "b2", "b3", "big",
+         "more")
+COMPONENT_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # of TEXTS, in order
+TXT_MAXL = (40, 60, 80, 80, 80, 80, 80, 80, 60, 60, 60, 60, 20, 80)  # bytes, of TEXTS, in order
+BUTTONS = ("b0", "b1", "b2", "b3", "more")
+# Hiding a component leaves the page's background where it was: what it lay over is drawn again.
+COVERS = {"more": ("t_zh", "t_en")}
 ERROR_CODES = (0x00, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x11, 0x12, 0x1A, 0x1B, 0x1C, 0x1D,
                0x1E, 0x1F, 0x20, 0x23, 0x24)
 _FIXED_SIZE = {0x65: 7, 0x66: 5, 0x67: 9, 0x68: 9, 0x71: 8}  # whole frame, FF FF FF included
@@ -199,6 +207,19 @@ class Display:
         except asyncio.TimeoutError:
             return False
         return shown == page_id
+
+    async def update(self, texts):
+        for name in texts:
+            if name not in TEXTS:
+                raise ValueError("no component " + name)
+        for name in texts:
+            text = texts[name]
+            await self._send(text_command(name, text))
+            if name in BUTTONS:
+                await self._send(vis_command(name, bool(text)))
+                if not text:
+                    for covered in COVERS.get(name, ()):
+                        await self._send(b"ref " + covered.encode() + END)
 
     async def _next_event(self):
         while True:

@@ -3,12 +3,13 @@
 `HmiScreen` is the screen itself, sans I/O: `receive(bytes) -> reply bytes`. It runs the HMI of
 hardware/display-pages.json: instructions end in FF FF FF; `page <name|id>`,
 `<component>.txt="..."` (GB18030 text, `\\"` `\\\\` `\\r` escapes, cut at the component's
-txt_maxl like the real screen), `vis <component>,<0|1>`, `sendme`, `bkcmd=<n>`, `rest`, and
-system variables (`dim=`, `sleep=`, ...) are understood. Page and component names are checked
-against the HMI and failures answered with Nextion return codes (as with the default bkcmd=2,
-successes are not answered): 0x00 invalid instruction, 0x02 invalid component, 0x03 invalid
-page, 0x1A invalid variable name or attribute, 0x1B invalid variable operation, 0x20 invalid
-escape. A touch on a visible button sends press and release events `65 page component event`.
+txt_maxl like the real screen), `vis <component>,<0|1>`, `ref <component>`, `sendme`,
+`bkcmd=<n>`, `rest`, and system variables (`dim=`, `sleep=`, ...) are understood. Page and
+component names are checked against the HMI and failures answered with Nextion return codes (as
+with the default bkcmd=2, successes are not answered): 0x00 invalid instruction, 0x02 invalid
+component, 0x03 invalid page, 0x1A invalid variable name or attribute, 0x1B invalid variable
+operation, 0x20 invalid escape. A touch on a visible button sends press and release events
+`65 page component event`; a component marked hidden_at_load comes up hidden on every page.
 
 `DisplaySim(device_path)` runs a screen behind a pyserial port on a background thread: the
 current `page` and each component's `text(...)`, `render_text()` (a readable box: Chinese title,
@@ -116,11 +117,13 @@ class HmiScreen:
         self._show_page(0)
 
     def _show_page(self, page_id: int) -> None:
-        # loading a page resets its components to the editor's values: empty and visible
+        # loading a page resets its components to the editor's values: empty and visible, but
+        # for those its Preinitialize event hides (hidden_at_load: the countdown strip)
         self.page_id = page_id
         self.shown_at = time.monotonic()
         self.texts = {name: "" for name in self.components}
-        self.visible = {name: True for name in self.components}
+        self.visible = {name: not c.get("hidden_at_load", False)
+                        for name, c in self.components.items()}
 
     @property
     def page(self) -> str:
@@ -157,6 +160,9 @@ class HmiScreen:
             return self._page(instruction[5:].strip().decode("ascii", "replace"))
         if instruction.startswith(b"vis "):
             return self._vis(instruction[4:].decode("ascii", "replace"))
+        if instruction.startswith(b"ref "):  # draw a component again: nothing to keep here
+            known = instruction[4:].decode("ascii", "replace").strip() in self.components
+            return SUCCESS if known else INVALID_COMPONENT
         name, eq, value = instruction.partition(b"=")
         if not eq:
             self.unknown.append(instruction)
@@ -255,8 +261,12 @@ class HmiScreen:
                 for piece in wrap(part, inner):
                     rows.append("| " + _fit(piece, inner) + " |")
 
-        row(self.texts["t_zh"])
-        row(self.texts["t_en"])
+        if self.visible["more"] and self.texts["more"]:
+            # the countdown strip lies over the titles
+            row(f"0 [ {self.texts['more']} ]" if numbered else f"[ {self.texts['more']} ]")
+        else:
+            row(self.texts["t_zh"])
+            row(self.texts["t_en"])
         rows.append("+" + "-" * (BOX_WIDTH - 2) + "+")
         for i in range(6):
             row(self.texts[f"l{i}"])

@@ -68,7 +68,8 @@ TOUCH_GUARD_MS = 1500
 DEMO_HALL = "演示镇便民服务中心"
 READING_MARGIN_S = 0.15
 # The components a kiosk page shows text in (hardware/display-pages.json), top to bottom.
-COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3")
+COMPONENTS = ("t_zh", "t_en", "l0", "l1", "l2", "l3", "l4", "l5", "big", "b0", "b1", "b2", "b3",
+              "more")
 
 
 class RigError(Exception):

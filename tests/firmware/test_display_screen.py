@@ -148,3 +148,42 @@ def test_one_screen_update_allocates_little(mp_roomy: Worker, link: SerialLink,
     record_property("heap_retained", result["heap_retained"])
     assert result["heap_allocated"] < 24_000  # everything, nothing freed: a bound on the peak
     assert result["heap_retained"] < 4_096  # the GBK caches fill up to their bound
+
+
+COUNTDOWN = "还剩9秒，点这里继续\n9 s left: touch here for more time"
+
+
+def test_the_countdown_strip_shows_over_the_titles_and_its_touch_reaches_the_driver(
+        mp: Worker, link: SerialLink, screen: DisplaySim, tables: str) -> None:
+    resident = threading.Thread(target=lambda: screen.wait_for(
+        lambda sim: sim.visible("more") and sim.text("more") == COUNTDOWN, timeout=5)
+        and screen.touch("more"), daemon=True)
+    resident.start()
+    result = mp.call("display_session", "show_update_then_touch", link.host_path, tables,
+                     "confirm", CONFIRM, [{"more": COUNTDOWN}], 5000)
+    resident.join()
+    assert result["touch"] == (3, "more") and result["errors"] == 0
+    # the page is what it was: the strip only covers its titles
+    assert screen.page == "confirm" and screen.text("big") == "￥54.50"
+    assert screen.text("t_zh") == "请确认结算" and screen.visible("b0")
+    rendered = screen.render_text(numbered=True)
+    assert "0 [ 还剩9秒，点这里继续" in rendered and "请确认结算" not in rendered
+    assert "more" not in screen.overflowing()
+
+
+def test_a_hidden_countdown_strip_gives_the_titles_back(mp: Worker, link: SerialLink,
+                                                       screen: DisplaySim, tables: str) -> None:
+    result = mp.call("display_session", "show_update_then_touch", link.host_path, tables,
+                     "confirm", CONFIRM, [{"more": COUNTDOWN}, {"more": ""}], 200)
+    assert result["touch"] is None and result["errors"] == 0  # `ref t_zh` is an instruction
+    assert not screen.visible("more") and not screen.touch("more")
+    assert "请确认结算" in screen.render_text() and screen.visible("b1")
+
+
+def test_a_new_page_hides_the_countdown_strip(mp: Worker, link: SerialLink, screen: DisplaySim,
+                                              tables: str) -> None:
+    mp.call("display_session", "show_update_then_touch", link.host_path, tables, "confirm",
+            CONFIRM, [{"more": COUNTDOWN}], 0)
+    show(mp, link, tables, "processing", {"t_zh": "正在处理", "t_en": "Processing"})
+    assert screen.wait_for_page("processing", timeout=5)
+    assert not screen.visible("more") and screen.text("more") == ""

@@ -101,3 +101,14 @@ def show_measured(path, table_dir, page, texts):
     finally:
         gc.enable()
         port.close()
+
+
+def show_update_then_touch(path, table_dir, page, texts, updates, touch_timeout_ms):
+    """Show `page`, then each of `updates` (texts for Display.update) in turn, then wait for a
+    touch."""
+    async def action(screen):
+        confirmed = await screen.show(page, texts)
+        for update in updates:
+            await screen.update(update)
+        return {"confirmed": confirmed, "touch": await screen.next_touch(touch_timeout_ms)}
+    return _run(path, table_dir, action)

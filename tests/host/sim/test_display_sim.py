@@ -142,3 +142,18 @@ def test_bill_buttons_are_full_width_rows() -> None:
     screen = HmiScreen()
     screen.receive(cmd("page bills") + cmd('b0.txt="' + "确" * 30 + '"'))
     assert screen.overflowing() == []
+
+
+def test_the_countdown_strip_comes_up_hidden_on_every_page_and_touches_once_shown() -> None:
+    # hidden by each page's Preinitialize event, so no touch reaches it before the kiosk
+    # shows it (a finger on a bills page's title would otherwise ask for more time)
+    screen = HmiScreen()
+    screen.receive(cmd("page bills"))
+    assert not screen.visible["more"] and screen.touch_events("more") == b""
+    assert screen.visible["b0"]
+    screen.receive(cmd('more.txt="还剩9秒"') + cmd("vis more,1"))
+    assert screen.touch_events("more") == b"\x65\x02\x0e\x01" + END + b"\x65\x02\x0e\x00" + END
+    assert screen.receive(cmd("vis more,0") + cmd("ref t_zh") + cmd("ref t_en")) == b""
+    assert screen.receive(cmd("ref t9")) == b"\x02" + END
+    screen.receive(cmd("vis more,1") + cmd("page confirm"))
+    assert not screen.visible["more"]
