@@ -32,11 +32,14 @@ ROLES = ("card", "printer", "display")
 
 # Every wait has a limit (milliseconds), so a kiosk never hangs on a resident or a device.
 TIMEOUTS = {
-    # The pages that wait for a choice: long enough for a slow reader with poor eyes (they
-    # give up without a warning, and the visit starts over); the card in the slot holds the
-    # kiosk for its holder anyway.
+    # The pages that wait for a choice: long enough for a slow reader with poor eyes; the card
+    # in the slot holds the kiosk for its holder anyway.
     "choose": 120000,  # the bills page
     "confirm": 120000,  # the confirm page: a resident who walks away cancels
+    # ...and their last seconds are counted down on a strip over the titles, which a resident
+    # still there touches for the page's whole time again (one who walked away is not waited
+    # for twice). A page shorter than this has no countdown.
+    "more_time": 30000,
     "message": 8000,  # an error or notice page before going back to the welcome page
     "take_card": 60000,  # the done page waits this long for the card to be taken
     # A resident told "please wait here" for paper is waited for while the card is in, up to

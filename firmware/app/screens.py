@@ -113,6 +113,13 @@ def confirm(bill, result):
                  (texts.CONFIRM_BUTTON, texts.CANCEL_BUTTON))
 
 
+def more_time(seconds):
+    """The countdown strip's text, both lines (0 seconds: hidden)."""
+    if seconds <= 0:
+        return ""
+    return "%s\n%s" % (texts.MORE_TIME[0] % seconds, texts.MORE_TIME[1] % seconds)
+
+
 def done(result):
     pay = texts.PAY_AT if result["psn_cash_pay"] > 0 else texts.NOTHING_TO_PAY
     lines = [texts.DONE[2], texts.DONE[3], pay[0], pay[1], "%s %s" % texts.YOU_PAY]

@@ -221,16 +221,24 @@ class Session:
         await self.enter(step, page)
         shown = time.ticks_ms()
         deadline = time.ticks_add(shown, timeout_ms)
+        counted = 0  # the seconds the countdown strip shows (0: hidden)
         while True:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
                 return TIMEOUT
+            if timeout_ms > k.timeouts["more_time"]:
+                counted = await self._count_down(left, counted)
             touch = await k.display.next_touch(min(left, k.timeouts["poll"]))
             if touch is not None:
-                # A press too soon after the page came up was meant for the page before (a
-                # double tap): ignored, and said so (a resident's "it settled when I tapped
-                # twice" is answered from the log).
-                if touch[1] not in buttons:
+                # The countdown strip, while it shows: the resident is still there, and the
+                # page waits its whole time again. A press too soon after the page came up was
+                # meant for the page before (a double tap): ignored, and said so (a resident's
+                # "it settled when I tapped twice" is answered from the log).
+                if touch[1] == "more" and counted:
+                    deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+                    counted = await self._count_down(timeout_ms, counted)
+                    k.log("more_time", step=step)
+                elif touch[1] not in buttons:
                     k.log("touch_ignored", button=touch[1], why="not_on_page")
                 elif time.ticks_diff(time.ticks_ms(), shown) < k.timeouts["touch_guard"]:
                     k.log("touch_ignored", button=touch[1], why="too_soon")
@@ -240,6 +248,17 @@ class Session:
                 return CARD_OUT
             await k.keep_screen(False)  # next_touch has read what the screen sent
             k.progress()
+
+    async def _count_down(self, left, counted):
+        """The countdown strip for `left` ms, updated when its whole seconds change; the
+        seconds it shows now."""
+        seconds = (left + 999) // 1000 if left <= self.k.timeouts["more_time"] else 0
+        if seconds != counted:
+            try:
+                await self.k.display.update({"more": screens.more_time(seconds)})
+            except OSError:
+                pass  # the screen's line: keep_screen finds out and redraws the page
+        return seconds
 
     async def wait_with_card(self, reason, every_ms, check, pay=None, patient=False):
         """The `reason` page (with `pay`, see screens.error) while the card is in, asking

@@ -25,6 +25,9 @@ HELLO = ("%s，您好", "Hello, %s")
 MORE_BILLS = ("另有%d笔费用，办完本笔后请重新插卡",
               "%d more: insert your card again after this one")
 LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
+# The last seconds of the bills and confirm pages, on the strip over the titles (two lines of
+# the 40 px font: at most 19 Chinese characters, 38 ASCII ones).
+MORE_TIME = ("还剩%d秒，点这里继续", "%d s left: touch here for more time")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
 # ...when the card in the slot is not a social-security card (a bank card put in by mistake).
 TAKE_THIS_CARD = ("请取出此卡", "Please take this card out")

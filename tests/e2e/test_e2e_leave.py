@@ -20,7 +20,8 @@ from onestop.host.sim.rig import Hall
 
 RESIDENT = "P004"
 CONFIRM_MS = 2000  # how long the confirm page waits for a resident who walked away
-HALL_TIMEOUTS = {"confirm": CONFIRM_MS}
+COUNTDOWN_MS = 1500  # its last 1.5 s are counted down on the strip over the titles
+HALL_TIMEOUTS = {"confirm": CONFIRM_MS, "more_time": COUNTDOWN_MS}
 
 
 def left_without_settling(hall: Hall, since: int, pending: list[str],
@@ -55,6 +56,26 @@ def test_walking_away_from_the_confirm_page_leaving_the_card(shared_hall: Hall) 
     # nobody touches anything: the page gives up after CONFIRM_MS
     left_without_settling(hall, since, pending,
                           ("Timed out", "Cancelled, nothing was settled", "Please take your card"))
+
+
+def test_a_resident_still_reading_touches_the_countdown_and_the_page_waits(
+        shared_hall: Hall) -> None:
+    hall = shared_hall
+    pending = pending_bill_ids(hall, RESIDENT)
+    since = at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    first_end = hall.display.page_shown_at + CONFIRM_MS / 1000
+    assert hall.display.wait_for(lambda screen: screen.visible("more"), timeout=CONFIRM_MS)
+    strip = hall.display.text("more")
+    assert "点这里继续" in strip and "touch here for more time" in strip
+    hall.touch("more", wait=False)
+    assert hall.firmware is not None
+    assert hall.firmware.wait_event("more_time", timeout=1)["step"] == "confirming"
+    assert hall.display.wait_for(lambda screen: not screen.visible("more"), timeout=1)
+    time.sleep(max(0.0, first_end + 0.3 - time.monotonic()))
+    assert hall.display.page == "confirm"  # past the time it had: the resident asked for more
+    hall.touch("b1")  # and then thinks better of it
+    left_without_settling(hall, since, pending, ("Cancelled", "Nothing was settled"))
 
 
 def test_walking_away_from_the_confirm_page_with_the_card(shared_hall: Hall) -> None:

@@ -244,6 +244,37 @@ def test_leaving_before_confirming_settles_nothing(kiosk: Kiosk, script: dict[st
     assert settled_nothing(result)
 
 
+def countdown(seconds: int) -> str:
+    """The countdown strip's text (firmware/app/texts.py MORE_TIME), as the screen gets it."""
+    return f"还剩{seconds}秒，点这里继续\n{seconds} s left: touch here for more time"
+
+
+# A confirm page of 2.5 s whose last 2 s are counted down (the bills page, 300 ms, has none)
+COUNTED = {"confirm": 2500, "more_time": 2000}
+
+
+def test_a_resident_still_there_touches_the_countdown_and_the_page_waits_again(
+        kiosk: Kiosk) -> None:
+    # the strip is touched 1.5 s in, the bill confirmed 1 s later: past the page's first end
+    result = kiosk.session(script={"bills": "b0", "confirm": "more@1500,b0@1000"},
+                           timeouts=COUNTED)
+    assert result["outcome"] == "settled"
+    strip = [text for page, text in result["counted"] if page == "confirm"]
+    touched = strip.index("")  # the touch hides it: the page has its whole time again
+    assert strip[:touched] == [countdown(2), countdown(1)]
+    assert strip[touched + 1:] == [countdown(2)]  # counting again from 2.5 s, when touched
+    assert result["events"].count("more_time") == 1
+    assert [page for page, _ in result["counted"]] == ["confirm"] * len(strip)
+
+
+def test_a_resident_who_walked_away_is_counted_down_once(kiosk: Kiosk) -> None:
+    result = kiosk.session(script={"bills": "b0", "confirm": "none"}, timeouts=COUNTED)
+    assert result["outcome"] == "timeout" and settled_nothing(result)
+    assert result["counted"] == [["confirm", countdown(2)], ["confirm", countdown(1)]]
+    assert "more_time" not in result["events"]
+    assert result["pages"][-1][0] == "error"  # "Timed out": the strip went with its page
+
+
 @pytest.mark.parametrize("step, page", [("person_info", "bills"), ("pending_bills", "bills"),
                                         ("pre_settle", "confirm")])
 def test_a_card_swapped_while_the_gateway_answers_shows_and_settles_nothing(

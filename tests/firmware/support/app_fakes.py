@@ -32,7 +32,8 @@ class Resident:
     """script: page name -> what the resident does when that page shows:
     "b0".."b3" touch the button, "pull" take the card out, "none" do nothing (walk away);
     "b0@150": touch it 150 ms after the page shows (at once otherwise); on an error page,
-    "reinsert@30": take the card out and put it back 30 ms later.
+    "reinsert@30": take the card out and put it back 30 ms later; "more" touches the countdown
+    strip (if it shows); "more@250,b0@100": one action after another, each timed from the last.
     Pages not in the script get "none". On a done or error page the resident takes the card
     (unless keeps_card). `visits` is how many times they insert the card on the welcome page
     (`walk_up`: on an error page too, as one who does not read an out-of-service page)."""
@@ -45,6 +46,14 @@ class Resident:
         self.card = None
         self.pending = None  # the action for the page on screen, taken at the next poll
         self.pending_at = 0  # ticks_ms from which it is taken
+        self.then = []  # the page's actions after the pending one
+
+    def next_action(self):
+        """Take the next of the page's actions as pending; returns it."""
+        action, _, after_ms = self.then.pop(0).partition("@")
+        self.pending = action
+        self.pending_at = time.ticks_add(time.ticks_ms(), int(after_ms or 0))
+        return action
 
     def saw(self, page):
         if (page == "welcome" or (self.walk_up and page == "error")) and self.visits > 0 \
@@ -53,9 +62,8 @@ class Resident:
             self.card.present = True
         elif page in ("done", "error") and not self.keeps_card:
             self.card.present = False
-        action, _, after_ms = self.script.get(page, "none").partition("@")
-        self.pending = action
-        self.pending_at = time.ticks_add(time.ticks_ms(), int(after_ms or 0))
+        self.then = self.script.get(page, "none").split(",")
+        action = self.next_action()
         if action == "reinsert":
             self.card.present = False
             self.card.back_at = self.pending_at
@@ -92,6 +100,13 @@ class FakeDisplay:
         self.last = {}  # page -> the texts it showed last
         self.restarts = 0
         self.last_error = None
+        self.more = ""  # the countdown strip's text ("": hidden)
+        self.counted = []  # [page, strip text] of every update of the strip
+
+    async def update(self, texts):
+        await asyncio.sleep_ms(0)
+        self.more = texts["more"]
+        self.counted.append([self.pages[-1][0], self.more])
 
     async def read_events(self, timeout_ms):
         await asyncio.sleep_ms(0)
@@ -99,6 +114,7 @@ class FakeDisplay:
     async def show(self, page, texts):
         await asyncio.sleep_ms(0)
         self.pages.append([page, texts["t_en"]])
+        self.more = ""  # a page comes up without the strip
         self.last[page] = texts
         self.resident.saw(page)
         return True
@@ -109,8 +125,12 @@ class FakeDisplay:
             return None
         action = self.resident.pending
         self.resident.pending = "none"
+        if self.resident.then:
+            self.resident.next_action()
         page = self.pages[-1][0]
-        if action in ("b0", "b1", "b2", "b3"):
+        if action == "more" and not self.more:
+            action = "none"  # a hidden strip is not there to touch
+        if action in ("b0", "b1", "b2", "b3", "more"):
             await asyncio.sleep_ms(0)
             return PAGE_IDS.index(page), action
         if action == "pull":

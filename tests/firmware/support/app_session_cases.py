@@ -18,7 +18,7 @@ from onestop.protocol import messages
 KIOSK_ID = "K0001"
 TIMEOUTS = {"choose": 300, "confirm": 300, "message": 5, "take_card": 300, "poll": 5,
             "printer_poll": 20, "doubt_poll": 20, "retry_open": 40, "stall": 60000,
-            "touch_guard": 0, "wait_paper": 3000, "heartbeat": 600000}
+            "touch_guard": 0, "wait_paper": 3000, "heartbeat": 600000, "more_time": 0}
 KEPT_PAGES = ("bills", "confirm", "done", "error")
 BOARD_DATA_HEAP = 64 * 1024
 
@@ -85,6 +85,7 @@ class Rig:
             "state": self.gateway.state,
             "reads": self.card.reads,
             "events": self.events,
+            "counted": self.display.counted,
         }
 
 
