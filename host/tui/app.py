@@ -598,6 +598,20 @@ class KioskTui(App[int]):
 
         self.rig(f"touch on-screen button {index + 1}", touch)
 
+    def action_more_time(self) -> None:
+        def touch(hall: Any) -> None:
+            if not self.firmware_running(hall):
+                raise KioskOff()
+            if not screen_plugged(hall):
+                raise Refused("the screen is dark: its cable is unplugged (s plugs it in)")
+            if not hall.display.visible("more"):
+                raise Refused("no countdown on the screen: its strip shows over the titles in "
+                              "the last 30 s of the bills and confirm pages")
+            hall.touch("more", wait=False)  # not a page of its own: no touch guard
+            self.say("touched the countdown strip: the page waits its whole time again")
+
+        self.rig("touch the countdown strip", touch)
+
     def _touch(self, hall: Any, component: str, pressed_on: float | None) -> str:
         """Touch `component` as a finger on the screen would, and say what became of it: a
         touch on the page the key was pressed on waits out the kiosk's touch guard (a key

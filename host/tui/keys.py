@@ -32,6 +32,8 @@ KEYS: tuple[Key, ...] = (
     Key("o", "o", "pull", "take the card out of the slot", RESIDENT),
     *(Key(str(n + 1), str(n + 1), f"touch({n})", f"touch on-screen button {n + 1}", RESIDENT)
       for n in range(4)),
+    Key("0", "0", "more_time", "touch the countdown strip over the titles (a bills or confirm "
+        "page's last 30 s): the page waits its whole time again", RESIDENT),
     Key("w", "w", "wrong_card", "insert a wrong card: a bank card, no social-security "
         "application on it", RESIDENT, fault=True,
         name="wrong card in"),

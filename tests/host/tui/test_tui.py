@@ -663,3 +663,36 @@ def test_what_became_of_a_touch_is_said_for_each_case() -> None:
         "delivered on the confirm page, which appeared after the key was pressed")
     assert said(3.0, pressed_on_it=True, touched_before=True).startswith(
         "ignored by the kiosk: it was still answering the touch before")
+
+
+async def test_the_countdown_strip_is_key_0_and_gives_the_page_its_time_again(
+        tmp_path: Path, stage: Path) -> None:
+    confirm_ms, counted_ms = 3000, 2500  # the strip shows 0.5 s after the confirm page
+    app = kiosk_tui(tmp_path, stage, confirm=confirm_ms, more_time=counted_ms)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            await until(pilot, lambda: "welcome" in screen_text(app), "the welcome screen")
+            await pilot.press("i")
+            await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
+            await pilot.press("0")  # no strip yet (the bills page waits 2 minutes): said so
+            await until(pilot, logged(app, "touch the countdown strip: no countdown on the "
+                                           "screen"), "the refusal said")
+            await pilot.press("1")
+            await until(pilot, lambda: app.hall.display.page == "confirm", "the confirm page")
+            first_end = app.hall.display.page_shown_at + confirm_ms / 1000
+            await until(pilot, lambda: "0 [ 还剩" in screen_text(app), "the countdown", 5)
+            assert "touch here for more time" in screen_text(app)
+            await pilot.press("0")
+            await until(pilot, logged(app, "touched the countdown strip: the page waits its "
+                                           "whole time again"), "the touch said")
+            await until(pilot, lambda: "还剩" not in screen_text(app), "the strip gone", 2)
+            await pilot.pause(max(0.0, first_end + 0.3 - time.monotonic()))
+            assert app.hall.display.page == "confirm"  # past the time it had
+            await until(pilot, lambda: "0 [ 还剩" in screen_text(app), "counting again", 3)
+            await pilot.press("2")  # cancel
+            await until(pilot, lambda: app.hall.display.page == "error", "the cancelled page")
+            await quit_and_wait(pilot, app)
+    finally:
+        if app.hall is not None:
+            app.hall.close()
