@@ -8,6 +8,7 @@
     kiosk gateway audit --db URL [--json]
     kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
     kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
+    kiosk gateway lookup --db URL (--id-number N | --txn-id T | --setl-id S) [--days N] [--json]
     kiosk gateway backup --db URL --to FILE
     kiosk keys list --db PATH_OR_URL [--json]
 
@@ -63,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_audit(commands)
     _add_reconcile(commands)
     _add_verify_receipt(commands)
+    _add_lookup(commands)
     _add_backup(commands)
     _add_serve(commands)
     gateway.set_defaults(func=lambda _args: (gateway.print_help(), 2)[1])
@@ -615,3 +617,77 @@ def gateway_verify_receipt(args: argparse.Namespace) -> int:
     else:
         print(format_check(result))
     return 0 if result.genuine else 1
+
+
+# ---------------------------------------------------------------------------- lookup
+LOOKUP_DAYS = 30
+
+
+def _add_lookup(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "lookup",
+        help="a resident's settlements and bills waiting, for the hall's counter",
+        description="For the counter, when a kiosk sent a resident there: find them by the ID "
+        "number on their ID card (their settlements of the last --days days, newest first, "
+        "and their bills waiting), or one settlement by the transaction or settlement number "
+        "on a receipt or in a kiosk's log. Says of each settlement whether it was settled or "
+        "cancelled and whether its receipt printed, and what each fund and the resident pay. "
+        "Exit 0 if found, 1 if not; ID numbers are printed masked; nothing is written.",
+    )
+    _db(parser)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id-number", metavar="N", type=_id_number,
+                       help="the resident's 18-character ID number")
+    which.add_argument("--txn-id", metavar="T",
+                       help="a kiosk transaction number (交易号 on the receipt)")
+    which.add_argument("--setl-id", metavar="S", help="a settlement number (结算号)")
+    parser.add_argument("--days", type=_days, default=LOOKUP_DAYS, metavar="N",
+                        help=f"with --id-number: settlements of the last N days, today "
+                        f"included (default {LOOKUP_DAYS})")
+    parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
+    parser.set_defaults(func=_guarded("gateway lookup", gateway_lookup))
+
+
+def _id_number(text: str) -> str:
+    from .bills import SSN, ssn_check_digit_ok
+
+    number = text.strip().upper()  # an x typed for X
+    if not SSN.fullmatch(number):
+        raise argparse.ArgumentTypeError("an ID number is 18 characters: 17 digits, then a "
+                                         "digit or X")
+    if not ssn_check_digit_ok(number):
+        raise argparse.ArgumentTypeError("its check digit is wrong (GB 11643): the number "
+                                         "is mistyped")
+    return number
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3660:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of days from 1 to 3660")
+    return int(text)
+
+
+def gateway_lookup(args: argparse.Namespace) -> int:
+    from .bills import settlement_today
+    from .lookup import by_id_number, by_number, format_found, found_json
+    from .masking import mask_id
+
+    with _open(args.db) as ledger:
+        if args.id_number is not None:
+            since = settlement_today() - datetime.timedelta(days=args.days - 1)
+            found = by_id_number(ledger, args.id_number, since)
+            missing = f"no resident with ID number {mask_id(args.id_number)} in this ledger"
+        else:
+            found = by_number(ledger, txn_id=args.txn_id, setl_id=args.setl_id)
+            number = (f"transaction {args.txn_id}" if args.txn_id is not None
+                      else f"settlement {args.setl_id}")
+            missing = f"no {number} in this ledger"
+    if found is None:
+        print(f"kiosk gateway lookup: {missing}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(found_json(found), indent=2, ensure_ascii=False))
+    else:
+        print(format_found(found))
+    return 0
+

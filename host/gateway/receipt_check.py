@@ -370,14 +370,19 @@ def format_check(result: Check) -> str:
         # unsigned amounts are only what the text claims: never let them read as the ledger's
         "amounts (yuan):" if result.signature_ok else "amounts (yuan) the text claims, unverified:",
     ]
-    width = max(len(en) for _, _, en in SHARES)
-    amount_width = max(len(format_yuan(money[key])) for key, _, _ in SHARES)
-    # The Chinese name last: its double-width characters would skew later columns.
-    lines += [f"  {en:<{width}}  {format_yuan(money[key]):>{amount_width}}  {zh}"
-              for key, zh, en in SHARES]
+    lines += amount_lines(money, "  ")
     lines += [f"note: {note}" for note in result.notes if result.reasons]
     lines.append(verdict(result))
     return "\n".join(lines)
+
+
+def amount_lines(money: dict[str, Any], indent: str) -> list[str]:
+    """A settlement's money, one share a line in the receipt's order, in yuan, aligned."""
+    width = max(len(en) for _, _, en in SHARES)
+    amount_width = max(len(format_yuan(money[key])) for key, _, _ in SHARES)
+    # The Chinese name last: its double-width characters would skew later columns.
+    return [f"{indent}{en:<{width}}  {format_yuan(money[key]):>{amount_width}}  {zh}"
+            for key, zh, en in SHARES]
 
 
 def policy_line(policy: dict[str, Any]) -> str:

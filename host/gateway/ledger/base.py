@@ -302,6 +302,9 @@ class Ledger(Protocol):
 
     def get_settlement(self, txn_id: str) -> Settlement | None: ...
     def settlement_numbered(self, setl_id: str) -> Settlement | None: ...  # by its setl_id
+    # a person's settlements dated `since` (YYYY-MM-DD) or later, cancelled ones included,
+    # newest first
+    def settlements_of(self, psn_no: str, since: str) -> list[Settlement]: ...
     # txn_id's `settled` audit event's body (events.settled_data with its kind, seq and at),
     # None if it has none: what only the event keeps (the policy it was settled by), and where
     # in the ledger's order it came.

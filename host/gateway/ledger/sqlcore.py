@@ -745,6 +745,12 @@ class SqlLedger(SqlStore):
             f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE setl_id = ?", (setl_id,)))
         return None if row is None else settlement_from_row(row)
 
+    def settlements_of(self, psn_no: str, since: str) -> list[Settlement]:
+        rows = self._read(lambda tx: tx.all(  # settlements_by_person finds them
+            f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE psn_no = ? AND setl_date >= ? "
+            "ORDER BY setl_time DESC, txn_id DESC", (psn_no, since)))
+        return [settlement_from_row(row) for row in rows]
+
     def settled_event(self, txn_id: str) -> dict[str, Any] | None:
         row = self._read(lambda tx: tx.one(
             f"SELECT body FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}' "

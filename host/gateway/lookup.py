@@ -1,0 +1,121 @@
+"""`kiosk gateway lookup`: what the hall's counter answers a resident a kiosk sent there.
+
+A kiosk tells a resident to ask at the counter when it could not finish for them: a settlement
+in doubt, a receipt that did not print, a card it does not know. The clerk finds the resident by
+the ID number on their ID card, or one settlement by the transaction or settlement number on a
+receipt or in a kiosk's log, and reads off what happened: each settlement (settled or cancelled,
+receipt printed or not, what each fund paid and what the resident pays) and the bills still
+waiting. ID numbers are shown masked; nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from onestop.host.settlement.money import format_yuan
+
+from .ledger.base import Bill, Ledger, Person, Settlement
+from .masking import mask_id
+from .receipt_check import amount_lines, china_time, shown
+
+
+@dataclass(frozen=True)
+class Found:
+    """A resident (None if the settlement's person is not in the ledger), their settlements
+    (with each one's bill, if the ledger has it) and their bills waiting for settlement."""
+
+    person: Person | None
+    settlements: list[tuple[Settlement, Bill | None]]
+    waiting: list[Bill]
+    since: str | None = None  # the first day looked at, for a lookup by ID number
+
+
+def by_id_number(ledger: Ledger, ssn: str, since: datetime.date) -> Found | None:
+    """The resident holding ID number `ssn` and their settlements dated `since` or later; None
+    if no resident holds it."""
+    person = ledger.person_with_ssn(ssn)
+    if person is None:
+        return None
+    settlements = ledger.settlements_of(person.psn_no, since.isoformat())
+    return Found(person, [(s, ledger.get_bill(s.bill_id)) for s in settlements],
+                 ledger.pending_bills(person.psn_no), since.isoformat())
+
+
+def by_number(ledger: Ledger, *, txn_id: str | None = None,
+              setl_id: str | None = None) -> Found | None:
+    """One settlement, by its kiosk transaction number or its settlement number, with its
+    resident and their bills waiting; None if the ledger has no such settlement."""
+    settlement = (ledger.get_settlement(txn_id) if txn_id is not None
+                  else ledger.settlement_numbered(setl_id or ""))
+    if settlement is None:
+        return None
+    return Found(ledger.get_person(settlement.psn_no),
+                 [(settlement, ledger.get_bill(settlement.bill_id))],
+                 ledger.pending_bills(settlement.psn_no))
+
+
+def state(settlement: Settlement) -> str:
+    """What the clerk tells the resident about it, first."""
+    if settlement.status == "cancelled":
+        return "CANCELLED (reversed: nothing was paid by the funds; the bill is waiting again)"
+    if settlement.receipt_printed:
+        return "settled, receipt printed"
+    return ("settled, receipt NOT printed: the kiosk prints it once it can (paper, a fault); "
+            "what the resident pays is below")
+
+
+def _clinic(bill: Bill | None) -> str:
+    return "" if bill is None else f"  {shown(bill.fixmedins_name)}, {bill.date}"
+
+
+def format_found(found: Found) -> str:
+    lines = [resident_line(found.person)]
+    if found.since is not None:
+        lines.append(f"settlements since {found.since}, newest first: {len(found.settlements)}"
+                     if found.settlements else f"no settlements since {found.since}")
+    for settlement, bill in found.settlements:
+        lines += [
+            "",
+            f"  {china_time(settlement.setl_time)} China time  {state(settlement)}",
+            f"    settlement {shown(settlement.setl_id)}  kiosk {shown(settlement.kiosk_id)}  "
+            f"transaction {shown(settlement.txn_id)}",
+            f"    bill {shown(settlement.bill_id)}{_clinic(bill)}",
+            *amount_lines(settlement.result, "    "),
+        ]
+    lines.append("")
+    if found.waiting:
+        lines.append(f"bills waiting for settlement: {len(found.waiting)}")
+        lines += [f"  {shown(bill.bill_id)}{_clinic(bill)}  total {format_yuan(bill.medfee_sumamt)}"
+                  for bill in found.waiting]
+    else:
+        lines.append("no bills waiting for settlement")
+    return "\n".join(lines)
+
+
+def resident_line(person: Person | None) -> str:
+    if person is None:
+        return "resident    not in this ledger"
+    return (f"resident    {shown(person.name)}  ID {mask_id(person.ssn)}  ({shown(person.psn_no)}"
+            f", insured in {shown(person.insu_admdvs)}, assistance: {person.assistance})")
+
+
+def found_json(found: Found) -> dict[str, Any]:
+    """As plain data; money in integer fen, as in the ledger."""
+    person = found.person
+    return {
+        "resident": None if person is None else {
+            "name": person.name, "ssn_masked": mask_id(person.ssn), "psn_no": person.psn_no,
+            "insu_admdvs": person.insu_admdvs, "assistance": person.assistance},
+        "since": found.since,
+        "settlements": [{
+            "setl_id": s.setl_id, "txn_id": s.txn_id, "kiosk": s.kiosk_id,
+            "setl_time": s.setl_time, "setl_time_china": china_time(s.setl_time),
+            "status": s.status, "receipt_printed": s.receipt_printed, "bill_id": s.bill_id,
+            "clinic": None if bill is None else bill.fixmedins_name,
+            "bill_date": None if bill is None else bill.date, "result": s.result,
+        } for s, bill in found.settlements],
+        "waiting": [{"bill_id": b.bill_id, "clinic": b.fixmedins_name, "date": b.date,
+                     "medfee_sumamt": b.medfee_sumamt} for b in found.waiting],
+    }

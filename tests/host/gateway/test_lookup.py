@@ -1,0 +1,127 @@
+"""`kiosk gateway lookup`: the counter finds a resident a kiosk sent there — by the ID number on
+their ID card, or a settlement by the numbers on a receipt — and reads off what happened: settled
+or cancelled, receipt printed or not, what each fund and the resident pay, the bills waiting.
+Settled through the real request handlers, run through the real argument parser, on both ledger
+backends.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from onestop.host.cli import main
+from onestop.host.gateway.bills import settlement_today
+from test_receipt_check import BILL, RESIDENT, SSN, SSN_MASKED, Site, record_of, yuan
+
+SETTLED_ON = date(2026, 11, 23)  # test_receipt_check's NOW
+# --days reaching back to the day the tests settle on, whenever they run
+DAYS = str((settlement_today() - SETTLED_ON).days + 1)
+TXN = "K0001-000001-aaaa"
+
+
+@pytest.fixture
+def site(ledger, kit) -> Site:
+    return Site(ledger, kit)
+
+
+def lookup(db: str, *argv: str, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "lookup", "--db", db, *argv])
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def test_a_resident_whose_receipt_did_not_print_is_told_so_with_what_they_pay(
+        site, ledger_url, capsys):
+    record = record_of(site.settle(TXN))
+    status, out, err = lookup(ledger_url, "--id-number", SSN, "--days", DAYS, capsys=capsys)
+    assert status == 0, err
+    assert f"张秀兰  ID {SSN_MASKED}" in out and SSN not in out
+    assert "settlements since" in out and ": 1" in out.splitlines()[1]
+    assert "2026-11-23 10:00 China time  settled, receipt NOT printed" in out
+    assert f"settlement {record['setl_id']}  kiosk K0001  transaction {TXN}" in out
+    assert BILL in out
+    pays = next(line for line in out.splitlines() if line.endswith("个人支付"))
+    assert "resident pays" in pays and yuan(record["result"]["psn_cash_pay"]) in pays
+    assert out.rstrip().endswith("no bills waiting for settlement")  # P001's one bill
+
+    site.ask("receipt_printed", txn_id=TXN, setl_id=record["setl_id"])  # the kiosk printed it
+    _, out, _ = lookup(ledger_url, "--id-number", SSN, "--days", DAYS, capsys=capsys)
+    assert "settled, receipt printed" in out and "NOT printed" not in out
+
+
+def test_a_cancelled_settlement_says_so_and_its_bill_is_waiting_again(site, ledger_url, capsys):
+    record = record_of(site.settle(TXN))
+    site.ask("cancel", txn_id=TXN, setl_id=record["setl_id"])
+    status, out, _ = lookup(ledger_url, "--id-number", SSN, "--days", DAYS, capsys=capsys)
+    assert status == 0
+    assert "CANCELLED (reversed" in out
+    assert "bills waiting for settlement: 1" in out and f"  {BILL}  " in out
+
+
+def test_only_the_last_days_asked_for_are_shown(site, ledger_url, capsys):
+    site.settle(TXN)
+    fewer = str(int(DAYS) - 1)  # the window ends the day after the settlement
+    status, out, _ = lookup(ledger_url, "--id-number", SSN, "--days", fewer, capsys=capsys)
+    assert status == 0 and "no settlements since" in out and TXN not in out
+
+
+@pytest.mark.parametrize("by", ["--txn-id", "--setl-id"])
+def test_one_settlement_by_the_numbers_on_its_receipt(site, ledger_url, capsys, by):
+    record = record_of(site.settle(TXN))
+    number = TXN if by == "--txn-id" else record["setl_id"]
+    status, out, _ = lookup(ledger_url, by, number, capsys=capsys)
+    assert status == 0
+    assert f"transaction {TXN}" in out and f"ID {SSN_MASKED}" in out
+    assert "settlements since" not in out  # one settlement, not a period
+    status, out, err = lookup(ledger_url, by, number + "0", capsys=capsys)
+    assert status == 1 and out == ""
+    assert err.startswith("kiosk gateway lookup: no ") and "in this ledger" in err
+
+
+def test_an_id_number_no_resident_holds_is_said_masked(site, ledger_url, capsys):
+    unknown = "110101199003070011"  # a valid check digit, nobody in the demo
+    status, out, err = lookup(ledger_url, "--id-number", unknown, capsys=capsys)
+    assert status == 1 and out == ""
+    assert "no resident with ID number 110101********0011 in this ledger" in err
+    assert unknown not in err
+
+
+@pytest.mark.parametrize("typed, says", [
+    ("130630195603120049", "check digit is wrong"),  # one digit mistyped
+    ("13063019560312004", "18 characters"),
+])
+def test_a_mistyped_id_number_is_refused_before_the_ledger(typed, says, tmp_path, capsys):
+    missing = f"sqlite:///{tmp_path}/none.sqlite"  # never opened
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "lookup", "--db", missing, "--id-number", typed])
+    assert done.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_json_gives_fen_and_the_masked_id_only(site, ledger_url, capsys):
+    record = record_of(site.settle(TXN))
+    status, out, _ = lookup(ledger_url, "--json", "--id-number", SSN, "--days", DAYS,
+                            capsys=capsys)
+    found = json.loads(out)
+    assert status == 0 and SSN not in out
+    assert found["resident"]["ssn_masked"] == SSN_MASKED
+    assert found["resident"]["psn_no"] == RESIDENT
+    (settlement,) = found["settlements"]
+    assert settlement["result"] == record["result"]
+    assert (settlement["status"], settlement["receipt_printed"]) == ("settled", False)
+    assert settlement["setl_time_china"] == "2026-11-23 10:00"
+    assert found["waiting"] == []
+
+
+def test_a_residents_settlements_are_found_by_index_not_by_reading_them_all(
+        ledger, statements, query_plan):
+    # a year's ledger holds hundreds of thousands: the clerk's answer must not wait on them
+    statements.clear()
+    assert ledger.settlements_of("P001", "2026-11-01") == []
+    ((sql, params, _),) = [ran for ran in statements if "FROM settlements" in ran[0]]
+    plan = query_plan(ledger, sql, params)
+    assert "settlements_by_person" in plan, plan
