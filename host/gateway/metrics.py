@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -197,6 +198,47 @@ class WorkersCollector:
             yield worker, families
 
 
+FLEET_READ_TIMEOUT_S = 2.0
+
+
+class KioskFleetCollector:
+    """Each active kiosk's last sign-in, read from the ledger at each scrape: a kiosk signs in
+    every 10 minutes, idle or busy, so an alert on `time() -
+    onestop_kiosk_last_sign_in_timestamp_seconds > 1200` finds one that is off, cut off or
+    stuck (0: it never signed in). The ledger is every gateway's, so the series is on the page
+    Prometheus scrapes, once per gateway (not per worker). The reads run on one thread of
+    their own, so a scrape costs one ledger connection whatever thread serves it."""
+
+    def __init__(self, read: Callable[[], tuple[list[Any], dict[str, Any]]]) -> None:
+        self._read = read  # () -> (the key records, kiosk id -> its last SignIn)
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-ledger")
+
+    def collect(self) -> Iterator[Metric]:
+        read = GaugeMetricFamily(
+            "onestop_kiosk_sign_ins_read",
+            "Whether this scrape read the kiosks' sign-ins from the ledger (0: it could not).")
+        try:
+            keys, sign_ins = self._reader.submit(self._read).result(FLEET_READ_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - a ledger down or slow: the page still answers
+            read.add_metric([], 0)
+            yield read
+            return
+        read.add_metric([], 1)
+        last = GaugeMetricFamily(
+            "onestop_kiosk_last_sign_in_timestamp_seconds",
+            "When each active kiosk last signed in (Unix seconds, the gateway's clock; 0: "
+            "never).", labels=["kiosk"])
+        for key in keys:
+            if key.role == "kiosk" and key.status == "active":
+                signed_in = sign_ins.get(key.kid)
+                last.add_metric([key.kid], 0 if signed_in is None else signed_in.at)
+        yield last
+        yield read
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=False, cancel_futures=True)
+
+
 def _scrape(port: int) -> list[Metric]:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=WORKER_SCRAPE_TIMEOUT_S) as page:
@@ -206,7 +248,9 @@ def _scrape(port: int) -> list[Metric]:
 class MetricsEndpoint:
     """The HTTP endpoint Prometheus scrapes (/metrics); stopped with the gateway."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, host: str, port: int,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self._on_close = on_close
         self._server = make_server(host, port, make_wsgi_app(registry),
                                    _ThreadingWSGIServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -222,3 +266,5 @@ class MetricsEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
+        if self._on_close is not None:
+            self._on_close()

@@ -51,7 +51,12 @@ from onestop.host.gateway.ledger.base import (
     RequestOutcome,
 )
 from onestop.host.gateway.logs import EventLog
-from onestop.host.gateway.metrics import GatewayMetrics, MetricsEndpoint, workers_page
+from onestop.host.gateway.metrics import (
+    GatewayMetrics,
+    KioskFleetCollector,
+    MetricsEndpoint,
+    workers_page,
+)
 from onestop.host.gateway.stallwatch import StallWatch
 from onestop.host.gateway.transports import ByteStream, SerialInUse, SerialSpec, SerialStream
 from onestop.host.gateway.workers import BACKLOG
@@ -950,12 +955,19 @@ class RunningGateway:
             self.metrics_endpoint.close()
 
 
-def _metrics_page(metrics: GatewayMetrics, shared: SharedListener | None) -> Any:
-    """What the metrics endpoint shows: this gateway's registry; under --workers, worker 0's
-    shows every worker's (the others', on loopback, are for it to read)."""
-    if shared is None or shared.metrics_ports is None or shared.index:
+def _metrics_page(metrics: GatewayMetrics, shared: SharedListener | None,
+                  fleet: KioskFleetCollector) -> Any:
+    """What the metrics endpoint shows: this gateway's registry and the kiosks' sign-ins;
+    under --workers, worker 0's shows every worker's (the others', on loopback, are for it to
+    read) and the sign-ins once."""
+    if shared is not None and shared.metrics_ports is not None and shared.index:
         return metrics.registry
-    return workers_page(metrics.registry, shared.metrics_ports.known)
+    if shared is None or shared.metrics_ports is None:
+        page = metrics.registry
+    else:
+        page = workers_page(metrics.registry, shared.metrics_ports.known)
+    page.register(fleet)
+    return page
 
 
 async def start_gateway(
@@ -985,7 +997,9 @@ async def start_gateway(
     endpoint = None
     if metrics_at is not None:  # before the kiosks' port: "listening" means all is up
         try:
-            endpoint = MetricsEndpoint(_metrics_page(metrics, shared), *metrics_at)
+            fleet = KioskFleetCollector(lambda: (ledger.list_keys(), ledger.sign_ins()))
+            endpoint = MetricsEndpoint(_metrics_page(metrics, shared, fleet), *metrics_at,
+                                       on_close=fleet.close)
         except OSError as exc:
             await server.close()
             raise ServeError(f"cannot serve metrics on {metrics_at[0]}:{metrics_at[1]}: "

@@ -293,6 +293,45 @@ async def test_a_kid_no_ledger_can_hold_is_an_unknown_kiosk(site: Site) -> None:
     assert not [e for e in site.events() if e.get("code") in ("unavailable", "internal")]
 
 
+def last_sign_ins(scraped: str) -> dict[str, float]:
+    """onestop_kiosk_last_sign_in_timestamp_seconds by kiosk, from a metrics page."""
+    found = {}
+    for line in scraped.splitlines():
+        if line.startswith("onestop_kiosk_last_sign_in_timestamp_seconds{"):
+            labels, value = line.split("} ")
+            found[labels.split('kiosk="')[1].rstrip('"')] = float(value)
+    return found
+
+
+async def test_each_active_kiosks_last_sign_in_is_on_the_metrics_page(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's alert finds a kiosk gone silent (it signs in every 10 minutes): its last
+    sign-in, from the ledger every gateway shares, 0 for one never heard from; a revoked kiosk
+    is no longer watched; a ledger that cannot be read is said so and the page still answers."""
+    alive = await site.kiosk("K-01")
+    await site.kiosk("K-02")  # enrolled, never signed in
+    await site.kiosk("K-03")
+    before = int(time.time())
+    await alive.call("sign_in", fw="1.0.0", board="esp32s3")
+    site.ledger.set_key_status("K-03", "revoked")
+    scraped = await asyncio.to_thread(site.metrics)
+    seen = last_sign_ins(scraped)
+    assert set(seen) == {"K-01", "K-02"}
+    assert before - 2 <= seen["K-01"] <= time.time() + 2 and seen["K-02"] == 0
+    assert "onestop_kiosk_sign_ins_read 1.0" in scraped
+
+    def ledger_down(_ledger: Ledger) -> None:
+        from onestop.host.gateway.ledger.base import LedgerError
+
+        raise LedgerError("the ledger is down")
+
+    # the gateway's own ledger object, of the same class as the test's
+    monkeypatch.setattr(type(site.ledger), "sign_ins", ledger_down)
+    scraped = await asyncio.to_thread(site.metrics)
+    assert "onestop_kiosk_sign_ins_read 0.0" in scraped and last_sign_ins(scraped) == {}
+    assert "onestop_frames_total" in scraped  # the gateway's own series all the same
+
+
 async def test_a_revoked_kiosk_is_refused(site: Site) -> None:
     kiosk = await site.kiosk("K-01")
     await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")

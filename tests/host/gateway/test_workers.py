@@ -202,9 +202,15 @@ async def test_every_workers_metrics_are_on_the_one_metrics_address(
             await connection.call("settle", psn_no=resident.psn_no,
                                   bill_id=resident.bill_ids[0], txn_id=new_txn_id(),
                                   confirmed_cash=pre["result"]["psn_cash_pay"])
+        await connections[0].call("sign_in", fw="1.0.0", board="esp32s3")
         page = await asyncio.to_thread(scrape, metrics_port)
         settled = {labels: value for (name, labels), value in page.items()
                    if name == "onestop_settlements_total"}
+        # the kiosks' sign-ins are the ledger's, every worker's: on the page once, unlabelled
+        signed_in = {labels: value for (name, labels), value in page.items()
+                     if name == "onestop_kiosk_last_sign_in_timestamp_seconds"}
+        assert set(signed_in) == {f"kiosk=K-M{index:02d}" for index in range(kiosks)}
+        assert signed_in["kiosk=K-M00"] > 0 and signed_in["kiosk=K-M01"] == 0
         # the kiosks spread over both workers: the page has each one's, and all of them
         assert set(settled) == {"kind=new,worker=0", "kind=new,worker=1"}
         assert sum(settled.values()) == kiosks
