@@ -39,6 +39,12 @@ SETL_ID_DAY = re.compile(r"S([0-9]{4})([0-9]{2})([0-9]{2})")  # handlers.py: "S"
 # The receipt's money lines in its order (firmware/app/receipt.py SHARES, then what is paid).
 SHARES: tuple[tuple[str, str, str], ...] = (
     ("medfee_sumamt", "费用总额", "total"),
+    # how the funds' shares were worked out: what no fund covers, the class-B share paid
+    # first, what is in scope, the deductible (a clerk asked "why do I pay so much?")
+    ("fulamt_ownpay_amt", "全自费", "not covered"),
+    ("preselfpay_amt", "先行自付", "class-B share"),
+    ("inscp_scp_amt", "范围内", "in scope"),
+    ("act_pay_dedc", "起付线", "deductible"),
     ("hifp_pay", "医保统筹", "basic insurance"),
     ("hifmi_pay", "大病保险", "serious illness"),
     ("maf_pay", "医疗救助", "medical assistance"),

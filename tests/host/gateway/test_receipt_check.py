@@ -453,3 +453,16 @@ def test_a_ledger_that_cannot_be_reached_is_exit_2_not_a_forgery(site, tmp_path,
     assert err.startswith("kiosk gateway verify-receipt: the check could not be made: no ledger")
     status, _, err = verify("postgresql://nobody@127.0.0.1:1/none", text, capsys=capsys)
     assert status == 2 and "the check could not be made" in err and err.count("\n") == 1
+
+
+def test_the_counter_reads_every_money_line_the_receipt_prints_in_its_order():
+    """verify-receipt and lookup show a settlement's money as the resident's receipt does, so a
+    clerk reads the two line by line (firmware/app/receipt.py SHARES, then what is paid)."""
+    from onestop.host.gateway.receipt_check import SHARES
+
+    path = FIRMWARE_DIR / "app" / "receipt.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    (assigned,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                   and getattr(node.targets[0], "id", "") == "SHARES"]
+    printed = [key for _label, key in ast.literal_eval(assigned)]
+    assert [key for key, _zh, _en in SHARES] == [*printed, "psn_cash_pay"]
