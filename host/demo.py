@@ -243,6 +243,8 @@ def report(hall: Any, workdir: Path, args: argparse.Namespace, render_png: Any) 
     ledger = workdir / "ledger.sqlite"
     print(f"ledger:            {ledger}")
     print(f"the keys:          kiosk keys list --db {shlex.quote(str(ledger))} --json")
+    print(f"at the counter:    kiosk gateway lookup --db {shlex.quote(str(ledger))} "
+          f"--txn-id {settlement.txn_id}")
     print(f"frames on the kiosk-gateway link: {hall.tap.frames}"
           + (f", written to {args.capture}" if args.capture else ""))
     return 0

@@ -102,6 +102,20 @@ def keys_from_the_command_the_demo_states(demo: dict[str, Any]) -> dict[str, dic
     return {key["kid"]: key for key in json.loads(listed.stdout)}
 
 
+def test_the_counter_finds_the_settlement_with_the_command_the_demo_states(
+        demo: dict[str, Any]) -> None:
+    (command,) = re.findall(r"^at the counter:\s+(kiosk gateway lookup --db .*)$", demo["out"],
+                            re.MULTILINE)
+    args = shlex.split(command)
+    looked = subprocess.run([*kiosk_command(), *args[1:]], capture_output=True, text=True,
+                            timeout=60, check=True)
+    (txn,) = re.findall(r"^settlement:\s+\S+ \(txn (\S+)\)$", demo["out"], re.MULTILINE)
+    assert f"transaction {txn}" in looked.stdout
+    assert "settled, receipt printed" in looked.stdout
+    (pays,) = re.findall(r"^  resident pays\s+(\S+) yuan$", demo["out"], re.MULTILINE)
+    assert f"{pays}  个人支付" in looked.stdout  # what the demo said the resident pays
+
+
 def test_the_capture_file_is_its_owners_only(demo: dict[str, Any]) -> None:
     # its frames hold the residents' names and full ID numbers (frames are signed, not sealed)
     assert oct(demo["capture"].stat().st_mode & 0o777) == "0o600"
