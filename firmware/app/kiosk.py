@@ -4,6 +4,9 @@
 #   boot -> recover -> IDLE (welcome page) --card in--> Session (app.session) --> IDLE
 #                  \-> OUT OF SERVICE while a txn is in doubt or a receipt waits for the
 #                      printer (app.recovery); retried every `retry_open` ms
+#
+# Between visits, once the page it waits on is up, the kiosk signs in to the gateway: at boot
+# (its heartbeat's first beat) and every `heartbeat` ms after (Kiosk._heartbeat).
 import asyncio
 import sys
 import time
@@ -59,7 +62,8 @@ class Kiosk:
         self._page = None  # the page shown last, to redraw
         self._screen_ok = True  # the screen took that page
         self._restarts = 0  # the screen's restarts already redrawn after
-        self._heartbeat_at = time.ticks_ms()  # of the last sign-in _heartbeat tried, or boot
+        # ticks_ms of the last sign-in _heartbeat tried; None: the first, due at boot
+        self._heartbeat_at = None
         self._heartbeat_failing = False  # logged once per spell
         self._screen_checked = time.ticks_ms()
 
@@ -163,7 +167,6 @@ class Kiosk:
         blocked = await self._recover()
         done = 0
         while True:
-            await self._heartbeat()
             if blocked:
                 await self._out_of_service(blocked)
             else:
@@ -174,12 +177,16 @@ class Kiosk:
             blocked = await self._recover() if self.journal.open_txns() else None
 
     async def _heartbeat(self):
-        """Sign in every `heartbeat` ms, busy or idle, in service or not (a visit signs in
-        first too): the gateway's record of it is how the operator knows this kiosk is alive
-        (`kiosk keys list`), and its reply sets the clock again. One attempt, between visits: a
-        gateway away is tried again next time, and no resident waits on it."""
+        """Sign in at boot and every `heartbeat` ms after, busy or idle, in service or not (a
+        visit not signed in signs in first too): the gateway's record of it is how the operator
+        knows this kiosk is alive and what firmware it runs (`kiosk keys list`), and its reply
+        sets the clock again (the log's `at`). Called between visits once the page the kiosk
+        waits on is up (welcome, out of service, take your card), never before it: one
+        attempt, so a gateway away holds that page for its connect or reply timeout at most,
+        and is tried again next time. A card put in meanwhile is read when the beat is over."""
         now = time.ticks_ms()
-        if time.ticks_diff(now, self._heartbeat_at) < self.timeouts["heartbeat"]:
+        if self._heartbeat_at is not None and \
+                time.ticks_diff(now, self._heartbeat_at) < self.timeouts["heartbeat"]:
             return
         self._heartbeat_at = now
         try:
@@ -218,6 +225,7 @@ class Kiosk:
                 return
             if present:
                 await self.show(screens.take_card())
+                await self._heartbeat()
                 await self.wait_card(False, self.timeouts["take_card"])
                 return
             self._card_may_be_left_in = False
@@ -260,6 +268,7 @@ class Kiosk:
         20 s on, inviting cards meanwhile), and a roll near its end shows on the page."""
         low = self.paper_low
         await self.show(screens.welcome(low))
+        await self._heartbeat()
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while True:
             left = time.ticks_diff(deadline, time.ticks_ms())
@@ -280,6 +289,7 @@ class Kiosk:
             self.log("out_of_service", reason=reason)
             self._out_reason = reason
         await self.show(screens.out_of_service(reason))
+        await self._heartbeat()
         printer = reason == "paper_out" or reason == "printer_fault"
         reader = reason == "reader_fault"
         told = False

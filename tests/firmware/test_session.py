@@ -515,8 +515,10 @@ def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: K
     crashed = kiosk.boot(faults={"settlement_query": ["memory_error"]}, rounds=2, visits=0)
     assert crashed["pages"][0] == ["error", "Out of service"]
     assert "recovery_crashed" in crashed["events"] and crashed["reads"] == 0
-    # the next turn of the loop resolves it: found settled, printed once, the kiosk serves again
-    assert crashed["calls"][:3] == ["settlement_query", "settlement_query", "receipt_printed"]
+    # the boot heartbeat goes out with the out-of-service page up; the next turn of the loop
+    # resolves the txn: found settled, printed once, the kiosk serves again
+    assert crashed["calls"][:4] == ["settlement_query", "sign_in", "settlement_query",
+                                    "receipt_printed"]
     assert len(crashed["receipts"]) == 1 and crashed["open"] == []
     assert len(kiosk.settlements) == 1
 
@@ -643,7 +645,8 @@ def test_a_receipt_the_printer_refused_before_printing_is_not_marked_a_reprint(
 
 def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: Kiosk) -> None:
     result = kiosk.boot(paper="out", rounds=1, script=HAPPY)
-    assert result["reads"] == 0 and result["calls"] == []
+    # only the boot heartbeat, with the out-of-service page up: nothing asked for a visit
+    assert result["reads"] == 0 and result["calls"] == ["sign_in"]
     assert ["error", "Out of service"] in result["pages"]
     # out of service from the start: the welcome page never invited a card
     assert "welcome" not in [page for page, _ in result["pages"]]
@@ -670,7 +673,7 @@ def test_a_card_put_in_while_out_of_service_is_told_to_come_out_and_never_read(
     # holder's name and bills to whoever stands there.
     result = kiosk.boot(paper="out", reload_after=5, rounds=3, script=HAPPY, walk_up=True,
                         keeps_card=True)
-    assert result["reads"] == 0 and result["calls"] == []
+    assert result["reads"] == 0 and result["calls"] == ["sign_in"]  # the boot heartbeat only
     told = [shown for page, shown in result["pages"] if page == "error"]
     assert "Out of service" in told
     assert result["last"]["error"]["l5"] == "Please take your card"  # on the same page
@@ -681,7 +684,8 @@ def test_paper_running_out_as_a_card_goes_in_tells_its_holder_to_take_it(kiosk: 
     # the roll ran out after the welcome page went up: the card is not read, and the
     # out-of-service page over it says to take it back
     result = kiosk.boot(runs_out_after=1, rounds=1, script=HAPPY)
-    assert result["reads"] == 0 and result["calls"] == []
+    # the boot heartbeat, as the welcome page went up and the card went in: nothing else
+    assert result["reads"] == 0 and result["calls"] == ["sign_in"]
     assert result["pages"][-1] == ["error", "Out of service"]
     assert result["last"]["error"]["l4"] == "请取走社保卡"
     assert result["last"]["error"]["l5"] == "Please take your card"
@@ -706,10 +710,12 @@ def test_a_backlog_of_unanswered_reports_costs_one_try_per_pass_not_one_each(
         assert result["outcome"] == "settled"
     assert [state for _, state in result["open"]] == ["printed", "printed"]
     still_away = kiosk.boot(rounds=1, visits=0, faults={"receipt_printed": ["unreachable"]})
-    assert still_away["calls"] == ["receipt_printed"]
+    # one report tried; then, the welcome page up, the boot heartbeat (one attempt of its own)
+    assert still_away["calls"] == ["receipt_printed", "sign_in"]
     assert still_away["pages"][-1][0] == "welcome"  # reports never block a new card
     back = kiosk.boot(rounds=1, visits=0)
-    assert back["calls"] == ["receipt_printed", "receipt_printed"] and back["open"] == []
+    assert back["calls"] == ["receipt_printed", "receipt_printed", "sign_in"]
+    assert back["open"] == []
 
 
 # ---------------------------------------------------------------------------- the heap
@@ -758,7 +764,8 @@ def test_the_kiosk_signs_in_every_heartbeat_between_visits_idle_or_not(kiosk: Ki
     """A kiosk no resident used for a day was invisible to the operator: dead or idle looked
     alike. It signs in every `heartbeat` (busy or idle), one attempt each, never in a visit."""
     quiet = kiosk.boot(rounds=3, visits=0)
-    assert quiet["calls"] == []  # not due yet (10 minutes by default)
+    # the first at boot; the next not due yet (10 minutes by default)
+    assert quiet["calls"] == ["sign_in"] and quiet["attempts"] == [1]
     due = kiosk.boot(rounds=3, visits=1, script=HAPPY, timeouts={"heartbeat": 0})
     # each round begins with one; the visit's own sign_in is not needed after it
     assert due["calls"][:2] == ["sign_in", "person_info"]
@@ -776,6 +783,34 @@ def test_a_heartbeat_the_gateway_does_not_answer_is_logged_once_and_keeps_the_ki
     assert result["events"].count("heartbeat_failed") == 2
     assert "out_of_service" not in result["events"]
     assert result["pages"][-1][0] == "welcome"
+
+
+def test_a_kiosk_signs_in_at_boot_once_its_welcome_page_is_up(kiosk: Kiosk) -> None:
+    """Its heartbeat's first beat is at boot: an operator who rebooted a kiosk, or gave it new
+    firmware, saw it sign in (with its firmware version) only 10 minutes later. A gateway that
+    does not answer is logged once, and the welcome page was up before it was asked: no one
+    waits on it. The next beat is a heartbeat on, not every turn of the loop."""
+    up = kiosk.boot(rounds=3, visits=0)
+    assert up["calls"] == ["sign_in"] and up["attempts"] == [1]
+    assert "heartbeat_failed" not in up["events"]
+    away = kiosk.boot(rounds=3, visits=0, faults={"sign_in": ["unreachable"]})
+    assert away["calls"] == ["sign_in"] and away["attempts"] == [1]
+    assert away["events"].count("heartbeat_failed") == 1
+    assert away["events"].index("idle") < away["events"].index("heartbeat_failed")
+    assert [page for page, _ in away["pages"]] == ["welcome"] * 3
+    assert "out_of_service" not in away["events"]
+
+
+def test_a_card_put_in_during_the_boot_heartbeat_is_served_when_it_fails(kiosk: Kiosk) -> None:
+    """The resident puts the card in as the welcome page shows, while the boot heartbeat waits
+    on a gateway that does not answer: the card is read once it has failed, and the visit
+    signs in by itself (in full, the link's usual attempts) and settles."""
+    result = kiosk.boot(rounds=1, visits=1, script=HAPPY, faults={"sign_in": ["unreachable"]})
+    assert result["calls"][:3] == ["sign_in", "sign_in", "person_info"]
+    assert result["attempts"][:2] == [1, 0]  # the heartbeat's one; the visit's, configured
+    assert result["events"].count("heartbeat_failed") == 1
+    assert result["reads"] == 1 and result["calls"].count("settle") == 1
+    assert len(result["receipts"]) == 1 and result["open"] == []
 
 
 # ---------------------------------------------------------------------------- an elderly resident
