@@ -212,19 +212,97 @@ def test_gateway_killed_before_the_settle_reached_it(hall: Hall) -> None:
     assert seen.you_pay == hall.settlements()[0].result["psn_cash_pay"]
 
 
+def last_sign_in(hall: Hall) -> SignIn | None:
+    """The kiosk's last sign-in, as the gateway's ledger holds it (`kiosk keys list`)."""
+    with closing(open_ledger(hall.db)) as ledger:
+        return ledger.sign_ins().get(hall.kiosk_id)
+
+
+def signed_in_running(hall: Hall) -> str | None:
+    """The firmware the kiosk ran at its last sign-in, or None: never signed in."""
+    seen = last_sign_in(hall)
+    return None if seen is None else seen.fw
+
+
+def backdate_sign_in(hall: Hall, fw: str) -> None:
+    """The ledger says the kiosk last signed in an hour ago, running `fw`."""
+    with closing(open_ledger(hall.db)) as ledger:
+        ledger.record_sign_in(hall.kiosk_id, fw, "unix", int(time.time()) - 3600)
+
+
 def test_an_idle_kiosk_signs_in_every_heartbeat_and_the_operator_sees_it(
         make_hall: HallFactory) -> None:
     hall = make_hall(heartbeat=1000)
     assert hall.firmware is not None
+    # its first at boot; the ledger then put back an hour: only a later beat brings it back
+    wait_until(lambda: last_sign_in(hall) is not None, "the kiosk signed in at boot")
+    backdate_sign_in(hall, "onestop-fw 0.9")
     started = int(time.time())
     deadline = time.monotonic() + WAIT_S
     seen: SignIn | None = None
-    while time.monotonic() < deadline and seen is None:  # no resident: only its heartbeat
-        with closing(open_ledger(hall.db)) as ledger:
-            seen = ledger.sign_ins().get(hall.kiosk_id)
+    while time.monotonic() < deadline and (seen is None or seen.at < started - 1):
+        seen = last_sign_in(hall)  # no resident: only its heartbeat
         time.sleep(0.2)
     assert seen is not None and seen.at >= started - 1
     assert (seen.fw, seen.board) == ("onestop-fw 1.0", "unix")
     listed = kiosk_cli("keys", "list", "--db", hall.db)
     (line,) = [line for line in listed.splitlines() if line.startswith(hall.kiosk_id)]
     assert line.endswith("just now (onestop-fw 1.0 on unix)")
+
+
+def test_a_kiosk_signs_in_as_it_boots_and_the_operator_sees_its_firmware_at_once(
+        make_hall: HallFactory) -> None:
+    """An operator who rebooted a kiosk, or gave it new firmware, saw its last sign-in (and
+    the firmware it ran before) until its first heartbeat, 10 minutes on; its log lines had
+    no `at` (the gateway's time) meanwhile. It signs in as it boots."""
+    hall = make_hall()  # the heartbeat as configured: every 10 minutes
+    wait_until(lambda: last_sign_in(hall) is not None, "the kiosk signed in at boot")
+    hall.power_cut()
+    backdate_sign_in(hall, "onestop-fw 0.9")  # the firmware it ran before this one
+    listed = kiosk_cli("keys", "list", "--db", hall.db)
+    assert "1 h ago (onestop-fw 0.9 on unix)" in listed, listed
+    firmware = hall.boot()
+    booted = int(time.time())
+    wait_until(lambda: signed_in_running(hall) == "onestop-fw 1.0",
+               "the rebooted kiosk signed in with its firmware")
+    seen = last_sign_in(hall)
+    assert seen is not None and seen.at >= booted - 1 and seen.board == "unix"
+    listed = kiosk_cli("keys", "list", "--db", hall.db)
+    (line,) = [line for line in listed.splitlines() if line.startswith(hall.kiosk_id)]
+    assert line.endswith("just now (onestop-fw 1.0 on unix)")
+    hall.wait_welcome()
+    hall.printer.paper_out = True  # something to log: it carries the gateway's time
+    logged = firmware.wait_event("printer_not_ready")
+    assert abs(logged["at"] - time.time()) < 5
+
+
+def test_a_kiosk_booted_while_its_gateway_does_not_answer_welcomes_and_serves(
+        make_hall: HallFactory) -> None:
+    """Its boot sign-in goes out once the welcome page is up: a gateway that does not answer
+    (the kiosk's frames lost on the way, each try waited on for `gateway_reply`) is logged once
+    and holds nothing back. Once the gateway answers, a resident is served (the visit signs
+    in by itself)."""
+    hall = make_hall()
+    tap = hall.tap
+    assert tap is not None
+    wait_until(lambda: last_sign_in(hall) is not None, "the kiosk signed in at boot")
+    hall.power_cut()
+    backdate_sign_in(hall, "onestop-fw 0.9")
+    tap.blocked.add("k2g")
+    since = len(hall.screens)
+    firmware = hall.boot()
+    failed = firmware.wait_event("heartbeat_failed")
+    assert "sign_in" in failed["error"]
+    # the welcome page was up before the gateway was asked
+    assert "welcome" in [screen.page for screen in hall.screens[since:]]
+    events = [event.get("ev") for event in firmware.drain()]
+    assert events.index("idle") < events.index("heartbeat_failed")
+    assert signed_in_running(hall) == "onestop-fw 0.9"
+
+    tap.blocked.clear()
+    before = before_visit(hall, RESIDENT)
+    settle_visit(hall, RESIDENT)
+    one_settlement_one_receipt(hall, before)
+    assert signed_in_running(hall) == "onestop-fw 1.0"
+    events = [event.get("ev") for event in firmware.drain()]
+    assert events.count("heartbeat_failed") == 1  # once; the next is 10 minutes on
