@@ -389,8 +389,8 @@ def keys_list(args: argparse.Namespace) -> int:
 
 def _signed_in(signed_in: SignIn | None, now: int) -> str:
     """A kiosk's last sign-in for a person: on the settlement day's clock, and how long ago (a
-    kiosk signs in every few minutes, idle or busy: one not heard of for longer is off, cut
-    from the network, or stuck)."""
+    kiosk signs in at boot and every few minutes after, idle or busy: one not heard of for
+    longer is off, cut from the network, or stuck)."""
     if signed_in is None:
         return "never signed in"
     at = datetime.datetime.fromtimestamp(signed_in.at, ZoneInfo(SETTLEMENT_TIMEZONE))
