@@ -8,7 +8,8 @@
     kiosk gateway audit --db URL [--json]
     kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
     kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
-    kiosk gateway lookup --db URL (--id-number N | --txn-id T | --setl-id S) [--days N] [--json]
+    kiosk gateway lookup --db URL (--id-number N [--days N] | --txn-id T | --setl-id S |
+                                   --kiosk ID [--date YYYY-MM-DD]) [--json]
     kiosk gateway backup --db URL --to FILE
     kiosk keys list --db PATH_OR_URL [--json]
 
@@ -641,9 +642,14 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--txn-id", metavar="T",
                        help="a kiosk transaction number (交易号 on the receipt)")
     which.add_argument("--setl-id", metavar="S", help="a settlement number (结算号)")
+    which.add_argument("--kiosk", metavar="ID", type=_kiosk_id_argument,
+                       help="every settlement of a kiosk on --date, each with its resident "
+                       "(when reconcile says the kiosk's account differs)")
     parser.add_argument("--days", type=_days, default=LOOKUP_DAYS, metavar="N",
                         help=f"with --id-number: settlements of the last N days, today "
                         f"included (default {LOOKUP_DAYS})")
+    parser.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
+                        help="with --kiosk: the settlement day (default today, China time)")
     parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
     parser.set_defaults(func=_guarded("gateway lookup", gateway_lookup))
 
@@ -661,6 +667,13 @@ def _id_number(text: str) -> str:
     return number
 
 
+def _kiosk_id_argument(value: str) -> str:
+    try:
+        return _kiosk_id(value)
+    except CommandError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 3660:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of days from 1 to 3660")
@@ -672,6 +685,13 @@ def gateway_lookup(args: argparse.Namespace) -> int:
     from .lookup import by_id_number, by_number, format_found, found_json
     from .masking import mask_id
 
+    if args.kiosk is None and args.date is not None or \
+            args.id_number is None and args.days != LOOKUP_DAYS:
+        print("kiosk gateway lookup: --date goes with --kiosk, --days with --id-number",
+              file=sys.stderr)
+        return 2
+    if args.kiosk is not None:
+        return _lookup_kiosk_day(args)
     with _open(args.db) as ledger:
         if args.id_number is not None:
             since = settlement_today() - datetime.timedelta(days=args.days - 1)
@@ -689,5 +709,23 @@ def gateway_lookup(args: argparse.Namespace) -> int:
         print(json.dumps(found_json(found), indent=2, ensure_ascii=False))
     else:
         print(format_found(found))
+    return 0
+
+
+def _lookup_kiosk_day(args: argparse.Namespace) -> int:
+    from .bills import settlement_today
+    from .lookup import format_kiosk_day, kiosk_day, kiosk_day_json
+
+    day = args.date or settlement_today().isoformat()
+    with _open(args.db) as ledger:
+        found = kiosk_day(ledger, args.kiosk, day)
+        if not found.settlements and ledger.get_key(args.kiosk) is None:  # a mistyped id
+            print(f"kiosk gateway lookup: no kiosk {args.kiosk} was ever enrolled in this "
+                  "ledger", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(kiosk_day_json(found), indent=2, ensure_ascii=False))
+    else:
+        print(format_kiosk_day(found))
     return 0
 

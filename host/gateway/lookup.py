@@ -1,4 +1,5 @@
-"""`kiosk gateway lookup`: what the hall's counter answers a resident a kiosk sent there.
+"""`kiosk gateway lookup`: what the hall's counter answers a resident a kiosk sent there, and
+a kiosk's settlements of a day, to set beside its own account when reconcile says they differ.
 
 A kiosk tells a resident to ask at the counter when it could not finish for them: a settlement
 in doubt, a receipt that did not print, a card it does not know. The clerk finds the resident by
@@ -32,6 +33,17 @@ class Found:
     since: str | None = None  # the first day looked at, for a lookup by ID number
 
 
+@dataclass(frozen=True)
+class KioskDay:
+    """A kiosk's settlements of one day, newest first, each with its bill and its resident (if
+    the ledger has them): to set beside the kiosk's own account when reconcile says they
+    differ."""
+
+    kiosk_id: str
+    date: str
+    settlements: list[tuple[Settlement, Bill | None, Person | None]]
+
+
 def by_id_number(ledger: Ledger, ssn: str, since: datetime.date) -> Found | None:
     """The resident holding ID number `ssn` and their settlements dated `since` or later; None
     if no resident holds it."""
@@ -56,6 +68,12 @@ def by_number(ledger: Ledger, *, txn_id: str | None = None,
                  ledger.pending_bills(settlement.psn_no))
 
 
+def kiosk_day(ledger: Ledger, kiosk_id: str, day: str) -> KioskDay:
+    settlements = [s for s in reversed(ledger.settlements_on(day)) if s.kiosk_id == kiosk_id]
+    return KioskDay(kiosk_id, day, [(s, ledger.get_bill(s.bill_id), ledger.get_person(s.psn_no))
+                                    for s in settlements])
+
+
 def state(settlement: Settlement) -> str:
     """What the clerk tells the resident about it, first."""
     if settlement.status == "cancelled":
@@ -76,14 +94,7 @@ def format_found(found: Found) -> str:
         lines.append(f"settlements since {found.since}, newest first: {len(found.settlements)}"
                      if found.settlements else f"no settlements since {found.since}")
     for settlement, bill in found.settlements:
-        lines += [
-            "",
-            f"  {china_time(settlement.setl_time)} China time  {state(settlement)}",
-            f"    settlement {shown(settlement.setl_id)}  kiosk {shown(settlement.kiosk_id)}  "
-            f"transaction {shown(settlement.txn_id)}",
-            f"    bill {shown(settlement.bill_id)}{_clinic(bill)}",
-            *amount_lines(settlement.result, "    "),
-        ]
+        lines += _settlement_lines(settlement, bill)
     lines.append("")
     if found.waiting:
         lines.append(f"bills waiting for settlement: {len(found.waiting)}")
@@ -92,6 +103,36 @@ def format_found(found: Found) -> str:
     else:
         lines.append("no bills waiting for settlement")
     return "\n".join(lines)
+
+
+def _settlement_lines(settlement: Settlement, bill: Bill | None,
+                      resident: list[str] | None = None) -> list[str]:
+    return [
+        "",
+        f"  {china_time(settlement.setl_time)} China time  {state(settlement)}",
+        *(resident or []),
+        f"    settlement {shown(settlement.setl_id)}  kiosk {shown(settlement.kiosk_id)}  "
+        f"transaction {shown(settlement.txn_id)}",
+        f"    bill {shown(settlement.bill_id)}{_clinic(bill)}",
+        *amount_lines(settlement.result, "    "),
+    ]
+
+
+def format_kiosk_day(day: KioskDay) -> str:
+    settled = sum(1 for s, _, _ in day.settlements if s.status == "settled")
+    count = len(day.settlements)
+    lines = [f"kiosk {shown(day.kiosk_id)} on {day.date}: {count} settlement"
+             f"{'' if count == 1 else 's'} ({settled} settled, {count - settled} cancelled)"
+             + (", newest first" if count > 1 else "")]
+    for settlement, bill, person in day.settlements:
+        lines += _settlement_lines(settlement, bill, ["    " + resident_line(person).strip()])
+    return "\n".join(lines)
+
+
+def kiosk_day_json(day: KioskDay) -> dict[str, Any]:
+    return {"kiosk": day.kiosk_id, "date": day.date,
+            "settlements": [{**_settlement_json(s, bill), "resident": _person_json(person)}
+                            for s, bill, person in day.settlements]}
 
 
 def resident_line(person: Person | None) -> str:
@@ -103,19 +144,26 @@ def resident_line(person: Person | None) -> str:
 
 def found_json(found: Found) -> dict[str, Any]:
     """As plain data; money in integer fen, as in the ledger."""
-    person = found.person
     return {
-        "resident": None if person is None else {
-            "name": person.name, "ssn_masked": mask_id(person.ssn), "psn_no": person.psn_no,
-            "insu_admdvs": person.insu_admdvs, "assistance": person.assistance},
+        "resident": _person_json(found.person),
         "since": found.since,
-        "settlements": [{
-            "setl_id": s.setl_id, "txn_id": s.txn_id, "kiosk": s.kiosk_id,
-            "setl_time": s.setl_time, "setl_time_china": china_time(s.setl_time),
-            "status": s.status, "receipt_printed": s.receipt_printed, "bill_id": s.bill_id,
-            "clinic": None if bill is None else bill.fixmedins_name,
-            "bill_date": None if bill is None else bill.date, "result": s.result,
-        } for s, bill in found.settlements],
+        "settlements": [_settlement_json(s, bill) for s, bill in found.settlements],
         "waiting": [{"bill_id": b.bill_id, "clinic": b.fixmedins_name, "date": b.date,
                      "medfee_sumamt": b.medfee_sumamt} for b in found.waiting],
+    }
+
+
+def _person_json(person: Person | None) -> dict[str, Any] | None:
+    return None if person is None else {
+        "name": person.name, "ssn_masked": mask_id(person.ssn), "psn_no": person.psn_no,
+        "insu_admdvs": person.insu_admdvs, "assistance": person.assistance}
+
+
+def _settlement_json(s: Settlement, bill: Bill | None) -> dict[str, Any]:
+    return {
+        "setl_id": s.setl_id, "txn_id": s.txn_id, "kiosk": s.kiosk_id,
+        "setl_time": s.setl_time, "setl_time_china": china_time(s.setl_time),
+        "status": s.status, "receipt_printed": s.receipt_printed, "bill_id": s.bill_id,
+        "clinic": None if bill is None else bill.fixmedins_name,
+        "bill_date": None if bill is None else bill.date, "result": s.result,
     }

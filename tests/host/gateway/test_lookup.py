@@ -13,7 +13,7 @@ from datetime import date
 import pytest
 from onestop.host.cli import main
 from onestop.host.gateway.bills import settlement_today
-from test_receipt_check import BILL, RESIDENT, SSN, SSN_MASKED, Site, record_of, yuan
+from test_receipt_check import BILL, NOW, RESIDENT, SSN, SSN_MASKED, Site, record_of, yuan
 
 SETTLED_ON = date(2026, 11, 23)  # test_receipt_check's NOW
 # --days reaching back to the day the tests settle on, whenever they run
@@ -125,3 +125,50 @@ def test_a_residents_settlements_are_found_by_index_not_by_reading_them_all(
     ((sql, params, _),) = [ran for ran in statements if "FROM settlements" in ran[0]]
     plan = query_plan(ledger, sql, params)
     assert "settlements_by_person" in plan, plan
+
+
+def test_a_kiosks_day_lists_each_settlement_with_its_resident_newest_first(
+        site, ledger_url, capsys):
+    """When reconcile says a kiosk's account of a day differs from the ledger's, the operator
+    sets the ledger's settlements of it, one by one, beside the kiosk's."""
+    first = record_of(site.settle(TXN))
+    site.ask("cancel", txn_id=TXN, setl_id=first["setl_id"])
+    second = record_of(site.settle("K0001-000002-bbbb", now=NOW + 60))
+    status, out, _ = lookup(ledger_url, "--kiosk", "K0001", "--date", "2026-11-23",
+                            capsys=capsys)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == ("kiosk K0001 on 2026-11-23: 2 settlements (1 settled, 1 cancelled), "
+                        "newest first")
+    assert out.index(second["setl_id"]) < out.index(first["setl_id"])
+    assert out.count(f"张秀兰  ID {SSN_MASKED}") == 2 and SSN not in out
+    assert "CANCELLED" in out
+    from onestop.host.gateway.ledger import KeyRecord
+    from onestop.host.keys import SigningKey
+
+    # (Site answers as the handlers do, behind the server's key check: the kiosk is enrolled
+    # now only for its empty day to be told from a mistyped kiosk id)
+    site.ledger.add_key(KeyRecord(kid="K0001", role="kiosk", status="active",
+                                  public_key=SigningKey.generate().public_key))
+    _, out, _ = lookup(ledger_url, "--kiosk", "K0001", "--date", "2026-11-24", capsys=capsys)
+    assert out.splitlines() == ["kiosk K0001 on 2026-11-24: 0 settlements (0 settled, "
+                                "0 cancelled)"]
+    status, out, _ = lookup(ledger_url, "--json", "--kiosk", "K0001", "--date", "2026-11-23",
+                            capsys=capsys)
+    listed = json.loads(out)
+    assert [s["txn_id"] for s in listed["settlements"]] == ["K0001-000002-bbbb", TXN]
+    assert listed["settlements"][0]["resident"]["ssn_masked"] == SSN_MASKED
+    assert listed["settlements"][1]["status"] == "cancelled"
+
+
+def test_a_kiosk_never_enrolled_is_said_so(site, ledger_url, capsys):
+    status, out, err = lookup(ledger_url, "--kiosk", "K0099", capsys=capsys)
+    assert status == 1 and out == "" and "no kiosk K0099 was ever enrolled" in err
+
+
+@pytest.mark.parametrize("argv", [["--txn-id", TXN, "--date", "2026-11-23"],
+                                  ["--kiosk", "K0001", "--days", "3"]])
+def test_an_option_of_another_lookup_is_refused(site, ledger_url, capsys, argv):
+    status, out, err = lookup(ledger_url, *argv, capsys=capsys)
+    assert status == 2 and out == ""
+    assert "--date goes with --kiosk, --days with --id-number" in err
