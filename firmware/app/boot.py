@@ -46,6 +46,7 @@ async def start(flash_dir, rounds=None):
 
     cfg = C.load(flash_dir)
     board = load_board(cfg, flash_dir)
+    light = board.status_light()
     timeouts = cfg["timeouts_ms"]
     display = Display(*await board.open_uart("display"))
     try:
@@ -57,6 +58,7 @@ async def start(flash_dir, rounds=None):
             ed25519.VerifyingKey(binascii.unhexlify(cfg["gateway_public_key"])))
     except (BoardError, KeystoreError, CounterError, ValueError, OSError) as e:
         log("fault", error=str(e))
+        light.show("fault")  # it blinks on at the REPL: the technician sees it from the door
         await display.show(*screens.out_of_service("fault"))
         raise
     card = CardReader(*await board.open_uart("card"))
@@ -75,6 +77,7 @@ async def start(flash_dir, rounds=None):
     heap = HeapLog(heap_log_wanted(cfg))
     kiosk = Kiosk(board.name, timeouts, display, card, printer, link, journal, txns, heap,
                   board.watchdog(timeouts["watchdog"]))
+    kiosk.light = light
     heap.baseline = board.heap_baseline()
     log("ready", kiosk=cfg["kiosk_id"], board=board.name, heap_baseline=heap.baseline)
     await kiosk.serve(rounds)

@@ -65,6 +65,7 @@ class Kiosk:
         # ticks_ms of the last sign-in _heartbeat tried; None: the first, due at boot
         self._heartbeat_at = None
         self._heartbeat_failing = False  # logged once per spell
+        self.light = None  # the board's status light (boards.common status_light), if any
         self._screen_checked = time.ticks_ms()
 
     # ------------------------------------------------------------ services for the session
@@ -176,6 +177,10 @@ class Kiosk:
                 return
             blocked = await self._recover() if self.journal.open_txns() else None
 
+    def _light(self, pattern):
+        if self.light is not None:
+            self.light.show(pattern)  # a change only: the same pattern again does nothing
+
     async def _heartbeat(self):
         """Sign in at boot and every `heartbeat` ms after, busy or idle, in service or not (a
         visit not signed in signs in first too): the gateway's record of it is how the operator
@@ -268,6 +273,7 @@ class Kiosk:
         20 s on, inviting cards meanwhile), and a roll near its end shows on the page."""
         low = self.paper_low
         await self.show(screens.welcome(low))
+        self._light("serving")
         await self._heartbeat()
         deadline = time.ticks_add(time.ticks_ms(), self.timeouts["retry_open"])
         while True:
@@ -289,6 +295,7 @@ class Kiosk:
             self.log("out_of_service", reason=reason)
             self._out_reason = reason
         await self.show(screens.out_of_service(reason))
+        self._light("out_of_service")
         await self._heartbeat()
         printer = reason == "paper_out" or reason == "printer_fault"
         reader = reason == "reader_fault"

@@ -12,6 +12,9 @@
 #   heap_baseline()             -> bytes of heap held once the firmware is loaded (the unix board
 #                               can first hold back the heap a board keeps its code in: flash)
 #   reset()                     restarts the board (the unix port exits; its launcher restarts it)
+#   status_light()              -> an object with show(pattern): the board's status LED, for a
+#                               technician at the kiosk (patterns in LIGHT_PATTERNS; it keeps
+#                               blinking on its own, at the REPL after a fault too)
 # and, at module level, prepare_random(): called before provisioning makes the kiosk's key, it
 # makes os.urandom truly random (an ESP32's radio on). Only modules in boards/ import `machine`.
 import json
@@ -20,6 +23,15 @@ import sys
 
 class BoardError(Exception):
     pass
+
+
+# The status LED: what a technician sees on the board, whatever the screen shows (a dark screen,
+# its cable out). Each pattern: ms on, then as long off (0: steady), and a colour for an RGB LED.
+LIGHT_PATTERNS = {
+    "serving": (0, (0, 24, 0)),  # steady green: in service
+    "out_of_service": (1000, (40, 20, 0)),  # slow amber blink: the screen says why
+    "fault": (150, (40, 0, 0)),  # fast red blink: it cannot start, its log says why
+}
 
 
 def find_spec(name):

@@ -9,6 +9,11 @@ from boards.mcu import McuBoard
 class Board(McuBoard):
     name = "esp32s3"
 
+    def light_timer(self):
+        import machine
+
+        return machine.Timer(0)  # the ESP32 has hardware timers only (0-3)
+
 
 def prepare_random():
     # The ESP32's hardware RNG (os.urandom) is truly random only while the radio runs; with

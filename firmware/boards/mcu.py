@@ -4,7 +4,7 @@ import asyncio
 import gc
 
 import machine
-from boards.common import BoardError, find_spec, uart_spec
+from boards.common import LIGHT_PATTERNS, BoardError, find_spec, uart_spec
 
 _PARITY = {"none": None, "even": 0, "odd": 1}
 WIFI_CONNECT_MS = 20000
@@ -67,3 +67,51 @@ class McuBoard:
 
     def reset(self):
         machine.reset()
+
+    def status_light(self):
+        return StatusLight(self.spec.get("status_led"), self.light_timer)
+
+    def light_timer(self):
+        return machine.Timer(-1)  # a virtual timer (the rp2's only kind): it runs at the REPL too
+
+
+class StatusLight:
+    """The board's status LED (pin map: {"pin", "kind": "plain" | "rgb"}; none: a no-op),
+    blinking on a timer of its own, so the asyncio loop need not run for it."""
+
+    def __init__(self, led, timer):
+        self._pattern = None
+        self._lit = False
+        self._timer = None
+        self._make_timer = timer
+        self._pixel = self._pin = None
+        if not led:
+            return
+        if led.get("kind") == "rgb":  # a WS2812 (the ESP32-S3-DevKitC-1's)
+            import neopixel
+
+            self._pixel = neopixel.NeoPixel(machine.Pin(led["pin"]), 1)
+        else:
+            self._pin = machine.Pin(led["pin"], machine.Pin.OUT)
+
+    def show(self, pattern):
+        if pattern == self._pattern or (self._pin is None and self._pixel is None):
+            return
+        self._pattern = pattern
+        if self._timer is not None:
+            self._timer.deinit()
+            self._timer = None
+        blink_ms = LIGHT_PATTERNS[pattern][0]
+        self._set(True)
+        if blink_ms:
+            self._timer = self._make_timer()
+            self._timer.init(period=blink_ms, mode=machine.Timer.PERIODIC,
+                             callback=lambda _t: self._set(not self._lit))
+
+    def _set(self, lit):
+        self._lit = lit
+        if self._pin is not None:
+            self._pin.value(1 if lit else 0)
+            return
+        self._pixel[0] = LIGHT_PATTERNS[self._pattern][1] if lit else (0, 0, 0)
+        self._pixel.write()

@@ -204,6 +204,33 @@ class Board:
     def reset(self):
         sys.exit(3)  # the launcher (or a test) restarts the process: a reboot
 
+    def status_light(self):
+        return FileLight(self.flash_dir)
+
+
+class FileLight:
+    """No LED here: the pattern is written to FLASH/status_light, where the simulator (the TUI,
+    the tests) reads it."""
+
+    def __init__(self, flash_dir):
+        self._path = (flash_dir + "/" if flash_dir else "") + "status_light"
+        self._pattern = None
+        try:
+            os.remove(self._path)  # powered on: dark until the kiosk lights it
+        except OSError:
+            pass
+
+    def show(self, pattern):
+        if pattern == self._pattern:
+            return
+        self._pattern = pattern
+        try:
+            with open(self._path + ".tmp", "w") as f:
+                f.write(pattern)
+            os.rename(self._path + ".tmp", self._path)  # never half a word
+        except OSError:
+            pass  # a light is no reason to stop serving
+
 
 def prepare_random():
     """The unix port's os.urandom is the host's getrandom(): random already."""

@@ -59,6 +59,7 @@ from onestop.host.sim.tap import FrameTap
 log = logging.getLogger("onestop.sim.rig")
 
 WAIT_S = 30.0
+FAULT_EXIT = 2  # the unix port's exit status for a kiosk that cannot start (app.boot)
 STDERR_KEPT_LINES = 40  # of the firmware's stderr: a MicroPython traceback is a dozen lines
 # The simulated kiosk's touch guard (the boards' default, firmware/app/config.py): presses
 # sooner than this after a page appears are ignored. The simulated resident touches a little
@@ -158,6 +159,7 @@ class Firmware:
 
     def __init__(self, flash: Path, stage: Path, heap_log: bool = True,
                  log_path: Path | None = None) -> None:
+        self.powered = True  # until power_cut (a board at its REPL after a fault still is)
         self._log_lock = threading.Lock()
         self._log: IO[str] | None = None
         if log_path is not None:
@@ -230,6 +232,7 @@ class Firmware:
 
     def power_cut(self) -> None:
         """SIGKILL: nothing in the firmware runs, as when the hall's power fails."""
+        self.powered = False
         running = self.proc.poll() is None
         if running:
             self.proc.kill()
@@ -417,6 +420,21 @@ class Hall:
     def power_cut(self) -> None:
         if self.firmware is not None:
             self.firmware.power_cut()
+
+    def status_light(self) -> str:
+        """The board's status LED as a technician sees it: "serving" (steady), "out_of_service"
+        (slow blink), "fault" (fast blink: it could not start, and stays at its REPL, still
+        blinking), or "off" (no power, or not lit yet)."""
+        firmware = self.firmware
+        if firmware is None or not firmware.powered:
+            return "off"
+        code = firmware.proc.poll()
+        if code is not None and code != FAULT_EXIT:  # a power cut, or a crash: no power
+            return "off"
+        try:
+            return (self.flash / "status_light").read_text().strip() or "off"
+        except FileNotFoundError:
+            return "off"
 
     # ---------------------------------------------------------------- a resident
     def wait_page(self, page: str, timeout: float = WAIT_S) -> None:

@@ -1,0 +1,54 @@
+"""The board's status LED, as a technician sees it from the hall's door whatever the screen shows
+(dark, its cable out): steady while in service, a slow blink out of service, a fast blink when
+the kiosk cannot start (it stays at its REPL, still blinking), off without power. The unix board
+has no LED: it writes the pattern to FLASH/status_light, which the simulated hall reads.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import HallFactory
+from e2e_support import at_welcome, wait_screen
+from onestop.host.sim.rig import FIRMWARE_LOG, Firmware, Hall
+
+WAIT_S = 10.0
+OUT_OF_SERVICE_PAPER = ("Out of service", "The printer is out of paper, please ask staff")
+
+
+def lit(hall: Hall, pattern: str) -> bool:
+    """Whether the light comes to show `pattern` within WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if hall.status_light() == pattern:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_steady_in_service_blinking_out_of_it_and_dark_without_power(
+        make_hall: HallFactory) -> None:
+    hall = make_hall(retry_open=60_000)
+    since = at_welcome(hall)
+    assert lit(hall, "serving"), hall.status_light()
+    hall.printer.paper_out = True  # out of service: the screen says why, the light blinks
+    notice = wait_screen(hall, "error", since)
+    assert all(words in notice for words in OUT_OF_SERVICE_PAPER)
+    assert lit(hall, "out_of_service"), hall.status_light()
+    hall.printer.load_paper()
+    hall.wait_welcome()
+    assert lit(hall, "serving"), hall.status_light()
+    hall.power_cut()
+    assert hall.status_light() == "off"
+
+
+def test_a_kiosk_that_cannot_start_blinks_its_fault(make_hall: HallFactory) -> None:
+    hall = make_hall()
+    hall.power_cut()
+    (hall.flash / "kiosk.key").write_bytes(b"a damaged flash")
+    hall.firmware = Firmware(hall.flash, hall.stage, log_path=hall.folder / FIRMWARE_LOG)
+    assert hall.firmware.proc.wait(timeout=60) == 2
+    assert hall.status_light() == "fault"
+    assert hall.display.wait_for_page("error", timeout=WAIT_S)
+    hall.power_cut()  # the technician switches it off to provision it again
+    assert hall.status_light() == "off"
