@@ -230,6 +230,7 @@ class Kiosk:
                 return
             if present:
                 await self.show(screens.take_card())
+                self._light("serving")  # in service: the next resident waits for the card
                 await self._heartbeat()
                 await self.wait_card(False, self.timeouts["take_card"])
                 return

@@ -101,6 +101,9 @@ def key_bindings() -> list[BindingType]:
 
 
 BUTTON_ACTIONS = {button_id: action for button_id, _label, action in CONTROLS}
+# The board's status LED as the status line says it (the pattern the firmware shows).
+LIGHT_WORDS = {"serving": "steady", "out_of_service": "slow blink", "fault": "fast blink",
+               "off": "off"}
 # Action of each fault key, by its button id on the faults panel.
 FAULT_BUTTONS = {f"fault-{key.action}": key for key in FAULT_KEYS}
 
@@ -525,12 +528,13 @@ class KioskTui(App[int]):
         return screen_name(hall.display)
 
     def _firmware_state(self, hall: Any) -> str:
+        light = f", LED {LIGHT_WORDS.get(hall.status_light(), 'off')}"
         if self.firmware_running(hall):
-            return "on"
+            return "on" + light
         if self.power_cut_here:
             return "off (power cut: k powers on)"
         status = hall.firmware.proc.returncode if hall.firmware is not None else "?"
-        return f"not running (exited {status}: k powers on)"
+        return f"not running (exited {status}: k powers on){light}"
 
     @staticmethod
     def _paper_state(printer: Any) -> str:

@@ -349,7 +349,8 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
-            assert "firmware on   " in status_text(app)
+            await until(pilot, lambda: "firmware on, LED steady" in status_text(app),
+                        "the board's LED lit")
             await pilot.press("i")
             await until(pilot, lambda: app.hall.display.page == "bills", "the bills")
             await pilot.press("1")
@@ -369,7 +370,7 @@ async def test_power_cut_after_confirm_then_power_on_prints_the_receipt_by_recov
             await pilot.press("p", "k")  # paper loaded, power on: the same flash boots
             await until(pilot, lambda: len(app.hall.receipts()) == 1,
                         "the receipt printed by recovery", 60)
-            await until(pilot, lambda: "firmware on   " in status_text(app), "firmware on")
+            await until(pilot, lambda: "firmware on" in status_text(app), "firmware on")
             # the card stayed in: its holder sees the visit's done page, what to pay
             await until(pilot, lambda: "screen: done" in status_text(app), "the done page")
             await until(pilot, lambda: "Settlement complete" in screen_text(app),
@@ -553,6 +554,8 @@ async def test_each_fault_is_caused_shown_and_undone(tmp_path: Path, stage: Path
             await until(pilot, lambda: "FAULTS: x printer line noisy" in status_text(app),
                         "the printer's noise in the status")
             await until(pilot, logged(app, "fw printer_not_ready"), "the printer failing", 60)
+            await until(pilot, lambda: "firmware on, LED slow blink" in status_text(app),
+                        "the board's LED blinking: out of service")
             await pilot.press("x")
             await until(pilot, logged(app, "fw back_in_service"), "back in service", 60)
             assert not hall.links["printer"].noisy and not hall.links["printer"].faults
