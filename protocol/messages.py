@@ -51,6 +51,8 @@ _HEADER_FIELD = const(_INVALID + 14)
 _NOT_ALLOWED = const(_INVALID + 15)
 _REQUIRED = const(_INVALID + 16)
 _NOT_SIGNER = const(_INVALID + 17)
+_KEY_SIZE = const(_INVALID + 18)
+_BAD_CERT_SIGNER = const(19 * 32 + 1)  # bad_signature
 
 
 # ---------------------------------------------------------------- the spec
@@ -87,8 +89,9 @@ _SPEC = (
     " fund_pay_sumamt:fen psn_cash_pay:fen"
     "\n@settlement_record setl_id:tstr txn_id:%txn kiosk:%kiosk psn_no:%psn bill_id:tstr"
     " setl_time:uint result:@breakdown"
+    "\n@gateway_cert kid:%kiosk key:bytes serial:uint"
     "\n>sign_in fw:tstr board:tstr"
-    "\n>sign_in_reply sign_no:tstr now:uint gateway:tstr policy:tstr"
+    "\n>sign_in_reply sign_no:tstr now:uint gateway:tstr policy:tstr ?cert:bytes"
     "\n>person_info card:@card_data"
     "\n>person_info_reply psn_no:%psn name:tstr ssn_masked:tstr insutype:uint"
     " insu_admdvs:%admdvs assistance:=none|tekun|dibao|low_income|illness_poor"
@@ -458,3 +461,41 @@ def open_settlement(data, verifier):
     sign1 = cose.decode1(data)
     cose.verify1(sign1, verifier)
     return validate_settlement(cbor.loads(sign1.payload))
+
+
+# ---------------------------------------------------------------- gateway key certificates
+def seal_cert(record, kid, signer):
+    """A gateway_cert (frames.cddl: the gateway key's kid, key and serial) signed by the
+    operator's authority key `signer` under `kid`: the sign_in_reply's cert."""
+    return cose.sign1(cbor.dumps(validate_cert(record)), kid, signer)
+
+
+def validate_cert(record):
+    """Check a gateway_cert record; returns it unchanged."""
+    try:
+        _map(record, _find("gateway_cert", 0, 12, "\n@"), -1)
+        if len(record["key"]) != 32:
+            fault(_KEY_SIZE, (), "key: ")
+    except ProtocolError as exc:
+        msg = exc.msg
+        raise ProtocolError(
+            "invalid", "gateway_cert" + (msg if msg[0] in "[:" else "." + msg)) from None
+    return record
+
+
+def read_cert(data):
+    """(sign1, record) of a gateway cert, its record checked but its signature NOT: the kiosk
+    reads the serial first, and verifies (cose.verify1 with the authority key, after checking
+    sign1.kid) only a cert that would change something."""
+    sign1 = cose.decode1(data)
+    return sign1, validate_cert(cbor.loads(sign1.payload))
+
+
+def open_cert(data, authority_kid, authority_key):
+    """The gateway_cert record of `data`, verified under the authority's key; bad_signature if
+    another key signed it."""
+    sign1, record = read_cert(data)
+    if sign1.kid != authority_kid:
+        fault(_BAD_CERT_SIGNER, (sign1.kid,))
+    cose.verify1(sign1, authority_key)
+    return record

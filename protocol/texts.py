@@ -63,6 +63,7 @@ TEXTS = """
 576 too_large payload of %d bytes, maximum %d
 577 too_large frame of %d encoded bytes
 608 bad_signature signature does not verify for kid %s
+609 bad_signature cert signed by %s, not the authority
 640 unknown_kiosk no key for kid %s
 768 unsupported_version version %d.%d not supported; this side speaks 1.x
 800 invalid missing
@@ -83,4 +84,5 @@ TEXTS = """
 815 invalid not allowed when status is not_found
 816 invalid missing (required unless status is not_found)
 817 invalid differs from the signer's kid
+818 invalid expected 32 bytes
 """

@@ -72,6 +72,30 @@ def test_an_invalid_settlement_record_is_neither_signed_nor_accepted(runtime):
     assert info.value.code == "invalid"
 
 
+def test_a_gateway_cert_is_signed_by_the_authority_and_checked_on_either_runtime(runtime):
+    authority = bytes(range(7, 39))
+    record = {"kid": "gw-next", "key": PUBS[GATEWAY], "serial": 2}
+    signed = runtime.call("sig_keys", "seal_cert", record, "auth-1", authority)
+    pub = make_vectors.public_key(authority)
+    assert runtime.call("sig_keys", "open_cert", signed, "auth-1", pub) == record
+    for kid, key in (("auth-1", PUBS[KIOSK]), ("auth-2", pub)):  # another key, another kid
+        with pytest.raises(ProtocolError) as info:
+            runtime.call("sig_keys", "open_cert", signed, kid, key)
+        assert info.value.code == "bad_signature"
+    with pytest.raises(ProtocolError) as info:
+        runtime.call("sig_keys", "seal_cert", dict(record, key=b"short"), "auth-1", authority)
+    assert (info.value.code, reason(info.value)) == ("invalid",
+                                                     "gateway_cert.key: expected 32 bytes")
+
+
+def test_a_sign_in_reply_may_carry_the_gateways_cert():
+    reply = dict(dict(EXAMPLES)["sign_in_reply"], cert=b"\xd2" * 40)
+    assert messages.validate(reply) is reply
+    check("sign_in_reply", cbor2.dumps(reply, canonical=True))  # frames.cddl agrees
+    with pytest.raises(ProtocolError):
+        messages.validate(dict(reply, cert="text"))
+
+
 # ---------------------------------------------------------------- open refuses
 def test_an_unknown_signer_is_refused(runtime):
     data = runtime.call("sig_keys", "seal", SETTLE, KIOSK, SEEDS[KIOSK])

@@ -52,3 +52,11 @@ def seal_settlement(record, kid, seed):
 
 def open_settlement(data, pub):
     return messages.open_settlement(data, VerifyingKey(pub))
+
+
+def seal_cert(record, kid, seed):
+    return messages.seal_cert(record, kid, SigningKey(seed))
+
+
+def open_cert(data, authority_kid, pub):
+    return messages.open_cert(data, authority_kid, VerifyingKey(pub))
