@@ -3,6 +3,8 @@
     kiosk gateway init --db URL [--key PATH] [--gateway-id ID]
     kiosk gateway enroll --db URL --kiosk-id ID --public-key HEX
     kiosk gateway revoke --db URL --kiosk-id ID
+    kiosk gateway authority-init --out FILE
+    kiosk gateway certify --authority FILE --key GATEWAY_KEY --serial N [--db URL]
     kiosk gateway import-bills --db URL FILE.json
     kiosk gateway seed-demo --db URL
     kiosk gateway audit --db URL [--json]
@@ -60,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_upgrade(commands)
     _add_enroll(commands)
     _add_revoke(commands)
+    _add_authority_init(commands)
+    _add_certify(commands)
     _add_import_bills(commands)
     _add_seed_demo(commands)
     _add_audit(commands)
@@ -247,9 +251,12 @@ def gateway_init(args: argparse.Namespace) -> int:
         # A second gateway key is a key rotation under way, or a slip: kiosks trust one key.
         print(f"note: gateway key {', '.join(others)} is active in this ledger too; each kiosk "
               "trusts one gateway key (kiosk fw provision --gateway-public-key): kiosks "
-              f"provisioned with {', '.join(others)} refuse replies signed with {kid}. To "
-              f"rotate, provision the kiosks with {kid}, then revoke the old key; otherwise "
-              f"serve with the old key's file and `kiosk gateway revoke --gateway-id {kid}`",
+              f"provisioned with {', '.join(others)} refuse replies signed with {kid}, unless "
+              "they were provisioned with the authority key (--authority-public-key) and it "
+              f"certifies {kid}. To rotate: `kiosk gateway certify --authority FILE --key "
+              f"{key_path} --serial N` (N one above the last cert's), serve with {key_path}, "
+              "then revoke the old key (README: rotating the gateway key); otherwise serve "
+              f"with the old key's file and `kiosk gateway revoke --gateway-id {kid}`",
               file=sys.stderr)
     return 0
 
@@ -343,8 +350,119 @@ def _revoke_gateway_key(args: argparse.Namespace) -> int:
         ledger.set_key_status(kid, "revoked")
     print(f"revoked gateway key {kid}: gateways serving with it sign no more settlements, stop "
           "within 10 s and refuse to start with it again; start them with a new key (`kiosk "
-          "gateway init --key NEW_PATH`) and provision the kiosks with the new key's "
+          "gateway init --key NEW_PATH`), certified by the authority (`kiosk gateway certify`) "
+          "for kiosks provisioned with it, or else provision the kiosks with the new key's "
           "--gateway-public-key")
+    return 0
+
+
+# ---------------------------------------------------------------------------- authority, certify
+def _add_authority_init(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "authority-init",
+        help="make the offline authority key that certifies gateway keys (key rotation)",
+        description="Make the operator's authority key (Ed25519, a new file of mode 0600, never "
+        "overwritten). Keep it offline: it certifies each new gateway key (`kiosk gateway "
+        "certify`), and kiosks provisioned with its public key (`kiosk fw provision "
+        "--authority-public-key HEX --authority-kid KID`) move to a certified gateway key at "
+        "their next sign-in. Whoever holds it can move every such kiosk to a key of theirs.",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="the new authority key file")
+    parser.set_defaults(func=_guarded("gateway authority-init", gateway_authority_init))
+
+
+def gateway_authority_init(args: argparse.Namespace) -> int:
+    from onestop.host.keys import SigningKey, save_signing_key
+
+    from .certs import authority_kid
+
+    if args.out.exists():
+        raise CommandError(f"{args.out} exists: an authority key is never overwritten (the "
+                           "kiosks are provisioned with its public key)")
+    key = SigningKey.generate()
+    try:
+        save_signing_key(args.out, key)
+    except OSError as exc:
+        raise CommandError(f"cannot write the key file {args.out}: {exc.strerror}") from None
+    kid = authority_kid(key.public_key)
+    print(f"authority key {kid}: created {args.out} (mode 0600); keep it offline")
+    print(f"authority public key: {key.public_key.hex()}")
+    print(f"provision kiosks with: --authority-kid {kid} --authority-public-key "
+          f"{key.public_key.hex()}")
+    return 0
+
+
+def _add_certify(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "certify",
+        help="certify a gateway key with the authority key (writes GATEWAY_KEY.cert)",
+        description="Sign a certificate for the gateway key in --key with the authority key: "
+        "its kid, public key and --serial, written beside the key file (KEY.cert). `kiosk "
+        "gateway serve` sends it at each sign-in; a kiosk trusting a lower serial moves to this "
+        "key. Each rotation's new key takes the serial after the last one's.",
+    )
+    parser.add_argument("--authority", required=True, type=Path, metavar="FILE",
+                        help="the authority key file (kiosk gateway authority-init)")
+    parser.add_argument("--key", required=True, type=Path, metavar="GATEWAY_KEY",
+                        help="the gateway's key file (kiosk gateway init --key)")
+    parser.add_argument("--serial", required=True, type=int, metavar="N",
+                        help="1 for the first certified key, one more at each rotation")
+    parser.add_argument("--db", metavar="URL",
+                        help="the ledger, to take the key's kid from it and refuse a key it "
+                        "does not hold as an active gateway key (recommended)")
+    parser.add_argument("--gateway-id", metavar="KID",
+                        help="the gateway key's kid, without --db (default gw- + 8 hex digits "
+                        "of its public key, as `kiosk gateway init` names it)")
+    parser.set_defaults(func=_guarded("gateway certify", gateway_certify))
+
+
+def gateway_certify(args: argparse.Namespace) -> int:
+    from onestop.host.keys import load_signing_key
+    from onestop.protocol import messages
+
+    from . import certs
+
+    if args.serial < 1:
+        raise CommandError("--serial must be 1 or more (a kiosk's uncertified key counts as 0)")
+    authority = load_signing_key(args.authority)
+    gateway = load_signing_key(args.key)
+    if authority.public_key == gateway.public_key:
+        raise CommandError("--authority and --key are the same key")
+    kid = args.gateway_id or "gw-" + gateway.public_key.hex()[:8]
+    if args.db is not None:
+        with _open(args.db) as ledger:
+            records = [r for r in ledger.list_keys()
+                       if r.role == "gateway" and r.public_key == gateway.public_key]
+        if not records:
+            raise CommandError(f"{args.key} is not a gateway key of this ledger: `kiosk gateway "
+                               f"init --db {args.db} --key {args.key}` records it")
+        if records[0].status != "active":
+            raise CommandError(f"gateway key {records[0].kid} ({args.key}) was revoked")
+        if args.gateway_id is not None and args.gateway_id != records[0].kid:
+            raise CommandError(f"{args.key} is gateway key {records[0].kid} in this ledger, "
+                               f"not {args.gateway_id}")
+        kid = records[0].kid
+    if not KIOSK_ID.fullmatch(kid):
+        raise CommandError("--gateway-id must be 1-32 letters, digits, '_' or '-'")
+    path = certs.cert_path(args.key)
+    try:
+        existing = certs.load(path)
+    except certs.CertError:
+        existing = None  # replaced below
+    if existing is not None and existing.serial > args.serial:
+        raise CommandError(f"{path} already certifies this key with serial {existing.serial}: "
+                           "a lower one would be refused by every kiosk that has seen it")
+    data = messages.seal_cert({"kid": kid, "key": gateway.public_key, "serial": args.serial},
+                              certs.authority_kid(authority.public_key), authority)
+    try:
+        certs.write(path, data)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"certified gateway key {kid} with serial {args.serial} by authority "
+          f"{certs.authority_kid(authority.public_key)}: wrote {path}")
+    print("restart `kiosk gateway serve` with this key; each kiosk provisioned with the "
+          "authority moves to it at its next sign-in (10 minutes at most while it is on)")
     return 0
 
 

@@ -120,9 +120,12 @@ class Handlers:
         policies: str | Sequence[str],  # shipped names or .toml paths; PolicyError if they clash
         tz: tzinfo | None = None,  # None: the gateway host's local time zone
         new_id: Callable[[], str] = lambda: secrets.token_hex(5).upper(),
+        *,
+        cert: bytes | None = None,  # the key's cert (certs.py), sent with each sign_in_reply
     ) -> None:
         self.signer = signer
         self.gateway_kid = gateway_kid
+        self.cert = cert
         names = (policies,) if isinstance(policies, str) else tuple(policies)
         # Each resident is settled under their enrolment region's policy, with the catalogue of
         # the region treated in (异地就医).
@@ -170,6 +173,8 @@ class Handlers:
             request, "sign_in_reply", now, sign_no=stamp + self._new_id(), now=now,
             gateway=self.gateway_kid, policy=self.policy_name,
         )
+        if self.cert is not None:  # how a kiosk learns a rotated key (app/link.py)
+            reply["cert"] = self.cert
         return Handled(reply, "signed_in", {"fw": request["fw"], "board": request["board"]})
 
     # ------------------------------------------------------------ 1101 person info

@@ -35,6 +35,8 @@ from typing import Any, NoReturn, cast
 from zoneinfo import ZoneInfo
 
 from onestop.host.gateway import eventloop, fastwire, replay, storable
+from onestop.host.gateway.certs import Cert, CertError, cert_path
+from onestop.host.gateway.certs import load as load_cert
 from onestop.host.gateway.config import (
     SETTLEMENT_TIMEZONE,
     LedgerUrlError,
@@ -981,9 +983,10 @@ async def start_gateway(
     `shared`: serve as one of several worker processes, accepting from their common socket
     (`listen` is then unused)."""
     log = EventLog()
-    signer, kid = _gateway_identity(config)
+    signer, kid, cert = _gateway_identity(config)
     try:
-        handlers = Handlers(signer, kid, config.policy, config.tz)
+        handlers = Handlers(signer, kid, config.policy, config.tz,
+                            cert=None if cert is None else cert.data)
     except PolicyError as exc:
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
@@ -1036,6 +1039,7 @@ async def start_gateway(
             shared.metrics_ports.set(shared.index, endpoint.port)  # for worker 0 to read
         log.info("metrics", host=metrics_at[0], port=endpoint.port)
     log.info("serving", ledger=describe(config.db), gateway=kid, policy=handlers.policy_name,
+             cert_serial=None if cert is None else cert.serial,
              pid=os.getpid(),  # which process a worker is, for the operator's kill or py-spy
              event_loop=eventloop.loop_name(), fd_limit=server.fd_limit)
     return RunningGateway(server, endpoint, address, log, kid)
@@ -1059,16 +1063,34 @@ def _check_clock(latest: int | None, now: float) -> None:
 def check_config(config: GatewayConfig) -> None:
     """What start_gateway would refuse (key, ledger, clock, policy), as a ServeError, without
     serving."""
-    signer, kid = _gateway_identity(config)
+    signer, kid, _cert = _gateway_identity(config)
     try:
         Handlers(signer, kid, config.policy, config.tz)
     except PolicyError as exc:
         raise ServeError(str(exc)) from None
 
 
-def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
-    """The gateway's signing key and the kid it is enrolled under in this ledger (whose clock
-    check, _check_clock, is made in the same read)."""
+def _cert_of(key_path: Path, signer: SigningKey, kid: str) -> Cert | None:
+    """The cert beside the key file, if any; ServeError if it certifies another key (the kiosks
+    would move to that key, and refuse this gateway's replies)."""
+    path = cert_path(key_path)
+    try:
+        cert = load_cert(path)
+    except CertError as exc:
+        raise ServeError(f"{exc}: certify the key again (kiosk gateway certify) or remove "
+                         "it") from None
+    if cert is not None and (cert.key != signer.public_key or cert.kid != kid):
+        raise ServeError(f"the cert {path} certifies gateway key {cert.kid} "
+                         f"({cert.key.hex()[:16]}...), not this key {kid} "
+                         f"({signer.public_key.hex()[:16]}...): certify this key (`kiosk "
+                         f"gateway certify --authority FILE --key {key_path} --serial N`) or "
+                         "remove the cert")
+    return cert
+
+
+def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str, Cert | None]:
+    """The gateway's signing key, the kid it is enrolled under in this ledger (whose clock
+    check, _check_clock, is made in the same read) and its cert (certs.py) if it has one."""
     try:
         key_path = config.key_path or default_key_path(config.db)
     except LedgerUrlError as exc:
@@ -1093,7 +1115,7 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str]:
     for record in records:
         if record.role == "gateway" and record.public_key == signer.public_key:
             if record.status == "active":
-                return signer, record.kid
+                return signer, record.kid, _cert_of(key_path, signer, record.kid)
             raise ServeError(f"the key {key_path} (gateway key {record.kid}) was revoked: make a "
                              "new one with `kiosk gateway init --key NEW_PATH` and serve with it")
     active = [r.kid for r in records if r.role == "gateway" and r.status == "active"]

@@ -1,0 +1,151 @@
+"""Gateway key rotation through the operator's offline authority key: `kiosk gateway
+authority-init` makes it, `kiosk gateway certify` certifies a gateway key (KEY.cert beside the
+key file), `kiosk gateway serve` sends the cert in each sign_in_reply and refuses to start with a
+cert of another key. (The kiosk's side: tests/firmware/test_link_rotation.py.)"""
+
+from __future__ import annotations
+
+import io
+import stat
+from pathlib import Path
+
+import pytest
+from onestop.host.cli import main
+from onestop.host.gateway import logs
+from onestop.host.gateway.certs import authority_kid, cert_path
+from onestop.host.gateway.kiosk_client import KioskClient, KioskConnection, MemoryCounter
+from onestop.host.gateway.ledger import KeyRecord, open_ledger
+from onestop.host.gateway.server import GatewayConfig, start_gateway
+from onestop.host.keys import SigningKey, VerifyingKey, load_signing_key
+from onestop.protocol import messages
+
+
+def kiosk(*argv: str) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    return done.value.code
+
+
+@pytest.fixture
+def authority(tmp_path: Path, capsys) -> tuple[Path, str, bytes]:
+    """`kiosk gateway authority-init`: its file, kid and public key."""
+    path = tmp_path / "offline" / "authority.key"
+    path.parent.mkdir()
+    assert kiosk("gateway", "authority-init", "--out", str(path)) == 0
+    out = capsys.readouterr().out
+    public = load_signing_key(path).public_key
+    kid = authority_kid(public)
+    assert f"authority key {kid}: created {path} (mode 0600)" in out
+    assert f"--authority-kid {kid} --authority-public-key {public.hex()}" in out
+    return path, kid, public
+
+
+def gateway_keys(url: str) -> dict[str, KeyRecord]:
+    with open_ledger(url) as ledger:
+        return {k.kid: k for k in ledger.list_keys() if k.role == "gateway"}
+
+
+def kid_of(url: str, key: Path) -> str:
+    public = load_signing_key(key).public_key
+    [kid] = [kid for kid, k in gateway_keys(url).items() if k.public_key == public]
+    return kid
+
+
+def test_authority_init_makes_a_private_key_and_never_overwrites_it(authority, capsys) -> None:
+    path, _kid, public = authority
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert kiosk("gateway", "authority-init", "--out", str(path)) == 1
+    assert "is never overwritten" in capsys.readouterr().err
+    assert load_signing_key(path).public_key == public
+
+
+def test_certify_signs_the_ledgers_gateway_key_with_a_serial(ledger_url: str, tmp_path: Path,
+                                                             authority, capsys) -> None:
+    """A rotation: a new gateway key for the ledger (init --key NEW), certified with serial 1;
+    a key the ledger does not hold, a revoked one, or a lower serial than its cert's are
+    refused."""
+    auth_path, auth_kid, auth_public = authority
+    old, new = tmp_path / "gw-old.key", tmp_path / "gw-new.key"
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(old)) == 0
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(new)) == 0
+    capsys.readouterr()
+    new_kid = kid_of(ledger_url, new)
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "1", "--db", ledger_url) == 0
+    assert f"certified gateway key {new_kid} with serial 1" in capsys.readouterr().out
+    data = cert_path(new).read_bytes()
+    record = messages.open_cert(data, auth_kid, VerifyingKey(auth_public))
+    assert record == {"kid": new_kid, "key": load_signing_key(new).public_key, "serial": 1}
+
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "0", "--db", ledger_url) == 1
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "3", "--db", ledger_url) == 0
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "2", "--db", ledger_url) == 1
+    assert "already certifies this key with serial 3" in capsys.readouterr().err
+
+    stranger = tmp_path / "stranger.key"
+    assert kiosk("gateway", "authority-init", "--out", str(stranger)) == 0  # any key file
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(stranger),
+                 "--serial", "4", "--db", ledger_url) == 1
+    assert "is not a gateway key of this ledger" in capsys.readouterr().err
+    old_kid = kid_of(ledger_url, old)
+    assert kiosk("gateway", "revoke", "--db", ledger_url, "--gateway-id", old_kid) == 0
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(old),
+                 "--serial", "5", "--db", ledger_url) == 1
+    assert f"gateway key {old_kid} ({old}) was revoked" in capsys.readouterr().err
+    assert not cert_path(old).exists()
+
+
+def test_serve_refuses_a_cert_of_another_key(tmp_path: Path, authority, capsys) -> None:
+    auth_path = authority[0]
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    key, other = tmp_path / "gateway.key", tmp_path / "other.key"
+    assert kiosk("gateway", "init", "--db", url) == 0
+    assert kiosk("gateway", "init", "--db", url, "--key", str(other)) == 0
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(other),
+                 "--serial", "1", "--db", url) == 0
+    cert_path(key).write_bytes(cert_path(other).read_bytes())  # copied beside the wrong key
+    capsys.readouterr()
+    assert kiosk("gateway", "serve", "--db", url, "--listen", "127.0.0.1:0") == 2
+    err = capsys.readouterr().err
+    assert f"the cert {cert_path(key)} certifies gateway key {kid_of(url, other)}" in err
+    assert f"not this key {kid_of(url, key)}" in err
+    cert_path(key).write_bytes(b"\x00garbage")
+    assert kiosk("gateway", "serve", "--db", url, "--listen", "127.0.0.1:0") == 2
+    assert "is not a gateway key certificate" in capsys.readouterr().err
+
+
+async def sign_in(url: str, key: Path, kiosk_id: str) -> dict:
+    """A new kiosk's sign_in to `kiosk gateway serve --key KEY`, and its verified reply."""
+    logs.configure("info", io.StringIO())
+    gateway = await start_gateway(GatewayConfig(db=url, key_path=key), ("127.0.0.1", 0))
+    try:
+        kiosk_key = SigningKey.generate()
+        with open_ledger(url) as ledger:
+            ledger.add_key(KeyRecord(kid=kiosk_id, role="kiosk", public_key=kiosk_key.public_key,
+                                     status="active"))
+        client = KioskClient(kiosk_id, kiosk_key, MemoryCounter(), kid_of(url, key),
+                             VerifyingKey(load_signing_key(key).public_key))
+        connection = await KioskConnection.open_tcp(client, *gateway.address)
+        try:
+            return await connection.call("sign_in", fw="test", board="unix")
+        finally:
+            await connection.close()
+    finally:
+        await gateway.close()
+
+
+async def test_the_sign_in_reply_carries_the_gateways_cert(ledger_url: str, tmp_path: Path,
+                                                           authority) -> None:
+    auth_path, auth_kid, auth_public = authority
+    key = tmp_path / "gw.key"
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(key)) == 0
+    assert "cert" not in await sign_in(ledger_url, key, "K-01")  # uncertified: as before
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(key),
+                 "--serial", "1", "--db", ledger_url) == 0
+    reply = await sign_in(ledger_url, key, "K-02")
+    assert reply["cert"] == cert_path(key).read_bytes()
+    assert messages.open_cert(reply["cert"], auth_kid, VerifyingKey(auth_public)) == {
+        "kid": kid_of(ledger_url, key), "key": load_signing_key(key).public_key, "serial": 1}
