@@ -4,7 +4,8 @@
     kiosk fw deploy --board B --port PORT [--build DIR]
     kiosk fw provision --board unix --dir FLASH --kiosk-id ID --gateway-public-key HEX
                        --gateway-kid KID [--gateway tcp:HOST:PORT|serial:PATH[@BAUD]]
-                       [--uart card=PATH[@BAUD] ...]
+                       [--uart card=PATH[@BAUD] ...] [--gateway-serial N]
+                       [--authority-kid KID --authority-public-key HEX]
     kiosk fw provision --board esp32s3|rp2040 --port PORT ... [--wifi-ssid S --wifi-password P]
     kiosk fw run --dir FLASH [--stage DIR] [--compiled] [--heapsize 64K]
 
@@ -765,9 +766,11 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         "gateway": parse_gateway(_gateway_for(args), args.board),
         "gateway_kid": args.gateway_kid,
         "gateway_public_key": args.gateway_public_key.lower(),
+        "gateway_serial": _gateway_serial(args.gateway_serial),
         "uarts": parse_uarts(args.uart),
         "heap_log": bool(args.heap_log),
     }
+    settings.update(_authority(args))
     if args.board == "unix":
         missing = [role for role in ROLES if role not in settings["uarts"]]
         if missing:
@@ -780,6 +783,27 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.wifi_ssid:
         settings["network"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
     return settings
+
+
+def _gateway_serial(serial: int) -> int:
+    if serial < 0:
+        raise FirmwareToolError("--gateway-serial: 0 (uncertified) or the cert's serial")
+    return serial
+
+
+def _authority(args: argparse.Namespace) -> dict[str, str]:
+    """The authority's kid and public key for config.json, or nothing (no key rotation)."""
+    kid, public = getattr(args, "authority_kid", None), getattr(args, "authority_public_key", None)
+    if kid is None and public is None:
+        return {}
+    if kid is None or public is None:
+        raise FirmwareToolError("--authority-kid and --authority-public-key go together, as "
+                                "`kiosk gateway authority-init` prints them")
+    if not HEX64.fullmatch(public):
+        raise FirmwareToolError("--authority-public-key: 64 hex digits")
+    if not 0 < len(kid.encode("utf-8")) <= MAX_KID_BYTES:
+        raise FirmwareToolError(f"--authority-kid: 1 to {MAX_KID_BYTES} bytes")
+    return {"authority_kid": kid, "authority_public_key": public.lower()}
 
 
 def _check_hall(name: str) -> str:
@@ -999,6 +1023,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prov.add_argument("--kiosk-id", required=True, metavar="ID")
     prov.add_argument("--gateway-public-key", required=True, metavar="HEX")
     prov.add_argument("--gateway-kid", required=True, metavar="KID")
+    prov.add_argument("--gateway-serial", type=int, default=0, metavar="N",
+                      help="the serial of the gateway key's cert (kiosk gateway certify); 0, "
+                      "the default, for an uncertified key")
+    prov.add_argument("--authority-kid", metavar="KID",
+                      help="the operator's authority key (kiosk gateway authority-init): the "
+                      "kiosk moves to a gateway key it certifies with a higher serial")
+    prov.add_argument("--authority-public-key", metavar="HEX",
+                      help="the authority key's public key, 64 hex digits")
     prov.add_argument("--gateway", default=None,  # unix: DEFAULT_GATEWAY; a board: required
                       metavar="tcp:HOST:PORT|serial:PATH[@BAUD]")  # fmt: skip
     prov.add_argument("--uart", action="append", default=[], metavar="ROLE=PATH[@BAUD]",

@@ -54,8 +54,12 @@ async def start(flash_dir, rounds=None):
         key = keystore.load(flash.join(flash_dir, KEY_FILE))
         counter = Counter(flash.join(flash_dir, C.COUNTER_FILE))
         journal = Journal(flash.join(flash_dir, C.JOURNAL_FILE))
-        gateway_key = Collecting(
-            ed25519.VerifyingKey(binascii.unhexlify(cfg["gateway_public_key"])))
+        gateway_kid, gateway_hex, serial = C.trusted_gateway(flash_dir, cfg)
+        gateway_key = Collecting(ed25519.VerifyingKey(binascii.unhexlify(gateway_hex)))
+        authority = None
+        if "authority_kid" in cfg:
+            authority = (cfg["authority_kid"], Collecting(ed25519.VerifyingKey(
+                binascii.unhexlify(cfg["authority_public_key"]))))
     except (BoardError, KeystoreError, CounterError, ValueError, OSError) as e:
         log("fault", error=str(e))
         light.show("fault")  # it blinks on at the REPL: the technician sees it from the door
@@ -66,11 +70,16 @@ async def start(flash_dir, rounds=None):
     connect, over_tcp = connector(board, cfg["gateway"])
     clock = Clock()
     date_lines_by(clock)
-    link = GatewayLink(cfg["kiosk_id"], key, counter, clock, cfg["gateway_kid"], gateway_key,
-                       connect, over_tcp, timeouts, log)
+
+    def keep_key(kid, public_key, serial):  # the link moved to a certified key: keep it
+        C.save_gateway(flash_dir, cfg["authority_kid"], kid,
+                       binascii.hexlify(public_key).decode(), serial)
+
+    link = GatewayLink(cfg["kiosk_id"], key, counter, clock, gateway_kid, gateway_key,
+                       connect, over_tcp, timeouts, log, authority, serial, keep_key)
 
     def open_settlement(data):
-        return messages.open_settlement(data, gateway_key)
+        return messages.open_settlement(data, link.gateway_key)  # the key trusted now
 
     txns = Transactions(journal, link, printer, open_settlement, cfg["kiosk_id"], counter, log,
                         cfg["hall"])

@@ -8,6 +8,10 @@
 #             | {"kind": "serial", "uart": "gateway"}   (a board: a UART of its pin map)
 #    "gateway_kid": "gw-1a2b3c4d",
 #    "gateway_public_key": "<64 hex digits>",         (pinned: replies must be signed by it)
+#    "gateway_serial": 0,                             (its cert's serial; 0: uncertified)
+#    "authority_kid": "auth-1a2b3c4d",                (optional, with authority_public_key: the
+#    "authority_public_key": "<64 hex digits>",        operator's offline key that certifies
+#                                                      gateway keys; see GATEWAY_FILE)
 #    "uarts": {"card": "/dev/pts/3@115200", "printer": "...", "display": "tcp:127.0.0.1:9003"},
 #                                                     (unix only: pty path[@baud] or tcp:host:port)
 #    "network": {"ssid": "...", "password": "..."},   (boards with Wi-Fi, optional)
@@ -26,6 +30,11 @@ JOURNAL_FILE = "journal.bin"
 # a watchdog cannot be stopped, and it would reset the board in the middle of `kiosk fw deploy`).
 # The kiosk tools write it, reset the board, work, remove it and reset again.
 SERVICE_FILE = "service"
+# The gateway key the kiosk moved to since provisioning (app/link.py: a sign_in_reply's cert, of
+# a higher serial, signed by the authority): {"authority", "kid", "key", "serial"}. It stands in
+# for config.json's gateway key while its serial is higher and its authority the configured one
+# (provisioning again with a newer key, or another authority, supersedes it).
+GATEWAY_FILE = "gateway.json"
 VERSION = 1
 KIOSK_ID_MAX = 24  # leaves room in a 40-character txn id for "-" counter "-" suffix
 ROLES = ("card", "printer", "display")
@@ -107,9 +116,17 @@ def check(cfg):
     else:
         raise ConfigError("config.json: gateway kind must be tcp or serial")
     _need(cfg, "gateway_kid", str)
-    key = _need(cfg, "gateway_public_key", str)
-    if len(key) != 64:
-        raise ConfigError("config.json: gateway_public_key must be 64 hex digits")
+    for name in ("gateway_public_key", "authority_public_key"):
+        key = cfg.get(name) if name[0] == "a" else _need(cfg, name, str)
+        if key is not None and (not isinstance(key, str) or len(key) != 64):
+            raise ConfigError("config.json: %s must be 64 hex digits" % name)
+    if ("authority_kid" in cfg) != ("authority_public_key" in cfg):
+        raise ConfigError("config.json: authority_kid and authority_public_key go together")
+    if "authority_kid" in cfg:
+        _need(cfg, "authority_kid", str)
+    serial = cfg.setdefault("gateway_serial", 0)
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        raise ConfigError("config.json: gateway_serial must be a whole number, 0 or more")
     timeouts = dict(TIMEOUTS)
     timeouts.update(cfg.get("timeouts_ms") or {})
     cfg["timeouts_ms"] = timeouts
@@ -137,3 +154,26 @@ def load(flash_dir):
 def save(flash_dir, cfg):
     check(dict(cfg))  # refuse to write a configuration the kiosk could not boot with
     flash.write_atomic(flash.join(flash_dir, CONFIG_FILE), json.dumps(cfg).encode())
+
+
+def trusted_gateway(flash_dir, cfg):
+    """(kid, public key hex, serial) of the gateway key to trust: the one the kiosk moved to
+    (GATEWAY_FILE), if any and still above config.json's, else config.json's."""
+    kid, key, serial = cfg["gateway_kid"], cfg["gateway_public_key"], cfg["gateway_serial"]
+    data = flash.read_bytes(flash.join(flash_dir, GATEWAY_FILE))
+    if data is not None and "authority_kid" in cfg:
+        try:
+            moved = json.loads(data)
+            if moved["authority"] == cfg["authority_kid"] and moved["serial"] > serial \
+                    and len(moved["key"]) == 64:
+                kid, key, serial = moved["kid"], moved["key"], moved["serial"]
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: config.json's key, and the cert is learnt again at sign-in
+    return kid, key, serial
+
+
+def save_gateway(flash_dir, authority_kid, kid, key_hex, serial):
+    """Keep the gateway key the kiosk moved to, all or nothing (a power cut leaves the old one
+    or this one)."""
+    flash.write_atomic(flash.join(flash_dir, GATEWAY_FILE), json.dumps(
+        {"authority": authority_kid, "kid": kid, "key": key_hex, "serial": serial}).encode())

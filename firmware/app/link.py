@@ -25,12 +25,22 @@
 #   connected again and the request sent again at once, unlogged and not counted as an
 #   attempt. In a hall most visits are minutes apart: each began with a retry line in the log
 #   and a pause the resident waited through.
+# - Key rotation (a kiosk given the operator's authority key): a sign_in_reply may carry the
+#   gateway key's cert (frames.cddl gateway_cert). One of a higher serial than the kiosk's,
+#   signed by the authority, moves the kiosk to the cert's key: replies signed by the old key
+#   are refused from then on, and `on_key` keeps the new one on the flash. After a rotation the
+#   sign_in_reply itself is signed by the key the kiosk does not know yet: its cert is checked
+#   first, then the frame with the cert's key. A reply to any other request signed by a key
+#   the kiosk does not know makes it sign in (to learn the cert) and send the request again,
+#   once per call. A cert that changes nothing costs no signature check; only a key change
+#   costs one (two, with the frame's).
 import asyncio
 import gc
 import os
 import time
 
-from onestop.protocol import framing, messages
+from app.heap import Collecting
+from onestop.protocol import cbor, cose, ed25519, framing, messages
 from onestop.protocol.errors import ProtocolError
 
 READ_SIZE = 256
@@ -70,6 +80,10 @@ class _Closed(Exception):
     pass
 
 
+class _Relearn(Exception):
+    """A reply signed by a gateway key this kiosk does not know: sign in to learn its cert."""
+
+
 def _why(error):
     """A dropped exchange, as a technician reads it in the log (not a class name)."""
     if isinstance(error, _Closed):
@@ -94,7 +108,7 @@ def connector(board, gateway):
 
 class GatewayLink:
     def __init__(self, kiosk_id, signer, counter, clock, gateway_kid, gateway_key, connect,
-                 over_tcp, timeouts, log=None):
+                 over_tcp, timeouts, log=None, authority=None, serial=0, on_key=None):
         self.kiosk_id = kiosk_id
         self.signer = signer
         self.counter = counter
@@ -113,6 +127,16 @@ class GatewayLink:
         self.signed_in = False
         self.sign_no = None
         self._untrusted = 0  # this call's replies that failed the gateway key check
+        # Key rotation: (authority kid, its verifier) or None; the trusted key's cert serial;
+        # on_key(kid, public key, serial) keeps a new key; the last cert refused (its
+        # signature: logged once); sign_in's (fw, board), to sign in again.
+        self._authority = authority
+        self.serial = serial
+        self._on_key = on_key
+        self._refused = None
+        self._hello = None
+        self._stranger = None  # the unknown kid of the frame being opened
+        self._may_relearn = False
         self.stats = {"requests": 0, "retries": 0, "unmatched": 0, "rejected": 0,
                       "reconnects": 0}
 
@@ -125,13 +149,22 @@ class GatewayLink:
         pause = self.timeouts["backoff_first"]
         clock_fixed = False
         reopened = False
+        relearned = False
         tries = 0
         self._untrusted = 0
         while True:
             tries += 1
             quiet = self._quiet()
+            self._may_relearn = not relearned and self._authority is not None \
+                and t != "sign_in" and self._hello is not None
             try:
                 return await self._exchange(t, body)
+            except _Relearn:
+                relearned = True  # once per call
+                tries -= 1
+                await self.sign_in(self._hello[0], self._hello[1], attempts)
+                self._untrusted = 0
+                continue
             except GatewayError as e:
                 if e.code == "stale" and e.now is not None and not clock_fixed:
                     self.clock.set(e.now)
@@ -161,6 +194,7 @@ class GatewayLink:
                 pause = min(pause * 2, self.timeouts["backoff_max"])
 
     async def sign_in(self, fw, board, attempts=0):
+        self._hello = (fw, board)
         reply = await self.call("sign_in", attempts, fw=fw, board=board)
         self.clock.set(reply["now"])
         self.sign_no = reply["sign_no"]
@@ -211,7 +245,7 @@ class GatewayLink:
                 if payload is None:
                     await self._receive(reader, deadline)
                     continue
-                reply = self._open(payload)
+                reply = self._open(payload, t)
                 if reply is None:
                     continue
                 bound = messages.is_reply_to(reply, request)
@@ -250,9 +284,26 @@ class GatewayLink:
         else:
             await asyncio.sleep_ms(20)  # a UART with nothing to give: don't spin
 
-    def _open(self, payload):
+    def _open(self, payload, t):
+        self._stranger = None
         try:
-            return messages.open(payload, self._key_for)[1]
+            try:
+                reply = messages.open(payload, self._key_for)[1]
+            except ProtocolError:
+                if self._stranger is None or self._authority is None:
+                    raise
+                if t == "sign_in":
+                    return self._rotated(payload)
+                if self._may_relearn:
+                    self.stats["rejected"] += 1
+                    self._note("gateway_reply_rejected", code="unknown_kiosk", kid=self._stranger)
+                    raise _Relearn() from None
+                raise
+            if t == "sign_in" and "cert" in reply and self._authority is not None:
+                record = self._certified(reply["cert"], self.gateway_kid)
+                if record is not None and record["key"] == _public(self.gateway_key):
+                    self._switch(record, self.gateway_key)  # the same key, certified anew
+            return reply
         except ProtocolError as e:
             self.stats["rejected"] += 1
             if e.code in _UNTRUSTED_CODES:
@@ -269,8 +320,73 @@ class GatewayLink:
 
     def _key_for(self, kid):
         if kid != self.gateway_kid:
+            self._stranger = kid
             raise ProtocolError("unknown_kiosk", "reply signed by %s, not the pinned gateway" % kid)
         return self.gateway_key
+
+    # ------------------------------------------------------------ key rotation
+    def _rotated(self, payload):
+        """A sign_in_reply signed by a key we do not know: its cert first (the authority's
+        signature, a higher serial, naming the frame's signer), then the frame, with the
+        cert's key. The reply, once both verify; ProtocolError otherwise."""
+        sign1 = cose.decode1(payload)
+        msg = cbor.loads(sign1.payload)  # not trusted yet: only its cert is read
+        cert = msg.get("cert") if isinstance(msg, dict) else None
+        del msg
+        record = None
+        if isinstance(cert, bytes):
+            record = self._certified(cert, sign1.kid)
+        if record is None:
+            raise ProtocolError("unknown_kiosk", "reply signed by %s, not the pinned gateway "
+                                "and with no cert of the authority for it" % sign1.kid)
+        key = Collecting(ed25519.VerifyingKey(record["key"]))
+        reply = messages.open(payload, lambda kid: key)[1]
+        self._switch(record, key)
+        return reply
+
+    def _certified(self, cert, kid):
+        """The cert's record if the authority signed it for `kid` with a serial above ours;
+        else None (logged once per cert when it is not the one we trust already)."""
+        try:
+            sign1, record = messages.read_cert(cert)
+        except ProtocolError as e:
+            return self._refuse(None, e.code)
+        serial = record["serial"]
+        if serial == self.serial and record["kid"] == self.gateway_kid:
+            return None  # the cert of the key we trust: nothing to check
+        if sign1.signature == self._refused:
+            return None
+        if serial <= self.serial:
+            return self._refuse(sign1, "old_serial", record)
+        if record["kid"] != kid:
+            return self._refuse(sign1, "other_key", record)
+        try:
+            if sign1.kid != self._authority[0]:
+                raise ProtocolError("bad_signature", sign1.kid)
+            cose.verify1(sign1, self._authority[1])
+        except ProtocolError as e:
+            return self._refuse(sign1, e.code, record)
+        return record
+
+    def _refuse(self, sign1, why, record=None):
+        if sign1 is not None:
+            self._refused = sign1.signature
+        if record is None:
+            self._note("gateway_cert_refused", reason=why)
+        else:
+            self._note("gateway_cert_refused", reason=why, kid=record["kid"],
+                       serial=record["serial"], trusted_serial=self.serial)
+        return None
+
+    def _switch(self, record, key):
+        """Trust the certified key from now on: kept on the flash first, then used."""
+        if self._on_key is not None:
+            self._on_key(record["kid"], record["key"], record["serial"])
+        self._note("gateway_key_changed", old_kid=self.gateway_kid, old_serial=self.serial,
+                   kid=record["kid"], serial=record["serial"])
+        self.gateway_kid = record["kid"]
+        self.gateway_key = key
+        self.serial = record["serial"]
 
     async def _drop(self, t, error):
         self._note("gateway_retry", t=t, error=_why(error))
@@ -289,6 +405,10 @@ class GatewayLink:
     def _note(self, event, **fields):
         if self._log is not None:
             self._log(event, **fields)
+
+
+def _public(key):
+    return getattr(key, "verifier", key).public_key
 
 
 def _unauthenticated_error(reply):

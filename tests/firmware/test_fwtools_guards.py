@@ -558,3 +558,21 @@ def test_an_option_for_the_other_kind_of_kiosk_is_refused(tmp_path: Path, board:
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"kiosk fw: {says}" in result.stderr
     assert not (tmp_path / "flash").exists()
+
+
+# ---------------------------------------------------------------------------- key rotation
+def test_provision_takes_the_authority_key_and_the_gateway_keys_serial() -> None:
+    uarts = [f"--uart={role}=/dev/null" for role in ("card", "printer", "display")]
+    config = settings_from(provision_args("--board", "unix", *uarts))
+    assert config["gateway_serial"] == 0 and "authority_kid" not in config  # as before
+    authority = "AB" * 32
+    config = settings_from(provision_args("--board", "unix", *uarts, "--gateway-serial", "3",
+                                          "--authority-kid", "auth-1",
+                                          "--authority-public-key", authority))
+    assert (config["gateway_serial"], config["authority_kid"],
+            config["authority_public_key"]) == (3, "auth-1", authority.lower())
+    with pytest.raises(FirmwareToolError, match="go together"):
+        settings_from(provision_args("--board", "unix", *uarts, "--authority-kid", "auth-1"))
+    with pytest.raises(FirmwareToolError, match="--authority-public-key: 64 hex digits"):
+        settings_from(provision_args("--board", "unix", *uarts, "--authority-kid", "auth-1",
+                                     "--authority-public-key", "abc"))

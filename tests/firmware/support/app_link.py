@@ -4,6 +4,7 @@
 import asyncio
 import binascii
 
+from app import config as C
 from app.clock import Clock
 from app.counter import Counter
 from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntrusted, connector
@@ -30,15 +31,39 @@ async def _run(spec):
     timeouts = dict(TIMEOUTS)
     timeouts.update(spec.get("timeouts", {}))
     notes = []  # what the link logged: [event, its error field]
-    link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock,
-                       spec["gateway_kid"],
-                       ed25519.VerifyingKey(binascii.unhexlify(spec["gateway_public"])),
-                       connect, over_tcp, timeouts, lambda event, **fields: notes.append(
-                           [event, fields.get("error")]))
+    rotation = []  # gateway_key_* and gateway_cert_* events, whole
+
+    def note(event, **fields):
+        notes.append([event, fields.get("error")])
+        if event.startswith("gateway_key_") or event.startswith("gateway_cert_"):
+            fields["event"] = event
+            rotation.append(fields)
+
+    # Key rotation (spec "authority_kid", "authority_public"): the trusted gateway key is
+    # config.json's (spec "gateway_kid", "gateway_public", "serial") or the one kept on the
+    # flash since (app.config.trusted_gateway), kept there as boot.py keeps it.
+    cfg = {"gateway_kid": spec["gateway_kid"], "gateway_public_key": spec["gateway_public"],
+           "gateway_serial": spec.get("serial", 0)}
+    authority = on_key = None
+    if spec.get("authority_kid"):
+        cfg["authority_kid"] = spec["authority_kid"]
+        authority = (spec["authority_kid"],
+                     ed25519.VerifyingKey(binascii.unhexlify(spec["authority_public"])))
+
+        def on_key(kid, public_key, serial):
+            C.save_gateway(spec["dir"], spec["authority_kid"], kid,
+                           binascii.hexlify(public_key).decode(), serial)
+    kid, public, serial = C.trusted_gateway(spec["dir"], cfg)
+    link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock, kid,
+                       ed25519.VerifyingKey(binascii.unhexlify(public)), connect, over_tcp,
+                       timeouts, note, authority, serial, on_key)
     results = []
     for t, body in spec["requests"]:
         try:
-            reply = await link.call(t, **body)
+            if t == "sign_in" and authority:  # as a kiosk does: so the link may sign in again
+                reply = await link.sign_in(body["fw"], body["board"])
+            else:
+                reply = await link.call(t, **body)
             results.append({"t": reply["t"], "ctr": reply["ctr"]})
         except GatewayError as e:
             results.append({"error": e.code} if getattr(e, "bound", True)
@@ -49,7 +74,9 @@ async def _run(spec):
             results.append({"unreachable": True})
     await link.close()
     return {"results": results, "stats": link.stats, "offset": clock.offset,
-            "next_ctr": counter.next(), "notes": notes}
+            "next_ctr": counter.next(), "notes": notes, "rotation": rotation,
+            "trusted": [link.gateway_kid, link.serial],
+            "kept": list(C.trusted_gateway(spec["dir"], cfg))}
 
 
 def run(spec):

@@ -1,0 +1,191 @@
+"""Gateway key rotation at the kiosk (firmware/app/link.py under MicroPython, precompiled): a
+sign_in_reply carrying a cert of the operator's authority with a higher serial moves the kiosk
+to the cert's key, kept on the flash (app.config.trusted_gateway); the old key is refused from
+then on; a cert of a lower or the same serial, or not the authority's, changes nothing; and a
+reply to another request signed by a key the kiosk does not know yet makes it sign in again
+(learning the cert) and send the request again, so the resident's visit goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import make_vectors
+import pytest
+from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
+from onestop.host.keys import SigningKey, VerifyingKey
+from onestop.protocol import framing, messages
+
+SUPPORT = Path(__file__).parent / "support"
+KIOSK = "K0001"
+KIOSK_SEED = bytes(range(1, 33))
+NOW = 1795000000
+AUTHORITY = SigningKey(bytes(range(50, 82)))
+AUTHORITY_KID = "auth-test"
+OLD = SigningKey(bytes(range(2, 34)))
+NEW = SigningKey(bytes(range(3, 35)))
+NEWER = SigningKey(bytes(range(4, 36)))
+SIGN_IN = ("sign_in", {"fw": "test", "board": "unix"})
+PERSON_INFO = ("person_info", {"card": make_vectors.CARD})
+
+
+def cert(kid: str, key: SigningKey, serial: int, authority: SigningKey = AUTHORITY,
+         authority_kid: str = AUTHORITY_KID) -> bytes:
+    return messages.seal_cert({"kid": kid, "key": key.public_key, "serial": serial},
+                              authority_kid, authority)
+
+
+class Identity:
+    """Who the gateway signs as: kid, key, and the cert it sends at sign-in (or None)."""
+
+    def __init__(self, kid: str, key: SigningKey, cert: bytes | None = None) -> None:
+        self.kid, self.key, self.cert = kid, key, cert
+
+
+class RotatingGateway:
+    """A TCP gateway answering sign_in and person_info, each answer signed as the next of
+    `script` (the last one once the script is used up)."""
+
+    def __init__(self, script: list[Identity]) -> None:
+        self.script = list(script)
+        self.requests: list[str] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            server = self._loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        deframer = framing.Deframer()
+        kiosk_key = VerifyingKey(SigningKey(KIOSK_SEED).public_key)
+        while data := await reader.read(4096):
+            deframer.receive_data(data)
+            while (payload := deframer.next_frame()) is not None:
+                _kid, request = messages.open(payload, lambda _kid: kiosk_key)
+                self.requests.append(request["t"])
+                who = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+                if request["t"] == "sign_in":
+                    body: dict[str, Any] = {"sign_no": "S1", "now": NOW, "gateway": who.kid,
+                                            "policy": "test"}
+                    if who.cert is not None:
+                        body["cert"] = who.cert
+                else:
+                    body = {k: v for k, v in dict(make_vectors.VALID_MESSAGES)[
+                        "person_info_reply"].items() if k not in ("v", "t", "kiosk", "ctr",
+                                                                   "rid", "ts")}
+                answer = messages.reply(request, request["t"] + "_reply", NOW, **body)
+                writer.write(framing.encode(messages.seal(answer, who.kid, who.key)))
+                await writer.drain()
+        writer.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageWorker]:
+    stage = stage_firmware(tmp_path_factory.mktemp("fw") / "stage", "unix", compiled=True,
+                           tables=False)
+    helpers = compile_modules([SUPPORT / "app_link.py"], tmp_path_factory.mktemp("helpers"))
+    worker = StageWorker(stage, [helpers], heapsize="320K")
+    yield worker
+    worker.close()
+
+
+def run(mp: StageWorker, flash: Path, script: list[Identity], requests: list[Any],
+        pinned: Identity, serial: int = 0, authority: bool = True) -> tuple[dict, list[str]]:
+    """The kiosk (its flash in `flash`, pinned at provisioning to `pinned` with `serial`)
+    making `requests`; its results and what the gateway was asked."""
+    gateway = RotatingGateway(script)
+    spec: dict[str, Any] = dict(
+        port=gateway.port, dir=str(flash), kiosk=KIOSK, seed=KIOSK_SEED,
+        gateway_kid=pinned.kid, gateway_public=pinned.key.public_key.hex(), serial=serial,
+        requests=requests, timeouts={"gateway_reply": 300, "gateway_attempts": 2})
+    if authority:
+        spec.update(authority_kid=AUTHORITY_KID, authority_public=AUTHORITY.public_key.hex())
+    try:
+        return mp.call("app_link", "run", spec), gateway.requests
+    finally:
+        gateway.close()
+
+
+OLD_ID = Identity("gw-old", OLD)
+NEW_ID = Identity("gw-new", NEW, cert("gw-new", NEW, 1))
+
+
+def test_a_certified_new_key_is_learnt_at_sign_in_kept_and_the_old_one_refused(
+        mp: StageWorker, tmp_path: Path) -> None:
+    result, _ = run(mp, tmp_path, [NEW_ID, OLD_ID], [SIGN_IN, SIGN_IN], pinned=OLD_ID)
+    # the reply signed by the key the kiosk did not know, believed for its cert
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": 1}, {"untrusted": True}]
+    assert result["trusted"] == ["gw-new", 1]
+    assert result["kept"] == ["gw-new", NEW.public_key.hex(), 1]  # a reboot keeps it
+    changed = [e for e in result["rotation"] if e["event"] == "gateway_key_changed"]
+    assert changed == [{"event": "gateway_key_changed", "old_kid": "gw-old", "old_serial": 0,
+                        "kid": "gw-new", "serial": 1}]
+    # after a reboot: the new key from the flash; the old one is still refused
+    result, _ = run(mp, tmp_path, [OLD_ID], [SIGN_IN], pinned=OLD_ID)
+    assert result["results"] == [{"untrusted": True}]
+    result, _ = run(mp, tmp_path, [NEW_ID], [SIGN_IN], pinned=OLD_ID)
+    assert result["results"] == [{"t": "sign_in_reply", "ctr": result["results"][0]["ctr"]}]
+    assert result["rotation"] == []  # the cert of the key it trusts: nothing to do
+
+
+def test_a_cert_of_a_lower_or_equal_serial_or_another_signer_changes_nothing(
+        mp: StageWorker, tmp_path: Path) -> None:
+    current = Identity("gw-new", NEW)
+    stale = [
+        # signed by the trusted key, with certs for another key that are no newer
+        Identity("gw-new", NEW, cert("gw-newer", NEWER, 2)),
+        Identity("gw-new", NEW, cert("gw-newer", NEWER, 2)),  # at each sign-in: logged once
+        Identity("gw-new", NEW, cert("gw-newer", NEWER, 1)),
+    ]
+    result, _ = run(mp, tmp_path, stale, [SIGN_IN] * 3, pinned=current, serial=2)
+    assert [r.get("t") for r in result["results"]] == ["sign_in_reply"] * 3
+    assert result["trusted"] == ["gw-new", 2]
+    assert [(e["event"], e["reason"], e["serial"]) for e in result["rotation"]] == [
+        ("gateway_cert_refused", "old_serial", 2), ("gateway_cert_refused", "old_serial", 1)]
+    strangers = [
+        Identity("gw-newer", NEWER, cert("gw-newer", NEWER, 1)),  # signed by an unknown key
+        Identity("gw-newer", NEWER, cert("gw-newer", NEWER, 3, SigningKey(bytes(32)))),
+        Identity("gw-newer", NEWER, cert("gw-newer", NEWER, 3, NEW, "gw-new")),
+    ]
+    for stranger in strangers:
+        result, _ = run(mp, tmp_path, [stranger], [SIGN_IN], pinned=current, serial=2)
+        assert result["results"] == [{"untrusted": True}]
+        assert result["trusted"] == ["gw-new", 2]
+        assert result["kept"][0] == "gw-new"
+        assert [e["event"] for e in result["rotation"]] == ["gateway_cert_refused"]
+
+
+def test_a_reply_signed_by_an_unknown_key_makes_the_kiosk_sign_in_and_go_on(
+        mp: StageWorker, tmp_path: Path) -> None:
+    """The gateway was rotated between the kiosk's sign-in and the resident's card."""
+    result, asked = run(mp, tmp_path, [OLD_ID, NEW_ID], [SIGN_IN, PERSON_INFO], pinned=OLD_ID)
+    assert [r.get("t") for r in result["results"]] == ["sign_in_reply", "person_info_reply"]
+    assert asked == ["sign_in", "person_info", "sign_in", "person_info"]
+    assert result["trusted"] == ["gw-new", 1]
+    assert result["stats"]["retries"] == 0
+
+
+def test_without_the_authority_a_new_key_stays_untrusted(mp: StageWorker,
+                                                         tmp_path: Path) -> None:
+    result, asked = run(mp, tmp_path, [OLD_ID, NEW_ID], [SIGN_IN, PERSON_INFO],
+                        pinned=OLD_ID, authority=False)
+    assert result["results"][1] == {"untrusted": True}
+    assert asked == ["sign_in", "person_info", "person_info"]
+    assert result["trusted"] == ["gw-old", 0]
