@@ -275,9 +275,12 @@ class Hall:
                  on_screen: Callable[[DisplaySim], None] | None = None,
                  card_latency: Latency | None = None,
                  timeouts_ms: dict[str, int] | None = None,
-                 ledger_from: Path | None = None, serial_gateway: bool = False) -> None:
+                 ledger_from: Path | None = None, serial_gateway: bool = False,
+                 authority: tuple[str, str] | None = None) -> None:
         """`ledger_from`: a folder made by prepare_ledger to copy the ledger and gateway key
-        from (otherwise they are made here, unless the folder already has them)."""
+        from (otherwise they are made here, unless the folder already has them). `authority`:
+        the operator's authority key (kid, public key hex) the kiosk is provisioned with
+        (`kiosk fw provision --authority-kid --authority-public-key`: gateway key rotation)."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.kiosk_id = kiosk_id
@@ -293,6 +296,7 @@ class Hall:
         self.devices: Peripherals | None = None
         self.links: dict[str, SerialLink] = {}
         self.receipt_files = ReceiptFiles(folder / RECEIPTS)
+        self._authority = authority
         try:
             self._build(baud, stage, capture, card_latency, timeouts_ms, ledger_from)
         except BaseException:
@@ -341,6 +345,8 @@ class Hall:
             "heap_log": True,
             "hall": DEMO_HALL,
         }
+        if self._authority is not None:
+            settings["authority_kid"], settings["authority_public_key"] = self._authority
         timeouts = {"touch_guard": TOUCH_GUARD_MS, **(timeouts_ms or {})}
         self.touch_guard_s = timeouts["touch_guard"] / 1000
         settings["timeouts_ms"] = timeouts
@@ -380,9 +386,12 @@ class Hall:
         """Whether the gateway process is alive (one that died on its own is not)."""
         return self.gateway is not None and self.gateway.running
 
-    def start_gateway(self) -> None:
-        """Start the gateway again (on a new port; the tap follows it)."""
+    def start_gateway(self, key: Path | None = None) -> None:
+        """Start the gateway again (on a new port; the tap follows it); with `key`, serving
+        with that key file from now on (an operator's key rotation)."""
         assert self.gateway is not None
+        if key is not None:
+            self.gateway.key_path = key
         self.gateway.start()
         if self.tap is not None:
             self.tap.retarget("127.0.0.1", self.gateway.port)

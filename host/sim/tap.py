@@ -7,7 +7,9 @@ COSE_Sign1 bytes}. This is what `kiosk demo --capture FILE` writes.
 For the end-to-end tests and benchmarks the tap also counts frames and bytes in each direction,
 can cut one direction of the link (`blocked`: its bytes are dropped, as on a cable that lost a
 wire), calls `on_frame(dir, frame)` for each whole frame before the bytes that complete it are
-passed on (so a test can act between a request and the gateway seeing it), and can be pointed
+passed on (so a test can act between a request and the gateway seeing it), can replace a frame
+with another (`rewrite`: an attacker on the network path, for the key rotation test), and can be
+pointed
 at another gateway (`retarget`) for the connections that follow, as when a gateway restarts on a
 new port.
 
@@ -53,6 +55,10 @@ class FrameTap:
         # called on the tap's thread for each whole frame, before it is passed on; must not
         # raise (the connection would be dropped)
         self.on_frame: Callable[[str, bytes], None] | None = None
+        # an attacker on the path: called on the tap's thread for each whole frame, returns
+        # the payload to pass on instead (None: the frame as it came); while set, whole frames
+        # are passed on one by one, each framed again
+        self.rewrite: Callable[[str, bytes], bytes | None] | None = None
         self.port = 0
         self._start = time.monotonic()
         self._lock = threading.Lock()
@@ -146,6 +152,10 @@ class FrameTap:
                         self.on_frame(way, frames[-1])
                 if way in self.blocked:
                     continue
+                rewrite = self.rewrite
+                if rewrite is not None:
+                    frames = [rewrite(way, frame) or frame for frame in frames]
+                    data = b"".join(framing.encode(frame) for frame in frames)
                 dst.write(data)
                 await dst.drain()
                 self._count(way, len(data))
