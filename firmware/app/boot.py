@@ -42,7 +42,7 @@ async def start(flash_dir, rounds=None):
     from drivers.cardreader import CardReader
     from drivers.display import Display
     from drivers.escpos import Printer
-    from onestop.protocol import ed25519, messages
+    from onestop.protocol import ed25519
 
     cfg = C.load(flash_dir)
     board = load_board(cfg, flash_dir)
@@ -54,7 +54,9 @@ async def start(flash_dir, rounds=None):
         key = keystore.load(flash.join(flash_dir, KEY_FILE))
         counter = Counter(flash.join(flash_dir, C.COUNTER_FILE))
         journal = Journal(flash.join(flash_dir, C.JOURNAL_FILE))
-        gateway_kid, gateway_hex, serial = C.trusted_gateway(flash_dir, cfg)
+        gateway_kid, gateway_hex, serial, previous = C.trusted_gateway(flash_dir, cfg)
+        if previous is not None:
+            previous = (previous[0], binascii.unhexlify(previous[1]))
         gateway_key = Collecting(ed25519.VerifyingKey(binascii.unhexlify(gateway_hex)))
         authority = None
         if "authority_kid" in cfg:
@@ -71,18 +73,15 @@ async def start(flash_dir, rounds=None):
     clock = Clock()
     date_lines_by(clock)
 
-    def keep_key(kid, public_key, serial):  # the link moved to a certified key: keep it
+    def keep_key(kid, public_key, serial, old):  # the link moved to a certified key: keep it
         C.save_gateway(flash_dir, cfg["authority_kid"], kid,
-                       binascii.hexlify(public_key).decode(), serial)
+                       binascii.hexlify(public_key).decode(), serial,
+                       old and [old[0], binascii.hexlify(old[1]).decode()])
 
     link = GatewayLink(cfg["kiosk_id"], key, counter, clock, gateway_kid, gateway_key,
-                       connect, over_tcp, timeouts, log, authority, serial, keep_key)
-
-    def open_settlement(data):
-        return messages.open_settlement(data, link.gateway_key)  # the key trusted now
-
-    txns = Transactions(journal, link, printer, open_settlement, cfg["kiosk_id"], counter, log,
-                        cfg["hall"])
+                       connect, over_tcp, timeouts, log, authority, serial, keep_key, previous)
+    txns = Transactions(journal, link, printer, link.open_settlement, cfg["kiosk_id"], counter,
+                        log, cfg["hall"])
     heap = HeapLog(heap_log_wanted(cfg))
     kiosk = Kiosk(board.name, timeouts, display, card, printer, link, journal, txns, heap,
                   board.watchdog(timeouts["watchdog"]))

@@ -157,9 +157,11 @@ def save(flash_dir, cfg):
 
 
 def trusted_gateway(flash_dir, cfg):
-    """(kid, public key hex, serial) of the gateway key to trust: the one the kiosk moved to
-    (GATEWAY_FILE), if any and still above config.json's, else config.json's."""
+    """(kid, public key hex, serial, previous) of the gateway key to trust: the one the kiosk
+    moved to (GATEWAY_FILE), if any and still above config.json's, else config.json's.
+    previous: [kid, public key hex] of the key trusted before it, or None."""
     kid, key, serial = cfg["gateway_kid"], cfg["gateway_public_key"], cfg["gateway_serial"]
+    previous = None
     data = flash.read_bytes(flash.join(flash_dir, GATEWAY_FILE))
     if data is not None and "authority_kid" in cfg:
         try:
@@ -167,13 +169,15 @@ def trusted_gateway(flash_dir, cfg):
             if moved["authority"] == cfg["authority_kid"] and moved["serial"] > serial \
                     and len(moved["key"]) == 64:
                 kid, key, serial = moved["kid"], moved["key"], moved["serial"]
+                previous = moved.get("previous")
         except (ValueError, KeyError, TypeError):
             pass  # unreadable: config.json's key, and the cert is learnt again at sign-in
-    return kid, key, serial
+    return kid, key, serial, previous
 
 
-def save_gateway(flash_dir, authority_kid, kid, key_hex, serial):
-    """Keep the gateway key the kiosk moved to, all or nothing (a power cut leaves the old one
-    or this one)."""
+def save_gateway(flash_dir, authority_kid, kid, key_hex, serial, previous=None):
+    """Keep the gateway key the kiosk moved to (and the one before it: [kid, key hex]), all or
+    nothing (a power cut leaves the old file or this one)."""
     flash.write_atomic(flash.join(flash_dir, GATEWAY_FILE), json.dumps(
-        {"authority": authority_kid, "kid": kid, "key": key_hex, "serial": serial}).encode())
+        {"authority": authority_kid, "kid": kid, "key": key_hex, "serial": serial,
+         "previous": previous}).encode())

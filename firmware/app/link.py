@@ -108,7 +108,8 @@ def connector(board, gateway):
 
 class GatewayLink:
     def __init__(self, kiosk_id, signer, counter, clock, gateway_kid, gateway_key, connect,
-                 over_tcp, timeouts, log=None, authority=None, serial=0, on_key=None):
+                 over_tcp, timeouts, log=None, authority=None, serial=0, on_key=None,
+                 previous=None):
         self.kiosk_id = kiosk_id
         self.signer = signer
         self.counter = counter
@@ -134,6 +135,10 @@ class GatewayLink:
         self.serial = serial
         self._on_key = on_key
         self._refused = None
+        # (kid, public key) of the key trusted before the last change: a settlement it signed
+        # before the rotation (a txn in doubt across it) still opens, inside a reply verified
+        # with the trusted key
+        self._previous = previous
         self._hello = None
         self._stranger = None  # the unknown kid of the frame being opened
         self._may_relearn = False
@@ -324,6 +329,15 @@ class GatewayLink:
             raise ProtocolError("unknown_kiosk", "reply signed by %s, not the pinned gateway" % kid)
         return self.gateway_key
 
+    def open_settlement(self, data):
+        """The settlement_record of a settlement in a reply this link verified: checked with
+        the trusted gateway key, or with the one before it if that signed it."""
+        key = self.gateway_key
+        old = self._previous
+        if old is not None and cose.decode1(data).kid == old[0]:
+            key = Collecting(ed25519.VerifyingKey(old[1]))
+        return messages.open_settlement(data, key)
+
     # ------------------------------------------------------------ key rotation
     def _rotated(self, payload):
         """A sign_in_reply signed by a key we do not know: its cert first (the authority's
@@ -380,8 +394,12 @@ class GatewayLink:
 
     def _switch(self, record, key):
         """Trust the certified key from now on: kept on the flash first, then used."""
+        old = self._previous
+        if record["kid"] != self.gateway_kid:
+            old = (self.gateway_kid, _public(self.gateway_key))
         if self._on_key is not None:
-            self._on_key(record["kid"], record["key"], record["serial"])
+            self._on_key(record["kid"], record["key"], record["serial"], old)
+        self._previous = old
         self._note("gateway_key_changed", old_kid=self.gateway_kid, old_serial=self.serial,
                    kid=record["kid"], serial=record["serial"])
         self.gateway_kid = record["kid"]

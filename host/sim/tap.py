@@ -9,9 +9,8 @@ can cut one direction of the link (`blocked`: its bytes are dropped, as on a cab
 wire), calls `on_frame(dir, frame)` for each whole frame before the bytes that complete it are
 passed on (so a test can act between a request and the gateway seeing it), can replace a frame
 with another (`rewrite`: an attacker on the network path, for the key rotation test), and can be
-pointed
-at another gateway (`retarget`) for the connections that follow, as when a gateway restarts on a
-new port.
+pointed at another gateway (`retarget`) for the connections that follow, as when a gateway
+restarts on a new port.
 
 A tap listens only while its gateway can be reached (`upstream_alive`, asked every
 `WATCH_S`; `listen(False)` / `listen(True)` at once): in a hall a kiosk that connects to a gateway

@@ -107,14 +107,15 @@ def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageWorker]:
 
 
 def run(mp: StageWorker, flash: Path, script: list[Identity], requests: list[Any],
-        pinned: Identity, serial: int = 0, authority: bool = True) -> tuple[dict, list[str]]:
+        pinned: Identity, serial: int = 0, authority: bool = True,
+        **more: Any) -> tuple[dict, list[str]]:
     """The kiosk (its flash in `flash`, pinned at provisioning to `pinned` with `serial`)
     making `requests`; its results and what the gateway was asked."""
     gateway = RotatingGateway(script)
     spec: dict[str, Any] = dict(
         port=gateway.port, dir=str(flash), kiosk=KIOSK, seed=KIOSK_SEED,
         gateway_kid=pinned.kid, gateway_public=pinned.key.public_key.hex(), serial=serial,
-        requests=requests, timeouts={"gateway_reply": 300, "gateway_attempts": 2})
+        requests=requests, timeouts={"gateway_reply": 300, "gateway_attempts": 2}, **more)
     if authority:
         spec.update(authority_kid=AUTHORITY_KID, authority_public=AUTHORITY.public_key.hex())
     try:
@@ -140,9 +141,16 @@ def test_a_certified_new_key_is_learnt_at_sign_in_kept_and_the_old_one_refused(
     # after a reboot: the new key from the flash; the old one is still refused
     result, _ = run(mp, tmp_path, [OLD_ID], [SIGN_IN], pinned=OLD_ID)
     assert result["results"] == [{"untrusted": True}]
-    result, _ = run(mp, tmp_path, [NEW_ID], [SIGN_IN], pinned=OLD_ID)
+    # a settlement the old key signed before the rotation (a txn in doubt across it, asked
+    # about again) still opens, in a reply the new key signed; one of another key does not
+    signed = {name: messages.seal_settlement(dict(make_vectors.RECORD, setl_id=name), kid, key)
+              for name, kid, key in (("S-OLD", "gw-old", OLD), ("S-NEW", "gw-new", NEW),
+                                     ("S-NEWER", "gw-old", NEWER))}
+    result, _ = run(mp, tmp_path, [NEW_ID], [SIGN_IN], pinned=OLD_ID,
+                    settlements=list(signed.values()))
     assert result["results"] == [{"t": "sign_in_reply", "ctr": result["results"][0]["ctr"]}]
     assert result["rotation"] == []  # the cert of the key it trusts: nothing to do
+    assert result["opened"] == ["S-OLD", "S-NEW", "bad_signature"]
 
 
 def test_a_cert_of_a_lower_or_equal_serial_or_another_signer_changes_nothing(

@@ -9,6 +9,7 @@ from app.clock import Clock
 from app.counter import Counter
 from app.link import GatewayError, GatewayLink, GatewayUnreachable, GatewayUntrusted, connector
 from onestop.protocol import ed25519
+from onestop.protocol.errors import ProtocolError
 
 TIMEOUTS = {"gateway_connect": 1000, "gateway_reply": 400, "gateway_attempts": 3,
             "gateway_idle": 5000, "backoff_first": 20, "backoff_max": 80}
@@ -50,13 +51,16 @@ async def _run(spec):
         authority = (spec["authority_kid"],
                      ed25519.VerifyingKey(binascii.unhexlify(spec["authority_public"])))
 
-        def on_key(kid, public_key, serial):
+        def on_key(kid, public_key, serial, old):
             C.save_gateway(spec["dir"], spec["authority_kid"], kid,
-                           binascii.hexlify(public_key).decode(), serial)
-    kid, public, serial = C.trusted_gateway(spec["dir"], cfg)
+                           binascii.hexlify(public_key).decode(), serial,
+                           old and [old[0], binascii.hexlify(old[1]).decode()])
+    kid, public, serial, previous = C.trusted_gateway(spec["dir"], cfg)
+    if previous is not None:
+        previous = (previous[0], binascii.unhexlify(previous[1]))
     link = GatewayLink(spec["kiosk"], ed25519.SigningKey(spec["seed"]), counter, clock, kid,
                        ed25519.VerifyingKey(binascii.unhexlify(public)), connect, over_tcp,
-                       timeouts, note, authority, serial, on_key)
+                       timeouts, note, authority, serial, on_key, previous)
     results = []
     for t, body in spec["requests"]:
         try:
@@ -73,10 +77,16 @@ async def _run(spec):
         except GatewayUnreachable:
             results.append({"unreachable": True})
     await link.close()
-    return {"results": results, "stats": link.stats, "offset": clock.offset,
+    opened = []  # spec "settlements": each opened with link.open_settlement, as boot.py does
+    for signed in spec.get("settlements", ()):
+        try:
+            opened.append(link.open_settlement(signed)["setl_id"])
+        except ProtocolError as e:
+            opened.append(e.code)
+    return {"results": results, "opened": opened, "stats": link.stats, "offset": clock.offset,
             "next_ctr": counter.next(), "notes": notes, "rotation": rotation,
             "trusted": [link.gateway_kid, link.serial],
-            "kept": list(C.trusted_gateway(spec["dir"], cfg))}
+            "kept": list(C.trusted_gateway(spec["dir"], cfg))[:3]}
 
 
 def run(spec):
