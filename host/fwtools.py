@@ -12,7 +12,8 @@
 A *stage* is what goes on a board's flash: main.py (source, as boards expect), app/, boards/
 (the board's module and pin map), drivers/, onestop/protocol/ and the GBK tables, every module
 precompiled by mpy-cross unless staged as source. The *flash directory* of a unix kiosk holds
-what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin, and
+what provisioning and the firmware write: config.json, kiosk.key, counter, journal.bin,
+gateway.json (a gateway key the kiosk moved to since provisioning: key rotation), and
 kiosk.lock, locked by the one firmware (or provisioning) using it, and code/, the stage
 `kiosk fw run` runs, restaged on every run (the tool's own: whatever is there makes way). A stage
 given with --stage is run as it is (another kiosk may be running it), and staged only if it is

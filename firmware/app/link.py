@@ -129,7 +129,8 @@ class GatewayLink:
         self.sign_no = None
         self._untrusted = 0  # this call's replies that failed the gateway key check
         # Key rotation: (authority kid, its verifier) or None; the trusted key's cert serial;
-        # on_key(kid, public key, serial) keeps a new key; the last cert refused (its
+        # on_key(kid, public key, serial, previous) keeps a new key (previous: the
+        # (kid, public key) trusted before it, or None); the last cert refused (its
         # signature: logged once); sign_in's (fw, board), to sign in again.
         self._authority = authority
         self.serial = serial
