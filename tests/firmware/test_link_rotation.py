@@ -197,3 +197,16 @@ def test_without_the_authority_a_new_key_stays_untrusted(mp: StageWorker,
     assert result["results"][1] == {"untrusted": True}
     assert asked == ["sign_in", "person_info", "person_info"]
     assert result["trusted"] == ["gw-old", 0]
+
+
+def test_the_pinned_key_certified_later_raises_the_serial_only(mp: StageWorker,
+                                                               tmp_path: Path) -> None:
+    """The operator makes the authority after the kiosks were provisioned and certifies the key
+    they pin: the kiosk takes the serial (a replayed lower cert is refused from then on)."""
+    certified = Identity("gw-old", OLD, cert("gw-old", OLD, 1))
+    result, _ = run(mp, tmp_path, [certified], [SIGN_IN, SIGN_IN], pinned=OLD_ID)
+    assert [r.get("t") for r in result["results"]] == ["sign_in_reply"] * 2
+    assert result["trusted"] == ["gw-old", 1]
+    assert result["kept"] == ["gw-old", OLD.public_key.hex(), 1]
+    assert [(e["event"], e["old_kid"], e["kid"], e["serial"]) for e in result["rotation"]] == [
+        ("gateway_key_changed", "gw-old", "gw-old", 1)]  # once: then it is the trusted cert
