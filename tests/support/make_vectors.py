@@ -105,6 +105,11 @@ BILLS = [
 RECORD = {"setl_id": SETL, "txn_id": TXN, "kiosk": KIOSK, "psn_no": PSN, "bill_id": BILL,
           "setl_time": TS + 2, "result": BREAKDOWN}
 SETTLEMENT = sign1(dumps(RECORD), GATEWAY_KID, GATEWAY_SEED)
+# A gateway_cert for the test gateway key, signed by a test authority key (key rotation).
+AUTHORITY_KID = "auth-2026"
+AUTHORITY_SEED = published_seed(AUTHORITY_KID)
+CERT_RECORD = {"kid": GATEWAY_KID, "key": public_key(GATEWAY_SEED), "serial": 2}
+CERT = sign1(dumps(CERT_RECORD), AUTHORITY_KID, AUTHORITY_SEED)
 
 
 def header(**over: Any) -> dict:
@@ -123,6 +128,9 @@ VALID_MESSAGES: list[tuple[str, dict]] = [
     ("sign_in", message("sign_in", fw="onestop-fw 0.1.0", board="esp32-s3 kiosk rev B")),
     ("sign_in_reply", message("sign_in_reply", sign_no="SN20260101000041", now=TS,
                               gateway="gw-county-01", policy="2026 Changsha county residents")),
+    ("sign_in_reply with the gateway key's cert",
+     message("sign_in_reply", sign_no="SN20260101000041", now=TS, gateway=GATEWAY_KID,
+             policy="2026 Changsha county residents", cert=CERT)),
     ("person_info", message("person_info", card=CARD)),
     ("person_info_reply", message("person_info_reply", psn_no=PSN, name="张秀英",
                                   ssn_masked="430122********002X", insutype=390,
@@ -265,7 +273,8 @@ INVALID_MESSAGES: list[tuple[str, str, str, Any, str, str | None, str]] = [
      "sign_in"),
 ]
 
-VALID_RECORDS = [("settlement_record", RECORD)]
+VALID_RECORDS = [("settlement_record", RECORD), ("gateway_cert", CERT_RECORD)]
+RECORD_RULES = ("settlement_record", "gateway_cert")  # payloads signed inside messages
 INVALID_RECORDS: list[tuple[str, str, Any, str, str]] = [
     ("record missing the settlement time", "setl_time", DROP, "invalid",
      "settlement_record.setl_time"),
@@ -274,11 +283,16 @@ INVALID_RECORDS: list[tuple[str, str, Any, str, str]] = [
      "settlement_record.result.hifp_pay"),
     ("record with an extra field", "note", "x", "invalid", "settlement_record.note"),
 ]
+INVALID_CERTS: list[tuple[str, str, Any, str, str]] = [
+    ("cert with a key of 31 bytes", "key", bytes(31), "invalid", "gateway_cert.key"),
+    ("cert with a negative serial", "serial", -1, "invalid", "gateway_cert.serial"),
+    ("cert without a kid", "kid", DROP, "invalid", "gateway_cert.kid"),
+]
 
 
 def message_vectors() -> tuple[dict, dict]:
-    valid = [{"name": name, "rule": "settlement_record" if name == "settlement_record"
-              else msg["t"], "hex": dumps(msg).hex(), "diag": diag(msg)}
+    valid = [{"name": name, "rule": name if name in RECORD_RULES else msg["t"],
+              "hex": dumps(msg).hex(), "diag": diag(msg)}
              for name, msg in VALID_MESSAGES + VALID_RECORDS]
     invalid = []
     for name, base, path, value, code, err_path, rule in INVALID_MESSAGES:
@@ -289,11 +303,17 @@ def message_vectors() -> tuple[dict, dict]:
         msg = _changed(RECORD, path, value)
         invalid.append({"name": name, "rule": "settlement_record", "hex": dumps(msg).hex(),
                         "diag": diag(msg), "code": code, "path": err_path})
+    for name, path, value, code, err_path in INVALID_CERTS:
+        msg = _changed(CERT_RECORD, path, value)
+        invalid.append({"name": name, "rule": "gateway_cert", "hex": dumps(msg).hex(),
+                        "diag": diag(msg), "code": code, "path": err_path})
     invalid.append({"name": "message not a map", "rule": "frame", "hex": dumps([1, 0]).hex(),
                     "diag": "[1, 0]", "code": "invalid", "path": "message"})
     note = ("One example of every message type (frames.cddl rule `rule`) as deterministic CBOR. "
             "settle_reply.settlement is a COSE_Sign1 of the settlement_record vector signed "
-            "with the test gateway key (cose.json).")
+            "with the test gateway key (cose.json); sign_in_reply.cert is a COSE_Sign1 of the "
+            "gateway_cert vector signed with the test authority key (kid auth-2026, its seed "
+            "made as the other test keys').")
     return (
         {"description": note, "vectors": valid},
         {"description": "Messages both frames.cddl and messages.validate reject; `path` is the "

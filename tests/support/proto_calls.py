@@ -8,6 +8,8 @@ def validate_cbor(data, rule):
     value = cbor.loads(data)
     if rule == "settlement_record":
         return messages.validate_settlement(value)
+    if rule == "gateway_cert":
+        return messages.validate_cert(value)
     return messages.validate(value)
 
 
