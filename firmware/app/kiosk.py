@@ -64,6 +64,9 @@ class Kiosk:
         self._restarts = 0  # the screen's restarts already redrawn after
         # ticks_ms of the last sign-in _heartbeat tried; None: the first, due at boot
         self._heartbeat_at = None
+        # what the link signs in with when a reply names a gateway key it does not know yet
+        # (key rotation): recovery at power-on asks the gateway before any sign-in
+        link.hello = (FW_VERSION, board_name)
         self._heartbeat_failing = False  # logged once per spell
         self.light = None  # the board's status light (boards.common status_light), if any
         self._screen_checked = time.ticks_ms()

@@ -131,7 +131,8 @@ class GatewayLink:
         # Key rotation: (authority kid, its verifier) or None; the trusted key's cert serial;
         # on_key(kid, public key, serial, previous) keeps a new key (previous: the
         # (kid, public key) trusted before it, or None); the last cert refused (its
-        # signature: logged once); sign_in's (fw, board), to sign in again.
+        # signature: logged once); hello: (fw, board) to sign in with again (set by sign_in,
+        # or by the kiosk beforehand).
         self._authority = authority
         self.serial = serial
         self._on_key = on_key
@@ -140,7 +141,7 @@ class GatewayLink:
         # before the rotation (a txn in doubt across it) still opens, inside a reply verified
         # with the trusted key
         self._previous = previous
-        self._hello = None
+        self.hello = None
         self._stranger = None  # the unknown kid of the frame being opened
         self._may_relearn = False
         self.stats = {"requests": 0, "retries": 0, "unmatched": 0, "rejected": 0,
@@ -162,13 +163,13 @@ class GatewayLink:
             tries += 1
             quiet = self._quiet()
             self._may_relearn = not relearned and self._authority is not None \
-                and t != "sign_in" and self._hello is not None
+                and t != "sign_in" and self.hello is not None
             try:
                 return await self._exchange(t, body)
             except _Relearn:
                 relearned = True  # once per call
                 tries -= 1
-                await self.sign_in(self._hello[0], self._hello[1], attempts)
+                await self.sign_in(self.hello[0], self.hello[1], attempts)
                 self._untrusted = 0
                 continue
             except GatewayError as e:
@@ -200,7 +201,7 @@ class GatewayLink:
                 pause = min(pause * 2, self.timeouts["backoff_max"])
 
     async def sign_in(self, fw, board, attempts=0):
-        self._hello = (fw, board)
+        self.hello = (fw, board)
         reply = await self.call("sign_in", attempts, fw=fw, board=board)
         self.clock.set(reply["now"])
         self.sign_no = reply["sign_no"]

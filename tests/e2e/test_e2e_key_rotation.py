@@ -8,6 +8,7 @@ forged on the network with the old (leaked) key is refused."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ def kid_of(out: str) -> str:
     return found.group(1)
 
 
-def test_a_rotated_gateway_key_reaches_the_kiosk_and_the_old_one_is_refused(
-        tmp_path: Path, stage: Path, ledger_template: Path) -> None:
+def hall_with_authority(tmp_path: Path, stage: Path, ledger_template: Path) -> tuple[Hall, Path]:
+    """`kiosk gateway authority-init`, and a hall whose kiosk is provisioned with it."""
     authority = tmp_path / "offline" / "authority.key"
     authority.parent.mkdir()
     out = kiosk_cli("gateway", "authority-init", "--out", str(authority))
@@ -34,22 +35,34 @@ def test_a_rotated_gateway_key_reaches_the_kiosk_and_the_old_one_is_refused(
     hall = Hall(tmp_path / "hall", stage=stage, ledger_from=ledger_template,
                 card_latency=Latency.instant(), timeouts_ms=dict(QUICK),
                 authority=(auth_kid, public))
+    return hall, authority
+
+
+def rotate(hall: Hall, authority: Path, serial: int) -> tuple[str, str]:
+    """The operator's rotation (README): a new key, certified, served with, the old revoked.
+    (old kid, new kid)."""
+    [old_kid] = [k["kid"] for k in keys(hall) if k["role"] == "gateway" and
+                 k["status"] == "active"]
+    new_key = hall.folder / f"gateway-{serial + 1}.key"
+    new_kid = kid_of(kiosk_cli("gateway", "init", "--db", hall.db, "--key", str(new_key)))
+    kiosk_cli("gateway", "certify", "--authority", str(authority), "--key", str(new_key),
+              "--serial", str(serial), "--db", hall.db)
+    if hall.gateway_running():
+        hall.stop_gateway()
+    hall.start_gateway(key=new_key)
+    kiosk_cli("gateway", "revoke", "--db", hall.db, "--gateway-id", old_kid)
+    return old_kid, new_kid
+
+
+def test_a_rotated_gateway_key_reaches_the_kiosk_and_the_old_one_is_refused(
+        tmp_path: Path, stage: Path, ledger_template: Path) -> None:
+    hall, authority = hall_with_authority(tmp_path, stage, ledger_template)
     try:
         hall.boot()
         settle_visit(hall, "P001")  # under the key the kiosk was provisioned with
         assert len(hall.receipts()) == 1
-        old_key_path = hall.folder / "gateway.key"
-        old_key = load_signing_key(old_key_path)
-        [old_kid] = [k["kid"] for k in keys(hall) if k["role"] == "gateway"]
-
-        # the operator's rotation
-        new_key = hall.folder / "gateway-2.key"
-        new_kid = kid_of(kiosk_cli("gateway", "init", "--db", hall.db, "--key", str(new_key)))
-        kiosk_cli("gateway", "certify", "--authority", str(authority), "--key", str(new_key),
-                  "--serial", "1", "--db", hall.db)
-        hall.stop_gateway()
-        hall.start_gateway(key=new_key)
-        kiosk_cli("gateway", "revoke", "--db", hall.db, "--gateway-id", old_kid)
+        old_key = load_signing_key(hall.folder / "gateway.key")
+        old_kid, new_kid = rotate(hall, authority, 1)
 
         # whoever holds the leaked key answers the next settle in the gateway's place
         assert hall.tap is not None
@@ -105,3 +118,47 @@ def keys(hall: Hall) -> list[dict[str, Any]]:
     import json
 
     return json.loads(kiosk_cli("keys", "list", "--db", hall.db, "--json"))
+
+
+def test_a_settlement_in_doubt_across_the_rotation_is_resolved_at_power_on(
+        tmp_path: Path, stage: Path, ledger_template: Path) -> None:
+    """The settle committed under the old key, its reply was lost and the kiosk's power cut:
+    meanwhile the key was rotated. At power-on the kiosk asks about the settlement before any
+    sign-in; the answer is signed by a key it does not know, so it signs in, learns the key, and
+    takes the settlement the old key signed (inside the new key's reply): the receipt prints."""
+    hall, authority = hall_with_authority(tmp_path, stage, ledger_template)
+    try:
+        hall.boot()
+        assert hall.tap is not None
+        tap = hall.tap
+
+        def lose_the_reply(way: str, frame: bytes) -> None:
+            if way == "k2g" and cbor.loads(cose.decode1(frame).payload)["t"] == "settle":
+                tap.blocked.add("g2k")
+
+        tap.on_frame = lose_the_reply
+        hall.settle_first_bill("P001")
+        deadline = time.monotonic() + 30
+        while not hall.settlements():
+            assert time.monotonic() < deadline, "the gateway never settled"
+            time.sleep(0.05)
+        hall.power_cut()
+        tap.on_frame = None
+        tap.blocked.clear()
+        hall.card.pull()
+        old_kid, new_kid = rotate(hall, authority, 1)
+
+        firmware = hall.boot()
+        firmware.wait_event("txn_done")
+        events = firmware.drain()
+        changed = [e for e in events if e.get("ev") == "gateway_key_changed"]
+        assert [(e["old_kid"], e["kid"]) for e in changed] == [(old_kid, new_kid)]
+        assert not [e for e in events if e.get("ev") == "settlement_invalid"]
+        [settlement] = hall.settlements()
+        assert cose.decode1(settlement.signed).kid == old_kid  # signed before the rotation
+        [receipt] = hall.receipts()
+        [qr] = receipt.qr_codes
+        out = kiosk_cli("gateway", "verify-receipt", "--db", hall.db, qr.data.decode())
+        assert out.splitlines()[-1].startswith("GENUINE"), out
+    finally:
+        hall.close()
