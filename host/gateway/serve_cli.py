@@ -5,13 +5,15 @@
                         [--no-default-policy]
 
 The gateway signs its replies with the key made by `kiosk gateway init` (for SQLite, the
-`gateway.key` beside the database; for PostgreSQL give --key). Logs are JSON lines on stderr;
-the first `listening` event carries the bound port (useful with port 0). `--workers N` runs N
-gateway processes on the one port (see workers.py), e.g. one per core. `--policy` may be given
-once per region's policy: each resident is settled under their enrolment region's (异地就医; see
-settlement/regions.py). One of them must be the default (without policy.regions), or every
-resident of another region would be refused at the kiosk: `--no-default-policy` says that is
-meant (the counter settles them).
+`gateway.key` beside the database; for PostgreSQL give --key). The key's cert (KEY.cert beside
+it, `kiosk gateway certify`), if there is one, goes with each sign_in_reply: kiosks provisioned
+with the authority key move to a certified key by it (key rotation; certs.py). Logs are JSON
+lines on stderr; the first `listening` event carries the bound port (useful with port 0).
+`--workers N` runs N gateway processes on the one port (see workers.py), e.g. one per core.
+`--policy` may be given once per region's policy: each resident is settled under their enrolment
+region's (异地就医; see settlement/regions.py). One of them must be the default (without
+policy.regions), or every resident of another region would be refused at the kiosk:
+`--no-default-policy` says that is meant (the counter settles them).
 """
 
 from __future__ import annotations
