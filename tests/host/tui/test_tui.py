@@ -592,8 +592,14 @@ async def test_each_fault_is_caused_shown_and_undone(tmp_path: Path, stage: Path
             await until(pilot, lambda: hall.printer.cover_open, "the cover opened by a click")
             await until(pilot, lambda: str(cover.label) == "c  printer cover open: OPEN",
                         "the panel showing it")
+            # the kiosk out of service (its LED blinking) before the cover is closed, and in
+            # service again before the next card: one put in meanwhile is only asked out
+            await until(pilot, lambda: "LED slow blink" in status_text(app),
+                        "the kiosk out of service")
             await pilot.press("c")
             await until(pilot, lambda: not hall.printer.cover_open, "closed by its key there")
+            await until(pilot, lambda: "LED steady" in status_text(app)
+                        and hall.display.page == "welcome", "the kiosk in service again")
 
             # the paper runs out during the next receipt: torn, and printed whole once loaded
             await pilot.press("e")
