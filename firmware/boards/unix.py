@@ -6,6 +6,7 @@ import os
 import sys
 import termios
 
+from app import flash
 from boards.common import BoardError, NoWatchdog, find_spec, uart_spec
 
 _VTIME = 5  # Linux c_cc indexes; MicroPython's termios does not name them
@@ -213,21 +214,16 @@ class FileLight:
     the tests) reads it."""
 
     def __init__(self, flash_dir):
-        self._path = (flash_dir + "/" if flash_dir else "") + "status_light"
+        self._path = flash.join(flash_dir, "status_light")
         self._pattern = None
-        try:
-            os.remove(self._path)  # powered on: dark until the kiosk lights it
-        except OSError:
-            pass
+        flash.remove(self._path)  # powered on: dark until the kiosk lights it
 
     def show(self, pattern):
         if pattern == self._pattern:
             return
         self._pattern = pattern
         try:
-            with open(self._path + ".tmp", "w") as f:
-                f.write(pattern)
-            os.rename(self._path + ".tmp", self._path)  # never half a word
+            flash.write_atomic(self._path, pattern.encode())  # never half a word
         except OSError:
             pass  # a light is no reason to stop serving
 
