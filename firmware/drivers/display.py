@@ -170,6 +170,12 @@ class EventParser:
         return ("other", kind)
 
 
+def _known(texts):
+    for name in texts:
+        if name not in TEXTS:
+            raise ValueError("no component " + name)
+
+
 class Display:
     def __init__(self, reader, writer, timeout_ms=500):
         self._reader = reader
@@ -191,9 +197,7 @@ class Display:
 
     async def show(self, page, texts):
         page_id = PAGES.index(page)  # ValueError: not a page of this HMI
-        for name in texts:
-            if name not in TEXTS:
-                raise ValueError("no component " + name)
+        _known(texts)
         self.page = page_id
         self._touches = []
         await self._send(page_command(page))
@@ -209,9 +213,7 @@ class Display:
         return shown == page_id
 
     async def update(self, texts):
-        for name in texts:
-            if name not in TEXTS:
-                raise ValueError("no component " + name)
+        _known(texts)
         for name in texts:
             text = texts[name]
             await self._send(text_command(name, text))
@@ -219,7 +221,7 @@ class Display:
                 await self._send(vis_command(name, bool(text)))
                 if not text:
                     for covered in COVERS.get(name, ()):
-                        await self._send(b"ref " + covered.encode() + END)
+                        await self.command("ref " + covered)
 
     async def _next_event(self):
         while True:
