@@ -116,8 +116,9 @@ def check(cfg):
     else:
         raise ConfigError("config.json: gateway kind must be tcp or serial")
     _need(cfg, "gateway_kid", str)
-    for name in ("gateway_public_key", "authority_public_key"):
-        key = cfg.get(name) if name[0] == "a" else _need(cfg, name, str)
+    _need(cfg, "gateway_public_key", str)
+    for name in ("gateway_public_key", "authority_public_key"):  # the authority's is optional
+        key = cfg.get(name)
         if key is not None and (not isinstance(key, str) or len(key) != 64):
             raise ConfigError("config.json: %s must be 64 hex digits" % name)
     if ("authority_kid" in cfg) != ("authority_public_key" in cfg):
