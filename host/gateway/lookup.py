@@ -69,7 +69,7 @@ def by_number(ledger: Ledger, *, txn_id: str | None = None,
 
 
 def kiosk_day(ledger: Ledger, kiosk_id: str, day: str) -> KioskDay:
-    settlements = [s for s in reversed(ledger.settlements_on(day)) if s.kiosk_id == kiosk_id]
+    settlements = ledger.settlements_on(day, kiosk_id)[::-1]  # newest first
     return KioskDay(kiosk_id, day, [(s, ledger.get_bill(s.bill_id), ledger.get_person(s.psn_no))
                                     for s in settlements])
 

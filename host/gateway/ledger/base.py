@@ -324,7 +324,8 @@ class Ledger(Protocol):
     def audit_events(self) -> list[dict[str, Any]]: ...
     # each event: {"seq": int, "kind": str, "txn_id": str | None, "body": canonical JSON text,
     #              "prev_hash": hex, "hash": hex}; hash = sha256(prev_hash bytes + body UTF-8)
-    def settlements_on(self, date: str) -> list[Settlement]: ...  # by setl_date, all statuses
+    # by setl_date (of one kiosk, if given), all statuses, oldest first
+    def settlements_on(self, date: str, kiosk_id: str | None = None) -> list[Settlement]: ...
     # The day's settlements (setl_date), of one kiosk and in one status if given, counted and
     # their result's integer `fields` summed, one SettlementSums per kiosk and status (none
     # for a kiosk and status without settlements), in no particular order: computed by the

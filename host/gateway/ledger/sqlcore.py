@@ -879,14 +879,14 @@ class SqlLedger(SqlStore):
             "(SELECT max(setl_date) FROM settlements)"))
         return None if row is None or row[0] is None else int(row[0])
 
-    def settlements_on(self, date: str) -> list[Settlement]:
-        rows = self._read(
-            lambda tx: tx.all(
-                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE setl_date = ? "
-                "ORDER BY setl_time, txn_id",
-                (date,),
-            )
-        )
+    def settlements_on(self, date: str, kiosk_id: str | None = None) -> list[Settlement]:
+        where, params = "setl_date = ?", [date]
+        if kiosk_id is not None:  # one kiosk's day (lookup --kiosk): read by the date's index
+            where += " AND kiosk_id = ?"
+            params.append(kiosk_id)
+        rows = self._read(lambda tx: tx.all(
+            f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {where} "
+            "ORDER BY setl_time, txn_id", params))
         return [settlement_from_row(row) for row in rows]
 
     def _result_integers(self, fields: Sequence[str]) -> tuple[str, list[str]]:
