@@ -21,6 +21,7 @@ import pytest
 from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.protocol import framing, messages
+from threaded_gateway import ThreadedGateway
 
 SUPPORT = Path(__file__).parent / "support"
 KIOSK = "K0001"
@@ -29,7 +30,7 @@ GATEWAY = SigningKey(bytes(range(2, 34)))
 NOW = 1795000000
 
 
-class ScriptedGateway:
+class ScriptedGateway(ThreadedGateway):
     """A TCP gateway whose answer to each request follows `script`: "answer", "silent" (no
     reply), "stale" (error with now), "noisy" (garbage and a late answer to another request
     first, then the answer), "stranger" (an answer signed by another key, then the answer),
@@ -39,67 +40,40 @@ class ScriptedGateway:
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
         self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
+        super().__init__(VerifyingKey(SigningKey(KIOSK_SEED).public_key))
 
     def _seal(self, msg: dict[str, Any], key: SigningKey = GATEWAY) -> bytes:
         return framing.encode(messages.seal(msg, "gw-test", key))
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        deframer = framing.Deframer()
-        kiosk_key = VerifyingKey(SigningKey(KIOSK_SEED).public_key)
-        while data := await reader.read(4096):
-            deframer.receive_data(data)
-            while (payload := deframer.next_frame()) is not None:
-                _kid, request = messages.open(payload, lambda _kid: kiosk_key)
-                self.requests.append(request)
-                action = self.script.pop(0) if self.script else "answer"
-                answer = messages.reply(request, "sign_in_reply", NOW, sign_no="S1", now=NOW,
-                                        gateway="scripted", policy="test")
-                if action == "silent":
-                    continue
-                if action == "hangup":  # the connection closed with no answer
-                    writer.close()
-                    return
-                if action == "unbound_error":  # signed, about no request: anyone's to replay
-                    writer.write(self._seal(messages.error_reply(None, "bad_signature", "bad",
-                                                                 NOW)))
-                    continue
-                if action == "stale":
-                    writer.write(self._seal(messages.error_reply(request, "stale", "clock", NOW,
-                                                                 now=NOW)))
-                    continue
-                if action == "noisy":
-                    late = dict(answer, ctr=request["ctr"] - 1, rid=b"\x01" * 8)
-                    writer.write(b"\x07\x07garbage\x00" + self._seal(late))
-                if action == "bomb":  # no key needed: 4,088 empty arrays in a COSE envelope
-                    items = 4096 - 8
-                    writer.write(framing.encode(b"\xd2\x84\x40\x99" + items.to_bytes(2, "big")
-                                                + b"\x80" * items + b"\x40\x40"))
-                if action in ("stranger", "impostor"):
-                    writer.write(self._seal(answer, SigningKey(bytes(32))))
-                if action != "impostor":
-                    writer.write(self._seal(answer))
-                await writer.drain()
-                if action == "answer_and_close":
-                    writer.close()
-                    return
-        writer.close()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    async def answer(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        self.requests.append(request)
+        action = self.script.pop(0) if self.script else "answer"
+        answer = messages.reply(request, "sign_in_reply", NOW, sign_no="S1", now=NOW,
+                                gateway="scripted", policy="test")
+        if action == "silent":
+            return True
+        if action == "hangup":  # the connection closed with no answer
+            return False
+        if action == "unbound_error":  # signed, about no request: anyone's to replay
+            writer.write(self._seal(messages.error_reply(None, "bad_signature", "bad", NOW)))
+            return True
+        if action == "stale":
+            writer.write(self._seal(messages.error_reply(request, "stale", "clock", NOW,
+                                                         now=NOW)))
+            return True
+        if action == "noisy":
+            late = dict(answer, ctr=request["ctr"] - 1, rid=b"\x01" * 8)
+            writer.write(b"\x07\x07garbage\x00" + self._seal(late))
+        if action == "bomb":  # no key needed: 4,088 empty arrays in a COSE envelope
+            items = 4096 - 8
+            writer.write(framing.encode(b"\xd2\x84\x40\x99" + items.to_bytes(2, "big")
+                                        + b"\x80" * items + b"\x40\x40"))
+        if action in ("stranger", "impostor"):
+            writer.write(self._seal(answer, SigningKey(bytes(32))))
+        if action != "impostor":
+            writer.write(self._seal(answer))
+        await writer.drain()
+        return action != "answer_and_close"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ reply to another request signed by a key the kiosk does not know yet makes it si
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.protocol import framing, messages
+from threaded_gateway import ThreadedGateway
 
 SUPPORT = Path(__file__).parent / "support"
 KIOSK = "K0001"
@@ -45,55 +45,30 @@ class Identity:
         self.kid, self.key, self.cert = kid, key, cert
 
 
-class RotatingGateway:
+class RotatingGateway(ThreadedGateway):
     """A TCP gateway answering sign_in and person_info, each answer signed as the next of
     `script` (the last one once the script is used up)."""
 
     def __init__(self, script: list[Identity]) -> None:
         self.script = list(script)
         self.requests: list[str] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
+        super().__init__(VerifyingKey(SigningKey(KIOSK_SEED).public_key))
 
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            server = self._loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0))
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(5)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        deframer = framing.Deframer()
-        kiosk_key = VerifyingKey(SigningKey(KIOSK_SEED).public_key)
-        while data := await reader.read(4096):
-            deframer.receive_data(data)
-            while (payload := deframer.next_frame()) is not None:
-                _kid, request = messages.open(payload, lambda _kid: kiosk_key)
-                self.requests.append(request["t"])
-                who = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-                if request["t"] == "sign_in":
-                    body: dict[str, Any] = {"sign_no": "S1", "now": NOW, "gateway": who.kid,
-                                            "policy": "test"}
-                    if who.cert is not None:
-                        body["cert"] = who.cert
-                else:
-                    body = {k: v for k, v in dict(make_vectors.VALID_MESSAGES)[
-                        "person_info_reply"].items() if k not in ("v", "t", "kiosk", "ctr",
-                                                                   "rid", "ts")}
-                answer = messages.reply(request, request["t"] + "_reply", NOW, **body)
-                writer.write(framing.encode(messages.seal(answer, who.kid, who.key)))
-                await writer.drain()
-        writer.close()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    async def answer(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        self.requests.append(request["t"])
+        who = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if request["t"] == "sign_in":
+            body: dict[str, Any] = {"sign_no": "S1", "now": NOW, "gateway": who.kid,
+                                    "policy": "test"}
+            if who.cert is not None:
+                body["cert"] = who.cert
+        else:
+            body = {k: v for k, v in dict(make_vectors.VALID_MESSAGES)[
+                "person_info_reply"].items() if k not in ("v", "t", "kiosk", "ctr", "rid", "ts")}
+        answer = messages.reply(request, request["t"] + "_reply", NOW, **body)
+        writer.write(framing.encode(messages.seal(answer, who.kid, who.key)))
+        await writer.drain()
+        return True
 
 
 @pytest.fixture(scope="module")
