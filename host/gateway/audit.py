@@ -136,6 +136,7 @@ class _Audit:
         self.bills = scratch.table()
         self.person_years = scratch.table()
         self.keys: dict[str, dict[str, Any]] = {}  # replayed: a few per kiosk
+        self.certs: dict[str, dict[str, Any]] = {}  # replayed: a gateway key's latest cert
         # The problems by section, each put in the order the report names them at the end.
         self.chain: list[str] = []
         self.replay: list[tuple[int, str]] = []  # by seq
@@ -151,6 +152,8 @@ class _Audit:
         self._read_log()
         key_rows = self.reader.keys()
         self._check_keys(key_rows)
+        _compare("gateway cert", {c.kid: ev.cert_data(c) for c in self.reader.certs()},
+                 self.certs, self.key_problems)
         self._check_persons()
         self._check_settlements({k.kid: k.public_key for k in key_rows if k.role == "gateway"})
         self._check_bills()
@@ -244,6 +247,10 @@ class _Audit:
                 self.replay.append((seq, f"{where}: key {data['kid']} was never added"))
             else:
                 self.keys[data["kid"]] = {**self.keys[data["kid"]], "status": data["status"]}
+        elif kind == ev.KEY_CERTIFIED:
+            if self.keys.get(data["kid"], {}).get("role") != "gateway":
+                self.replay.append((seq, f"{where}: {data['kid']} is no gateway key"))
+            self.certs[data["kid"]] = data
         elif kind in (ev.PERSON_ADDED, ev.PERSON_UPDATED):
             self.persons.add(_text(data["psn_no"]), 0, seq, (_envelope(body), body_sha256))
         elif kind in (ev.BILL_IMPORTED, ev.BILL_UPDATED):

@@ -409,8 +409,14 @@ def _add_certify(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--serial", required=True, type=int, metavar="N",
                         help="1 for the first certified key, one more at each rotation")
     parser.add_argument("--db", metavar="URL",
-                        help="the ledger, to take the key's kid from it and refuse a key it "
-                        "does not hold as an active gateway key (recommended)")
+                        help="the ledger (recommended): the key's kid is taken from it, and "
+                        "it records the cert, refusing a key it does not hold as an active "
+                        "gateway key, a serial not above every other key's, and another "
+                        "authority than the newest cert's")
+    parser.add_argument("--new-authority", action="store_true",
+                        help="with --db: the newest cert's authority key was lost, and every "
+                        "kiosk was provisioned with this one (kiosk fw provision "
+                        "--authority-public-key)")
     parser.add_argument("--gateway-id", metavar="KID",
                         help="the gateway key's kid, without --db (default gw- + 8 hex digits "
                         "of its public key, as `kiosk gateway init` names it)")
@@ -430,6 +436,8 @@ def gateway_certify(args: argparse.Namespace) -> int:
     if authority.public_key == gateway.public_key:
         raise CommandError("--authority and --key are the same key")
     kid = args.gateway_id or "gw-" + gateway.public_key.hex()[:8]
+    if args.new_authority and args.db is None:
+        raise CommandError("--new-authority goes with --db: the ledger records the change")
     if args.db is not None:
         with _open(args.db) as ledger:
             records = [r for r in ledger.list_keys()
@@ -453,21 +461,35 @@ def gateway_certify(args: argparse.Namespace) -> int:
     if existing is not None and existing.serial > args.serial:
         raise CommandError(f"{path} already certifies this key with serial {existing.serial}: "
                            "a lower one would be refused by every kiosk that has seen it")
+    authority_kid = certs.authority_kid(authority.public_key)
     data = messages.seal_cert({"kid": kid, "key": gateway.public_key, "serial": args.serial},
-                              certs.authority_kid(authority.public_key), authority)
+                              authority_kid, authority)
+    if args.db is not None:  # recorded first: a cert file is never one the ledger refused
+        from .ledger import CertRecord
+        with _open(args.db) as ledger:
+            try:
+                ledger.record_cert(CertRecord(kid, args.serial, authority_kid,
+                                              authority.public_key),
+                                   replace_authority=args.new_authority)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
     try:
         certs.write(path, data)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
     print(f"certified gateway key {kid} with serial {args.serial} by authority "
-          f"{certs.authority_kid(authority.public_key)}: wrote {path}")
+          f"{authority_kid}: wrote {path}")
+    if args.db is None:
+        print("note: without --db the ledger does not know of this cert: the next rotation's "
+              "serial is not checked against it, nor is the cert checked when `serve` starts",
+              file=sys.stderr)
     print("restart `kiosk gateway serve` with this key; each kiosk provisioned with the "
           "authority moves to it at its next sign-in (10 minutes at most while it is on)")
     return 0
 
 
 # ---------------------------------------------------------------------------- keys list
-def key_json(record: Any, signed_in: SignIn | None = None) -> dict[str, Any]:
+def key_json(record: Any, signed_in: SignIn | None = None, cert: Any = None) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "kid": record.kid,
         "role": record.role,
@@ -478,6 +500,8 @@ def key_json(record: Any, signed_in: SignIn | None = None) -> dict[str, Any]:
     if record.role == "kiosk":  # its last sign_in: Unix seconds, and what it ran; or nulls
         shown.update(signed_in_at=signed_in and signed_in.at, fw=signed_in and signed_in.fw,
                      board=signed_in and signed_in.board)
+    else:  # its cert as the ledger recorded it (kiosk gateway certify --db), or nulls
+        shown.update(cert_serial=cert and cert.serial, certified_by=cert and cert.authority)
     return shown
 
 
@@ -486,8 +510,10 @@ def keys_list(args: argparse.Namespace) -> int:
         records = ledger.list_keys()
         counters = ledger.last_counters()
         sign_ins = ledger.sign_ins()
+        certs = ledger.gateway_certs()
     if args.json:
-        print(json.dumps([key_json(r, sign_ins.get(r.kid)) for r in records], indent=2))
+        print(json.dumps([key_json(r, sign_ins.get(r.kid), certs.get(r.kid)) for r in records],
+                         indent=2))
         return 0
     if not records:
         print("no keys: run `kiosk gateway init` and `kiosk gateway enroll`")
@@ -501,6 +527,9 @@ def keys_list(args: argparse.Namespace) -> int:
         if record.role == "kiosk":
             last = (f"  last counter {counters.get(record.kid, 0)}  "
                     f"{_signed_in(sign_ins.get(record.kid), now)}")
+        elif record.kid in certs:
+            cert = certs[record.kid]
+            last = f"  cert serial {cert.serial} by {cert.authority}"
         print(f"{record.kid:<{width}}  {record.role:<7}  {record.alg}  "
               f"{record.public_key.hex()}  {record.status}{last}")  # fmt: skip
     return 0

@@ -46,6 +46,7 @@ from onestop.host.gateway.config import (
 from onestop.host.gateway.handlers import Handled, Handlers, SignerRevoked
 from onestop.host.gateway.ledger import open_ledger
 from onestop.host.gateway.ledger.base import (
+    CertRecord,
     KeyRecord,
     Ledger,
     LedgerError,
@@ -983,7 +984,14 @@ async def start_gateway(
     `shared`: serve as one of several worker processes, accepting from their common socket
     (`listen` is then unused)."""
     log = EventLog()
-    signer, kid, cert = _gateway_identity(config)
+    signer, kid, cert, superseded = _gateway_identity(config)
+    if superseded is not None:  # serving anyway: kiosks that did not move still need it
+        log.warning("gateway_key_superseded", gateway=kid,
+                    cert_serial=None if cert is None else cert.serial,
+                    by=superseded.kid, by_serial=superseded.serial,
+                    problem=f"gateway key {superseded.kid} was certified with serial "
+                    f"{superseded.serial}: kiosks that moved to it refuse this key's replies; "
+                    f"serve with {superseded.kid}'s key file")
     try:
         handlers = Handlers(signer, kid, config.policy, config.tz,
                             cert=None if cert is None else cert.data)
@@ -1063,16 +1071,20 @@ def _check_clock(latest: int | None, now: float) -> None:
 def check_config(config: GatewayConfig) -> None:
     """What start_gateway would refuse (key, ledger, clock, policy), as a ServeError, without
     serving."""
-    signer, kid, _cert = _gateway_identity(config)
+    signer, kid, _cert, _superseded = _gateway_identity(config)
     try:
         Handlers(signer, kid, config.policy, config.tz)
     except PolicyError as exc:
         raise ServeError(str(exc)) from None
 
 
-def _cert_of(key_path: Path, signer: SigningKey, kid: str) -> Cert | None:
+def _cert_of(key_path: Path, signer: SigningKey, kid: str,
+             recorded: dict[str, CertRecord]) -> Cert | None:
     """The cert beside the key file, if any; ServeError if it certifies another key (the kiosks
-    would move to that key, and refuse this gateway's replies)."""
+    would move to that key, and refuse this gateway's replies), or if it is not the cert the
+    ledger recorded for this key (`certify --db`): signed by another authority than the
+    ledger's newest cert, or a serial other than the one recorded. Kiosks would refuse it, and
+    only at their next sign-in, one by one."""
     path = cert_path(key_path)
     try:
         cert = load_cert(path)
@@ -1085,12 +1097,40 @@ def _cert_of(key_path: Path, signer: SigningKey, kid: str) -> Cert | None:
                          f"({signer.public_key.hex()[:16]}...): certify this key (`kiosk "
                          f"gateway certify --authority FILE --key {key_path} --serial N`) or "
                          "remove the cert")
+    if cert is None or not recorded:
+        return cert
+    newest = max(recorded.values(), key=lambda c: c.serial)
+    try:
+        messages.open_cert(cert.data, newest.authority,
+                           VerifyingKey(newest.authority_public_key))
+    except ProtocolError:
+        raise ServeError(f"the cert {path} is not signed by authority {newest.authority}, "
+                         "which signed this ledger's newest cert and which the kiosks trust: "
+                         f"certify the key again (`kiosk gateway certify --authority FILE "
+                         f"--key {key_path} --serial N --db URL`)") from None
+    mine = recorded.get(kid)
+    if mine is None or mine.serial != cert.serial:
+        said = "no cert" if mine is None else f"serial {mine.serial}"
+        raise ServeError(f"the cert {path} has serial {cert.serial}, but the ledger recorded "
+                         f"{said} for gateway key {kid}: certify the key again with --db "
+                         "(kiosk gateway certify)")
     return cert
 
 
-def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str, Cert | None]:
+def superseded_by(kid: str, cert: Cert | None,
+                  recorded: dict[str, CertRecord]) -> CertRecord | None:
+    """Another gateway key's recorded cert with a higher serial than this key's, if any:
+    kiosks that moved to it refuse this key (a rotation half undone)."""
+    mine = 0 if cert is None else cert.serial
+    higher = [c for c in recorded.values() if c.kid != kid and c.serial > mine]
+    return max(higher, key=lambda c: c.serial) if higher else None
+
+
+def _gateway_identity(
+        config: GatewayConfig) -> tuple[SigningKey, str, Cert | None, CertRecord | None]:
     """The gateway's signing key, the kid it is enrolled under in this ledger (whose clock
-    check, _check_clock, is made in the same read) and its cert (certs.py) if it has one."""
+    check, _check_clock, is made in the same read), its cert (certs.py) if it has one, and
+    another key's recorded cert that supersedes it, if any (superseded_by)."""
     try:
         key_path = config.key_path or default_key_path(config.db)
     except LedgerUrlError as exc:
@@ -1106,6 +1146,7 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str, Cert | No
         try:
             ledger.check_schema()  # a gateway older than its ledger must not write to it
             records = ledger.list_keys()
+            recorded = ledger.gateway_certs()
             latest = ledger.latest_settlement_time()
         finally:
             ledger.close()
@@ -1115,7 +1156,8 @@ def _gateway_identity(config: GatewayConfig) -> tuple[SigningKey, str, Cert | No
     for record in records:
         if record.role == "gateway" and record.public_key == signer.public_key:
             if record.status == "active":
-                return signer, record.kid, _cert_of(key_path, signer, record.kid)
+                cert = _cert_of(key_path, signer, record.kid, recorded)
+                return signer, record.kid, cert, superseded_by(record.kid, cert, recorded)
             raise ServeError(f"the key {key_path} (gateway key {record.kid}) was revoked: make a "
                              "new one with `kiosk gateway init --key NEW_PATH` and serve with it")
     active = [r.kid for r in records if r.role == "gateway" and r.status == "active"]

@@ -61,6 +61,18 @@ class KeyRecord:
 
 
 @dataclass(frozen=True)
+class CertRecord:
+    """What the ledger keeps of a gateway key's cert (`kiosk gateway certify --db`): its
+    serial and the authority that signed it, so that the next rotation's serial is checked
+    against every key's, and `serve` can check the cert file beside its key."""
+
+    kid: str  # the gateway key's
+    serial: int
+    authority: str  # the authority's kid
+    authority_public_key: bytes  # 32 bytes, Ed25519
+
+
+@dataclass(frozen=True)
 class Person:
     psn_no: str
     name: str
@@ -194,6 +206,7 @@ class AuditReader(Protocol):
     def events(self) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
     def event_body(self, seq: int) -> str | None: ...  # one event's body text (by its seq)
     def keys(self) -> list[KeyRecord]: ...  # all of them (a few per kiosk)
+    def certs(self) -> list[CertRecord]: ...  # the gateway keys' certs (a few)
     def persons(self) -> Iterator[Person]: ...  # by psn_no
     def bills(self) -> Iterator[Bill]: ...  # by bill_id
     def settlements(self) -> Iterator[Settlement]: ...  # by txn_id, cancelled ones included
@@ -227,6 +240,14 @@ class Ledger(Protocol):
     def list_keys(self) -> list[KeyRecord]: ...
     # the key_revoked events of audit_events(), in order: read by an index, not the whole log
     def key_revocations(self) -> list[dict[str, Any]]: ...
+    # The cert of gateway key record.kid, recorded (key_certified) before its file is written.
+    # ValueError, nothing written, if the key is no active gateway key here, if another
+    # authority certified this ledger's keys (kiosks trust one), or if the serial is not above
+    # every other key's (kiosks move only to a higher one) nor the same as this key's last.
+    # False if this very cert was recorded already. replace_authority: the newest cert's
+    # authority may differ (its key was lost, and the kiosks provisioned with the new one).
+    def record_cert(self, record: CertRecord, replace_authority: bool = False) -> bool: ...
+    def gateway_certs(self) -> dict[str, CertRecord]: ...  # by gateway kid
     # What each serving gateway settles by (its policies' digests, its time zone), as JSON
     # text under a name of its own, with when it last said so (Unix seconds).
     def record_serving(self, name: str, value: str, now: int) -> None: ...

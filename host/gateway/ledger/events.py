@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..masking import mask_id
-from .base import Bill, KeyRecord, Person, Settlement
+from .base import Bill, CertRecord, KeyRecord, Person, Settlement
 from .chain import digest_hex
 from .rows import bill_content
 
 KEY_ADDED = "key_added"
 KEY_REVOKED = "key_revoked"
 KEY_RESTORED = "key_restored"
+KEY_CERTIFIED = "key_certified"
 PERSON_ADDED = "person_added"
 PERSON_UPDATED = "person_updated"
 BILL_IMPORTED = "bill_imported"
@@ -37,6 +38,24 @@ def key_data(record: KeyRecord) -> dict[str, Any]:
         "public_key": record.public_key.hex(),
         "status": record.status,
     }
+
+
+def cert_data(record: CertRecord) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "serial": record.serial,
+        "authority": record.authority,
+        "authority_public_key": record.authority_public_key.hex(),
+    }
+
+
+def cert_from_data(data: dict[str, Any]) -> CertRecord:
+    """ValueError or TypeError (KeyError too) if `data` is not what cert_data gives."""
+    serial = data["serial"]
+    if type(serial) is not int or serial < 1:
+        raise ValueError(f"a cert's serial is a whole number from 1, not {serial!r}")
+    return CertRecord(kid=str(data["kid"]), serial=serial, authority=str(data["authority"]),
+                      authority_public_key=bytes.fromhex(data["authority_public_key"]))
 
 
 def person_data(person: Person) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .base import (
     AuditReader,
     Bill,
     BillUnavailable,
+    CertRecord,
     KeyRecord,
     LedgerError,
     Person,
@@ -84,6 +85,7 @@ def _check_counter(ctr: Any) -> None:
 
 
 SERVING_PREFIX = "serving/"
+CERT_PREFIX = "cert/"  # + a gateway kid: its cert's record (events.cert_data, canonical JSON)
 
 
 class _NeedsSavepoint(Exception):
@@ -293,6 +295,36 @@ class SqlLedger(SqlStore):
     def list_keys(self) -> list[KeyRecord]:
         rows = self._read(lambda tx: tx.all(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY role, kid"))
         return [key_from_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ gateway key certs
+    # Kept in ledger_meta (no schema change), each one's history in the audit chain
+    # (key_certified), which the audit compares with them.
+    def record_cert(self, record: CertRecord, replace_authority: bool = False) -> bool:
+        if type(record.serial) is not int or record.serial < 1:
+            raise ValueError(f"a cert's serial is a whole number from 1, not {record.serial!r}")
+
+        def work(tx: Tx) -> bool:
+            tx.one("SELECT seq FROM audit_head WHERE id = 1{lock}")  # one certify at a time
+            row = tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?{{lock}}", (record.kid,))
+            key = None if row is None else key_from_row(row)
+            if key is None or key.role != "gateway":
+                raise ValueError(f"{record.kid} is not a gateway key of this ledger")
+            if key.status != "active":
+                raise ValueError(f"gateway key {record.kid} was revoked")
+            certs = _certs(tx)
+            if certs.get(record.kid) == record:
+                return False
+            _check_cert(record, certs, replace_authority)
+            tx.run("INSERT INTO ledger_meta (name, value) VALUES (?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                   (CERT_PREFIX + record.kid, canonical_json(events.cert_data(record))))
+            self._append_event(tx, events.KEY_CERTIFIED, events.cert_data(record))
+            return True
+
+        return self._write(work)
+
+    def gateway_certs(self) -> dict[str, CertRecord]:
+        return self._read(_certs)
 
     def key_revocations(self) -> list[dict[str, Any]]:
         # By key_revocations, the partial index of these events: the kind is a literal, for the
@@ -929,6 +961,53 @@ class SqlLedger(SqlStore):
         return self._read(lambda tx: work(_SqlAuditReader(tx, self._order_key)))
 
 
+def _cert_rows(tx: Tx) -> list[tuple[str, str]]:
+    return tx.all("SELECT name, value FROM ledger_meta WHERE name LIKE ? ORDER BY name",
+                  (CERT_PREFIX + "%",))
+
+
+def _cert_from_row(row: Sequence[Any]) -> CertRecord:
+    name, value = row
+    try:
+        record = events.cert_from_data(json.loads(value))
+    except KeyError as exc:
+        raise ValueError(f"{name} lacks {exc}") from None
+    if CERT_PREFIX + record.kid != name:
+        raise ValueError(f"{name} holds the cert of {record.kid}")
+    return record
+
+
+def _certs(tx: Tx) -> dict[str, CertRecord]:
+    records = [_readable(_cert_from_row, row) for row in _cert_rows(tx)]
+    return {record.kid: record for record in records}
+
+
+def _check_cert(record: CertRecord, certs: dict[str, CertRecord],
+                replace_authority: bool) -> None:
+    """ValueError if kiosks that trust what `certs` says would refuse `record` (base.py)."""
+    if not certs:
+        return
+    newest = max(certs.values(), key=lambda c: c.serial)
+    if newest.authority_public_key != record.authority_public_key and not replace_authority:
+        raise ValueError(
+            f"this ledger's newest cert (gateway key {newest.kid}, serial {newest.serial}) is "
+            f"by authority {newest.authority}, not {record.authority}: kiosks provisioned with "
+            "that authority's public key refuse certs of another. Certify with that "
+            "authority's file; if it is lost, provision every kiosk with the new authority "
+            "(kiosk fw provision --authority-public-key) and certify with --new-authority")
+    mine = certs.get(record.kid)
+    if mine is not None and record.serial < mine.serial:
+        raise ValueError(f"gateway key {record.kid} was certified with serial {mine.serial}: "
+                         "kiosks that saw it refuse a lower one")
+    rivals = [c for c in certs.values() if c.kid != record.kid and c.serial >= record.serial]
+    if rivals:
+        top = max(rivals, key=lambda c: c.serial)
+        raise ValueError(
+            f"gateway key {top.kid} was certified with serial {top.serial}: kiosks that moved "
+            f"to it move only to a higher serial, so this key needs --serial {top.serial + 1} "
+            "or more")
+
+
 def _readable(convert: Callable[[Sequence[Any]], T], row: Sequence[Any]) -> T:
     try:
         return convert(row)
@@ -972,6 +1051,9 @@ class _SqlAuditReader:
     def keys(self) -> list[KeyRecord]:
         return [_readable(key_from_row, row)
                 for row in self._tx.all(f"SELECT {KEY_COLUMNS} FROM keys")]
+
+    def certs(self) -> list[CertRecord]:
+        return list(_certs(self._tx).values())
 
     def persons(self) -> Iterator[Person]:
         return self._rows(f"SELECT {PERSON_COLUMNS} FROM persons "

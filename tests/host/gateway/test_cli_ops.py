@@ -60,6 +60,8 @@ def test_init_makes_a_private_gateway_key_and_records_its_public_half(tmp_path, 
         "alg": "EdDSA",
         "public_key": public,
         "status": "active",
+        "cert_serial": None,  # not certified (kiosk gateway certify --db)
+        "certified_by": None,
     }
 
 

@@ -1,12 +1,20 @@
 """Gateway key rotation through the operator's offline authority key: `kiosk gateway
 authority-init` makes it, `kiosk gateway certify` certifies a gateway key (KEY.cert beside the
 key file), `kiosk gateway serve` sends the cert in each sign_in_reply and refuses to start with a
-cert of another key. (The kiosk's side: tests/firmware/test_link_rotation.py.)"""
+cert of another key. (The kiosk's side: tests/firmware/test_link_rotation.py.)
+
+With --db the ledger records each cert: the next rotation's serial is checked against every
+key's, not only the cert file beside the same key; the newest cert's authority is the only one
+accepted; `keys list` shows each gateway key's cert; `serve` checks its cert file against the
+record; the audit compares the record with its events."""
 
 from __future__ import annotations
 
 import io
+import json
+import sqlite3
 import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -149,3 +157,148 @@ async def test_the_sign_in_reply_carries_the_gateways_cert(ledger_url: str, tmp_
     assert reply["cert"] == cert_path(key).read_bytes()
     assert messages.open_cert(reply["cert"], auth_kid, VerifyingKey(auth_public)) == {
         "kid": kid_of(ledger_url, key), "key": load_signing_key(key).public_key, "serial": 1}
+
+
+# ---------------------------------------------------------------- the ledger's record of certs
+def certify(authority_file: Path, key: Path, serial: int, *extra: str) -> int:
+    return kiosk("gateway", "certify", "--authority", str(authority_file), "--key", str(key),
+                 "--serial", str(serial), *extra)
+
+
+@pytest.fixture
+def rotation(ledger_url: str, tmp_path: Path, capsys) -> tuple[Path, Path]:
+    """Two gateway keys of the ledger: the first one and the next rotation's."""
+    first, second = tmp_path / "gw-1.key", tmp_path / "gw-2.key"
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(first)) == 0
+    assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(second)) == 0
+    capsys.readouterr()
+    return first, second
+
+
+def certified_events(url: str) -> list[dict]:
+    with closing(open_ledger(url)) as ledger:
+        return [json.loads(e["body"]) for e in ledger.audit_events()
+                if e["kind"] == "key_certified"]
+
+
+def test_a_new_keys_serial_must_be_above_every_other_keys(ledger_url, rotation, authority,
+                                                          capsys) -> None:
+    """The slip this guards against: each key's first cert given serial 1. Kiosks that moved
+    to the first key at serial 1 would refuse the second's, and once the first is revoked no
+    kiosk could settle."""
+    first, second = rotation
+    auth_file, auth_kid, _public = authority
+    assert certify(auth_file, first, 1, "--db", ledger_url) == 0
+    capsys.readouterr()
+    assert certify(auth_file, second, 1, "--db", ledger_url) == 1
+    err = capsys.readouterr().err
+    assert (f"gateway key {kid_of(ledger_url, first)} was certified with serial 1: kiosks that "
+            "moved to it move only to a higher serial, so this key needs --serial 2") in err
+    assert not cert_path(second).exists()  # refused: no file a gateway could serve
+
+    assert certify(auth_file, second, 2, "--db", ledger_url) == 0
+    assert certify(auth_file, second, 2, "--db", ledger_url) == 0  # again: nothing new
+    assert [(e["kid"], e["serial"], e["authority"]) for e in certified_events(ledger_url)] == [
+        (kid_of(ledger_url, first), 1, auth_kid), (kid_of(ledger_url, second), 2, auth_kid)]
+    capsys.readouterr()
+    assert kiosk("gateway", "audit", "--db", ledger_url) == 0
+
+
+def test_keys_list_shows_each_gateway_keys_cert(ledger_url, rotation, authority,
+                                               capsys) -> None:
+    first, second = rotation
+    auth_file, auth_kid, _public = authority
+    assert certify(auth_file, second, 1, "--db", ledger_url) == 0
+    capsys.readouterr()
+    assert kiosk("keys", "list", "--db", ledger_url, "--json") == 0
+    shown = {k["kid"]: k for k in json.loads(capsys.readouterr().out)}
+    assert shown[kid_of(ledger_url, second)]["cert_serial"] == 1
+    assert shown[kid_of(ledger_url, second)]["certified_by"] == auth_kid
+    assert shown[kid_of(ledger_url, first)]["cert_serial"] is None
+    assert kiosk("keys", "list", "--db", ledger_url) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [line] = [x for x in lines if x.startswith(kid_of(ledger_url, second))]
+    assert line.endswith(f"active  cert serial 1 by {auth_kid}")
+    [line] = [x for x in lines if x.startswith(kid_of(ledger_url, first))]
+    assert line.endswith("active")
+
+
+def test_another_authority_only_when_the_operator_says_it_replaces_a_lost_one(
+        ledger_url, rotation, tmp_path, authority, capsys) -> None:
+    first, second = rotation
+    auth_file, auth_kid, _public = authority
+    assert certify(auth_file, first, 1, "--db", ledger_url) == 0
+    new_auth = tmp_path / "new-authority.key"
+    assert kiosk("gateway", "authority-init", "--out", str(new_auth)) == 0
+    capsys.readouterr()
+    assert certify(new_auth, second, 2, "--db", ledger_url) == 1
+    err = capsys.readouterr().err
+    assert f"is by authority {auth_kid}" in err and "--new-authority" in err
+    assert not cert_path(second).exists()
+    assert certify(new_auth, second, 2, "--new-authority") == 1  # the ledger must hear of it
+    assert "--new-authority goes with --db" in capsys.readouterr().err
+    assert certify(new_auth, second, 2, "--db", ledger_url, "--new-authority") == 0
+    # From now on the new authority is the one: the old one is refused in its turn.
+    assert certify(auth_file, first, 3, "--db", ledger_url) == 1
+    assert certify(new_auth, first, 3, "--db", ledger_url) == 0
+
+
+def test_serve_refuses_a_cert_the_ledger_did_not_record(ledger_url, rotation, tmp_path,
+                                                       authority, capsys) -> None:
+    """A cert file replaced behind the ledger (by another authority, or with another serial)
+    would be refused by every kiosk, one by one at its next sign-in: the gateway says so at
+    start instead."""
+    first, _second = rotation
+    auth_file, auth_kid, _public = authority
+    serve = ("gateway", "serve", "--db", ledger_url, "--key", str(first),
+             "--listen", "127.0.0.1:0")
+    assert certify(auth_file, first, 1, "--db", ledger_url) == 0
+    stranger = tmp_path / "stranger.key"
+    assert kiosk("gateway", "authority-init", "--out", str(stranger)) == 0
+    assert certify(stranger, first, 1) == 0  # without --db: the ledger cannot refuse it
+    capsys.readouterr()
+    assert kiosk(*serve) == 2
+    assert (f"the cert {cert_path(first)} is not signed by authority {auth_kid}"
+            in capsys.readouterr().err)
+    assert certify(auth_file, first, 7) == 0  # the right authority, a serial never recorded
+    capsys.readouterr()
+    assert kiosk(*serve) == 2
+    assert (f"has serial 7, but the ledger recorded serial 1 for gateway key "
+            f"{kid_of(ledger_url, first)}" in capsys.readouterr().err)
+
+
+async def test_serving_a_superseded_key_is_warned_of(ledger_url, rotation, authority) -> None:
+    first, second = rotation
+    auth_file = authority[0]
+    assert certify(auth_file, first, 1, "--db", ledger_url) == 0
+    assert certify(auth_file, second, 2, "--db", ledger_url) == 0
+    for key, superseded in ((first, True), (second, False)):
+        out = io.StringIO()
+        logs.configure("info", out)
+        gateway = await start_gateway(GatewayConfig(db=ledger_url, key_path=key),
+                                      ("127.0.0.1", 0))
+        await gateway.close()
+        warned = [json.loads(line) for line in out.getvalue().splitlines()
+                  if '"gateway_key_superseded"' in line]
+        assert bool(warned) is superseded
+        if superseded:
+            assert warned[0]["by"] == kid_of(ledger_url, second)
+            assert warned[0]["by_serial"] == 2 and warned[0]["cert_serial"] == 1
+
+
+def test_the_audit_finds_a_cert_record_changed_behind_the_ledger(tmp_path, authority,
+                                                                 capsys) -> None:
+    """Lowering the recorded serial would let a slipped rotation through: the audit sees it."""
+    path = tmp_path / "ledger.sqlite"
+    url = f"sqlite:///{path}"
+    key = tmp_path / "gw.key"
+    assert kiosk("gateway", "init", "--db", url, "--key", str(key)) == 0
+    assert certify(authority[0], key, 3, "--db", url) == 0
+    capsys.readouterr()
+    assert kiosk("gateway", "audit", "--db", url) == 0
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE ledger_meta SET value = replace(value, '\"serial\":3', "
+                     "'\"serial\":1') WHERE name LIKE 'cert/%'")
+    assert kiosk("gateway", "audit", "--db", url) == 1
+    out = capsys.readouterr().out
+    assert f"PROBLEM: gateway cert {kid_of(url, key)}: serial changed behind the ledger" in out
