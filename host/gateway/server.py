@@ -1108,12 +1108,11 @@ def _cert_of(key_path: Path, signer: SigningKey, kid: str,
                          "which signed this ledger's newest cert and which the kiosks trust: "
                          f"certify the key again (`kiosk gateway certify --authority FILE "
                          f"--key {key_path} --serial N --db URL`)") from None
-    mine = recorded.get(kid)
-    if mine is None or mine.serial != cert.serial:
-        said = "no cert" if mine is None else f"serial {mine.serial}"
+    mine = recorded.get(kid)  # none: certified before the ledger kept certs, or without --db
+    if mine is not None and mine.serial != cert.serial:
         raise ServeError(f"the cert {path} has serial {cert.serial}, but the ledger recorded "
-                         f"{said} for gateway key {kid}: certify the key again with --db "
-                         "(kiosk gateway certify)")
+                         f"serial {mine.serial} for gateway key {kid}: certify the key again "
+                         "with --db (kiosk gateway certify)")
     return cert
 
 
