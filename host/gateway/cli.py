@@ -11,7 +11,8 @@
     kiosk gateway reconcile --db URL --date YYYY-MM-DD [--json]
     kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
     kiosk gateway lookup --db URL (--id-number N [--days N] | --txn-id T | --setl-id S |
-                                   --kiosk ID [--date YYYY-MM-DD]) [--json]
+                                   --kiosk ID [--date YYYY-MM-DD]) [--operator NAME] [--json]
+    kiosk gateway lookups --db URL [--days N] [--psn-no P] [--json]
     kiosk gateway backup --db URL --to FILE
     kiosk keys list --db PATH_OR_URL [--json]
 
@@ -771,6 +772,19 @@ def gateway_verify_receipt(args: argparse.Namespace) -> int:
 LOOKUP_DAYS = 30
 
 
+def gateway_lookups(args: argparse.Namespace) -> int:
+    from .access import format_lookups, recent
+    from .bills import settlement_today
+
+    with _open(args.db) as ledger:
+        records = recent(ledger, args.days, settlement_today(), args.psn_no)
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        print(format_lookups(records, args.days))
+    return 0
+
+
 def _add_lookup(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "lookup",
@@ -780,7 +794,9 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
         "and their bills waiting), or one settlement by the transaction or settlement number "
         "on a receipt or in a kiosk's log. Says of each settlement whether it was settled or "
         "cancelled and whether its receipt printed, and what each fund and the resident pay. "
-        "Exit 0 if found, 1 if not; ID numbers are printed masked; nothing is written.",
+        "Exit 0 if found, 1 if not; ID numbers are printed masked. Each lookup, a miss too, "
+        "is recorded in the ledger's audit chain first (who asked what, whose settlements "
+        "were shown: `kiosk gateway lookups`); one that cannot be recorded shows nothing.",
     )
     _db(parser)
     which = parser.add_mutually_exclusive_group(required=True)
@@ -797,8 +813,24 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
                         f"included (default {LOOKUP_DAYS})")
     parser.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
                         help="with --kiosk: the settlement day (default today, China time)")
+    parser.add_argument("--operator", metavar="NAME",
+                        help="who is looking, as recorded (default: the login name; clerks "
+                        "sharing one login each give their own)")
     parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
     parser.set_defaults(func=_guarded("gateway lookup", gateway_lookup))
+    lookups = commands.add_parser(
+        "lookups",
+        help="who looked up whose settlements (kiosk gateway lookup), newest first",
+        description="The recorded lookups of the last --days days, newest first: when, who, "
+        "what was asked (ID numbers masked) and whose settlements were shown. --psn-no: only "
+        "those that showed that resident's.")
+    _db(lookups)
+    lookups.add_argument("--days", type=_days, default=LOOKUP_DAYS, metavar="N",
+                         help=f"the last N days, today included (default {LOOKUP_DAYS})")
+    lookups.add_argument("--psn-no", metavar="P", help="only lookups that showed this "
+                         "resident's settlements (their personal number, as lookup shows it)")
+    lookups.add_argument("--json", action="store_true", help="print JSON")
+    lookups.set_defaults(func=_guarded("gateway lookups", gateway_lookups))
 
 
 def _id_number(text: str) -> str:
@@ -828,6 +860,7 @@ def _days(text: str) -> int:
 
 
 def gateway_lookup(args: argparse.Namespace) -> int:
+    from .access import operator_name
     from .bills import settlement_today
     from .lookup import by_id_number, by_number, format_found, found_json
     from .masking import mask_id
@@ -837,18 +870,26 @@ def gateway_lookup(args: argparse.Namespace) -> int:
         print("kiosk gateway lookup: --date goes with --kiosk, --days with --id-number",
               file=sys.stderr)
         return 2
+    operator = operator_name(args.operator)
     if args.kiosk is not None:
-        return _lookup_kiosk_day(args)
+        return _lookup_kiosk_day(args, operator)
     with _open(args.db) as ledger:
         if args.id_number is not None:
             since = settlement_today() - datetime.timedelta(days=args.days - 1)
             found = by_id_number(ledger, args.id_number, since)
-            missing = f"no resident with ID number {mask_id(args.id_number)} in this ledger"
+            asked = f"ID number {mask_id(args.id_number)}"
         else:
             found = by_number(ledger, txn_id=args.txn_id, setl_id=args.setl_id)
-            number = (f"transaction {args.txn_id}" if args.txn_id is not None
-                      else f"settlement {args.setl_id}")
-            missing = f"no {number} in this ledger"
+            asked = (f"transaction {args.txn_id}" if args.txn_id is not None
+                     else f"settlement {args.setl_id}")
+        missing = f"no {'resident with ' if args.id_number else ''}{asked} in this ledger"
+        if found is None:
+            _record_lookup(ledger, operator, asked, [], 0)
+        else:
+            whose = [found.person.psn_no] if found.person is not None else []
+            _record_lookup(ledger, operator, asked,
+                           whose + [s.psn_no for s, _ in found.settlements],
+                           len(found.settlements))
     if found is None:
         print(f"kiosk gateway lookup: {missing}", file=sys.stderr)
         return 1
@@ -859,13 +900,25 @@ def gateway_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup_kiosk_day(args: argparse.Namespace) -> int:
+def _record_lookup(ledger: Ledger, operator: str, asked: str, persons: list[str],
+                   count: int) -> None:
+    from . import access
+
+    try:
+        access.record(ledger, operator, asked, persons, count)
+    except access.NotRecorded as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _lookup_kiosk_day(args: argparse.Namespace, operator: str) -> int:
     from .bills import settlement_today
     from .lookup import format_kiosk_day, kiosk_day, kiosk_day_json
 
     day = args.date or settlement_today().isoformat()
     with _open(args.db) as ledger:
         found = kiosk_day(ledger, args.kiosk, day)
+        _record_lookup(ledger, operator, f"kiosk {args.kiosk} on {day}",
+                       [s.psn_no for s, _, _ in found.settlements], len(found.settlements))
         if not found.settlements and ledger.get_key(args.kiosk) is None:  # a mistyped id
             print(f"kiosk gateway lookup: no kiosk {args.kiosk} was ever enrolled in this "
                   "ledger", file=sys.stderr)

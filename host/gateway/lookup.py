@@ -6,7 +6,7 @@ in doubt, a receipt that did not print, a card it does not know. The clerk finds
 the ID number on their ID card, or one settlement by the transaction or settlement number on a
 receipt or in a kiosk's log, and reads off what happened: each settlement (settled or cancelled,
 receipt printed or not, what each fund paid and what the resident pays) and the bills still
-waiting. ID numbers are shown masked; nothing is written.
+waiting. ID numbers are shown masked. The CLI records each lookup first (access.py).
 """
 
 from __future__ import annotations

@@ -248,6 +248,9 @@ class Ledger(Protocol):
     # authority may differ (its key was lost, and the kiosks provisioned with the new one).
     def record_cert(self, record: CertRecord, replace_authority: bool = False) -> bool: ...
     def gateway_certs(self) -> dict[str, CertRecord]: ...  # by gateway kid
+    # A counter's lookup of residents (events.lookup_data), in the audit chain, durably.
+    def record_lookup(self, data: dict[str, Any]) -> None: ...
+    def lookups(self) -> list[dict[str, Any]]: ...  # their events' bodies, oldest first
     # What each serving gateway settles by (its policies' digests, its time zone), as JSON
     # text under a name of its own, with when it last said so (Unix seconds).
     def record_serving(self, name: str, value: str, now: int) -> None: ...

@@ -17,6 +17,7 @@ KEY_ADDED = "key_added"
 KEY_REVOKED = "key_revoked"
 KEY_RESTORED = "key_restored"
 KEY_CERTIFIED = "key_certified"
+LOOKED_UP = "looked_up"
 PERSON_ADDED = "person_added"
 PERSON_UPDATED = "person_updated"
 BILL_IMPORTED = "bill_imported"
@@ -56,6 +57,14 @@ def cert_from_data(data: dict[str, Any]) -> CertRecord:
         raise ValueError(f"a cert's serial is a whole number from 1, not {serial!r}")
     return CertRecord(kid=str(data["kid"]), serial=serial, authority=str(data["authority"]),
                       authority_public_key=bytes.fromhex(data["authority_public_key"]))
+
+
+def lookup_data(operator: str, asked: str, persons: list[str], shown: int) -> dict[str, Any]:
+    """Who looked up what at the counter (`kiosk gateway lookup`): the operator, what was
+    asked (an ID number masked, a settlement's number, a kiosk's day), whose settlements were
+    shown (psn_no) and how many."""
+    return {"operator": operator, "asked": asked, "persons": sorted(set(persons)),
+            "shown": shown}
 
 
 def person_data(person: Person) -> dict[str, Any]:

@@ -6,11 +6,12 @@ can compare them with its events character for character. Hashes are hex text.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # Versions `init` (and `upgrade`) bring up to SCHEMA_VERSION by creating the tables and indexes
 # they lack (each change since them only added some: nothing stored changes). 1 had no
-# card_reads; 1 and 2 had no index of audit_log's key revocations; 1 to 3 no sign_ins.
-UPGRADABLE_VERSIONS = ("1", "2", "3")
+# card_reads; 1 and 2 had no index of audit_log's key revocations; 1 to 3 no sign_ins; 1 to 4
+# no index of its lookups.
+UPGRADABLE_VERSIONS = ("1", "2", "3", "4")
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -110,6 +111,8 @@ TABLES: tuple[str, ...] = (
     # a handful of rows. Partial, so another event's insert only tests its kind, and adds no
     # index entry (an index on kind would add one to every settlement's event).
     "CREATE INDEX IF NOT EXISTS key_revocations ON audit_log (seq) WHERE kind = 'key_revoked'",
+    # The counter's lookups of residents (`kiosk gateway lookups`): a few a day, the same way.
+    "CREATE INDEX IF NOT EXISTS lookups ON audit_log (seq) WHERE kind = 'looked_up'",
     # The chain's head in one row: appending locks it, so events are numbered and linked one
     # at a time even when several gateways write to one PostgreSQL ledger.
     """CREATE TABLE IF NOT EXISTS audit_head (

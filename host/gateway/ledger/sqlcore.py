@@ -326,6 +326,15 @@ class SqlLedger(SqlStore):
     def gateway_certs(self) -> dict[str, CertRecord]:
         return self._read(_certs)
 
+    # ------------------------------------------------------------------ the counter's lookups
+    def record_lookup(self, data: dict[str, Any]) -> None:
+        self._write(lambda tx: self._append_event(tx, events.LOOKED_UP, data))
+
+    def lookups(self) -> list[dict[str, Any]]:
+        # By the partial index `lookups` (a literal kind, as for key_revocations below).
+        return [json.loads(e["body"]) for e in self._read(
+            lambda tx: self._events(tx, f"WHERE kind = '{events.LOOKED_UP}'"))]
+
     def key_revocations(self) -> list[dict[str, Any]]:
         # By key_revocations, the partial index of these events: the kind is a literal, for the
         # planner to see that the index's condition holds (for a parameter it may not).

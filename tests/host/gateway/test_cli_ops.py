@@ -456,13 +456,17 @@ def indexes(ledger, table: str) -> set[str]:
 
 
 NEW_INDEXES = {"settlements": {"settlements_by_date", "settlements_by_person"},
-               "audit_log": {"settled_events", "key_revocations"}}
+               "audit_log": {"settled_events", "key_revocations", "lookups"}}
 
 
 def make_earlier(ledger, version: str) -> None:
-    """`ledger` as an earlier Onestop left it: 3 had no sign_ins; 2 no index of key
-    revocations either; 1 no card_reads either."""
+    """`ledger` as an earlier Onestop left it: 4 had no index of lookups; 3 no sign_ins
+    either; 2 no index of key revocations either; 1 no card_reads either."""
     def work(tx):
+        tx.run("DROP INDEX lookups")
+        if version == "4":
+            tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'", (version,))
+            return
         tx.run("DROP TABLE sign_ins")
         if version != "3":
             tx.run("DROP INDEX key_revocations")
@@ -479,7 +483,7 @@ def test_a_new_ledger_has_one_index_of_settlements_by_day(db):
         assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
 
 
-@pytest.mark.parametrize("version", ["1", "2", "3"])
+@pytest.mark.parametrize("version", ["1", "2", "3", "4"])
 def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
         db, version, tmp_path, capsys, kit):
     # An earlier Onestop's ledger with residents and settlements in it: serve and the

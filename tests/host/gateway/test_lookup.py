@@ -7,6 +7,7 @@ backends.
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import date
 
@@ -172,3 +173,68 @@ def test_an_option_of_another_lookup_is_refused(site, ledger_url, capsys, argv):
     status, out, err = lookup(ledger_url, *argv, capsys=capsys)
     assert status == 2 and out == ""
     assert "--date goes with --kiosk, --days with --id-number" in err
+
+
+# ---------------------------------------------------------------- who looked (access.py)
+def lookups(db: str, *argv: str, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "lookups", "--db", db, *argv])
+    return done.value.code, capsys.readouterr().out
+
+
+def test_each_lookup_is_recorded_with_who_asked_and_whose_settlements_were_shown(
+        site, ledger_url, capsys):
+    """A resident may ask who looked at their settlements, and the operator must be able to
+    tell: every lookup is in the audit chain, a miss too, before anything is shown."""
+    record = record_of(site.settle(TXN))
+    assert lookup(ledger_url, "--id-number", SSN, "--days", DAYS, "--operator", "王芳",
+                  capsys=capsys)[0] == 0
+    assert lookup(ledger_url, "--txn-id", TXN, capsys=capsys)[0] == 0  # the login name
+    assert lookup(ledger_url, "--setl-id", record["setl_id"] + "0", "--operator", "李明",
+                  capsys=capsys)[0] == 1
+    assert lookup(ledger_url, "--kiosk", "K0001", "--date", "2026-11-23", "--operator", "李明",
+                  capsys=capsys)[0] == 0
+
+    status, out = lookups(ledger_url, "--json", capsys=capsys)
+    shown = json.loads(out)
+    assert status == 0 and SSN not in out
+    assert [(e["operator"], e["asked"], e["persons"], e["shown"]) for e in shown] == [
+        ("李明", "kiosk K0001 on 2026-11-23", [RESIDENT], 1),
+        ("李明", f"settlement {record['setl_id']}0", [], 0),
+        (getpass.getuser(), f"transaction {TXN}", [RESIDENT], 1),
+        ("王芳", f"ID number {SSN_MASKED}", [RESIDENT], 1),
+    ]  # newest first
+    _, out = lookups(ledger_url, "--psn-no", RESIDENT, capsys=capsys)
+    lines = out.splitlines()
+    assert lines[0] == "lookups in the last 30 days, newest first: 3"
+    assert lines[-1].endswith(f"王芳  asked ID number {SSN_MASKED}  shown: 1 settlement of "
+                              f"{RESIDENT}")
+    assert "李明  asked settlement" not in out  # showed nobody's
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:  # the chain holds them: the audit checks them too
+        main(["gateway", "audit", "--db", ledger_url])
+    assert done.value.code == 0
+
+
+def test_a_lookup_that_cannot_be_recorded_shows_nothing(site, ledger_url, capsys,
+                                                        monkeypatch):
+    from onestop.host.gateway.ledger.base import LedgerError
+    from onestop.host.gateway.ledger.sqlcore import SqlLedger
+
+    site.settle(TXN)
+
+    def refuse(self, data):
+        raise LedgerError("the disk is full")
+
+    monkeypatch.setattr(SqlLedger, "record_lookup", refuse)
+    status, out, err = lookup(ledger_url, "--id-number", SSN, "--days", DAYS, capsys=capsys)
+    assert status == 1 and out == ""
+    assert "the lookup could not be recorded (the disk is full); nothing is shown" in err
+
+
+def test_an_operator_name_with_control_characters_is_refused(site, ledger_url, capsys):
+    status, out, err = lookup(ledger_url, "--txn-id", TXN, "--operator", "x\x1b[2J",
+                              capsys=capsys)
+    assert status == 1 and out == "" and "--operator: a name of 1 to 64 characters" in err
+    assert lookups(ledger_url, "--json", capsys=capsys)[1].strip() == "[]"

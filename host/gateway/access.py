@@ -1,0 +1,73 @@
+"""Who looked at whose settlements. A resident's settlements are personal data: each `kiosk
+gateway lookup` is recorded in the ledger's audit chain (a `looked_up` event: the operator, what
+was asked, whose settlements were shown) before anything is shown, misses included, and a lookup
+that cannot be recorded shows nothing. `kiosk gateway lookups` lists them, for the resident who
+asks who looked at their data and for the operator's own checks. Being in the chain, a record
+cannot be removed or edited without `kiosk gateway audit` saying so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import re
+from typing import Any
+
+from .ledger.base import Ledger, LedgerError
+from .ledger.events import lookup_data
+from .receipt_check import china_time, shown
+
+OPERATOR = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+class NotRecorded(Exception):
+    """The lookup could not be recorded: nothing is shown."""
+
+
+def operator_name(given: str | None) -> str:
+    """--operator, else the login name (a counter whose clerks share one login names each
+    clerk with --operator). ValueError if it is no name."""
+    name = given if given is not None else _login()
+    name = name.strip()
+    if not OPERATOR.fullmatch(name):
+        raise ValueError("--operator: a name of 1 to 64 characters, no control characters")
+    return name
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "unknown"
+
+
+def record(ledger: Ledger, operator: str, asked: str, persons: list[str], count: int) -> None:
+    """Record one lookup, durably, before it is shown; NotRecorded if the ledger cannot."""
+    try:
+        ledger.record_lookup(lookup_data(operator, asked, persons, count))
+    except LedgerError as exc:
+        raise NotRecorded(f"the lookup could not be recorded ({exc}); nothing is shown: "
+                          "a resident's settlements are shown only to a recorded lookup"
+                          ) from None
+
+
+def recent(ledger: Ledger, days: int, today: datetime.date,
+           psn_no: str | None = None) -> list[dict[str, Any]]:
+    """The lookups of the last `days` days (China time), newest first; only those that showed
+    resident `psn_no`'s settlements if given."""
+    since = (today - datetime.timedelta(days=days - 1)).isoformat()
+    chosen = [e for e in ledger.lookups() if china_time(e["at"])[:10] >= since
+              and (psn_no is None or psn_no in e["persons"])]
+    return chosen[::-1]
+
+
+def format_lookups(records: list[dict[str, Any]], days: int) -> str:
+    if not records:
+        return f"no lookups in the last {days} days"
+    lines = [f"lookups in the last {days} days, newest first: {len(records)}"]
+    for e in records:
+        whose = ", ".join(shown(p) for p in e["persons"]) or "nobody"
+        lines.append(f"  {china_time(e['at'])} China time  {shown(e['operator'])}  asked "
+                     f"{shown(e['asked'])}  shown: {e['shown']} settlement"
+                     f"{'' if e['shown'] == 1 else 's'} of {whose}")
+    return "\n".join(lines)
