@@ -206,6 +206,7 @@ class AuditReader(Protocol):
     def events(self) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
     def event_body(self, seq: int) -> str | None: ...  # one event's body text (by its seq)
     def keys(self) -> list[KeyRecord]: ...  # all of them (a few per kiosk)
+    def ssn_key(self) -> bytes | None: ...  # the key of person events' ssn_digest (events.py)
     def certs(self) -> list[CertRecord]: ...  # the gateway keys' certs (a few)
     def persons(self) -> Iterator[Person]: ...  # by psn_no
     def bills(self) -> Iterator[Bill]: ...  # by bill_id

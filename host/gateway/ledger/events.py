@@ -6,6 +6,8 @@ An event's body is canonical JSON of {"kind", "seq", "at" (Unix seconds), **data
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from ..masking import mask_id
@@ -67,9 +69,14 @@ def lookup_data(operator: str, asked: str, persons: list[str], shown: int) -> di
             "shown": shown}
 
 
-def person_data(person: Person) -> dict[str, Any]:
-    # The audit log is read by operators: the ID number appears masked, as everywhere else.
-    return {
+def person_data(person: Person, ssn_key: bytes | None) -> dict[str, Any]:
+    """The audit log is read by operators: the ID number appears masked, as everywhere else.
+    The masked digits are the birth date, which the mask alone would let anyone change behind
+    the ledger unseen; `ssn_digest`, a keyed hash of the whole number (the ledger's ssn_key,
+    see SqlLedger), lets the audit see that without showing them (an unkeyed hash of a
+    birth date is undone by trying the 40,000 days of a century). None: an event made before
+    the ledger had the key, which has no digest."""
+    data = {
         "psn_no": person.psn_no,
         "name": person.name,
         "ssn_masked": mask_id(person.ssn),
@@ -78,6 +85,10 @@ def person_data(person: Person) -> dict[str, Any]:
         "assistance": person.assistance,
         "insutype": person.insutype,
     }
+    if ssn_key is not None:
+        data["ssn_digest"] = hmac.new(ssn_key, person.ssn.encode("utf-8"),
+                                      hashlib.sha256).hexdigest()
+    return data
 
 
 def bill_data(bill: Bill) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -127,6 +128,7 @@ class SqlLedger(SqlStore):
                 "ON CONFLICT (id) DO NOTHING",
                 (GENESIS_HASH,),
             )
+            _ssn_key(tx)
             self._check_schema(tx)
 
         self._write(create)
@@ -490,6 +492,13 @@ class SqlLedger(SqlStore):
         return RequestOutcome("done", value=value)
 
     # ------------------------------------------------------------------ persons
+    def _person_key(self, tx: Tx) -> bytes:
+        """The ledger's ssn_key (events.person_data), read once: it never changes."""
+        key = getattr(self, "_ssn_key_bytes", None)
+        if key is None:
+            key = self._ssn_key_bytes = _ssn_key(tx)
+        return key
+
     def upsert_person(self, person: Person) -> str:
         def work(tx: Tx) -> str:
             added = tx.run(
@@ -498,7 +507,8 @@ class SqlLedger(SqlStore):
                 person_values(person),
             )
             if added:
-                self._append_event(tx, events.PERSON_ADDED, events.person_data(person))
+                self._append_event(tx, events.PERSON_ADDED,
+                                   events.person_data(person, self._person_key(tx)))
                 return "added"
             row = tx.one(
                 f"SELECT {PERSON_COLUMNS} FROM persons WHERE psn_no = ?{{lock}}", (person.psn_no,)
@@ -510,7 +520,8 @@ class SqlLedger(SqlStore):
                 "assistance = ?, insutype = ? WHERE psn_no = ?",
                 (*person_values(person)[1:], person.psn_no),
             )
-            self._append_event(tx, events.PERSON_UPDATED, events.person_data(person))
+            self._append_event(tx, events.PERSON_UPDATED,
+                               events.person_data(person, self._person_key(tx)))
             return "updated"
 
         return self._write(work)
@@ -970,6 +981,25 @@ class SqlLedger(SqlStore):
         return self._read(lambda tx: work(_SqlAuditReader(tx, self._order_key)))
 
 
+SSN_KEY = "ssn_key"  # ledger_meta: the key of the persons' events' ssn_digest (events.py)
+
+
+def _ssn_key(tx: Tx) -> bytes:
+    """The ledger's ssn_key, made the first time (by init, or by a write transaction of a
+    ledger made before it had one)."""
+    tx.run("INSERT INTO ledger_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+           (SSN_KEY, secrets.token_hex(32)))
+    return _stored_ssn_key(tx) or b""
+
+
+def _stored_ssn_key(tx: Tx) -> bytes | None:
+    row = tx.one("SELECT value FROM ledger_meta WHERE name = ?", (SSN_KEY,))
+    try:
+        return None if row is None else bytes.fromhex(row[0])
+    except (TypeError, ValueError):
+        return None  # changed behind the ledger: every digest differs, and the audit says so
+
+
 def _cert_rows(tx: Tx) -> list[tuple[str, str]]:
     return tx.all("SELECT name, value FROM ledger_meta WHERE name LIKE ? ORDER BY name",
                   (CERT_PREFIX + "%",))
@@ -1056,6 +1086,9 @@ class _SqlAuditReader:
     def event_body(self, seq: int) -> str | None:
         row = self._tx.one("SELECT body FROM audit_log WHERE seq = ?", (seq,))
         return None if row is None else row[0]
+
+    def ssn_key(self) -> bytes | None:
+        return _stored_ssn_key(self._tx)
 
     def keys(self) -> list[KeyRecord]:
         return [_readable(key_from_row, row)

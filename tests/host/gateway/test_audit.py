@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -180,6 +181,48 @@ def test_a_swapped_kiosk_key_is_found(busy, ledger_url):
         db.run("UPDATE keys SET public_key = ? WHERE kid = 'kiosk-01'", (b"\xee" * 32,))
 
     one(problems_after(busy, ledger_url, swap), "key kiosk-01", "public_key")
+
+
+def test_an_id_numbers_hidden_digits_changed_behind_the_ledger_are_found(busy, ledger_url):
+    """The masked digits of an ID number (the birth date) are not in the events as text, yet a
+    change to them is seen: a keyed digest of the whole number is."""
+    (ssn,) = RawDatabase(ledger_url).run("SELECT ssn FROM persons WHERE psn_no = 'P1'")[0]
+
+    def other_birthday(db):
+        forged = ssn[:6] + "19610203" + ssn[14:]  # the same when masked
+        db.run("UPDATE persons SET ssn = ? WHERE psn_no = 'P1'", (forged,))
+
+    one(problems_after(busy, ledger_url, other_birthday), "person P1", "ssn_digest")
+    bodies = [e["body"] for e in busy.audit_events() if e["kind"] == "person_added"]
+    assert bodies and not any(ssn[6:14] in body for body in bodies)  # shown masked only
+
+
+def test_a_removed_ssn_key_is_found(busy, ledger_url):
+    def remove(db):
+        db.run("DELETE FROM ledger_meta WHERE name = 'ssn_key'")
+
+    one(problems_after(busy, ledger_url, remove), "person P1", "ssn_digest")
+
+
+def test_a_resident_recorded_before_the_ssn_key_is_checked_from_their_next_update(
+        ledger, ledger_url, monkeypatch):
+    """A ledger upgraded from schema 4 has person events without a digest: they still verify,
+    and the resident's next update brings the check."""
+    from conftest import make_person
+    from onestop.host.gateway.ledger import sqlcore
+
+    monkeypatch.setattr(sqlcore.SqlLedger, "_person_key", lambda self, tx: None)  # as before
+    ledger.upsert_person(make_person("P1", 1))
+    monkeypatch.undo()
+    assert audit(ledger).ok
+    person = ledger.get_person("P1")
+    ledger.upsert_person(replace(person, name="测试居民一"))  # the next import corrects it
+
+    def other_birthday(db):
+        db.run("UPDATE persons SET ssn = ? WHERE psn_no = 'P1'",
+               (person.ssn[:6] + "19610203" + person.ssn[14:],))
+
+    one(problems_after(ledger, ledger_url, other_birthday), "person P1", "ssn_digest")
 
 
 def test_a_consistently_forged_chain_still_fails_the_money_rules(busy, ledger_url):
