@@ -66,8 +66,9 @@ def format_lookups(records: list[dict[str, Any]], days: int) -> str:
         return f"no lookups in the last {days} days"
     lines = [f"lookups in the last {days} days, newest first: {len(records)}"]
     for e in records:
-        whose = ", ".join(shown(p) for p in e["persons"]) or "nobody"
+        whose = ", ".join(shown(p) for p in e["persons"])
+        showed = (f"showed {whose}: {e['shown']} settlement{'' if e['shown'] == 1 else 's'}"
+                  if whose else "found nobody")
         lines.append(f"  {china_time(e['at'])} China time  {shown(e['operator'])}  asked "
-                     f"{shown(e['asked'])}  shown: {e['shown']} settlement"
-                     f"{'' if e['shown'] == 1 else 's'} of {whose}")
+                     f"{shown(e['asked'])}  {showed}")
     return "\n".join(lines)

@@ -208,9 +208,11 @@ def test_each_lookup_is_recorded_with_who_asked_and_whose_settlements_were_shown
     _, out = lookups(ledger_url, "--psn-no", RESIDENT, capsys=capsys)
     lines = out.splitlines()
     assert lines[0] == "lookups in the last 30 days, newest first: 3"
-    assert lines[-1].endswith(f"王芳  asked ID number {SSN_MASKED}  shown: 1 settlement of "
-                              f"{RESIDENT}")
+    assert lines[-1].endswith(f"王芳  asked ID number {SSN_MASKED}  showed {RESIDENT}: 1 "
+                              "settlement")
     assert "李明  asked settlement" not in out  # showed nobody's
+    _, out = lookups(ledger_url, capsys=capsys)
+    assert f"李明  asked settlement {record['setl_id']}0  found nobody" in out
     capsys.readouterr()
     with pytest.raises(SystemExit) as done:  # the chain holds them: the audit checks them too
         main(["gateway", "audit", "--db", ledger_url])
