@@ -492,12 +492,14 @@ class SqlLedger(SqlStore):
         return RequestOutcome("done", value=value)
 
     # ------------------------------------------------------------------ persons
+    _stored_person_key: bytes | None = None
+
     def _person_key(self, tx: Tx) -> bytes:
-        """The ledger's ssn_key (events.person_data), read once: it never changes."""
-        key = getattr(self, "_ssn_key_bytes", None)
-        if key is None:
-            key = self._ssn_key_bytes = _ssn_key(tx)
-        return key
+        """The ledger's ssn_key (events.person_data), kept once read as stored: it never
+        changes. (One made by this transaction is not kept: the transaction may roll back.)"""
+        if self._stored_person_key is None:
+            self._stored_person_key = _stored_ssn_key(tx)
+        return self._stored_person_key or _ssn_key(tx)
 
     def upsert_person(self, person: Person) -> str:
         def work(tx: Tx) -> str:
