@@ -208,11 +208,11 @@ def test_a_resident_recorded_before_the_ssn_key_is_checked_from_their_next_updat
         ledger, ledger_url, monkeypatch):
     """A ledger upgraded from schema 4 has person events without a digest: they still verify,
     and the resident's next update brings the check."""
-    from conftest import make_person
-    from onestop.host.gateway.ledger import sqlcore
+    from onestop.host.gateway.ledger import Person, sqlcore
 
     monkeypatch.setattr(sqlcore.SqlLedger, "_person_key", lambda self, tx: None)  # as before
-    ledger.upsert_person(make_person("P1", 1))
+    ledger.upsert_person(Person(psn_no="P1", name="测试居民1", ssn="13063019500100001X",
+                                card_no="HB0000001", insu_admdvs="130630", assistance="none"))
     monkeypatch.undo()
     assert audit(ledger).ok
     person = ledger.get_person("P1")
