@@ -82,6 +82,14 @@ class GatewayMetrics:
               "How long the ledger work under way has been running (0: none).",
               registry=self.registry).set_function(busy_seconds)
 
+    def gateway_key(self, kid: str, cert_serial: int) -> None:
+        """The key this gateway signs with and its cert's serial (0: none): gateways of one
+        ledger serving different ones are a rotation half done, and kiosks that moved refuse
+        the older key."""
+        Gauge("onestop_gateway_key_info",
+              "The gateway's signing key (kid) and its cert's serial (0: uncertified); 1.",
+              ["kid", "cert_serial"], registry=self.registry).labels(kid, str(cert_serial)).set(1)
+
     def warning(self, event: str) -> None:
         self.warnings.inc(event)
 

@@ -998,6 +998,7 @@ async def start_gateway(
     except PolicyError as exc:
         raise ServeError(str(exc)) from None
     metrics = GatewayMetrics()
+    metrics.gateway_key(kid, 0 if cert is None else cert.serial)
     ledger = open_ledger(config.db)
     ledger.tune_for_serving()
     exposed = ledger.exposure()

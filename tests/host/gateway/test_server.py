@@ -319,6 +319,8 @@ async def test_each_active_kiosks_last_sign_in_is_on_the_metrics_page(
     assert set(seen) == {"K-01", "K-02"}
     assert before - 2 <= seen["K-01"] <= time.time() + 2 and seen["K-02"] == 0
     assert "onestop_kiosk_sign_ins_read 1.0" in scraped
+    # which key this gateway signs with (uncertified: serial 0), for a rotation's progress
+    assert 'onestop_gateway_key_info{cert_serial="0",kid="gateway-01"} 1.0' in scraped
 
     def ledger_down(_ledger: Ledger) -> None:
         from onestop.host.gateway.ledger.base import LedgerError
