@@ -8,6 +8,7 @@
                        [--authority-kid KID --authority-public-key HEX]
     kiosk fw provision --board esp32s3|rp2040 --port PORT ... [--wifi-ssid S --wifi-password P]
     kiosk fw run --dir FLASH [--stage DIR] [--compiled] [--heapsize 64K]
+    kiosk fw status --board unix --dir FLASH | --board B --port PORT [--db URL]  (fwstatus.py)
 
 A *stage* is what goes on a board's flash: main.py (source, as boards expect), app/, boards/
 (the board's module and pin map), drivers/, onestop/protocol/ and the GBK tables, every module
@@ -1061,7 +1062,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--heap-log", action="store_true")
     run.set_defaults(func=_guarded(cmd_run))
 
+    from onestop.host import fwstatus
     from onestop.host.sim import devices_cli
 
+    fwstatus.register(commands, _guarded, BOARDS)
     devices_cli.register(commands)
     fw.set_defaults(func=lambda _args: (fw.print_help(), 2)[1])
