@@ -144,3 +144,29 @@ def test_a_folder_that_is_no_kiosk_is_one_line(tmp_path, capsys) -> None:
     code, out, err = status(capsys, tmp_path / "empty")
     assert code == 1 and out == ""
     assert "kiosk fw: the kiosk cannot be read: no config.json" in err
+
+
+def test_a_kiosk_with_the_authority_is_said_to_move_to_the_newer_key(site, tmp_path,
+                                                                     capsys) -> None:
+    flash, url, _public = site
+    authority = tmp_path / "authority.key"
+    assert kiosk(capsys, "gateway", "authority-init", "--out", str(authority))[0] == 0
+    auth = load_signing_key(authority).public_key
+    cfg = json.loads((flash / "config.json").read_text())
+    assert kiosk(capsys, "fw", "provision", "--board", "unix", "--dir", str(flash),
+                 "--kiosk-id", "K0007", "--gateway-public-key", cfg["gateway_public_key"],
+                 "--gateway-kid", cfg["gateway_kid"], "--uart", "card=/dev/pts/1",
+                 "--uart", "printer=/dev/pts/2", "--uart", "display=/dev/pts/3",
+                 "--authority-kid", "auth-" + auth.hex()[:8],
+                 "--authority-public-key", auth.hex())[0] == 0
+    new_key = tmp_path / "gateway-2.key"
+    assert kiosk(capsys, "gateway", "init", "--db", url, "--key", str(new_key))[0] == 0
+    assert kiosk(capsys, "gateway", "certify", "--authority", str(authority), "--key",
+                 str(new_key), "--serial", "1", "--db", url)[0] == 0
+    new_kid = "gw-" + load_signing_key(new_key).public_key.hex()[:8]
+    assert kiosk(capsys, "gateway", "revoke", "--db", url, "--gateway-id",
+                 cfg["gateway_kid"])[0] == 0
+    code, out, _ = status(capsys, flash, "--db", url)
+    assert code == 0, out
+    assert (f"note: gateway key {cfg['gateway_kid']} was revoked; the kiosk moves to {new_kid} "
+            "at its next sign-in (certified, serial 1)") in out
