@@ -170,3 +170,32 @@ def test_a_kiosk_with_the_authority_is_said_to_move_to_the_newer_key(site, tmp_p
     assert code == 0, out
     assert (f"note: gateway key {cfg['gateway_kid']} was revoked; the kiosk moves to {new_kid} "
             "at its next sign-in (certified, serial 1)") in out
+
+
+def test_a_boards_status_is_read_in_service_mode_and_the_kiosk_started_again(
+        site, monkeypatch) -> None:
+    """On a board the same code runs over mpremote: here MicroPython in the flash directory
+    plays the board, and the service-mode steps are recorded."""
+    from onestop.host import fwstatus, fwtools
+
+    flash, _url, public = site
+    sent: list[str] = []
+
+    def mpremote(port: str, *args: str, cwd: Path | None = None) -> str:
+        code = args[-1]
+        sent.append(code)
+        if "listdir" in code:
+            return "['main.py', 'service']\n"
+        if "app.status" not in code:
+            return ""  # entering or leaving service mode
+        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
+        return subprocess.run([micropython_binary(), "-c", code], cwd=flash, env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+
+    monkeypatch.setattr(fwtools, "_mpremote", mpremote)
+    monkeypatch.setattr(fwstatus, "_mpremote", mpremote)
+    monkeypatch.setattr(fwtools, "_wait_for_board", lambda port: None)
+    monkeypatch.setattr(fwstatus, "check_port", lambda port: None)
+    status = fwstatus.read_board("/dev/fake")
+    assert (status["kiosk_id"], status["public_key"]) == ("K0007", public)
+    assert sent[-1] == fwtools._LEAVE_SERVICE % fwtools.SERVICE_FILE  # the kiosk boots again

@@ -255,12 +255,14 @@ def test_deploy_refuses_a_build_for_another_board(tmp_path: Path, built_for: str
     assert says in result.stderr and str(build) in result.stderr
 
 
-@pytest.mark.parametrize("command", ["deploy", "provision"])
+@pytest.mark.parametrize("command", ["deploy", "provision", "status"])
 def test_a_port_with_no_board_is_one_line(tmp_path: Path, command: str) -> None:
     # the error used to quote the whole program given to `mpremote exec`
     if command == "deploy":
         stage_firmware(tmp_path / "build", "esp32s3", compiled=False, tables=False)
         args = ["--build", str(tmp_path / "build")]
+    elif command == "status":
+        args = []
     else:
         args = ["--kiosk-id", "K0007", "--gateway-public-key", GATEWAY_PUBLIC,
                 "--gateway-kid", "gw-test", "--gateway", "tcp:10.0.0.2:7400",
