@@ -932,8 +932,12 @@ def check_ledger(ledger: Any, tally: Tally) -> LedgerCheck:
 
 
 def _days_of_run() -> list[str]:
-    """Settlement days the run can have touched (it may cross midnight)."""
-    today = date.today()
+    """Settlement days the run can have touched (it may cross midnight): China's, where
+    settlements are booked, not this host's (from 16:00 UTC China is a day ahead, and the
+    check found no settlement to count twice)."""
+    from onestop.host.gateway.bills import settlement_today
+
+    today = settlement_today()
     return sorted({date.fromordinal(today.toordinal() - 1).isoformat(), today.isoformat()})
 
 

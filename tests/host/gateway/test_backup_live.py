@@ -9,7 +9,6 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
 from pathlib import Path
 
 from onestop.host.bench.gateway import (
@@ -20,6 +19,7 @@ from onestop.host.bench.gateway import (
     provision_gateway,
 )
 from onestop.host.gateway.audit import audit
+from onestop.host.gateway.bills import settlement_today
 from onestop.host.gateway.kiosk_client import KioskClient, KioskConnection, enroll_kiosk
 from onestop.host.gateway.ledger import open_ledger
 
@@ -45,7 +45,7 @@ async def test_a_backup_under_load_holds_every_acknowledged_settlement_once(
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     copy = tmp_path / "backups" / "ledger-copy.sqlite"
     copy.parent.mkdir()
-    today = date.today().isoformat()
+    today = settlement_today().isoformat()  # China's day, where settlements are booked
     rng = random.Random(11)
     clients: list[KioskClient] = []
     with open_ledger(url) as ledger:

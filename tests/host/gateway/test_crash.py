@@ -23,6 +23,7 @@ from onestop.host.bench.gateway import (
     generate_residents,
     provision_gateway,
 )
+from onestop.host.gateway.bills import settlement_today
 from onestop.host.gateway.kiosk_client import (
     FileCounter,
     KioskClient,
@@ -100,7 +101,7 @@ def check_exactly_once(ledger: Ledger, tally: Tally) -> None:
         stored = ledger.get_settlement(txn_id)
         assert stored is not None, f"acknowledged settlement {txn_id} was lost"
         assert (stored.setl_id, stored.status) == (setl_id, "settled")
-    stored_all = ledger.settlements_on(date.today().isoformat())
+    stored_all = ledger.settlements_on(settlement_today().isoformat())  # China's day
     per_bill = Counter(s.bill_id for s in stored_all if s.status == "settled")
     assert [bill for bill, n in per_bill.items() if n > 1] == [], "a bill was settled twice"
     known = set(tally.acknowledged) | set(tally.in_doubt)
