@@ -20,22 +20,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from onestop.host.fwtools import (
-    FIRMWARE_DIR,
     FirmwareToolError,
     _last_line,
     _mpremote,
     check_port,
+    firmware_env,
     flash_directory,
     service_mode,
 )
-from onestop.host.mpy import library_root, micropython_binary
+from onestop.host.mpy import micropython_binary
 from onestop.host.settlement.money import format_yuan
 
 STATE_WORDS = {
@@ -73,10 +72,9 @@ def read_unix(flash_dir: str) -> dict[str, Any]:
     """A unix kiosk's status, read by MicroPython from its flash directory (a running kiosk
     may keep running: its files are replaced whole, and only read here)."""
     flash = flash_directory(flash_dir, must_exist=True)
-    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
     result = subprocess.run(
         [micropython_binary(), "-X", "heapsize=1M", "-c", status_code(str(flash))],
-        env=env, capture_output=True, text=True, check=False, timeout=120)
+        env=firmware_env(), capture_output=True, text=True, check=False, timeout=120)
     if result.returncode != 0:
         raise FirmwareToolError(f"reading the kiosk failed: "
                                 f"{_last_line(result.stderr or result.stdout)}")

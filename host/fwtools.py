@@ -461,11 +461,18 @@ def _restore_flash(flash: Path, before: int | None) -> None:
         pass  # not empty after all: leave what is there
 
 
+def firmware_env() -> dict[str, str]:
+    """The environment in which the unix port runs the firmware's source tree (provisioning,
+    status): its folders and the MicroPython library on the import path."""
+    from onestop.host.mpy import library_root
+
+    return dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
+
+
 def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
                    counter_above: int | None = None) -> dict[str, Any]:
     """Provision a unix kiosk: its key is made by MicroPython's os.urandom, in `flash_dir`.
     `counter_above`: the kiosk's last counter at the gateway, for a lost or damaged counter."""
-    from onestop.host.mpy import library_root
 
     flash = flash_directory(flash_dir)
     before = _prepare_flash(flash)
@@ -477,7 +484,7 @@ def provision_unix(flash_dir: str | os.PathLike[str], settings: dict[str, Any],
         raise
     named = os.pread(lock, 4096, 0)  # put back after: provisioning leaves kiosk.lock as it was
     name_holder(lock, f"kiosk fw provision (process {os.getpid()})\n".encode())
-    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
+    env = firmware_env()
     try:
         result = subprocess.run(
             [micropython_binary(), "-X", "heapsize=1M", "-c",

@@ -6,16 +6,15 @@ its remedy, and the exit status says whether anything is wrong."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from onestop.host.cli import main
-from onestop.host.fwtools import FIRMWARE_DIR
+from onestop.host.fwtools import firmware_env
 from onestop.host.gateway.ledger import KeyRecord, open_ledger
 from onestop.host.keys import SigningKey, load_signing_key
-from onestop.host.mpy import library_root, micropython_binary
+from onestop.host.mpy import micropython_binary
 
 
 def kiosk(capsys, *argv: str) -> tuple[int, str, str]:
@@ -116,8 +115,8 @@ def journal_pending(flash: Path, txn_id: str, cash: int) -> None:
     code = (f"from app.journal import Journal\n"
             f"Journal({str(flash / 'journal.bin')!r}).pending({txn_id!r}, 'P001', 'B1', {cash},"
             f" 'x', '130630********0048', 'clinic', '2026-11-23')\n")
-    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
-    subprocess.run([micropython_binary(), "-c", code], env=env, check=True, timeout=60)
+    subprocess.run([micropython_binary(), "-c", code], env=firmware_env(), check=True,
+                   timeout=60)
 
 
 def test_a_settlement_left_open_on_the_kiosk_is_set_beside_the_ledger(site, capsys) -> None:
@@ -188,8 +187,7 @@ def test_a_boards_status_is_read_in_service_mode_and_the_kiosk_started_again(
             return "['main.py', 'service']\n"
         if "app.status" not in code:
             return ""  # entering or leaving service mode
-        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE_DIR}:{library_root()}:.frozen")
-        return subprocess.run([micropython_binary(), "-c", code], cwd=flash, env=env,
+        return subprocess.run([micropython_binary(), "-c", code], cwd=flash, env=firmware_env(),
                               capture_output=True, text=True, check=True, timeout=60).stdout
 
     monkeypatch.setattr(fwtools, "_mpremote", mpremote)
