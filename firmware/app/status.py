@@ -27,9 +27,8 @@ def run(flash_dir):
             flash.join(flash_dir, keystore.KEY_FILE)))
     except keystore.KeystoreError as e:
         out["key_error"] = str(e)
-    data = flash.read_bytes(flash.join(flash_dir, config.COUNTER_FILE))
-    try:
-        out["counter"] = 0 if data is None else counter._parse(data)
+    try:  # the high water on flash (opening a Counter only reads it)
+        out["counter"] = counter.Counter(flash.join(flash_dir, config.COUNTER_FILE)).reserved
     except counter.CounterError as e:
         out["counter_error"] = str(e)
     journal = Journal(flash.join(flash_dir, config.JOURNAL_FILE))
