@@ -20,10 +20,6 @@ from .receipt_check import china_time, shown
 OPERATOR = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
-class NotRecorded(Exception):
-    """The lookup could not be recorded: nothing is shown."""
-
-
 def operator_name(given: str | None) -> str:
     """--operator, else the login name (a counter whose clerks share one login names each
     clerk with --operator). ValueError if it is no name."""
@@ -42,11 +38,12 @@ def _login() -> str:
 
 
 def record(ledger: Ledger, operator: str, asked: str, persons: list[str], count: int) -> None:
-    """Record one lookup, durably, before it is shown; NotRecorded if the ledger cannot."""
+    """Record one lookup, durably, before it is shown; LedgerError (saying that nothing is
+    shown) if the ledger cannot."""
     try:
         ledger.record_lookup(lookup_data(operator, asked, persons, count))
     except LedgerError as exc:
-        raise NotRecorded(f"the lookup could not be recorded ({exc}); nothing is shown: "
+        raise LedgerError(f"the lookup could not be recorded ({exc}); nothing is shown: "
                           "a resident's settlements are shown only to a recorded lookup"
                           ) from None
 

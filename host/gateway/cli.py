@@ -861,6 +861,7 @@ def _days(text: str) -> int:
 
 def gateway_lookup(args: argparse.Namespace) -> int:
     from .access import operator_name
+    from .access import record as record_lookup
     from .bills import settlement_today
     from .lookup import by_id_number, by_number, format_found, found_json
     from .masking import mask_id
@@ -883,13 +884,8 @@ def gateway_lookup(args: argparse.Namespace) -> int:
             asked = (f"transaction {args.txn_id}" if args.txn_id is not None
                      else f"settlement {args.setl_id}")
         missing = f"no {'resident with ' if args.id_number else ''}{asked} in this ledger"
-        if found is None:
-            _record_lookup(ledger, operator, asked, [], 0)
-        else:
-            whose = [found.person.psn_no] if found.person is not None else []
-            _record_lookup(ledger, operator, asked,
-                           whose + [s.psn_no for s, _ in found.settlements],
-                           len(found.settlements))
+        record_lookup(ledger, operator, asked, *(([], 0) if found is None else
+                                                 (found.residents(), len(found.settlements))))
     if found is None:
         print(f"kiosk gateway lookup: {missing}", file=sys.stderr)
         return 1
@@ -900,24 +896,15 @@ def gateway_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_lookup(ledger: Ledger, operator: str, asked: str, persons: list[str],
-                   count: int) -> None:
-    from . import access
-
-    try:
-        access.record(ledger, operator, asked, persons, count)
-    except access.NotRecorded as exc:
-        raise CommandError(str(exc)) from None
-
-
 def _lookup_kiosk_day(args: argparse.Namespace, operator: str) -> int:
+    from .access import record as record_lookup
     from .bills import settlement_today
     from .lookup import format_kiosk_day, kiosk_day, kiosk_day_json
 
     day = args.date or settlement_today().isoformat()
     with _open(args.db) as ledger:
         found = kiosk_day(ledger, args.kiosk, day)
-        _record_lookup(ledger, operator, f"kiosk {args.kiosk} on {day}",
+        record_lookup(ledger, operator, f"kiosk {args.kiosk} on {day}",
                        [s.psn_no for s, _, _ in found.settlements], len(found.settlements))
         if not found.settlements and ledger.get_key(args.kiosk) is None:  # a mistyped id
             print(f"kiosk gateway lookup: no kiosk {args.kiosk} was ever enrolled in this "

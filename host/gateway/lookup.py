@@ -32,6 +32,11 @@ class Found:
     waiting: list[Bill]
     since: str | None = None  # the first day looked at, for a lookup by ID number
 
+    def residents(self) -> list[str]:
+        """Whose data this shows (psn_no): the resident's, and each settlement's."""
+        return ([] if self.person is None else [self.person.psn_no]) + [
+            s.psn_no for s, _ in self.settlements]
+
 
 @dataclass(frozen=True)
 class KioskDay:
