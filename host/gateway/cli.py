@@ -12,7 +12,7 @@
     kiosk gateway verify-receipt --db URL [TEXT | -] [--json]
     kiosk gateway lookup --db URL (--id-number N [--days N] | --txn-id T | --setl-id S |
                                    --kiosk ID [--date YYYY-MM-DD]) [--operator NAME] [--json]
-    kiosk gateway lookups --db URL [--days N] [--psn-no P] [--json]
+    kiosk gateway lookups --db URL [--days N] [--id-number N | --psn-no P] [--json]
     kiosk gateway backup --db URL --to FILE
     kiosk keys list --db PATH_OR_URL [--json]
 
@@ -777,7 +777,16 @@ def gateway_lookups(args: argparse.Namespace) -> int:
     from .bills import settlement_today
 
     with _open(args.db) as ledger:
-        records = recent(ledger, args.days, settlement_today(), args.psn_no)
+        psn_no = args.psn_no
+        if args.id_number is not None:  # the number on the card the resident shows
+            person = ledger.person_with_ssn(args.id_number)
+            if person is None:
+                from .masking import mask_id
+
+                raise CommandError(f"no resident with ID number {mask_id(args.id_number)} "
+                                   "in this ledger")
+            psn_no = person.psn_no
+        records = recent(ledger, args.days, settlement_today(), psn_no)
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     else:
@@ -822,13 +831,18 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
         "lookups",
         help="who looked up whose settlements (kiosk gateway lookup), newest first",
         description="The recorded lookups of the last --days days, newest first: when, who, "
-        "what was asked (ID numbers masked) and whose settlements were shown. --psn-no: only "
-        "those that showed that resident's.")
+        "what was asked (ID numbers masked) and whose settlements were shown. --id-number "
+        "or --psn-no: only those that showed that resident's (for a resident who asks who "
+        "looked at their data).")
     _db(lookups)
     lookups.add_argument("--days", type=_days, default=LOOKUP_DAYS, metavar="N",
                          help=f"the last N days, today included (default {LOOKUP_DAYS})")
-    lookups.add_argument("--psn-no", metavar="P", help="only lookups that showed this "
-                         "resident's settlements (their personal number, as lookup shows it)")
+    whose = lookups.add_mutually_exclusive_group()
+    whose.add_argument("--id-number", metavar="N", type=_id_number,
+                       help="only lookups that showed this resident's settlements (the ID "
+                       "number on their ID card)")
+    whose.add_argument("--psn-no", metavar="P", help="the same, by the resident's personal "
+                       "number (as lookup shows it)")
     lookups.add_argument("--json", action="store_true", help="print JSON")
     lookups.set_defaults(func=_guarded("gateway lookups", gateway_lookups))
 

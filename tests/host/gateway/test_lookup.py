@@ -219,6 +219,31 @@ def test_each_lookup_is_recorded_with_who_asked_and_whose_settlements_were_shown
     assert done.value.code == 0
 
 
+def test_a_resident_asking_who_looked_is_found_by_the_id_number_on_their_card(
+        site, ledger_url, capsys):
+    """At the counter the resident shows an ID card, not their personal number."""
+    record = record_of(site.settle(TXN))
+    assert lookup(ledger_url, "--txn-id", TXN, "--operator", "王芳", capsys=capsys)[0] == 0
+    assert lookup(ledger_url, "--setl-id", record["setl_id"] + "0", capsys=capsys)[0] == 1
+    status, out = lookups(ledger_url, "--id-number", f" {SSN} ", capsys=capsys)  # as pasted
+    assert status == 0 and SSN not in out
+    assert out.splitlines()[0] == "lookups in the last 30 days, newest first: 1"
+    assert f"王芳  asked transaction {TXN}  showed {RESIDENT}: 1 settlement" in out
+    assert lookups(ledger_url, "--psn-no", RESIDENT, capsys=capsys)[1] == out
+
+    other = "110101199003070011"  # a valid number nobody in this ledger holds
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "lookups", "--db", ledger_url, "--id-number", other])
+    out, err = capsys.readouterr()
+    assert done.value.code == 1 and out == "" and other not in err
+    assert "no resident with ID number 110101********0011 in this ledger" in err
+    with pytest.raises(SystemExit) as done:  # one resident, asked one way
+        main(["gateway", "lookups", "--db", ledger_url, "--id-number", SSN,
+              "--psn-no", RESIDENT])
+    assert done.value.code == 2
+
+
 def test_a_lookup_that_cannot_be_recorded_shows_nothing(site, ledger_url, capsys,
                                                         monkeypatch):
     from onestop.host.gateway.ledger.base import LedgerError
