@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import os
+import pwd
 import re
+import socket
 from typing import Any
 
 from .ledger.base import Ledger, LedgerError
@@ -37,11 +40,22 @@ def _login() -> str:
         return "unknown"
 
 
-def record(ledger: Ledger, operator: str, asked: str, persons: list[str], count: int) -> None:
-    """Record one lookup, durably, before it is shown; LedgerError (saying that nothing is
-    shown) if the ledger cannot."""
+def account() -> str:
+    """The account this command runs under, user@host: the user of the process's uid (not
+    $USER or $LOGNAME, which whoever runs it sets), on this machine (several counters may
+    share one PostgreSQL ledger)."""
     try:
-        ledger.record_lookup(lookup_data(operator, asked, persons, count))
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry for this uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def record(ledger: Ledger, operator: str, asked: str, persons: list[str], count: int) -> None:
+    """Record one lookup, with the account it ran under, durably, before it is shown;
+    LedgerError (saying that nothing is shown) if the ledger cannot."""
+    try:
+        ledger.record_lookup(lookup_data(operator, account(), asked, persons, count))
     except LedgerError as exc:
         raise LedgerError(f"the lookup could not be recorded ({exc}); nothing is shown: "
                           "a resident's settlements are shown only to a recorded lookup"
@@ -66,6 +80,9 @@ def format_lookups(records: list[dict[str, Any]], days: int) -> str:
         whose = ", ".join(shown(p) for p in e["persons"])
         showed = (f"showed {whose}: {e['shown']} settlement{'' if e['shown'] == 1 else 's'}"
                   if whose else "found nobody")
-        lines.append(f"  {china_time(e['at'])} China time  {shown(e['operator'])}  asked "
+        who = shown(e["operator"])
+        if "account" in e:  # recorded since lookups carry it
+            who += f" ({shown(e['account'])})"
+        lines.append(f"  {china_time(e['at'])} China time  {who}  asked "
                      f"{shown(e['asked'])}  {showed}")
     return "\n".join(lines)

@@ -824,7 +824,8 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
                         help="with --kiosk: the settlement day (default today, China time)")
     parser.add_argument("--operator", metavar="NAME",
                         help="who is looking, as recorded (default: the login name; clerks "
-                        "sharing one login each give their own)")
+                        "sharing one login each give their own; the account, user@host, is "
+                        "recorded beside it)")
     parser.add_argument("--json", action="store_true", help="print JSON (money in fen)")
     parser.set_defaults(func=_guarded("gateway lookup", gateway_lookup))
     lookups = commands.add_parser(

@@ -61,12 +61,14 @@ def cert_from_data(data: dict[str, Any]) -> CertRecord:
                       authority_public_key=bytes.fromhex(data["authority_public_key"]))
 
 
-def lookup_data(operator: str, asked: str, persons: list[str], shown: int) -> dict[str, Any]:
-    """Who looked up what at the counter (`kiosk gateway lookup`): the operator, what was
-    asked (an ID number masked, a settlement's number, a kiosk's day), whose settlements were
-    shown (psn_no) and how many."""
-    return {"operator": operator, "asked": asked, "persons": sorted(set(persons)),
-            "shown": shown}
+def lookup_data(operator: str, account: str, asked: str, persons: list[str],
+                shown: int) -> dict[str, Any]:
+    """Who looked up what at the counter (`kiosk gateway lookup`): the operator as they named
+    themselves, the account the command ran under (user@host: what --operator cannot change),
+    what was asked (an ID number masked, a settlement's number, a kiosk's day), whose
+    settlements were shown (psn_no) and how many."""
+    return {"operator": operator, "account": account, "asked": asked,
+            "persons": sorted(set(persons)), "shown": shown}
 
 
 def person_data(person: Person, ssn_key: bytes | None) -> dict[str, Any]:

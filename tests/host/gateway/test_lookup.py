@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import pwd
+import socket
 from datetime import date
 
 import pytest
@@ -20,6 +23,8 @@ SETTLED_ON = date(2026, 11, 23)  # test_receipt_check's NOW
 # --days reaching back to the day the tests settle on, whenever they run
 DAYS = str((settlement_today() - SETTLED_ON).days + 1)
 TXN = "K0001-000001-aaaa"
+# who runs these tests, as a lookup records it: the uid's user, on this machine
+ACCOUNT = f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
 
 
 @pytest.fixture
@@ -199,6 +204,7 @@ def test_each_lookup_is_recorded_with_who_asked_and_whose_settlements_were_shown
     status, out = lookups(ledger_url, "--json", capsys=capsys)
     shown = json.loads(out)
     assert status == 0 and SSN not in out
+    assert {e["account"] for e in shown} == {ACCOUNT}
     assert [(e["operator"], e["asked"], e["persons"], e["shown"]) for e in shown] == [
         ("李明", "kiosk K0001 on 2026-11-23", [RESIDENT], 1),
         ("李明", f"settlement {record['setl_id']}0", [], 0),
@@ -208,11 +214,11 @@ def test_each_lookup_is_recorded_with_who_asked_and_whose_settlements_were_shown
     _, out = lookups(ledger_url, "--psn-no", RESIDENT, capsys=capsys)
     lines = out.splitlines()
     assert lines[0] == "lookups in the last 30 days, newest first: 3"
-    assert lines[-1].endswith(f"王芳  asked ID number {SSN_MASKED}  showed {RESIDENT}: 1 "
-                              "settlement")
-    assert "李明  asked settlement" not in out  # showed nobody's
+    assert lines[-1].endswith(f"王芳 ({ACCOUNT})  asked ID number {SSN_MASKED}  showed "
+                              f"{RESIDENT}: 1 settlement")
+    assert f"李明 ({ACCOUNT})  asked settlement" not in out  # showed nobody's
     _, out = lookups(ledger_url, capsys=capsys)
-    assert f"李明  asked settlement {record['setl_id']}0  found nobody" in out
+    assert f"李明 ({ACCOUNT})  asked settlement {record['setl_id']}0  found nobody" in out
     capsys.readouterr()
     with pytest.raises(SystemExit) as done:  # the chain holds them: the audit checks them too
         main(["gateway", "audit", "--db", ledger_url])
@@ -228,7 +234,7 @@ def test_a_resident_asking_who_looked_is_found_by_the_id_number_on_their_card(
     status, out = lookups(ledger_url, "--id-number", f" {SSN} ", capsys=capsys)  # as pasted
     assert status == 0 and SSN not in out
     assert out.splitlines()[0] == "lookups in the last 30 days, newest first: 1"
-    assert f"王芳  asked transaction {TXN}  showed {RESIDENT}: 1 settlement" in out
+    assert f"王芳 ({ACCOUNT})  asked transaction {TXN}  showed {RESIDENT}: 1 settlement" in out
     assert lookups(ledger_url, "--psn-no", RESIDENT, capsys=capsys)[1] == out
 
     other = "110101199003070011"  # a valid number nobody in this ledger holds
@@ -242,6 +248,18 @@ def test_a_resident_asking_who_looked_is_found_by_the_id_number_on_their_card(
         main(["gateway", "lookups", "--db", ledger_url, "--id-number", SSN,
               "--psn-no", RESIDENT])
     assert done.value.code == 2
+
+
+def test_the_account_a_lookup_ran_under_is_recorded_whatever_name_is_given(
+        site, ledger_url, capsys, monkeypatch):
+    """--operator and $USER are whatever the clerk types; the process's account is not."""
+    site.settle(TXN)
+    monkeypatch.setenv("USER", "someone-else")
+    monkeypatch.setenv("LOGNAME", "someone-else")
+    assert lookup(ledger_url, "--txn-id", TXN, "--operator", "李明", capsys=capsys)[0] == 0
+    (recorded,) = json.loads(lookups(ledger_url, "--json", capsys=capsys)[1])
+    assert (recorded["operator"], recorded["account"]) == ("李明", ACCOUNT)
+    assert "someone-else" not in ACCOUNT
 
 
 def test_a_lookup_that_cannot_be_recorded_shows_nothing(site, ledger_url, capsys,
