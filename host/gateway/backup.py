@@ -21,7 +21,7 @@ import errno
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 30.0  # as the gateway's: a checkpoint holding a lock a moment is waited for
@@ -99,6 +99,21 @@ def _copy(source: Path, partial: Path) -> None:
             reader.backup(copy, pages=-1)  # every page in one step: one read transaction
     except sqlite3.Error as exc:
         raise BackupError(_copy_failure(str(exc), source, partial.parent)) from None
+
+
+@contextlib.contextmanager
+def scratch_copy(ledger: Path) -> Iterator[Path]:
+    """A second copy of `ledger` beside it, for work that must not touch it (auditing an
+    earlier schema's ledger as upgraded); deleted afterwards, side files too."""
+    fd, name = tempfile.mkstemp(prefix=f".{ledger.name}.", suffix=".scratch",
+                                dir=ledger.parent)
+    os.close(fd)
+    scratch = Path(name)
+    try:
+        _copy(ledger, scratch)
+        yield scratch
+    finally:
+        _remove(scratch)
 
 
 def _copy_failure(text: str, source: Path, folder: Path) -> str:

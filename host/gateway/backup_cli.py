@@ -69,19 +69,37 @@ def gateway_backup(args: argparse.Namespace) -> int:
 
 
 def _verified(copy: Path) -> AuditReport:
-    """The copy's audit report; BackupError unless it verifies (the project's own audit)."""
+    """The copy's audit report; BackupError unless it verifies (the project's own audit).
+
+    A ledger of an earlier schema, not yet upgraded, is copied as it is (the backup to take
+    before `kiosk gateway upgrade`, and to go back to with the earlier Onestop), and audited
+    in a scratch copy brought up to date, deleted afterwards."""
     from contextlib import closing
 
     from .audit import audit
-    from .backup import BackupError
+    from .backup import BackupError, scratch_copy
     from .ledger import LedgerError, open_ledger
+    from .ledger.schema import UPGRADABLE_VERSIONS
 
     try:
         with closing(open_ledger(f"sqlite:///{copy}", create=False)) as ledger:
-            ledger.check_schema()
-            report = audit(ledger)
+            earlier = ledger.schema_version() in UPGRADABLE_VERSIONS
+            if not earlier:
+                ledger.check_schema()
+                return _passed(audit(ledger))
+        with scratch_copy(copy) as scratch, \
+                closing(open_ledger(f"sqlite:///{scratch}", create=False)) as upgraded:
+            upgraded.upgrade()
+            return _passed(audit(upgraded))
     except LedgerError as exc:
-        raise BackupError(f"the copy cannot be audited ({exc}); nothing was kept") from None
+        # the copy's temporary name means nothing to the operator
+        told = str(exc).replace(str(copy), "the copy")
+        raise BackupError(f"the copy cannot be audited ({told}); nothing was kept") from None
+
+
+def _passed(report: AuditReport) -> AuditReport:
+    from .backup import BackupError
+
     if not report.ok:
         raise BackupError(
             f"the copy does not pass the audit ({len(report.problems)} problem(s), first: "

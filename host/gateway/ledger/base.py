@@ -219,6 +219,7 @@ class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
     def check_schema(self) -> None: ...  # LedgerError unless made by `init` of this version
+    def schema_version(self) -> str | None: ...  # as stored (None: none); LedgerError: no ledger
     def close(self) -> None: ...
     # a ledger of an earlier schema brought up to date: the version it had, None if current
     def upgrade(self) -> str | None: ...

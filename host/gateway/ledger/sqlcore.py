@@ -137,12 +137,8 @@ class SqlLedger(SqlStore):
         """Bring a ledger of an upgradable earlier schema up to date (what init adds to it);
         the version it had, or None if it was up to date. LedgerError for anything else (no
         ledger here, or a version this code does not know)."""
-        def version(tx: Tx) -> str | None:
-            row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
-            return None if row is None else str(row[0])
-
         try:
-            found = self._read(version)
+            found = self.schema_version()
         except LedgerError as exc:
             raise LedgerError(f"no ledger at {self.where} to upgrade ({exc}): "
                               "`kiosk gateway init` makes one") from None
@@ -152,6 +148,12 @@ class SqlLedger(SqlStore):
             self._read(self._check_schema)  # says which version it is, and what to do
         self.init()
         return found
+
+    def schema_version(self) -> str | None:
+        """The schema version the ledger says it has (None: none); LedgerError if no ledger."""
+        row = self._read(lambda tx: tx.one(
+            "SELECT value FROM ledger_meta WHERE name = 'schema_version'"))
+        return None if row is None else str(row[0])
 
     def check_schema(self) -> None:
         self._read(self._check_schema)

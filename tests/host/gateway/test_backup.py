@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,39 @@ def test_a_copy_that_fails_the_audit_is_not_kept(
     err = refusal(capsys)
     assert "does not pass the audit" in err and "nothing was kept" in err
     assert list(backups.iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["1", "4"])
+def test_a_ledger_not_yet_upgraded_is_backed_up_as_it_is_before_the_upgrade(
+        db: str, backups: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        version: str) -> None:
+    """The README: take a backup before `kiosk gateway upgrade`, so with the new Onestop
+    installed and the ledger still of the earlier schema. The copy stays of that schema (the
+    earlier Onestop can serve it again), and is audited as upgraded, in a scratch copy."""
+    from test_cli_ops import make_earlier
+
+    with closing(open_ledger(db)) as ledger:
+        make_earlier(ledger, version)
+    copy = backups / "before-upgrade.sqlite"
+    assert kiosk("gateway", "backup", "--db", db, "--to", str(copy)) == 0
+    assert "audit OK" in capsys.readouterr().out
+    assert [p.name for p in backups.iterdir()] == [copy.name]  # no scratch copy left
+    for ledger_file in (tmp_path / "site" / "ledger.sqlite", copy):  # neither upgraded
+        with closing(sqlite3.connect(ledger_file)) as read:
+            assert read.execute("SELECT value FROM ledger_meta WHERE name = "
+                                "'schema_version'").fetchone() == (version,)
+    assert kiosk("gateway", "upgrade", "--db", f"sqlite:///{copy}") == 0
+    assert kiosk("gateway", "audit", "--db", f"sqlite:///{copy}") == 0
+
+    with sqlite3.connect(tmp_path / "site" / "ledger.sqlite") as edit:  # behind the ledger
+        edit.execute("UPDATE persons SET name = 'someone else' WHERE psn_no = "
+                     "(SELECT MIN(psn_no) FROM persons)")
+    capsys.readouterr()
+    assert kiosk("gateway", "backup", "--db", db, "--to", str(backups / "b.sqlite")) == 1
+    err = refusal(capsys)
+    assert "does not pass the audit" in err and "nothing was kept" in err
+    assert ".partial" not in err and ".scratch" not in err
+    assert not [p.name for p in backups.iterdir() if not p.name.startswith(copy.name)]
 
 
 def _limit_file_size(limit: int):
