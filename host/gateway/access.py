@@ -18,9 +18,11 @@ from typing import Any
 
 from .ledger.base import Ledger, LedgerError
 from .ledger.events import lookup_data
+from .masking import mask_id
 from .receipt_check import china_time, shown
 
 OPERATOR = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+ID_NUMBER_RUN = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
 
 def operator_name(given: str | None) -> str:
@@ -53,7 +55,9 @@ def account() -> str:
 
 def record(ledger: Ledger, operator: str, asked: str, persons: list[str], count: int) -> None:
     """Record one lookup, with the account it ran under, durably, before it is shown;
-    LedgerError (saying that nothing is shown) if the ledger cannot."""
+    LedgerError (saying that nothing is shown) if the ledger cannot. Anything in `asked`
+    shaped like an ID number is recorded masked: the chain keeps it for good."""
+    asked = ID_NUMBER_RUN.sub(lambda found: mask_id(found.group()), asked)
     try:
         ledger.record_lookup(lookup_data(operator, account(), asked, persons, count))
     except LedgerError as exc:

@@ -811,9 +811,10 @@ def _add_lookup(commands: argparse._SubParsersAction) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--id-number", metavar="N", type=_id_number,
                        help="the resident's 18-character ID number")
-    which.add_argument("--txn-id", metavar="T",
+    which.add_argument("--txn-id", metavar="T", type=_txn_id,
                        help="a kiosk transaction number (交易号 on the receipt)")
-    which.add_argument("--setl-id", metavar="S", help="a settlement number (结算号)")
+    which.add_argument("--setl-id", metavar="S", type=_setl_id,
+                       help="a settlement number (结算号)")
     which.add_argument("--kiosk", metavar="ID", type=_kiosk_id_argument,
                        help="every settlement of a kiosk on --date, each with its resident "
                        "(when reconcile says the kiosk's account differs)")
@@ -859,6 +860,34 @@ def _id_number(text: str) -> str:
         raise argparse.ArgumentTypeError("its check digit is wrong (GB 11643): the number "
                                          "is mistyped")
     return number
+
+
+# An ID number where a receipt's number was asked for: refused before the lookup is recorded
+# (the audit chain keeps what was asked for good, and ID numbers appear only masked)
+ID_NUMBER_SHAPE = re.compile(r"\d{17}[\dXx]")
+SETL_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _receipt_number(text: str, fits: Callable[[str], bool], what: str) -> str:
+    number = text.strip()
+    if ID_NUMBER_SHAPE.fullmatch(number):
+        raise argparse.ArgumentTypeError("that is an ID number: find a resident by it with "
+                                         "--id-number (nothing was looked up)")
+    if not fits(number):
+        raise argparse.ArgumentTypeError(f"a {what} letters, digits, '_' or '-', as printed "
+                                         "on the receipt")
+    return number
+
+
+def _txn_id(text: str) -> str:
+    from . import fastwire
+
+    return _receipt_number(text, fastwire.CHECKS.txn_id, "transaction number is 8 to 40")
+
+
+def _setl_id(text: str) -> str:
+    return _receipt_number(text, lambda n: bool(SETL_ID.fullmatch(n)),
+                           "settlement number is 1 to 40")
 
 
 def _kiosk_id_argument(value: str) -> str:

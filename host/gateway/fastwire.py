@@ -178,6 +178,7 @@ class Checkers:
                 self.by_type[t].append(check)
         self.settlement = self._rule("settlement_record")
         self.kiosk_id = self._rule("kiosk_id_text")  # the text a request's kiosk (its kid) is
+        self.txn_id = self._rule("txn_id_text")
 
     # ---- which rules are messages
     def _alternatives(self, name: str) -> list[str]:

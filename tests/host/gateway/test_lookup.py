@@ -262,6 +262,28 @@ def test_the_account_a_lookup_ran_under_is_recorded_whatever_name_is_given(
     assert "someone-else" not in ACCOUNT
 
 
+@pytest.mark.parametrize("argv", [["--txn-id", SSN], ["--setl-id", SSN[:17] + "x"],
+                                  ["--txn-id", "ab\x1b[2Jcdefgh"], ["--setl-id", "S" * 41]])
+def test_an_id_number_or_garbage_for_a_receipt_number_is_refused_unrecorded(
+        site, ledger_url, capsys, argv):
+    """The chain keeps what was asked for good, and ID numbers appear only masked: a clerk
+    holding the resident's ID card who types its number where the receipt's goes is told so,
+    and nothing is looked up or recorded."""
+    status, out, err = lookup(ledger_url, *argv, capsys=capsys)
+    assert status == 2 and out == ""
+    if argv[1][:17] == SSN[:17]:
+        assert "that is an ID number: find a resident by it with --id-number" in err
+    else:
+        assert "letters, digits, '_' or '-', as printed on the receipt" in err
+    assert lookups(ledger_url, "--json", capsys=capsys)[1].strip() == "[]"
+
+
+def test_an_id_number_given_as_a_kiosk_is_recorded_masked(site, ledger_url, capsys):
+    assert lookup(ledger_url, "--kiosk", SSN, capsys=capsys)[0] == 1  # no such kiosk
+    (recorded,) = json.loads(lookups(ledger_url, "--json", capsys=capsys)[1])
+    assert recorded["asked"].startswith(f"kiosk {SSN_MASKED} on ")
+
+
 def test_a_lookup_that_cannot_be_recorded_shows_nothing(site, ledger_url, capsys,
                                                         monkeypatch):
     from onestop.host.gateway.ledger.base import LedgerError
