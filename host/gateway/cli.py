@@ -222,7 +222,8 @@ def gateway_init(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot make the folder {folder}: {exc.strerror}") from None
     with _open(args.db, create=True) as ledger:
         ledger.init()
-        kid = args.gateway_id or "gw-" + key.public_key.hex()[:8]
+        kid = args.gateway_id or _enrolled_kid(ledger, key.public_key) or \
+            "gw-" + key.public_key.hex()[:8]
         known = ledger.get_key(kid)
         if known is not None and known.public_key != key.public_key:
             raise CommandError(f"the ledger already has a different key with id {kid}")
@@ -260,6 +261,18 @@ def gateway_init(args: argparse.Namespace) -> int:
               f"with the old key's file and `kiosk gateway revoke --gateway-id {kid}`",
               file=sys.stderr)
     return 0
+
+
+# Serials count rotations; kiosks refuse any lower one for good, so a slip of the keyboard
+# cannot be undone: far below the 2**63 that the frames and the ledger hold.
+MAX_CERT_SERIAL = 1_000_000
+
+
+def _enrolled_kid(ledger: Ledger, public_key: bytes) -> str | None:
+    """The id this gateway key already has in the ledger (init run again without the
+    --gateway-id it was first given keeps it), if any."""
+    return next((k.kid for k in ledger.list_keys()
+                 if k.role == "gateway" and k.public_key == public_key), None)
 
 
 # ---------------------------------------------------------------------------- enroll, revoke
@@ -432,6 +445,9 @@ def gateway_certify(args: argparse.Namespace) -> int:
 
     if args.serial < 1:
         raise CommandError("--serial must be 1 or more (a kiosk's uncertified key counts as 0)")
+    if args.serial > MAX_CERT_SERIAL:  # a slip: kiosks never go back to a lower serial
+        raise CommandError(f"--serial {args.serial} is over {MAX_CERT_SERIAL:,}: a rotation's "
+                           "serial is one above the last cert's")
     authority = load_signing_key(args.authority)
     gateway = load_signing_key(args.key)
     if authority.public_key == gateway.public_key:

@@ -1096,8 +1096,9 @@ def _cert_of(key_path: Path, signer: SigningKey, kid: str,
         raise ServeError(f"the cert {path} certifies gateway key {cert.kid} "
                          f"({cert.key.hex()[:16]}...), not this key {kid} "
                          f"({signer.public_key.hex()[:16]}...): certify this key (`kiosk "
-                         f"gateway certify --authority FILE --key {key_path} --serial N`) or "
-                         "remove the cert")
+                         f"gateway certify --authority FILE --key {key_path} --serial N "
+                         "--db URL`: with --db, under the id the ledger has for it) or remove "
+                         "the cert")
     if cert is None or not recorded:
         return cert
     newest = max(recorded.values(), key=lambda c: c.serial)

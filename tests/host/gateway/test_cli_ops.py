@@ -152,6 +152,11 @@ def test_a_second_id_for_the_gateways_key_is_refused_with_the_id_it_has(tmp_path
     err = capsys.readouterr().err
     assert "already enrolled as 'gw-main' (gateway)" in err and "--gateway-id gw-main" in err
     assert "every kiosk" not in err
+    # init is idempotent: run again without --gateway-id, the key keeps the id it has
+    assert kiosk("gateway", "init", "--db", url) == 0
+    assert "gateway key gw-main: kept the existing key file" in capsys.readouterr().out
+    with closing(open_ledger(url)) as ledger:
+        assert [k.kid for k in ledger.list_keys()] == ["gw-main"]
 
 
 def test_revoking_the_gateways_own_key_as_a_kiosk_says_what_it_is(db, capsys):

@@ -87,6 +87,10 @@ def test_certify_signs_the_ledgers_gateway_key_with_a_serial(ledger_url: str, tm
 
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
                  "--serial", "0", "--db", ledger_url) == 1
+    capsys.readouterr()
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "99999999999999999999999", "--db", ledger_url) == 1
+    assert "is over 1,000,000: a rotation's serial is one above" in capsys.readouterr().err
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
                  "--serial", "3", "--db", ledger_url) == 0
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
