@@ -306,6 +306,9 @@ def gateway_enroll(args: argparse.Namespace) -> int:
                            "provision`")
     with _open(args.db) as ledger:
         known = ledger.get_key(kiosk_id)
+        if known is not None and known.status == "revoked" and known.role != "kiosk":
+            raise CommandError(f"{kiosk_id} is already enrolled, as a {known.role} key "
+                               "(revoked): give the kiosk an id of its own")
         if known is not None and known.status == "revoked":
             raise CommandError(
                 f"{kiosk_id} was revoked; a revoked kiosk is not reinstated — enrol the board "
@@ -586,7 +589,7 @@ a bill (money in integer fen; 1 yuan = 100 fen):
   share paid first, C paid in full by the resident); mdtrtarea_admvs: the 6-digit region
   code where treated; referral: referred there (off-site treatment).
 a person (once per resident; matched by card at the kiosk):
-  {{"psn_no": "P101", "name": "张三", "ssn": "130630195603120048", "card_no": "HB0000101",
+  {{"psn_no": "P101", "name": "张三", "ssn": "110101199003070011", "card_no": "HB0000101",
    "insu_admdvs": "130630", "assistance": "none"}}
   assistance: {", ".join(ASSISTANCE_CATEGORIES)}; insu_admdvs: the region code where
   insured; optional "insutype" ({", ".join(map(str, SETTLED_INSURANCE_TYPES))}).
@@ -691,12 +694,12 @@ def _add_reconcile(commands: argparse._SubParsersAction) -> None:
 
 
 def _date(text: str) -> str:
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
     try:
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            raise ValueError
         datetime.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    except ValueError as exc:  # the shape is right: the day is not in the calendar
+        raise argparse.ArgumentTypeError(f"{text!r}: no such day ({exc})") from None
     return text
 
 

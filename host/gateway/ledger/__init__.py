@@ -66,7 +66,7 @@ def open_ledger(url: str, *, create: bool = True) -> Ledger:
             raise LedgerError(
                 f"no ledger at {location.path}: create one with `kiosk gateway init --db {url}`"
             )
-        return SqliteLedger(location.path)
+        return SqliteLedger(location.path, existing=not create)
     from .postgres import PostgresLedger
 
     return PostgresLedger(location)

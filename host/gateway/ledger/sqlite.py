@@ -42,7 +42,6 @@ from typing import Any, ClassVar
 
 from .base import LedgerError
 from .sqlcore import SqlLedger
-from .transactions import Tx
 
 BUSY_TIMEOUT_S = 30.0
 FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this soon after
@@ -60,8 +59,13 @@ class SqliteLedger(SqlLedger):
     blob_type: ClassVar[str] = "BLOB"
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.Error,)
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
+                 existing: bool = False) -> None:
         super().__init__(str(path))
+        # existing: the file must already be a ledger (else: a ledger or nothing yet); a file
+        # that is not is left as it is (a mistyped --db naming another program's database must
+        # not be switched to WAL)
+        self._existing = existing
         # The file itself, through any symbolic link: it is made private (a dangling link was
         # followed by SQLite and made with the umask's mode), and SQLite keeps its -wal file
         # beside the target, where the durable flush must find it.
@@ -85,6 +89,7 @@ class SqliteLedger(SqlLedger):
             cached_statements=256,
         )
         try:
+            self._check_is_ledger(conn)
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
@@ -98,13 +103,25 @@ class SqliteLedger(SqlLedger):
             raise
         return conn
 
-    def _prepare_schema(self, tx: Tx) -> None:
-        tables = [name for (name,) in tx.all(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        if tables and "ledger_meta" not in tables:
+    def _check_is_ledger(self, conn: sqlite3.Connection) -> None:
+        """LedgerError, having written nothing, unless the file holds a ledger's tables, or
+        no tables at all for a ledger about to be made (a read: SQLite changes nothing in a
+        file it only reads)."""
+        try:
+            tables = [name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%'")]
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"ledger {self.path}: {exc} (not an SQLite database); "
+                              "nothing was written") from None
+        if "ledger_meta" in tables or not tables and not self._existing:
+            return
+        if tables:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
             raise LedgerError(f"{self.path} already holds another database's tables ({shown}); "
-                              "a ledger needs a file of its own")
+                              "a ledger needs a file of its own; nothing was written")
+        raise LedgerError(f"ledger {self.path}: it is not initialised: run `kiosk gateway "
+                          "init`; nothing was written")
 
     def _begin(self, conn: Any, write: bool, durable: bool = True) -> None:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")

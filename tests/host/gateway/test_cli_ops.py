@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -193,13 +194,31 @@ def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
     path = tmp_path / "clinic.db"  # a mistyped path to some other database
     with sqlite3.connect(path) as other:
         other.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, patient TEXT)")
+    before = path.read_bytes()
     assert kiosk("gateway", "init", "--db", f"sqlite:///{path}") == 1
     assert "already holds another database's tables (visits)" in capsys.readouterr().err
-    with sqlite3.connect(path) as other:
-        tables = {name for (name,) in other.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"visits"}  # nothing of ours was added
+    assert path.read_bytes() == before  # nothing of ours added, nor switched to WAL
     assert not (tmp_path / "gateway.key").exists()
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["gateway", "audit"],
+                                     ["gateway", "lookups"], ["gateway", "upgrade"],
+                                     ["gateway", "reconcile", "--date", "2026-11-23"]])
+def test_a_command_given_a_file_that_is_no_ledger_leaves_it_as_it_was(tmp_path, capsys,
+                                                                     command):
+    """A mistyped --db: another program's database, or an empty file."""
+    other, empty = tmp_path / "clinic.db", tmp_path / "empty.sqlite"
+    with closing(sqlite3.connect(other)) as clinic, clinic:
+        clinic.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, patient TEXT)")
+    empty.touch()
+    before = other.read_bytes()
+    assert kiosk(*command, "--db", f"sqlite:///{other}") == 1
+    assert ("already holds another database's tables (visits); a ledger needs a file of its "
+            "own; nothing was written") in capsys.readouterr().err
+    assert kiosk(*command, "--db", f"sqlite:///{empty}") == 1
+    assert "it is not initialised: run `kiosk gateway init`" in capsys.readouterr().err
+    assert other.read_bytes() == before and empty.read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.db", "empty.sqlite"]
 
 
 def test_init_again_never_overwrites_the_key(tmp_path, capsys):
@@ -419,9 +438,13 @@ def test_reconcile_prints_the_days_totals(db, capsys, kit):
     assert report["totals"]["medfee_sumamt"] == 150_000
 
 
-def test_reconcile_refuses_a_date_that_is_not_one(db, capsys):
-    assert kiosk("gateway", "reconcile", "--db", db, "--date", "2026-13-01") == 2
-    assert "not a date" in capsys.readouterr().err
+@pytest.mark.parametrize(("date", "said"), [
+    ("2026-13-01", "'2026-13-01': no such day (month must be in 1..12)"),
+    ("2026-02-30", "'2026-02-30': no such day (day is out of range for month)"),
+    ("30.02.2026", "'30.02.2026' is not a date YYYY-MM-DD")])
+def test_reconcile_refuses_a_date_that_is_not_one(db, capsys, date, said):
+    assert kiosk("gateway", "reconcile", "--db", db, "--date", date) == 2
+    assert said in capsys.readouterr().err
 
 
 def test_init_with_an_explicit_key_path_writes_it_private(ledger_url, tmp_path, capsys):
@@ -601,3 +624,30 @@ def test_the_file_format_import_bills_help_shows_imports_as_shown(db, tmp_path, 
         assert stored.bill_id == bill["bill_id"] and stored.medfee_sumamt == 120_000
     finally:
         ledger.close()
+
+
+def test_a_gateway_keys_id_given_to_enroll_is_said_to_be_a_gateway_key(db, capsys):
+    [gateway] = keys_json(db, capsys)
+    assert kiosk("gateway", "revoke", "--db", db, "--gateway-id", gateway["kid"]) == 0
+    capsys.readouterr()
+    kiosk_key = SigningKey.generate().public_key.hex()
+    assert kiosk("gateway", "enroll", "--db", db, "--kiosk-id", gateway["kid"],
+                 "--public-key", kiosk_key) == 1
+    err = capsys.readouterr().err
+    assert f"{gateway['kid']} is already enrolled, as a gateway key (revoked)" in err
+    assert "revoked kiosk" not in err
+
+
+def test_the_import_helps_example_imports_into_the_demo_ledger(db, tmp_path, capsys):
+    """An operator trying the format out on the demo's ledger: the example's resident is
+    nobody there."""
+    from onestop.host.gateway.cli import IMPORT_FORMAT
+
+    bill, person = (json.loads(block) for block in re.findall(r"\n  (\{.*?\})\n  [a-z]",
+                                                               IMPORT_FORMAT, re.S))
+    assert kiosk("gateway", "seed-demo", "--db", db) == 0
+    example = tmp_path / "example.json"
+    example.write_text(json.dumps({"persons": [person], "bills": [bill]}, ensure_ascii=False))
+    capsys.readouterr()
+    assert kiosk("gateway", "import-bills", "--db", db, str(example)) == 0, \
+        capsys.readouterr().err
