@@ -118,6 +118,13 @@ def claim_workdir(workdir: Path) -> IO[str]:
     would set this one's live ledger and kiosk aside under it."""
     if workdir.exists() and not workdir.is_dir():
         raise DemoRefused(f"--workdir {workdir}: not a directory")
+    theirs = [name for name in DEMO_FILES if (workdir / name).exists()]
+    if theirs and not (workdir / LOCK_FILE).exists():
+        # Every demo leaves its lock file: without it, these are no demo's (a real gateway's
+        # ledger and key, say), and a demo would move them aside and put its own in their place.
+        raise DemoRefused(f"--workdir {workdir}: it holds {', '.join(theirs[:3])} that no demo "
+                          "made (a demo moves aside only its own files): give an empty or new "
+                          "folder")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         lock = open(workdir / LOCK_FILE, "a", encoding="utf-8")  # held while the demo runs

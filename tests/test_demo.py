@@ -159,6 +159,28 @@ def test_a_new_demo_in_a_used_workdir_sets_the_old_one_aside_and_nothing_else(
     assert set_aside_previous_demo(tmp_path) is None  # nothing of a demo left to move
 
 
+def test_a_workdir_holding_a_real_gateways_ledger_is_refused_and_left_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A technician's --workdir /var/lib/onestop: the demo must not set a real gateway's
+    ledger and key aside and put its own under their names."""
+    from onestop.host.cli import main
+
+    site = tmp_path / "site"
+    url = f"sqlite:///{site / 'ledger.sqlite'}"
+    with pytest.raises(SystemExit):
+        main(["gateway", "init", "--db", url])
+    before = sorted(p.name for p in site.iterdir())
+    key = (site / "gateway.key").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--headless", "--workdir", str(site)])
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert f"--workdir {site}: it holds ledger.sqlite, " in err and "that no demo made" in err
+    assert sorted(p.name for p in site.iterdir()) == before  # nothing moved, nothing added
+    assert (site / "gateway.key").read_bytes() == key
+
+
 def processes_mentioning(text: str) -> list[str]:
     """Command lines of the running processes that name `text` (a work directory)."""
     found = []
