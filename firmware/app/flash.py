@@ -35,6 +35,17 @@ def size(path):
         return 0
 
 
+def free_bytes(path):
+    """Bytes free for writing on the filesystem holding file `path`; None if it cannot say."""
+    cut = path.rfind("/")
+    folder = "." if cut < 0 else (path[:cut] or "/")
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st[1] * st[4]  # fragment size x blocks available
+
+
 def write_atomic(path, data):
     """Replace the contents of `path` with `data`, all or nothing. `data`: bytes, or a list of
     bytes written one after another (so the whole never has to be one block of heap)."""

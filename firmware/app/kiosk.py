@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 
-from app import recovery, screens
+from app import flash, recovery, screens
 from app import txn as T
 from app.link import GatewayError, GatewayUnreachable
 from app.log import log
@@ -28,6 +28,11 @@ SCREEN_CHECK_MS = 1000
 # A screen that takes no page (unplugged, dead) is tried again this often: each try waits out
 # its answer (2 x 500 ms), which the polls for a card would otherwise wait behind every second.
 SCREEN_RETRY_MS = 5000
+# Flash free below this and the kiosk goes out of service before a visit rather than fail
+# mid-visit: a visit writes the counter and journal records, and compacting the journal
+# rewrites it whole beside itself (several of LittleFS's 4 KB blocks in all).
+MIN_FREE_BYTES = 16 * 1024
+ENOSPC = 28  # "no space left on device" (MicroPython's errno module does not name it)
 
 
 class Kiosk:
@@ -58,6 +63,8 @@ class Kiosk:
         # printer problem already logged.
         self._out_reason = None
         self._printer_logged = None
+        self.min_free = MIN_FREE_BYTES
+        self._flash_failed = False  # a write failed for want of space: out of service a while
         self.paper_low = False  # the printer said its roll is near its end (logged once)
         self._page = None  # the page shown last, to redraw
         self._screen_ok = True  # the screen took that page
@@ -238,6 +245,12 @@ class Kiosk:
                 await self.wait_card(False, self.timeouts["take_card"])
                 return
             self._card_may_be_left_in = False
+        # A full flash fails a visit at its first write (the counter): out of service instead,
+        # until the technician makes room (kiosk fw status shows what is there).
+        if self._flash_failed or self._flash_short():
+            self._flash_failed = False  # after one spell out, statvfs decides
+            await self._out_of_service("flash_full")
+            return
         # No paper: out of service now, not only once a resident has put their card in.
         reason = await self._printer_not_ready()
         if reason is not None:
@@ -267,8 +280,22 @@ class Kiosk:
         except Exception as e:  # noqa: BLE001 - a bug must cost one visit, never the kiosk
             # Whatever the resident confirmed is in the journal: recovery finishes it.
             self.log("session_crashed", error=repr(e))
-            sys.print_exception(e)
-            await self.show(screens.error("service_refused", True))
+            sys.print_exception(e, sys.stderr)  # stdout carries the JSON log lines
+            if isinstance(e, OSError) and e.args and e.args[0] == ENOSPC:
+                self._flash_failed = True
+                await self.show(screens.out_of_service("flash_full", True))
+            else:
+                await self.show(screens.error("service_refused", True))
+            # Long enough to be read: the take-card page follows at once otherwise.
+            await self.wait_card(False, self.timeouts["message"])
+
+    def _flash_short(self):
+        free = flash.free_bytes(self.journal.path)
+        if free is None or free >= self.min_free:
+            return False
+        if self._out_reason != "flash_full":  # once a spell, as out_of_service is
+            self.log("flash_short", free=free, needs=self.min_free)
+        return True
 
     async def _welcome(self):
         """The welcome page until a card goes in (True) or `retry_open` ms pass (False). The

@@ -110,6 +110,7 @@ OUT_OF_SERVICE_REASONS = {
     "reader_fault": ("读卡器故障，请联系工作人员",
                      "The card reader has a problem, please ask staff"),
     "fault": ("设备需要维护，请联系工作人员", "This kiosk needs service, please ask staff"),
+    "flash_full": ("存储空间已满，请联系工作人员", "The kiosk's storage is full, please ask staff"),
 }
 
 # The receipt.

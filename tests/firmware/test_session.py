@@ -1011,3 +1011,38 @@ def test_a_receipt_report_the_ledger_may_not_have_recorded_is_sent_again_later(
 def test_a_receipt_report_refused_for_good_is_not_sent_again(kiosk: Kiosk) -> None:
     result = kiosk.session(script=HAPPY, faults={"receipt_printed": ["error:invalid"]})
     assert result["open"] == [] and "report_refused" in result["events"]
+
+
+def test_a_flash_that_fills_mid_visit_says_so_and_takes_the_kiosk_out_of_service(
+        kiosk: Kiosk) -> None:
+    """A write that fails for want of space (the counter's, as the resident's bills are
+    fetched): the resident reads why before the take-card page, and the next resident is not
+    led up to the same failure: out of service a while, then statvfs decides."""
+    result = kiosk.boot(rounds=3, visits=2, script=HAPPY,
+                        faults={"pending_bills": ["flash_full"]})
+    assert "session_crashed" in result["events"]
+    titles_shown = titles(result)
+    # what failed is said (before: the take-card page at once, as if all were done)...
+    assert titles_shown[:5] == ["Medical insurance self-service", "Reading your card",
+                                "Looking up your bills", "Out of service", "Out of service"]
+    assert result["last"]["error"]["l0"] == "存储空间已满，请联系工作人员"
+    assert result["last"]["error"]["l1"] == "The kiosk's storage is full, please ask staff"
+    # ...until the card is out; then a spell out of service (the second page), and with room
+    # found, the second visit settles
+    assert "Please take your card" not in titles_shown
+    assert result["events"].count("out_of_service") == 1
+    assert "back_in_service" in result["events"]
+    assert result["calls"].count("settle") == 1 and len(result["receipts"]) == 1
+    assert len(kiosk.settlements) == 1
+
+
+def test_a_flash_short_of_room_keeps_the_kiosk_out_of_service_from_boot(kiosk: Kiosk) -> None:
+    short = kiosk.boot(rounds=3, visits=1, script=HAPPY, walk_up=True,
+                       min_free=1 << 62)  # more than any filesystem has free
+    assert short["reads"] == 0 and "settle" not in short["calls"]  # no visit begun
+    assert short["events"].count("flash_short") == 1  # once a spell, with the figures
+    assert short["events"].count("out_of_service") == 1
+    assert short["last"]["error"]["l1"] == "The kiosk's storage is full, please ask staff"
+    assert "welcome" not in [page for page, _ in short["pages"]]
+    room = kiosk.boot(rounds=1, visits=1, script=HAPPY)  # the technician made room
+    assert room["calls"].count("settle") == 1 and len(room["receipts"]) == 1

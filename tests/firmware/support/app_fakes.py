@@ -216,6 +216,7 @@ class FakeGateway:
     nothing done), "untrusted" (answers, none signed by the pinned gateway key; nothing done),
     "lost_reply" (done, but the answer never arrives), "error:CODE" (refused), "bad_signature"
     (a settlement signed by another key), "memory_error" (MemoryError, nothing sent),
+    "flash_full" (OSError 28, no space left, as the counter's write raises it; nothing sent),
     "card_swapped" (answered; meanwhile the card is taken out and another put in: `card` is
     the FakeCard), "card_put_in" (answered; meanwhile a card is put in), "spoofed_error:CODE"
     (done, but in place of the answer comes a gateway-signed error about an unauthenticated
@@ -257,6 +258,8 @@ class FakeGateway:
             raise GatewayError(fault[6:], "scripted")
         if fault == "memory_error":  # the heap exhausted while the request was made
             raise MemoryError("scripted")
+        if fault == "flash_full":  # the request's counter could not be written: ENOSPC
+            raise OSError(28)
         if fault == "card_put_in":  # someone tries the kiosk while it is out of service
             self.card.present = True
         if fault == "card_swapped":  # a slow answer, long enough for a hand to swap cards

@@ -39,8 +39,8 @@ def on_board_heap(run, heap=None):
 class Rig:
     """Everything a Kiosk needs, from a spec (plain values from the test):
     dir, tables, people, card, card_error, script, visits, keeps_card, faults, price_change,
-    gateway_state, paper, printer_faults, reload_after, runs_out_after, walk_up (and heap, for
-    on_board_heap; card_in, for the main loop)."""
+    gateway_state, paper, printer_faults, reload_after, runs_out_after, walk_up, min_free (and
+    heap, for on_board_heap; card_in, for the main loop)."""
 
     def __init__(self, spec):
         gbk.set_table_dir(spec["tables"])
@@ -68,6 +68,8 @@ class Rig:
         timeouts.update(spec.get("timeouts", {}))
         self.kiosk = Kiosk("unix", timeouts, self.display, self.card, self.printer,
                            self.gateway, self.journal, self.txns, HeapLog(False), None, self.log)
+        if "min_free" in spec:  # a flash this short of room (statvfs cannot be faked)
+            self.kiosk.min_free = spec["min_free"]
 
     def log(self, event, **fields):
         self.events.append("step:" + fields["step"] if event == "step" else event)
