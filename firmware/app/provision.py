@@ -28,6 +28,20 @@ def _existing_key(key_path):
             "gateway" % e) from None
 
 
+def _same_kiosk(flash_dir, kiosk_id):
+    """A flash whose key is kept keeps its kiosk id: the gateway enrolled the key under it, and
+    the journal's open settlements carry it. (A configuration that cannot be read names none.)"""
+    try:
+        had = config.load(flash_dir)["kiosk_id"]
+    except config.ConfigError:
+        return
+    if had != kiosk_id:
+        raise config.ConfigError(
+            "this flash is kiosk %s (its key is enrolled under that id): provision it with "
+            "--kiosk-id %s, or remove kiosk.key to make it a new kiosk (a new key, enrolled "
+            "anew; settle what its journal holds first)" % (had, had))
+
+
 def _counter_high(counter_path, counter_above):
     try:
         return counter.provisioned(counter_path, counter_above)
@@ -44,6 +58,8 @@ def run(flash_dir, settings, counter_above=None):
         config.check(dict(settings))
         key_path = flash.join(flash_dir, keystore.KEY_FILE)
         key = _existing_key(key_path)
+        if key is not None:
+            _same_kiosk(flash_dir, settings["kiosk_id"])
         counter_path = flash.join(flash_dir, config.COUNTER_FILE)
         high = _counter_high(counter_path, counter_above)
     except (config.ConfigError, keystore.KeystoreError, counter.CounterError) as e:

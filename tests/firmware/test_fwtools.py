@@ -74,6 +74,21 @@ def test_provisioning_makes_the_key_on_the_device_and_keeps_it(tmp_path: Path) -
     assert json.loads((flash / "config.json").read_text())["gateway"]["host"] == "10.0.0.2"
 
 
+def test_a_flash_keeps_its_kiosk_id_while_it_keeps_its_key(tmp_path: Path) -> None:
+    """Provisioning K0002's flash as K0009 kept K0002's key under a name the gateway does not
+    know, and `enroll` then refuses that key as K0002's: the kiosk could not settle."""
+    flash = tmp_path / "flash"
+    provision_unix(flash, dict(settings(), kiosk_id="K0002"))
+    before = {p.name: p.read_bytes() for p in flash.iterdir()}
+    with pytest.raises(FirmwareToolError, match=r"this flash is kiosk K0002 .*--kiosk-id K0002, "
+                                                r"or remove kiosk.key"):
+        provision_unix(flash, dict(settings(), kiosk_id="K0009"))
+    assert {p.name: p.read_bytes() for p in flash.iterdir()} == before
+    (flash / "kiosk.key").unlink()  # a new kiosk: a new key
+    renamed = provision_unix(flash, dict(settings(), kiosk_id="K0009"))
+    assert renamed["new_key"] and renamed["kiosk_id"] == "K0009"
+
+
 def test_a_damaged_counter_file_is_refused_until_the_gateways_last_counter_is_given(
         tmp_path: Path) -> None:
     """Request counters must never be reused, and only the gateway knows how far this kiosk
