@@ -12,7 +12,8 @@ With --db the kiosk is set beside the gateway's ledger, which is where most "it 
 settle" calls end: a kiosk not enrolled or enrolled with another key (provisioned again), a
 counter behind the ledger's (every request refused as a replay: a counter file restored from an
 old copy), a trusted gateway key that was revoked or superseded, a settlement left open on the
-kiosk that the ledger holds (or not). Exit status: 0 nothing wrong, 1 a problem listed.
+kiosk that the ledger holds (or not). Exit status: 0 nothing wrong, 1 a problem listed, 2 the
+kiosk or the ledger could not be read.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from onestop.host.fwtools import (
 )
 from onestop.host.mpy import micropython_binary
 from onestop.host.settlement.money import format_yuan
+
+COULD_NOT_CHECK = 2  # exit status: the kiosk or the ledger could not be read
 
 STATE_WORDS = {
     "pending": "confirmed, not known to be settled (in doubt)",
@@ -93,14 +96,18 @@ def compare(status: dict[str, Any], ledger: Any) -> Report:
     report = Report(status)
     if "key_error" in status:
         report.problems.append(f"the kiosk's key cannot be used: {status['key_error']}")
+    last = None if ledger is None else ledger.last_counters().get(status["kiosk_id"])
     if "counter_error" in status:
+        floor = ("N, N its last counter at the gateway (`kiosk keys list --db URL`, or this "
+                 "command with --db)" if ledger is None else
+                 f"{last or 0} (the gateway's last)")
         report.problems.append(f"{status['counter_error']}: provision again with "
-                               "--counter-above N, N its last counter below")
+                               f"--counter-above {floor}")
     if ledger is None:
         return report
     kiosk = status["kiosk_id"]
-    _check_enrolment(report, kiosk, status.get("public_key"), ledger.get_key(kiosk))
-    _check_counter(report, status.get("counter"), ledger.last_counters().get(kiosk))
+    _check_enrolment(report, kiosk, status.get("public_key"), ledger)
+    _check_counter(report, status.get("counter"), last)
     _check_gateway_key(report, status, ledger)
     signed_in = ledger.sign_ins().get(kiosk)
     report.ledger["signed_in_at"] = signed_in and signed_in.at
@@ -115,10 +122,18 @@ def compare(status: dict[str, Any], ledger: Any) -> Report:
     return report
 
 
-def _check_enrolment(report: Report, kiosk: str, public_key: str | None, record: Any) -> None:
+def _check_enrolment(report: Report, kiosk: str, public_key: str | None, ledger: Any) -> None:
+    record = ledger.get_key(kiosk)
     report.ledger["enrolled"] = None if record is None else record.status
     enroll = f"kiosk gateway enroll --db URL --kiosk-id {kiosk} --public-key {public_key}"
     if record is None or record.role != "kiosk":
+        other = next((k.kid for k in ledger.list_keys() if k.role == "kiosk"
+                      and public_key is not None and k.public_key.hex() == public_key), None)
+        if other is not None:  # provisioned again under another id: enroll would refuse it
+            report.problems.append(
+                f"this kiosk's key is enrolled as kiosk {other}, not {kiosk}: provision it "
+                f"again with --kiosk-id {other}")
+            return
         report.problems.append(f"kiosk {kiosk} is not enrolled in this ledger: {enroll}")
     elif public_key is not None and record.public_key.hex() != public_key:
         report.problems.append(
@@ -271,4 +286,5 @@ def register(commands: argparse._SubParsersAction, guarded: Any, boards: tuple[s
     status.add_argument("--db", metavar="LEDGER_URL",
                         help="the gateway's ledger, to set the kiosk beside it")
     status.add_argument("--json", action="store_true", help="print JSON")
-    status.set_defaults(func=guarded(cmd_status))
+    # 2, not 1: a script tells "could not look" from "looked and found a problem"
+    status.set_defaults(func=guarded(cmd_status, COULD_NOT_CHECK))

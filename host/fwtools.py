@@ -994,13 +994,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _guarded(command: Any) -> Any:
+def _guarded(command: Any, failed: int = 1) -> Any:
+    """`command`, its FirmwareToolError said in one line with exit status `failed`."""
     def run(args: argparse.Namespace) -> int:
         try:
             return int(command(args))
         except FirmwareToolError as exc:
             print(f"kiosk fw: {exc}", file=sys.stderr)
-            return 1
+            return failed
 
     return run
 

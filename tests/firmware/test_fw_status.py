@@ -82,6 +82,30 @@ def test_a_counter_behind_the_ledgers_is_named_with_its_remedy(site, capsys) -> 
     assert status(capsys, flash, "--db", url)[0] == 0
 
 
+def test_a_damaged_counter_is_given_the_gateways_last_as_its_floor(site, capsys) -> None:
+    flash, url, _public = site
+    with open_ledger(url) as ledger:
+        assert ledger.advance_counter("K0007", 35)
+    (flash / "counter").write_text("abc\n")
+    code, out, _ = status(capsys, flash, "--db", url)
+    assert code == 1 and "provision again with --counter-above 35 (the gateway's last)" in out
+    code, out, _ = status(capsys, flash)  # no ledger to ask: where to find it
+    assert code == 1
+    assert ("provision again with --counter-above N, N its last counter at the gateway "
+            "(`kiosk keys list --db URL`, or this command with --db)") in out
+
+
+def test_a_key_enrolled_under_another_kiosk_id_is_named(site, capsys) -> None:
+    flash, url, _public = site
+    config = json.loads((flash / "config.json").read_text())
+    (flash / "config.json").write_text(json.dumps(dict(config, kiosk_id="K0009")))
+    code, out, _ = status(capsys, flash, "--db", url)
+    assert code == 1
+    assert ("PROBLEM: this kiosk's key is enrolled as kiosk K0007, not K0009: provision it "
+            "again with --kiosk-id K0007") in out
+    assert "kiosk gateway enroll" not in out  # which the ledger would refuse
+
+
 def test_a_kiosk_not_enrolled_or_under_another_key(site, tmp_path, capsys) -> None:
     flash, _url, public = site
     other = f"sqlite:///{tmp_path / 'other.sqlite'}"
@@ -141,8 +165,10 @@ def test_a_settlement_left_open_on_the_kiosk_is_set_beside_the_ledger(site, caps
 def test_a_folder_that_is_no_kiosk_is_one_line(tmp_path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     code, out, err = status(capsys, tmp_path / "empty")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""  # not 1: a script tells "could not look" from a problem
     assert "kiosk fw: the kiosk cannot be read: no config.json" in err
+    code, out, err = status(capsys, tmp_path / "empty", "--json")
+    assert code == 2 and out == ""
 
 
 def test_a_kiosk_with_the_authority_is_said_to_move_to_the_newer_key(site, tmp_path,
