@@ -18,6 +18,10 @@ from boards.common import BoardError, load_board
 GBK_TABLE = "gbk_u2g.bin"
 
 
+class Faulted(Exception):
+    """The kiosk cannot start, and its fault is logged and shown already."""
+
+
 def table_dir(flash_dir):
     """Where the GBK tables are: the flash root on a board; on the unix port also the stage
     directory on the import path."""
@@ -66,7 +70,7 @@ async def start(flash_dir, rounds=None):
         log("fault", error=str(e))
         light.show("fault")  # it blinks on at the REPL: the technician sees it from the door
         await display.show(*screens.out_of_service("fault"))
-        raise
+        raise Faulted() from None  # logged: main stops without a second, identical line
     card = CardReader(*await board.open_uart("card"))
     printer = Printer(*await board.open_uart("printer"))
     connect, over_tcp = connector(board, cfg["gateway"])
@@ -97,6 +101,8 @@ def main(flash_dir=""):
         return
     try:
         asyncio.run(start(flash_dir))
+    except Faulted:
+        _stop(2)
     except (C.ConfigError, BoardError, KeystoreError, CounterError) as e:
         log("fault", error=str(e))
         _stop(2)

@@ -6,6 +6,7 @@ has no LED: it writes the pattern to FLASH/status_light, which the simulated hal
 
 from __future__ import annotations
 
+import json
 import time
 
 from conftest import HallFactory
@@ -49,6 +50,12 @@ def test_a_kiosk_that_cannot_start_blinks_its_fault(make_hall: HallFactory) -> N
     hall.firmware = Firmware(hall.flash, hall.stage, log_path=hall.folder / FIRMWARE_LOG)
     assert hall.firmware.proc.wait(timeout=60) == 2
     assert hall.status_light() == "fault"
+    # each line: the rig's time stamp (date and time), then the firmware's JSON
+    logged = [line.split(" ", 2)[2] for line in
+              (hall.folder / FIRMWARE_LOG).read_text().splitlines()]
+    faults = [event for event in map(json.loads, filter(lambda x: x.startswith("{"), logged))
+              if event["ev"] == "fault"]
+    assert len(faults) == 1 and "kiosk.key" in faults[0]["error"]  # once, saying what
     assert hall.display.wait_for_page("error", timeout=WAIT_S)
     hall.power_cut()  # the technician switches it off to provision it again
     assert hall.status_light() == "off"
