@@ -282,6 +282,8 @@ def start_unix_firmware(flash_dir: str | os.PathLike[str],
             else:
                 _use_stage(stage, compiled)
         except OSError as exc:  # a read-only, full or odd place
+            if stage_dir is None:  # restaged at every start: a partial one only fills the disk
+                shutil.rmtree(stage, ignore_errors=True)
             raise FirmwareToolError(f"{where}: {exc.strerror or exc}") from None
         extra = {"ONESTOP_DATA_HEAP": str(data_heap)}
         if heap_log:

@@ -576,3 +576,26 @@ def test_provision_takes_the_authority_key_and_the_gateway_keys_serial() -> None
     with pytest.raises(FirmwareToolError, match="--authority-public-key: 64 hex digits"):
         settings_from(provision_args("--board", "unix", *uarts, "--authority-kid", "auth-1",
                                      "--authority-public-key", "abc"))
+
+
+def test_a_stage_that_cannot_be_written_whole_is_not_left_filling_the_flash(
+        tmp_path: Path) -> None:
+    """FLASH/code is made again at every start: a partial one (a full disk) only kept the disk
+    full after the error."""
+    import resource
+
+    flash = tmp_path / "flash"
+    provision_unix(flash, settings())
+    before = sorted(p.name for p in flash.iterdir())
+
+    def small_files() -> None:  # in the child: a write past 16 KB fails (EFBIG), as if full
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.RLIM_INFINITY))
+
+    result = subprocess.run([sys.executable, "-m", "onestop.host.cli", "fw", "run", "--dir",
+                             str(flash)], capture_output=True, text=True, timeout=60,
+                            preexec_fn=small_files)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot stage the firmware in {flash.resolve() / 'code'}: File too large" \
+        in result.stderr
+    assert sorted(p.name for p in flash.iterdir()) == before  # no partial code/ left
