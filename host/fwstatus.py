@@ -96,6 +96,11 @@ def compare(status: dict[str, Any], ledger: Any) -> Report:
     report = Report(status)
     if "key_error" in status:
         report.problems.append(f"the kiosk's key cannot be used: {status['key_error']}")
+    free, needs = status.get("flash_free"), status.get("flash_needs")
+    if free is not None and needs is not None and free < needs:
+        report.problems.append(f"the kiosk's flash has {free:,} bytes free, under the "
+                               f"{needs:,} a visit needs: it stays out of service until room "
+                               "is made on it")
     last = None if ledger is None else ledger.last_counters().get(status["kiosk_id"])
     if "counter_error" in status:
         floor = ("N, N its last counter at the gateway (`kiosk keys list --db URL`, or this "
@@ -231,6 +236,8 @@ def format_report(report: Report, where: str) -> str:
                             else ""))
     else:
         lines.append("  open in journal  none")
+    if s.get("flash_free") is not None:
+        lines.append(f"  flash            {s['flash_free']:,} bytes free")
     if s.get("journal_ignored"):
         lines.append(f"  journal          {s['journal_ignored']} torn bytes at its end (a "
                      "power cut while writing): cut off at the next write")

@@ -10,6 +10,10 @@
 import os
 
 TMP_SUFFIX = ".tmp"
+# Free below this and the kiosk goes out of service before a visit rather than fail mid-visit:
+# a visit writes the counter and journal records, and compacting the journal rewrites it whole
+# beside itself (several of LittleFS's 4 KB blocks in all).
+MIN_FREE_BYTES = 16 * 1024
 
 
 def join(root, name):

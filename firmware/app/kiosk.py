@@ -28,10 +28,6 @@ SCREEN_CHECK_MS = 1000
 # A screen that takes no page (unplugged, dead) is tried again this often: each try waits out
 # its answer (2 x 500 ms), which the polls for a card would otherwise wait behind every second.
 SCREEN_RETRY_MS = 5000
-# Flash free below this and the kiosk goes out of service before a visit rather than fail
-# mid-visit: a visit writes the counter and journal records, and compacting the journal
-# rewrites it whole beside itself (several of LittleFS's 4 KB blocks in all).
-MIN_FREE_BYTES = 16 * 1024
 ENOSPC = 28  # "no space left on device" (MicroPython's errno module does not name it)
 
 
@@ -63,7 +59,7 @@ class Kiosk:
         # printer problem already logged.
         self._out_reason = None
         self._printer_logged = None
-        self.min_free = MIN_FREE_BYTES
+        self.min_free = flash.MIN_FREE_BYTES
         self._flash_failed = False  # a write failed for want of space: out of service a while
         self.paper_low = False  # the printer said its roll is near its end (logged once)
         self._page = None  # the page shown last, to redraw

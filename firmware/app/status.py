@@ -4,7 +4,7 @@
 #   {"kiosk_id", "board", "hall", "gateway" (its address), "public_key" | "key_error",
 #    "gateway_kid", "gateway_public_key", "gateway_serial", "authority_kid",
 #    "counter" | "counter_error", "open" [{txn_id, state, bill_id, cash, date, print_began}],
-#    "journal_ignored" (torn bytes at its end)}
+#    "journal_ignored" (torn bytes at its end), "flash_free", "flash_needs" (bytes)}
 # or {"error"} when there is no configuration to read.
 import json
 
@@ -36,4 +36,6 @@ def run(flash_dir):
                     "cash": e["cash"], "date": e["date"], "print_began": e["print_began"]}
                    for e in journal.open_txns()]
     out["journal_ignored"] = journal.ignored_bytes
+    out["flash_free"] = flash.free_bytes(journal.path)  # None: the filesystem cannot say
+    out["flash_needs"] = flash.MIN_FREE_BYTES
     print(json.dumps(out))

@@ -58,6 +58,8 @@ def test_a_healthy_kiosk_beside_its_ledger(site, capsys) -> None:
     assert f"  public key       {public}" in lines
     assert "  counter          0" in lines  # no request yet, on either side
     assert "  open in journal  none" in lines
+    (free,) = [line.split()[1] for line in lines if line.startswith("  flash ")]
+    assert int(free.replace(",", "")) > 16 * 1024  # statvfs of the folder, as the kiosk reads it
     assert "nothing wrong found" in lines
     assert "note: the ledger has no sign-in of this kiosk" in out
     assert (flash / "journal.bin").exists() is False  # nothing written
@@ -93,6 +95,21 @@ def test_a_damaged_counter_is_given_the_gateways_last_as_its_floor(site, capsys)
     assert code == 1
     assert ("provision again with --counter-above N, N its last counter at the gateway "
             "(`kiosk keys list --db URL`, or this command with --db)") in out
+
+
+def test_a_flash_too_full_for_a_visit_is_a_problem(site, capsys) -> None:
+    """The kiosk stays out of service while its flash has less free than a visit writes
+    (app.kiosk): the technician is told why, in bytes."""
+    from onestop.host.fwstatus import compare, format_report, read_unix
+
+    flash, _url, _public = site
+    status = read_unix(str(flash))
+    assert status["flash_needs"] == 16 * 1024
+    report = compare(dict(status, flash_free=12_288), None)
+    assert report.problems == ["the kiosk's flash has 12,288 bytes free, under the 16,384 a "
+                               "visit needs: it stays out of service until room is made on it"]
+    assert "  flash            12,288 bytes free" in format_report(report, "here").splitlines()
+    assert compare(status, None).problems == []
 
 
 def test_a_key_enrolled_under_another_kiosk_id_is_named(site, capsys) -> None:
