@@ -89,7 +89,7 @@ class SqliteLedger(SqlLedger):
             cached_statements=256,
         )
         try:
-            self._check_is_ledger(conn)
+            self._check_is_ledger()
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
@@ -103,15 +103,21 @@ class SqliteLedger(SqlLedger):
             raise
         return conn
 
-    def _check_is_ledger(self, conn: sqlite3.Connection) -> None:
+    def _check_is_ledger(self) -> None:
         """LedgerError, having written nothing, unless the file holds a ledger's tables, or
-        no tables at all for a ledger about to be made (a read: SQLite changes nothing in a
-        file it only reads)."""
+        is new or empty for a ledger about to be made. Read on a read-only connection of its
+        own: an ordinary one, closing last, would fold another program's WAL into its file."""
+        if not self._existing and (not self.path.exists() or self.path.stat().st_size == 0):
+            return
         try:
-            tables = [name for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%'")]
-        except sqlite3.DatabaseError as exc:
+            with contextlib.closing(sqlite3.connect(f"{self.path.as_uri()}?mode=ro",
+                                                    uri=True)) as probe:
+                tables = [name for (name,) in probe.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'")]
+        except sqlite3.OperationalError:
+            return  # unreadable, locked...: the ledger's own connection says why, as before
+        except sqlite3.DatabaseError as exc:  # "file is not a database"
             raise LedgerError(f"ledger {self.path}: {exc} (not an SQLite database); "
                               "nothing was written") from None
         if "ledger_meta" in tables or not tables and not self._existing:

@@ -220,6 +220,19 @@ def test_a_command_given_a_file_that_is_no_ledger_leaves_it_as_it_was(tmp_path, 
     assert other.read_bytes() == before and empty.read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.db", "empty.sqlite"]
 
+    # another program's WAL-mode database, its last commit still in its WAL: a connection
+    # that closed last would fold it into the file
+    wal = tmp_path / "wal" / "app.db"
+    wal.parent.mkdir()
+    subprocess.run([sys.executable, "-c", (
+        "import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA wal_autocheckpoint=0'); "
+        "c.execute('CREATE TABLE t (x)'); c.commit(); os._exit(0)"), str(wal)], check=True)
+    kept = {name: (wal.parent / name).read_bytes() for name in ("app.db", "app.db-wal")}
+    assert kiosk(*command, "--db", f"sqlite:///{wal}") == 1
+    assert "already holds another database's tables (t)" in capsys.readouterr().err
+    assert {name: (wal.parent / name).read_bytes() for name in kept} == kept
+
 
 def test_init_again_never_overwrites_the_key(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
