@@ -263,9 +263,10 @@ def gateway_init(args: argparse.Namespace) -> int:
     return 0
 
 
-# Serials count rotations; kiosks refuse any lower one for good, so a slip of the keyboard
-# cannot be undone: far below the 2**63 that the frames and the ledger hold.
-MAX_CERT_SERIAL = 1_000_000
+MAX_CERT_SERIAL = 2**63 - 1  # a ledger's INTEGER; the frames hold up to 2**64 - 1
+# Serials count rotations and kiosks refuse any lower one for good, so a jump this far above
+# the last known cert's is taken for a slip of the keyboard.
+MAX_SERIAL_STEP = 1_000
 
 
 def _enrolled_kid(ledger: Ledger, public_key: bytes) -> str | None:
@@ -448,9 +449,8 @@ def gateway_certify(args: argparse.Namespace) -> int:
 
     if args.serial < 1:
         raise CommandError("--serial must be 1 or more (a kiosk's uncertified key counts as 0)")
-    if args.serial > MAX_CERT_SERIAL:  # a slip: kiosks never go back to a lower serial
-        raise CommandError(f"--serial {args.serial} is over {MAX_CERT_SERIAL:,}: a rotation's "
-                           "serial is one above the last cert's")
+    if args.serial > MAX_CERT_SERIAL:  # what the frames and the ledger hold
+        raise CommandError(f"--serial {args.serial} is over {MAX_CERT_SERIAL:,}")
     authority = load_signing_key(args.authority)
     gateway = load_signing_key(args.key)
     if authority.public_key == gateway.public_key:
@@ -471,6 +471,10 @@ def gateway_certify(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.key} is gateway key {records[0].kid} in this ledger, "
                                f"not {args.gateway_id}")
         kid = records[0].kid
+        with _open(args.db) as ledger:
+            highest = max((c.serial for c in ledger.gateway_certs().values()), default=None)
+    else:
+        highest = None
     if not KIOSK_ID.fullmatch(kid):
         raise CommandError("--gateway-id must be 1-32 letters, digits, '_' or '-'")
     path = certs.cert_path(args.key)
@@ -481,6 +485,12 @@ def gateway_certify(args: argparse.Namespace) -> int:
     if existing is not None and existing.serial > args.serial:
         raise CommandError(f"{path} already certifies this key with serial {existing.serial}: "
                            "a lower one would be refused by every kiosk that has seen it")
+    last = max(s for s in (highest, existing and existing.serial, 0) if s is not None)
+    if last and args.serial > last + MAX_SERIAL_STEP:
+        # a slip of the keyboard: kiosks never go back to a lower serial, so every later
+        # rotation would have to go above it
+        raise CommandError(f"--serial {args.serial} is more than {MAX_SERIAL_STEP:,} above the "
+                           f"last cert's ({last}): give {last + 1}")
     authority_kid = certs.authority_kid(authority.public_key)
     data = messages.seal_cert({"kid": kid, "key": gateway.public_key, "serial": args.serial},
                               authority_kid, authority)

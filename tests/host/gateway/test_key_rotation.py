@@ -67,6 +67,20 @@ def test_authority_init_makes_a_private_key_and_never_overwrites_it(authority, c
     assert load_signing_key(path).public_key == public
 
 
+def test_serials_a_site_began_high_go_on_from_there(ledger_url: str, tmp_path: Path,
+                                                   authority, capsys) -> None:
+    """A site that numbered its certs by date (20250101): the next rotation is 20250102, not
+    refused by a fixed ceiling (nor anything lower, which the kiosks refuse)."""
+    auth_path, _kid, _public = authority
+    first, second = tmp_path / "gw-1.key", tmp_path / "gw-2.key"
+    for key in (first, second):
+        assert kiosk("gateway", "init", "--db", ledger_url, "--key", str(key)) == 0
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(first),
+                 "--serial", "20250101", "--db", ledger_url) == 0
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(second),
+                 "--serial", "20250102", "--db", ledger_url) == 0
+
+
 def test_certify_signs_the_ledgers_gateway_key_with_a_serial(ledger_url: str, tmp_path: Path,
                                                              authority, capsys) -> None:
     """A rotation: a new gateway key for the ledger (init --key NEW), certified with serial 1;
@@ -90,9 +104,15 @@ def test_certify_signs_the_ledgers_gateway_key_with_a_serial(ledger_url: str, tm
     capsys.readouterr()
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
                  "--serial", "99999999999999999999999", "--db", ledger_url) == 1
-    assert "is over 1,000,000: a rotation's serial is one above" in capsys.readouterr().err
+    assert "--serial 99999999999999999999999 is over 9,223,372,036,854,775,807" \
+        in capsys.readouterr().err  # was a traceback
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
                  "--serial", "3", "--db", ledger_url) == 0
+    capsys.readouterr()  # 1,003 above 3: a slip kiosks could never undo
+    assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
+                 "--serial", "1004", "--db", ledger_url) == 1
+    assert "--serial 1004 is more than 1,000 above the last cert's (3): give 4" \
+        in capsys.readouterr().err
     assert kiosk("gateway", "certify", "--authority", str(auth_path), "--key", str(new),
                  "--serial", "2", "--db", ledger_url) == 1
     assert "already certifies this key with serial 3" in capsys.readouterr().err
