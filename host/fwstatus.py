@@ -105,7 +105,9 @@ def compare(status: dict[str, Any], ledger: Any) -> Report:
     if "counter_error" in status:
         floor = ("N, N its last counter at the gateway (`kiosk keys list --db URL`, or this "
                  "command with --db)" if ledger is None else
-                 f"{last or 0} (the gateway's last)")
+                 f"{last} (the gateway's last)" if last is not None else
+                 f"N: this ledger has no counter of kiosk {status['kiosk_id']} (is it the "
+                 "kiosk's ledger?)")
         report.problems.append(f"{status['counter_error']}: provision again with "
                                f"--counter-above {floor}")
     if ledger is None:
@@ -132,12 +134,19 @@ def _check_enrolment(report: Report, kiosk: str, public_key: str | None, ledger:
     report.ledger["enrolled"] = None if record is None else record.status
     enroll = f"kiosk gateway enroll --db URL --kiosk-id {kiosk} --public-key {public_key}"
     if record is None or record.role != "kiosk":
-        other = next((k.kid for k in ledger.list_keys() if k.role == "kiosk"
+        other = next((k for k in ledger.list_keys() if k.role == "kiosk"
                       and public_key is not None and k.public_key.hex() == public_key), None)
-        if other is not None:  # provisioned again under another id: enroll would refuse it
+        if other is not None and other.status == "active":
+            # provisioned again under another id: enroll would refuse the key
             report.problems.append(
-                f"this kiosk's key is enrolled as kiosk {other}, not {kiosk}: provision it "
-                f"again with --kiosk-id {other}")
+                f"this kiosk's key is enrolled as kiosk {other.kid}, not {kiosk}: provision "
+                f"it again with --kiosk-id {other.kid}")
+            return
+        if other is not None:
+            report.problems.append(
+                f"this kiosk's key was kiosk {other.kid}'s, which is {other.status}: remove "
+                "kiosk.key from its flash and provision it again (a new key), then enrol the "
+                "new key under a new kiosk id")
             return
         report.problems.append(f"kiosk {kiosk} is not enrolled in this ledger: {enroll}")
     elif public_key is not None and record.public_key.hex() != public_key:

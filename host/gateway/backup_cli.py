@@ -81,19 +81,23 @@ def _verified(copy: Path) -> AuditReport:
     from .ledger import LedgerError, open_ledger
     from .ledger.schema import UPGRADABLE_VERSIONS
 
+    scratches: list[str] = []
     try:
         with closing(open_ledger(f"sqlite:///{copy}", create=False)) as ledger:
             earlier = ledger.schema_version() in UPGRADABLE_VERSIONS
             if not earlier:
                 ledger.check_schema()
                 return _passed(audit(ledger))
-        with scratch_copy(copy) as scratch, \
-                closing(open_ledger(f"sqlite:///{scratch}", create=False)) as upgraded:
-            upgraded.upgrade()
-            return _passed(audit(upgraded))
+        with scratch_copy(copy) as scratch:
+            scratches.append(str(scratch))
+            with closing(open_ledger(f"sqlite:///{scratch}", create=False)) as upgraded:
+                upgraded.upgrade()
+                return _passed(audit(upgraded))
     except LedgerError as exc:
-        # the copy's temporary name means nothing to the operator
-        told = str(exc).replace(str(copy), "the copy")
+        # the copies' temporary names mean nothing to the operator
+        told = str(exc)
+        for name in (*scratches, str(copy)):
+            told = told.replace(name, "the copy")
         raise BackupError(f"the copy cannot be audited ({told}); nothing was kept") from None
 
 

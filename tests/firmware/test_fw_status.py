@@ -91,6 +91,11 @@ def test_a_damaged_counter_is_given_the_gateways_last_as_its_floor(site, capsys)
     (flash / "counter").write_text("abc\n")
     code, out, _ = status(capsys, flash, "--db", url)
     assert code == 1 and "provision again with --counter-above 35 (the gateway's last)" in out
+    (flash / "config.json").write_text(json.dumps(dict(
+        json.loads((flash / "config.json").read_text()), kiosk_id="K0099")))
+    code, out, _ = status(capsys, flash, "--db", url)  # a ledger with no counter of it
+    assert ("provision again with --counter-above N: this ledger has no counter of kiosk "
+            "K0099 (is it the kiosk's ledger?)") in out
     code, out, _ = status(capsys, flash)  # no ledger to ask: where to find it
     assert code == 1
     assert ("provision again with --counter-above N, N its last counter at the gateway "
@@ -121,6 +126,10 @@ def test_a_key_enrolled_under_another_kiosk_id_is_named(site, capsys) -> None:
     assert ("PROBLEM: this kiosk's key is enrolled as kiosk K0007, not K0009: provision it "
             "again with --kiosk-id K0007") in out
     assert "kiosk gateway enroll" not in out  # which the ledger would refuse
+    assert kiosk(capsys, "gateway", "revoke", "--db", url, "--kiosk-id", "K0007")[0] == 0
+    code, out, _ = status(capsys, flash, "--db", url)  # not sent back to a revoked id
+    assert code == 1 and ("PROBLEM: this kiosk's key was kiosk K0007's, which is revoked: "
+                          "remove kiosk.key from its flash and provision it again") in out
 
 
 def test_a_kiosk_not_enrolled_or_under_another_key(site, tmp_path, capsys) -> None:
