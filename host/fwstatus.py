@@ -134,21 +134,18 @@ def _check_enrolment(report: Report, kiosk: str, public_key: str | None, ledger:
     report.ledger["enrolled"] = None if record is None else record.status
     enroll = f"kiosk gateway enroll --db URL --kiosk-id {kiosk} --public-key {public_key}"
     if record is None or record.role != "kiosk":
-        other = next((k for k in ledger.list_keys() if k.role == "kiosk"
-                      and public_key is not None and k.public_key.hex() == public_key), None)
-        if other is not None and other.status == "active":
-            # provisioned again under another id: enroll would refuse the key
+        other = public_key and ledger.key_with_public_key(bytes.fromhex(public_key))
+        if not other or other.role != "kiosk":
+            report.problems.append(f"kiosk {kiosk} is not enrolled in this ledger: {enroll}")
+        elif other.status == "active":  # provisioned again under another id: enroll refuses
             report.problems.append(
                 f"this kiosk's key is enrolled as kiosk {other.kid}, not {kiosk}: provision "
                 f"it again with --kiosk-id {other.kid}")
-            return
-        if other is not None:
+        else:
             report.problems.append(
                 f"this kiosk's key was kiosk {other.kid}'s, which is {other.status}: remove "
                 "kiosk.key from its flash and provision it again (a new key), then enrol the "
                 "new key under a new kiosk id")
-            return
-        report.problems.append(f"kiosk {kiosk} is not enrolled in this ledger: {enroll}")
     elif public_key is not None and record.public_key.hex() != public_key:
         report.problems.append(
             f"kiosk {kiosk} is enrolled with another public key ({record.public_key.hex()[:16]}"

@@ -222,8 +222,11 @@ def gateway_init(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot make the folder {folder}: {exc.strerror}") from None
     with _open(args.db, create=True) as ledger:
         ledger.init()
-        kid = args.gateway_id or _enrolled_kid(ledger, key.public_key) or \
-            "gw-" + key.public_key.hex()[:8]
+        # run again without the --gateway-id it was first given, the key keeps its id
+        enrolled = ledger.key_with_public_key(key.public_key)
+        kid = args.gateway_id or (enrolled.kid if enrolled is not None and
+                                  enrolled.role == "gateway" else
+                                  "gw-" + key.public_key.hex()[:8])
         known = ledger.get_key(kid)
         if known is not None and known.public_key != key.public_key:
             raise CommandError(f"the ledger already has a different key with id {kid}")
@@ -267,13 +270,6 @@ MAX_CERT_SERIAL = 2**63 - 1  # a ledger's INTEGER; the frames hold up to 2**64 -
 # Serials count rotations and kiosks refuse any lower one for good, so a jump this far above
 # the last known cert's is taken for a slip of the keyboard.
 MAX_SERIAL_STEP = 1_000
-
-
-def _enrolled_kid(ledger: Ledger, public_key: bytes) -> str | None:
-    """The id this gateway key already has in the ledger (init run again without the
-    --gateway-id it was first given keeps it), if any."""
-    return next((k.kid for k in ledger.list_keys()
-                 if k.role == "gateway" and k.public_key == public_key), None)
 
 
 # ---------------------------------------------------------------------------- enroll, revoke
@@ -460,19 +456,17 @@ def gateway_certify(args: argparse.Namespace) -> int:
         raise CommandError("--new-authority goes with --db: the ledger records the change")
     if args.db is not None:
         with _open(args.db) as ledger:
-            records = [r for r in ledger.list_keys()
-                       if r.role == "gateway" and r.public_key == gateway.public_key]
-        if not records:
+            record = ledger.key_with_public_key(gateway.public_key)
+            highest = max((c.serial for c in ledger.gateway_certs().values()), default=None)
+        if record is None or record.role != "gateway":
             raise CommandError(f"{args.key} is not a gateway key of this ledger: `kiosk gateway "
                                f"init --db {args.db} --key {args.key}` records it")
-        if records[0].status != "active":
-            raise CommandError(f"gateway key {records[0].kid} ({args.key}) was revoked")
-        if args.gateway_id is not None and args.gateway_id != records[0].kid:
-            raise CommandError(f"{args.key} is gateway key {records[0].kid} in this ledger, "
+        if record.status != "active":
+            raise CommandError(f"gateway key {record.kid} ({args.key}) was revoked")
+        if args.gateway_id is not None and args.gateway_id != record.kid:
+            raise CommandError(f"{args.key} is gateway key {record.kid} in this ledger, "
                                f"not {args.gateway_id}")
-        kid = records[0].kid
-        with _open(args.db) as ledger:
-            highest = max((c.serial for c in ledger.gateway_certs().values()), default=None)
+        kid = record.kid
     else:
         highest = None
     if not KIOSK_ID.fullmatch(kid):

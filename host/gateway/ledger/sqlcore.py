@@ -283,6 +283,11 @@ class SqlLedger(SqlStore):
         row = self._read(lambda tx: tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,)))
         return None if row is None else key_from_row(row)
 
+    def key_with_public_key(self, public_key: bytes) -> KeyRecord | None:
+        row = self._read(lambda tx: tx.one(
+            f"SELECT {KEY_COLUMNS} FROM keys WHERE public_key = ?", (public_key,)))
+        return None if row is None else key_from_row(row)
+
     def set_key_status(self, kid: str, status: str) -> bool:
         if status not in KEY_STATUSES:
             raise ValueError(f"key status must be one of {', '.join(KEY_STATUSES)}, not {status!r}")
