@@ -66,6 +66,7 @@ class SqliteLedger(SqlLedger):
         # that is not is left as it is (a mistyped --db naming another program's database must
         # not be switched to WAL)
         self._existing = existing
+        self._checked = False  # _check_is_ledger ran (once: not at every thread's connection)
         # The file itself, through any symbolic link: it is made private (a dangling link was
         # followed by SQLite and made with the umask's mode), and SQLite keeps its -wal file
         # beside the target, where the durable flush must find it.
@@ -89,7 +90,9 @@ class SqliteLedger(SqlLedger):
             cached_statements=256,
         )
         try:
-            self._check_is_ledger()
+            if not self._checked:
+                self._check_is_ledger()
+                self._checked = True
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
