@@ -887,13 +887,14 @@ def _id_number(text: str) -> str:
 
 # An ID number where a receipt's number was asked for: refused before the lookup is recorded
 # (the audit chain keeps what was asked for good, and ID numbers appear only masked)
-ID_NUMBER_SHAPE = re.compile(r"\d{17}[\dXx]")
 SETL_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def _receipt_number(text: str, fits: Callable[[str], bool], what: str) -> str:
+    from .bills import SSN
+
     number = text.strip()
-    if ID_NUMBER_SHAPE.fullmatch(number):
+    if SSN.fullmatch(number.upper()):  # its shape; the check digit need not be right
         raise argparse.ArgumentTypeError("that is an ID number: find a resident by it with "
                                          "--id-number (nothing was looked up)")
     if not fits(number):
