@@ -22,6 +22,7 @@ waits for the ledger; the other workers keep serving.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import resource
 import socket
@@ -334,8 +335,12 @@ class Batcher:
     """Gathers prepared requests while the event loop has other work, then runs them in the
     ledger together (one transaction each, one commit) and resolves their futures in order.
 
-    It runs on the loop's thread: a flush is scheduled behind whatever is ready now, so every
-    frame that arrived in the same turn of the loop joins the same commit.
+    The ledger work runs on the loop's thread: a batch starts behind whatever is ready now, so
+    every frame that arrived in the same turn of the loop joins the same commit. The loop never
+    waits for the ledger's writers' queue (another gateway process's turn) or for the disk flush
+    that makes a commit durable: worker threads do, while the loop goes on checking the next
+    frames' signatures, and the next batch may run while this one's flush is on its way. A
+    batch's replies go out only once its commit is on disk.
     """
 
     def __init__(self, service: FrameService, max_batch: int = MAX_BATCH,
@@ -343,19 +348,23 @@ class Batcher:
         self.service = service
         self.max_batch = max_batch
         self._waiting: list[tuple[Prepared, Callable[[Processed], None]]] = []
-        self._scheduled = False
-        self._running_since: float | None = None  # monotonic: the batch in the ledger now
+        self._scheduled = False  # a batch is due to start
+        self._in_ledger = False  # a batch is waiting for its turn or running in the ledger
+        self._since: dict[int, float] = {}  # batch number -> monotonic start, until replied
+        self._batches = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._slow = slow  # told (seconds, requests) of a batch over SLOW_LEDGER_S
 
     def batch_started(self) -> float | None:
-        """When the batch in the ledger now started (monotonic), or None (read from another
-        thread: the stall watch)."""
-        return self._running_since
+        """When the oldest batch not yet answered started (monotonic), or None (read from
+        another thread: the stall watch)."""
+        return min(self._since.values(), default=None)
 
     def busy_seconds(self) -> float:
-        """How long the batch in the ledger has been running; 0 when none is (read from the
-        metrics endpoint's thread)."""
-        since = self._running_since
+        """How long the oldest batch not yet answered has been in the ledger; 0 when none is
+        (read from the metrics endpoint's thread)."""
+        since = self.batch_started()
         return 0.0 if since is None else time.monotonic() - since
 
     def submit(self, prepared: Prepared) -> asyncio.Future[Processed]:
@@ -372,38 +381,87 @@ class Batcher:
     def submit_then(self, prepared: Prepared, then: Callable[[Processed], None]) -> None:
         """Call then(reply) once the batch `prepared` joins has run."""
         self._waiting.append((prepared, then))
-        if not self._scheduled:
+        self._schedule()
+
+    async def drain(self) -> None:
+        """Every request submitted gets its ledger work done and its reply (stopping)."""
+        while self._waiting or self._tasks:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            elif not self._in_ledger:
+                self._start()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._in_ledger:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._start)
 
-    def drain(self) -> None:
-        while self._waiting:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._waiting:
-            self._scheduled = False
+    def _start(self) -> None:
+        self._scheduled = False
+        if not self._waiting or self._in_ledger:
             return
-        batch = self._waiting[: self.max_batch]
-        del self._waiting[: self.max_batch]
-        if self._waiting:
-            asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            self._scheduled = False
-        # A frame whose connection closed meanwhile still runs: it was received whole, and a
-        # settle that commits is found by the kiosk's settlement_query.
-        self._running_since = started = time.monotonic()
-        outcomes = self.service.run([p for p, _ in batch])
-        self._running_since = None
-        took = time.monotonic() - started
-        if took >= SLOW_LEDGER_S and self._slow is not None:
-            self._slow(took, len(batch))
+        self._in_ledger = True
+        task = asyncio.get_running_loop().create_task(self._run_batch())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
+        if self._threads is None:
+            # one for the writers' queue, one for a flush, one for the flush after it
+            self._threads = concurrent.futures.ThreadPoolExecutor(3, "ledger-wait")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
+
+    async def _run_batch(self) -> None:
+        ledger = self.service.ledger
+        self._batches += 1
+        number = self._batches
+        self._since[number] = started = time.monotonic()
+        try:
+            try:
+                queued = await self._take_turn(ledger)
+                # taken after the wait: frames that came meanwhile join this batch
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                try:
+                    with ledger.durable_later() as owed:
+                        outcomes = self.service.run([p for p, _ in batch])
+                finally:
+                    if queued:
+                        ledger.leave_writers_queue()
+            finally:
+                self._in_ledger = False  # the next batch may run while this one's flush waits
+                if self._waiting:
+                    self._schedule()
+            if owed.owed:
+                try:
+                    await self._off_loop(owed.wait)
+                except LedgerError as exc:  # stored or not: each kiosk asks settlement_query
+                    outcomes = [RequestOutcome("failed", error=exc) for _ in batch]
+            took = time.monotonic() - started
+            if took >= SLOW_LEDGER_S and self._slow is not None:
+                self._slow(took, len(batch))
+        finally:
+            self._since.pop(number, None)
         for (prepared, then), outcome in zip(batch, outcomes, strict=True):
             try:
                 then(self.service.finish(prepared, outcome))
             except Exception as exc:  # one reply's bug must not cost the others theirs
                 self.service.log.error("internal_error", exc_info=exc,
                                        kiosk=prepared.request.get("kiosk"))
+
+    async def _take_turn(self, ledger: Ledger) -> bool:
+        """This process's turn among the ledger's writers, for the loop's thread: at once if
+        free, else waited for on a worker thread. False if the queue itself failed (its lock
+        file): the batch's own transaction then meets, and reports, the same fault."""
+        loop_thread = threading.get_ident()
+        try:
+            return ledger.take_writers_queue(loop_thread, wait=False) or bool(
+                await self._off_loop(ledger.take_writers_queue, loop_thread, True))
+        except OSError:
+            return False
 
 
 class TcpConnection(asyncio.Protocol):
@@ -911,7 +969,7 @@ class GatewayServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for server in self._tcp:
             await server.wait_closed()
-        self.batcher.drain()  # frames received whole still get their ledger work done
+        await self.batcher.drain()  # frames received whole still get their ledger work done
         self._stall_watch.stop()
         self.service.ledger.close()
 

@@ -7,6 +7,7 @@ processes). Every method that writes commits durably before it returns. Money is
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -215,6 +216,29 @@ class AuditReader(Protocol):
     def accumulations(self) -> Iterator[tuple[tuple[str, int], Any]]: ...
 
 
+class OwedFlush:
+    """What durable commits made under SqlStore.durable_later() still owe the disk."""
+
+    __slots__ = ("upto", "_flush")
+
+    def __init__(self, flush: Callable[[int], None] | None) -> None:
+        self._flush = flush  # None: the backend's commits are durable by themselves
+        self.upto = 0  # the newest such commit (the backend's numbering); 0: none
+
+    @property
+    def owed(self) -> bool:
+        return self.upto > 0 and self._flush is not None
+
+    def note(self, upto: int) -> None:
+        self.upto = max(self.upto, upto)
+
+    def wait(self) -> None:
+        """Blocks until every noted commit is on disk (for a worker thread, not the event
+        loop's); raises LedgerError (at_commit) if they cannot be put there."""
+        if self.owed and self._flush is not None:
+            self._flush(self.upto)
+
+
 class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
@@ -232,6 +256,12 @@ class Ledger(Protocol):
     # atomically: work() (calls on this ledger) as one durable write transaction, all or
     # nothing; work may run more than once (a conflict retries it whole)
     def atomically(self, work: Callable[[], T]) -> T: ...
+    # an event loop's waits moved to worker threads (see SqlStore): its turn among writers
+    # (take_writers_queue(loop_thread, wait=False) first, wait=True on a worker thread), and
+    # durable commits whose flush its worker thread waits for (OwedFlush.wait)
+    def take_writers_queue(self, holder: int, wait: bool) -> bool: ...
+    def leave_writers_queue(self) -> None: ...
+    def durable_later(self) -> AbstractContextManager[OwedFlush]: ...
 
     # ---- keys (public keys only)
     def add_key(self, record: KeyRecord) -> None: ...  # replaces status if kid exists

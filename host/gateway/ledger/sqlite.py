@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .base import LedgerError
+from .base import LedgerError, OwedFlush
 from .sqlcore import SqlLedger
 
 BUSY_TIMEOUT_S = 30.0
@@ -79,6 +79,8 @@ class SqliteLedger(SqlLedger):
         self._serving = False
         self._wal: int | None = None
         self._commits = 0  # write commits so far (numbered under the writers' queue)
+        self._flushed = 0  # every commit up to this number is known to be on disk
+        self._queue_holder: int | None = None  # the thread given the turn (take_writers_queue)
 
     def _connect(self) -> sqlite3.Connection:
         _create_private(self.path)
@@ -154,6 +156,9 @@ class SqliteLedger(SqlLedger):
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[None]:
+        if self._queue_holder == threading.get_ident():
+            yield  # its turn was taken for it (take_writers_queue)
+            return
         with self._writers:
             fd = self._lock_file()
             if fd is None:
@@ -164,6 +169,38 @@ class SqliteLedger(SqlLedger):
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def take_writers_queue(self, holder: int, wait: bool) -> bool:
+        if not self._writers.acquire(blocking=wait):
+            return False
+        try:
+            fd = self._lock_file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._writers.release()
+            return False
+        except BaseException:
+            self._writers.release()
+            raise
+        self._queue_holder = holder
+        return True
+
+    def leave_writers_queue(self) -> None:
+        self._queue_holder = None
+        fd = self._lock_file()
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._writers.release()
+
+    @contextlib.contextmanager
+    def durable_later(self) -> Iterator[OwedFlush]:
+        owed = OwedFlush(self._flush_upto)
+        self._local.owed = owed
+        try:
+            yield owed
+        finally:
+            self._local.owed = None
 
     def exposure(self) -> str | None:
         try:
@@ -219,6 +256,17 @@ class SqliteLedger(SqlLedger):
         if not durable:
             return
         upto = getattr(self._local, "commit", 0)
+        owed = getattr(self._local, "owed", None)
+        if owed is not None:
+            owed.note(upto)
+            return
+        self._flush_upto(upto)
+
+    def _flush_upto(self, upto: int) -> None:
+        """Every commit up to number `upto` on disk (any thread)."""
+        if upto and self._flushed >= upto:
+            return  # a flush that began after it was appended has already returned
+        covers = self._commits  # each commit so far is in the WAL file: this flush covers it
         fd = self._wal_fd()
         try:
             if fd is None:
@@ -231,8 +279,9 @@ class SqliteLedger(SqlLedger):
             )
             error.at_commit = True
             raise error from exc
+        self._flushed = max(self._flushed, covers)  # (a race keeps the lower: one more flush)
         if self._flusher is not None:
-            self._flusher.flushed(upto)
+            self._flusher.flushed(covers)
 
     def close(self) -> None:
         super().close()

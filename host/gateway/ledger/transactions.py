@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .base import LedgerError
+from .base import LedgerError, OwedFlush
 
 T = TypeVar("T")
 WRITE_ATTEMPTS = 5  # a write that lost a race (deadlock, same txn_id at once) is run again
@@ -141,8 +141,28 @@ class SqlStore:
 
     def _make_durable(self, durable: bool) -> None:
         """Called after each write commit, writers' queue released: a durable commit must be on
-        disk when this returns (SQLite flushes its WAL here, see sqlite.py); raise LedgerError
-        (at_commit) if it cannot be."""
+        disk when this returns (SQLite flushes its WAL here, see sqlite.py) — or, under
+        durable_later(), noted in its OwedFlush; raise LedgerError (at_commit) if it cannot be."""
+
+    # ------------------------------------------------------------------ serving from an event loop
+    # An event loop must not block on the writers' queue or on a disk flush: while it waits, it
+    # could be checking the next frames' signatures. These let it wait on a worker thread.
+    def take_writers_queue(self, holder: int, wait: bool) -> bool:
+        """Take this process's turn at writing for thread `holder` (its write transactions then
+        skip the queue) until leave_writers_queue(). wait=False: False at once if another writer
+        has the turn; wait=True blocks (call it from a worker thread). Default: there is no queue
+        of our own (the database's locks order writers)."""
+        return True
+
+    def leave_writers_queue(self) -> None:
+        """The turn taken by take_writers_queue ends."""
+
+    @contextlib.contextmanager
+    def durable_later(self) -> Iterator[OwedFlush]:
+        """Durable commits made within, on this thread, return before their disk flush: they
+        note it in the OwedFlush, and nothing they did may be reported to anyone until its
+        wait() has returned. Default: commits are durable by themselves (PostgreSQL)."""
+        yield OwedFlush(None)
 
     def _end(self, conn: Any, commit: bool) -> None:
         raise NotImplementedError
