@@ -25,6 +25,11 @@ settlement_query, reconcile) are durable requests themselves. A read-only reques
 (see SqlLedger.run_requests) is not flushed by its request: the next durable commit flushes it,
 or a background thread within FLUSH_AFTER_S. If the flush fails, the call raises LedgerError
 with at_commit set ("may or may not have been stored").
+
+The serving gateway's event loop waits for neither itself (SqlStore.take_writers_queue,
+durable_later): a worker thread waits for the writers' queue and for the flush while the loop
+checks the next frames; a batch's replies still go out only after the flush covering it. A
+flush that began after a commit was appended covers it, so one flush answers several batches.
 """
 
 from __future__ import annotations

@@ -164,6 +164,30 @@ def test_read_only_counters_reach_the_disk_within_the_flush_delay(
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_commits_whose_flush_is_left_to_the_caller_share_one_flush(
+        enrolled: Ledger, ledger_url: str, fsyncs: list[str]) -> None:
+    """The gateway's event loop leaves the flush to a worker thread: two batches committed
+    meanwhile need one flush, the later one's, which covers the earlier one too."""
+    with enrolled.durable_later() as first:
+        assert statuses(enrolled.run_requests([job("K-1", 1, durable=True)])) == ["done"]
+    with enrolled.durable_later() as second:
+        assert statuses(enrolled.run_requests([job("K-2", 1, durable=True)])) == ["done"]
+    assert fsyncs == []  # nothing waited for the disk yet: nothing may be answered yet
+    assert first.owed and second.owed
+    second.wait()
+    assert fsyncs == [ledger_url.removeprefix("sqlite:///") + "-wal"]
+    first.wait()  # already on disk: flushed by second's
+    assert len(fsyncs) == 1
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_read_only_requests_leave_no_flush_owed(enrolled: Ledger, fsyncs: list[str]) -> None:
+    with enrolled.durable_later() as owed:
+        assert statuses(enrolled.run_requests([job("K-1", 1, durable=False)])) == ["done"]
+    assert not owed.owed
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 def test_a_failed_flush_is_an_answer_that_may_or_may_not_be_stored(
         enrolled: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     from onestop.host.gateway.ledger import sqlite

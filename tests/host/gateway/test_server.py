@@ -842,6 +842,98 @@ async def test_a_lock_held_elsewhere_is_waited_for_a_bounded_time_and_the_operat
         await site.close()
 
 
+# ------------------------------------------- SQLite: the event loop does not wait on the ledger
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_while_another_writer_holds_the_ledger_other_kiosks_are_still_answered(
+        site: Site, ledger_url: str) -> None:
+    """`kiosk gateway import-bills` (or a second gateway process) has the writers' queue: a
+    kiosk's request waits its turn, but the gateway goes on reading and answering the frames
+    it can answer without the ledger, instead of freezing whole until the import ends."""
+    import fcntl
+
+    waiting = await site.kiosk("K-01")
+    other = await site.kiosk("K-02")
+    lock = os.open(f"{urllib.parse.urlparse(ledger_url).path}-writer.lock", os.O_RDWR)
+    # let go after 3 s whatever happens: a gateway frozen until then freezes this test too
+    valve = threading.Timer(3.0, fcntl.flock, (lock, fcntl.LOCK_UN))
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process's turn, as `_writer` takes it
+        valve.start()
+        asked = asyncio.ensure_future(waiting.call("person_info", card=demo_card("P001")))
+        await asyncio.sleep(0.3)
+        assert not asked.done(), "answered while another writer had the ledger"
+        garbage = framing.encode(b"\xff\x00 not cbor")
+        reply = await asyncio.wait_for(refusal(other, garbage), 2.0)
+        assert (reply["t"], reply["code"]) == ("error", "malformed")
+        assert not asked.done()
+    finally:
+        valve.cancel()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    assert (await asyncio.wait_for(asked, 5.0))["t"] == "person_info_reply"
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_reply_waits_for_its_disk_flush_and_the_gateway_does_not(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow disk (an SD card's flush can take tens of milliseconds): the settle is answered
+    only once its commit is on disk, and meanwhile the gateway reads and answers other frames."""
+    from onestop.host.gateway.ledger import sqlite
+
+    kiosk = await site.kiosk("K-01")
+    other = await site.kiosk("K-02")
+    await kiosk.call("person_info", card=demo_card("P001"))
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    disk_done = threading.Event()
+    flushing = threading.Event()
+    real = sqlite.os.fdatasync
+
+    def slow_disk(fd: int) -> None:
+        flushing.set()
+        disk_done.wait(5.0)
+        real(fd)
+
+    monkeypatch.setattr(sqlite.os, "fdatasync", slow_disk)
+    settled = asyncio.ensure_future(kiosk.call(
+        "settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-SLOW-DISK-1",
+        confirmed_cash=pre["result"]["psn_cash_pay"]))
+    try:
+        while not flushing.is_set():
+            await asyncio.sleep(0.01)
+        garbage = framing.encode(b"\xff\x00 not cbor")
+        reply = await asyncio.wait_for(refusal(other, garbage), 2.0)
+        assert reply["code"] == "malformed"
+        assert not settled.done(), "the settle was answered before its commit was on disk"
+    finally:
+        disk_done.set()
+    assert (await asyncio.wait_for(settled, 5.0))["txn_id"] == "TXN-SLOW-DISK-1"
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_disk_flush_that_fails_tells_the_kiosk_to_ask_with_settlement_query(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onestop.host.gateway.ledger import sqlite
+
+    kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=demo_card("P001"))
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sqlite.os, "fdatasync", failing)
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("settle", psn_no="P001", bill_id="B-130630-0001",
+                         txn_id="TXN-BAD-DISK-1", confirmed_cash=pre["result"]["psn_cash_pay"])
+    assert refused.value.code == "unavailable"
+    assert "ask with settlement_query" in refused.value.reply["msg"]
+    monkeypatch.undo()
+    answer = await kiosk.call("settlement_query", txn_id="TXN-BAD-DISK-1")
+    assert answer["status"] == "settled"  # the commit went through; only its flush failed
+
+
 async def test_requests_from_a_client_with_a_reused_counter_are_replays(site: Site) -> None:
     kiosk = await site.kiosk()
     await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
