@@ -120,9 +120,13 @@ def more_time(seconds):
     return "%s\n%s" % (texts.MORE_TIME[0] % seconds, texts.MORE_TIME[1] % seconds)
 
 
-def done(result):
+def done(result, others=0):
+    """`others`: the resident's bills still waiting, which the card settles when it goes in
+    again (a resident who chose one of three would otherwise leave with two unsettled)."""
     pay = texts.PAY_AT if result["psn_cash_pay"] > 0 else texts.NOTHING_TO_PAY
-    lines = [texts.DONE[2], texts.DONE[3], pay[0], pay[1], "%s %s" % texts.YOU_PAY]
+    take = texts.DONE[2:] if others <= 0 else (texts.DONE_MORE[0] % others,
+                                               texts.DONE_MORE[1] % others)
+    lines = [take[0], take[1], pay[0], pay[1], "%s %s" % texts.YOU_PAY]
     return _page("done", texts.DONE[:2], lines, yuan(result["psn_cash_pay"]))
 
 

@@ -71,6 +71,7 @@ class Session:
         if choice == TIMEOUT or choice == CARD_OUT:
             return await self.fail(_ended(choice))
         bill = bills[int(choice[1:])]
+        others = len(bills) - 1  # told on the done page: the card settles them next
         del bills  # the others are not needed again
         result = await self._while_card_in(self._price(person, bill))
         if result == CARD_OUT:
@@ -83,7 +84,7 @@ class Session:
             return await self.fail("cancelled" if choice == "b1" else _ended(choice))
         cash = result["psn_cash_pay"]
         del result
-        return await self._settle(person, bill, cash)
+        return await self._settle(person, bill, cash, others)
 
     # ------------------------------------------------------------ steps
     async def _read_card(self):
@@ -125,7 +126,7 @@ class Session:
             return _unreachable(e)
         return reply["result"]
 
-    async def _settle(self, person, bill, cash):
+    async def _settle(self, person, bill, cash, others=0):
         k = self.k
         await self.enter("settling", screens.settling())
         entry = k.txns.begin(person, bill, cash)
@@ -167,7 +168,7 @@ class Session:
         # The resident has the receipt: the done page now, not after the gateway has heard of
         # it (with its retries that took 30 s when the link was down; recovery retries later).
         shown = time.ticks_ms()
-        await self.enter("done", screens.done(paid))
+        await self.enter("done", screens.done(paid, others))
         await self.enter("reporting", None)
         await k.txns.report(entry)
         await k.wait_card(False, k.timeouts["take_card"])

@@ -15,6 +15,9 @@ PRINTING = ("正在打印凭条", "Printing your receipt", "请稍候", "Please 
 REPRINTING = ("正在打印已保存的凭条", "Printing a saved receipt", "请稍候", "Please wait")
 DONE = ("结算完成", "Settlement complete",
         "请取走社保卡和凭条", "Please take your card and your receipt")
+# ...when the resident has other bills waiting (they chose one of them): the card goes in again.
+DONE_MORE = ("请取走社保卡和凭条，另有%d笔费用请再插卡",
+             "Take your card and receipt; %d more to settle: insert it again")
 # The kiosk takes no money: what is left is paid where the resident pays the clinic's bills.
 PAY_AT = ("请到窗口缴纳个人支付金额", "Please pay this amount at the counter")
 NOTHING_TO_PAY = ("您无需再缴费", "You have nothing more to pay")

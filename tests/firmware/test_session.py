@@ -187,6 +187,10 @@ def test_the_done_page_and_the_receipt_say_where_the_rest_is_paid(kiosk: Kiosk) 
     done = result["last"]["done"]
     assert (done["l2"], done["l3"]) == ("请到窗口缴纳个人支付金额",
                                         "Please pay this amount at the counter")
+    # Two bills were waiting, one is settled: the other is not forgotten at the kiosk.
+    assert (done["l0"], done["l1"]) == ("请取走社保卡和凭条，另有1笔费用请再插卡",
+                                        "Take your card and receipt; 1 more to settle: insert "
+                                        "it again")
     assert done["big"] == "6,050.00"
     text = receipt_of(result["receipts"][0]).text()
     assert "请到窗口缴费 Pay at the counter" in text
@@ -200,6 +204,16 @@ def test_nothing_left_to_pay_is_said_so(mp: StageWorker) -> None:
     page, shown = mp.call("app.screens", "done", {"psn_cash_pay": 0})
     assert (shown["l2"], shown["l3"], shown["big"]) == ("您无需再缴费",
                                                         "You have nothing more to pay", "0.00")
+    assert (shown["l0"], shown["l1"]) == ("请取走社保卡和凭条",
+                                          "Please take your card and your receipt")
+
+
+def test_the_done_page_fits_its_lines_with_many_bills_still_waiting(mp: StageWorker) -> None:
+    page, shown = mp.call("app.screens", "done", {"psn_cash_pay": 100}, 63)
+    assert "另有63笔费用" in shown["l0"] and "63 more to settle" in shown["l1"]
+    for line in ("l0", "l1"):
+        assert len(shown[line].encode("gbk")) <= 80  # the text's txt_maxl: nothing cut off
+        assert display_width(shown[line]) * 12 <= 760  # 24 px font, ASCII 12 px: the line's w
 
 
 def test_a_long_clinic_name_ends_in_an_ellipsis_on_its_bill_button(mp: StageWorker) -> None:
