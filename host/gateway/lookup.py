@@ -85,8 +85,10 @@ def state(settlement: Settlement) -> str:
         return "CANCELLED (reversed: nothing was paid by the funds; the bill is waiting again)"
     if settlement.receipt_printed:
         return "settled, receipt printed"
-    return ("settled, receipt NOT printed: the kiosk prints it once it can (paper, a fault); "
-            "what the resident pays is below")
+    # Only the kiosk's receipt_printed report sets it: a resident may hold a receipt whose
+    # report has not reached the gateway yet (the link was down), so "not printed" would be wrong.
+    return ("settled, receipt not reported printed yet: if the resident has no receipt, the "
+            "kiosk prints it once it can (paper, a fault); what the resident pays is below")
 
 
 def _clinic(bill: Bill | None) -> str:

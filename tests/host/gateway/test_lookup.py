@@ -47,7 +47,7 @@ def test_a_resident_whose_receipt_did_not_print_is_told_so_with_what_they_pay(
     assert status == 0, err
     assert f"张秀兰  ID {SSN_MASKED}" in out and SSN not in out
     assert "settlements since" in out and ": 1" in out.splitlines()[1]
-    assert "2026-11-23 10:00 China time  settled, receipt NOT printed" in out
+    assert "2026-11-23 10:00 China time  settled, receipt not reported printed yet" in out
     assert f"settlement {record['setl_id']}  kiosk K0001  transaction {TXN}" in out
     assert BILL in out
     pays = next(line for line in out.splitlines() if line.endswith("个人支付"))
@@ -56,7 +56,7 @@ def test_a_resident_whose_receipt_did_not_print_is_told_so_with_what_they_pay(
 
     site.ask("receipt_printed", txn_id=TXN, setl_id=record["setl_id"])  # the kiosk printed it
     _, out, _ = lookup(ledger_url, "--id-number", SSN, "--days", DAYS, capsys=capsys)
-    assert "settled, receipt printed" in out and "NOT printed" not in out
+    assert "settled, receipt printed" in out and "not reported" not in out
 
 
 def test_a_cancelled_settlement_says_so_and_its_bill_is_waiting_again(site, ledger_url, capsys):
