@@ -54,7 +54,9 @@ class StallWatch:
             if waited >= WARN_AFTER_S and warned != since:
                 warned = since
                 self._warn("ledger_stalled", seconds=waited,
-                           hint="the database gives no answer; kiosks wait meanwhile")
+                           hint="the ledger gives no answer (the database, its disk, or "
+                                "another program writing to it: an import, a backup); kiosks "
+                                "wait meanwhile")
             # Measured by the transaction itself: a batch of slow but answered ones is not
             # broken, nor the next batch's when this one ended a moment ago.
             if waited >= BREAK_AFTER_S and self._interrupt(BREAK_AFTER_S):

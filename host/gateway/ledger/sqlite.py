@@ -49,6 +49,7 @@ from .base import LedgerError, OwedFlush
 from .sqlcore import SqlLedger
 
 BUSY_TIMEOUT_S = 30.0
+TURN_CHECK_S = 0.05  # a writer waiting for its turn looks this often for one taken for it
 FLUSH_AFTER_S = 0.05  # a commit that did not wait for the disk is on it this soon after
 # Serving: copy the WAL into the database file this often... (a page rewritten by every commit
 # — a kiosk's counter, the audit head — is copied once per checkpoint, not once per commit:
@@ -86,6 +87,9 @@ class SqliteLedger(SqlLedger):
         self._commits = 0  # write commits so far (numbered under the writers' queue)
         self._flushed = 0  # every commit up to this number is known to be on disk
         self._queue_holder: int | None = None  # the thread given the turn (take_writers_queue)
+        # a worker thread taking the turn for this thread (take_writers_queue, wait=True), and
+        # set when it is done: a write that thread makes meanwhile waits for it and uses it
+        self._taking: tuple[int, threading.Event] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         _create_private(self.path)
@@ -161,21 +165,51 @@ class SqliteLedger(SqlLedger):
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[None]:
-        if self._queue_holder == threading.get_ident():
+        if self._my_turn_taken():
             yield  # its turn was taken for it (take_writers_queue)
             return
-        with self._writers:
+        try:
             fd = self._lock_file()
-            if fd is None:
-                yield
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._writers.release()
+            raise
+        try:
+            yield
+        finally:
+            if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+            self._writers.release()
+
+    def _my_turn_taken(self) -> bool:
+        """True if this thread's turn was taken for it (take_writers_queue); else False, with
+        self._writers acquired. While a worker thread takes this thread's turn it holds
+        self._writers, which only this thread lets go (after its batch): this thread waits for
+        that turn and writes in it, instead of waiting on the lock for ever."""
+        me = threading.get_ident()
+        while True:
+            taking = self._taking
+            if taking is not None and taking[0] == me:
+                taking[1].wait()
+            if self._queue_holder == me:
+                return True
+            # a short wait at a time: a take for this thread may begin meanwhile
+            if self._writers.acquire(timeout=TURN_CHECK_S):
+                return False
 
     def take_writers_queue(self, holder: int, wait: bool) -> bool:
+        if not wait:
+            return self._take_turn(holder, wait)
+        done = threading.Event()
+        self._taking = (holder, done)
+        try:
+            return self._take_turn(holder, wait)
+        finally:
+            self._taking = None
+            done.set()
+
+    def _take_turn(self, holder: int, wait: bool) -> bool:
         if not self._writers.acquire(blocking=wait):
             return False
         try:

@@ -30,7 +30,7 @@ from onestop.host.gateway.kiosk_client import (
     enroll_kiosk,
     new_txn_id,
 )
-from onestop.host.gateway.ledger import KeyRecord, Ledger
+from onestop.host.gateway.ledger import KeyRecord, Ledger, open_ledger
 from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
 from onestop.host.keys import SigningKey, save_signing_key
 from onestop.protocol import cbor, cose, framing, messages
@@ -873,6 +873,41 @@ async def test_while_another_writer_holds_the_ledger_other_kiosks_are_still_answ
         fcntl.flock(lock, fcntl.LOCK_UN)
         os.close(lock)
     assert (await asyncio.wait_for(asked, 5.0))["t"] == "person_info_reply"
+
+
+@pytest.mark.timeout(60)  # a regression deadlocks the test's own event loop
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_write_on_the_loop_while_its_turn_is_being_waited_for_does_not_deadlock(
+        site: Site, ledger_url: str) -> None:
+    """The gateway's key check (every 10 s) and its stop write to the ledger on the event
+    loop's thread. One that came while a worker thread waited for the loop's turn (another
+    process writing) froze the gateway for good, and with it the writer lock: no other gateway
+    or `kiosk gateway` command could write either. It waits for that turn and writes in it."""
+    import fcntl
+
+    kiosk = await site.kiosk("K-01")
+    ledger = site.running.server.service.ledger
+    lock = os.open(f"{urllib.parse.urlparse(ledger_url).path}-writer.lock", os.O_RDWR)
+    valve = threading.Timer(0.2, fcntl.flock, (lock, fcntl.LOCK_UN))  # < IDLE_TIMEOUT_S
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        asked = asyncio.ensure_future(kiosk.call("person_info", card=demo_card("P001")))
+        await asyncio.sleep(0.1)  # the batch's worker thread now waits for the loop's turn
+        assert not asked.done()
+        valve.start()
+        ledger.record_sign_in("K-02", "1.0.0", "esp32s3", int(time.time()))  # on the loop
+    finally:
+        valve.cancel()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    assert (await asyncio.wait_for(asked, 5.0))["t"] == "person_info_reply"
+    assert "K-02" in ledger.sign_ins()
+    # the turn is given back: another process (a `kiosk gateway` command) writes at once
+    other = open_ledger(ledger_url)
+    try:
+        other.record_sign_in("K-03", "1.0.0", "esp32s3", int(time.time()))
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
