@@ -351,6 +351,7 @@ class Batcher:
         self._scheduled = False  # a batch is due to start
         self._in_ledger = False  # a batch is waiting for its turn or running in the ledger
         self._since: dict[int, float] = {}  # batch number -> monotonic start, until replied
+        self._since_guard = threading.Lock()  # _since is read by the stall watch and metrics
         self._batches = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
@@ -359,7 +360,8 @@ class Batcher:
     def batch_started(self) -> float | None:
         """When the oldest batch not yet answered started (monotonic), or None (read from
         another thread: the stall watch)."""
-        return min(self._since.values(), default=None)
+        with self._since_guard:
+            return min(self._since.values(), default=None)
 
     def busy_seconds(self) -> float:
         """How long the oldest batch not yet answered has been in the ledger; 0 when none is
@@ -418,11 +420,15 @@ class Batcher:
         ledger = self.service.ledger
         self._batches += 1
         number = self._batches
-        self._since[number] = started = time.monotonic()
+        started = time.monotonic()
+        with self._since_guard:
+            self._since[number] = started
         try:
             try:
                 queued = await self._take_turn(ledger)
-                # taken after the wait: frames that came meanwhile join this batch
+                # Taken after the wait: frames that came meanwhile join this batch. A frame
+                # whose connection closed meanwhile still runs: it was received whole, and a
+                # settle that commits is found by the kiosk's settlement_query.
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
                 try:
@@ -444,7 +450,8 @@ class Batcher:
             if took >= SLOW_LEDGER_S and self._slow is not None:
                 self._slow(took, len(batch))
         finally:
-            self._since.pop(number, None)
+            with self._since_guard:
+                self._since.pop(number, None)
         for (prepared, then), outcome in zip(batch, outcomes, strict=True):
             try:
                 then(self.service.finish(prepared, outcome))
