@@ -168,19 +168,11 @@ class SqliteLedger(SqlLedger):
         if self._my_turn_taken():
             yield  # its turn was taken for it (take_writers_queue)
             return
-        try:
-            fd = self._lock_file()
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._writers.release()
-            raise
+        self._lock_the_file(wait=True)
         try:
             yield
         finally:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            self._writers.release()
+            self._end_turn()
 
     def _my_turn_taken(self) -> bool:
         """True if this thread's turn was taken for it (take_writers_queue); else False, with
@@ -198,20 +190,9 @@ class SqliteLedger(SqlLedger):
             if self._writers.acquire(timeout=TURN_CHECK_S):
                 return False
 
-    def take_writers_queue(self, holder: int, wait: bool) -> bool:
-        if not wait:
-            return self._take_turn(holder, wait)
-        done = threading.Event()
-        self._taking = (holder, done)
-        try:
-            return self._take_turn(holder, wait)
-        finally:
-            self._taking = None
-            done.set()
-
-    def _take_turn(self, holder: int, wait: bool) -> bool:
-        if not self._writers.acquire(blocking=wait):
-            return False
+    def _lock_the_file(self, wait: bool) -> bool:
+        """With self._writers held: the lock file's turn too (True), or neither (False: another
+        process has it and wait is False)."""
         try:
             fd = self._lock_file()
             if fd is not None:
@@ -222,15 +203,34 @@ class SqliteLedger(SqlLedger):
         except BaseException:
             self._writers.release()
             raise
+        return True
+
+    def _end_turn(self) -> None:
+        fd = self._lock_file()
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._writers.release()
+
+    def take_writers_queue(self, holder: int, wait: bool) -> bool:
+        if not wait:
+            return self._take_for(holder, wait=False)
+        done = threading.Event()
+        self._taking = (holder, done)  # a write `holder` makes meanwhile waits for this turn
+        try:
+            return self._take_for(holder, wait=True)
+        finally:
+            self._taking = None
+            done.set()
+
+    def _take_for(self, holder: int, wait: bool) -> bool:
+        if not self._writers.acquire(blocking=wait) or not self._lock_the_file(wait):
+            return False
         self._queue_holder = holder
         return True
 
     def leave_writers_queue(self) -> None:
         self._queue_holder = None
-        fd = self._lock_file()
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        self._writers.release()
+        self._end_turn()
 
     @contextlib.contextmanager
     def durable_later(self) -> Iterator[OwedFlush]:
