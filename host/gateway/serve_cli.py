@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from onestop.host.gateway import eventloop
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from onestop.host.gateway.transports import SerialSpec
 
 # Kept light: `kiosk --help` imports this module; the server's imports wait for `serve`.
+
+T = TypeVar("T")
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_LISTEN = "127.0.0.1:7400"
@@ -278,8 +281,16 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any, Any] | N
     # The gateway's process: a worker's supervisor, whose workers are one gateway.
     compare_rules, forget_rules = _rules_watch(
         gateway, args.timezone, os.getppid() if worker is not None else os.getpid())
-    compare_rules()
-    watch = asyncio.create_task(_watch_key(gateway, stop, revoked, compare_rules))
+    # The key check and the rules record use the ledger, and the record writes to it: on a
+    # thread of their own, so the event loop never waits for another program's write turn (a
+    # long `import-bills`) or the disk. One thread: one more ledger connection, not one a check.
+    checks = concurrent.futures.ThreadPoolExecutor(1, "ledger-watch")
+
+    async def off_loop(work: Callable[[], T]) -> T:
+        return await loop.run_in_executor(checks, work)
+
+    await off_loop(compare_rules)
+    watch = asyncio.create_task(_watch_key(gateway, stop, revoked, off_loop, compare_rules))
     try:
         await stop.wait()
     finally:
@@ -289,7 +300,9 @@ async def _serve(args: argparse.Namespace, worker: tuple[int, Any, Any, Any] | N
         if revoked:
             gateway.log.error("gateway_key_revoked", kid=gateway.kid, status=revoked[0])
         gateway.log.info("stopping", signal=heard[0] if heard else None)
-        forget_rules()  # no longer serving: no other gateway is to warn against this one
+        # after the check under way, if any: no other gateway is to warn against this one
+        await off_loop(forget_rules)
+        checks.shutdown(wait=True)
         await gateway.close()
     return 3 if revoked else 0
 
@@ -344,16 +357,18 @@ def _rules_watch(gateway: Any, timezone: str,
 
 
 async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str],
+                     off_loop: Callable[[Callable[[], Any]], Awaitable[Any]],
                      also: Callable[[], None] | None = None) -> None:
     """Every KEY_CHECK_S: is the key this gateway signs with still active? An operator who
     revokes a leaked key (`kiosk gateway revoke --gateway-id`) must not have gateways go on
     signing settlements with it until someone restarts them. Asked on the gateway's own ledger
-    connection (the one it settles on); a check that fails is logged, never silent."""
+    (through `off_loop`: a thread's connection, not the event loop's); a check that fails is
+    logged, never silent."""
     ledger = gateway.server.service.ledger
     while not stop.is_set():
         await asyncio.sleep(KEY_CHECK_S)
         try:
-            record = ledger.get_key(gateway.kid)
+            record = await off_loop(lambda: ledger.get_key(gateway.kid))
         except Exception as exc:  # noqa: BLE001 - the ledger away: keep serving, say so
             gateway.log.warning("key_check_failed", kid=gateway.kid, error=str(exc)[:200])
             continue
@@ -362,7 +377,7 @@ async def _watch_key(gateway: Any, stop: asyncio.Event, revoked: list[str],
                 revoked.append("gone" if record is None else record.status)
             stop.set()
         elif also is not None:
-            also()
+            await off_loop(also)
 
 
 

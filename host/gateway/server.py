@@ -10,13 +10,15 @@ Three steps per frame, all on the event loop's thread:
   settle's counter advance commits together with the settlement.
 - `FrameService.finish`: seal the reply (or the refusal) and write it.
 
-Nothing raises out of these: every failure becomes a signed `error` reply. There are no worker
-threads: the work is CPU (signatures, codec) and the ledger's single writer, and Python's GIL
+Nothing raises out of these: every failure becomes a signed `error` reply. No worker thread
+does this work: it is CPU (signatures, codec) and the ledger's single writer, and Python's GIL
 made threads queue behind each other (each SQLite statement gives the GIL up and waits up to
-5 ms to get it back). To use several cores, run several gateway processes: `kiosk gateway serve
---workers N` forks N of them sharing the listening socket (workers.py); SQLite writers take
-turns on a lock file, PostgreSQL orders them with row locks. While a batch runs, this process
-waits for the ledger; the other workers keep serving.
+5 ms to get it back). Threads only wait, so that the loop does not: for the ledger's writers'
+queue and a batch's disk flush (Batcher), and for the periodic key check (serve_cli). To use
+several cores, run several gateway processes: `kiosk gateway serve --workers N` forks N of them
+sharing the listening socket (workers.py); SQLite writers take turns on a lock file, PostgreSQL
+orders them with row locks. While a batch runs, this process waits for the ledger; the other
+workers keep serving.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -164,3 +165,57 @@ async def test_a_key_check_that_fails_is_logged_and_serving_goes_on(db: str, mon
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     failed = [e for e in events if e.get("event") == "key_check_failed"]
     assert failed and "the ledger cannot be reached" in failed[0]["error"]
+
+
+async def test_the_key_check_waits_for_another_writer_without_holding_up_the_kiosks(
+        db: str, monkeypatch) -> None:
+    """A long `kiosk gateway import-bills` has the ledger's write turn for seconds. The key
+    check records the gateway's rules, a write: it waits for that turn on a thread of its own
+    while the gateway goes on answering kiosks (it froze the whole gateway until the import
+    ended), and records them once the turn is free."""
+    import fcntl
+    import threading
+
+    from onestop.host.gateway.rules import serving_name
+    from onestop.protocol import framing
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open_ledger(db) as ledger:
+        client = enroll_kiosk(ledger, "K-01")
+    gateway_task, _log = await serving(db, monkeypatch, listen=f"127.0.0.1:{port}")
+    kiosk = await KioskConnection.open_tcp(client, "127.0.0.1", port)
+    name = serving_name(gateway_key(db).kid, os.getpid())
+    with open_ledger(db) as ledger:
+        _rules, recorded_before = ledger.serving_records()[name]
+    lock = os.open(f"{db.removeprefix('sqlite:///')}-writer.lock", os.O_RDWR)
+    # let go after 3 s whatever happens: a gateway frozen until then freezes this test too
+    valve = threading.Timer(3.0, fcntl.flock, (lock, fcntl.LOCK_UN))
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the import's turn, as the ledger takes it
+        valve.start()
+        await asyncio.sleep(0.5)  # a key check (every 0.1 s here) now waits for the turn
+        await kiosk.send_raw(framing.encode(b"\xff\x00 not cbor"))
+        reply = client.open_reply(await kiosk.receive_payload())
+        assert (reply["t"], reply["code"]) == ("error", "malformed")
+        assert valve.is_alive(), "the gateway answered only once the other writer let go"
+    finally:
+        valve.cancel()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+        await kiosk.close()
+    try:  # the turn is free: the checks go on, and record the rules again
+        deadline = time.monotonic() + 3.0
+        while True:
+            with open_ledger(db) as ledger:
+                _rules, recorded = ledger.serving_records()[name]
+            if recorded > recorded_before or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert recorded > recorded_before
+        assert not gateway_task.done()
+    finally:
+        gateway_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway_task
