@@ -171,6 +171,9 @@ class Kiosk:
         if self.watchdog is not None:
             asyncio.create_task(self._feed_watchdog())
         self.log("boot", open_txns=len(self.journal.open_txns()))
+        # Lit before recovery, which may print and wait for a card: a dark LED says "no power",
+        # and a technician would cut it again in the middle.
+        self._light("serving")
         blocked = await self._recover()
         done = 0
         while True:

@@ -59,3 +59,27 @@ def test_a_kiosk_that_cannot_start_blinks_its_fault(make_hall: HallFactory) -> N
     assert hall.display.wait_for_page("error", timeout=WAIT_S)
     hall.power_cut()  # the technician switches it off to provision it again
     assert hall.status_light() == "off"
+
+
+def test_a_kiosk_finishing_a_visit_after_a_power_cut_is_lit(make_hall: HallFactory) -> None:
+    """Power came back while a settled receipt was still to print, the card still in: the
+    kiosk prints it and waits for the card. It is powered and working: the light is steady
+    (dark, it says "no power", and a technician would cut it again in the middle)."""
+    from e2e_support import up_to_confirm
+
+    hall = make_hall()
+    since = at_welcome(hall)
+    up_to_confirm(hall, "P002")
+    hall.printer.paper_out = True  # the receipt cannot print: the settlement is saved
+    hall.touch("b0")
+    assert "Your settlement is saved" in wait_screen(hall, "error", since)
+    assert len(hall.settlements()) == 1 and hall.receipts() == []
+    hall.power_cut()
+    hall.printer.load_paper()
+    rebooted = len(hall.screens)
+    firmware = hall.boot()
+    assert "Printing a saved receipt" in wait_screen(hall, "printing", rebooted)
+    firmware.wait_event("txn_done")
+    assert hall.card.present  # the resident's card: the kiosk waits for it to be taken
+    assert hall.status_light() == "serving"
+    assert len(hall.receipts()) == 1
