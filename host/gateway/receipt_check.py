@@ -172,7 +172,9 @@ def check(ledger: Ledger, data: bytes) -> Check:
     else:
         result.signature_ok = True
         result.key_status = keys[kid].status
-    _describe_person(ledger, record, result)
+        # Who the resident is only for a receipt the gateway signed: anyone can type a psn_no
+        # into a text, and a lookup of a resident is recorded (`kiosk gateway lookup`).
+        _describe_person(ledger, record, result)
     stored = find_settlement(ledger, record)
     event = None if stored is None else ledger.settled_event(stored.txn_id)
     if result.signature_ok and result.key_status != "active":
@@ -358,7 +360,8 @@ def format_check(result: Check) -> str:
                                                                            "-")
     if not result.signature_ok and result.ledger == "matches":  # a copy is not a receipt
         ledger += " (but the receipt's signature does not check)"
-    resident = "not in this ledger"
+    resident = ("not in this ledger" if result.signature_ok
+                else "not looked up: the signature does not check")
     if result.name is not None:
         resident = f"{shown(result.name)}  ID {result.ssn_masked}"
     lines = [

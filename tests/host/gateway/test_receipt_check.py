@@ -196,6 +196,27 @@ def test_a_settlement_signed_by_a_key_not_in_the_ledger_is_not_valid(site, ledge
         "NOT VALID 无效: signed by 'gw-elsewhere', which is not a gateway key this ledger holds")
 
 
+def test_a_receipt_whose_signature_does_not_check_names_no_resident(site, ledger_url, capsys):
+    """Anyone can type a psn_no into a receipt's text: the ledger's name and ID number of that
+    resident are shown only for a receipt the gateway signed (a lookup of a resident is
+    recorded; this check is not one)."""
+    from onestop.host.gateway.ledger import open_ledger
+    from onestop.host.gateway.masking import mask_id
+
+    record = record_of(site.settle("K0001-000001-aaaa"))
+    with open_ledger(ledger_url) as ledger:
+        person = ledger.get_person(record["psn_no"])
+    assert person is not None
+    elsewhere = messages.seal_settlement(record, "gw-elsewhere", SigningKey(b"\x09" * 32))
+    status, out, _ = verify(ledger_url, qr_text(elsewhere), capsys=capsys)
+    assert status == 1
+    assert person.name not in out and mask_id(person.ssn) not in out
+    assert "resident    not looked up: the signature does not check" in out
+    status, out, _ = verify(ledger_url, "--json", qr_text(elsewhere), capsys=capsys)
+    shown = json.loads(out)
+    assert (shown["name"], shown["ssn_masked"]) == (None, None)
+
+
 def test_signed_by_this_gateway_but_not_in_the_ledger_is_not_valid(site, ledger_url, capsys):
     record = record_of(site.settle("K0001-000001-aaaa"))
     record.update(setl_id="S20261123LOST000", txn_id="K0001-000099-ffff")
