@@ -202,10 +202,15 @@ class _Audit:
         head = self.reader.head()
         if head is None:
             problems.append("audit chain: the ledger's record of its last event is missing")
-        elif tuple(head) != last:
+        elif head[0] != last[0]:
             problems.append(
                 f"audit chain: the ledger's head is event {head[0]} but the log ends at "
                 f"event {last[0]} (events removed or added behind the ledger)"
+            )
+        elif head[1] != last[1]:
+            problems.append(
+                f"audit chain: the ledger's head names event {head[0]} with a hash that is "
+                f"not that event's (the head, or the event, was changed behind the ledger)"
             )
 
     def _parse(self, seq: int, kind: str, txn_id: str | None, text: str) -> dict[str, Any] | None:

@@ -477,3 +477,17 @@ def test_a_settlement_counted_in_its_bills_year_by_the_ledgers_default_is_no_pro
     assert stored.acc_year == kit.YEAR - 1 and stored.setl_date.startswith(str(kit.YEAR))
     report = audit(demo_people)
     assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("tamper, found", [
+    ("UPDATE audit_head SET hash = '00' WHERE id = 1",
+     "the ledger's head names event {n} with a hash that is not that event's"),
+    ("UPDATE audit_head SET seq = seq - 1 WHERE id = 1",
+     "the ledger's head is event {m} but the log ends at event {n}"),
+])
+def test_a_changed_head_is_named_for_what_changed(busy, ledger_url, tamper, found):
+    """The head's number or its hash: each said as it is (a changed hash was reported as
+    "head is event 39 but the log ends at event 39")."""
+    (last,) = RawDatabase(ledger_url).run("SELECT seq FROM audit_head WHERE id = 1")[0]
+    problems = problems_after(busy, ledger_url, lambda db: db.run(tamper))
+    one(problems, "audit chain: " + found.format(n=last, m=last - 1))
