@@ -1194,6 +1194,24 @@ def superseded_by(kid: str, cert: Cert | None,
     return max(higher, key=lambda c: c.serial) if higher else None
 
 
+def _missing_key_hint(db: str) -> str:
+    """What to do about an unreadable key file: make one (a new ledger), or, for a ledger that
+    has an active gateway key, get that one's file back: `init` would make another key, which
+    no kiosk trusts (each is provisioned with the ledger's)."""
+    try:
+        with open_ledger(db, create=False) as ledger:
+            active = [r.kid for r in ledger.list_keys()
+                      if r.role == "gateway" and r.status == "active"]
+    except Exception:  # noqa: BLE001 - only a hint: the key file's own error is the message
+        active = []
+    if not active:
+        return " (`kiosk gateway init` makes the gateway's key)"
+    return (f"; this ledger's gateway key is {', '.join(active)}, which its kiosks are "
+            "provisioned with: restore that key's file (from where it was backed up) and serve "
+            "with it (--key). `kiosk gateway init` would make another key, which no kiosk "
+            "trusts")
+
+
 def _gateway_identity(
         config: GatewayConfig) -> tuple[SigningKey, str, Cert | None, CertRecord | None]:
     """The gateway's signing key, the kid it is enrolled under in this ledger (whose clock
@@ -1208,7 +1226,7 @@ def _gateway_identity(
     try:
         signer = load_signing_key(key_path)
     except KeyFileError as exc:
-        raise ServeError(f"{exc} (`kiosk gateway init` makes the gateway's key)") from None
+        raise ServeError(f"{exc}{_missing_key_hint(config.db)}") from None
     try:
         ledger = open_ledger(config.db, create=False)
         try:

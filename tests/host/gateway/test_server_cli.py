@@ -35,6 +35,20 @@ def test_serve_without_a_gateway_key_says_to_run_init(
     assert "gateway.key" in err and "kiosk gateway init" in err
 
 
+def test_serve_without_the_key_file_of_a_ledgers_gateway_key_says_to_restore_it(
+        ledger_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The key file lost (a moved folder, a disk replaced): `init` would make another key,
+    which no kiosk trusts. The operator is pointed at the key the ledger holds."""
+    with open_ledger(f"sqlite:///{ledger_file}") as ledger:
+        ledger.add_key(KeyRecord(kid="gateway-01", role="gateway",
+                                 public_key=SigningKey.generate().public_key, status="active"))
+    assert serve("--db", f"sqlite:///{ledger_file}") == 2
+    err = capsys.readouterr().err
+    assert "gateway.key" in err
+    assert "this ledger's gateway key is gateway-01" in err and "restore that key's file" in err
+    assert "would make another key, which no kiosk trusts" in err
+
+
 def test_serve_with_a_key_the_ledger_does_not_know_is_refused(
         ledger_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_signing_key(tmp_path / "gateway.key", SigningKey.generate())
