@@ -158,6 +158,11 @@ class PostgresLedger(SqlLedger):
         return (f", json_to_record(s.result::json) AS r({columns})",
                 [f'r."{name}"' for name in fields])
 
+    def _table_names(self, tx: Tx) -> set[str]:
+        return {name for (name,) in tx.all(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()")}
+
     def _prepare_schema(self, tx: Tx) -> None:
         tx.one("SELECT pg_advisory_xact_lock(?)", (INIT_LOCK,))
         if self.location.schema:  # validated by config: lower-case letters, digits, _

@@ -6,6 +6,8 @@ can compare them with its events character for character. Hashes are hex text.
 
 from __future__ import annotations
 
+import re
+
 SCHEMA_VERSION = "5"
 # Versions `init` (and `upgrade`) bring up to SCHEMA_VERSION by creating the tables and indexes
 # they lack (each change since them only added some: nothing stored changes). 1 had no
@@ -121,6 +123,12 @@ TABLES: tuple[str, ...] = (
         hash TEXT NOT NULL
     )""",
 )
+
+
+# The ledger's tables by name: a ledger of this version missing one of them is damaged.
+TABLE_NAMES: tuple[str, ...] = tuple(
+    re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", ddl).group(1)  # type: ignore[union-attr]
+    for ddl in TABLES if ddl.startswith("CREATE TABLE"))
 
 
 def statements(blob_type: str) -> list[str]:

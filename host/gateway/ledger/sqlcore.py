@@ -58,7 +58,7 @@ from .rows import (
     settlement_from_row,
     settlement_values,
 )
-from .schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, statements
+from .schema import SCHEMA_VERSION, TABLE_NAMES, UPGRADABLE_VERSIONS, statements
 from .transactions import SqlStore, TransientConflict, Tx, TxnRace
 from .validation import built_settlement_problems, key_problems
 
@@ -101,6 +101,28 @@ class SqlLedger(SqlStore):
     def _prepare_schema(self, tx: Tx) -> None:
         """Anything init needs before the tables (PostgreSQL: the schema, an init lock)."""
 
+    def _table_names(self, tx: Tx) -> set[str]:
+        """The tables the ledger's database (its schema, on PostgreSQL) holds now."""
+        raise NotImplementedError
+
+    def _refuse_if_damaged(self, tx: Tx) -> None:
+        """A ledger made by this version that lacks some of its tables lost them (dropped by
+        hand, a bad restore): `init` must not make them again empty, the audit chain with
+        them, as if nothing had happened."""
+        tables = self._table_names(tx)
+        if "ledger_meta" not in tables:
+            return
+        row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
+        if row is None or row[0] != SCHEMA_VERSION:
+            return  # a new ledger, or an earlier one init brings up to date
+        missing = [name for name in TABLE_NAMES if name not in tables]
+        if missing:
+            raise LedgerError(
+                f"the ledger at {self.where} is damaged: it is a schema {SCHEMA_VERSION} "
+                f"ledger without its table{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}; restore it from a backup (`kiosk gateway backup` "
+                "makes them); nothing was written")
+
     def _order_key(self, column: str) -> str:
         """`column` as an ORDER BY term that sorts text by code point, as Python sorts str
         (SQLite's default BINARY collation does; PostgreSQL's may follow a locale)."""
@@ -110,6 +132,7 @@ class SqlLedger(SqlStore):
     def init(self) -> None:
         def create(tx: Tx) -> None:
             self._prepare_schema(tx)
+            self._refuse_if_damaged(tx)
             for ddl in statements(self.blob_type):
                 tx.run(ddl)
             tx.run(

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 from .base import LedgerError, OwedFlush
 from .sqlcore import SqlLedger
+from .transactions import Tx
 
 BUSY_TIMEOUT_S = 30.0
 TURN_CHECK_S = 0.05  # a writer waiting for its turn looks this often for one taken for it
@@ -151,6 +152,10 @@ class SqliteLedger(SqlLedger):
 
     def _translate(self, sql: str) -> str:
         return _to_sqlite(sql)
+
+    def _table_names(self, tx: Tx) -> set[str]:
+        rows = tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows}
 
     # ------------------------------------------------------------------ writers' queue
     def _lock_file(self) -> int | None:
@@ -337,7 +342,8 @@ class SqliteLedger(SqlLedger):
         if "database or disk is full" in text:
             reason = "the disk is full (database or disk is full)"
         elif "no such table" in text:
-            reason = "it is not initialised: run `kiosk gateway init`"
+            reason = (f"it is not initialised: run `kiosk gateway init` ({text}; a ledger that "
+                      "was in use and lost a table is damaged: restore it from a backup)")
         elif "database is locked" in text:
             error = LedgerError(f"ledger {self.path}: another writer held it for over "
                                 f"{self._busy_timeout_s:g} s; nothing was written")

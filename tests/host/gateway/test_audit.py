@@ -491,3 +491,29 @@ def test_a_changed_head_is_named_for_what_changed(busy, ledger_url, tamper, foun
     (last,) = RawDatabase(ledger_url).run("SELECT seq FROM audit_head WHERE id = 1")[0]
     problems = problems_after(busy, ledger_url, lambda db: db.run(tamper))
     one(problems, "audit chain: " + found.format(n=last, m=last - 1))
+
+
+def test_a_ledger_that_lost_tables_is_damaged_and_init_does_not_remake_them(
+        busy, ledger_url, capsys):
+    """Someone dropped the audit tables: `init` would have made them again, empty, and the
+    ledger would have served and audited as new. It is named damaged; nothing is written."""
+    from onestop.host.cli import main
+    from onestop.host.gateway.ledger import open_ledger
+
+    busy.close()
+    RawDatabase(ledger_url).run("DROP TABLE audit_head")
+    RawDatabase(ledger_url).run("DROP TABLE audit_log")
+    with pytest.raises(SystemExit) as done:
+        main(["gateway", "init", "--db", ledger_url, "--key", "/nonexistent/never-made.key"])
+    assert done.value.code != 0
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "audit_log, audit_head" in err and "restore it" in err
+    tables = {name for (name,) in RawDatabase(ledger_url).run(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")} if ledger_url.startswith(
+        "sqlite") else {name for (name,) in RawDatabase(ledger_url).run(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()")}
+    assert "audit_log" not in tables and "audit_head" not in tables  # not made again
+    with open_ledger(ledger_url) as ledger, pytest.raises(Exception) as refused:
+        ledger.init()
+    assert "is damaged" in str(refused.value)
