@@ -48,6 +48,7 @@ class Kiosk:
         self._progress = time.ticks_ms()
         self.sessions = 0
         self._card_may_be_left_in = True  # at power-on, a card in the slot is not a new visit
+        self._just_started = True  # ...and its holder is told the kiosk restarted
         # The card in the slot has stayed there since a settlement went in doubt (a visit that
         # ended in doubt with it in; at power-on, the visit the power cut): its holder is the
         # one to tell if recovery finds nothing was settled. Any poll that sees the slot empty
@@ -238,12 +239,12 @@ class Kiosk:
                 await asyncio.sleep_ms(self.timeouts["poll"])
                 return
             if present:
-                await self.show(screens.take_card())
+                await self.show(screens.take_card(self._just_started))
                 self._light("serving")  # in service: the next resident waits for the card
                 await self._heartbeat()
                 await self.wait_card(False, self.timeouts["take_card"])
                 return
-            self._card_may_be_left_in = False
+            self._card_may_be_left_in = self._just_started = False
         # A full flash fails a visit at its first write (the counter): out of service instead,
         # until the technician makes room (kiosk fw status shows what is there).
         if self._flash_failed or self._flash_short():

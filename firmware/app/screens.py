@@ -155,5 +155,6 @@ def out_of_service(reason, card_in=False):
     return _page("error", texts.OUT_OF_SERVICE, lines)
 
 
-def take_card():
-    return _page("done", texts.TAKE_CARD)
+def take_card(restarted=False):
+    """`restarted`: the card was in the slot as the kiosk started (see texts.RESTARTED)."""
+    return _page("done", texts.TAKE_CARD, texts.RESTARTED if restarted else ())

@@ -32,6 +32,13 @@ LEAVE = ("取出社保卡即可退出", "Take out your card to leave")
 # the 40 px font: at most 19 Chinese characters, 38 ASCII ones).
 MORE_TIME = ("还剩%d秒，点这里继续", "%d s left: touch here for more time")
 TAKE_CARD = ("请取走社保卡", "Please take your card")
+# ...under it, for a card found in the slot as the kiosk starts (a power cut mid-visit): with no
+# transaction left open, every settlement made has its receipt printed, so the resident can
+# tell from the receipt in hand whether the bill was settled.
+RESTARTED = ("终端刚重新启动：已出凭条的费用已结算",
+             "The kiosk restarted: a bill with a receipt is settled",
+             "未出凭条的未结算，请重新插卡办理",
+             "No receipt: not settled, insert your card again")
 # ...when the card in the slot is not a social-security card (a bank card put in by mistake).
 TAKE_THIS_CARD = ("请取出此卡", "Please take this card out")
 # While the kiosk waits on the gateway (a settlement in doubt) for a resident still there;

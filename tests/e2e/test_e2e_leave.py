@@ -110,3 +110,31 @@ def test_the_bill_left_behind_settles_on_the_next_visit(shared_hall: Hall) -> No
     assert settlement.result == before.expected(settlement)
     assert seen.you_pay == settlement.result["psn_cash_pay"]
     assert len(hall.receipts()) == 1
+
+
+def test_a_power_cut_at_the_confirm_page_tells_the_resident_nothing_was_settled(
+        make_hall) -> None:
+    """The power goes at the confirm page, the card stays in. As it starts again the kiosk asks
+    for the card, and says how to tell what was settled: a bill with a receipt is; this one,
+    without, is not, and the card goes in again to settle it. A later visit's take-card page
+    says nothing of a restart."""
+    hall = make_hall()
+    pending = pending_bill_ids(hall, RESIDENT)
+    at_welcome(hall)
+    up_to_confirm(hall, RESIDENT)
+    hall.power_cut()
+    restarted = len(hall.screens)
+    hall.boot()
+    page = wait_screen(hall, "done", restarted)
+    assert "Please take your card" in page
+    assert "The kiosk restarted: a bill with a receipt is settled" in page
+    assert "No receipt: not settled, insert your card again" in page
+    assert hall.settlements() == [] and pending_bill_ids(hall, RESIDENT) == pending
+    hall.card.pull()
+    hall.wait_welcome()
+    since = len(hall.screens)
+    settle_visit(hall, RESIDENT)  # the card in again: the bill settles
+    hall.firmware.wait_event("txn_done")
+    assert len(hall.settlements()) == 1
+    after = "\n".join(screen.words for screen in hall.screens[since:])
+    assert "The kiosk restarted" not in after

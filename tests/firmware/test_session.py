@@ -1060,3 +1060,17 @@ def test_a_flash_short_of_room_keeps_the_kiosk_out_of_service_from_boot(kiosk: K
     assert "welcome" not in [page for page, _ in short["pages"]]
     room = kiosk.boot(rounds=1, visits=1, script=HAPPY)  # the technician made room
     assert room["calls"].count("settle") == 1 and len(room["receipts"]) == 1
+
+
+def test_the_take_card_page_after_a_restart_says_how_to_tell_what_was_settled(
+        mp: StageWorker) -> None:
+    page, shown = mp.call("app.screens", "take_card", True)
+    assert (page, shown["t_zh"], shown["t_en"]) == ("done", "请取走社保卡", "Please take your card")
+    assert "已出凭条的费用已结算" in shown["l0"]
+    assert "a bill with a receipt is settled" in shown["l1"]
+    assert "请重新插卡" in shown["l2"] and "insert your card again" in shown["l3"]
+    for line in ("l0", "l1", "l2", "l3"):
+        assert len(shown[line].encode("gbk")) <= 80  # the text's txt_maxl: nothing cut off
+        assert display_width(shown[line]) * 12 <= 760  # 24 px font, ASCII 12 px: the line's w
+    assert mp.call("app.screens", "take_card") == ("done", {"t_zh": "请取走社保卡",
+                                                            "t_en": "Please take your card"})
