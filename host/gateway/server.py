@@ -1194,14 +1194,18 @@ def superseded_by(kid: str, cert: Cert | None,
     return max(higher, key=lambda c: c.serial) if higher else None
 
 
+def _active_gateway_kids(records: Sequence[KeyRecord]) -> list[str]:
+    """The ledger's active gateway keys: the ones its kiosks are provisioned with."""
+    return [r.kid for r in records if r.role == "gateway" and r.status == "active"]
+
+
 def _missing_key_hint(db: str) -> str:
     """What to do about an unreadable key file: make one (a new ledger), or, for a ledger that
     has an active gateway key, get that one's file back: `init` would make another key, which
     no kiosk trusts (each is provisioned with the ledger's)."""
     try:
         with open_ledger(db, create=False) as ledger:
-            active = [r.kid for r in ledger.list_keys()
-                      if r.role == "gateway" and r.status == "active"]
+            active = _active_gateway_kids(ledger.list_keys())
     except Exception:  # noqa: BLE001 - only a hint: the key file's own error is the message
         active = []
     if not active:
@@ -1246,7 +1250,7 @@ def _gateway_identity(
                 return signer, record.kid, cert, superseded_by(record.kid, cert, recorded)
             raise ServeError(f"the key {key_path} (gateway key {record.kid}) was revoked: make a "
                              "new one with `kiosk gateway init --key NEW_PATH` and serve with it")
-    active = [r.kid for r in records if r.role == "gateway" and r.status == "active"]
+    active = _active_gateway_kids(records)
     if not active:
         raise ServeError(f"the key {key_path} is not a gateway key of this ledger, which has no "
                          "active one: run `kiosk gateway init` with this --db and --key")
