@@ -29,7 +29,14 @@ from onestop.host.gateway.ledger.base import (
 from onestop.host.gateway.masking import mask_id
 from onestop.host.gateway.reconcile import totals_for
 from onestop.host.keys import SigningKey
-from onestop.host.settlement import Claim, Policy, load_policy_set, policy_digest, settle
+from onestop.host.settlement import (
+    Claim,
+    Outcome,
+    Policy,
+    load_policy_set,
+    policy_digest,
+    settle,
+)
 from onestop.host.settlement.vocabulary import SETTLED_INSURANCE_TYPES
 from onestop.protocol import messages
 from onestop.protocol.errors import ProtocolError
@@ -70,6 +77,43 @@ class Handled:
     fields: dict[str, Any] = field(default_factory=dict)
     settlement: str | None = None  # "new" | "retry" for settle replies
     warn: bool = False  # the operator must look at it (a reconciliation mismatch)
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A kiosk's last pre_settle: the engine's outcome and everything it was computed from.
+    The engine is pure, so the settle that follows (same resident, same bill, nothing changed)
+    takes this outcome instead of computing it again inside the ledger's write turn, where
+    every other request of the batch, and the other gateway processes, wait."""
+
+    person: Person
+    bill: Bill
+    day: str  # the claim's settlement date
+    accumulations: dict[str, int]  # the year's, as the engine was given them
+    claim: Claim
+    policy: Policy
+    outcome: Outcome
+
+    def holds(self, person: Person, bill: Bill, day: str,
+              accumulations: dict[str, int]) -> bool:
+        """Whether these are the very inputs the outcome was computed from."""
+        return (self.day == day and self.accumulations == accumulations
+                and self.bill == bill and self.person == person)
+
+
+@dataclass(frozen=True, slots=True)
+class Presigned:
+    """A settle's record signed before its ledger turn, from the kiosk's `Priced`: used only if
+    the ledger, inside the turn, finds the same inputs (Priced.holds); otherwise discarded."""
+
+    priced: Priced
+    record: dict[str, Any]
+    signed: bytes
+
+
+# Kiosks whose last pre_settle is kept (one each, a few kilobytes); past this many, all are
+# forgotten (a settle then only computes its outcome again).
+PRICED_AT_MOST = 10_000
 
 
 class SignerRevoked(ProtocolError):
@@ -140,6 +184,7 @@ class Handlers:
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
+        self._priced: dict[str, Priced] = {}  # by kiosk: its last pre_settle
         self._table: dict[str, Callable[[Ledger, dict[str, Any], int], Handled]] = {
             "sign_in": self.sign_in,
             "person_info": self.person_info,
@@ -152,11 +197,33 @@ class Handlers:
             "reconcile": self.reconcile,
         }
 
-    def handle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+    def handle(self, ledger: Ledger, request: dict[str, Any], now: int,
+               ahead: Presigned | None = None) -> Handled:
+        """The request's reply, inside the ledger's transaction; `ahead` is what
+        `self.ahead(request, now)` did before it."""
+        if ahead is not None:  # a settle's
+            return self.settle(ledger, request, now, ahead)
         handler = self._table.get(request["t"])
         if handler is None:
             raise ProtocolError("invalid", f"{request['t']} is not a request")
         return handler(ledger, request, now)
+
+    def ahead(self, request: dict[str, Any], now: int) -> Presigned | None:
+        """What of an authenticated request can be done before its ledger turn, without the
+        ledger: a settle of the bill its kiosk just priced has its record signed now, for the
+        outcome the pre_settle computed (the ledger then checks that nothing changed since)."""
+        if request["t"] != "settle":
+            return None
+        priced = self._priced.get(request["kiosk"])
+        if (priced is None or priced.person.psn_no != request["psn_no"]
+                or priced.bill.bill_id != request["bill_id"]
+                or priced.outcome.breakdown["psn_cash_pay"] != request["confirmed_cash"]
+                or priced.day != self.today(now).isoformat()):
+            return None
+        record = self._record(request, priced.person.psn_no, priced.bill.bill_id,
+                              dict(priced.outcome.breakdown), now)
+        return Presigned(priced, record,
+                         fastwire.seal_settlement(record, self.gateway_kid, self.signer))
 
     def today(self, now: int) -> date:
         known = self._day_of
@@ -241,12 +308,18 @@ class Handlers:
         bill = self._pending_bill(ledger, person, request["bill_id"])
         claim = self._claim(person, bill, now)
         policy = self._policy_for(claim)
-        outcome = settle(policy, claim, ledger.accumulations(person.psn_no, claim.year))
+        accumulations = ledger.accumulations(person.psn_no, claim.year)
+        outcome = settle(policy, claim, accumulations)
+        if len(self._priced) >= PRICED_AT_MOST:
+            self._priced.clear()
+        self._priced[request["kiosk"]] = Priced(person, bill, claim.setl_date, accumulations,
+                                                claim, policy, outcome)
         return Handled(messages.reply(request, "pre_settle_reply", now,
                                       bill_id=bill.bill_id, result=dict(outcome.breakdown)))
 
     # ------------------------------------------------------------ 2207 settle
-    def settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
+    def settle(self, ledger: Ledger, request: dict[str, Any], now: int,
+               ahead: Presigned | None = None) -> Handled:
         confirmed = request["confirmed_cash"]
         digest = settle_digest(request)
         try:
@@ -264,6 +337,7 @@ class Handlers:
         psn_no = request["psn_no"]  # the held one's too: the digest covers it
         setl_date = self.today(now)
         used: list[Policy] = []  # the policy build settled with, for the log
+        unused = [] if ahead is None else [ahead]
 
         def build(accumulations: dict[str, int], bill: Bill,
                   person: Person | None = person) -> Settlement:
@@ -276,30 +350,31 @@ class Handlers:
                 raise SignerRevoked(self.gateway_kid, "gone" if key is None else key.status)
             # Chosen here, not before: a retry returns the stored settlement whatever the
             # policies loaded now.
-            claim = self._claim(person, bill, now)
-            policy = self._policy_for(claim)
+            day = setl_date.isoformat()
+            priced = self._priced.get(request["kiosk"])
+            if priced is not None and priced.holds(person, bill, day, accumulations):
+                claim, policy, outcome = priced.claim, priced.policy, priced.outcome
+            else:
+                claim = self._claim(person, bill, now)
+                policy = self._policy_for(claim)
+                outcome = settle(policy, claim, accumulations)
             used.append(policy)
-            settled_by = self._settled_by(claim)
-            outcome = settle(policy, claim, accumulations)
             breakdown = dict(outcome.breakdown)
             if breakdown["psn_cash_pay"] != confirmed:
                 raise AmountChanged(breakdown["psn_cash_pay"], confirmed)
-            record = {
-                # A new number at each call: the ledger builds again if another has it.
-                "setl_id": "S" + setl_date.strftime("%Y%m%d") + self._new_id(),
-                "txn_id": request["txn_id"],
-                "kiosk": request["kiosk"],
-                "psn_no": person.psn_no,
-                "bill_id": bill.bill_id,
-                "setl_time": now,
-                "result": breakdown,
-            }
+            presigned = unused.pop() if unused else None  # once: a rebuild needs a new number
+            if presigned is not None and priced is not None and presigned.priced is priced \
+                    and claim is priced.claim:  # signed for this very outcome
+                record, signed = presigned.record, presigned.signed
+            else:
+                record = self._record(request, person.psn_no, bill.bill_id, breakdown, now)
+                signed = fastwire.seal_settlement(record, self.gateway_kid, self.signer)
             return Settlement(
                 txn_id=record["txn_id"], setl_id=record["setl_id"], kiosk_id=record["kiosk"],
                 psn_no=person.psn_no, bill_id=bill.bill_id, setl_time=now,
-                setl_date=setl_date.isoformat(), result=breakdown,
-                signed=fastwire.seal_settlement(record, self.gateway_kid, self.signer),
-                request_digest=digest, delta=dict(outcome.delta), policy=settled_by,
+                setl_date=day, result=breakdown, signed=signed,
+                request_digest=digest, delta=dict(outcome.delta),
+                policy=self._settled_by(claim),
             )
 
         try:
@@ -330,6 +405,20 @@ class Handlers:
         if created:  # the log says under which region's policy it was settled
             fields["policy"] = used[-1].name
         return Handled(reply, "settled" if created else "settle_retry", fields, settlement=kind)
+
+    def _record(self, request: dict[str, Any], psn_no: str, bill_id: str,
+                breakdown: dict[str, int], now: int) -> dict[str, Any]:
+        """The settlement_record the gateway signs, under a new settlement number (the ledger
+        asks for another build if a settlement already has it)."""
+        return {
+            "setl_id": "S" + self.today(now).strftime("%Y%m%d") + self._new_id(),
+            "txn_id": request["txn_id"],
+            "kiosk": request["kiosk"],
+            "psn_no": psn_no,
+            "bill_id": bill_id,
+            "setl_time": now,
+            "result": breakdown,
+        }
 
     # ------------------------------------------------------------ 2208 cancel
     def cancel(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:

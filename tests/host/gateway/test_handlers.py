@@ -94,7 +94,9 @@ class Rig:
         request = messages.validate(
             messages.request(t, kiosk, self._ctr, os.urandom(8), now, **body)
         )
-        handled = self.handlers.handle(self.ledger, request, now)
+        # as the server does: what can be done before the ledger's turn, then the turn
+        handled = self.handlers.handle(self.ledger, request, now,
+                                       self.handlers.ahead(request, now))
         messages.seal(handled.reply, GATEWAY_KID, self.key)  # raises unless frames.cddl-valid
         if t == "person_info":
             self.read[kiosk] = handled.reply["psn_no"]
@@ -335,6 +337,52 @@ def test_a_changed_amount_is_refused_and_nothing_is_written(rig: Rig) -> None:
     assert rig.ledger.get_settlement("TXN-0000001") is None
     assert [b.bill_id for b in rig.ledger.pending_bills("P001")] == ["B-130630-0001"]
     assert _nonzero(rig.ledger.accumulations("P001", 2026)) == {}
+
+
+def test_a_settle_is_priced_again_when_the_accumulations_changed_since_its_pre_settle(
+        rig: Rig) -> None:
+    """The gateway settles a kiosk's bill with the outcome of its pre_settle, signed before
+    the ledger's turn, only if the ledger still holds what it was computed from. Here another
+    kiosk settled the resident's other stay in between, which used most of the year's cap: the
+    settlement is computed on the accumulations as they are now (the kiosk, told the amount
+    changed, confirmed the new one)."""
+    stays = [Bill(bill_id=f"B-STAY-{n}", psn_no="P005", fixmedins_name="涞源县医院",
+                  mdtrtarea_admvs="130630", med_type="inpatient", hosp_lv=2, referral=False,
+                  date="2026-11-22", items=({"name": "治疗", "class": "A", "amount": 15_000_000},))
+             for n in (1, 2)]
+    for stay in stays:
+        rig.ledger.upsert_bill(stay)
+    shown = rig.ask("pre_settle", psn_no="P005", bill_id="B-STAY-1").reply["result"]
+    rig.settle("P005", "B-STAY-2", "TXN-STAY-2", kiosk="K-02")
+    person = rig.ledger.get_person("P005")
+    assert person is not None
+    now_owed = settle(load_policy("reference"), Claim.from_bill(person, stays[0], "2026-11-23"),
+                      rig.ledger.accumulations("P005", 2026))
+    # the basic insurance's annual cap is mostly used: the resident now pays more
+    assert now_owed.breakdown["hifp_pay"] < shown["hifp_pay"]
+    assert now_owed.breakdown["psn_cash_pay"] > shown["psn_cash_pay"]
+
+    handled = rig.ask("settle", psn_no="P005", bill_id="B-STAY-1", txn_id="TXN-STAY-1",
+                      confirmed_cash=now_owed.breakdown["psn_cash_pay"])
+
+    assert rig.record(handled.reply["settlement"])["result"] == dict(now_owed.breakdown)
+    stored = rig.ledger.get_settlement("TXN-STAY-1")
+    assert stored is not None and stored.delta == dict(now_owed.delta)
+
+
+def test_a_settle_of_what_its_pre_settle_priced_is_stored_as_shown(rig: Rig) -> None:
+    """The usual visit: the pre_settle's outcome is the settlement, its record signed with the
+    settle's own time and numbers."""
+    shown = rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001").reply["result"]
+    handled = rig.ask("settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-0000001",
+                      now=NOW + 90, confirmed_cash=shown["psn_cash_pay"])
+    record = rig.record(handled.reply["settlement"])
+    assert record["result"] == shown
+    assert (record["txn_id"], record["kiosk"], record["setl_time"]) == ("TXN-0000001", "K-01",
+                                                                         NOW + 90)
+    stored = rig.ledger.get_settlement("TXN-0000001")
+    assert stored is not None and stored.signed == handled.reply["settlement"]
+    assert stored.setl_id == record["setl_id"] and stored.setl_time == NOW + 90
 
 
 def test_a_settled_bill_is_refused_to_another_txn_and_unknown_bills_are_named(rig: Rig) -> None:
