@@ -141,6 +141,9 @@ class Processed:
     code: str | None = None  # error code, when the reply is an `error`
     msg: str | None = None  # for the log: the reason, with details the kiosk is not sent
     handled: Handled | None = None
+    # The status of this gateway's own key, when the request found it no longer active: the
+    # server stops once this reply is sent (FrameService.on_signer_revoked).
+    signer_revoked: str | None = None
 
 
 @dataclass(slots=True)
@@ -174,22 +177,10 @@ class FrameService:
         # Active kiosk keys as last read. A revocation since is caught by the request's own
         # transaction (RequestJob.public_key), which then drops the entry.
         self._keys: dict[str, KeyRecord] = {}
-        # Called (with the key's status) when a settle found this gateway's own key revoked:
-        # serving stops at once rather than at the next periodic check.
+        # Called (with the key's status) when a settle found this gateway's own key revoked,
+        # once its refusal is sent: serving stops at once rather than at the next periodic
+        # check.
         self.on_signer_revoked: Callable[[str], None] | None = None
-
-    # ------------------------------------------------------------ one frame, start to end
-    def process(self, payload: bytes) -> Processed:
-        """Prepare, run in the ledger alone, finish: one frame's reply."""
-        return self.process_batch([payload])[0]
-
-    def process_batch(self, payloads: Sequence[bytes]) -> list[Processed]:
-        """Several frames (of different kiosks), their ledger work in one commit."""
-        prepared = [self.prepare(payload) for payload in payloads]
-        waiting = [p for p in prepared if isinstance(p, Prepared)]
-        outcomes = iter(self.run(waiting))
-        return [p if isinstance(p, Processed) else self.finish(p, next(outcomes))
-                for p in prepared]
 
     # ------------------------------------------------------------ the three steps
     def prepare(self, payload: bytes) -> Prepared | Processed:
@@ -216,9 +207,13 @@ class FrameService:
         except Exception as exc:  # a bug must cost one reply, never the connection
             return self._internal(request, exc, now)
         handlers = self.handlers
+        try:
+            ahead = handlers.ahead(request, now)
+        except Exception as exc:  # a bug must cost one reply, never the connection
+            return self._internal(request, exc, now)
 
         def work(ledger: Ledger, request: dict[str, Any] = request, now: int = now) -> Handled:
-            return handlers.handle(ledger, request, now)
+            return handlers.handle(ledger, request, now, ahead)
 
         job = RequestJob(kiosk_id=request["kiosk"], ctr=request["ctr"],
                          public_key=used[-1].public_key, work=work,
@@ -258,10 +253,11 @@ class FrameService:
             return self._refuse(request, "revoked", f"kiosk {request['kiosk']} is "
                                 f"{outcome.value}", now)
         error = outcome.error
-        if isinstance(error, SignerRevoked) and self.on_signer_revoked is not None:
-            self.on_signer_revoked(error.status)
         if isinstance(error, ProtocolError):
-            return self._refuse(request, wire_code(error.code), error.msg or error.code, now)
+            refused = self._refuse(request, wire_code(error.code), error.msg or error.code, now)
+            if isinstance(error, SignerRevoked):
+                refused.signer_revoked = error.status
+            return refused
         if isinstance(error, LedgerError):
             return self._unavailable(request, error, now)
         return self._internal(request, error or RuntimeError(outcome.status), now)
@@ -412,11 +408,12 @@ class Batcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
+    def _off_loop(self, work: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """`work` started at once on a worker thread; its result, to await."""
         if self._threads is None:
             # one for the writers' queue, one for a flush, one for the flush after it
             self._threads = concurrent.futures.ThreadPoolExecutor(3, "ledger-wait")
-        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
+        return asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
 
     async def _run_batch(self) -> None:
         ledger = self.service.ledger
@@ -443,23 +440,50 @@ class Batcher:
                 self._in_ledger = False  # the next batch may run while this one's flush waits
                 if self._waiting:
                     self._schedule()
+            replies: list[Processed | None] | None = None
             if owed.owed:
+                # The replies are sealed while the disk flush is under way (it waits on a
+                # worker thread, without the GIL) and sent once it is done: the signing no
+                # longer adds to the wait of every kiosk in the batch.
+                flushed = self._off_loop(owed.wait)
+                replies = self._finish_all(batch, outcomes)
                 try:
-                    await self._off_loop(owed.wait)
+                    await flushed
                 except LedgerError as exc:  # stored or not: each kiosk asks settlement_query
                     outcomes = [RequestOutcome("failed", error=exc) for _ in batch]
+                    replies = None
             took = time.monotonic() - started
             if took >= SLOW_LEDGER_S and self._slow is not None:
                 self._slow(took, len(batch))
         finally:
             with self._since_guard:
                 self._since.pop(number, None)
-        for (prepared, then), outcome in zip(batch, outcomes, strict=True):
+        if replies is None:
+            replies = self._finish_all(batch, outcomes)
+        for (prepared, then), reply in zip(batch, replies, strict=True):
+            if reply is None:
+                continue
             try:
-                then(self.service.finish(prepared, outcome))
+                then(reply)
             except Exception as exc:  # one reply's bug must not cost the others theirs
                 self.service.log.error("internal_error", exc_info=exc,
                                        kiosk=prepared.request.get("kiosk"))
+            revoked = self.service.on_signer_revoked
+            if reply.signer_revoked is not None and revoked is not None:
+                revoked(reply.signer_revoked)
+
+    def _finish_all(self, batch: list[tuple[Prepared, Callable[[Processed], None]]],
+                    outcomes: list[RequestOutcome]) -> list[Processed | None]:
+        """Each request's sealed reply (None for one whose sealing met a bug: logged)."""
+        replies: list[Processed | None] = []
+        for (prepared, _), outcome in zip(batch, outcomes, strict=True):
+            try:
+                replies.append(self.service.finish(prepared, outcome))
+            except Exception as exc:  # one reply's bug must not cost the others theirs
+                self.service.log.error("internal_error", exc_info=exc,
+                                       kiosk=prepared.request.get("kiosk"))
+                replies.append(None)
+        return replies
 
     async def _take_turn(self, ledger: Ledger) -> bool:
         """This process's turn among the ledger's writers, for the loop's thread: at once if

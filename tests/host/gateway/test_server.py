@@ -992,8 +992,8 @@ def _handle_with(site: Site, monkeypatch: pytest.MonkeyPatch,
     handle() is its real handling."""
     handlers = site.running.server.service.handlers
     real = handlers.handle
-    monkeypatch.setattr(handlers, "handle", lambda ledger, request, now: change(
-        request, lambda: real(ledger, request, now)))
+    monkeypatch.setattr(handlers, "handle", lambda ledger, request, now, *ahead: change(
+        request, lambda: real(ledger, request, now, *ahead)))
 
 
 async def test_a_bug_in_a_handler_costs_one_reply_not_the_connection(
