@@ -116,9 +116,12 @@ def pg_dump_advice(dsn: str, schema: str | None, target: Path) -> str:
     from .config import describe
 
     only = f" --schema={schema}" if schema else ""
+    # umask: the dump holds every resident's name and ID number; pg_dump writes it with the
+    # shell's mask (commonly readable by every user of the host)
     return ("a PostgreSQL ledger is backed up by PostgreSQL, not by this command: "
-            f"pg_dump --format=custom{only} --file={shlex.quote(str(target))} "
-            f"'{describe(dsn)}' "
-            "(one consistent snapshot while gateways serve; the password from ~/.pgpass), "
+            f"(umask 077 && pg_dump --format=custom{only} --file={shlex.quote(str(target))} "
+            f"'{describe(dsn)}') "
+            "(one consistent snapshot while gateways serve, readable by its owner only: it "
+            "holds residents' names and ID numbers; the password from ~/.pgpass), "
             "or the server's own backups (pg_basebackup, WAL archiving); restore with "
             "pg_restore, then check it with `kiosk gateway audit`")

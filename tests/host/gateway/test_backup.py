@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import stat
@@ -93,10 +94,42 @@ def test_a_postgresql_ledger_is_pointed_to_pg_dump(capsys: pytest.CaptureFixture
     url = "postgresql://onestop:s3cret@dbhost/onestop?schema=hall_ledger&sslmode=require"
     assert kiosk("gateway", "backup", "--db", url, "--to", str(tmp_path / "x")) == 2
     err = refusal(capsys)
-    assert (f"pg_dump --format=custom --schema=hall_ledger --file={tmp_path / 'x'} "
-            "'postgresql://onestop:***@dbhost/onestop?sslmode=require'") in err
+    assert (f"(umask 077 && pg_dump --format=custom --schema=hall_ledger --file={tmp_path / 'x'} "
+            "'postgresql://onestop:***@dbhost/onestop?sslmode=require')") in err
     assert "s3cret" not in err  # `ps` and the journal are no place for it
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("ONESTOP_TEST_PG"), reason="needs ONESTOP_TEST_PG")
+@pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed")
+def test_the_printed_pg_dump_line_makes_a_dump_only_its_owner_can_read(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The operator pastes the line as printed: the dump of a real ledger, with every
+    resident's name and ID number, is mode 0600 whatever the shell's umask (022 here)."""
+    dsn = os.environ["ONESTOP_TEST_PG"]
+    schema = f"onestop_dump_{os.getpid()}"
+    url = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    target = tmp_path / "ledger.dump"
+    try:
+        with closing(open_ledger(url)) as ledger:
+            ledger.init()
+        assert kiosk("gateway", "seed-demo", "--db", url) == 0
+        capsys.readouterr()
+        assert kiosk("gateway", "backup", "--db", url, "--to", str(target)) == 2
+        err = refusal(capsys)
+        line = err[err.index("(umask"):err.index(") (one consistent") + 1]
+        done = subprocess.run(["sh", "-c", f"umask 022 && {line}"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        listed = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True,
+                                text=True, timeout=60)
+        assert "TABLE DATA" in listed.stdout and "persons" in listed.stdout
+    finally:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_a_missing_ledger_or_folder_is_refused(
