@@ -131,8 +131,10 @@ def decode_text(text: str) -> bytes:
     except binascii.Error as exc:  # not expected after the checks above
         raise ReceiptTextError(f"the text is not base64url: {exc}") from None
     # The decoder ignores the unused low bits of the last character: a changed last character
-    # would decode to the same bytes. A kiosk never prints that, so it is no receipt's text.
+    # would decode to the same bytes. A kiosk never prints that, so it is no receipt's text;
+    # which it is told only of a receipt's text (random text is told it is none).
     if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != urlsafe:
+        settlement_of(data)  # its ReceiptTextError if the bytes are no signed settlement
         raise ReceiptTextError("the text is not base64url as a receipt prints it: its last "
                                "character was changed")
     return data

@@ -187,6 +187,19 @@ def test_one_character_of_the_text_changed_is_not_valid(site, ledger_url, capsys
     assert status == 1 and out.splitlines()[-1].startswith("NOT VALID 无效: the signature does not")
 
 
+def test_a_receipts_text_with_its_last_character_changed_is_told_so(site, ledger_url, capsys):
+    """A last character whose unused low bits differ decodes to the receipt's very bytes;
+    no kiosk prints it, and the counter is told which character is wrong."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    text = qr_text(site.settle("K0001-000001-aaaaa"))  # one byte more than the others' ...
+    assert len(text) % 4 in (2, 3)  # ... so its last character has spare bits
+    changed = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    status, out, _ = verify(ledger_url, changed, capsys=capsys)
+    assert status == 1 and len(out.splitlines()) == 1
+    assert out == ("NOT VALID 无效: the text is not base64url as a receipt prints it: its last "
+                   "character was changed\n")
+
+
 def test_a_settlement_signed_by_a_key_not_in_the_ledger_is_not_valid(site, ledger_url, capsys):
     record = record_of(site.settle("K0001-000001-aaaa"))  # a real settlement, copied
     elsewhere = messages.seal_settlement(record, "gw-elsewhere", SigningKey(b"\x09" * 32))
@@ -369,7 +382,8 @@ def test_a_revoked_keys_receipt_reads_the_revocations_not_the_whole_audit_log(
     ("hello world!", "the text is not base64url: it holds '!'"),
     ("aGVsbG8", "not a receipt's QR code: no signed settlement"),
     ("0oRDoQEnoQRLZ3ctM2NhM2M2NmJZ", "not a receipt's QR code: no signed settlement"),  # cut
-    ("0oRDoQEnoQRLZ3ctM2NhM2M2NmJZAS", "the text is not base64url as a receipt prints it"),
+    ("0oRDoQEnoQRLZ3ctM2NhM2M2NmJZAS", "not a receipt's QR code: no signed settlement"),
+    ("hello world", "not a receipt's QR code: no signed settlement"),  # not "last character"
     ("", "no text"),
 ])
 def test_garbage_is_one_line_and_exit_1(ledger_url, text, why, capsys):
