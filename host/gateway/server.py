@@ -141,9 +141,6 @@ class Processed:
     code: str | None = None  # error code, when the reply is an `error`
     msg: str | None = None  # for the log: the reason, with details the kiosk is not sent
     handled: Handled | None = None
-    # The status of this gateway's own key, when the request found it no longer active: the
-    # server stops once this reply is sent (FrameService.on_signer_revoked).
-    signer_revoked: str | None = None
 
 
 @dataclass(slots=True)
@@ -254,10 +251,7 @@ class FrameService:
                                 f"{outcome.value}", now)
         error = outcome.error
         if isinstance(error, ProtocolError):
-            refused = self._refuse(request, wire_code(error.code), error.msg or error.code, now)
-            if isinstance(error, SignerRevoked):
-                refused.signer_revoked = error.status
-            return refused
+            return self._refuse(request, wire_code(error.code), error.msg or error.code, now)
         if isinstance(error, LedgerError):
             return self._unavailable(request, error, now)
         return self._internal(request, error or RuntimeError(outcome.status), now)
@@ -440,6 +434,10 @@ class Batcher:
                 self._in_ledger = False  # the next batch may run while this one's flush waits
                 if self._waiting:
                     self._schedule()
+            # A settle that found this gateway's key revoked stops the server once the batch's
+            # replies are sent (whatever the flush does to them)
+            revoked = next((outcome.error.status for outcome in outcomes
+                            if isinstance(outcome.error, SignerRevoked)), None)
             replies: list[Processed | None] | None = None
             if owed.owed:
                 # The replies are sealed while the disk flush is under way (it waits on a
@@ -468,9 +466,8 @@ class Batcher:
             except Exception as exc:  # one reply's bug must not cost the others theirs
                 self.service.log.error("internal_error", exc_info=exc,
                                        kiosk=prepared.request.get("kiosk"))
-            revoked = self.service.on_signer_revoked
-            if reply.signer_revoked is not None and revoked is not None:
-                revoked(reply.signer_revoked)
+        if revoked is not None and self.service.on_signer_revoked is not None:
+            self.service.on_signer_revoked(revoked)
 
     def _finish_all(self, batch: list[tuple[Prepared, Callable[[Processed], None]]],
                     outcomes: list[RequestOutcome]) -> list[Processed | None]:

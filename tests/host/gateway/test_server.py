@@ -969,6 +969,34 @@ async def test_a_disk_flush_that_fails_tells_the_kiosk_to_ask_with_settlement_qu
     assert answer["status"] == "settled"  # the commit went through; only its flush failed
 
 
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_revoked_gateway_key_stops_the_gateway_even_when_the_disk_flush_fails(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settle finds the key revoked (nothing signed) and the batch's flush fails: the
+    kiosk is told `unavailable`, and serving stops all the same (found by a review)."""
+    from onestop.host.gateway.ledger import sqlite
+
+    kiosk = await site.kiosk()
+    await kiosk.call("person_info", card=demo_card("P001"))
+    pre = await kiosk.call("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    stopped: list[str] = []
+    site.running.server.service.on_signer_revoked = stopped.append
+    site.ledger.set_key_status("gateway-01", "revoked")
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sqlite.os, "fdatasync", failing)
+    with pytest.raises(GatewayRefused) as refused:
+        await kiosk.call("settle", psn_no="P001", bill_id="B-130630-0001",
+                         txn_id="TXN-REVOKED-BAD-DISK",
+                         confirmed_cash=pre["result"]["psn_cash_pay"])
+    assert refused.value.code == "unavailable"
+    assert stopped == ["revoked"]
+    monkeypatch.undo()
+    assert site.ledger.get_settlement("TXN-REVOKED-BAD-DISK") is None
+
+
 async def test_requests_from_a_client_with_a_reused_counter_are_replays(site: Site) -> None:
     kiosk = await site.kiosk()
     await kiosk.call("sign_in", fw="1.0.0", board="esp32s3")
