@@ -111,9 +111,11 @@ class Presigned:
     signed: bytes
 
 
-# Kiosks whose last pre_settle is kept (one each, a few kilobytes); past this many, all are
-# forgotten (a settle then only computes its outcome again).
-PRICED_AT_MOST = 10_000
+# Kiosks whose pre_settle is kept until their settle (one each, a few kilobytes: a bill of
+# more than PRICED_ITEMS_AT_MOST items is not kept); past this many, all are forgotten (a
+# settle then only computes its outcome again).
+PRICED_AT_MOST = 2_000
+PRICED_ITEMS_AT_MOST = 100
 
 
 class SignerRevoked(ProtocolError):
@@ -247,6 +249,7 @@ class Handlers:
     # ------------------------------------------------------------ 1101 person info
     def person_info(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
         card = request["card"]
+        self._forget_priced(request["kiosk"])  # another visit: the last resident's is over
         try:
             person = ledger.find_person(card["ssn"], card["card_no"])
             if person is None:
@@ -310,10 +313,12 @@ class Handlers:
         policy = self._policy_for(claim)
         accumulations = ledger.accumulations(person.psn_no, claim.year)
         outcome = settle(policy, claim, accumulations)
-        if len(self._priced) >= PRICED_AT_MOST:
-            self._priced.clear()
-        self._priced[request["kiosk"]] = Priced(person, bill, claim.setl_date, accumulations,
-                                                claim, policy, outcome)
+        self._forget_priced(request["kiosk"])
+        if len(bill.items) <= PRICED_ITEMS_AT_MOST:
+            if len(self._priced) >= PRICED_AT_MOST:
+                self._priced.clear()
+            self._priced[request["kiosk"]] = Priced(person, bill, claim.setl_date,
+                                                    accumulations, claim, policy, outcome)
         return Handled(messages.reply(request, "pre_settle_reply", now,
                                       bill_id=bill.bill_id, result=dict(outcome.breakdown)))
 
@@ -378,11 +383,14 @@ class Handlers:
             )
 
         try:
-            # The accumulation year is the settlement date's, as the engine counts it.
-            stored, created = ledger.settle(
-                request["txn_id"], digest, request["kiosk"], psn_no, request["bill_id"],
-                build, year=setl_date.year,
-            )
+            try:
+                # The accumulation year is the settlement date's, as the engine counts it.
+                stored, created = ledger.settle(
+                    request["txn_id"], digest, request["kiosk"], psn_no, request["bill_id"],
+                    build, year=setl_date.year,
+                )
+            finally:  # used or not, the pre_settle is spent (a new price needs a new one)
+                self._forget_priced(request["kiosk"])
         except TxnConflict:
             raise ProtocolError(
                 "txn_conflict", f"txn_id {request['txn_id']} was already used for another request"
@@ -405,6 +413,10 @@ class Handlers:
         if created:  # the log says under which region's policy it was settled
             fields["policy"] = used[-1].name
         return Handled(reply, "settled" if created else "settle_retry", fields, settlement=kind)
+
+    def _forget_priced(self, kiosk: str) -> None:
+        """The kiosk's kept pre_settle (its resident's data), dropped."""
+        self._priced.pop(kiosk, None)
 
     def _record(self, request: dict[str, Any], psn_no: str, bill_id: str,
                 breakdown: dict[str, int], now: int) -> dict[str, Any]:

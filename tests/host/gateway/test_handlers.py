@@ -385,6 +385,32 @@ def test_a_settle_of_what_its_pre_settle_priced_is_stored_as_shown(rig: Rig) -> 
     assert stored.setl_id == record["setl_id"] and stored.setl_time == NOW + 90
 
 
+def test_a_kiosks_pre_settle_is_kept_only_until_its_settle_or_the_next_card(rig: Rig) -> None:
+    """What the gateway keeps of a pre_settle (the resident's data, the bill) lasts only the
+    visit: gone once its settle is done or refused, or another card is read; a bill of
+    thousands of items is not kept at all (megabytes a kiosk)."""
+    kept = rig.handlers._priced
+    rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    assert set(kept) == {"K-01"}
+    rig.read_card("P003")  # the resident left; another card
+    assert kept == {}
+    rig.settle("P003", "B-130630-0003", "TXN-0000003")
+    assert kept == {}
+    rig.ask("pre_settle", psn_no="P001", bill_id="B-130630-0001")
+    assert rig.refused("settle", psn_no="P001", bill_id="B-130630-0001", txn_id="TXN-0000001",
+                       confirmed_cash=1) == "amount_changed"
+    assert kept == {}
+    rig.ledger.upsert_bill(Bill(
+        bill_id="B-LONG-1", psn_no="P001", fixmedins_name="涞源县医院", mdtrtarea_admvs="130630",
+        med_type="outpatient_chronic", hosp_lv=1, referral=False, date="2026-11-22",
+        items=tuple({"name": f"药品{n:04d}", "class": "A", "amount": 100} for n in range(3000))))
+    long_one = rig.ask("pre_settle", psn_no="P001", bill_id="B-LONG-1").reply["result"]
+    assert kept == {}
+    handled = rig.ask("settle", psn_no="P001", bill_id="B-LONG-1", txn_id="TXN-LONG-1",
+                      confirmed_cash=long_one["psn_cash_pay"])
+    assert rig.record(handled.reply["settlement"])["result"] == long_one
+
+
 def test_a_settled_bill_is_refused_to_another_txn_and_unknown_bills_are_named(rig: Rig) -> None:
     rig.settle("P001", "B-130630-0001", "TXN-0000001")
     assert rig.refused("pre_settle", psn_no="P001", bill_id="B-130630-0001") == "bill_settled"
