@@ -3,12 +3,15 @@
 Three steps per frame, all on the event loop's thread:
 - `FrameService.prepare(payload)`: open and verify the COSE_Sign1 against the enrolled key
   (cached; the request's own transaction checks it is still active), validate, refuse a stale
-  clock. CPU only; a frame that fails here is answered at once with a signed `error`.
+  clock, and do what can be done before the ledger (`Handlers.ahead`: a settle of the bill its
+  kiosk just priced has its record signed). CPU only; a frame that fails here is answered at
+  once with a signed `error`.
 - the ledger: every prepared request the loop gathered meanwhile runs as one batch
   (`Ledger.run_requests`): each request's replay check (counter advance), reads and writes are
   one transaction, and the batch shares one commit — one disk flush answers many kiosks, and a
   settle's counter advance commits together with the settlement.
-- `FrameService.finish`: seal the reply (or the refusal) and write it.
+- `FrameService.finish`: seal the reply (or the refusal), while the batch's disk flush is under
+  way, and write it once the flush is done.
 
 Nothing raises out of these: every failure becomes a signed `error` reply. No worker thread
 does this work: it is CPU (signatures, codec) and the ledger's single writer, and Python's GIL
