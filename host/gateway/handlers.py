@@ -81,10 +81,11 @@ class Handled:
 
 @dataclass(frozen=True, slots=True)
 class Priced:
-    """A kiosk's last pre_settle: the engine's outcome and everything it was computed from.
-    The engine is pure, so the settle that follows (same resident, same bill, nothing changed)
-    takes this outcome instead of computing it again inside the ledger's write turn, where
-    every other request of the batch, and the other gateway processes, wait."""
+    """A kiosk's pre_settle, kept until its settle: the engine's outcome and everything it was
+    computed from. The engine is pure, so the settle that follows (same resident, same bill,
+    nothing changed) takes this outcome instead of computing it again inside the ledger's
+    write turn, where every other request of the batch, and the other gateway processes,
+    wait."""
 
     person: Person
     bill: Bill
@@ -186,7 +187,7 @@ class Handlers:
         self.tz = tz
         self._new_id = new_id
         self._day_of: tuple[int, date] | None = None  # (now, its date): asked 2-3 times a request
-        self._priced: dict[str, Priced] = {}  # by kiosk: its last pre_settle
+        self._priced: dict[str, Priced] = {}  # by kiosk: its pre_settle, until its settle
         self._table: dict[str, Callable[[Ledger, dict[str, Any], int], Handled]] = {
             "sign_in": self.sign_in,
             "person_info": self.person_info,
