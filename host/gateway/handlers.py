@@ -89,16 +89,15 @@ class Priced:
 
     person: Person
     bill: Bill
-    day: str  # the claim's settlement date
     accumulations: dict[str, int]  # the year's, as the engine was given them
-    claim: Claim
+    claim: Claim  # its setl_date: the day it was priced for
     policy: Policy
     outcome: Outcome
 
     def holds(self, person: Person, bill: Bill, day: str,
               accumulations: dict[str, int]) -> bool:
         """Whether these are the very inputs the outcome was computed from."""
-        return (self.day == day and self.accumulations == accumulations
+        return (self.claim.setl_date == day and self.accumulations == accumulations
                 and self.bill == bill and self.person == person)
 
 
@@ -221,7 +220,7 @@ class Handlers:
         if (priced is None or priced.person.psn_no != request["psn_no"]
                 or priced.bill.bill_id != request["bill_id"]
                 or priced.outcome.breakdown["psn_cash_pay"] != request["confirmed_cash"]
-                or priced.day != self.today(now).isoformat()):
+                or priced.claim.setl_date != self.today(now).isoformat()):
             return None
         record = self._record(request, priced.person.psn_no, priced.bill.bill_id,
                               dict(priced.outcome.breakdown), now)
@@ -318,8 +317,8 @@ class Handlers:
         if len(bill.items) <= PRICED_ITEMS_AT_MOST:
             if len(self._priced) >= PRICED_AT_MOST:
                 self._priced.clear()
-            self._priced[request["kiosk"]] = Priced(person, bill, claim.setl_date,
-                                                    accumulations, claim, policy, outcome)
+            self._priced[request["kiosk"]] = Priced(person, bill, accumulations, claim,
+                                                    policy, outcome)
         return Handled(messages.reply(request, "pre_settle_reply", now,
                                       bill_id=bill.bill_id, result=dict(outcome.breakdown)))
 
@@ -358,7 +357,9 @@ class Handlers:
             # policies loaded now.
             day = setl_date.isoformat()
             priced = self._priced.get(request["kiosk"])
-            if priced is not None and priced.holds(person, bill, day, accumulations):
+            if priced is not None and not priced.holds(person, bill, day, accumulations):
+                priced = None  # something changed since: computed afresh
+            if priced is not None:
                 claim, policy, outcome = priced.claim, priced.policy, priced.outcome
             else:
                 claim = self._claim(person, bill, now)
@@ -369,8 +370,7 @@ class Handlers:
             if breakdown["psn_cash_pay"] != confirmed:
                 raise AmountChanged(breakdown["psn_cash_pay"], confirmed)
             presigned = unused.pop() if unused else None  # once: a rebuild needs a new number
-            if presigned is not None and priced is not None and presigned.priced is priced \
-                    and claim is priced.claim:  # signed for this very outcome
+            if presigned is not None and presigned.priced is priced:  # this very outcome's
                 record, signed = presigned.record, presigned.signed
             else:
                 record = self._record(request, person.psn_no, bill.bill_id, breakdown, now)
