@@ -34,7 +34,10 @@ SUPPORT = Path(__file__).resolve().parents[1] / "support"
 # Regression guards, in heap bytes on the 64-bit unix port: today's figures and a little margin.
 # A change that makes the protocol take more heap fails here first; lower them as it takes less.
 IMPORT_LIMIT = 30 * 1024  # live after importing every module (target: 22 KB; today: 29 KB)
-ROUND_TRIP_HEAP = "48K"  # the round trip runs in this heap (target: 34K; smallest today: 46K)
+# The round trip runs in this heap (target: 34K). Smallest today: about 48,400 bytes, varying
+# by some hundred bytes from run to run (the collector scans the C stack conservatively, and
+# what it finds there differs): 48K left under 800 bytes and failed a fresh clone's run once.
+ROUND_TRIP_HEAP = "50K"
 BOARD_HEAP = "64K"
 # Heap one operation allocates with the collector paused (every temporary counts), about twice
 # today's figures.
