@@ -513,7 +513,8 @@ def gateway_certify(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- keys list
-def key_json(record: Any, signed_in: SignIn | None = None, cert: Any = None) -> dict[str, Any]:
+def key_json(record: Any, signed_in: SignIn | None = None, cert: Any = None,
+             last_counter: int = 0) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "kid": record.kid,
         "role": record.role,
@@ -521,9 +522,12 @@ def key_json(record: Any, signed_in: SignIn | None = None, cert: Any = None) -> 
         "public_key": record.public_key.hex(),
         "status": record.status,
     }
-    if record.role == "kiosk":  # its last sign_in: Unix seconds, and what it ran; or nulls
-        shown.update(signed_in_at=signed_in and signed_in.at, fw=signed_in and signed_in.fw,
-                     board=signed_in and signed_in.board)
+    if record.role == "kiosk":
+        # the counter of its last frame (0: none yet), what `kiosk fw provision
+        # --counter-above` needs once its counter file is lost; its last sign_in: Unix seconds,
+        # and what it ran; or nulls
+        shown.update(last_counter=last_counter, signed_in_at=signed_in and signed_in.at,
+                     fw=signed_in and signed_in.fw, board=signed_in and signed_in.board)
     else:  # its cert as the ledger recorded it (kiosk gateway certify --db), or nulls
         shown.update(cert_serial=cert and cert.serial, certified_by=cert and cert.authority)
     return shown
@@ -536,8 +540,8 @@ def keys_list(args: argparse.Namespace) -> int:
         sign_ins = ledger.sign_ins()
         certs = ledger.gateway_certs()
     if args.json:
-        print(json.dumps([key_json(r, sign_ins.get(r.kid), certs.get(r.kid)) for r in records],
-                         indent=2))
+        print(json.dumps([key_json(r, sign_ins.get(r.kid), certs.get(r.kid),
+                                   counters.get(r.kid, 0)) for r in records], indent=2))
         return 0
     if not records:
         print("no keys: run `kiosk gateway init` and `kiosk gateway enroll`")

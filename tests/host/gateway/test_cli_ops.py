@@ -80,6 +80,9 @@ def test_keys_list_shows_each_kiosks_last_counter_for_a_lost_counter_file(db, ca
     assert "  last counter 4117  " in [line for line in lines if line.startswith("K0001")][0]
     assert "  last counter 0  " in [line for line in lines if line.startswith("K0002")][0]
     assert "counter" not in [line for line in lines if line.startswith("gw-")][0]
+    shown = {record["kid"]: record for record in keys_json(db, capsys)}
+    assert (shown["K0001"]["last_counter"], shown["K0002"]["last_counter"]) == (4_117, 0)
+    assert "last_counter" not in next(r for r in shown.values() if r["role"] == "gateway")
 
 
 def test_keys_list_says_when_each_kiosk_last_signed_in(db, capsys):
