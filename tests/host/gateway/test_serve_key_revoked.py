@@ -16,9 +16,10 @@ import time
 
 import pytest
 from onestop.host.cli import build_parser, main
-from onestop.host.gateway import logs, serve_cli
+from onestop.host.gateway import eventloop, logs, serve_cli
 from onestop.host.gateway.kiosk_client import GatewayRefused, KioskConnection, enroll_kiosk
 from onestop.host.gateway.ledger import KeyRecord, open_ledger
+from onestop.host.sim.link import SerialLink
 from test_handlers import card_of, seed_demo
 
 
@@ -92,6 +93,64 @@ async def test_a_settle_after_the_revocation_is_refused_and_stops_the_gateway_at
     with open_ledger(db) as ledger:
         assert ledger.get_settlement("TXN-AFTER-REVOKE") is None
         assert [bill.bill_id for bill in ledger.pending_bills("P001")] == ["B-130630-0001"]
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert any(e.get("event") == "gateway_key_revoked" for e in events)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_refusal_reaches_a_kiosk_on_a_serial_line_before_the_gateway_stops(
+        db: str, monkeypatch, loop: str) -> None:
+    """The same over a serial line (a real pty pair, paced at 115200 baud): the settle's
+    refusal was written to the line whole before the stop closed the port, so the kiosk gets
+    it although the gateway has stopped and its port is closed by the time the kiosk reads it.
+    On both event loops: `kiosk gateway serve` runs on uvloop."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not available on this platform")
+    monkeypatch.setattr(serve_cli, "KEY_CHECK_S", 3600)  # only the settle finds the revocation
+    with open_ledger(db) as ledger:
+        residents = seed_demo(ledger)
+        client = enroll_kiosk(ledger, "K-SERIAL")
+    log = io.StringIO()
+    logs.configure("info", log)
+
+    async def scenario() -> None:
+        link = SerialLink("kiosk-01", baud=115200)
+        try:
+            args = build_parser().parse_args([
+                "gateway", "serve", "--db", db, "--listen", "127.0.0.1:0",
+                "--serial", f"{link.host_path}@115200"])
+            gateway_task = asyncio.create_task(serve_cli._serve(args))
+            async with asyncio.timeout(5):  # the line open (opening it drops what came before)
+                while '"serving"' not in log.getvalue():
+                    await asyncio.sleep(0.02)
+            kiosk = await KioskConnection.open_serial(client, link.device_path, 115200)
+            try:
+                await kiosk.call("person_info", card=card_of(residents["P001"]))
+                assert not gateway_task.done()
+                priced = await kiosk.call("pre_settle", psn_no="P001",
+                                          bill_id="B-130630-0001")
+                assert await asyncio.to_thread(revoke, db, gateway_key(db).kid) == 0
+                settle = asyncio.create_task(kiosk.call(
+                    "settle", psn_no="P001", bill_id="B-130630-0001",
+                    txn_id="TXN-SERIAL-AFTER-REVOKE",
+                    confirmed_cash=priced["result"]["psn_cash_pay"], timeout=5))
+                # stopped, its port closed: what the kiosk reads now was written before
+                assert await asyncio.wait_for(gateway_task, 5) == 3
+                with pytest.raises(GatewayRefused) as refused:
+                    await settle
+                assert refused.value.code == "unavailable"
+                assert "revoked" in refused.value.reply["msg"]
+            finally:
+                await kiosk.close()
+        finally:
+            link.close()
+
+    if loop == "uvloop":
+        eventloop.run(scenario())
+    else:
+        asyncio.run(scenario())
+    with open_ledger(db) as ledger:
+        assert ledger.get_settlement("TXN-SERIAL-AFTER-REVOKE") is None
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     assert any(e.get("event") == "gateway_key_revoked" for e in events)
 
