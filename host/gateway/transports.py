@@ -17,6 +17,9 @@ import serial
 
 READ_CHUNK = 4096
 DEFAULT_BAUD = 115200
+# On a stop, a frame the line was still taking gets this long (plus its bytes' time at the
+# baud rate) to go out whole before the port closes (SerialStream.write).
+WRITE_REST_S = 2.0
 
 
 class ByteStream(Protocol):
@@ -162,7 +165,26 @@ class SerialStream:
             try:
                 view = view[os.write(self._fd, view) :]
             except BlockingIOError:
-                await self._wait(self._loop.add_writer, self._loop.remove_writer)
+                try:
+                    await self._wait(self._loop.add_writer, self._loop.remove_writer)
+                except asyncio.CancelledError:
+                    # A stop cancels the line's task, then closes the port: a frame the full
+                    # line had only partly taken would reach the kiosk cut, and its answer (a
+                    # settle's refusal) never. The rest still goes out, for as long as the
+                    # line needs to send it; then the cancellation goes on.
+                    await self._write_rest(view)
+                    raise
+
+    async def _write_rest(self, view: memoryview) -> None:
+        try:
+            async with asyncio.timeout(WRITE_REST_S + len(view) * 10 / self.baud):
+                while view:
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:
+                        await self._wait(self._loop.add_writer, self._loop.remove_writer)
+        except (TimeoutError, OSError):
+            pass  # the line takes nothing (cable pulled, flow held): closed as it is
 
     async def close(self) -> None:
         self._port.close()

@@ -18,7 +18,7 @@ from onestop.host.gateway import eventloop, logs
 from onestop.host.gateway.kiosk_client import KioskConnection, enroll_kiosk
 from onestop.host.gateway.ledger import KeyRecord, Ledger
 from onestop.host.gateway.server import GatewayConfig, RunningGateway, start_gateway
-from onestop.host.gateway.transports import SerialSpec
+from onestop.host.gateway.transports import SerialSpec, SerialStream
 from onestop.host.keys import SigningKey, save_signing_key
 from onestop.host.sim.link import SerialLink
 from test_handlers import card_of, seed_demo
@@ -177,3 +177,47 @@ async def test_garbage_on_the_line_is_logged_naming_the_line_a_burst_at_a_time(
         assert "wrong baud rate" in discarded[0]["hint"]
         (summary,) = [e for e in events() if e["event"] == "refused_unlogged"]
         assert summary["frames"] == 15
+
+
+async def test_a_frame_the_full_line_was_taking_goes_out_whole_when_a_stop_cancels_it() -> None:
+    """A stop cancels each line's task, then closes the port. A reply the line had only partly
+    taken (its output full: a kiosk slow to read, flow held) must still go out whole: cut,
+    the kiosk would never have its answer (a settle's refusal at a key revocation)."""
+    import os
+
+    controller, line = os.openpty()
+    os.set_blocking(controller, False)
+    stream = SerialStream(SerialSpec(os.ttyname(line), 115200))
+    try:
+        sent_before, added = 0, -1
+        while added:  # the line's output full (the kiosk reads nothing), and staying so
+            added = 0
+            for size in (4096, 256, 16, 1):
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        added += os.write(stream._fd, b"\x55" * size)
+            sent_before += added
+            await asyncio.sleep(0.05)  # the pty moves what it took on to the other end
+        frame = b"\x00" + bytes(range(1, 256)) * 4 + b"\x00"
+        writing = asyncio.create_task(stream.write(frame))
+        await asyncio.sleep(0.05)
+        assert not writing.done()  # waiting for the line to have room
+        writing.cancel()  # the stop
+
+        received = bytearray()
+
+        async def kiosk_reads() -> None:
+            while len(received) < sent_before + len(frame):
+                try:
+                    received.extend(os.read(controller, 65536))
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(kiosk_reads(), 5)
+        with pytest.raises(asyncio.CancelledError):
+            await writing  # cancelled still, once the frame was out
+        assert bytes(received[sent_before:]) == frame
+    finally:
+        await stream.close()
+        os.close(controller)
+        os.close(line)
