@@ -40,7 +40,7 @@ CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to b
 # firmware.log has the host's time).
 QUIET_KEYS = ("ev", "ms", "at")
 
-# Below this the layout cannot hold the touch screen's box (55 columns) beside whole control
+# Below this the layout cannot hold the touch screen's panel (54 columns) beside whole control
 # labels, or the screen above the status: a notice asks for a bigger terminal instead (a button
 # squeezed to 2 columns crashed Rich's text wrapping).
 MIN_COLUMNS = 78
@@ -206,7 +206,7 @@ class KioskTui(App[int]):
     TITLE = "Onestop kiosk simulator"
     CSS = """
     #main { height: 1fr; }
-    #left { width: 55; }  /* the screen box (52) and its border, no more */
+    #left { width: 54; }  /* the screen's page (52, BOX_WIDTH) and the border: no blank column */
     #screen { height: auto; border: round $accent; }
     #receipt-box { height: 1fr; border: round $secondary; }
     #left.-receipt-only #screen { display: none; }  /* r: the whole column for the receipt */

@@ -714,3 +714,33 @@ async def test_the_countdown_strip_is_key_0_and_gives_the_page_its_time_again(
     finally:
         if app.hall is not None:
             app.hall.close()
+
+
+class LayoutOnlyTui(KioskTui):
+    """The TUI's layout alone: no hall is built, nothing boots."""
+
+    def build_hall(self) -> None:  # type: ignore[override]
+        self._built.set()  # nothing built: nothing to wait for at quit
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_the_touch_screen_panel_is_as_wide_as_the_screen_it_shows(
+        tmp_path: Path, size: tuple[int, int]) -> None:
+    """The touch-screen panel was a column wider inside its border than the screen's page (53
+    for 52): a blank column between the page's right edge and the panel's, at every size."""
+    from onestop.host.sim.display import BOX_WIDTH, HmiScreen, display_width
+
+    app = LayoutOnlyTui(tmp_path / "work", "P002")
+    async with app.run_test(size=size) as pilot:
+        page = HmiScreen().render_text(numbered=True)
+        app._show_screen(page)
+        await pilot.pause(0.1)
+        lines = page.splitlines()
+        assert {display_width(line) for line in lines} == {BOX_WIDTH}
+        screen = app.query_one("#screen", Static)
+        assert screen.content_region.width == BOX_WIDTH, screen.content_region
+        assert screen.content_region.height == len(lines)  # no line wrapped
+        # the receipt's panel below it as wide (the column's), a 32-column receipt in it whole
+        receipt_box = app.query_one("#receipt-box")
+        assert receipt_box.region.width == screen.region.width
+        assert receipt_box.content_region.width >= 32 + receipt_box.styles.scrollbar_size_vertical
