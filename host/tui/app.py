@@ -5,8 +5,7 @@ Left, the touch screen as the resident sees it and the last receipt; right, the 
 button and a key); below them the status and a log of the firmware's events and what was done.
 Every key is in keys.KEYS: the bindings, the help screen (? or F1) and the faults panel (f, each
 fault the simulator can cause, with its state) are made from it. Every blocking rig call runs on
-a thread worker, so the screen keeps updating while, say, a touch waits out the kiosk's touch
-guard.
+a thread worker, so the screen keeps updating while, say, the gateway starts.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, RichLog, Select, Static
 
-READING_MARGIN_S = 0.15  # as the hall's: a held touch lands this long after the guard
 POLL_S = 0.2  # how often the firmware log and the printer are looked at
 BOOT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0  # a stop signal's orderly quit gets this long before the process just ends
@@ -172,7 +170,7 @@ def screen_plugged(hall: Any) -> bool:
 
 
 def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: bool,
-                  touched_before: bool, held_s: float = 0.0) -> str:
+                  touched_before: bool) -> str:
     """What became of a touch, as the log says it. `age_s`: how long the page had been up when
     the touch reached the screen; `pressed_on_it`: the key was pressed while this page was up
     (else on the page before it); `touched_before`: a touch already went to this page and the
@@ -182,12 +180,10 @@ def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: boo
                 f"{page} page, and drops a touch meant for the page it leaves")
     if age_s < guard_s:
         return (f"ignored by the kiosk as too soon: it reached the {page} page {age_s:.2f} s "
-                f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s)")
+                f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s); "
+                "touch again once the page has been up that long")
     if not pressed_on_it:
         return f"delivered on the {page} page, which appeared after the key was pressed"
-    if held_s > 0:
-        return (f"delivered on the {page} page, held {held_s:.2f} s until it had been up for "
-                f"the kiosk's touch guard ({guard_s:.2f} s)")
     return f"delivered on the {page} page"
 
 
@@ -617,31 +613,23 @@ class KioskTui(App[int]):
         self.rig("touch the countdown strip", touch)
 
     def _touch(self, hall: Any, component: str, pressed_on: float | None) -> str:
-        """Touch `component` as a finger on the screen would, and say what became of it: a
-        touch on the page the key was pressed on waits out the kiosk's touch guard (a key
-        pressed as a page appears is not lost); one whose page changed since lands at once,
-        as a double tap's second touch does, and the kiosk ignores it if too soon."""
+        """Touch `component` at once, as a finger on the screen does, and say what became of
+        it: the kiosk ignores a touch that reaches its page sooner than its touch guard after
+        the page appeared (meant for the page before: a double tap's second touch), and one on
+        a page it is still answering a touch on. A touch is never held to wait the guard out:
+        held, it landed a second after the key, with any key pressed meanwhile waiting behind
+        it, and a second tap pressed as the confirm page came up confirmed the settlement,
+        which on a real screen the kiosk ignores."""
         display = hall.display
         shown_at, page = display.page_shown_at, display.page
         guard = hall.touch_guard_s
-        if shown_at == self._touched_page_at:  # the kiosk has not answered the last touch yet
-            hall.touch(component, wait=False)
-            return touch_outcome(page, time.monotonic() - shown_at, guard,
-                                 pressed_on_it=True, touched_before=True)
-        if shown_at != pressed_on:
-            hall.touch(component, wait=False)
-            age = time.monotonic() - shown_at
-            if age >= guard:
-                self._touched_page_at = shown_at
-            return touch_outcome(page, age, guard, pressed_on_it=False, touched_before=False)
-        held = max(0.0, shown_at + guard + READING_MARGIN_S - time.monotonic())
-        hall.touch(component)  # waits out the guard
-        if display.page_shown_at != shown_at:  # a page came meanwhile (a timeout, say)
-            return touch_outcome(display.page, time.monotonic() - display.page_shown_at,
-                                 guard, pressed_on_it=False, touched_before=False)
-        self._touched_page_at = shown_at
-        return touch_outcome(page, time.monotonic() - shown_at, guard, pressed_on_it=True,
-                             touched_before=False, held_s=held)
+        touched_before = shown_at == self._touched_page_at  # the kiosk is still answering it
+        hall.touch(component, wait=False)
+        age = time.monotonic() - shown_at
+        if not touched_before and age >= guard:
+            self._touched_page_at = shown_at
+        return touch_outcome(page, age, guard, pressed_on_it=shown_at == pressed_on,
+                             touched_before=touched_before)
 
     def action_wrong_card(self) -> None:
         self._insert_card("wrong_app", "a bank card is in the slot: no social-security "
