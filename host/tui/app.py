@@ -30,6 +30,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, RichLog, Select, Static
 
 POLL_S = 0.2  # how often the firmware log and the printer are looked at
+# A touch that reaches its page this near the end of the kiosk's touch guard (by the screen's
+# clock) is taken or ignored as the firmware says: its guard starts once it has drawn the page,
+# some 20-50 ms after the screen got it, and it reads the touch a little after it came.
+GUARD_EDGE_S = 0.3
+KIOSK_ANSWER_S = 1.0  # how long the firmware's word on such a touch is waited for
 BOOT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0  # a stop signal's orderly quit gets this long before the process just ends
 CLOSE_WAIT_S = 120.0  # a quit during start-up waits this long for the hall to be built
@@ -170,21 +175,42 @@ def screen_plugged(hall: Any) -> bool:
 
 
 def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: bool,
-                  touched_before: bool) -> str:
+                  touched_before: bool, too_soon: bool | None = None) -> str:
     """What became of a touch, as the log says it. `age_s`: how long the page had been up when
     the touch reached the screen; `pressed_on_it`: the key was pressed while this page was up
     (else on the page before it); `touched_before`: a touch already went to this page and the
-    kiosk had not moved on (it was still answering it)."""
+    kiosk had not moved on (it was still answering it); `too_soon`: the kiosk ignored it as
+    inside its touch guard (by default, whether `age_s` is under `guard_s`)."""
     if touched_before:
         return (f"ignored by the kiosk: it was still answering the touch before, on this "
                 f"{page} page, and drops a touch meant for the page it leaves")
-    if age_s < guard_s:
+    if age_s < guard_s if too_soon is None else too_soon:
+        since = ", from when it had drawn the page" if age_s >= guard_s else ""
         return (f"ignored by the kiosk as too soon: it reached the {page} page {age_s:.2f} s "
-                f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s); "
+                f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s{since}); "
                 "touch again once the page has been up that long")
     if not pressed_on_it:
         return f"delivered on the {page} page, which appeared after the key was pressed"
     return f"delivered on the {page} page"
+
+
+def kiosk_answer(hall: Any, seen: int, component: str, shown_at: float,
+                 timeout: float = KIOSK_ANSWER_S) -> str | None:
+    """What the firmware made of a touch on `component`, from its events after the `seen`th:
+    "too_soon" (its touch_ignored as such), "taken" (it went on to a step, or the page
+    changed); None if it said neither in `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in hall.firmware.drain()[seen:]:
+            if event.get("ev") == "touch_ignored" and event.get("button") == component:
+                return "too_soon" if event.get("why") == "too_soon" else None
+            if event.get("ev") == "step":
+                return "taken"
+        if hall.display.page_shown_at != shown_at:
+            return "taken"
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
 
 
 class Refused(Exception):
@@ -624,12 +650,19 @@ class KioskTui(App[int]):
         shown_at, page = display.page_shown_at, display.page
         guard = hall.touch_guard_s
         touched_before = shown_at == self._touched_page_at  # the kiosk is still answering it
+        seen = len(hall.firmware.drain())
         hall.touch(component, wait=False)
         age = time.monotonic() - shown_at
-        if not touched_before and age >= guard:
+        too_soon = age < guard
+        if not touched_before and abs(age - guard) < GUARD_EDGE_S:
+            # at the guard's edge the screen's clock and the kiosk's differ: its word decides
+            answer = kiosk_answer(hall, seen, component, shown_at)
+            if answer is not None:
+                too_soon = answer == "too_soon"
+        if not touched_before and not too_soon:
             self._touched_page_at = shown_at
         return touch_outcome(page, age, guard, pressed_on_it=shown_at == pressed_on,
-                             touched_before=touched_before)
+                             touched_before=touched_before, too_soon=too_soon)
 
     def action_wrong_card(self) -> None:
         self._insert_card("wrong_app", "a bank card is in the slot: no social-security "

@@ -718,9 +718,10 @@ async def test_a_touch_inside_the_touch_guard_is_ignored_at_once_not_held(
 def test_what_became_of_a_touch_is_said_for_each_case() -> None:
     from onestop.host.tui.app import touch_outcome
 
-    def said(age: float, *, pressed_on_it: bool, touched_before: bool) -> str:
+    def said(age: float, *, pressed_on_it: bool, touched_before: bool,
+             too_soon: bool | None = None) -> str:
         return touch_outcome("confirm", age, 0.6, pressed_on_it=pressed_on_it,
-                             touched_before=touched_before)
+                             touched_before=touched_before, too_soon=too_soon)
 
     assert said(2.0, pressed_on_it=True, touched_before=False) == "delivered on the confirm page"
     assert said(0.1, pressed_on_it=True, touched_before=False) == (
@@ -729,10 +730,38 @@ def test_what_became_of_a_touch_is_said_for_each_case() -> None:
         "been up that long")
     assert said(0.1, pressed_on_it=False, touched_before=False).startswith(
         "ignored by the kiosk as too soon: it reached the confirm page 0.10 s after")
+    # at the guard's edge the kiosk's word decides: its guard starts once it drew the page
+    assert said(0.62, pressed_on_it=True, touched_before=False, too_soon=True).startswith(
+        "ignored by the kiosk as too soon: it reached the confirm page 0.62 s after it "
+        "appeared, inside the kiosk's touch guard (0.60 s, from when it had drawn the page)")
+    assert said(0.58, pressed_on_it=True, touched_before=False, too_soon=False) == (
+        "delivered on the confirm page")
     assert said(0.9, pressed_on_it=False, touched_before=False) == (
         "delivered on the confirm page, which appeared after the key was pressed")
     assert said(3.0, pressed_on_it=True, touched_before=True).startswith(
         "ignored by the kiosk: it was still answering the touch before")
+
+
+def test_at_the_guard_s_edge_the_kiosk_s_own_word_says_what_became_of_a_touch() -> None:
+    """The kiosk's guard starts once it has drawn the page, some 20-50 ms after the screen got
+    it: a touch 1.52 s after the screen showed the page could still be ignored by a 1.5 s
+    guard, and the log said it was delivered. Near the edge, the firmware's events decide."""
+    from types import SimpleNamespace
+
+    from onestop.host.tui.app import kiosk_answer
+
+    def hall_saying(*events: dict[str, str], shown_at: float = 1.0) -> SimpleNamespace:
+        seen = [{"ev": "idle"}, *events]
+        return SimpleNamespace(firmware=SimpleNamespace(drain=lambda: seen),
+                               display=SimpleNamespace(page_shown_at=shown_at))
+
+    ignored = {"ev": "touch_ignored", "button": "b0", "why": "too_soon"}
+    assert kiosk_answer(hall_saying(ignored), 1, "b0", 1.0) == "too_soon"
+    assert kiosk_answer(hall_saying({"ev": "step", "step": "pricing"}), 1, "b0", 1.0) == "taken"
+    assert kiosk_answer(hall_saying(shown_at=2.0), 1, "b0", 1.0) == "taken"  # a new page
+    # another button's, or before the touch: not this touch's answer
+    assert kiosk_answer(hall_saying({**ignored, "button": "b1"}), 1, "b0", 1.0, 0.05) is None
+    assert kiosk_answer(hall_saying(ignored), 2, "b0", 1.0, 0.05) is None
 
 
 async def test_the_countdown_strip_is_key_0_and_gives_the_page_its_time_again(
