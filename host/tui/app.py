@@ -257,6 +257,7 @@ class KioskTui(App[int]):
         super().__init__()
         self.workdir = workdir
         self.resident = resident
+        self.residents = demo_residents()  # by psn_no, in the list's order
         self.hall_options = hall_options or {}
         self.hall: Any = None  # a Hall once built (typed loosely: the rig is imported lazily)
         self.ready = False  # the kiosk booted and idle: the controls work
@@ -292,8 +293,7 @@ class KioskTui(App[int]):
                 with VerticalScroll(id="receipt-box"):
                     yield Static("(no receipt yet)", id="receipt", markup=False)
             with Vertical(id="right"):
-                residents = demo_residents()
-                yield Select([(f"{k} {v['name']}", k) for k, v in residents.items()],
+                yield Select([(f"{k} {v['name']}", k) for k, v in self.residents.items()],
                              value=self.resident, allow_blank=False, id="resident",
                              compact=True)
                 with Grid(id="controls"):
@@ -493,7 +493,7 @@ class KioskTui(App[int]):
         fields = [f"firmware {self._firmware_state(hall)}",
                   f"gateway {self._gateway_state(hall)}",
                   f"paper {self._paper_state(hall.printer)}",
-                  f"card {self._card_state(hall)}",
+                  f"card {self._card_state(hall)}", f"selected: {self.resident}",
                   f"screen: {self._screen_state(hall)}", f"receipts: {len(hall.receipts())}"]
         faults = [f"{key.shown} {STATUS_FAULTS[key.action]}" for key in FAULT_KEYS
                   if key.action in STATUS_FAULTS and self.fault_state(hall, key.action)]
@@ -584,8 +584,34 @@ class KioskTui(App[int]):
             await self.run_action(action)  # a coroutine in Textual 8
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
-            self.resident = event.value
+        """A resident picked in the list. Not one the list has moved on from (keys typed
+        together: a change handled late selected its resident again, and the list's change
+        back did the same, for ever)."""
+        value = event.value
+        if isinstance(value, str) and value == event.select.value and value != self.resident:
+            self._select_resident(value)
+
+    def action_resident(self, step: int) -> None:
+        """a / A: the next or previous resident in the list (round from the last to the
+        first). A card in the slot stays in: the choice is for the next card inserted, as a
+        technician swapping cards at a kiosk takes the one in out first."""
+        ids = list(self.residents)
+        self._select_resident(ids[(ids.index(self.resident) + step) % len(ids)])
+
+    def _select_resident(self, resident: str) -> None:
+        self.resident = resident
+        select = self._q("#resident", Select)
+        with select.prevent(Select.Changed):  # said here, not again by on_select_changed
+            select.value = resident  # the list shows it
+        who = f"{resident} {self.residents[resident]['name']} " \
+              f"({self.residents[resident]['note']})"
+        card = card_kind(self.hall.card) if self.hall is not None else ""
+        if card:
+            self.say(f"selected {who}: the card in the slot ({card}) stays in; i inserts "
+                     f"{resident}'s card once it is out (o)")
+        else:
+            self.say(f"selected {who}: i inserts their card")
+        self._refresh_status()
 
     def action_insert(self) -> None:
         resident = self.resident

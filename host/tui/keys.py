@@ -27,7 +27,12 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("i", "i", "insert", "insert the selected resident's card (the list at the top right)",
+    Key("i", "i", "insert", "insert the selected resident's card (the list at the top right; "
+        "a / A selects another)", RESIDENT),
+    Key("a", "a", "resident(1)", "select the next demo resident in the list, whose card i "
+        "inserts; a card already in the slot stays in: the choice is for the next card "
+        "inserted", RESIDENT),
+    Key("A", "A", "resident(-1)", "select the previous demo resident in the list (as a)",
         RESIDENT),
     Key("o", "o", "pull", "take the card out of the slot", RESIDENT),
     *(Key(str(n + 1), str(n + 1), f"touch({n})", f"touch on-screen button {n + 1}", RESIDENT)

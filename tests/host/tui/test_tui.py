@@ -22,6 +22,7 @@ from onestop.host.fwtools import stage_firmware
 from onestop.host.gateway.bills import settlement_today
 from onestop.host.sim.card import Latency
 from onestop.host.tui.app import KioskTui
+from textual import events
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import RichLog, Static
@@ -346,6 +347,63 @@ async def test_a_second_card_is_refused_and_the_screen_numbers_its_buttons(
             tooltips = {b.key: b.tooltip for b in app.BINDINGS if isinstance(b, Binding)}
             assert [tooltips[str(n)] for n in (1, 2, 3, 4)] == [
                 f"touch on-screen button {n}" for n in (1, 2, 3, 4)]
+            await quit_and_wait(pilot, app)
+    finally:
+        app.close_hall()
+
+
+async def test_a_and_shift_a_select_the_resident_whose_card_i_inserts(
+        tmp_path: Path, stage: Path) -> None:
+    """The resident whose card i inserts could only be picked in the list at the top right,
+    with the mouse or by tabbing to it. a / A select the next / previous one: the list shows
+    it, the status line and the log say it; with a card in the slot, the card stays in and the
+    choice is for the next card inserted."""
+    from textual.widgets import Select
+
+    app = kiosk_tui(tmp_path, stage)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.ready, "the kiosk to boot", 60)
+            hall = app.hall
+            select = app.query_one("#resident", Select)
+            assert select.value == "P002" and "selected: P002" in status_text(app)
+            await pilot.press("a")
+            await until(pilot, lambda: select.value == "P003"
+                        and "selected: P003" in status_text(app), "P003 selected")
+            assert logged(app, "selected P003 李桂英 (special-hardship")()
+            assert logged(app, "): i inserts their card")()
+            for _ in range(3):  # round from the first to the last; keys typed together (as
+                # a terminal sends them), ahead of the list's own change messages
+                app.post_message(events.Key("A", "A"))
+            await until(pilot, lambda: select.value == "P007"
+                        and "selected: P007" in status_text(app), "P007 selected")
+            await pilot.pause(0.5)  # the list's own change messages must not select again
+            assert (select.value, app.resident) == ("P007", "P007")
+            said = [line.text for line in app.query_one("#log", RichLog).lines
+                    if line.text.startswith("selected ")]
+            assert [line.split()[1] for line in said] == ["P003", "P002", "P001", "P007"], said
+            await pilot.press("a")
+            await until(pilot, lambda: select.value == "P001", "round to the first")
+            await pilot.press("i")
+            await until(pilot, lambda: "card in (P001)" in status_text(app), "P001's card in")
+            await until(pilot, lambda: "张秀兰" in screen_text(app), "P001 served")
+            # a card in the slot: the selection changes, the card stays
+            await pilot.press("a")
+            await until(pilot, logged(app, "the card in the slot (P001) stays in; i inserts "
+                                           "P002's card once it is out (o)"), "said so")
+            assert "card in (P001)" in status_text(app) and "selected: P002" in status_text(app)
+            assert select.value == "P002" and hall.card.card.label == "P001"
+            assert "张秀兰" in screen_text(app)
+            await pilot.press("o")
+            await until(pilot, lambda: hall.display.page == "welcome"
+                        and "card out" in status_text(app), "the card out")
+            await pilot.press("i")
+            await until(pilot, lambda: "card in (P002)" in status_text(app), "P002's card in")
+            await until(pilot, lambda: "王建国" in screen_text(app), "P002 served")
+            # the list picks one too, said the same way
+            select.value = "P005"
+            await until(pilot, lambda: "selected: P005" in status_text(app), "P005 selected")
+            assert app.resident == "P005" and logged(app, "selected P005 陈淑珍")()
             await quit_and_wait(pilot, app)
     finally:
         app.close_hall()
