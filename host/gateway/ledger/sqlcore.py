@@ -189,7 +189,7 @@ class SqlLedger(SqlStore):
                 f"the ledger at {self.where} has schema version {version}, from an earlier "
                 f"Onestop; this gateway needs version {SCHEMA_VERSION}: stop every gateway "
                 "on it and run `kiosk gateway upgrade --db URL` to bring it up to date (it "
-                "adds tables and indexes; nothing stored changes)"
+                "adds tables and indexes, drops one no longer used; nothing stored changes)"
             )
         if version != SCHEMA_VERSION:
             raise LedgerError(

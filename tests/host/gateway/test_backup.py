@@ -176,7 +176,7 @@ def test_a_copy_that_fails_the_audit_is_not_kept(
     assert list(backups.iterdir()) == []
 
 
-@pytest.mark.parametrize("version", ["1", "4"])
+@pytest.mark.parametrize("version", ["1", "4", "5"])
 def test_a_ledger_not_yet_upgraded_is_backed_up_as_it_is_before_the_upgrade(
         db: str, backups: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         version: str) -> None:

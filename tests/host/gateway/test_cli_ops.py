@@ -500,13 +500,21 @@ def indexes(ledger, table: str) -> set[str]:
 
 
 NEW_INDEXES = {"settlements": {"settlements_by_date", "settlements_by_person"},
-               "audit_log": {"settled_events", "key_revocations", "lookups"}}
+               "audit_log": {"settled_events", "key_revocations", "lookups"},
+               "bills": {"bills_of_person"}}
+VERSIONS_BEFORE = ["1", "2", "3", "4", "5"]
 
 
 def make_earlier(ledger, version: str) -> None:
-    """`ledger` as an earlier Onestop left it: 4 had no index of lookups; 3 no sign_ins
-    either; 2 no index of key revocations either; 1 no card_reads either."""
+    """`ledger` as an earlier Onestop left it: 5 indexed bills by (psn_no, status); 4 had no
+    index of lookups either; 3 no sign_ins either; 2 no index of key revocations either; 1 no
+    card_reads either."""
     def work(tx):
+        tx.run("DROP INDEX bills_of_person")
+        tx.run("CREATE INDEX bills_by_person ON bills (psn_no, status)")
+        if version == "5":
+            tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'", (version,))
+            return
         tx.run("DROP INDEX lookups")
         if version == "4":
             tx.run("UPDATE ledger_meta SET value = ? WHERE name = 'schema_version'", (version,))
@@ -525,9 +533,10 @@ def test_a_new_ledger_has_one_index_of_settlements_by_day(db):
     with closing(open_ledger(db)) as ledger:
         assert indexes(ledger, "settlements") == NEW_INDEXES["settlements"]
         assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
+        assert indexes(ledger, "bills") == NEW_INDEXES["bills"]
 
 
-@pytest.mark.parametrize("version", ["1", "2", "3", "4"])
+@pytest.mark.parametrize("version", VERSIONS_BEFORE)
 def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
         db, version, tmp_path, capsys, kit):
     # An earlier Onestop's ledger with residents and settlements in it: serve and the
@@ -552,6 +561,7 @@ def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date_by_upgrade(
         assert ledger.list_keys() == keys_before  # no key made or enrolled
         assert indexes(ledger, "settlements") == NEW_INDEXES["settlements"]
         assert indexes(ledger, "audit_log") == NEW_INDEXES["audit_log"]
+        assert indexes(ledger, "bills") == NEW_INDEXES["bills"]  # the old one dropped
         assert ledger.settlements_on(kit.SETTLE_DAY) == settlements_before
     assert kiosk("gateway", "upgrade", "--db", db) == 0  # again: nothing to do
     assert "is up to date" in capsys.readouterr().out
