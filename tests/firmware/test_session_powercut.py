@@ -48,9 +48,11 @@ def test_a_resident_settles_at_the_real_firmware(hall: Hall) -> None:
                                          "printing"}
     assert max(e["heap_peak"] for e in heap) < 64 * 1024
     # room to spare at every step, and in one piece: what the steps keep never splits the heap
-    # (before the heap policy in app.heap: 3.5 KB free at worst, largest free block 7-9 KB)
+    # (before the heap policy in app.heap: 3.5 KB free at worst, largest free block 7-9 KB).
+    # The largest block varies with when the collector runs: 32.7-42.5 KB in six runs (one
+    # fresh clone's run had 32,761 bytes, 7 under the 32 KB this guard first asked for).
     assert min(e["heap_free"] for e in heap) > 16 * 1024
-    assert min(e["heap_block"] for e in heap) > 32 * 1024
+    assert min(e["heap_block"] for e in heap) > 24 * 1024
 
 
 @pytest.mark.parametrize("step", ["txn_pending", "txn_settled", "txn_printed", "txn_done"])
