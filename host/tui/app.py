@@ -197,13 +197,13 @@ def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: boo
 def kiosk_answer(hall: Any, seen: int, component: str, shown_at: float,
                  timeout: float = KIOSK_ANSWER_S) -> str | None:
     """What the firmware made of a touch on `component`, from its events after the `seen`th:
-    "too_soon" (its touch_ignored as such), "taken" (it went on to a step, or the page
-    changed); None if it said neither in `timeout` s."""
+    why it ignored it ("too_soon", "not_on_page": its touch_ignored), or "taken" (it went on
+    to a step, or the page changed); None if it said none of these in `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         for event in hall.firmware.drain()[seen:]:
             if event.get("ev") == "touch_ignored" and event.get("button") == component:
-                return "too_soon" if event.get("why") == "too_soon" else None
+                return str(event.get("why")) if event.get("why") else None
             if event.get("ev") == "step":
                 return "taken"
         if hall.display.page_shown_at != shown_at:
@@ -680,9 +680,14 @@ class KioskTui(App[int]):
         hall.touch(component, wait=False)
         age = time.monotonic() - shown_at
         too_soon = age < guard
-        if not touched_before and abs(age - guard) < GUARD_EDGE_S:
-            # at the guard's edge the screen's clock and the kiosk's differ: its word decides
+        if not touched_before and (too_soon or abs(age - guard) < GUARD_EDGE_S):
+            # The kiosk's word decides (it answers within milliseconds): at the guard's edge
+            # its clock and the screen's differ, and a page just up may still show a button
+            # the kiosk is about to hide, which it then ignores as not on its page.
             answer = kiosk_answer(hall, seen, component, shown_at)
+            if answer == "not_on_page":
+                return (f"ignored by the kiosk: the {page} page has no button "
+                        f"{int(component[1:]) + 1} (it showed for a moment as the page came up)")
             if answer is not None:
                 too_soon = answer == "too_soon"
         if not touched_before and not too_soon:
