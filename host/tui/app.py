@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 from onestop.host.demo import DEFAULT_RESIDENT, demo_residents, set_aside_previous_demo
 from onestop.host.tui.keys import FAULT_KEYS, KEYS, Key, help_lines
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -213,6 +214,34 @@ def kiosk_answer(hall: Any, seen: int, component: str, shown_at: float,
         time.sleep(0.02)
 
 
+class TechnicianLog(RichLog):
+    """The log, each line wrapped at the log's width, and wrapped again when that changes: a
+    terminal made narrower cut the lines written before at its edge (a work directory's path
+    lost its end), and one made wider left them in narrow pieces."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(wrap=True, **kwargs)
+        self._said: deque[str] = deque(maxlen=self.max_lines)
+        self._wrapped_at = 0
+
+    def say(self, message: str) -> None:
+        self._said.append(message)
+        self._put(message)
+
+    def _put(self, message: str) -> None:
+        width = self.scrollable_content_region.width
+        self.write(Text(message), width=width if width > 0 else None)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0 or width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        self.clear()
+        for message in self._said:
+            self._put(message)
+
+
 class Refused(Exception):
     """A control that cannot be done now (said in the log as it is, not as a failure)."""
 
@@ -299,7 +328,7 @@ class KioskTui(App[int]):
                 with Grid(id="controls"):
                     for button_id, label, _action in CONTROLS:
                         yield unpadded(Button(label, id=button_id, compact=True))
-                yield RichLog(id="log", wrap=True, min_width=20, max_lines=2000)
+                yield TechnicianLog(id="log", min_width=20, max_lines=2000)
         yield Static("starting…", id="status", markup=False)  # the whole width: fields whole
         yield Static(TOO_SMALL, id="too-small", markup=False)
         yield Footer(compact=True, show_command_palette=False)  # room for "q Quit" at 80
@@ -364,7 +393,7 @@ class KioskTui(App[int]):
         self.on_ui(self._write_log, message)
 
     def _write_log(self, message: str) -> None:
-        self._q("#log", RichLog).write(Text(message))
+        self._q("#log", TechnicianLog).say(message)
 
     # ------------------------------------------------------------------ start and stop
     @work(thread=True, group="build")

@@ -891,3 +891,30 @@ async def test_the_touch_screen_panel_is_as_wide_as_the_screen_it_shows(
         receipt_box = app.query_one("#receipt-box")
         assert receipt_box.region.width == screen.region.width
         assert receipt_box.content_region.width >= 32 + receipt_box.styles.scrollbar_size_vertical
+
+
+async def test_the_log_wraps_its_lines_again_when_the_terminal_is_resized(
+        tmp_path: Path) -> None:
+    """The log wrapped each line at the width it had when it was written: a terminal made
+    narrower cut the earlier lines at its edge ("work directory: /tmp/..." lost its end)."""
+    app = LayoutOnlyTui(tmp_path / "work", "P002")
+    said = ("work directory: /tmp/a-long-folder-name/for-the-technician/to-read-whole/"
+            "receipts-ledger-firmware-log")
+
+    def shown(log: RichLog) -> tuple[int, list[str]]:
+        return log.scrollable_content_region.width, [line.text.rstrip() for line in log.lines]
+
+    async with app.run_test(size=(200, 40)) as pilot:
+        app.say(said)
+        await pilot.pause(0.2)
+        log = app.query_one("#log", RichLog)
+        wide, lines = shown(log)
+        assert any(said in line for line in lines), (wide, lines)  # one line, whole
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        narrow, lines = shown(log)
+        assert max(len(line) for line in lines) <= narrow < len(said), (narrow, lines)
+        assert "".join(lines).replace(" ", "").endswith(said.replace(" ", ""))  # all of it
+        await pilot.resize_terminal(200, 40)  # wide again: one line again
+        await pilot.pause(0.3)
+        assert any(said in line for line in shown(log)[1])
