@@ -160,31 +160,29 @@ class SerialStream:
             waited = True
 
     async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                try:
-                    await self._wait(self._loop.add_writer, self._loop.remove_writer)
-                except asyncio.CancelledError:
-                    # A stop cancels the line's task, then closes the port: a frame the full
-                    # line had only partly taken would reach the kiosk cut, and its answer (a
-                    # settle's refusal) never. The rest still goes out, for as long as the
-                    # line needs to send it; then the cancellation goes on.
-                    await self._write_rest(view)
-                    raise
-
-    async def _write_rest(self, view: memoryview) -> None:
+        left = [memoryview(data)]
         try:
-            async with asyncio.timeout(WRITE_REST_S + len(view) * 10 / self.baud):
-                while view:
-                    try:
-                        view = view[os.write(self._fd, view) :]
-                    except BlockingIOError:
-                        await self._wait(self._loop.add_writer, self._loop.remove_writer)
-        except (TimeoutError, OSError):
-            pass  # the line takes nothing (cable pulled, flow held): closed as it is
+            await self._write_out(left)
+        except asyncio.CancelledError:
+            # A stop cancels the line's task, then closes the port: a frame the full line had
+            # only partly taken would reach the kiosk cut, and its answer (a settle's refusal)
+            # never. The rest still goes out, for as long as the line needs to send it; then
+            # the cancellation goes on.
+            try:
+                async with asyncio.timeout(WRITE_REST_S + len(left[0]) * 10 / self.baud):
+                    await self._write_out(left)
+            except (TimeoutError, OSError):
+                pass  # the line takes nothing (cable pulled, flow held): closed as it is
+            raise
+
+    async def _write_out(self, left: list[memoryview]) -> None:
+        """Write left[0] whole, waiting for the line to have room; left[0] is kept as what is
+        not written yet."""
+        while left[0]:
+            try:
+                left[0] = left[0][os.write(self._fd, left[0]) :]
+            except BlockingIOError:
+                await self._wait(self._loop.add_writer, self._loop.remove_writer)
 
     async def close(self) -> None:
         self._port.close()
