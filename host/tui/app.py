@@ -185,7 +185,9 @@ def touch_outcome(page: str, age_s: float, guard_s: float, *, pressed_on_it: boo
     if touched_before:
         return (f"ignored by the kiosk: it was still answering the touch before, on this "
                 f"{page} page, and drops a touch meant for the page it leaves")
-    if age_s < guard_s if too_soon is None else too_soon:
+    if too_soon is None:
+        too_soon = age_s < guard_s
+    if too_soon:
         since = ", from when it had drawn the page" if age_s >= guard_s else ""
         return (f"ignored by the kiosk as too soon: it reached the {page} page {age_s:.2f} s "
                 f"after it appeared, inside the kiosk's touch guard ({guard_s:.2f} s{since}); "
