@@ -90,6 +90,67 @@ def test_a_refusal_undoes_its_own_writes_keeps_its_counter_and_spares_the_others
     assert statuses(enrolled.run_requests([job("K-1", 1)])) == ["replay"]  # counter spent
 
 
+def test_a_request_reads_what_an_earlier_request_of_its_batch_wrote(enrolled: Ledger,
+                                                                   kit) -> None:
+    # One transaction for the batch: the next request's reads find the settlement's writes
+    # (the accumulations, the bill no longer pending) before anything is committed.
+    def settle_b1(ledger: Ledger):
+        return kit.settle(ledger, "T-000001", "P1", "B1", kiosk_id="K-1")
+
+    def look(ledger: Ledger):
+        return (ledger.accumulations("P1", kit.YEAR), ledger.get_bill("B1").status,
+                [bill.bill_id for bill in ledger.pending_bills("P1")])
+
+    outcomes = enrolled.run_requests([job("K-1", 1, settle_b1, durable=True), job("K-2", 1, look)])
+    assert statuses(outcomes) == ["done", "done"]
+    assert outcomes[1].value == (outcomes[0].value.delta, "settled", ["B2", "B3"])
+
+
+def refuse_settling(ledger: Ledger, ledger_url: str, bill_id: str) -> None:
+    """A trigger that fails the statement marking `bill_id` settled: the settlement's last
+    write, made after its row and the accumulations."""
+    message = f"bill {bill_id} may not be settled (test trigger)"
+    if ledger_url.startswith("sqlite"):
+        statements = [f"CREATE TRIGGER refuse_settling BEFORE UPDATE OF status ON bills "
+                      f"WHEN NEW.bill_id = '{bill_id}' BEGIN SELECT RAISE(ABORT, '{message}'); "
+                      "END"]
+    else:
+        statements = [
+            "CREATE FUNCTION refuse_settling() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+            "CREATE TRIGGER refuse_settling BEFORE UPDATE OF status ON bills FOR EACH ROW "
+            f"WHEN (NEW.bill_id = '{bill_id}') EXECUTE FUNCTION refuse_settling()",
+        ]
+    ledger._write(lambda tx: [tx.run(sql) for sql in statements])
+
+
+@pytest.mark.parametrize("failing_first", [True, False], ids=["then-another", "last"])
+def test_a_settlements_last_write_failing_fails_that_request_alone(
+        enrolled: Ledger, ledger_url: str, kit, failing_first: bool) -> None:
+    refuse_settling(enrolled, ledger_url, "B1")
+
+    def settle(txn_id: str, psn_no: str, bill_id: str, kiosk: str):
+        return lambda ledger: kit.settle(ledger, txn_id, psn_no, bill_id, kiosk_id=kiosk)
+
+    failing = job("K-1", 1, settle("T-000001", "P1", "B1", "K-1"), durable=True)
+    others = [job("K-2", 1, settle("T-000002", "P2", "B4", "K-2"), durable=True), job("K-3", 1)]
+    jobs = [failing, *others] if failing_first else [*others, failing]
+
+    outcomes = enrolled.run_requests(jobs)
+
+    assert statuses(outcomes) == (["failed", "done", "done"] if failing_first
+                                  else ["done", "done", "failed"])
+    error = outcomes[0 if failing_first else 2].error
+    assert isinstance(error, LedgerError) and "may not be settled" in str(error)
+    assert not error.at_commit  # nothing stored: the kiosk is told so, not to ask later
+    assert enrolled.get_settlement("T-000001") is None
+    assert enrolled.get_bill("B1").status == "pending"
+    assert enrolled.accumulations("P1", kit.YEAR) == {}
+    assert enrolled.get_settlement("T-000002") is not None
+    # the failed request's counter was not spent either: the kiosk may send it again
+    assert statuses(enrolled.run_requests([job("K-1", 1), job("K-3", 1)])) == ["done", "replay"]
+
+
 def test_a_storage_fault_in_one_request_is_its_own(enrolled: Ledger) -> None:
     def broken(ledger: Ledger):
         ledger._write(lambda tx: tx.run("INSERT INTO no_such_table VALUES (1)"))
