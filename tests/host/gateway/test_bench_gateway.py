@@ -32,6 +32,11 @@ def test_the_bench_settles_checks_the_ledger_and_prints_its_figures(backend: str
                   "throughput / floor"):
         assert label in table
     assert ">= 500" in table and "<= 150" in table  # the targets stand beside the figures
+    # a settlement's CPU counted in floor exchanges, beside what the share's target allows
+    cost = (figures["gateway_cpu"] + figures["kiosks_cpu"]) * figures["floor"] / figures["rate"]
+    assert figures["cost_in_floor"] == pytest.approx(cost, abs=0.01) and cost > 0
+    cores = os.cpu_count()
+    assert f"{figures['cost_in_floor']:.2f}" in table and f"<= {cores / 0.4:.2f} for 40%" in table
 
 
 def test_a_kiosk_process_that_cannot_reach_the_gateway_fails_the_bench_with_its_reason(
