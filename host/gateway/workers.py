@@ -137,11 +137,17 @@ def supervise(count: int,
 
     def start(index: int) -> None:
         shares.reset(index)  # a worker started again holds none of its predecessor's
-        # No signal may run the supervisor's handler in the new worker before it has its own.
+        # No signal may run the supervisor's handler in the new worker before it has its own;
+        # nor in the supervisor between the fork and the new worker's entry in `children`,
+        # where stop() would not see it, or after a stop, which would not be told to it.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = -1
         try:
+            if stopping:  # told to stop while starting the workers: start no more
+                return
             pid = os.fork()
+            if pid > 0:
+                children[pid] = index
         finally:
             if pid != 0:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -163,7 +169,6 @@ def supervise(count: int,
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(status)
-        children[pid] = index
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping

@@ -242,3 +242,54 @@ async def test_every_workers_metrics_are_on_the_one_metrics_address(
                    if name == "onestop_settlements_total") == kiosks
     finally:
         assert await asyncio.to_thread(gateway.stop) == 0
+
+
+# The supervisor, told to stop (SIGTERM) while it is still forking its workers. Its first
+# fork sends the stop: it arrives, as from systemd or an operator's ^C, the moment the
+# supervisor takes signals again. Each worker says it serves and waits for SIGTERM.
+STOP_WHILE_FORKING = r"""
+import os, signal, sys, time
+from onestop.host.gateway import workers
+from onestop.host.gateway.logs import EventLog
+
+real_fork = os.fork
+forks = []
+
+def fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+        if len(forks) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # blocked now: delivered at the unblock
+    return pid
+
+def run_worker(index, listener, shares, ready_fd):
+    if ready_fd is not None:
+        os.write(ready_fd, b"r")
+    while True:
+        time.sleep(1)  # SIGTERM (default action) ends it
+
+workers.os.fork = fork
+status = workers.supervise(int(sys.argv[1]), run_worker, "127.0.0.1", 0, EventLog())
+alive = [pid for pid in forks if os.path.exists(f"/proc/{pid}")]
+print(status, len(forks), len(alive))
+"""
+
+
+def test_a_stop_while_the_workers_are_being_started_stops_them_all() -> None:
+    """`serve --workers N` stopped (SIGTERM) while it forks: it started the workers it had not
+    yet forked after the stop, which nothing told to stop, and served on, waiting for them."""
+    import subprocess
+    import sys
+
+    workers = 6
+    try:
+        done = subprocess.run([sys.executable, "-c", STOP_WHILE_FORKING, str(workers)],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:  # killed (-9): its workers die with it (PDEATHSIG)
+        raise AssertionError("the supervisor did not stop: workers it started after the "
+                             "stop were never told to stop") from None
+    status, forked, alive = map(int, done.stdout.split())
+    assert status == 0, done.stderr
+    assert forked == 1  # no worker started once told to stop
+    assert alive == 0
