@@ -42,9 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser,
+                    argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the command `argv` names (`kiosk gateway audit`'s for `gateway audit
+    ...`), or `parser` if it names none."""
+    for word in argv:
+        commands = [action for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction)]
+        if not commands or word not in commands[0].choices:
+            if not word.startswith("-") and commands:
+                break
+            continue
+        parser = commands[0].choices[word]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        # argparse says so as `kiosk`, with the top-level usage, whichever command it was: an
+        # operator's `kiosk gateway audit --db URL --jsno` must be told by `kiosk gateway audit`
+        _command_parser(parser, words).error(f"unrecognized arguments: {' '.join(unknown)}")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -677,3 +677,24 @@ def test_the_import_helps_example_imports_into_the_demo_ledger(db, tmp_path, cap
     capsys.readouterr()
     assert kiosk("gateway", "import-bills", "--db", db, str(example)) == 0, \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "command", "unknown"), [
+    (["gateway", "audit", "--db", "sqlite:///x.sqlite", "--jsno"], "kiosk gateway audit",
+     "--jsno"),
+    (["keys", "list", "--db", "sqlite:///x.sqlite", "--jsn"], "kiosk keys list", "--jsn"),
+    (["gateway", "serve", "--db", "sqlite:///x.sqlite", "--listn", "127.0.0.1:7400"],
+     "kiosk gateway serve", "--listn 127.0.0.1:7400"),
+    (["gateway", "import-bills", "--db", "sqlite:///x.sqlite", "a.json", "b.json"],
+     "kiosk gateway import-bills", "b.json"),
+])
+def test_a_mistyped_option_is_refused_by_the_command_it_was_given_to(
+        argv, command, unknown, tmp_path, capsys, monkeypatch):
+    """argparse refused an unknown option as `kiosk`, with `kiosk [-h] COMMAND ...` for its
+    usage: the operator was not shown the options of the command they had typed it to."""
+    monkeypatch.chdir(tmp_path)
+    assert kiosk(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {command} [-h] --db ")
+    assert f"\n{command}: error: unrecognized arguments: {unknown}\n" in err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was done
