@@ -1258,7 +1258,8 @@ def _gateway_identity(
     try:
         ledger = open_ledger(config.db, create=False)
         try:
-            ledger.check_schema()  # a gateway older than its ledger must not write to it
+            # a gateway older than its ledger must not write to it, nor one that lost a table
+            ledger.check_schema(complete=True)
             records = ledger.list_keys()
             recorded = ledger.gateway_certs()
             latest = ledger.latest_settlement_time()

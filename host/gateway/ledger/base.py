@@ -242,7 +242,8 @@ class OwedFlush:
 class Ledger(Protocol):
     # ---- lifecycle
     def init(self) -> None: ...  # create the schema if absent (idempotent)
-    def check_schema(self) -> None: ...  # LedgerError unless made by `init` of this version
+    # LedgerError unless made by `init` of this version (complete: and holding all its tables)
+    def check_schema(self, complete: bool = False) -> None: ...
     def schema_version(self) -> str | None: ...  # as stored (None: none); LedgerError: no ledger
     def close(self) -> None: ...
     # a ledger of an earlier schema brought up to date: the version it had, None if current

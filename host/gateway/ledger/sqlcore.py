@@ -166,6 +166,7 @@ class SqlLedger(SqlStore):
             raise LedgerError(f"no ledger at {self.where} to upgrade ({exc}): "
                               "`kiosk gateway init` makes one") from None
         if found == SCHEMA_VERSION:
+            self._read(self._refuse_if_damaged)  # up to date only with all its tables
             return None
         if found not in UPGRADABLE_VERSIONS:
             self._read(self._check_schema)  # says which version it is, and what to do
@@ -178,8 +179,13 @@ class SqlLedger(SqlStore):
             "SELECT value FROM ledger_meta WHERE name = 'schema_version'"))
         return None if row is None else str(row[0])
 
-    def check_schema(self) -> None:
-        self._read(self._check_schema)
+    def check_schema(self, complete: bool = False) -> None:
+        def check(tx: Tx) -> None:
+            self._check_schema(tx)
+            if complete:  # a gateway uses every table; a command only those it reads
+                self._refuse_if_damaged(tx)
+
+        self._read(check)
 
     def _check_schema(self, tx: Tx) -> None:
         row = tx.one("SELECT value FROM ledger_meta WHERE name = 'schema_version'")
