@@ -171,10 +171,16 @@ class Kiosk:
         perhaps with a resident's visit, or one out-of-service wait): for tests and benchmarks."""
         if self.watchdog is not None:
             asyncio.create_task(self._feed_watchdog())
-        self.log("boot", open_txns=len(self.journal.open_txns()))
+        open_txns = len(self.journal.open_txns())
+        self.log("boot", open_txns=open_txns)
         # Lit before recovery, which may print and wait for a card: a dark LED says "no power",
         # and a technician would cut it again in the middle.
         self._light("serving")
+        if open_txns:
+            # The screen comes up blank with the power: while recovery asks the gateway (its
+            # retries take half a minute when it is away), a resident whose card is still in
+            # reads what the kiosk is doing, not a blank or a page the power cut left.
+            await self.show(screens.checking())
         blocked = await self._recover()
         done = 0
         while True:

@@ -58,6 +58,10 @@ def settling():
     return _notice("processing", texts.SETTLING)
 
 
+def checking():
+    return _notice("processing", texts.CHECKING)
+
+
 def printing(saved=False):
     return _notice("printing", texts.REPRINTING if saved else texts.PRINTING)
 

@@ -13,6 +13,9 @@ PRICING = ("正在计算", "Working out what insurance pays", "请稍候", "Plea
 SETTLING = ("正在结算", "Settling", "请勿拔卡，请稍候", "Please wait, do not remove your card")
 PRINTING = ("正在打印凭条", "Printing your receipt", "请稍候", "Please wait")
 REPRINTING = ("正在打印已保存的凭条", "Printing a saved receipt", "请稍候", "Please wait")
+# At power-on with a settlement left open, while the gateway is asked how it ended (half a
+# minute when the gateway is away): the screen comes up blank with the power otherwise.
+CHECKING = ("正在核实上一笔结算", "Checking the last settlement", "请稍候", "Please wait")
 DONE = ("结算完成", "Settlement complete",
         "请取走社保卡和凭条", "Please take your card and your receipt")
 # ...when the resident has other bills waiting (they chose one of them): the card goes in again.

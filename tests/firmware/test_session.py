@@ -40,6 +40,8 @@ ZHANG = {
 PEOPLE = {ZHANG_CARD["ssn"]: ZHANG}
 HAPPY = {"bills": "b0", "confirm": "b0"}
 ASKED_AFTER_CONFIRM = {"settle", "settlement_query", "receipt_printed"}
+# the first page at power-on with a txn open, while recovery asks the gateway about it
+CHECKING = ["processing", "Checking the last settlement"]
 UNCLAIMED = "Not yours? Hand it to the clerk"  # texts.RECEIPT_UNCLAIMED: for the tray
 
 
@@ -441,8 +443,8 @@ def test_in_doubt_settlement_blocks_the_kiosk_until_the_gateway_answers(kiosk: K
     assert [state for _, state in first["open"]] == ["pending"]
     # the gateway is still away: the kiosk takes no new card
     down = kiosk.boot(faults={"settlement_query": ["unreachable", "unreachable"]}, rounds=2)
-    assert [page for page, _ in down["pages"]] == ["error", "error"]
-    assert down["pages"][0][1] == "Out of service" and down["reads"] == 0
+    assert [page for page, _ in down["pages"]] == ["processing", "error", "error"]
+    assert down["pages"][1][1] == "Out of service" and down["reads"] == 0
     # back: the settlement it made is found, printed once, and the kiosk serves again
     back = kiosk.boot(rounds=1, visits=0)
     assert back["calls"][:2] == ["settlement_query", "receipt_printed"]
@@ -485,7 +487,7 @@ def test_a_doubt_found_unsettled_at_power_on_tells_the_resident_whose_card_is_st
     assert first["outcome"] == "in_doubt"
     back = kiosk.boot(rounds=1, visits=0, card_in=True)
     assert back["calls"][0] == "settlement_query" and back["open"] == []
-    assert back["pages"][0] == ["error", "Not settled"]
+    assert back["pages"][:2] == [CHECKING, ["error", "Not settled"]]
     assert back["last"]["error"]["l4"] == "请取走社保卡"
     assert kiosk.settlements == {}
 
@@ -508,6 +510,25 @@ def test_a_doubt_found_settled_at_power_on_prints_for_the_resident_whose_card_is
     assert len(kiosk.settlements) == 1
 
 
+def test_a_kiosk_powered_on_with_a_txn_open_says_it_is_checking_it_before_asking(
+        kiosk: Kiosk) -> None:
+    """The screen comes up blank with the power (its pages are empty until the kiosk fills
+    them), and recovery asked the gateway first: with the gateway away, half a minute of
+    retries with nothing on the screen, the resident's card perhaps still in."""
+    first = kiosk.session(script=HAPPY, faults={"settle": ["lost_reply"],
+                                                "settlement_query": ["unreachable"]})
+    assert first["outcome"] == "in_doubt"
+    back = kiosk.boot(rounds=1, visits=0, card_in=True,
+                      faults={"settlement_query": ["unreachable"]})
+    assert back["pages"][0] == CHECKING
+    assert back["pages"][1] == ["error", "Out of service"]
+    resolved = kiosk.boot(rounds=1, visits=0)  # the gateway back: printed for the clerk
+    assert resolved["pages"][0] == CHECKING
+    assert resolved["open"] == [] and len(resolved["receipts"]) == 1
+    # with nothing open, the kiosk starts on its welcome page as before
+    assert kiosk.boot(rounds=1, visits=0)["pages"][0][0] == "welcome"
+
+
 def test_not_settled_is_never_shown_to_a_card_put_in_after_the_doubt(kiosk: Kiosk) -> None:
     """The resident whose settlement went in doubt took their card and left; someone puts a
     card in while the kiosk is out of service. Recovery finds nothing was settled: that is
@@ -527,7 +548,7 @@ def test_recovery_that_crashes_leaves_the_kiosk_out_of_service_not_dead(kiosk: K
     # the heap runs out while the txn in doubt is resolved at boot: no card is taken, the txn
     # stays in the journal, and the kiosk carries on (before, the exception ended its main loop)
     crashed = kiosk.boot(faults={"settlement_query": ["memory_error"]}, rounds=2, visits=0)
-    assert crashed["pages"][0] == ["error", "Out of service"]
+    assert crashed["pages"][:2] == [CHECKING, ["error", "Out of service"]]
     assert "recovery_crashed" in crashed["events"] and crashed["reads"] == 0
     # the boot heartbeat goes out with the out-of-service page up; the next turn of the loop
     # resolves the txn: found settled, printed once, the kiosk serves again
@@ -570,7 +591,7 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     assert result["receipts"] == []
     # out of paper: out of service until a clerk loads the roll, then the receipt comes out
     later = kiosk.boot(paper="out", reload_after=2, rounds=2, visits=0)
-    assert later["pages"][0] == ["error", "Out of service"]
+    assert later["pages"][:2] == [CHECKING, ["error", "Out of service"]]
     assert len(later["receipts"]) == 1 and later["open"] == []
     assert "Printing a saved receipt" in titles(later)
     assert len(kiosk.settlements) == 1
