@@ -38,8 +38,10 @@ class ByteStream(Protocol):
 def parse_host_port(text: str) -> tuple[str, int]:
     """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if int(port) > 65535:
+        raise ValueError(f"port {int(port)} is out of range (ports go up to 65535)")
     return host.strip("[]"), int(port)
 
 

@@ -67,6 +67,13 @@ def test_an_address_without_a_host_names_its_option(db: str) -> None:
     assert line == "kiosk gateway serve: --metrics 9400: expected HOST:PORT, got '9400'"
 
 
+def test_a_port_out_of_range_is_named_so(db: str) -> None:
+    # it said "expected HOST:PORT, got 'localhost:99999'", as if the form were wrong
+    line = serve(db, "--metrics", "localhost:99999")
+    assert line == ("kiosk gateway serve: --metrics localhost:99999: port 99999 is out of "
+                    "range (ports go up to 65535)")
+
+
 def test_the_metrics_port_is_the_one_given_whatever_the_workers(tmp_path: Path) -> None:
     # worker i served on PORT + i: 65535 with two workers was refused; now worker 0 serves
     # them all on PORT, and the others theirs on loopback ports of their own
