@@ -51,6 +51,7 @@ KIOSK_MAX_RATE = 100  # visits per second one kiosk could make alone (loopback r
 DEFAULT_GATEWAY_WORKERS = 2
 DEFAULT_KIOSK_PROCESSES = 2  # processes playing the kiosks (see run_fleets)
 WARMUP_SECONDS = 1.0  # the kiosks' lockstep start, not measured (see run_fleets)
+FLOOR_DRIFT_NOTED = 0.10  # floors before and after further apart than this: the table says so
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1007,10 +1008,22 @@ def format_table(figures: Figures) -> str:
     if figures.in_doubt_settled or figures.in_doubt_not_found:
         lines.append(f"  unanswered settles, found in the ledger afterwards: "
                      f"{figures.in_doubt_settled} settled, {figures.in_doubt_not_found} not")
+    drift = floor_drift(figures.floor_runs)
+    if drift > FLOOR_DRIFT_NOTED:
+        lines.append(f"  note: the floor before and after the run differ by {drift:.0%}: this "
+                     "machine's speed changed meanwhile, so the share is that uncertain; run "
+                     "again")
     if figures.ran_out_of_bills:
         lines.append(f"  note: {figures.ran_out_of_bills} kiosks ran out of bills before the "
                      "end; the rate is a lower bound")
     return "\n".join(lines)
+
+
+def floor_drift(runs: tuple[float, float]) -> float:
+    """How far apart the floor measured before and after the run are, as a share of their
+    mean (0 when either is missing)."""
+    before, after = runs
+    return abs(before - after) * 2 / (before + after) if before > 0 and after > 0 else 0.0
 
 
 def _per(cores: float, rate: float) -> float:

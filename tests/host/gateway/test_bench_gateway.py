@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from onestop.host.gateway.ledger import open_ledger
@@ -178,3 +179,28 @@ def test_a_refused_request_is_counted_and_the_kiosk_goes_on_to_its_next_bill() -
     assert tally.errors == {"unknown_person": 2}
     assert tally.exchanges == 0  # refusals are not counted as answered requests
     assert tally.ran_out_of_bills == 1  # both bills tried, then the kiosk's run ended
+
+
+def bench_figures(floor_runs: tuple[float, float]) -> Any:
+    from onestop.host.bench.gateway import Figures
+
+    return Figures(
+        kiosks=200, seconds=10.0, warmup=1.0, checked=6000, ledger="sqlite:///x.sqlite",
+        settlements=5800, rate=580.0, exchange_rate=2320.0, p50_ms=88.0, p99_ms=140.0,
+        errors={}, lost=0, duplicated=0, in_doubt_settled=0, in_doubt_not_found=0,
+        floor=sum(floor_runs) / 2, floor_board=600.0, workers=2, kiosk_processes=2,
+        ran_out_of_bills=0, gateway_cpu=1.2, kiosks_cpu=0.7, floor_runs=floor_runs)
+
+
+def test_a_floor_that_moved_during_the_run_is_said_to_make_the_share_uncertain() -> None:
+    # This machine's speed swings by a quarter within a minute (floors of 1,267 before and
+    # 1,926 after one run): the share printed then is that much in doubt, and says so.
+    from onestop.host.bench.gateway import format_table
+
+    steady = format_table(bench_figures((1500.0, 1560.0)))
+    moved = format_table(bench_figures((1267.0, 1926.0)))
+    assert "differ by" not in steady
+    assert ("note: the floor before and after the run differ by 41%: this machine's speed "
+            "changed meanwhile, so the share is that uncertain; run again") in moved
+    # the share itself stands as measured, against the mean of the two floors
+    assert "36.3%" in moved and "(before 1267, after 1926)" in moved
