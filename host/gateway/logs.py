@@ -15,12 +15,12 @@ at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import time
 from typing import Any, TextIO
 
+from onestop.host.gateway import jsontext
 from onestop.host.gateway.masking import mask_id, mask_ids_in_text
 
 LOGGER_NAME = "onestop.gateway"
@@ -35,10 +35,6 @@ def _masked(fields: dict[str, Any]) -> dict[str, Any]:
         name: mask_id(str(value)) if name in ID_FIELDS and value is not None else value
         for name, value in fields.items()
     }
-
-
-# One encoder for every line (json.dumps with options builds a new one each time).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -71,7 +67,7 @@ class JsonLineFormatter(logging.Formatter):
                          message=mask_ids_in_text(record.getMessage()))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        return jsontext.compact(entry)
 
 
 class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -5,20 +5,17 @@ one before it. The ledger writes with these; the auditor recomputes with the sam
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from onestop.host.gateway import jsontext
+
 GENESIS_HASH = "00" * 32  # prev_hash of the first event
-
-
-# One encoder for every call (json.dumps with options builds a new one each time).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(value: Any) -> str:
     """One text for one value: sorted keys, no spaces, UTF-8 kept as is, no floats."""
     _reject_floats(value)
-    return _CANONICAL.encode(value)
+    return jsontext.canonical(value)
 
 
 def event_hash(prev_hash_hex: str, body: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from .. import jsontext
 from .base import Bill, KeyRecord, Person, Settlement
 from .chain import canonical_json
 
@@ -63,7 +63,7 @@ def bill_from_row(row: Sequence[Any]) -> Bill:
         hosp_lv=int(hosp_lv),
         referral=bool(referral),
         date=date,
-        items=tuple(json.loads(items)),
+        items=tuple(jsontext.loads(items)),
         status=status,
     )
 
@@ -115,12 +115,12 @@ def settlement_from_row(row: Sequence[Any]) -> Settlement:
         bill_id=bill_id,
         setl_time=int(setl_time),
         setl_date=setl_date,
-        result=json.loads(result),
+        result=jsontext.loads(result),
         signed=_blob(signed),
         request_digest=_blob(request_digest),
         status=status,
         receipt_printed=bool(receipt_printed),
-        delta=json.loads(delta),
+        delta=jsontext.loads(delta),
         acc_year=int(acc_year),
     )
 

@@ -15,7 +15,6 @@ Statements are written with ``?`` placeholders and a ``{lock}`` marker where Pos
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
+from .. import jsontext
 from . import events
 from .base import (
     MAX_COUNTER,
@@ -370,7 +370,7 @@ class SqlLedger(SqlStore):
 
     def lookups(self) -> list[dict[str, Any]]:
         # By the partial index `lookups` (a literal kind, as for key_revocations below).
-        return [json.loads(e["body"]) for e in self._read(
+        return [jsontext.loads(e["body"]) for e in self._read(
             lambda tx: self._events(tx, f"WHERE kind = '{events.LOOKED_UP}'"))]
 
     def key_revocations(self) -> list[dict[str, Any]]:
@@ -685,7 +685,7 @@ class SqlLedger(SqlStore):
                 "SELECT amounts FROM accumulations WHERE psn_no = ? AND year = ?", (psn_no, year)
             )
         )
-        return {} if row is None else json.loads(row[0])
+        return {} if row is None else jsontext.loads(row[0])
 
     def _lock_accumulations(self, tx: Tx, psn_no: str, year: int) -> dict[str, int]:
         """The person's accumulations for `year`, row-locked until commit (created if absent,
@@ -699,7 +699,7 @@ class SqlLedger(SqlStore):
                 (psn_no, year),
             )
             row = tx.one(select, (psn_no, year))
-        return json.loads(row[0])
+        return jsontext.loads(row[0])
 
     def _store_accumulations(self, tx: Tx, psn_no: str, year: int, amounts: dict[str, int]) -> None:
         tx.run(
@@ -743,7 +743,7 @@ class SqlLedger(SqlStore):
             "AND status = 'settled'", (psn_no, year)
         ):
             try:
-                base = minus(base, json.loads(delta))
+                base = minus(base, jsontext.loads(delta))
             except ValueError:
                 return current  # inconsistent: the audit reports it; nothing matches here
         return base
@@ -845,7 +845,7 @@ class SqlLedger(SqlStore):
         row = self._read(lambda tx: tx.one(
             f"SELECT body FROM audit_log WHERE txn_id = ? AND kind = '{events.SETTLED}' "
             "ORDER BY seq LIMIT 1", (txn_id,)))
-        return None if row is None else json.loads(row[0])
+        return None if row is None else jsontext.loads(row[0])
 
     def cancel(self, txn_id: str, kiosk_id: str, today: str) -> Settlement:
         def work(tx: Tx) -> Settlement:
@@ -1046,7 +1046,7 @@ def _cert_rows(tx: Tx) -> list[tuple[str, str]]:
 def _cert_from_row(row: Sequence[Any]) -> CertRecord:
     name, value = row
     try:
-        record = events.cert_from_data(json.loads(value))
+        record = events.cert_from_data(jsontext.loads(value))
     except KeyError as exc:
         raise ValueError(f"{name} lacks {exc}") from None
     if CERT_PREFIX + record.kid != name:
@@ -1099,7 +1099,7 @@ def _event_row(row: Sequence[Any]) -> tuple[int, str, str | None, str, str, str]
 
 def _accumulation_row(row: Sequence[Any]) -> tuple[tuple[str, int], Any]:
     psn_no, year, amounts = row
-    return (psn_no, int(year)), json.loads(amounts)
+    return (psn_no, int(year)), jsontext.loads(amounts)
 
 
 class _SqlAuditReader:
