@@ -102,9 +102,7 @@ class SqliteLedger(SqlLedger):
             cached_statements=256,
         )
         try:
-            if not self._checked:
-                self._check_is_ledger()
-                self._checked = True
+            self._check_once()
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: cannot switch the ledger to WAL (got {mode})")
@@ -117,6 +115,11 @@ class SqliteLedger(SqlLedger):
             conn.close()
             raise
         return conn
+
+    def _check_once(self) -> None:
+        if not self._checked:
+            self._check_is_ledger()
+            self._checked = True
 
     def _check_is_ledger(self) -> None:
         """LedgerError, having written nothing, unless the file holds a ledger's tables, or
@@ -159,6 +162,9 @@ class SqliteLedger(SqlLedger):
 
     # ------------------------------------------------------------------ writers' queue
     def _lock_file(self) -> int | None:
+        # The file checked first: a write refused because it is no ledger (a mistyped --db)
+        # must not leave a lock file of ours beside it.
+        self._check_once()
         with self._lock_fd_guard:
             if self._lock_fd is None:
                 try:

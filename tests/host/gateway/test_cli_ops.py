@@ -204,6 +204,29 @@ def test_init_on_another_applications_sqlite_file_is_refused(tmp_path, capsys):
     assert not (tmp_path / "gateway.key").exists()
 
 
+@pytest.mark.parametrize("content", ["text", "sqlite"])
+def test_init_refused_on_a_file_that_is_no_ledger_leaves_the_folder_as_it_was(
+        tmp_path, capsys, content):
+    """No lock file (`-writer.lock`) of init's left beside a mistyped --db; one that was there
+    before stays."""
+    path = tmp_path / "notes"
+    if content == "text":
+        path.write_text("not a database\n")
+    else:
+        with closing(sqlite3.connect(path)) as other, other:
+            other.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, patient TEXT)")
+    before = path.read_bytes()
+    assert kiosk("gateway", "init", "--db", f"sqlite:///{path}") == 1
+    assert "nothing was written" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes"]
+    assert path.read_bytes() == before
+
+    lock = tmp_path / "notes-writer.lock"
+    lock.touch()
+    assert kiosk("gateway", "init", "--db", f"sqlite:///{path}") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "notes-writer.lock"]
+
+
 @pytest.mark.parametrize("command", [["keys", "list"], ["gateway", "audit"],
                                      ["gateway", "lookups"], ["gateway", "upgrade"],
                                      ["gateway", "reconcile", "--date", "2026-11-23"]])
