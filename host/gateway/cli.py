@@ -236,6 +236,15 @@ def gateway_init(args: argparse.Namespace) -> int:
         if not existing:
             try:
                 save_signing_key(key_path, key)
+            except FileExistsError:
+                # absent when this run began: made meanwhile, most likely by a second init run
+                # at the same moment, which records its own key in the ledger
+                raise CommandError(
+                    f"another process made the key file {key_path} while this init ran (a "
+                    "second `kiosk gateway init` at the same moment?); it is kept as it is and "
+                    "this run recorded no key: if that was intended, nothing needs doing; to "
+                    "check, run this command again: it keeps that key file and prints the "
+                    "gateway key the ledger has") from None
             except OSError as exc:
                 raise CommandError(f"cannot write the key file {key_path}: {exc.strerror}"
                                    ) from None

@@ -16,6 +16,7 @@ from contextlib import closing
 from zoneinfo import ZoneInfo
 
 import pytest
+from onestop.host import keys as host_keys
 from onestop.host.cli import main
 from onestop.host.gateway.bills import demo_document
 from onestop.host.gateway.config import parse_ledger_url
@@ -288,6 +289,30 @@ def test_init_again_says_nothing_of_other_keys_but_a_second_key_is_pointed_out(t
     assert "gw-first is active in this ledger too" in err
     assert "refuse replies signed with gw-second" in err
     assert "kiosk gateway revoke --gateway-id gw-second" in err
+
+
+def test_a_second_init_at_the_same_moment_is_told_what_happened(ledger_url, tmp_path,
+                                                                capsys, monkeypatch):
+    """Two inits of a new ledger at once: both find no key file, the later one's write of
+    its key file finds the other's (an OSError "File exists" before)."""
+    argv = ["gateway", "init", "--db", ledger_url, "--key", str(tmp_path / "gw.key")]
+    save = host_keys.save_signing_key
+
+    def other_init_first(*args, **kwargs) -> None:
+        monkeypatch.setattr(host_keys, "save_signing_key", save)
+        assert kiosk(*argv) == 0  # the other init, all of it, between this one's steps
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(host_keys, "save_signing_key", other_init_first)
+    assert kiosk(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"kiosk gateway init: another process made the key file "
+                          f"{tmp_path / 'gw.key'} while this init ran")
+    assert "nothing needs doing" in err and "File exists" not in err
+    public = load_signing_key(tmp_path / "gw.key").public_key.hex()
+    assert [k["public_key"] for k in keys_json(ledger_url, capsys)] == [public]  # the other's
+    assert kiosk(*argv) == 0  # the check the message suggests
+    assert f"gateway public key: {public}" in capsys.readouterr().out
 
 
 def test_init_with_a_chosen_gateway_id(ledger_url, tmp_path, capsys):
