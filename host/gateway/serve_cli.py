@@ -9,7 +9,8 @@ The gateway signs its replies with the key made by `kiosk gateway init` (for SQL
 it, `kiosk gateway certify`), if there is one, goes with each sign_in_reply: kiosks provisioned
 with the authority key move to a certified key by it (key rotation; certs.py). Logs are JSON
 lines on stderr; the first `listening` event carries the bound port (useful with port 0).
-`--workers N` runs N gateway processes on the one port (see workers.py), e.g. one per core.
+`--workers N` runs N gateway processes on the one port (see workers.py), e.g. one per core
+(at most MAX_WORKERS).
 `--policy` may be given once per region's policy: each resident is settled under their enrolment
 region's (异地就医; see settlement/regions.py). One of them must be the default (without
 policy.regions), or every resident of another region would be refused at the kiosk:
@@ -46,6 +47,10 @@ DEFAULT_LISTEN = "127.0.0.1:7400"
 DEFAULT_POLICY = "reference"
 
 
+# --workers: one per core is the point (workers.py); past the cores more only compete for
+# them, and each worker holds ledger connections of its own and answers every --metrics scrape.
+# 64 is more cores than a gateway host has; a slip (500) would fork that many processes.
+MAX_WORKERS = 64
 PARENT_CHECK_S = 1.0  # --stop-with-parent: how soon the gateway stops after its parent
 KEY_CHECK_S = 10.0  # how soon a gateway stops once its key is revoked (a settle finds it at once)
 
@@ -79,9 +84,10 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         metavar="SECONDS",
                         help=f"close a TCP connection silent this long "
                              f"(default {DEFAULT_IDLE_TIMEOUT_S:g})")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                         help="gateway processes accepting from one listening socket, kiosks "
-                             "spread evenly over them, e.g. one per core (default 1); worker 0 "
+                             "spread evenly over them, e.g. one per core (default 1, at most "
+                             f"{MAX_WORKERS}); worker 0 "
                              "serves the serial lines, and on --metrics every worker's metrics "
                              "(labelled worker)")
     parser.add_argument("--timezone", metavar="ZONE", default=SETTLEMENT_TIMEZONE,
@@ -94,6 +100,20 @@ def register_serve(gateway_subparsers: argparse._SubParsersAction) -> None:
                         help="stop when the process that started this one exits, however it "
                              "ends (kill -9 included): for the simulated hall, demo and TUI")
     parser.set_defaults(func=run_serve)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {count}")
+    if count > MAX_WORKERS:
+        cores = os.cpu_count()
+        raise argparse.ArgumentTypeError(f"at most {MAX_WORKERS}, not {count}: give one per "
+                                         f"core{f' (this host has {cores})' if cores else ''}")
+    return count
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -226,8 +246,6 @@ def _config(args: argparse.Namespace, worker: int | None = None) -> tuple[Any, .
     listen = option("--listen", parse_host_port, args.listen)
     serials = [option("--serial", SerialSpec.parse, text) for text in args.serial]
     metrics_at = option("--metrics", parse_host_port, args.metrics) if args.metrics else None
-    if args.workers < 1:
-        raise ServeError(f"--workers must be at least 1, not {args.workers}")
     _check_serials(serials, args.serial)
     if not args.idle_timeout > 0:
         raise ServeError(f"--idle-timeout must be above 0 seconds, not {args.idle_timeout:g}")

@@ -100,13 +100,22 @@ def test_serve_on_a_ledger_newer_than_this_gateway_is_refused(
     ("--serial", "/dev/ttyUSB0@fast", "DEVICE[@BAUD]"),
     ("--metrics", "127.0.0.1:http", "HOST:PORT"),
     ("--timezone", "Mars/Olympus", "unknown time zone"),
-    ("--workers", "0", "--workers must be at least 1"),
+    ("--workers", "0", "argument --workers: at least 1, not 0"),
+    ("--workers", "500", "argument --workers: at most 64, not 500: give one per core"),
+    ("--workers", "two", "argument --workers: 'two' is not a whole number"),
     ("--idle-timeout", "0", "--idle-timeout must be above 0"),
 ])
 def test_serve_with_a_bad_option_names_it(ledger_file: Path, option: str, value: str, says: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert serve("--db", f"sqlite:///{ledger_file}", option, value) == 2
     assert says in capsys.readouterr().err
+
+
+def test_serve_takes_up_to_64_workers() -> None:
+    from onestop.host.cli import build_parser
+
+    args = build_parser().parse_args(["gateway", "serve", "--db", "x", "--workers", "64"])
+    assert args.workers == 64
 
 
 def test_the_settlement_day_is_chinas_whatever_this_machines_zone(
