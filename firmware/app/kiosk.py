@@ -185,7 +185,8 @@ class Kiosk:
         done = 0
         while True:
             if blocked:
-                await self._out_of_service(blocked)
+                # from recovery: a printer reason means a settled receipt waits for it
+                await self._out_of_service(blocked, True)
             else:
                 await self._idle()
             done += 1
@@ -327,11 +328,11 @@ class Kiosk:
                 low = self.paper_low
                 await self.show(screens.welcome(low))
 
-    async def _out_of_service(self, reason):
+    async def _out_of_service(self, reason, receipt_waits=False):
         if reason != self._out_reason:
             self.log("out_of_service", reason=reason)
             self._out_reason = reason
-        await self.show(screens.out_of_service(reason))
+        await self.show(screens.out_of_service(reason, False, receipt_waits))
         self._light("out_of_service")
         await self._heartbeat()
         printer = reason == "paper_out" or reason == "printer_fault"
@@ -343,7 +344,7 @@ class Kiosk:
             # answer) is told to come back out; and it is not read when service resumes.
             # Asked first: paper loaded the same moment must not let the card be read.
             if not told and not self.doubt_card_in and await self.card_present(False):
-                await self.show(screens.out_of_service(reason, True))
+                await self.show(screens.out_of_service(reason, True, receipt_waits))
                 self._card_may_be_left_in = told = True
             # A clerk is loading paper: print the waiting receipt once the printer is ready.
             if printer and await self.printer_problem() is None:

@@ -151,11 +151,13 @@ def error(reason, card_in=False, pay=None, waiting=False):
                  yuan(pay))
 
 
-def out_of_service(reason, card_in=False):
-    """`card_in`: a card went in meanwhile; its holder is told to take it back."""
-    lines = texts.OUT_OF_SERVICE_REASONS[reason]
+def out_of_service(reason, card_in=False, receipt_waits=False):
+    """`card_in`: a card went in meanwhile; its holder is told to take it back.
+    `receipt_waits`: a settled receipt waits for the printer (texts.RECEIPT_WAITS)."""
+    waits = texts.RECEIPT_WAITS.get(reason) if receipt_waits else None
+    lines = texts.OUT_OF_SERVICE_REASONS[reason] + (waits or ("", ""))
     if card_in:
-        lines = lines + ("", "") + texts.TAKE_CARD
+        lines = lines + texts.TAKE_CARD
     return _page("error", texts.OUT_OF_SERVICE, lines)
 
 

@@ -125,6 +125,14 @@ OUT_OF_SERVICE_REASONS = {
     "fault": ("设备需要维护，请联系工作人员", "This kiosk needs service, please ask staff"),
     "flash_full": ("存储空间已满，请联系工作人员", "The kiosk's storage is full, please ask staff"),
 }
+# ...under the printer's reason while a settled receipt waits for it (recovery: the power was
+# cut before it printed): whoever settled learns the money part is done, not only "out of paper".
+RECEIPT_WAITS = {
+    "paper_out": ("上一笔结算已保存，工作人员装纸后打印凭条",
+                  "Last settlement saved; receipt prints once staff load paper"),
+    "printer_fault": ("上一笔结算已保存，打印机修好后打印凭条",
+                      "Last settlement saved; receipt prints once the printer is fixed"),
+}
 
 # The receipt.
 RECEIPT_TITLE = ("医疗保障结算凭条", "Settlement receipt")  # fits 32 columns

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from onestop.host.fwtables import gbk_pairs
 from onestop.host.fwtools import StageWorker, compile_modules, stage_firmware
 from onestop.host.keys import SigningKey, VerifyingKey
 from onestop.host.sim.display import display_width
@@ -592,6 +593,8 @@ def test_paper_out_keeps_the_settlement_and_prints_once_paper_is_loaded(kiosk: K
     # out of paper: out of service until a clerk loads the roll, then the receipt comes out
     later = kiosk.boot(paper="out", reload_after=2, rounds=2, visits=0)
     assert later["pages"][:2] == [CHECKING, ["error", "Out of service"]]
+    assert later["last"]["error"]["l3"] == "Last settlement saved; receipt prints once staff " \
+                                           "load paper"
     assert len(later["receipts"]) == 1 and later["open"] == []
     assert "Printing a saved receipt" in titles(later)
     assert len(kiosk.settlements) == 1
@@ -683,6 +686,10 @@ def test_no_paper_before_a_visit_turns_the_resident_away_before_reading(kiosk: K
     # only the boot heartbeat, with the out-of-service page up: nothing asked for a visit
     assert result["reads"] == 0 and result["calls"] == ["sign_in"]
     assert ["error", "Out of service"] in result["pages"]
+    # nothing settled waits for the paper: the reason alone, as ever
+    assert result["last"]["error"] == {"t_zh": "暂停服务", "t_en": "Out of service",
+                                       "l0": "打印机缺纸，请联系工作人员",
+                                       "l1": "The printer is out of paper, please ask staff"}
     # out of service from the start: the welcome page never invited a card
     assert "welcome" not in [page for page, _ in result["pages"]]
 
@@ -1027,6 +1034,26 @@ def test_a_resident_waiting_on_the_printer_is_told_to_fetch_staff(mp: StageWorke
     page, shown = mp.call("app.screens", "error", reason, True, 605000, True)
     assert "工作人员" in shown["l0"] and "ask staff" in shown["l1"]
     assert "saved" in shown["l1"]  # still first: the money part is done
+
+
+@pytest.mark.parametrize("reason", ["paper_out", "printer_fault"])
+def test_an_out_of_service_page_over_a_waiting_receipt_says_the_settlement_is_saved(
+        mp: StageWorker, reason: str) -> None:
+    """A receipt the power cut left unprinted, the printer not ready when it came back: the
+    resident read only "out of service", never that the bill was settled. With no receipt
+    waiting, the page is as before."""
+    page, shown = mp.call("app.screens", "out_of_service", reason, True, True)
+    before = mp.call("app.screens", "out_of_service", reason)[1]
+    assert (shown["l0"], shown["l1"]) == (before["l0"], before["l1"])  # the reason first
+    assert "结算已保存" in shown["l2"] and "settlement saved" in shown["l3"]
+    assert (shown["l4"], shown["l5"]) == ("请取走社保卡", "Please take your card")
+    gbk = {cp: code for cp, code in gbk_pairs()}  # the board's flash tables
+    for line in ("l2", "l3"):
+        assert len(shown[line].encode("gbk")) <= 80  # the text's txt_maxl: nothing cut off
+        assert display_width(shown[line]) * 12 <= 760  # 24 px font, ASCII 12 px: the line's w
+        for char in shown[line]:  # a glyph the board has, not a "?" (display.encode_text)
+            assert ord(char) < 0x80 or gbk.get(ord(char), 0x5C) & 0xFF != 0x5C
+    assert sorted(before) == ["l0", "l1", "t_en", "t_zh"]
 
 
 @pytest.mark.parametrize("fault", ["error:unavailable", "spoofed_error:invalid", "duplicated"])

@@ -96,3 +96,35 @@ def test_a_power_cut_while_the_receipt_prints_reprints_it_marked_as_such(hall: H
     text = again.text()
     assert "Reprint - settled once only" in text
     assert "Not yours? Hand it to the clerk" in text
+
+
+def test_a_receipt_a_power_cut_left_waiting_for_paper_says_the_settlement_is_saved(
+        hall: Hall) -> None:
+    """Settled, then the power is cut before the receipt; it comes back with the roll empty.
+    The resident, card still in, read only "out of service: out of paper", never that the
+    bill was settled and saved. Once paper is loaded the receipt prints for them, and the kiosk
+    welcomes the next resident."""
+    firmware = hall.boot()
+    hall.settle_first_bill(RESIDENT)
+    firmware.wait_event("txn_settled")
+    hall.power_cut()
+    hall.printer.paper_out = True
+    firmware = hall.boot()  # the resident's card stays in
+    assert firmware.wait_event("out_of_service")["reason"] == "paper_out"
+    hall.wait_page("error")
+    shown = hall.screens[-1].texts
+    assert (shown["t_zh"], shown["t_en"]) == ("暂停服务", "Out of service")
+    assert (shown["l0"], shown["l1"]) == ("打印机缺纸，请联系工作人员",
+                                          "The printer is out of paper, please ask staff")
+    assert (shown["l2"], shown["l3"]) == (
+        "上一笔结算已保存，工作人员装纸后打印凭条",
+        "Last settlement saved; receipt prints once staff load paper")
+    assert hall.cut_off == []  # every line whole on the panel
+    assert len(hall.settlements()) == 1
+    hall.printer.load_paper()
+    firmware.wait_event("txn_done")
+    hall.wait_page("done")  # printed for the resident standing there
+    assert len(hall.receipts()) == 1
+    hall.card.pull()
+    hall.wait_welcome()
+    assert len(hall.settlements()) == 1 and len(hall.receipts()) == 1
