@@ -350,7 +350,7 @@ class Handlers:
                 person = self._card_holder(ledger, request, now)
             # In the settlement's own transaction: once a revocation has committed, no
             # settlement signed with the key can (the server's periodic check only stops it).
-            key = ledger.get_key(self.gateway_kid)
+            key = ledger.key_for_this_commit(self.gateway_kid)
             if key is None or key.status != "active":
                 raise SignerRevoked(self.gateway_kid, "gone" if key is None else key.status)
             # Chosen here, not before: a retry returns the stored settlement whatever the

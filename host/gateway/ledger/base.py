@@ -269,6 +269,9 @@ class Ledger(Protocol):
     # add_key raises ValueError if the kid exists with another public key or role: a key is
     # never swapped silently.
     def get_key(self, kid: str) -> KeyRecord | None: ...
+    # get_key, read once per write transaction (a batch's requests share one commit): for the
+    # gateway's own key, which every settlement of a batch checks
+    def key_for_this_commit(self, kid: str) -> KeyRecord | None: ...
     # the key holding `public_key` (add_key never enrols one under two kids), if any
     def key_with_public_key(self, public_key: bytes) -> KeyRecord | None: ...
     def set_key_status(self, kid: str, status: str) -> bool: ...  # False: unknown kid

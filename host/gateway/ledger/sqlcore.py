@@ -59,7 +59,7 @@ from .rows import (
     settlement_values,
 )
 from .schema import SCHEMA_VERSION, TABLE_NAMES, UPGRADABLE_VERSIONS, statements
-from .transactions import SqlStore, TransientConflict, Tx, TxnRace
+from .transactions import SqlStore, TransientConflict, Tx
 from .validation import built_settlement_problems, key_problems
 
 T = TypeVar("T")
@@ -312,6 +312,17 @@ class SqlLedger(SqlStore):
         row = self._read(lambda tx: tx.one(f"SELECT {KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,)))
         return None if row is None else key_from_row(row)
 
+    def key_for_this_commit(self, kid: str) -> KeyRecord | None:
+        # Read again for each settlement of a batch, it would say the same: on SQLite the
+        # write turn keeps any revocation out until the commit; on PostgreSQL one can commit
+        # during the batch as it can between any settlement's read and its commit.
+        tx = getattr(self._local, "tx", None)
+        if tx is None:
+            return self.get_key(kid)
+        if kid not in tx.keys_read:
+            tx.keys_read[kid] = self.get_key(kid)
+        return tx.keys_read[kid]
+
     def key_with_public_key(self, public_key: bytes) -> KeyRecord | None:
         row = self._read(lambda tx: tx.one(
             f"SELECT {KEY_COLUMNS} FROM keys WHERE public_key = ?", (public_key,)))
@@ -513,7 +524,7 @@ class SqlLedger(SqlStore):
         events = len(tx.events)
         try:
             value = job.work(self)
-        except (LedgerError, TransientConflict, TxnRace, *self.driver_errors):
+        except (LedgerError, TransientConflict, *self.driver_errors):
             raise  # storage: the whole batch is undone (and run again, or answered failed)
         except Exception as exc:  # a refusal (or a bug): undo its writes, keep the counter
             if job.undo_refused and not careful:
@@ -760,33 +771,56 @@ class SqlLedger(SqlStore):
         *,
         year: int | None = None,
     ) -> tuple[Settlement, bool]:
+        def stored_settlement(tx: Tx) -> Settlement | None:
+            """The settlement stored under txn_id, if it answers this very request; a
+            TxnConflict if it answers another."""
+            row = tx.one(
+                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?", (txn_id,)
+            )
+            if row is None:
+                return None
+            stored = settlement_from_row(row)
+            if stored.request_digest != request_digest:
+                raise TxnConflict(
+                    f"txn_id {txn_id} is already settled for another request "
+                    f"(bill {stored.bill_id}, kiosk {stored.kiosk_id})"
+                )
+            return stored
+
         def work(tx: Tx) -> tuple[Settlement, bool]:
             # The bill's row lock comes first: a retry of this very txn_id waits here for the
             # first attempt to commit, then finds it below and answers with it.
             bill_row = tx.one(
                 f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{{lock}}", (bill_id,)
             )
-            stored_row = tx.one(
-                f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE txn_id = ?", (txn_id,)
-            )
-            if stored_row is not None:
-                stored = settlement_from_row(stored_row)
-                if stored.request_digest != request_digest:
-                    raise TxnConflict(
-                        f"txn_id {txn_id} is already settled for another request "
-                        f"(bill {stored.bill_id}, kiosk {stored.kiosk_id})"
-                    )
-                return stored, False
             bill = None if bill_row is None else bill_from_row(bill_row)
-            if bill is None or bill.psn_no != psn_no:
-                raise BillUnavailable("unknown_bill", f"no bill {bill_id} for person {psn_no}")
-            if bill.status != "pending":
+            if bill is None or bill.psn_no != psn_no or bill.status != "pending":
+                # A retry finds its bill settled (by itself): the stored settlement answers
+                # it. Asked only here and when the insert below meets the txn_id: a new
+                # settlement of a pending bill (every visit) reads nothing more.
+                stored = stored_settlement(tx)
+                if stored is not None:
+                    return stored, False
+                if bill is None or bill.psn_no != psn_no:
+                    raise BillUnavailable("unknown_bill",
+                                          f"no bill {bill_id} for person {psn_no}")
                 raise BillUnavailable("bill_settled", f"bill {bill_id} is already settled")
             acc_year = int(bill.date[:4]) if year is None else year
             before = self._lock_accumulations(tx, psn_no, acc_year)
             taken: list[str] = []  # settlement numbers built that another settlement has
             while True:
-                built = build(dict(before), bill)
+                try:
+                    built = build(dict(before), bill)
+                except (LedgerError, *self.driver_errors):
+                    raise
+                except Exception:
+                    # Refused (the amount changed since, say), yet the ledger may hold this
+                    # very request, settled and then cancelled (its bill pending again):
+                    # answered with what it holds, as a retry always is.
+                    stored = stored_settlement(tx)
+                    if stored is not None:
+                        return stored, False
+                    raise
                 problems = built_settlement_problems(
                     built, txn_id, request_digest, kiosk_id, psn_no, bill
                 )
@@ -803,8 +837,11 @@ class SqlLedger(SqlStore):
                     settlement_values(settlement, acc_year),
                 ):
                     break
-                if tx.one("SELECT 1 FROM settlements WHERE txn_id = ?", (txn_id,)) is not None:
-                    raise TxnRace(txn_id)  # stored by another transaction meanwhile
+                # The txn_id stored already (its bill pending again: cancelled; or another
+                # bill's), or stored by another transaction meanwhile: answered as above.
+                stored = stored_settlement(tx)
+                if stored is not None:
+                    return stored, False
                 # Its setl_id is another settlement's: numbers are random (the gateway's have
                 # 40 bits a day), so two of a busy day's meet now and then. Built again, it
                 # gets a new one, in this same request.

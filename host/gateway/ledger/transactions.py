@@ -27,15 +27,11 @@ from typing import Any, ClassVar, TypeVar
 from .base import LedgerError, OwedFlush
 
 T = TypeVar("T")
-WRITE_ATTEMPTS = 5  # a write that lost a race (deadlock, same txn_id at once) is run again
+WRITE_ATTEMPTS = 5  # a write the database undid to break a deadlock is run again
 
 
 class TransientConflict(LedgerError):
     """The database undid this transaction to resolve a conflict; running it again is safe."""
-
-
-class TxnRace(Exception):
-    """Another transaction stored the same txn_id first: run settle again to answer as a retry."""
 
 
 class Tx:
@@ -50,6 +46,7 @@ class Tx:
         # a cursor that fetches a query's rows a batch at a time (see `stream`)
         self._stream_cursor = stream_cursor
         self.events: list[Any] = []  # audit events to link to the chain before the commit
+        self.keys_read: dict[str, Any] = {}  # SqlLedger.key_for_this_commit's, by kid
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cursor.execute(self._translate(sql), tuple(params)).fetchone()
@@ -367,9 +364,6 @@ class SqlStore:
         for _ in range(WRITE_ATTEMPTS - 1):
             try:
                 return self._transaction(work, write=True, durable=durable)
-            except (TransientConflict, TxnRace):
+            except TransientConflict:
                 continue  # rolled back whole; the next attempt sees the winner's commit
-        try:
-            return self._transaction(work, write=True, durable=durable)
-        except TxnRace as exc:
-            raise LedgerError("the same txn_id is being settled elsewhere; try again") from exc
+        return self._transaction(work, write=True, durable=durable)

@@ -73,6 +73,25 @@ def test_the_same_txn_id_with_another_request_is_a_conflict(demo_people, kit):
     assert demo_people.get_bill("B2").status == "pending"
 
 
+def test_a_retry_of_a_cancelled_settlement_is_answered_with_it_whatever_a_new_build_says(
+    demo_people, kit
+):
+    # Its bill is pending again, so nothing but the txn_id tells the retry: a build that
+    # refuses now (the amount changed since, a lapsed card read) must not be its answer.
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    demo_people.cancel("T-000001", kit.KIOSK, kit.SETTLE_DAY)
+    assert demo_people.get_bill("B1").status == "pending"
+
+    def refuse(*_args):
+        raise ValueError("the amount to pay is now 1 fen, the resident confirmed another")
+
+    again, created = demo_people.settle("T-000001", kit.digest("T-000001"), kit.KIOSK, "P1",
+                                        "B1", refuse)
+    assert not created
+    assert again.status == "cancelled" and again.signed == first.signed
+    assert demo_people.get_bill("B1").status == "pending"
+
+
 @pytest.mark.parametrize(
     ("psn_no", "bill_id", "code"),
     [
