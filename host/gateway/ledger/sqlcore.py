@@ -15,6 +15,7 @@ Statements are written with ``?`` placeholders and a ``{lock}`` marker where Pos
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -73,6 +74,30 @@ ADVANCE_IF_KEY_ACTIVE = (
     "AND public_key = ?) "
     "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr"
 )
+# The same for many kiosks at once (their ids distinct): the ids of those whose counter moved.
+# Rows come in chunks of these sizes only, so the statement has few texts to cache and prepare.
+COUNTER_CHUNKS = (64, 32, 16, 8, 4, 2, 1)
+
+
+def _chunk_size(rows: int) -> int:
+    return next(size for size in COUNTER_CHUNKS if size <= rows)
+
+
+@functools.lru_cache(maxsize=len(COUNTER_CHUNKS))
+def _advance_many_sql(rows: int) -> str:
+    # VALUES names its columns column1, column2... on SQLite and PostgreSQL alike; the CAST
+    # gives the counters one type whatever size of integer the driver sent for each
+    values = ", ".join(["(?, CAST(? AS BIGINT), ?)"] * rows)
+    return (
+        "INSERT INTO counters (kiosk_id, ctr) SELECT v.column1, v.column2 "
+        f"FROM (VALUES {values}) AS v WHERE EXISTS ("
+        "SELECT 1 FROM keys WHERE kid = v.column1 AND role = 'kiosk' AND status = 'active' "
+        "AND public_key = v.column3) "
+        "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr "
+        "RETURNING kiosk_id"
+    )
+
+
 KEY_STATUSES = ("active", "revoked")
 FIELD_NAME = re.compile(r"[a-z_]+")  # a settlement result's field (settlement_sums)
 # A settlement whose number (setl_id) is taken is built again with a new one, this many times
@@ -497,11 +522,38 @@ class SqlLedger(SqlStore):
     @staticmethod
     def _advance_counters(tx: Tx, jobs: list[RequestJob]) -> list[int]:
         """Each job's replay check: its counter moved up (1), or not (0: a replay, or its key
-        is no longer the active kiosk key)."""
+        is no longer the active kiosk key).
+
+        Each kiosk's first job of the batch is checked in statements of many rows (a statement
+        costs the gateway more than a row: ~45 us of CPU each through psycopg). A statement
+        may change a row once only, so a kiosk's later jobs (a replay sent with the original,
+        say) are checked after, one at a time, in order: as if every job went alone."""
         for job in jobs:
             _check_counter(job.ctr)
-        return tx.run_each(ADVANCE_IF_KEY_ACTIVE, [
-            (job.kiosk_id, job.ctr, job.kiosk_id, job.public_key) for job in jobs])
+        advanced = [0] * len(jobs)
+        firsts: list[int] = []
+        later: list[int] = []
+        kiosks: set[str] = set()
+        for index, job in enumerate(jobs):
+            (later if job.kiosk_id in kiosks else firsts).append(index)
+            kiosks.add(job.kiosk_id)
+        start = 0
+        while start < len(firsts):
+            size = _chunk_size(len(firsts) - start)
+            chunk = firsts[start:start + size]
+            start += size
+            params: list[Any] = []
+            for index in chunk:
+                params += (jobs[index].kiosk_id, jobs[index].ctr, jobs[index].public_key)
+            moved = {row[0] for row in tx.all(_advance_many_sql(size), params)}
+            for index in chunk:
+                advanced[index] = int(jobs[index].kiosk_id in moved)
+        if later:
+            for index, count in zip(later, tx.run_each(ADVANCE_IF_KEY_ACTIVE, [
+                    (jobs[index].kiosk_id, jobs[index].ctr, jobs[index].kiosk_id,
+                     jobs[index].public_key) for index in later]), strict=True):
+                advanced[index] = count
+        return advanced
 
     def _run_request(self, tx: Tx, job: RequestJob, careful: bool = True,
                      counted: int | None = None) -> RequestOutcome:

@@ -45,6 +45,42 @@ def test_each_request_advances_its_kiosks_counter_once(enrolled: Ledger) -> None
     assert not enrolled.advance_counter("K-1", 6)  # the same counters advance_counter keeps
 
 
+def test_a_full_batch_of_many_kiosks_checks_each_as_if_it_came_alone(enrolled: Ledger) -> None:
+    # 128 requests (a full batch) from 100 kiosks: counters up and replays, revoked, unknown
+    # and re-keyed kiosks, and kiosks with a second request right after their first (a replay
+    # sent with its original, or the next one). Each is judged as a request alone, in order,
+    # would be.
+    keys = {f"M-{n:03d}": SigningKey.generate().public_key for n in range(100)}
+    for kiosk, key in keys.items():
+        enrolled.add_key(KeyRecord(kid=kiosk, role="kiosk", public_key=key, status="active"))
+    assert all(enrolled.advance_counter(kiosk, 10) for kiosk in keys)
+    enrolled.set_key_status("M-007", "revoked")
+    batch, expected = [], []
+    for n, kiosk in enumerate(keys):
+        ctr, status = (9, "replay") if n % 3 == 0 else (11 + n, "done")
+        key = keys[kiosk]
+        if kiosk == "M-007":
+            status = "key"
+        elif n == 50:
+            key, status = SigningKey.generate().public_key, "key"  # not its enrolled key
+        batch.append(job(kiosk, ctr, key=key))
+        expected.append(status)
+        if 1 <= n <= 27:  # its second request
+            again = ctr if n % 2 else ctr + 100  # a replay of the first, or the next
+            batch.append(job(kiosk, again, key=key))
+            expected.append("key" if kiosk == "M-007" else
+                            "replay" if n % 2 or again <= 10 else "done")
+    batch.append(job("M-999", 1, key=NOBODYS_KEY))
+    expected.append("key")
+    assert len(batch) == 128
+
+    assert statuses(enrolled.run_requests(batch)) == expected
+    # and the counters stand where the accepted requests left them
+    assert not enrolled.advance_counter("M-001", 12)  # its first (12) advanced it
+    assert enrolled.advance_counter("M-003", 10 + 1)  # its first was a replay (9)...
+    assert not enrolled.advance_counter("M-004", 115)  # ...M-004's second (115) advanced it
+
+
 def test_a_revoked_or_unknown_kiosk_runs_nothing(enrolled: Ledger) -> None:
     enrolled.set_key_status("K-2", "revoked")
     ran = []
