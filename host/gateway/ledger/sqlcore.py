@@ -848,8 +848,8 @@ class SqlLedger(SqlStore):
             bill = None if bill_row is None else bill_from_row(bill_row)
             if bill is None or bill.psn_no != psn_no or bill.status != "pending":
                 # A retry finds its bill settled (by itself): the stored settlement answers
-                # it. Asked only here and when the insert below meets the txn_id: a new
-                # settlement of a pending bill (every visit) reads nothing more.
+                # it. Asked only here, when a build refuses and when the insert below meets
+                # the txn_id: a new settlement of a pending bill reads nothing more.
                 stored = stored_settlement(tx)
                 if stored is not None:
                     return stored, False
