@@ -125,6 +125,10 @@ class SqliteLedger(SqlLedger):
         """LedgerError, having written nothing, unless the file holds a ledger's tables, or
         is new or empty for a ledger about to be made. Read on a read-only connection of its
         own: an ordinary one, closing last, would fold another program's WAL into its file."""
+        if self.path.is_dir():  # a --db that names the ledger's folder, not its file
+            raise LedgerError(f"ledger {self.path} is a folder: name a file in it "
+                              f"(sqlite:///{self.path / 'ledger.sqlite'}, say); "
+                              "nothing was written")
         if not self._existing and (not self.path.exists() or self.path.stat().st_size == 0):
             return
         try:

@@ -228,6 +228,17 @@ def test_init_refused_on_a_file_that_is_no_ledger_leaves_the_folder_as_it_was(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "notes-writer.lock"]
 
 
+def test_init_on_a_folder_says_to_name_a_file_in_it_and_leaves_it_as_it_was(tmp_path, capsys):
+    folder = tmp_path / "ledgers"
+    folder.mkdir()
+    assert kiosk("gateway", "init", "--db", f"sqlite:///{folder}") == 1
+    assert (f"ledger {folder} is a folder: name a file in it "
+            f"(sqlite:///{folder / 'ledger.sqlite'}, say); nothing was written"
+            in capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledgers"]  # no -writer.lock
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [["keys", "list"], ["gateway", "audit"],
                                      ["gateway", "lookups"], ["gateway", "upgrade"],
                                      ["gateway", "reconcile", "--date", "2026-11-23"]])
