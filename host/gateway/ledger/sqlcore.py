@@ -67,15 +67,8 @@ T = TypeVar("T")
 KEY_ROLES = ("gateway", "kiosk")
 # A request's replay check: store its counter if it is above the last one seen from the kiosk
 # *and* the kiosk's key is still the active one its frame was verified with (a revocation that
-# committed after the frame was opened still stops it).
-ADVANCE_IF_KEY_ACTIVE = (
-    "INSERT INTO counters (kiosk_id, ctr) SELECT ?, ? WHERE EXISTS ("
-    "SELECT 1 FROM keys WHERE kid = ? AND role = 'kiosk' AND status = 'active' "
-    "AND public_key = ?) "
-    "ON CONFLICT (kiosk_id) DO UPDATE SET ctr = excluded.ctr WHERE counters.ctr < excluded.ctr"
-)
-# The same for many kiosks at once (their ids distinct): the ids of those whose counter moved.
-# Rows come in chunks of these sizes only, so the statement has few texts to cache and prepare.
+# committed after the frame was opened still stops it). Many kiosks' at once (their ids
+# distinct), in chunks of these sizes only, so the statement has few texts to cache and prepare.
 COUNTER_CHUNKS = (64, 32, 16, 8, 4, 2, 1)
 
 
@@ -85,6 +78,7 @@ def _chunk_size(rows: int) -> int:
 
 @functools.lru_cache(maxsize=len(COUNTER_CHUNKS))
 def _advance_many_sql(rows: int) -> str:
+    """The replay check of `rows` requests: RETURNING the kiosks whose counter moved."""
     # VALUES names its columns column1, column2... on SQLite and PostgreSQL alike; the CAST
     # gives the counters one type whatever size of integer the driver sent for each
     values = ", ".join(["(?, CAST(? AS BIGINT), ?)"] * rows)
@@ -537,22 +531,18 @@ class SqlLedger(SqlStore):
         for index, job in enumerate(jobs):
             (later if job.kiosk_id in kiosks else firsts).append(index)
             kiosks.add(job.kiosk_id)
-        start = 0
-        while start < len(firsts):
-            size = _chunk_size(len(firsts) - start)
-            chunk = firsts[start:start + size]
-            start += size
+        chunks = []
+        while firsts:
+            size = _chunk_size(len(firsts))
+            chunks.append(firsts[:size])
+            del firsts[:size]
+        for chunk in chunks + [[index] for index in later]:
             params: list[Any] = []
             for index in chunk:
                 params += (jobs[index].kiosk_id, jobs[index].ctr, jobs[index].public_key)
-            moved = {row[0] for row in tx.all(_advance_many_sql(size), params)}
+            moved = {row[0] for row in tx.all(_advance_many_sql(len(chunk)), params)}
             for index in chunk:
                 advanced[index] = int(jobs[index].kiosk_id in moved)
-        if later:
-            for index, count in zip(later, tx.run_each(ADVANCE_IF_KEY_ACTIVE, [
-                    (jobs[index].kiosk_id, jobs[index].ctr, jobs[index].kiosk_id,
-                     jobs[index].public_key) for index in later]), strict=True):
-                advanced[index] = count
         return advanced
 
     def _run_request(self, tx: Tx, job: RequestJob, careful: bool = True,

@@ -166,11 +166,11 @@ class SqliteLedger(SqlLedger):
 
     # ------------------------------------------------------------------ writers' queue
     def _lock_file(self) -> int | None:
-        # The file checked first: a write refused because it is no ledger (a mistyped --db)
-        # must not leave a lock file of ours beside it.
-        self._check_once()
         with self._lock_fd_guard:
             if self._lock_fd is None:
+                # The file checked first: a write refused because it is no ledger (a mistyped
+                # --db) must not leave a lock file of ours beside it.
+                self._check_once()
                 try:
                     self._lock_fd = os.open(f"{self.path}-writer.lock",
                                             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
