@@ -307,11 +307,16 @@ class Handlers:
 
     # ------------------------------------------------------------ 2206 pre-settle
     def pre_settle(self, ledger: Ledger, request: dict[str, Any], now: int) -> Handled:
-        person = self._card_holder(ledger, request, now)
-        bill = self._pending_bill(ledger, person, request["bill_id"])
+        # the claim's year is the settlement date's: today's
+        found = ledger.pricing_inputs(request["kiosk"], request["psn_no"],
+                                      now - CARD_READ_VALID_S, request["bill_id"],
+                                      self.today(now).year)
+        if found is None:
+            raise self._not_card_holder(request)
+        person, bill, accumulations = found
+        bill = self._checked_bill(person, bill, request["bill_id"])
         claim = self._claim(person, bill, now)
         policy = self._policy_for(claim)
-        accumulations = ledger.accumulations(person.psn_no, claim.year)
         outcome = settle(policy, claim, accumulations)
         self._forget_priced(request["kiosk"])
         if len(bill.items) <= PRICED_ITEMS_AT_MOST:
@@ -500,12 +505,17 @@ class Handlers:
         person = ledger.card_holder(request["kiosk"], request["psn_no"],
                                     now - CARD_READ_VALID_S)
         if person is None:
-            raise ProtocolError("unknown_person", f"{request['psn_no']} is not the insured "
-                                "person whose card this kiosk read last")
+            raise self._not_card_holder(request)
         return person
 
-    def _pending_bill(self, ledger: Ledger, person: Person, bill_id: str) -> Bill:
-        bill = ledger.get_bill(bill_id)
+    @staticmethod
+    def _not_card_holder(request: dict[str, Any]) -> ProtocolError:
+        return ProtocolError("unknown_person", f"{request['psn_no']} is not the insured "
+                             "person whose card this kiosk read last")
+
+    @staticmethod
+    def _checked_bill(person: Person, bill: Bill | None, bill_id: str) -> Bill:
+        """`bill` (as read for `bill_id`), if it is the person's and still to be settled."""
         if bill is None or bill.psn_no != person.psn_no:
             raise ProtocolError("unknown_bill", f"no bill {bill_id} for this person")
         if bill.status != "pending":

@@ -21,6 +21,15 @@ SETTLEMENT_COLUMNS = (
 )
 
 
+def _qualified(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+# pricing_inputs: a person (p), their bill (b) and a year's accumulations (a) in one row
+PERSON_WIDTH = len(PERSON_COLUMNS.split(","))
+PRICING_COLUMNS = f"{_qualified(PERSON_COLUMNS, 'p')}, {_qualified(BILL_COLUMNS, 'b')}, a.amounts"
+
+
 def key_from_row(row: Sequence[Any]) -> KeyRecord:
     kid, role, public_key, status, alg = row
     return KeyRecord(kid=kid, role=role, public_key=bytes(public_key), status=status, alg=alg)

@@ -101,6 +101,26 @@ def test_a_person_is_found_by_social_security_number_and_card_number(ledger, kit
     assert ledger.get_person("P1") == reissued
 
 
+def test_a_price_reads_the_card_holder_their_bill_and_the_years_accumulations_at_once(
+        demo_people, kit):
+    ledger, read_at = demo_people, 1_795_400_000
+    start = {"serious_burden": 6_000_000}
+    ledger.seed_accumulations("P1", kit.YEAR, start)
+    ledger.record_card_read(kit.KIOSK, "P1", read_at)
+    found = ledger.pricing_inputs(kit.KIOSK, "P1", read_at, "B1", kit.YEAR)
+    assert found == (ledger.get_person("P1"), ledger.get_bill("B1"), start)
+    # another year has none yet; a bill is given as it is (whose it is, its status) or None
+    assert ledger.pricing_inputs(kit.KIOSK, "P1", read_at, "B1", kit.YEAR + 1)[2] == {}
+    assert ledger.pricing_inputs(kit.KIOSK, "P1", read_at, "B4", kit.YEAR)[1] == \
+        ledger.get_bill("B4")
+    assert ledger.pricing_inputs(kit.KIOSK, "P1", read_at, "B9", kit.YEAR)[1:] == (None, start)
+    # Not the card this kiosk read last, a read too old, another kiosk: nothing at all
+    assert ledger.pricing_inputs(kit.KIOSK, "P2", read_at, "B4", kit.YEAR) is None
+    assert ledger.pricing_inputs(kit.KIOSK, "P1", read_at + 1, "B1", kit.YEAR) is None
+    assert ledger.pricing_inputs("kiosk-02", "P1", read_at, "B1", kit.YEAR) is None
+    assert ledger.pricing_inputs(kit.KIOSK, "P9", read_at, "B1", kit.YEAR) is None
+
+
 def test_the_audit_log_shows_id_numbers_masked(ledger, kit):
     resident = kit.person("P1", 1)
     ledger.upsert_person(resident)
