@@ -1,12 +1,13 @@
 """The shared ledger: PostgreSQL through psycopg 3, so several gateway processes use one ledger.
 
-Each thread has its own connection. Writes run in READ COMMITTED with explicit row locks
-(`SELECT ... FOR UPDATE` on the bill, then on the person's accumulation row, inserted first if
-absent, then on the audit chain's head); a unique txn_id backs up exactly-once. Commits use the
-server's default (synchronous_commit on: flushed to the WAL before COMMIT returns), except a
-transaction marked durable=False (only read-only requests' replay counters, see
-SqlLedger.run_requests), which commits with synchronous_commit off: visible at once, on disk
-when the next commit flushes the WAL or the WAL writer does (within 3 x wal_writer_delay).
+Each thread has its own connection. Writes run in READ COMMITTED with explicit row locks: the
+bill (a settle's `UPDATE ... RETURNING` that marks it settled), then the person's accumulation
+row (`SELECT ... FOR UPDATE`, inserted first if absent), then the audit chain's head; a unique
+txn_id backs up exactly-once. Commits use the server's default (synchronous_commit on: flushed
+to the WAL before COMMIT returns), except a transaction marked durable=False (only read-only
+requests' replay counters, see SqlLedger.run_requests), which commits with synchronous_commit
+off: visible at once, on disk when the next commit flushes the WAL or the WAL writer does
+(within 3 x wal_writer_delay).
 Reads that must agree with each other (the audit snapshot) run in one REPEATABLE READ
 transaction.
 """

@@ -46,6 +46,7 @@ from .base import (
 from .chain import GENESIS_HASH, canonical_json, event_hash
 from .checks import amounts_problems, minus, plus, same_amounts
 from .rows import (
+    BILL_AS_TAKEN,
     BILL_COLUMNS,
     KEY_COLUMNS,
     PERSON_COLUMNS,
@@ -851,24 +852,40 @@ class SqlLedger(SqlStore):
                 )
             return stored
 
+        def give_back(tx: Tx) -> None:
+            """The bill taken below, pending again: this request stores no settlement. (A
+            refusal needs none of this: the request's savepoint undoes its writes.)"""
+            tx.run("UPDATE bills SET status = 'pending' WHERE bill_id = ?", (bill_id,))
+
         def work(tx: Tx) -> tuple[Settlement, bool]:
-            # The bill's row lock comes first: a retry of this very txn_id waits here for the
+            # The bill's row lock comes first, taken by marking the bill settled (one statement
+            # for the lock and the change): a retry of this very txn_id waits here for the
             # first attempt to commit, then finds it below and answers with it.
             bill_row = tx.one(
-                f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{{lock}}", (bill_id,)
+                "UPDATE bills SET status = 'settled' WHERE bill_id = ? AND psn_no = ? "
+                f"AND status = 'pending' RETURNING {BILL_AS_TAKEN}", (bill_id, psn_no)
             )
-            bill = None if bill_row is None else bill_from_row(bill_row)
-            if bill is None or bill.psn_no != psn_no or bill.status != "pending":
-                # A retry finds its bill settled (by itself): the stored settlement answers
-                # it. Asked only here, when a build refuses and when the insert below meets
-                # the txn_id: a new settlement of a pending bill reads nothing more.
-                stored = stored_settlement(tx)
-                if stored is not None:
-                    return stored, False
-                if bill is None or bill.psn_no != psn_no:
-                    raise BillUnavailable("unknown_bill",
-                                          f"no bill {bill_id} for person {psn_no}")
-                raise BillUnavailable("bill_settled", f"bill {bill_id} is already settled")
+            if bill_row is None:
+                bill_row = tx.one(
+                    f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{{lock}}", (bill_id,)
+                )
+                bill = None if bill_row is None else bill_from_row(bill_row)
+                if bill is None or bill.psn_no != psn_no or bill.status != "pending":
+                    # A retry finds its bill settled (by itself): the stored settlement answers
+                    # it. Asked only here, when a build refuses and when the insert below meets
+                    # the txn_id: a new settlement of a pending bill reads nothing more.
+                    stored = stored_settlement(tx)
+                    if stored is not None:
+                        return stored, False
+                    if bill is None or bill.psn_no != psn_no:
+                        raise BillUnavailable("unknown_bill",
+                                              f"no bill {bill_id} for person {psn_no}")
+                    raise BillUnavailable("bill_settled", f"bill {bill_id} is already settled")
+                # Pending again between the two statements (PostgreSQL: cancelled and committed
+                # meanwhile); locked now: taken as above.
+                tx.run("UPDATE bills SET status = 'settled' WHERE bill_id = ?", (bill_id,))
+            else:
+                bill = bill_from_row(bill_row)
             acc_year = int(bill.date[:4]) if year is None else year
             before = self._lock_accumulations(tx, psn_no, acc_year)
             taken: list[str] = []  # settlement numbers built that another settlement has
@@ -883,6 +900,7 @@ class SqlLedger(SqlStore):
                     # answered with what it holds, as a retry always is.
                     stored = stored_settlement(tx)
                     if stored is not None:
+                        give_back(tx)
                         return stored, False
                     raise
                 problems = built_settlement_problems(
@@ -905,6 +923,7 @@ class SqlLedger(SqlStore):
                 # bill's), or stored by another transaction meanwhile: answered as above.
                 stored = stored_settlement(tx)
                 if stored is not None:
+                    give_back(tx)
                     return stored, False
                 # Its setl_id is another settlement's: numbers are random (the gateway's have
                 # 40 bits a day), so two of a busy day's meet now and then. Built again, it
@@ -917,7 +936,6 @@ class SqlLedger(SqlStore):
                         "random enough; nothing was stored")
             after = plus(before, settlement.delta)
             self._store_accumulations(tx, psn_no, acc_year, after)
-            tx.run("UPDATE bills SET status = 'settled' WHERE bill_id = ?", (bill_id,))
             self._append_event(tx, events.SETTLED, events.settled_data(settlement))
             return settlement, True
 

@@ -15,6 +15,7 @@ from onestop.host.gateway.ledger import (
     UnknownTxn,
     open_ledger,
 )
+from onestop.host.gateway.ledger.transactions import Tx
 from onestop.host.keys import SigningKey
 
 
@@ -116,6 +117,31 @@ def test_a_bill_already_settled_by_another_txn_is_refused(demo_people, kit):
         demo_people.settle("T-000002", digest, kit.KIOSK, "P1", "B1", kit.build("T-000002", digest))
     assert caught.value.code == "bill_settled"
     assert demo_people.get_settlement("T-000002") is None
+
+
+def test_a_bill_cancelled_while_the_settle_takes_it_is_settled(demo_people, kit, monkeypatch):
+    # PostgreSQL: the statement taking the bill saw it settled; the cancel committed before the
+    # next one. Played inside the settle's own transaction (the two writes around the take).
+    first = kit.settle(demo_people, "T-000001", "P1", "B1")
+    original = Tx.one
+
+    def one(tx, sql, params=()):
+        if not sql.startswith("UPDATE bills SET status = 'settled' WHERE bill_id = ? AND"):
+            return original(tx, sql, params)
+        tx.run("UPDATE bills SET status = 'settled' WHERE bill_id = ?", ("B2",))
+        taken = original(tx, sql, params)
+        tx.run("UPDATE bills SET status = 'pending' WHERE bill_id = ?", ("B2",))
+        return taken
+
+    monkeypatch.setattr(Tx, "one", one)
+    second = kit.settle(demo_people, "T-000002", "P1", "B2")
+    monkeypatch.undo()
+
+    assert second.status == "settled"
+    assert demo_people.get_bill("B2").status == "settled"
+    assert demo_people.accumulations("P1", kit.YEAR) == {
+        key: first.delta[key] + second.delta[key] for key in first.delta}
+    assert audit(demo_people).ok
 
 
 def test_a_build_that_raises_leaves_nothing_behind(demo_people, kit):
