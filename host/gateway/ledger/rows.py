@@ -16,10 +16,7 @@ BILL_COLUMNS = (
     "items, status"
 )
 # A settle takes its bill by marking it settled (UPDATE ... RETURNING): the bill as it was.
-BILL_AS_TAKEN = (
-    "bill_id, psn_no, fixmedins_name, mdtrtarea_admvs, med_type, hosp_lv, referral, bill_date, "
-    "items, 'pending'"
-)
+BILL_AS_TAKEN = BILL_COLUMNS.removesuffix("status") + "'pending'"
 SETTLEMENT_COLUMNS = (
     "txn_id, setl_id, kiosk_id, psn_no, bill_id, setl_time, setl_date, result, signed, "
     "request_digest, status, receipt_printed, delta, acc_year"
