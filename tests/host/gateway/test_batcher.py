@@ -1,5 +1,5 @@
-"""The Batcher's order of work on the event loop, with a ledger and a service that only record
-what is asked of them (the real ones: test_server.py)."""
+"""The Batcher's order of work on the event loop, with a service that only records what is
+asked of it and a ledger whose disk flush is over at once (the real ones: test_server.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from onestop.host.gateway.server import Batcher, Prepared, Processed
 
 
 class RecordingLedger:
-    def __init__(self, log: list[str], flush_fails: bool = False) -> None:
-        self.log = log
+    def __init__(self, flush_fails: bool = False) -> None:
         self.flush_fails = flush_fails
 
     def take_writers_queue(self, _thread: int, wait: bool) -> bool:
@@ -68,7 +67,7 @@ def request(t: str) -> Prepared:
 
 async def served(flush_fails: bool = False) -> list[str]:
     log: list[str] = []
-    service = RecordingService(log, RecordingLedger(log, flush_fails))
+    service = RecordingService(log, RecordingLedger(flush_fails))
     batcher = Batcher(service)  # type: ignore[arg-type]
     service.batcher = batcher
     done = asyncio.Event()
